@@ -1,0 +1,82 @@
+import { Observable, type OperatorFunction } from "rxjs";
+import type { DeadLetter } from "../src/deadletter/entry.ts";
+import {
+  type DeadLetterStore,
+  type DeadLetterStoreOptions,
+  openDeadLetterStore,
+} from "../src/deadletter/store.ts";
+import { currentFlow, withFlow } from "../src/flow/flow.ts";
+
+/** Where dead letters go: a folder (NDJSON files), a store, or a function. */
+export type DeadLetterTarget = string | DeadLetterStore | ((entry: DeadLetter) => void);
+
+/**
+ * Sets where the records rejected above this point go: every sluice source and operator of the
+ * pipeline (and the Parquet sink below it) sends its rejects here, with the stage, the error,
+ * the raw input and its position.
+ *
+ * Values pass through unchanged. On complete, the folder's files are committed before the
+ * completion travels on, so when the pipeline completes every dead letter is durable. On error
+ * or unsubscribe, what was gathered is still committed (best effort).
+ *
+ * @example
+ * fromNdjson("events.ndjson").pipe(
+ *   validate(Event),
+ *   deadLetter("out/dead-letter", { mode: "overwrite" }),
+ *   toParquet("out/events", { schema: Event }),
+ * );
+ */
+export function deadLetter<T>(
+  target: DeadLetterTarget,
+  options: DeadLetterStoreOptions = {},
+): OperatorFunction<T, T> {
+  return function deadLetterOperator(source) {
+    return new Observable<T>((subscriber) => {
+      const flow = currentFlow();
+      let store: DeadLetterStore | undefined;
+      let storeReady: Promise<DeadLetterStore> | undefined;
+      // Entries that arrive before a folder store is open are held here (opening is async).
+      const early: DeadLetter[] = [];
+
+      if (typeof target === "function") {
+        flow.deadLetterHandler = target;
+      } else if (typeof target === "string") {
+        storeReady = openDeadLetterStore(target, flow.runId, options);
+        storeReady.then(
+          (opened) => {
+            store = opened;
+            for (const entry of early.splice(0)) opened.add(entry);
+          },
+          (error) => subscriber.error(error),
+        );
+        flow.deadLetterHandler = (entry) => (store ? store.add(entry) : early.push(entry));
+      } else {
+        store = target;
+        flow.deadLetterHandler = (entry) => target.add(entry);
+      }
+
+      async function settle(): Promise<void> {
+        const opened = store ?? (storeReady ? await storeReady : undefined);
+        if (opened) await (typeof target === "string" ? opened.close() : opened.flush());
+      }
+
+      const subscription = withFlow(flow, () =>
+        source.subscribe({
+          next: (value) => subscriber.next(value),
+          error: (error) => {
+            settle().finally(() => subscriber.error(error));
+          },
+          complete: () => {
+            settle().then(
+              () => subscriber.complete(),
+              (error) => subscriber.error(error),
+            );
+          },
+        }),
+      );
+      return () => {
+        subscription.unsubscribe();
+      };
+    });
+  };
+}

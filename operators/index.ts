@@ -1,0 +1,7 @@
+/**
+ * sluice's RxJS operators, one per file. Each is an ordinary `OperatorFunction`: mix them with
+ * RxJS's own.
+ */
+export { validate, type ValidateOptions } from "./validate.ts";
+export { enrich, type EnrichOptions } from "./enrich.ts";
+export { deadLetter, type DeadLetterTarget } from "./deadLetter.ts";

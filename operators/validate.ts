@@ -1,0 +1,69 @@
+import { Observable, type OperatorFunction } from "rxjs";
+import * as v from "valibot";
+import type { DeadLetterIssue } from "../src/deadletter/entry.ts";
+import { currentFlow, sendToDeadLetter, withFlow } from "../src/flow/flow.ts";
+
+export interface ValidateOptions {
+  /** Stage name written on dead letters (default `validate`). */
+  readonly stage?: string;
+}
+
+/**
+ * Passes on records that satisfy a valibot schema (as the schema's output: unknown keys of
+ * `v.object` are dropped, as valibot does) and sends the rest to the dead letter with every
+ * issue: dot path, expected, received and message. Nothing is coerced: `"123"` is not a number.
+ *
+ * Completes, errors and unsubscribes with its source.
+ *
+ * @example
+ * const Click = v.object({ user_id: v.string(), duration_ms: v.pipe(v.number(), v.integer()) });
+ * fromNdjson("events.ndjson").pipe(validate(Click), deadLetter("out/dead-letter"));
+ */
+export function validate<TSchema extends v.GenericSchema>(
+  schema: TSchema,
+  options: ValidateOptions = {},
+): OperatorFunction<unknown, v.InferOutput<TSchema>> {
+  const stage = options.stage ?? "validate";
+  return function validateOperator(source) {
+    return new Observable<v.InferOutput<TSchema>>((subscriber) => {
+      const flow = currentFlow();
+      return withFlow(flow, () =>
+        source.subscribe({
+          next(record) {
+            const result = v.safeParse(schema, record);
+            if (result.success) {
+              subscriber.next(result.output);
+              return;
+            }
+            try {
+              const issues = result.issues.map(toIssue);
+              sendToDeadLetter(flow, stage, summarize(issues), record, { issues });
+            } catch (error) {
+              subscriber.error(error);
+            }
+          },
+          error: (error) => subscriber.error(error),
+          complete: () => subscriber.complete(),
+        }),
+      );
+    });
+  };
+}
+
+function toIssue(issue: v.BaseIssue<unknown>): DeadLetterIssue {
+  return {
+    path: v.getDotPath(issue) ?? "",
+    expected: issue.expected,
+    received: issue.received,
+    message: issue.message,
+  };
+}
+
+function summarize(issues: readonly DeadLetterIssue[]): string {
+  const first = issues
+    .slice(0, 3)
+    .map((i) => (i.path ? `${i.path}: ${i.message}` : i.message))
+    .join("; ");
+  const more = issues.length > 3 ? `; and ${issues.length - 3} more` : "";
+  return `${issues.length} issue${issues.length === 1 ? "" : "s"}: ${first}${more}`;
+}

@@ -1,0 +1,30 @@
+/** One problem with a record, in valibot's terms. */
+export interface DeadLetterIssue {
+  /** Dot path of the field, such as `tags.2` (empty for the record itself). */
+  readonly path: string;
+  readonly expected: string | null;
+  readonly received: string;
+  readonly message: string;
+}
+
+/**
+ * A record that did not make it into the dataset, with everything needed to understand and
+ * replay it. Stored one JSON object per line.
+ */
+export interface DeadLetter {
+  /** Where it failed: `parse`, `validate`, `enrich`, `write`, or a stage named by the pipeline. */
+  readonly stage: string;
+  /** The input it came from (a file path, a URL, a topic). */
+  readonly source: string;
+  /** 1-based line (or record number) in that input; 0 when the source has no positions. */
+  readonly line: number;
+  /** The raw input text: the line as read, or the record as JSON when no text exists. */
+  readonly raw: string;
+  /** The exact bytes, base64, when the raw input was not valid UTF-8. */
+  readonly rawBase64?: string;
+  readonly error: string;
+  readonly issues?: readonly DeadLetterIssue[];
+  /** When it was dead-lettered (ISO-8601). */
+  readonly at: string;
+  readonly runId: string;
+}

@@ -1,0 +1,191 @@
+/**
+ * The state one pipeline run shares between its source, its operators and its sink.
+ *
+ * RxJS passes values downstream and nothing else, but a data pipeline needs three things to
+ * travel beside the values:
+ * - where the record being processed came from (file and line), so a dead letter can name it
+ *   and a commit can say which input is durable. Sources set the cursor just before they emit,
+ *   and everything downstream runs synchronously inside that `next` call, so operators read it
+ *   without a wrapper object per record;
+ * - a way for the sink to slow the source down (RxJS has no backpressure): the sink holds the
+ *   gate while its memory budget is spent, and sources wait on it between chunks;
+ * - the dead-letter target and the counters of the run summary.
+ *
+ * Subscription in RxJS runs synchronously from the last operator up to the source, so the flow
+ * is handed along during `subscribe`: whoever subscribes first (usually `run`) opens it, and
+ * every sluice operator and source picks up the open one as it subscribes.
+ */
+import type { DeadLetter } from "../deadletter/entry.ts";
+
+/** Counters that make up a run's summary. */
+export interface FlowStats {
+  /** Records read by sources (including lines that did not parse). */
+  in: number;
+  /** Rows committed to the dataset. */
+  written: number;
+  /** Dead letters by stage. */
+  deadLettered: Record<string, number>;
+  /** Parquet files committed. */
+  files: number;
+  /** Bytes of Parquet committed. */
+  bytes: number;
+  /** Rows held in sink buffers, not yet committed. */
+  buffered: number;
+  /** Bytes held in sink buffers and in-flight encodes. */
+  bufferedBytes: number;
+  /** Bytes read from inputs. */
+  bytesRead: number;
+}
+
+/** Receives a dead letter. Called synchronously; must not throw for ordinary bad records. */
+export type DeadLetterHandler = (entry: DeadLetter) => void;
+
+/** Shared state of one pipeline run. See the module comment. */
+export interface Flow {
+  readonly runId: string;
+  // The cursor: where the record now being emitted came from.
+  source: string;
+  line: number;
+  /** Raw text of the current record when the source has it (a line of NDJSON). */
+  raw: string | undefined;
+  /** Position of the current record in the run, counting from 0. */
+  seq: number;
+  readonly stats: FlowStats;
+  /** Set when the run was asked to stop (SIGINT/SIGTERM): sources finish their chunk and complete. */
+  stopping: boolean;
+  /** The dead-letter target, installed by the `deadLetter` operator. */
+  deadLetterHandler: DeadLetterHandler | undefined;
+  /** While set, sources must wait on it before reading more. */
+  gate: Promise<void> | undefined;
+  /** Called when `stopping` is set, so sources waiting for input (a timer, a broker) wake up. */
+  readonly onStop: Set<() => void>;
+}
+
+let open: Flow | undefined;
+
+/** A fresh run id: sortable by time, unique enough to name files. */
+export function newRunId(): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  return `${stamp}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** Creates a flow with empty counters. */
+export function createFlow(runId = newRunId()): Flow {
+  return {
+    runId,
+    source: "",
+    line: 0,
+    raw: undefined,
+    seq: -1,
+    stats: {
+      in: 0,
+      written: 0,
+      deadLettered: {},
+      files: 0,
+      bytes: 0,
+      buffered: 0,
+      bufferedBytes: 0,
+      bytesRead: 0,
+    },
+    stopping: false,
+    deadLetterHandler: undefined,
+    gate: undefined,
+    onStop: new Set(),
+  };
+}
+
+/**
+ * The flow of the pipeline being subscribed, or a new one when this is the first sluice piece
+ * to subscribe (a pipeline used without `run`). Call it inside the `Observable` subscribe
+ * function, never at operator creation.
+ */
+export function currentFlow(): Flow {
+  return open ?? createFlow();
+}
+
+/** Runs `subscribe` with `flow` open, so the sluice pieces it subscribes share it. */
+export function withFlow<T>(flow: Flow, subscribe: () => T): T {
+  const previous = open;
+  open = flow;
+  try {
+    return subscribe();
+  } finally {
+    open = previous;
+  }
+}
+
+/** Asks the sources of a flow to stop reading; what is buffered is still committed. */
+export function stopFlow(flow: Flow): void {
+  if (flow.stopping) return;
+  flow.stopping = true;
+  for (const wake of flow.onStop) wake();
+}
+
+/**
+ * Closes the gate until the returned function is called: while any hold is open, sources wait.
+ * The sink holds while its buffers and in-flight writes are over the memory budget.
+ */
+export function holdGate(flow: Flow): () => void {
+  const holds = gateHolds.get(flow) ?? { count: 0, release: () => {} };
+  if (holds.count === 0) {
+    flow.gate = new Promise<void>((resolve) => {
+      holds.release = resolve;
+    });
+  }
+  holds.count++;
+  gateHolds.set(flow, holds);
+  let released = false;
+  return function release() {
+    if (released) return;
+    released = true;
+    if (--holds.count === 0) {
+      flow.gate = undefined;
+      holds.release();
+    }
+  };
+}
+
+const gateHolds = new WeakMap<Flow, { count: number; release: () => void }>();
+
+/** Waits while the gate is held. Sources call it between chunks. */
+export async function waitForGate(flow: Flow): Promise<void> {
+  while (flow.gate) await flow.gate;
+}
+
+/**
+ * Sends the current record to the dead letter. Fails loudly when the pipeline has no
+ * dead-letter target: a bad record must never vanish.
+ */
+export function sendToDeadLetter(
+  flow: Flow,
+  stage: string,
+  error: string,
+  record: unknown,
+  details: Pick<DeadLetter, "issues" | "rawBase64"> = {},
+): void {
+  const handler = flow.deadLetterHandler;
+  if (!handler) {
+    throw new Error(
+      `a record from ${flow.source || "the source"}${flow.line ? ` line ${flow.line}` : ""} failed at stage "${stage}" (${error}) but this pipeline has no dead-letter target: add deadLetter(folder) after the operators that reject records`,
+    );
+  }
+  flow.stats.deadLettered[stage] = (flow.stats.deadLettered[stage] ?? 0) + 1;
+  handler({
+    stage,
+    source: flow.source,
+    line: flow.line,
+    raw: flow.raw ?? safeJson(record),
+    error,
+    ...details,
+    at: new Date().toISOString(),
+    runId: flow.runId,
+  });
+}
+
+function safeJson(value: unknown): string {
+  try {
+    return JSON.stringify(value, (_k, v) => (typeof v === "bigint" ? v.toString() : v)) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}

@@ -1,0 +1,25 @@
+/**
+ * Hive-style partition folders (`key=value`), escaped the way DuckDB and Hive read them back.
+ */
+
+/** The folder name Hive, Spark and DuckDB use for a null partition value. */
+export const NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__";
+
+/**
+ * Escapes a partition value for use in a folder name. Every byte outside `A-Z a-z 0-9 - _ . ~`
+ * is percent-encoded, so no value can contain a path separator, a glob character or a control
+ * character, and `..` only ever appears after `key=`: no value can reach outside the dataset.
+ * DuckDB decodes these escapes when it reads the dataset with `hive_partitioning = true`.
+ *
+ * @example
+ * partitionSegment("country", "a/b") // "country=a%2Fb"
+ * partitionSegment("country", null) // "country=__HIVE_DEFAULT_PARTITION__"
+ */
+export function partitionSegment(key: string, value: string | null): string {
+  return `${escapePartitionText(key)}=${value === null ? NULL_PARTITION : escapePartitionText(value)}`;
+}
+
+/** Percent-encodes everything but unreserved URL characters (RFC 3986). */
+export function escapePartitionText(text: string): string {
+  return encodeURIComponent(text).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}

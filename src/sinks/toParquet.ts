@@ -1,0 +1,377 @@
+/**
+ * `toParquet`: the sink that turns records into a hive-partitioned Parquet dataset.
+ */
+import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { Observable, type OperatorFunction } from "rxjs";
+import type * as v from "valibot";
+import { RowBuffer } from "../arrow/rows.ts";
+import { currentFlow, holdGate, sendToDeadLetter, withFlow } from "../flow/flow.ts";
+import type { EncodeOptions } from "../parquet/encode.ts";
+import { createEncoders } from "../parquet/encoders.ts";
+import { ParquetWriteError } from "../parquet/errors.ts";
+import { partitionSegment } from "../parquet/partition.ts";
+import { type ColumnSpec, columnsOf, SchemaError } from "../schema/columns.ts";
+
+/** What to do when the dataset folder already holds Parquet files. */
+export type WriteMode = "error" | "overwrite" | "append";
+
+/** Options of {@link toParquet}. */
+export interface ParquetSinkOptions<T> {
+  /** The valibot object schema of the records written: it decides the columns and their types. */
+  readonly schema: v.GenericSchema<unknown, T>;
+  /** Fields whose values name the `key=value` folders, outermost first. */
+  readonly partitionBy?: readonly (keyof T & string)[];
+  /**
+   * `error` (default) refuses to write into a folder that holds Parquet files; `overwrite`
+   * moves the old dataset aside and removes it before writing; `append` adds files named with
+   * the run id next to the existing ones.
+   */
+  readonly mode?: WriteMode;
+  /** Default `zstd`. */
+  readonly compression?: EncodeOptions["compression"];
+  /** Rows per row group inside a file (default 131,072). */
+  readonly rowGroupSize?: number;
+  /** A partition's file is committed once it holds this many rows (default 1,000,000). */
+  readonly maxFileRows?: number;
+  /**
+   * A partition's file is committed once its rows take this many bytes in memory as Arrow
+   * buffers (default 32 MiB). The Parquet file is smaller: this bounds it from above.
+   */
+  readonly maxFileBytes?: number;
+  /** A partition's buffer is committed after at most this long, even with no new records (default 60 s). */
+  readonly maxFileAgeMs?: number;
+  /**
+   * Bytes all open partition buffers and in-flight writes may hold together (default 64 MiB).
+   * When it is full the largest buffers are committed, and the source waits until writes finish.
+   */
+  readonly memoryBudget?: number;
+  /** Encoder worker threads (default 1; 0 encodes on the main thread). */
+  readonly encoders?: number;
+}
+
+/** A committed file, emitted once it is durable under its final name. */
+export interface Commit {
+  readonly path: string;
+  /** The partition's values by key, as written in the folder names (null for a null value). */
+  readonly partition: Readonly<Record<string, string | null>>;
+  readonly rows: number;
+  readonly bytes: number;
+  /** For each input: the first and last line (or record number) whose rows are in this file. */
+  readonly sources: readonly { readonly source: string; readonly firstLine: number; readonly lastLine: number }[];
+}
+
+interface Range {
+  source: string;
+  firstLine: number;
+  lastLine: number;
+}
+
+interface OpenPartition {
+  readonly key: string;
+  readonly folder: string;
+  readonly values: Record<string, string | null>;
+  readonly buffer: RowBuffer;
+  readonly firstIndex: number;
+  readonly openedAt: number;
+  bytes: number;
+  ranges: Range[];
+  current: Range | undefined;
+}
+
+/**
+ * Writes records as a hive-partitioned Parquet dataset under `folder` and emits a {@link Commit}
+ * for every file once it is durable.
+ *
+ * Records are appended straight into Arrow column buffers, one buffer per open partition. A
+ * buffer becomes a file when it reaches `maxFileRows` or `maxFileBytes`, when it is older than
+ * `maxFileAgeMs`, when the memory budget needs the room, or when the source completes. Files are
+ * encoded (zstd by default) on a worker thread and committed atomically: written under a
+ * temporary name, fsynced, renamed. File names are `part-<index>.parquet`, where index is the
+ * position of the file's first record among the records the sink received: the same input gives
+ * the same names. Partition columns are written inside the files as well as in the folder names.
+ *
+ * A record whose value does not fit its column (a string in an integer column, a missing required
+ * field) is sent to the dead letter with stage `write`; nothing is converted.
+ *
+ * Completes once every buffer is committed. Errors with a `ParquetWriteError` when a file cannot
+ * be written (disk full, permissions): rows already committed stay, the failing file leaves no
+ * partial file under its final name. Unsubscribing discards uncommitted buffers.
+ *
+ * @example
+ * fromNdjson("events.ndjson").pipe(
+ *   validate(Event),
+ *   deadLetter("out/dead-letter"),
+ *   toParquet("out/events", { schema: Event, partitionBy: ["event_date"] }),
+ * );
+ */
+export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): OperatorFunction<T, Commit> {
+  const columns = columnsOf(options.schema as v.GenericSchema);
+  const partitionBy: readonly string[] = options.partitionBy ?? [];
+  const partitionColumns = partitionBy.map((key) => {
+    const column = columns.find((c) => c.name === key);
+    if (!column) throw new SchemaError(key, "is named in partitionBy but is not a field of the schema");
+    if (column.kind === "list" || column.kind === "struct" || column.kind === "json") {
+      throw new SchemaError(key, `a ${column.kind} column cannot name a partition folder`);
+    }
+    return column;
+  });
+  const mode = options.mode ?? "error";
+  const maxFileRows = options.maxFileRows ?? 1_000_000;
+  const maxFileBytes = options.maxFileBytes ?? 32 * 1024 * 1024;
+  const maxFileAgeMs = options.maxFileAgeMs ?? 60_000;
+  const memoryBudget = options.memoryBudget ?? 64 * 1024 * 1024;
+
+  return function parquetSink(source) {
+    return new Observable<Commit>((subscriber) => {
+      const flow = currentFlow();
+      const encoders = createEncoders(options.encoders ?? 1);
+      const encodeOptions = (sources: readonly Range[]): EncodeOptions => ({
+        compression: options.compression ?? "zstd",
+        rowGroupSize: options.rowGroupSize ?? 131_072,
+        metadata: { "sluice.run_id": flow.runId, "sluice.sources": JSON.stringify(sources) },
+      });
+      const open = new Map<string, OpenPartition>();
+      const writes = new Set<Promise<void>>();
+      let received = 0;
+      let bufferedBytes = 0;
+      let inflightBytes = 0;
+      let release: (() => void) | undefined;
+      let failed = false;
+      const ready = prepareFolder(folder, mode);
+      ready.catch((error) => fail(error));
+
+      function fail(error: unknown) {
+        if (failed) return;
+        failed = true;
+        subscriber.error(error);
+      }
+
+      function partitionOf(record: Record<string, unknown>): OpenPartition {
+        let key = "";
+        for (const column of partitionColumns) key += `${partitionText(column, record[column.name])}\u0000`;
+        let partition = open.get(key);
+        if (!partition) {
+          const values: Record<string, string | null> = {};
+          const segments: string[] = [];
+          for (const column of partitionColumns) {
+            const text = partitionText(column, record[column.name]);
+            values[column.name] = text;
+            segments.push(partitionSegment(column.name, text));
+          }
+          partition = {
+            key,
+            folder: join(folder, ...segments),
+            values,
+            buffer: new RowBuffer(columns),
+            firstIndex: received,
+            openedAt: Date.now(),
+            bytes: 0,
+            ranges: [],
+            current: undefined,
+          };
+          open.set(key, partition);
+        }
+        return partition;
+      }
+
+      function append(record: T) {
+        const row = record as Record<string, unknown>;
+        let partition: OpenPartition;
+        try {
+          partition = partitionOf(row);
+        } catch (error) {
+          reject(record, (error as Error).message);
+          return;
+        }
+        const problem = partition.buffer.append(row);
+        if (problem !== undefined) {
+          if (partition.buffer.rows === 0) open.delete(partition.key);
+          reject(record, problem);
+          return;
+        }
+        received++;
+        flow.stats.buffered++;
+        notePosition(partition);
+        const rows = partition.buffer.rows;
+        if (rows === 1 || (rows & 1023) === 0) measure(partition);
+        if (rows >= maxFileRows || partition.bytes >= maxFileBytes) flush(partition);
+        if (bufferedBytes + inflightBytes > memoryBudget) relieve();
+      }
+
+      function reject(record: T, problem: string) {
+        try {
+          sendToDeadLetter(flow, "write", problem, record);
+        } catch (error) {
+          fail(error);
+        }
+      }
+
+      function notePosition(partition: OpenPartition) {
+        const current = partition.current;
+        if (current && current.source === flow.source) {
+          current.lastLine = flow.line;
+          return;
+        }
+        const existing = partition.ranges.find((r) => r.source === flow.source);
+        if (existing) {
+          existing.lastLine = flow.line;
+          partition.current = existing;
+        } else {
+          const range = { source: flow.source, firstLine: flow.line, lastLine: flow.line };
+          partition.ranges.push(range);
+          partition.current = range;
+        }
+      }
+
+      function measure(partition: OpenPartition) {
+        const bytes = partition.buffer.byteSize();
+        bufferedBytes += bytes - partition.bytes;
+        partition.bytes = bytes;
+        flow.stats.bufferedBytes = bufferedBytes + inflightBytes;
+      }
+
+      // Over budget: commit the largest buffers until half the budget is free for new rows, and
+      // hold the source until the writes in flight bring the total back under the budget.
+      function relieve() {
+        for (const partition of open.values()) measure(partition);
+        while (bufferedBytes > memoryBudget / 2 && open.size > 0) {
+          let largest: OpenPartition | undefined;
+          for (const partition of open.values()) if (!largest || partition.bytes > largest.bytes) largest = partition;
+          if (!largest) break;
+          flush(largest);
+        }
+        updateGate();
+      }
+
+      function updateGate() {
+        const over = bufferedBytes + inflightBytes > memoryBudget;
+        if (over && !release) release = holdGate(flow);
+        else if (!over && release) {
+          release();
+          release = undefined;
+        }
+        flow.stats.bufferedBytes = bufferedBytes + inflightBytes;
+      }
+
+      function flush(partition: OpenPartition) {
+        open.delete(partition.key);
+        const rows = partition.buffer.rows;
+        if (rows === 0) return;
+        measure(partition);
+        bufferedBytes -= partition.bytes;
+        const ipc = partition.buffer.toIPC();
+        const size = ipc.byteLength;
+        inflightBytes += size;
+        const name = `part-${mode === "append" ? `${flow.runId}-` : ""}${String(partition.firstIndex).padStart(12, "0")}.parquet`;
+        const path = join(partition.folder, name);
+        const sources = partition.ranges.map((r) => ({ ...r }));
+        const write = ready
+          .then(() =>
+            encoders.encode({
+              ipc,
+              path,
+              tempPath: join(partition.folder, `.${name}.${process.pid}.tmp`),
+              options: encodeOptions(sources),
+            }),
+          )
+          .then(
+            (bytes) => {
+              flow.stats.files++;
+              flow.stats.bytes += bytes;
+              flow.stats.written += rows;
+              flow.stats.buffered -= rows;
+              subscriber.next({ path, partition: partition.values, rows, bytes, sources });
+            },
+            (error) => fail(error instanceof ParquetWriteError ? error : new ParquetWriteError(path, error)),
+          )
+          .finally(() => {
+            inflightBytes -= size;
+            writes.delete(write);
+            updateGate();
+          });
+        writes.add(write);
+      }
+
+      const ageTimer = setInterval(
+        () => {
+          const now = Date.now();
+          for (const partition of [...open.values()]) {
+            if (now - partition.openedAt >= maxFileAgeMs) flush(partition);
+          }
+          updateGate();
+        },
+        Math.max(10, Math.min(maxFileAgeMs / 4, 1000)),
+      );
+
+      const subscription = withFlow(flow, () =>
+        source.subscribe({
+          next(record) {
+            if (!failed) append(record);
+          },
+          error: (error) => fail(error),
+          async complete() {
+            for (const partition of [...open.values()]) flush(partition);
+            while (writes.size > 0) await Promise.all([...writes]);
+            if (!failed) {
+              await ready.catch(() => {});
+              subscriber.complete();
+            }
+          },
+        }),
+      );
+
+      return () => {
+        clearInterval(ageTimer);
+        subscription.unsubscribe();
+        release?.();
+        open.clear();
+        // Let in-flight writes finish (their files are whole) before the workers stop.
+        Promise.allSettled([...writes]).then(() => encoders.close());
+      };
+    });
+  };
+}
+
+/** The text a partition value takes in its folder name, or null. */
+function partitionText(column: ColumnSpec, value: unknown): string | null {
+  if (value === null || value === undefined) return null;
+  if (value instanceof Date) {
+    const iso = value.toISOString();
+    return column.kind === "date" ? iso.slice(0, 10) : iso;
+  }
+  if (typeof value === "string" || typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") {
+    return String(value);
+  }
+  throw new Error(`partition column "${column.name}" holds ${typeof value}, which cannot name a folder`);
+}
+
+/** Applies the write mode to the dataset folder before the first file is committed. */
+async function prepareFolder(folder: string, mode: WriteMode): Promise<void> {
+  const existing = await countParquet(folder);
+  if (existing > 0 && mode === "error") {
+    throw new Error(
+      `toParquet: ${folder} already holds ${existing} Parquet file(s); pass mode "overwrite" to replace the dataset or "append" to add to it`,
+    );
+  }
+  if (existing >= 0 && mode === "overwrite") {
+    // Moved aside first so the old dataset is never mixed with the new one, even after a crash.
+    const aside = join(dirname(folder), `.${basename(folder)}.replaced-${process.pid}-${Date.now()}`);
+    await rename(folder, aside);
+    await rm(aside, { recursive: true, force: true });
+  }
+  await mkdir(folder, { recursive: true });
+}
+
+/** Parquet files under a folder, or -1 when the folder does not exist. */
+async function countParquet(folder: string): Promise<number> {
+  try {
+    if (!(await stat(folder)).isDirectory()) throw new Error(`toParquet: ${folder} exists and is not a folder`);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return -1;
+    throw error;
+  }
+  const entries = await readdir(folder, { recursive: true });
+  return entries.filter((name) => name.endsWith(".parquet")).length;
+}
+

@@ -1,0 +1,135 @@
+/**
+ * Splits a byte stream into lines, a chunk at a time, without ever holding more than one chunk
+ * (or one line, when a line is longer than a chunk) in memory.
+ *
+ * Lines are split on bytes, not on decoded text, so a bad byte sequence only spoils its own line:
+ * each chunk of whole lines is decoded at once (the fast path), and only when that fails is it
+ * decoded line by line to find the lines that are not UTF-8.
+ */
+
+/** Reads up to `length` bytes into `buffer` at `offset`; resolves 0 at the end of input. */
+export type ReadBytes = (buffer: Uint8Array, offset: number, length: number) => Promise<number>;
+
+/** What the splitter reports. Calls for one chunk happen synchronously, in line order. */
+export interface LineHandlers {
+  /** A line of valid UTF-8 without its line ending. `line` counts from 1. */
+  line(text: string, line: number): void;
+  /** A line that is not valid UTF-8, or longer than allowed. */
+  bad(line: number, error: string, text: string, bytes: Uint8Array | undefined): void;
+  /** After each chunk: return a promise to pause reading (backpressure), or `false` to stop. */
+  chunkDone(bytesRead: number): Promise<boolean> | boolean;
+}
+
+export interface LineOptions {
+  /** Bytes read at a time (default 1 MiB). */
+  readonly chunkBytes?: number;
+  /** Longest line accepted (default 128 MiB); a longer one becomes a bad line. */
+  readonly maxLineBytes?: number;
+}
+
+const NEWLINE = 10;
+const CR = 13;
+const fatal = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
+
+/**
+ * Reads all of `read` and reports its lines. A UTF-8 byte order mark at the start is skipped;
+ * `\r\n` and `\n` both end a line; a last line without a newline is still a line.
+ */
+export async function splitLines(read: ReadBytes, handlers: LineHandlers, options: LineOptions = {}): Promise<void> {
+  const maxLineBytes = options.maxLineBytes ?? 128 * 1024 * 1024;
+  let buffer = new Uint8Array(options.chunkBytes ?? 1024 * 1024);
+  let filled = 0;
+  let lineNumber = 0;
+  let first = true;
+  // While skipping an overlong line: its first bytes, kept for the dead letter.
+  let skipping: Uint8Array | undefined;
+
+  for (;;) {
+    const n = await read(buffer, filled, buffer.length - filled);
+    const atEnd = n === 0;
+    filled += n;
+    let start = 0;
+    if (first) {
+      if (filled < 3 && !atEnd) continue;
+      if (buffer[0] === 0xef && buffer[1] === 0xbb && buffer[2] === 0xbf) start = 3;
+      first = false;
+    }
+
+    if (skipping) {
+      const newline = buffer.subarray(0, filled).indexOf(NEWLINE);
+      if (newline < 0 && !atEnd) {
+        filled = 0;
+        continue;
+      }
+      lineNumber++;
+      handlers.bad(lineNumber, `line is longer than ${maxLineBytes} bytes`, `${lenient.decode(skipping)}…`, undefined);
+      skipping = undefined;
+      start = newline < 0 ? filled : newline + 1;
+    }
+
+    const last = atEnd ? filled : buffer.lastIndexOf(NEWLINE, filled - 1);
+    if (atEnd ? last > start : last >= start) {
+      lineNumber = emitLines(buffer, start, last, lineNumber, handlers);
+      start = last + 1;
+    } else if (!atEnd && start === 0 && filled === buffer.length) {
+      // No newline in a full buffer: one line longer than the buffer.
+      if (buffer.length >= maxLineBytes) {
+        skipping = buffer.slice(0, 1024);
+        filled = 0;
+        continue;
+      }
+      const bigger = new Uint8Array(Math.min(buffer.length * 2, maxLineBytes));
+      bigger.set(buffer);
+      buffer = bigger;
+      continue;
+    }
+    if (atEnd) {
+      await handlers.chunkDone(n);
+      return;
+    }
+    buffer.copyWithin(0, Math.min(start, filled), filled);
+    filled -= Math.min(start, filled);
+    const next = handlers.chunkDone(n);
+    if ((typeof next === "boolean" ? next : await next) === false) return;
+  }
+}
+
+/** Reports the lines in `buffer[start, end)`; returns the last line number used. */
+function emitLines(buffer: Uint8Array, start: number, end: number, lineNumber: number, handlers: LineHandlers): number {
+  let text: string | undefined;
+  try {
+    text = fatal.decode(buffer.subarray(start, end));
+  } catch {
+    text = undefined;
+  }
+  if (text !== undefined) {
+    let from = 0;
+    for (;;) {
+      const newline = text.indexOf("\n", from);
+      const stop = newline < 0 ? text.length : newline;
+      const line = stop > from && text.charCodeAt(stop - 1) === CR ? text.slice(from, stop - 1) : text.slice(from, stop);
+      handlers.line(line, ++lineNumber);
+      if (newline < 0) return lineNumber;
+      from = newline + 1;
+    }
+  }
+  // Slow path: some line in this chunk is not UTF-8. Find it, and keep every other line.
+  let from = start;
+  for (;;) {
+    const newline = buffer.indexOf(NEWLINE, from);
+    const stop = newline < 0 || newline > end ? end : newline;
+    const bytes = buffer.subarray(from, stop > from && buffer[stop - 1] === CR ? stop - 1 : stop);
+    lineNumber++;
+    let decoded: string | undefined;
+    try {
+      decoded = fatal.decode(bytes);
+    } catch {
+      decoded = undefined;
+    }
+    if (decoded === undefined) handlers.bad(lineNumber, "line is not valid UTF-8", lenient.decode(bytes), bytes.slice());
+    else handlers.line(decoded, lineNumber);
+    if (stop >= end) return lineNumber;
+    from = stop + 1;
+  }
+}
