@@ -2,6 +2,7 @@ import { Observable, type OperatorFunction } from "rxjs";
 import * as v from "valibot";
 import type { DeadLetterIssue } from "../src/deadletter/entry.ts";
 import { currentFlow, sendToDeadLetter, withFlow } from "../src/flow/flow.ts";
+import { compileCheck, INVALID } from "../src/schema/compile.ts";
 
 export interface ValidateOptions {
   /** Stage name written on dead letters (default `validate`). */
@@ -24,12 +25,22 @@ export function validate<TSchema extends v.GenericSchema>(
   options: ValidateOptions = {},
 ): OperatorFunction<unknown, v.InferOutput<TSchema>> {
   const stage = options.stage ?? "validate";
+  // The generated check only ever says "valid" when valibot would; every rejection is confirmed
+  // (and explained) by valibot itself.
+  const check = compileCheck(schema);
   return function validateOperator(source) {
     return new Observable<v.InferOutput<TSchema>>((subscriber) => {
       const flow = currentFlow();
       return withFlow(flow, () =>
         source.subscribe({
           next(record) {
+            if (check) {
+              const output = check(record);
+              if (output !== INVALID) {
+                subscriber.next(output as v.InferOutput<TSchema>);
+                return;
+              }
+            }
             const result = v.safeParse(schema, record);
             if (result.success) {
               subscriber.next(result.output);

@@ -110,6 +110,11 @@ function grow<T extends Uint8Array | Int32Array | Float64Array>(array: T, minLen
   return next;
 }
 
+// Buffer#utf8Write skips write()'s argument parsing: about 3x faster for short strings.
+interface Utf8Writable {
+  utf8Write(text: string, offset: number): number;
+}
+
 class Utf8Builder extends ColumnBuilder {
   private offsets = new Int32Array(1024);
   private bytes = Buffer.allocUnsafe(16_384);
@@ -134,7 +139,7 @@ class Utf8Builder extends ColumnBuilder {
       this.bytes.copy(next, 0, 0, this.end);
       this.bytes = next;
     }
-    this.end += this.bytes.write(text, this.end, "utf8");
+    this.end += (this.bytes as unknown as Utf8Writable).utf8Write(text, this.end);
     this.pushOffset();
     return true;
   }

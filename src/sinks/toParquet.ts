@@ -36,13 +36,13 @@ export interface ParquetSinkOptions<T> {
   readonly maxFileRows?: number;
   /**
    * A partition's file is committed once its rows take this many bytes in memory as Arrow
-   * buffers (default 32 MiB). The Parquet file is smaller: this bounds it from above.
+   * buffers (default 8 MiB). The Parquet file is smaller: this bounds it from above.
    */
   readonly maxFileBytes?: number;
   /** A partition's buffer is committed after at most this long, even with no new records (default 60 s). */
   readonly maxFileAgeMs?: number;
   /**
-   * Bytes all open partition buffers and in-flight writes may hold together (default 64 MiB).
+   * Bytes all open partition buffers and in-flight writes may hold together (default 32 MiB).
    * When it is full the largest buffers are committed, and the source waits until writes finish.
    */
   readonly memoryBudget?: number;
@@ -118,9 +118,9 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
   });
   const mode = options.mode ?? "error";
   const maxFileRows = options.maxFileRows ?? 1_000_000;
-  const maxFileBytes = options.maxFileBytes ?? 32 * 1024 * 1024;
+  const maxFileBytes = options.maxFileBytes ?? 8 * 1024 * 1024;
   const maxFileAgeMs = options.maxFileAgeMs ?? 60_000;
-  const memoryBudget = options.memoryBudget ?? 64 * 1024 * 1024;
+  const memoryBudget = options.memoryBudget ?? 32 * 1024 * 1024;
 
   return function parquetSink(source) {
     return new Observable<Commit>((subscriber) => {

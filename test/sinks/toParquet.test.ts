@@ -1,0 +1,125 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readdir } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { from, map, Subject, tap } from "rxjs";
+import * as v from "valibot";
+import { type Commit, type DeadLetter, fromNdjson, run, toParquet } from "../../src/index.ts";
+import { deadLetter } from "../../operators/index.ts";
+import { dataset, query, tempDir } from "../helpers/duckdb.ts";
+
+const Row = v.object({
+  id: v.pipe(v.number(), v.integer()),
+  key: v.nullable(v.string()),
+  score: v.nullish(v.number()),
+  at: v.pipe(v.string(), v.isoTimestamp()),
+});
+type Row = v.InferOutput<typeof Row>;
+
+const rows = (n: number, key = (i: number): string | null => `k${i % 3}`): Row[] =>
+  Array.from({ length: n }, (_, i) => ({ id: i, key: key(i), score: i % 5 ? i / 4 : null, at: "2024-05-01T10:00:00.000001Z" }));
+
+describe("toParquet", () => {
+  let dir: { path: string; remove: () => Promise<void> };
+  beforeAll(async () => {
+    dir = await tempDir();
+  });
+  afterAll(() => dir.remove());
+  const folder = (name: string) => join(dir.path, name);
+
+  test("writes nothing and completes for an empty source", async () => {
+    const summary = await run(from([] as Row[]).pipe(toParquet(folder("empty"), { schema: Row })));
+    expect(summary.files).toBe(0);
+    expect(await readdir(folder("empty"))).toEqual([]);
+  });
+
+  test("rolls files over at maxFileRows and DuckDB reads every row back", async () => {
+    const commits: Commit[] = [];
+    const summary = await run(from(rows(2500)).pipe(toParquet(folder("rollover"), { schema: Row, maxFileRows: 1000 })), {
+      onValue: (c) => commits.push(c as Commit),
+    });
+    expect(summary.files).toBe(3);
+    expect(commits.map((c) => c.rows).sort()).toEqual([1000, 1000, 500]);
+    const [r] = await query(`SELECT count(*) AS n, sum(id) AS s, count(score) AS scored FROM ${dataset(folder("rollover"))}`);
+    expect(r).toEqual({ n: "2500", s: String((2499 * 2500) / 2), scored: "2000" });
+  });
+
+  test("escapes partition values so none leaves the dataset folder, and DuckDB reads them back unchanged", async () => {
+    const keys = ["../x", "a/b", "", null, "ü ñ", "*", "k=v", "%41", ".."];
+    const parent = folder("escape");
+    const out = join(parent, "dataset");
+    await run(from(rows(keys.length, (i) => keys[i])).pipe(toParquet(out, { schema: Row, partitionBy: ["key"] })));
+    const files = (await readdir(parent, { recursive: true })).filter((p) => p.endsWith(".parquet"));
+    expect(files.length).toBe(keys.length);
+    expect(files.every((p) => resolve(parent, p).startsWith(`${resolve(out)}/`))).toBe(true);
+    const back = await query(`SELECT id, key FROM ${dataset(out)} ORDER BY id`);
+    expect(back.map((r) => r.key)).toEqual(keys);
+  });
+
+  test("refuses to write into a dataset that has files unless told to overwrite or append", async () => {
+    const out = folder("modes");
+    await run(from(rows(10)).pipe(toParquet(out, { schema: Row })));
+    await expect(run(from(rows(10)).pipe(toParquet(out, { schema: Row })))).rejects.toThrow(/already holds 1 Parquet file/);
+    await run(from(rows(10)).pipe(toParquet(out, { schema: Row, mode: "append" })));
+    expect((await query(`SELECT count(*) AS n FROM ${dataset(out)}`))[0].n).toBe("20");
+    await run(from(rows(7)).pipe(toParquet(out, { schema: Row, mode: "overwrite" })));
+    expect((await query(`SELECT count(*) AS n FROM ${dataset(out)}`))[0].n).toBe("7");
+  });
+
+  test("dead-letters a record whose value does not fit its column, at stage write, and writes the rest", async () => {
+    const out = folder("write-stage");
+    const dead: DeadLetter[] = [];
+    const bad = [{ id: "7", key: "a", at: "2024-05-01T10:00:00Z" }, { id: 1.5, key: "a", at: "2024-05-01T10:00:00Z" }, { id: 2, key: "a", at: "2024-02-30T10:00:00Z" }];
+    const summary = await run(
+      from([...rows(3), ...bad] as Row[]).pipe(deadLetter((e) => dead.push(e)), toParquet(out, { schema: Row })),
+    );
+    expect(summary.written).toBe(3);
+    expect(dead.map((d) => d.stage)).toEqual(["write", "write", "write"]);
+    expect(dead[0].error).toMatch(/column "id" expects a safe integer, got string "7"/);
+    expect(dead[2].error).toMatch(/column "at"/);
+    expect((await query(`SELECT count(*) AS n FROM ${dataset(out)}`))[0].n).toBe("3");
+  });
+
+  test("commits a partition after maxFileAgeMs even when no new record arrives", async () => {
+    const out = folder("age");
+    const source = new Subject<Row>();
+    const commits: Commit[] = [];
+    const done = run(source.pipe(toParquet(out, { schema: Row, maxFileAgeMs: 50 })), { onValue: (c) => commits.push(c as Commit) });
+    for (const row of rows(3)) source.next(row);
+    const deadline = Date.now() + 5000;
+    while (commits.length === 0 && Date.now() < deadline) await Bun.sleep(10);
+    expect(commits.length).toBe(1);
+    expect((await query(`SELECT count(*) AS n FROM ${dataset(out)}`))[0].n).toBe("3");
+    source.complete();
+    await done;
+  });
+
+  test("keeps buffered bytes within the memory budget by pausing the source", async () => {
+    const input = join(dir.path, "budget.ndjson");
+    const lines = rows(60_000).map((r) => JSON.stringify({ ...r, key: `${r.key}-${"x".repeat(100)}` }));
+    await Bun.write(input, `${lines.join("\n")}\n`);
+    const budget = 1 << 20;
+    let peak = 0;
+    let flowStats: { bufferedBytes: number } | undefined;
+    const summary = await run(
+      fromNdjson(input, { chunkBytes: 64 * 1024 }).pipe(
+        tap(() => {
+          if (flowStats) peak = Math.max(peak, flowStats.bufferedBytes);
+        }),
+        map((r) => r as Row),
+        deadLetter(() => {}),
+        toParquet(join(dir.path, "budget"), { schema: Row, memoryBudget: budget, maxFileBytes: budget / 4 }),
+      ),
+      { onStart: (flow) => (flowStats = flow.stats) },
+    );
+    expect(summary.written).toBe(60_000);
+    expect(summary.files).toBeGreaterThan(4);
+    // One chunk of input may land after the budget is reached, before the source sees the gate.
+    expect(peak).toBeLessThan(budget * 2);
+  });
+
+  test("rejects a schema field it cannot store, naming it, when the sink is created", () => {
+    const Bad = v.object({ id: v.pipe(v.string(), v.transform((s) => s.length)) });
+    expect(() => toParquet(folder("bad"), { schema: Bad })).toThrow(/schema field "id": a transform/);
+    expect(() => toParquet(folder("bad"), { schema: Row, partitionBy: ["nope" as "id"] })).toThrow(/"nope"/);
+  });
+});
