@@ -60,13 +60,16 @@ export function deadLetter<T>(
         if (opened) await (typeof target === "string" ? opened.close() : opened.flush());
       }
 
+      let settled = false;
       const subscription = withFlow(flow, () =>
         source.subscribe({
           next: (value) => subscriber.next(value),
           error: (error) => {
+            settled = true;
             settle().finally(() => subscriber.error(error));
           },
           complete: () => {
+            settled = true;
             settle().then(
               () => subscriber.complete(),
               (error) => subscriber.error(error),
@@ -76,6 +79,8 @@ export function deadLetter<T>(
       );
       return () => {
         subscription.unsubscribe();
+        // Unsubscribed before the end: what was gathered is still committed, best effort.
+        if (!settled) settle().catch(() => {});
       };
     });
   };

@@ -5,16 +5,6 @@ import { Field, makeData, RecordBatch, Schema, Struct, Table, tableToIPC } from 
 import type { ColumnSpec } from "../schema/columns.ts";
 import { builderFor, type ColumnBuilder } from "./columns.ts";
 
-/** Builds the Arrow schema that the columns of a valibot schema become. */
-export function arrowSchemaOf(columns: readonly ColumnSpec[]): Schema {
-  return new Schema(
-    columns.map((c) => {
-      const builder = builderFor(c);
-      return new Field(c.name, builder.arrowType(), c.nullable);
-    }),
-  );
-}
-
 /** Rows held as Arrow column buffers, with the means to take back a row that does not fit. */
 export class RowBuffer {
   private readonly builders: ColumnBuilder[];

@@ -38,7 +38,8 @@ const lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
  */
 export async function splitLines(read: ReadBytes, handlers: LineHandlers, options: LineOptions = {}): Promise<void> {
   const maxLineBytes = options.maxLineBytes ?? 128 * 1024 * 1024;
-  let buffer = new Uint8Array(options.chunkBytes ?? 1024 * 1024);
+  // At least 4 bytes: the byte order mark check needs 3 before it can decide.
+  let buffer = new Uint8Array(Math.max(options.chunkBytes ?? 1024 * 1024, 4));
   let filled = 0;
   let lineNumber = 0;
   let first = true;
@@ -68,8 +69,9 @@ export async function splitLines(read: ReadBytes, handlers: LineHandlers, option
       start = newline < 0 ? filled : newline + 1;
     }
 
-    const last = atEnd ? filled : buffer.lastIndexOf(NEWLINE, filled - 1);
-    if (atEnd ? last > start : last >= start) {
+    // At the end, a final newline ends the last line; it does not start another one.
+    const last = atEnd ? (filled > start && buffer[filled - 1] === NEWLINE ? filled - 1 : filled) : buffer.lastIndexOf(NEWLINE, filled - 1);
+    if (atEnd ? filled > start : last >= start) {
       lineNumber = emitLines(buffer, start, last, lineNumber, handlers);
       start = last + 1;
     } else if (!atEnd && start === 0 && filled === buffer.length) {

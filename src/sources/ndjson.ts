@@ -44,7 +44,9 @@ export function fromNdjson(input: string | readonly string[], options: NdjsonOpt
         closeFile = () => file.close();
         const read: ReadBytes = async (buffer, offset, length) => {
           try {
-            return (await file.read(buffer, offset, length, null)).bytesRead;
+            const { bytesRead } = await file.read(buffer, offset, length, null);
+            flow.stats.bytesRead += bytesRead;
+            return bytesRead;
           } catch (error) {
             throw new Error(`fromNdjson: cannot read ${path}: ${(error as Error).message}`, { cause: error });
           }
@@ -109,9 +111,8 @@ export async function readNdjson(
         flow.stats.in++;
         sendToDeadLetter(flow, "parse", error, undefined, bytes ? { rawBase64: Buffer.from(bytes).toString("base64") } : {});
       },
-      async chunkDone(bytesRead) {
+      async chunkDone() {
         flow.raw = undefined;
-        flow.stats.bytesRead += bytesRead;
         if (isStopped() || flow.stopping) return false;
         if (flow.gate) await waitForGate(flow);
         return !(isStopped() || flow.stopping);
