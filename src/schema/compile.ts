@@ -130,7 +130,9 @@ export function compileCheck(schema: v.GenericSchema): CompiledCheck | undefined
         }
         if (node.type === "strict_object") {
           const key = fresh("key");
-          code += `for (const ${key} in ${value}) if (!(${key} in ${constant(node.entries)})) return F;\n`;
+          // hasOwn, not "in": a key such as "constructor" is not an entry. Rejecting is always safe here,
+          // since valibot then decides.
+          code += `for (const ${key} in ${value}) if (!Object.hasOwn(${constant(node.entries)}, ${key})) return F;\n`;
         }
         return `${code}${out} = ${object};\n`;
       }
