@@ -82,16 +82,20 @@ export async function readNdjson(
   isStopped: () => boolean,
   options: LineOptions = {},
 ): Promise<void> {
+  // Points the flow's cursor at the line about to be emitted or dead-lettered, and counts it.
+  function enter(line: number, text: string) {
+    flow.source = source;
+    flow.line = line;
+    flow.raw = text;
+    flow.seq++;
+    flow.stats.in++;
+  }
   await splitLines(
     read,
     {
       line(text, line) {
         if (isStopped()) return;
-        flow.source = source;
-        flow.line = line;
-        flow.raw = text;
-        flow.seq++;
-        flow.stats.in++;
+        enter(line, text);
         let value: unknown;
         try {
           value = JSON.parse(text);
@@ -104,11 +108,7 @@ export async function readNdjson(
       },
       bad(line, error, text, bytes) {
         if (isStopped()) return;
-        flow.source = source;
-        flow.line = line;
-        flow.raw = text;
-        flow.seq++;
-        flow.stats.in++;
+        enter(line, text);
         sendToDeadLetter(flow, "parse", error, undefined, bytes ? { rawBase64: Buffer.from(bytes).toString("base64") } : {});
       },
       async chunkDone() {

@@ -2,18 +2,10 @@ import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
 import { type CompiledCheck, compileCheck, INVALID } from "../../src/schema/compile.ts";
 import { isoInstant } from "../../src/schema/instant.ts";
+import { seededRandom } from "../../src/generate/random.ts";
 
-/** A small seeded generator (mulberry32) so a failure can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+/** The project's seeded generator (mulberry32), so a failure can be replayed. */
+const random = (seed: number): (() => number) => seededRandom(seed).next;
 
 const STRINGS: readonly string[] = [
   "",

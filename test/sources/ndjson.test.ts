@@ -7,6 +7,7 @@ import type { DeadLetter } from "../../src/deadletter/entry.ts";
 import { run, type RunSummary } from "../../src/run/run.ts";
 import { fromNdjson, type NdjsonOptions } from "../../src/sources/ndjson.ts";
 import { tempDir } from "../helpers/duckdb.ts";
+import { seededRandom } from "../../src/generate/random.ts";
 
 let dir: { path: string; remove: () => Promise<void> };
 let counter = 0;
@@ -108,17 +109,8 @@ function expected(content: Uint8Array): { values: unknown[]; entries: Reject[]; 
   return { values, entries, lines: lines.length };
 }
 
-/** A seeded generator (mulberry32) so a failing file can be rebuilt. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+/** The project's seeded generator (mulberry32), so a failure can be replayed. */
+const random = (seed: number): (() => number) => seededRandom(seed).next;
 
 /** An NDJSON file with every kind of line, in random lengths, so lines cross chunk boundaries. */
 function messyFile(seed: number): Uint8Array {
