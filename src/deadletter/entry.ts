@@ -18,6 +18,8 @@ export interface DeadLetter {
   readonly source: string;
   /** 1-based line (or record number) in that input; 0 when the source has no positions. */
   readonly line: number;
+  /** Byte offset of the record in that input, when the source knows it (JSON documents). */
+  readonly offset?: number;
   /** The raw input text: the line as read, or the record as JSON when no text exists. */
   readonly raw: string;
   /** The exact bytes, base64, when the raw input was not valid UTF-8. */

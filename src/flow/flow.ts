@@ -35,6 +35,23 @@ export interface FlowStats {
   bufferedBytes: number;
   /** Bytes read from inputs. */
   bytesRead: number;
+  /** Partition buffers open in the sink (each becomes a file). */
+  openPartitions: number;
+  /** Time from a buffer's flush to its file being durable, as a histogram over {@link COMMIT_LATENCY_BUCKETS}. */
+  commitLatency: { count: number; sumSeconds: number; buckets: number[] };
+}
+
+/** Upper bounds, in seconds, of the commit latency histogram's buckets (the last one is +Inf). */
+export const COMMIT_LATENCY_BUCKETS: readonly number[] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Records one commit's latency in the flow's histogram. */
+export function observeCommitLatency(stats: FlowStats, seconds: number): void {
+  const latency = stats.commitLatency;
+  latency.count++;
+  latency.sumSeconds += seconds;
+  let i = 0;
+  while (i < COMMIT_LATENCY_BUCKETS.length && seconds > (COMMIT_LATENCY_BUCKETS[i] as number)) i++;
+  latency.buckets[i] = (latency.buckets[i] ?? 0) + 1;
 }
 
 /** Receives a dead letter. Called synchronously; must not throw for ordinary bad records. */
@@ -48,6 +65,8 @@ export interface Flow {
   line: number;
   /** Raw text of the current record when the source has it (a line of NDJSON). */
   raw: string | undefined;
+  /** Byte offset of the current record in its input, when the source knows it. */
+  offset: number | undefined;
   /** Position of the current record in the run, counting from 0. */
   seq: number;
   readonly stats: FlowStats;
@@ -76,6 +95,7 @@ export function createFlow(runId = newRunId()): Flow {
     source: "",
     line: 0,
     raw: undefined,
+    offset: undefined,
     seq: -1,
     stats: {
       in: 0,
@@ -86,6 +106,8 @@ export function createFlow(runId = newRunId()): Flow {
       buffered: 0,
       bufferedBytes: 0,
       bytesRead: 0,
+      openPartitions: 0,
+      commitLatency: { count: 0, sumSeconds: 0, buckets: COMMIT_LATENCY_BUCKETS.map(() => 0).concat(0) },
     },
     stopping: false,
     deadLetterHandler: undefined,
@@ -112,6 +134,21 @@ export function withFlow<T>(flow: Flow, subscribe: () => T): T {
   } finally {
     open = previous;
   }
+}
+
+/**
+ * Points the flow's cursor at the record a source is about to emit (or dead-letter) and counts
+ * it as read. Every source calls it once per input record, just before `subscriber.next`.
+ * `raw` is the record's text when the source has it (kept for a dead letter); `offset` its byte
+ * offset in the input when known.
+ */
+export function enterRecord(flow: Flow, source: string, line: number, raw: string | undefined, offset?: number): void {
+  flow.source = source;
+  flow.line = line;
+  flow.raw = raw;
+  flow.offset = offset;
+  flow.seq++;
+  flow.stats.in++;
 }
 
 /** Asks the sources of a flow to stop reading; what is buffered is still committed. */
@@ -174,6 +211,7 @@ export function sendToDeadLetter(
     stage,
     source: flow.source,
     line: flow.line,
+    ...(flow.offset !== undefined ? { offset: flow.offset } : {}),
     raw: flow.raw ?? safeJson(record),
     error,
     ...details,

@@ -6,7 +6,7 @@ import { basename, dirname, join } from "node:path";
 import { Observable, type OperatorFunction } from "rxjs";
 import type * as v from "valibot";
 import { RowBuffer } from "../arrow/rows.ts";
-import { currentFlow, holdGate, sendToDeadLetter, withFlow } from "../flow/flow.ts";
+import { currentFlow, holdGate, observeCommitLatency, sendToDeadLetter, withFlow } from "../flow/flow.ts";
 import type { EncodeOptions } from "../parquet/encode.ts";
 import { createEncoders } from "../parquet/encoders.ts";
 import { ParquetWriteError } from "../parquet/errors.ts";
@@ -171,6 +171,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
             current: undefined,
           };
           open.set(key, partition);
+          flow.stats.openPartitions = open.size;
         }
         return partition;
       }
@@ -186,7 +187,10 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         }
         const problem = partition.buffer.append(row);
         if (problem !== undefined) {
-          if (partition.buffer.rows === 0) open.delete(partition.key);
+          if (partition.buffer.rows === 0) {
+            open.delete(partition.key);
+            flow.stats.openPartitions = open.size;
+          }
           reject(record, problem);
           return;
         }
@@ -256,6 +260,8 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
 
       function flush(partition: OpenPartition) {
         open.delete(partition.key);
+        flow.stats.openPartitions = open.size;
+        const flushedAt = performance.now();
         const rows = partition.buffer.rows;
         if (rows === 0) return;
         measure(partition);
@@ -281,6 +287,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
               flow.stats.bytes += bytes;
               flow.stats.written += rows;
               flow.stats.buffered -= rows;
+              observeCommitLatency(flow.stats, (performance.now() - flushedAt) / 1000);
               subscriber.next({ path, partition: partition.values, rows, bytes, sources });
             },
             (error) => fail(error instanceof ParquetWriteError ? error : new ParquetWriteError(path, error)),
@@ -326,6 +333,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         subscription.unsubscribe();
         release?.();
         open.clear();
+        flow.stats.openPartitions = 0;
         // Let in-flight writes finish (their files are whole) before the workers stop.
         Promise.allSettled([...writes]).then(() => encoders.close());
       };

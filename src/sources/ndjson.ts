@@ -3,7 +3,7 @@
  */
 import { open } from "node:fs/promises";
 import { Observable } from "rxjs";
-import { currentFlow, type Flow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
+import { currentFlow, enterRecord, type Flow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
 import { resolveInputs } from "./files.ts";
 import { type LineOptions, type ReadBytes, splitLines } from "./lines.ts";
 
@@ -82,20 +82,12 @@ export async function readNdjson(
   isStopped: () => boolean,
   options: LineOptions = {},
 ): Promise<void> {
-  // Points the flow's cursor at the line about to be emitted or dead-lettered, and counts it.
-  function enter(line: number, text: string) {
-    flow.source = source;
-    flow.line = line;
-    flow.raw = text;
-    flow.seq++;
-    flow.stats.in++;
-  }
   await splitLines(
     read,
     {
       line(text, line) {
         if (isStopped()) return;
-        enter(line, text);
+        enterRecord(flow, source, line, text);
         let value: unknown;
         try {
           value = JSON.parse(text);
@@ -108,7 +100,7 @@ export async function readNdjson(
       },
       bad(line, error, text, bytes) {
         if (isStopped()) return;
-        enter(line, text);
+        enterRecord(flow, source, line, text);
         sendToDeadLetter(flow, "parse", error, undefined, bytes ? { rawBase64: Buffer.from(bytes).toString("base64") } : {});
       },
       async chunkDone() {
