@@ -15,6 +15,7 @@
  * is handed along during `subscribe`: whoever subscribes first (usually `run`) opens it, and
  * every sluice operator and source picks up the open one as it subscribes.
  */
+import type { Checkpoint } from "../checkpoint/checkpoint.ts";
 import type { DeadLetter } from "../deadletter/entry.ts";
 
 /** Counters that make up a run's summary. */
@@ -78,6 +79,8 @@ export interface Flow {
   gate: Promise<void> | undefined;
   /** Called when `stopping` is set, so sources waiting for input (a timer, a broker) wake up. */
   readonly onStop: Set<() => void>;
+  /** The run's checkpoint, when it resumes and records progress (`run(..., { checkpoint })`). */
+  checkpoint: Checkpoint | undefined;
 }
 
 let open: Flow | undefined;
@@ -113,6 +116,7 @@ export function createFlow(runId = newRunId()): Flow {
     deadLetterHandler: undefined,
     gate: undefined,
     onStop: new Set(),
+    checkpoint: undefined,
   };
 }
 

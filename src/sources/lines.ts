@@ -16,8 +16,12 @@ export interface LineHandlers {
   line(text: string, line: number): void;
   /** A line that is not valid UTF-8, or longer than allowed. */
   bad(line: number, error: string, text: string, bytes: Uint8Array | undefined): void;
-  /** After each chunk: return a promise to pause reading (backpressure), or `false` to stop. */
-  chunkDone(bytesRead: number): Promise<boolean> | boolean;
+  /**
+   * After each chunk: return a promise to pause reading (backpressure), or `false` to stop.
+   * `line` is the last line reported so far and `consumed` the bytes read up to the end of it,
+   * counted from where reading began: together, a place to resume from.
+   */
+  chunkDone(bytesRead: number, line: number, consumed: number): Promise<boolean> | boolean;
 }
 
 export interface LineOptions {
@@ -25,6 +29,14 @@ export interface LineOptions {
   readonly chunkBytes?: number;
   /** Longest line accepted (default 128 MiB); a longer one becomes a bad line. */
   readonly maxLineBytes?: number;
+}
+
+/** Where the splitter begins, when it resumes part-way through an input. */
+export interface LineStart {
+  /** Lines before the first one read (numbering continues after it). */
+  readonly line: number;
+  /** True when reading begins mid-input: there is no byte order mark to look for. */
+  readonly midway: boolean;
 }
 
 const NEWLINE = 10;
@@ -36,15 +48,23 @@ const lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
  * Reads all of `read` and reports its lines. A UTF-8 byte order mark at the start is skipped;
  * `\r\n` and `\n` both end a line; a last line without a newline is still a line.
  */
-export async function splitLines(read: ReadBytes, handlers: LineHandlers, options: LineOptions = {}): Promise<void> {
+export async function splitLines(
+  read: ReadBytes,
+  handlers: LineHandlers,
+  options: LineOptions = {},
+  begin: LineStart = { line: 0, midway: false },
+): Promise<void> {
   const maxLineBytes = options.maxLineBytes ?? 128 * 1024 * 1024;
   // At least 4 bytes: the byte order mark check needs 3 before it can decide.
   let buffer = new Uint8Array(Math.max(options.chunkBytes ?? 1024 * 1024, 4));
   let filled = 0;
-  let lineNumber = 0;
-  let first = true;
+  let lineNumber = begin.line;
+  let first = !begin.midway;
+  // Bytes of input before buffer[0], so a chunk's end can be named as an input offset.
+  let base = 0;
   // While skipping an overlong line: its first bytes, kept for the dead letter.
   let skipping: Uint8Array | undefined;
+  let skippingFrom = 0;
 
   for (;;) {
     const n = await read(buffer, filled, buffer.length - filled);
@@ -60,7 +80,11 @@ export async function splitLines(read: ReadBytes, handlers: LineHandlers, option
     if (skipping) {
       const newline = buffer.subarray(0, filled).indexOf(NEWLINE);
       if (newline < 0 && !atEnd) {
+        base += filled;
         filled = 0;
+        // Still inside the overlong line: a resume point is where it began.
+        const next = handlers.chunkDone(n, lineNumber, skippingFrom);
+        if ((typeof next === "boolean" ? next : await next) === false) return;
         continue;
       }
       lineNumber++;
@@ -72,33 +96,46 @@ export async function splitLines(read: ReadBytes, handlers: LineHandlers, option
     // At the end, a final newline ends the last line; it does not start another one.
     const last = atEnd ? (filled > start && buffer[filled - 1] === NEWLINE ? filled - 1 : filled) : buffer.lastIndexOf(NEWLINE, filled - 1);
     if (atEnd ? filled > start : last >= start) {
-      lineNumber = emitLines(buffer, start, last, lineNumber, handlers);
+      lineNumber = emitLines(buffer, start, last, lineNumber, handlers, maxLineBytes);
       start = last + 1;
     } else if (!atEnd && start === 0 && filled === buffer.length) {
-      // No newline in a full buffer: one line longer than the buffer.
-      if (buffer.length >= maxLineBytes) {
+      // No newline in a full buffer: one line longer than the buffer. The buffer may hold the
+      // longest line allowed plus its CRLF.
+      if (buffer.length >= maxLineBytes + 2) {
         skipping = buffer.slice(0, 1024);
+        skippingFrom = base;
+        base += filled;
         filled = 0;
         continue;
       }
-      const bigger = new Uint8Array(Math.min(buffer.length * 2, maxLineBytes));
+      const bigger = new Uint8Array(Math.min(buffer.length * 2, maxLineBytes + 2));
       bigger.set(buffer);
       buffer = bigger;
       continue;
     }
     if (atEnd) {
-      await handlers.chunkDone(n);
+      await handlers.chunkDone(n, lineNumber, base + filled);
       return;
     }
-    buffer.copyWithin(0, Math.min(start, filled), filled);
-    filled -= Math.min(start, filled);
-    const next = handlers.chunkDone(n);
+    const consumed = Math.min(start, filled);
+    buffer.copyWithin(0, consumed, filled);
+    filled -= consumed;
+    base += consumed;
+    const next = handlers.chunkDone(n, lineNumber, base);
     if ((typeof next === "boolean" ? next : await next) === false) return;
   }
 }
 
 /** Reports the lines in `buffer[start, end)`; returns the last line number used. */
-function emitLines(buffer: Uint8Array, start: number, end: number, lineNumber: number, handlers: LineHandlers): number {
+function emitLines(
+  buffer: Uint8Array,
+  start: number,
+  end: number,
+  lineNumber: number,
+  handlers: LineHandlers,
+  maxLineBytes: number,
+): number {
+  const tooLong = `line is longer than ${maxLineBytes} bytes`;
   let text: string | undefined;
   try {
     text = fatal.decode(buffer.subarray(start, end));
@@ -111,7 +148,12 @@ function emitLines(buffer: Uint8Array, start: number, end: number, lineNumber: n
       const newline = text.indexOf("\n", from);
       const stop = newline < 0 ? text.length : newline;
       const line = stop > from && text.charCodeAt(stop - 1) === CR ? text.slice(from, stop - 1) : text.slice(from, stop);
-      handlers.line(line, ++lineNumber);
+      // A UTF-16 unit is at most 3 UTF-8 bytes, so only long lines need their bytes counted.
+      if (line.length * 3 > maxLineBytes && Buffer.byteLength(line) > maxLineBytes) {
+        handlers.bad(++lineNumber, tooLong, `${line.slice(0, 1024)}…`, undefined);
+      } else {
+        handlers.line(line, ++lineNumber);
+      }
       if (newline < 0) return lineNumber;
       from = newline + 1;
     }
@@ -129,7 +171,8 @@ function emitLines(buffer: Uint8Array, start: number, end: number, lineNumber: n
     } catch {
       decoded = undefined;
     }
-    if (decoded === undefined) handlers.bad(lineNumber, "line is not valid UTF-8", lenient.decode(bytes), bytes.slice());
+    if (bytes.length > maxLineBytes) handlers.bad(lineNumber, tooLong, `${lenient.decode(bytes.subarray(0, 1024))}…`, undefined);
+    else if (decoded === undefined) handlers.bad(lineNumber, "line is not valid UTF-8", lenient.decode(bytes), bytes.slice());
     else handlers.line(decoded, lineNumber);
     if (stop >= end) return lineNumber;
     from = stop + 1;

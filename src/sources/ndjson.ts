@@ -1,14 +1,13 @@
 /**
  * `fromNdjson`: newline-delimited JSON files as an observable of parsed records.
  */
-import { open } from "node:fs/promises";
-import { Observable } from "rxjs";
-import { currentFlow, enterRecord, type Flow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
-import { resolveInputs } from "./files.ts";
+import type { Observable } from "rxjs";
+import { enterRecord, type Flow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
+import { type FileReading, type FileSourceOptions, fileSource } from "./files.ts";
 import { type LineOptions, type ReadBytes, splitLines } from "./lines.ts";
 
 /** Options of {@link fromNdjson}. */
-export interface NdjsonOptions extends LineOptions {}
+export interface NdjsonOptions extends LineOptions, FileSourceOptions {}
 
 /**
  * Reads NDJSON files (a path, a glob such as `data/*.ndjson`, or a list of either) one line at a
@@ -19,55 +18,19 @@ export interface NdjsonOptions extends LineOptions {}
  * lines around them are read as usual. A byte order mark and CRLF line endings are accepted.
  *
  * Reading pauses while the sink's memory budget is spent, so memory stays flat however large the
- * input is. Files are read in name order. Completes after the last file; errors when an input
- * cannot be opened or read (naming it); unsubscribing stops the read and closes the file. On
- * SIGINT/SIGTERM under `run`, it stops after the current chunk and completes.
+ * input is. Files are taken in name order, `concurrency` at a time (default 1). Under a run with
+ * a checkpoint, finished files are skipped and a partly read file resumes where its durable rows
+ * end. Completes after the last file; errors when an input cannot be opened or read (naming it);
+ * unsubscribing stops the read and closes the files. On SIGINT/SIGTERM under `run`, it stops
+ * after the current chunk and completes.
  *
  * @example
  * fromNdjson("exports/*.ndjson").pipe(validate(Event), deadLetter("out/dead-letter"))
  */
 export function fromNdjson(input: string | readonly string[], options: NdjsonOptions = {}): Observable<unknown> {
-  return new Observable<unknown>((subscriber) => {
-    const flow = currentFlow();
-    let stopped = false;
-    let closeFile: (() => Promise<void>) | undefined;
-
-    (async () => {
-      for (const path of await resolveInputs(input, "fromNdjson")) {
-        if (stopped || flow.stopping) break;
-        let file: Awaited<ReturnType<typeof open>>;
-        try {
-          file = await open(path, "r");
-        } catch (error) {
-          throw new Error(`fromNdjson: cannot open ${path}: ${(error as Error).message}`, { cause: error });
-        }
-        closeFile = () => file.close();
-        const read: ReadBytes = async (buffer, offset, length) => {
-          try {
-            const { bytesRead } = await file.read(buffer, offset, length, null);
-            flow.stats.bytesRead += bytesRead;
-            return bytesRead;
-          } catch (error) {
-            throw new Error(`fromNdjson: cannot read ${path}: ${(error as Error).message}`, { cause: error });
-          }
-        };
-        try {
-          await readNdjson(path, read, flow, (value) => subscriber.next(value), () => stopped || subscriber.closed, options);
-        } finally {
-          closeFile = undefined;
-          await file.close();
-        }
-      }
-    })().then(
-      () => subscriber.complete(),
-      (error) => subscriber.error(error),
-    );
-
-    return () => {
-      stopped = true;
-      closeFile?.().catch(() => {});
-    };
-  });
+  return fileSource("fromNdjson", input, options, (file) =>
+    readNdjson(file.path, file.read, file.flow, file.emit, file.stopped, options, file),
+  );
 }
 
 /**
@@ -81,7 +44,9 @@ export async function readNdjson(
   emit: (value: unknown) => void,
   isStopped: () => boolean,
   options: LineOptions = {},
+  resume?: Pick<FileReading, "start" | "mark">,
 ): Promise<void> {
+  const startOffset = resume?.start.byteOffset ?? 0;
   await splitLines(
     read,
     {
@@ -103,13 +68,15 @@ export async function readNdjson(
         enterRecord(flow, source, line, text);
         sendToDeadLetter(flow, "parse", error, undefined, bytes ? { rawBase64: Buffer.from(bytes).toString("base64") } : {});
       },
-      async chunkDone() {
+      async chunkDone(_bytes, line, consumed) {
         flow.raw = undefined;
+        resume?.mark(line, startOffset + consumed);
         if (isStopped() || flow.stopping) return false;
         if (flow.gate) await waitForGate(flow);
         return !(isStopped() || flow.stopping);
       },
     },
     options,
+    { line: resume?.start.line ?? 0, midway: startOffset > 0 },
   );
 }
