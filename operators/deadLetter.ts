@@ -41,6 +41,8 @@ export function deadLetter<T>(
       if (typeof target === "function") {
         flow.deadLetterHandler = target;
       } else if (typeof target === "string") {
+        // Resuming: dead letters earlier runs made durable must not be written twice.
+        flow.checkpoint?.loadDeadLetters(target);
         storeReady = openDeadLetterStore(target, flow.runId, options);
         storeReady.then(
           (opened) => {
@@ -56,9 +58,16 @@ export function deadLetter<T>(
       }
 
       async function settle(): Promise<void> {
+        removeHook?.();
         const opened = store ?? (storeReady ? await storeReady : undefined);
         if (opened) await (typeof target === "string" ? opened.close() : opened.flush());
       }
+
+      // A checkpoint may only move past a dead letter once it is durable.
+      const removeHook = flow.checkpoint?.beforeSave(async () => {
+        const opened = store ?? (storeReady ? await storeReady : undefined);
+        if (opened && !settled) await opened.flush();
+      });
 
       let settled = false;
       const subscription = withFlow(flow, () =>

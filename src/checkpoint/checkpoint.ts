@@ -1,8 +1,325 @@
+/**
+ * Checkpoints: what a run has made durable, kept in a small SQLite file beside the output, so a
+ * re-run skips finished inputs and resumes a partly read one without losing or duplicating rows.
+ *
+ * The difficulty is that "durable" is not a prefix of the input. A partitioned sink holds rows of
+ * many partitions at once and commits them at different times, so when a run dies, line 900 of a
+ * file may already be in a committed Parquet file while line 5 was still in a buffer. Two
+ * records make a re-run exact:
+ *
+ * - the resume point of each input: a place (line and byte offset, at a chunk boundary) before
+ *   which every record is durable: written, dead-lettered, or filtered out. It is the lowest
+ *   line still held in a sink buffer or in flight, capped by the highest line that reached the
+ *   sink or the dead letter (records between the source and the sink, inside an operator that
+ *   batches, are not durable yet);
+ * - every committed file's line ranges per input, recorded *before* the file is renamed into
+ *   place. After the resume point, a record whose partition already has a committed file
+ *   covering its line is skipped: a partition's buffer takes that partition's records in line
+ *   order, so a file's range holds all of them. Dead letters written after the resume point are
+ *   found again in the dead-letter folder, by run id, and skipped the same way.
+ *
+ * It relies on the operators between a source and the sink keeping each input's order
+ * (`map`, `filter`, `concatMap`, sluice's operators do; `mergeMap` with concurrency does not).
+ */
+import { Database } from "bun:sqlite";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import type { StartPoint } from "../sources/files.ts";
 
-/** A run's checkpoint (placeholder while it is being written). */
+/** A run's checkpoint. Sources, the sink and the dead letter report to it; `run` saves it. */
 export interface Checkpoint {
+  /** The SQLite file. */
+  readonly path: string;
+  readonly runId: string;
+  /** True when no earlier run was recorded: the sink's write mode applies only then. */
+  readonly fresh: boolean;
+
+  /** Where to begin an input: `"done"` to skip it, undefined to read it all. Throws when it shrank. */
   startOf(source: string, size: number): StartPoint | "done" | undefined;
+  /** Every record of `source` up to `line` has been emitted; the next one begins at `byteOffset`. */
   mark(source: string, line: number, byteOffset: number): void;
+  /** `source` was read to its end. */
   ended(source: string, size: number): void;
+
+  /** A record reached the sink or the dead letter (or was skipped). */
+  settled(source: string, line: number): void;
+  /** True when an earlier run already committed this record's row in this partition. */
+  alreadyWritten(partitionKey: string, source: string, line: number): boolean;
+  /** True when an earlier run already dead-lettered this record durably. */
+  alreadyDeadLettered(source: string, line: number): boolean;
+  /** Reads the dead letters earlier runs left in `folder`, so they are not written twice. */
+  loadDeadLetters(folder: string): void;
+  /** The sink tells, on demand, the lowest line of each input it holds uncommitted. */
+  setPending(pending: () => ReadonlyMap<string, number>): void;
+  /** Called before a file is renamed into place, with the line ranges it holds. */
+  intent(path: string, partitionKey: string, ranges: readonly CommitRange[]): void;
+  /** Called once the file is durable. */
+  committed(path: string): void;
+  /** Runs before each save: the dead letter makes what it gathered durable. Returns a remover. */
+  beforeSave(flush: () => Promise<void>): () => void;
+
+  /** Records the resume points that are durable now. */
+  save(): Promise<void>;
+  /** After the pipeline completed: everything emitted is durable; inputs read to the end are done. */
+  finish(): Promise<void>;
+  close(): void;
+}
+
+/** The lines of one input held by a committed file. */
+export interface CommitRange {
+  readonly source: string;
+  readonly firstLine: number;
+  readonly lastLine: number;
+}
+
+interface SourceState {
+  /** Resume point stored for it (line, byte offset). */
+  line: number;
+  byteOffset: number;
+  /** Places a re-run could resume from, ascending, not yet saved. */
+  marks: [line: number, byteOffset: number][];
+  /** Highest line that reached the sink or the dead letter. */
+  settled: number;
+  ended: boolean;
+  size: number;
+  done: boolean;
+  dirty: boolean;
+}
+
+/**
+ * Opens (or creates) the checkpoint file for a run. Files whose commit was started by an earlier
+ * run are reconciled: a file that reached its final name counts as committed, one that did not is
+ * forgotten.
+ *
+ * @example
+ * const summary = await run(pipeline, { checkpoint: "out/.sluice/checkpoint.sqlite" });
+ */
+export function openCheckpoint(path: string, runId: string): Checkpoint {
+  mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path, { create: true });
+  db.run("PRAGMA journal_mode = WAL");
+  db.run("PRAGMA synchronous = FULL");
+  db.run(`CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT)`);
+  db.run(`CREATE TABLE IF NOT EXISTS inputs (
+    source TEXT PRIMARY KEY, line INTEGER NOT NULL, byte_offset INTEGER NOT NULL,
+    size INTEGER NOT NULL, done INTEGER NOT NULL, run_id TEXT NOT NULL, updated_at TEXT NOT NULL)`);
+  db.run(`CREATE TABLE IF NOT EXISTS commits (
+    path TEXT NOT NULL, partition_key TEXT NOT NULL, source TEXT NOT NULL,
+    first_line INTEGER NOT NULL, last_line INTEGER NOT NULL, run_id TEXT NOT NULL, durable INTEGER NOT NULL)`);
+  db.run("CREATE INDEX IF NOT EXISTS commits_source ON commits (source, last_line)");
+
+  const earlierRuns = (db.query("SELECT run_id FROM runs").all() as { run_id: string }[]).map((r) => r.run_id);
+  const fresh = earlierRuns.length === 0;
+  db.query("INSERT INTO runs (run_id, started_at) VALUES (?, ?)").run(runId, new Date().toISOString());
+
+  // A crash between recording a file and renaming it: the file decides.
+  const intents = db.query("SELECT DISTINCT path FROM commits WHERE durable = 0").all() as { path: string }[];
+  for (const { path: file } of intents) {
+    if (existsSync(file)) db.query("UPDATE commits SET durable = 1 WHERE path = ?").run(file);
+    else db.query("DELETE FROM commits WHERE path = ?").run(file);
+  }
+
+  const sources = new Map<string, SourceState>();
+  // Committed ranges after the resume point, by input, then by partition.
+  const written = new Map<string, { maxLine: number; byPartition: Map<string, [number, number][]> }>();
+  // Dead letters earlier runs made durable after the resume point: `${source}\0${line}`.
+  const deadLettered = new Set<string>();
+  const saveHooks = new Set<() => Promise<void>>();
+  let pending: () => ReadonlyMap<string, number> = () => new Map();
+  let saving: Promise<void> = Promise.resolve();
+
+  const insertIntent = db.query(
+    "INSERT INTO commits (path, partition_key, source, first_line, last_line, run_id, durable) VALUES (?, ?, ?, ?, ?, ?, 0)",
+  );
+  const markDurable = db.query("UPDATE commits SET durable = 1 WHERE path = ?");
+  const upsertInput = db.query(`INSERT INTO inputs (source, line, byte_offset, size, done, run_id, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (source) DO UPDATE SET line = excluded.line, byte_offset = excluded.byte_offset,
+      size = excluded.size, done = excluded.done, run_id = excluded.run_id, updated_at = excluded.updated_at`);
+  const prune = db.query("DELETE FROM commits WHERE source = ? AND last_line <= ? AND durable = 1");
+
+  function loadWritten(source: string, after: number) {
+    const rows = db
+      .query("SELECT partition_key, first_line, last_line FROM commits WHERE source = ? AND last_line > ? AND durable = 1")
+      .all(source, after) as { partition_key: string; first_line: number; last_line: number }[];
+    if (rows.length === 0) return;
+    const byPartition = new Map<string, [number, number][]>();
+    let maxLine = 0;
+    for (const row of rows) {
+      const ranges = byPartition.get(row.partition_key) ?? [];
+      ranges.push([row.first_line, row.last_line]);
+      byPartition.set(row.partition_key, ranges);
+      maxLine = Math.max(maxLine, row.last_line);
+    }
+    written.set(source, { maxLine, byPartition });
+  }
+
+  function state(source: string): SourceState {
+    let s = sources.get(source);
+    if (!s) {
+      s = { line: 0, byteOffset: 0, marks: [], settled: 0, ended: false, size: 0, done: false, dirty: true };
+      sources.set(source, s);
+    }
+    return s;
+  }
+
+  /** The resume point each input can move to now, and whether it is finished. */
+  function advance(everythingSettled: boolean): void {
+    const held = everythingSettled ? new Map<string, number>() : pending();
+    for (const [source, s] of sources) {
+      if (s.done || s.marks.length === 0) continue;
+      const lowest = held.get(source);
+      const durable = everythingSettled ? Number.POSITIVE_INFINITY : Math.min(s.settled, lowest === undefined ? Number.POSITIVE_INFINITY : lowest - 1);
+      let chosen = -1;
+      for (let i = 0; i < s.marks.length; i++) if ((s.marks[i] as [number, number])[0] <= durable) chosen = i;
+      if (chosen < 0) continue;
+      const [line, byteOffset] = s.marks[chosen] as [number, number];
+      s.marks.splice(0, chosen + 1);
+      s.line = line;
+      s.byteOffset = byteOffset;
+      s.dirty = true;
+      if (s.ended && s.marks.length === 0 && byteOffset >= s.size) s.done = true;
+    }
+  }
+
+  function write(): void {
+    const now = new Date().toISOString();
+    db.transaction(() => {
+      for (const [source, s] of sources) {
+        if (!s.dirty) continue;
+        upsertInput.run(source, s.line, s.byteOffset, s.size, s.done ? 1 : 0, runId, now);
+        prune.run(source, s.done ? Number.MAX_SAFE_INTEGER : s.line);
+        s.dirty = false;
+      }
+    })();
+  }
+
+  async function save(everythingSettled: boolean): Promise<void> {
+    // Resume points are chosen before the dead letters are flushed, so every dead letter at or
+    // before them is in that flush.
+    advance(everythingSettled);
+    for (const flush of saveHooks) await flush();
+    write();
+  }
+
+  return {
+    path,
+    runId,
+    fresh,
+
+    startOf(source, size) {
+      const row = db.query("SELECT line, byte_offset, size, done FROM inputs WHERE source = ?").get(source) as
+        | { line: number; byte_offset: number; size: number; done: number }
+        | null;
+      const s = state(source);
+      s.size = size;
+      if (!row) {
+        // No resume point saved yet, but an earlier run may have committed files from it.
+        loadWritten(source, 0);
+        return written.has(source) ? { line: 0, byteOffset: 0 } : undefined;
+      }
+      if (size < row.byte_offset) {
+        throw new Error(
+          `checkpoint ${path}: input ${source} is ${size} bytes but an earlier run already read ${row.byte_offset} bytes of it; it was replaced or truncated. Remove the checkpoint file to read everything again.`,
+        );
+      }
+      s.line = row.line;
+      s.byteOffset = row.byte_offset;
+      s.settled = row.line;
+      s.dirty = false;
+      if (row.done && size === row.byte_offset) {
+        s.done = true;
+        return "done";
+      }
+      loadWritten(source, row.line);
+      return { line: row.line, byteOffset: row.byte_offset };
+    },
+
+    mark(source, line, byteOffset) {
+      const s = state(source);
+      const last = s.marks[s.marks.length - 1];
+      if (last && last[0] === line) last[1] = byteOffset;
+      else s.marks.push([line, byteOffset]);
+    },
+
+    ended(source, size) {
+      const s = state(source);
+      s.ended = true;
+      s.size = size;
+    },
+
+    settled(source, line) {
+      const s = sources.get(source);
+      if (s && line > s.settled) s.settled = line;
+    },
+
+    alreadyWritten(partitionKey, source, line) {
+      const w = written.get(source);
+      if (!w || line > w.maxLine) return false;
+      const ranges = w.byPartition.get(partitionKey);
+      if (!ranges) return false;
+      for (const [first, last] of ranges) if (line >= first && line <= last) return true;
+      return false;
+    },
+
+    alreadyDeadLettered(source, line) {
+      return deadLettered.size > 0 && deadLettered.has(`${source}\u0000${line}`);
+    },
+
+    loadDeadLetters(folder) {
+      if (!existsSync(folder)) return;
+      const resumed = new Map<string, number>();
+      for (const row of db.query("SELECT source, line FROM inputs WHERE done = 0").all() as { source: string; line: number }[]) {
+        resumed.set(row.source, row.line);
+      }
+      if (resumed.size === 0) return;
+      const prefixes = earlierRuns.map((id) => `dead-letter-${id}-`);
+      for (const name of readdirSync(folder)) {
+        if (!name.endsWith(".ndjson") || !prefixes.some((p) => name.startsWith(p))) continue;
+        for (const text of readFileSync(join(folder, name), "utf8").split("\n")) {
+          if (!text) continue;
+          const entry = JSON.parse(text) as { source: string; line: number };
+          const after = resumed.get(entry.source);
+          if (after !== undefined && entry.line > after) deadLettered.add(`${entry.source}\u0000${entry.line}`);
+        }
+      }
+    },
+
+    setPending(provider) {
+      pending = provider;
+    },
+
+    intent(file, partitionKey, ranges) {
+      db.transaction(() => {
+        for (const r of ranges) insertIntent.run(file, partitionKey, r.source, r.firstLine, r.lastLine, runId);
+      })();
+    },
+
+    committed(file) {
+      markDurable.run(file);
+    },
+
+    beforeSave(flush) {
+      saveHooks.add(flush);
+      return () => saveHooks.delete(flush);
+    },
+
+    save() {
+      saving = saving.then(() => save(false));
+      return saving;
+    },
+
+    finish() {
+      saving = saving
+        .then(() => save(true))
+        .then(() => {
+          db.query("UPDATE runs SET finished_at = ? WHERE run_id = ?").run(new Date().toISOString(), runId);
+        });
+      return saving;
+    },
+
+    close() {
+      db.close();
+    },
+  };
 }

@@ -36,6 +36,8 @@ export interface FlowStats {
   bufferedBytes: number;
   /** Bytes read from inputs. */
   bytesRead: number;
+  /** Records read again after a resume that an earlier run had already written or dead-lettered. */
+  skipped: number;
   /** Partition buffers open in the sink (each becomes a file). */
   openPartitions: number;
   /** Time from a buffer's flush to its file being durable, as a histogram over {@link COMMIT_LATENCY_BUCKETS}. */
@@ -109,6 +111,7 @@ export function createFlow(runId = newRunId()): Flow {
       buffered: 0,
       bufferedBytes: 0,
       bytesRead: 0,
+      skipped: 0,
       openPartitions: 0,
       commitLatency: { count: 0, sumSeconds: 0, buckets: COMMIT_LATENCY_BUCKETS.map(() => 0).concat(0) },
     },
@@ -209,6 +212,14 @@ export function sendToDeadLetter(
     throw new Error(
       `a record from ${flow.source || "the source"}${flow.line ? ` line ${flow.line}` : ""} failed at stage "${stage}" (${error}) but this pipeline has no dead-letter target: add deadLetter(folder) after the operators that reject records`,
     );
+  }
+  const checkpoint = flow.checkpoint;
+  if (checkpoint) {
+    checkpoint.settled(flow.source, flow.line);
+    if (checkpoint.alreadyDeadLettered(flow.source, flow.line)) {
+      flow.stats.skipped++;
+      return;
+    }
   }
   flow.stats.deadLettered[stage] = (flow.stats.deadLettered[stage] ?? 0) + 1;
   handler({

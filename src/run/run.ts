@@ -2,6 +2,7 @@
  * `run`: subscribes a pipeline, waits for it to finish, and reports what happened to every record.
  */
 import type { Observable } from "rxjs";
+import { type Checkpoint, openCheckpoint } from "../checkpoint/checkpoint.ts";
 import { createFlow, type Flow, newRunId, stopFlow, withFlow } from "../flow/flow.ts";
 
 /** Options of {@link run}. */
@@ -16,9 +17,16 @@ export interface RunOptions {
   readonly onValue?: (value: unknown) => void;
   /** Receives the run's shared state once it starts (progress displays, metrics). */
   readonly onStart?: (flow: Flow) => void;
+  /**
+   * A SQLite file (created when missing) that records what this run made durable. A later run
+   * with the same file skips finished inputs and resumes partly read ones, writing every record
+   * exactly once even after a crash. With it, the sink adds files to the dataset (the write mode
+   * applies only to the first run). File sources resume; other sources read everything again.
+   */
+  readonly checkpoint?: string;
 }
 
-/** What a run did. `in = written + deadLettered + dropped`. */
+/** What a run did. `in = written + deadLettered + skipped + dropped`. */
 export interface RunSummary {
   readonly runId: string;
   /** Records read by the sources. */
@@ -29,6 +37,8 @@ export interface RunSummary {
   readonly deadLettered: number;
   /** Dead letters by stage (`parse`, `validate`, `enrich`, `write`, ...). */
   readonly deadLetteredByStage: Readonly<Record<string, number>>;
+  /** Records read again after a resume that an earlier run had already written or dead-lettered. */
+  readonly skipped: number;
   /**
    * Records neither written nor dead-lettered: removed on purpose by an operator such as
    * RxJS's `filter`, or still in flight when a run without a sink ended. 0 for a pipeline of
@@ -66,6 +76,12 @@ export function run(pipeline: Observable<unknown>, options: RunOptions = {}): Pr
   const flow = createFlow(options.runId ?? newRunId());
   const started = performance.now();
   let emitted = 0;
+  let checkpoint: Checkpoint | undefined;
+  try {
+    if (options.checkpoint) checkpoint = flow.checkpoint = openCheckpoint(options.checkpoint, flow.runId);
+  } catch (error) {
+    return Promise.reject(error);
+  }
   options.onStart?.(flow);
 
   return new Promise<RunSummary>((resolve, reject) => {
@@ -93,11 +109,13 @@ export function run(pipeline: Observable<unknown>, options: RunOptions = {}): Pr
         },
         error(error) {
           cleanup();
+          checkpoint?.close();
           reject(error);
         },
         complete() {
           cleanup();
-          resolve(summarize(flow, emitted, performance.now() - started));
+          const done = checkpoint ? checkpoint.finish().finally(() => checkpoint?.close()) : Promise.resolve();
+          done.then(() => resolve(summarize(flow, emitted, performance.now() - started)), reject);
         },
       }),
     );
@@ -113,7 +131,8 @@ function summarize(flow: Flow, emitted: number, durationMs: number): RunSummary 
     written: s.written,
     deadLettered,
     deadLetteredByStage: { ...s.deadLettered },
-    dropped: s.in - s.written - deadLettered,
+    skipped: s.skipped,
+    dropped: s.in - s.written - deadLettered - s.skipped,
     emitted,
     files: s.files,
     bytes: s.bytes,
@@ -135,6 +154,7 @@ export function formatSummary(summary: RunSummary): string {
     ["records in", n(summary.in)],
     ["written", n(summary.written)],
     ["dead-lettered", `${n(summary.deadLettered)}${stages ? ` (${stages})` : ""}`],
+    ...(summary.skipped !== 0 ? [["skipped", `${n(summary.skipped)} (already durable from an earlier run)`]] : []),
     ...(summary.dropped !== 0 ? [["dropped", n(summary.dropped)]] : []),
     ["files", `${n(summary.files)} (${formatBytes(summary.bytes)})`],
     ["read", formatBytes(summary.bytesRead)],

@@ -133,12 +133,35 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
       });
       const open = new Map<string, OpenPartition>();
       const writes = new Set<Promise<void>>();
+      // Line ranges of files being written, until they are durable (the checkpoint's low-water mark).
+      const inflightRanges = new Set<readonly Range[]>();
+      const checkpoint = flow.checkpoint;
+      let lastSave = 0;
+      checkpoint?.setPending(() => {
+        const lowest = new Map<string, number>();
+        const note = (r: Range) => {
+          const seen = lowest.get(r.source);
+          if (seen === undefined || r.firstLine < seen) lowest.set(r.source, r.firstLine);
+        };
+        for (const partition of open.values()) for (const r of partition.ranges) note(r);
+        for (const ranges of inflightRanges) for (const r of ranges) note(r);
+        return lowest;
+      });
+      // Resume points are saved after commits, at most about once a second: each save also
+      // commits a dead-letter file when dead letters are waiting.
+      function saveCheckpointSoon() {
+        const now = Date.now();
+        if (!checkpoint || now - lastSave < 1000) return;
+        lastSave = now;
+        checkpoint.save().catch((error) => fail(error));
+      }
       let received = 0;
       let bufferedBytes = 0;
       let inflightBytes = 0;
       let release: (() => void) | undefined;
       let failed = false;
-      const ready = prepareFolder(folder, mode);
+      // With a checkpoint, only the first run applies the mode; later runs add to the dataset.
+      const ready = prepareFolder(folder, flow.checkpoint && !flow.checkpoint.fresh ? "append" : mode);
       ready.catch((error) => fail(error));
 
       function fail(error: unknown) {
@@ -147,9 +170,13 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         subscriber.error(error);
       }
 
-      function partitionOf(record: Record<string, unknown>): OpenPartition {
+      function keyOf(record: Record<string, unknown>): string {
         let key = "";
         for (const column of partitionColumns) key += `${partitionText(column, record[column.name])}\u0000`;
+        return key;
+      }
+
+      function partitionOf(record: Record<string, unknown>, key: string): OpenPartition {
         let partition = open.get(key);
         if (!partition) {
           const values: Record<string, string | null> = {};
@@ -180,7 +207,14 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         const row = record as Record<string, unknown>;
         let partition: OpenPartition;
         try {
-          partition = partitionOf(row);
+          const key = keyOf(row);
+          if (checkpoint?.alreadyWritten(key, flow.source, flow.line)) {
+            // Resumed after a crash: an earlier run committed this row already.
+            flow.stats.skipped++;
+            checkpoint.settled(flow.source, flow.line);
+            return;
+          }
+          partition = partitionOf(row, key);
         } catch (error) {
           reject(record, (error as Error).message);
           return;
@@ -197,6 +231,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         received++;
         flow.stats.buffered++;
         notePosition(partition);
+        checkpoint?.settled(flow.source, flow.line);
         const rows = partition.buffer.rows;
         if (rows === 1 || (rows & 1023) === 0) measure(partition);
         if (rows >= maxFileRows || partition.bytes >= maxFileBytes) flush(partition);
@@ -269,9 +304,13 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         const ipc = partition.buffer.toIPC();
         const size = ipc.byteLength;
         inflightBytes += size;
-        const name = `part-${mode === "append" ? `${flow.runId}-` : ""}${String(partition.firstIndex).padStart(12, "0")}.parquet`;
+        // A checkpointed run adds to what earlier runs wrote, so its names carry its run id too.
+        const withRunId = mode === "append" || checkpoint !== undefined;
+        const name = `part-${withRunId ? `${flow.runId}-` : ""}${String(partition.firstIndex).padStart(12, "0")}.parquet`;
         const path = join(partition.folder, name);
         const sources = partition.ranges.map((r) => ({ ...r }));
+        inflightRanges.add(sources);
+        checkpoint?.intent(path, partition.key, sources);
         const write = ready
           .then(() =>
             encoders.encode({
@@ -288,9 +327,17 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
               flow.stats.written += rows;
               flow.stats.buffered -= rows;
               observeCommitLatency(flow.stats, (performance.now() - flushedAt) / 1000);
+              inflightRanges.delete(sources);
+              if (checkpoint) {
+                checkpoint.committed(path);
+                saveCheckpointSoon();
+              }
               subscriber.next({ path, partition: partition.values, rows, bytes, sources });
             },
-            (error) => fail(error instanceof ParquetWriteError ? error : new ParquetWriteError(path, error)),
+            (error) => {
+              inflightRanges.delete(sources);
+              fail(error instanceof ParquetWriteError ? error : new ParquetWriteError(path, error));
+            },
           )
           .finally(() => {
             inflightBytes -= size;

@@ -47,11 +47,15 @@ export async function readNdjson(
   resume?: Pick<FileReading, "start" | "mark">,
 ): Promise<void> {
   const startOffset = resume?.start.byteOffset ?? 0;
+  let unread = false;
   await splitLines(
     read,
     {
       line(text, line) {
-        if (isStopped()) return;
+        if (isStopped()) {
+          unread = true;
+          return;
+        }
         enterRecord(flow, source, line, text);
         let value: unknown;
         try {
@@ -64,13 +68,17 @@ export async function readNdjson(
         emit(value);
       },
       bad(line, error, text, bytes) {
-        if (isStopped()) return;
+        if (isStopped()) {
+          unread = true;
+          return;
+        }
         enterRecord(flow, source, line, text);
         sendToDeadLetter(flow, "parse", error, undefined, bytes ? { rawBase64: Buffer.from(bytes).toString("base64") } : {});
       },
       async chunkDone(_bytes, line, consumed) {
         flow.raw = undefined;
-        resume?.mark(line, startOffset + consumed);
+        // A resume point only where every line before it was emitted.
+        if (!unread) resume?.mark(line, startOffset + consumed);
         if (isStopped() || flow.stopping) return false;
         if (flow.gate) await waitForGate(flow);
         return !(isStopped() || flow.stopping);

@@ -1,0 +1,113 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { appendFile, mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { readDeadLetters, type RunSummary } from "../../src/index.ts";
+import { writeClickstream } from "../../src/generate/clickstream.ts";
+import { seededRandom } from "../../src/generate/random.ts";
+import { dataset, query, tempDir } from "../helpers/duckdb.ts";
+
+const FIXTURE = join(import.meta.dir, "../fixtures/checkpointed-clickstream.ts");
+
+let dir: { path: string; remove: () => Promise<void> };
+let inputs: string;
+
+beforeAll(async () => {
+  dir = await tempDir("sluice-checkpoint-");
+  inputs = join(dir.path, "in");
+  await mkdir(inputs);
+  for (let i = 0; i < 4; i++) await writeClickstream(join(inputs, `day-${i}.ndjson`), { count: 20_000, seed: 100 + i });
+});
+
+afterAll(async () => {
+  if (!process.env.KEEP) await dir.remove();
+  else console.log(dir.path);
+});
+
+/** Runs the fixture job; resolves with its summary, or undefined when it was killed. */
+async function job(out: string, killAfterMs?: number, signal: "SIGKILL" | "SIGINT" = "SIGKILL"): Promise<RunSummary | undefined> {
+  const child = Bun.spawn(["bun", FIXTURE, join(inputs, "*.ndjson"), out], { stdout: "pipe", stderr: "pipe" });
+  const timer = killAfterMs === undefined ? undefined : setTimeout(() => child.kill(signal), killAfterMs);
+  const [code, stdout, stderr] = await Promise.all([child.exited, new Response(child.stdout).text(), new Response(child.stderr).text()]);
+  clearTimeout(timer);
+  // Killed, or interrupted before the run had installed its signal handler.
+  if (child.signalCode !== null || (code === 130 && !stdout.trim())) return undefined;
+  if (code !== 0) throw new Error(`job failed (${code}): ${stderr}`);
+  return JSON.parse(stdout.trim().split("\n").pop() as string) as RunSummary;
+}
+
+/** Every event id in the dataset with how often it occurs, and the dead letters' positions likewise. */
+async function contents(out: string) {
+  const rows = await query(
+    `SELECT event_id, count(*)::INTEGER AS n FROM ${dataset(join(out, "events"))} GROUP BY event_id ORDER BY event_id`,
+  );
+  const positions: string[] = [];
+  for await (const e of readDeadLetters(join(out, "dead-letter"))) positions.push(`${e.source}:${e.line}`);
+  positions.sort();
+  return { rows, positions };
+}
+
+describe("checkpoint", () => {
+  let reference: { rows: Record<string, unknown>[]; positions: string[] };
+
+  test("a run without interruptions writes every valid record once and records every input as done", async () => {
+    const out = join(dir.path, "reference");
+    const summary = (await job(out)) as RunSummary;
+    expect(summary.in).toBe(80_000);
+    expect(summary.written + summary.deadLettered).toBe(80_000);
+    reference = await contents(out);
+    expect(reference.rows.length).toBe(summary.written);
+    expect(reference.rows.every((r) => r.n === 1)).toBe(true);
+    expect(reference.positions.length).toBe(summary.deadLettered);
+    expect(new Set(reference.positions).size).toBe(reference.positions.length);
+
+    // A re-run finds everything done: it reads nothing and writes nothing.
+    const again = (await job(out)) as RunSummary;
+    expect(again.in).toBe(0);
+    expect(again.files).toBe(0);
+    expect(await contents(out)).toEqual(reference);
+  });
+
+  test("runs killed (SIGKILL) or stopped (SIGINT) at random moments and re-run until done hold every valid record exactly once", async () => {
+    const out = join(dir.path, "killed");
+    const random = seededRandom(7);
+    let kills = 0;
+    let stops = 0;
+    let summary: RunSummary | undefined;
+    for (let attempt = 0; attempt < 40 && !(summary && !summary.stopped); attempt++) {
+      // Early kills land in startup and the first commits; later ones mid-file. One in four is
+      // a graceful stop, which commits what is buffered and saves the checkpoint.
+      const signal = random.next() < 0.25 ? "SIGINT" : "SIGKILL";
+      summary = await job(out, attempt < 30 ? 250 + Math.floor(random.next() * 1200) : undefined, signal);
+      if (!summary) kills++;
+      else if (summary.stopped) stops++;
+    }
+    expect(summary?.stopped).toBe(false);
+    expect(kills).toBeGreaterThan(3);
+    const got = await contents(out);
+    const duplicated = got.rows.filter((r) => r.n !== 1).length;
+    const ids = new Set(got.rows.map((r) => r.event_id));
+    const missing = reference.rows.filter((r) => !ids.has(r.event_id)).length;
+    const letters = new Set(got.positions);
+    const missingLetters = reference.positions.filter((p) => !letters.has(p)).length;
+    expect({ duplicated, missing, extraLetters: got.positions.length - letters.size, missingLetters }).toEqual({
+      duplicated: 0,
+      missing: 0,
+      extraLetters: 0,
+      missingLetters: 0,
+    });
+    expect(got).toEqual(reference);
+  });
+
+  test("an input that grows is read from where the last run ended", async () => {
+    const out = join(dir.path, "growing");
+    await job(out);
+    const extra = join(dir.path, "extra.ndjson");
+    await writeClickstream(extra, { count: 500, seed: 999 });
+    await appendFile(join(inputs, "day-3.ndjson"), await Bun.file(extra).bytes());
+    const summary = (await job(out)) as RunSummary;
+    expect(summary.in).toBe(500);
+    const total = await query(`SELECT count(*)::INTEGER AS n, count(DISTINCT event_id)::INTEGER AS d FROM ${dataset(join(out, "events"))}`);
+    expect(total[0]?.n).toBe(total[0]?.d);
+    expect(total[0]?.n).toBe(reference.rows.length + summary.written);
+  });
+});
