@@ -1,11 +1,11 @@
-import { Observable, type OperatorFunction } from "rxjs";
+import { catchError, concat, defer, EMPTY, from, ignoreElements, Observable, type OperatorFunction, throwError } from "rxjs";
 import type { DeadLetter } from "../src/deadletter/entry.ts";
 import {
   type DeadLetterStore,
   type DeadLetterStoreOptions,
   openDeadLetterStore,
 } from "../src/deadletter/store.ts";
-import { currentFlow, withFlow } from "../src/flow/flow.ts";
+import { currentFlow, installDeadLetter, withFlow } from "../src/flow/flow.ts";
 
 /** Where dead letters go: a folder (NDJSON files), a store, or a function. */
 export type DeadLetterTarget = string | DeadLetterStore | ((entry: DeadLetter) => void);
@@ -38,8 +38,9 @@ export function deadLetter<T>(
       // Entries that arrive before a folder store is open are held here (opening is async).
       const early: DeadLetter[] = [];
 
+      let handler: (entry: DeadLetter) => void;
       if (typeof target === "function") {
-        flow.deadLetterHandler = target;
+        handler = target;
       } else if (typeof target === "string") {
         // Resuming: dead letters earlier runs made durable must not be written twice.
         flow.checkpoint?.loadDeadLetters(target);
@@ -51,11 +52,12 @@ export function deadLetter<T>(
           },
           (error) => subscriber.error(error),
         );
-        flow.deadLetterHandler = (entry) => (store ? store.add(entry) : early.push(entry));
+        handler = (entry) => (store ? store.add(entry) : early.push(entry));
       } else {
         store = target;
-        flow.deadLetterHandler = (entry) => target.add(entry);
+        handler = (entry) => target.add(entry);
       }
+      installDeadLetter(flow, handler);
 
       async function settle(): Promise<void> {
         removeHook?.();
@@ -70,26 +72,32 @@ export function deadLetter<T>(
       });
 
       let settled = false;
+      // Completion (and an error) travel on only once the dead letters are durable. Built from
+      // RxJS's operators and subscribed with the downstream subscriber, so unsubscribing
+      // downstream closes the chain at once, even under a synchronous source.
+      const durable = (orError: "report" | "ignore") =>
+        defer(() => {
+          if (settled) return EMPTY;
+          settled = true;
+          // After an upstream error, that error is the one to report, not a failed commit.
+          const committed = orError === "report" ? settle() : settle().catch(() => {});
+          return from(committed).pipe(ignoreElements());
+        });
       const subscription = withFlow(flow, () =>
-        source.subscribe({
-          next: (value) => subscriber.next(value),
-          error: (error) => {
-            settled = true;
-            settle().finally(() => subscriber.error(error));
-          },
-          complete: () => {
-            settled = true;
-            settle().then(
-              () => subscriber.complete(),
-              (error) => subscriber.error(error),
-            );
-          },
-        }),
+        source
+          .pipe(
+            catchError((error) => concat(durable("ignore"), throwError(() => error))),
+            (upstream) => concat(upstream, durable("report")),
+          )
+          .subscribe(subscriber),
       );
       return () => {
         subscription.unsubscribe();
         // Unsubscribed before the end: what was gathered is still committed, best effort.
-        if (!settled) settle().catch(() => {});
+        if (!settled) {
+          settled = true;
+          settle().catch(() => {});
+        }
       };
     });
   };

@@ -1,5 +1,5 @@
-import { Observable, type OperatorFunction } from "rxjs";
-import { currentFlow, sendToDeadLetter, withFlow } from "../src/flow/flow.ts";
+import { filter, map, Observable, type OperatorFunction } from "rxjs";
+import { currentFlow, deadLetterRoute, sendToDeadLetter, withFlow } from "../src/flow/flow.ts";
 
 export interface EnrichOptions {
   /** Stage name written on dead letters (default `enrich`). */
@@ -27,30 +27,31 @@ export function enrich<T, R>(
   return function enrichOperator(source) {
     return new Observable<R>((subscriber) => {
       const flow = currentFlow();
+      const route = deadLetterRoute(flow);
       let index = 0;
+      function apply(record: T): R | typeof REJECTED {
+        try {
+          return fn(record, index++);
+        } catch (error) {
+          // A throw from sendToDeadLetter itself (no target) escapes and errors the stream.
+          sendToDeadLetter(flow, stage, messageOf(error), record, {}, route);
+          return REJECTED;
+        }
+      }
+      // RxJS's own operators, subscribed with the downstream subscriber: see validate.ts.
       return withFlow(flow, () =>
-        source.subscribe({
-          next(record) {
-            let result: R;
-            try {
-              result = fn(record, index++);
-            } catch (error) {
-              try {
-                sendToDeadLetter(flow, stage, messageOf(error), record);
-              } catch (routing) {
-                subscriber.error(routing);
-              }
-              return;
-            }
-            subscriber.next(result);
-          },
-          error: (error) => subscriber.error(error),
-          complete: () => subscriber.complete(),
-        }),
+        source
+          .pipe(
+            map(apply),
+            filter((result): result is R => result !== REJECTED),
+          )
+          .subscribe(subscriber),
       );
     });
   };
 }
+
+const REJECTED: unique symbol = Symbol("rejected");
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

@@ -1,7 +1,7 @@
-import { Observable, type OperatorFunction } from "rxjs";
+import { filter, map, Observable, type OperatorFunction, type Subscriber } from "rxjs";
 import * as v from "valibot";
 import type { DeadLetterIssue } from "../src/deadletter/entry.ts";
-import { currentFlow, sendToDeadLetter, withFlow } from "../src/flow/flow.ts";
+import { currentFlow, deadLetterRoute, sendToDeadLetter, withFlow } from "../src/flow/flow.ts";
 import { compileCheck, INVALID } from "../src/schema/compile.ts";
 
 export interface ValidateOptions {
@@ -14,7 +14,8 @@ export interface ValidateOptions {
  * `v.object` are dropped, as valibot does) and sends the rest to the dead letter with every
  * issue: dot path, expected, received and message. Nothing is coerced: `"123"` is not a number.
  *
- * Completes, errors and unsubscribes with its source.
+ * A schema whose own code throws (a `v.check` predicate) rejects the record with the thrown
+ * message. Completes, errors and unsubscribes with its source.
  *
  * @example
  * const Click = v.object({ user_id: v.string(), duration_ms: v.pipe(v.number(), v.integer()) });
@@ -31,34 +32,45 @@ export function validate<TSchema extends v.GenericSchema>(
   return function validateOperator(source) {
     return new Observable<v.InferOutput<TSchema>>((subscriber) => {
       const flow = currentFlow();
+      const route = deadLetterRoute(flow);
+      function judge(record: unknown): unknown {
+        let result: v.SafeParseResult<TSchema>;
+        try {
+          if (check) {
+            const output = check(record);
+            if (output !== INVALID) return output;
+          }
+          result = v.safeParse(schema, record);
+        } catch (error) {
+          // The schema's own code threw (a v.check predicate, a custom action): the record is
+          // rejected with that message rather than lost.
+          sendToDeadLetter(flow, stage, `the schema check threw: ${messageOf(error)}`, record, {}, route);
+          return REJECTED;
+        }
+        if (result.success) return result.output;
+        const issues = result.issues.map(toIssue);
+        sendToDeadLetter(flow, stage, summarize(issues), record, { issues }, route);
+        return REJECTED;
+      }
+      // Built from RxJS's own operators and subscribed with the downstream subscriber itself, so
+      // unsubscribing downstream closes the chain at once, even under a synchronous source. A
+      // throw from sendToDeadLetter (no dead-letter target) errors the stream.
       return withFlow(flow, () =>
-        source.subscribe({
-          next(record) {
-            if (check) {
-              const output = check(record);
-              if (output !== INVALID) {
-                subscriber.next(output as v.InferOutput<TSchema>);
-                return;
-              }
-            }
-            const result = v.safeParse(schema, record);
-            if (result.success) {
-              subscriber.next(result.output);
-              return;
-            }
-            try {
-              const issues = result.issues.map(toIssue);
-              sendToDeadLetter(flow, stage, summarize(issues), record, { issues });
-            } catch (error) {
-              subscriber.error(error);
-            }
-          },
-          error: (error) => subscriber.error(error),
-          complete: () => subscriber.complete(),
-        }),
+        source
+          .pipe(
+            map(judge),
+            filter((output) => output !== REJECTED),
+          )
+          .subscribe(subscriber as Subscriber<unknown>),
       );
     });
   };
+}
+
+const REJECTED: unique symbol = Symbol("rejected");
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function toIssue(issue: v.BaseIssue<unknown>): DeadLetterIssue {

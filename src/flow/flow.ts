@@ -75,8 +75,10 @@ export interface Flow {
   readonly stats: FlowStats;
   /** Set when the run was asked to stop (SIGINT/SIGTERM): sources finish their chunk and complete. */
   stopping: boolean;
-  /** The dead-letter target, installed by the `deadLetter` operator. */
+  /** The dead-letter target installed last (the topmost `deadLetter`: the one nearest a source). */
   deadLetterHandler: DeadLetterHandler | undefined;
+  /** Every `deadLetter` of the pipeline, in the order they subscribed: bottom-most first. */
+  readonly deadLetterHandlers: DeadLetterHandler[];
   /** While set, sources must wait on it before reading more. */
   gate: Promise<void> | undefined;
   /** Called when `stopping` is set, so sources waiting for input (a timer, a broker) wake up. */
@@ -117,6 +119,7 @@ export function createFlow(runId = newRunId()): Flow {
     },
     stopping: false,
     deadLetterHandler: undefined,
+    deadLetterHandlers: [],
     gate: undefined,
     onStop: new Set(),
     checkpoint: undefined,
@@ -196,8 +199,29 @@ export async function waitForGate(flow: Flow): Promise<void> {
   while (flow.gate) await flow.gate;
 }
 
+/** Finds the dead-letter target of one operator. See {@link deadLetterRoute}. */
+export type DeadLetterRoute = () => DeadLetterHandler | undefined;
+
 /**
- * Sends the current record to the dead letter. Fails loudly when the pipeline has no
+ * The dead-letter target for the operator subscribing now: the nearest `deadLetter` below it in
+ * the pipeline, or, when there is none (a sink at the end), the nearest one above it. Call it in
+ * the subscribe function: subscription runs from the bottom of a pipeline up, so the targets
+ * installed so far are exactly those below.
+ */
+export function deadLetterRoute(flow: Flow): DeadLetterRoute {
+  const below = flow.deadLetterHandlers.length;
+  return () => flow.deadLetterHandlers[below - 1] ?? flow.deadLetterHandlers[below] ?? flow.deadLetterHandler;
+}
+
+/** Installs a `deadLetter` operator's target; pieces that subscribe after it (above it) use it. */
+export function installDeadLetter(flow: Flow, handler: DeadLetterHandler): void {
+  flow.deadLetterHandlers.push(handler);
+  flow.deadLetterHandler = handler;
+}
+
+/**
+ * Sends the current record to the dead letter (through `route` when the caller is an operator
+ * between `deadLetter`s, see {@link deadLetterRoute}). Fails loudly when the pipeline has no
  * dead-letter target: a bad record must never vanish.
  */
 export function sendToDeadLetter(
@@ -206,8 +230,10 @@ export function sendToDeadLetter(
   error: string,
   record: unknown,
   details: Pick<DeadLetter, "issues" | "rawBase64"> = {},
+  route?: DeadLetterRoute,
 ): void {
-  const handler = flow.deadLetterHandler;
+  // Sources subscribe last, so the target installed last is the one nearest below them.
+  const handler = route ? route() : flow.deadLetterHandler;
   if (!handler) {
     throw new Error(
       `a record from ${flow.source || "the source"}${flow.line ? ` line ${flow.line}` : ""} failed at stage "${stage}" (${error}) but this pipeline has no dead-letter target: add deadLetter(folder) after the operators that reject records`,

@@ -10,12 +10,19 @@ export const NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__";
  * is percent-encoded, so no value can contain a path separator, a glob character or a control
  * character, and `..` only ever appears after `key=`: no value can reach outside the dataset.
  * DuckDB decodes these escapes when it reads the dataset with `hive_partitioning = true`.
+ * Throws, naming the key, for text that is not well-formed Unicode (a lone surrogate): the sink
+ * turns that into a dead letter.
  *
  * @example
  * partitionSegment("country", "a/b") // "country=a%2Fb"
  * partitionSegment("country", null) // "country=__HIVE_DEFAULT_PARTITION__"
  */
 export function partitionSegment(key: string, value: string | null): string {
+  if (!key.isWellFormed()) throw new Error(`partition key ${JSON.stringify(key)} is not well-formed Unicode (it holds a lone surrogate)`);
+  if (value !== null && !value.isWellFormed()) {
+    // A lone surrogate has no UTF-8 form, so no folder name can hold it faithfully.
+    throw new Error(`partition value of "${key}" is not well-formed Unicode (it holds a lone surrogate): ${JSON.stringify(value)}`);
+  }
   return `${escapePartitionText(key)}=${value === null ? NULL_PARTITION : escapePartitionText(value)}`;
 }
 

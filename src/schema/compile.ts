@@ -67,7 +67,11 @@ export function compileCheck(schema: v.GenericSchema): CompiledCheck | undefined
     if (node.fallback !== undefined) throw new Unsupported("fallback");
     if (node.pipe) {
       let code = "";
+      let schemas = 0;
       for (const item of node.pipe) {
+        // A schema later in a pipe checks the output of the one before it (an object without the
+        // keys it dropped): left to valibot rather than compiled against the original input.
+        if (item.kind === "schema" && schemas++ > 0) throw new Unsupported("a second schema in a pipe");
         if (item.kind === "schema") code += emit(item, value, out);
         else if (item.kind === "validation") code += emitAction(item, out);
         else if (item.kind !== "metadata") throw new Unsupported(item.type);

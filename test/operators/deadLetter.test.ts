@@ -253,12 +253,7 @@ describe("deadLetter", () => {
     }
   });
 
-  // BUG (operators/deadLetter.ts:42-55 with src/flow/flow.ts:166): the handler is one field on
-  // the shared flow and each deadLetter overwrites it as it subscribes. Subscription runs from
-  // the bottom of the pipeline up, so the topmost deadLetter wins and receives every reject,
-  // including those of stages below it, whose rejects the doc says go to the deadLetter below
-  // them ("sets where the records rejected above this point go").
-  test.todo("sends the rejects of a stage to the nearest deadLetter below it", async () => {
+  test("sends the rejects of a stage to the nearest deadLetter below it", async () => {
     const upper: DeadLetter[] = [];
     const lower: DeadLetter[] = [];
     await run(
@@ -277,10 +272,7 @@ describe("deadLetter", () => {
     expect(lower.map((e) => e.stage)).toEqual(["enrich"]);
   });
 
-  // BUG (operators/deadLetter.ts:65, same pattern as validate.ts:35): the source is subscribed
-  // with an observer that is not tied to deadLetter's subscriber, so a synchronous source is
-  // drained to the end after the consumer unsubscribes (here 1,000 values are pulled for take(1)).
-  test.todo("stops pulling from a synchronous source once the consumer has unsubscribed", async () => {
+  test("stops pulling from a synchronous source once the consumer has unsubscribed", async () => {
     let pulled = 0;
     await run(
       from(Array.from({ length: 1_000 }, (_, i) => i)).pipe(

@@ -272,11 +272,7 @@ describe("enrich", () => {
     expectTypeOf(out).toEqualTypeOf<Observable<{ index: number; id: string; qty: number }>>();
   });
 
-  // BUG (operators/enrich.ts:32, the same pattern as validate.ts:35): the source is subscribed
-  // with an observer that is not tied to enrich's subscriber, so a synchronous source keeps
-  // running every remaining record through `fn` (and into the dead letter) after the consumer
-  // unsubscribed. With RxJS's `map` in its place, `fn` runs once here.
-  test.todo("stops calling the function once the consumer has unsubscribed from a synchronous source", async () => {
+  test("stops calling the function once the consumer has unsubscribed from a synchronous source", async () => {
     let calls = 0;
     const entries: DeadLetter[] = [];
     await run(

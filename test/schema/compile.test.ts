@@ -419,11 +419,6 @@ describe("compileCheck", () => {
     expect(compileCheck(schema as v.GenericSchema)).toBeUndefined();
   });
 
-  // BUG (src/schema/compile.ts:133): the unknown-key test of a strict object is
-  // `key in entries`, which also finds keys inherited from Object.prototype. valibot tests
-  // `Object.prototype.hasOwnProperty.call(entries, key)`, so it rejects these records and the
-  // compiled check accepts them (a fast path that says "valid" where valibot says "invalid").
-  // JSON.parse produces such keys from ordinary input.
   test("rejects a strict object whose unknown key is named like an Object.prototype member", () => {
     const schema = v.strictObject({ a: v.string() });
     const check = compileCheck(schema)!;
@@ -439,16 +434,15 @@ describe("compileCheck", () => {
     }
   });
 
-  // BUG (src/schema/compile.ts:71): a schema that is not first in a pipe is checked against the
-  // pipe's original input instead of the previous item's output. valibot runs it on the output,
-  // where the first object has already dropped unknown keys, so the compiled check returns keys
-  // valibot removed (and rejects records valibot accepts, e.g. a strict object after an object).
-  test.todo("checks a schema later in a pipe against the output of the one before it", () => {
+  // valibot runs a later schema on the output of the one before it (an object that already
+  // dropped unknown keys); the compiled check leaves such pipes to valibot.
+  test("leaves a schema later in a pipe to valibot, which checks it against the previous output", () => {
     const keepsB = v.pipe(v.object({ a: v.string() }), v.object({ a: v.string(), b: v.optional(v.string()) }));
     expect(v.safeParse(keepsB, { a: "x", b: "y" }).output).toStrictEqual({ a: "x" });
-    expect(disagreement(keepsB, compileCheck(keepsB)!, { a: "x", b: "y" })).toBeUndefined();
+    expect(compileCheck(keepsB)).toBeUndefined();
 
     const thenStrict = v.pipe(v.object({ a: v.string() }), v.strictObject({ a: v.string() }));
-    expect(disagreement(thenStrict, compileCheck(thenStrict)!, { a: "x", extra: 1 })).toBeUndefined();
+    expect(compileCheck(thenStrict)).toBeUndefined();
+    expect(v.safeParse(thenStrict, { a: "x", extra: 1 }).success).toBe(true);
   });
 });

@@ -414,13 +414,6 @@ describe("fromNdjson", () => {
     expect((await read(await file(big))).summary.bytesRead).toBe(big.length);
   });
 
-  // BUG (src/sources/lines.ts:54, :63, :80 and :85): the bytes of a read are only counted when
-  // `chunkDone` is called, and the three `continue` paths (waiting for a byte order mark, growing
-  // the buffer for a line longer than it, skipping an overlong line) skip it. So `bytesRead` in
-  // the summary falls short whenever a line is longer than chunkBytes: a 10 MiB line read with
-  // the default 1 MiB chunk reports about 3 MiB read. Those paths also skip the stop and
-  // backpressure checks that `chunkDone` performs, so unsubscribing or stopping during a very
-  // long line waits for its end.
   test("counts every byte it reads, also of lines longer than a chunk", async () => {
     const blob = "x".repeat(10 * 1024 * 1024);
     const content = `{"n":1}\n{"blob":"${blob}"}\n{"n":3}\n`;
@@ -432,11 +425,6 @@ describe("fromNdjson", () => {
     expect((await read(await file("7"))).summary.bytesRead).toBe(1);
   });
 
-  // BUG (src/sources/lines.ts:54 and :71): while waiting for three bytes to look for a byte order
-  // mark, the splitter does not process the first read; when the whole file is one or two bytes
-  // ending in "\n", the end-of-input pass then treats the buffer, newline included, as the last
-  // line and reports an extra empty line after it. "1\n" gives the record 1 plus a "blank line"
-  // dead letter on line 2 (and "\n" gives two blank lines).
   test("reads a one- or two-byte file that ends in a newline without an extra line", async () => {
     const one = await read(await file("1\n"));
     expect(one.values).toEqual([1]);
@@ -445,10 +433,6 @@ describe("fromNdjson", () => {
     expect(brief(blank.entries)).toEqual([[1, "blank line"]]);
   });
 
-  // BUG (src/sources/lines.ts:54): with chunkBytes below 3, the wait for a full byte order mark
-  // asks `read` for 0 bytes, gets 0 and takes that as the end of the file: "abc\ndef\n" read with
-  // chunkBytes 1 yields only the line "a", silently. (chunkBytes 0 reads nothing at all.)
-  // Expected: every line read, or the option rejected.
   test("reads the whole file with a chunk of one or two bytes", async () => {
     for (const chunkBytes of [1, 2]) {
       const path = await file('{"n":1}\n{"n":2}\n');
@@ -457,9 +441,6 @@ describe("fromNdjson", () => {
     }
   });
 
-  // BUG (src/sources/lines.ts:75-77): maxLineBytes is only checked when a line fills the whole
-  // buffer, so with the default 1 MiB chunk (or any chunkBytes above maxLineBytes) a line longer
-  // than maxLineBytes but shorter than the chunk is parsed and emitted as usual.
   test("dead-letters a line longer than maxLineBytes with the default chunk size", async () => {
     const path = await file(`{"n":1}\n{"s":"${"y".repeat(300)}"}\n{"n":3}\n`);
     const { values, entries } = await read(path, { maxLineBytes: 64 });
@@ -467,9 +448,6 @@ describe("fromNdjson", () => {
     expect(brief(entries)).toEqual([[2, "line is longer than 64 bytes"]]);
   });
 
-  // BUG (src/sources/lines.ts:77): the buffer grows to at most maxLineBytes, and a line that
-  // fills it without its newline is rejected, so a line of exactly maxLineBytes bytes is
-  // dead-lettered as "longer than maxLineBytes bytes".
   test("reads a line of exactly maxLineBytes bytes", async () => {
     const line = `{"s":"${"z".repeat(56)}"}`;
     expect(line.length).toBe(64);
