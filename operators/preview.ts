@@ -13,8 +13,9 @@ export interface PreviewOptions {
 
 /**
  * Passes every value through unchanged and prints the first `n` as a table (see `formatTable`):
- * once the n-th value has arrived (before it travels on, so later steps cannot have changed
- * it), or on complete when fewer came. `preview(0)` prints nothing. Put it anywhere in a pipeline to see what flows there.
+ * once the n-th value has arrived, or on complete when fewer came. The values are copied
+ * (`structuredClone`) as they pass, so the table shows them as they were at this point even if
+ * later steps mutate them. `preview(0)` prints nothing. Put it anywhere in a pipeline to see what flows there.
  *
  * On error, the values gathered so far are printed, then the error travels on. Unsubscribing
  * prints nothing and drops the gathered values. A `write` that throws errors the stream, as a
@@ -54,7 +55,8 @@ export function preview<T>(n = 10, options: PreviewOptions = {}): MonoTypeOperat
       const subscription = source.subscribe({
         next(value) {
           if (seen) {
-            seen.push(value);
+            // A copy, so what is printed is the value as it passed here, whatever later steps do to it.
+            seen.push(snapshot(value));
             if (seen.length >= n && !print()) return;
           }
           subscriber.next(value);
@@ -72,4 +74,13 @@ export function preview<T>(n = 10, options: PreviewOptions = {}): MonoTypeOperat
       };
     });
   };
+}
+
+function snapshot<T>(value: T): T {
+  try {
+    return structuredClone(value);
+  } catch {
+    // Not cloneable (a function, a class instance with private state): show it as it is at print time.
+    return value;
+  }
 }

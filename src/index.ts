@@ -23,3 +23,65 @@ export { compileCheck, INVALID, type CompiledCheck } from "./schema/compile.ts";
 export { ParquetWriteError } from "./parquet/errors.ts";
 export { partitionSegment, NULL_PARTITION } from "./parquet/partition.ts";
 export type { Flow, FlowStats } from "./flow/flow.ts";
+export {
+  fromHttp,
+  HttpSourceError,
+  type HttpOptions,
+  type Pagination,
+  type NoPagination,
+  type PagePagination,
+  type OffsetPagination,
+  type CursorPagination,
+  type NextPagination,
+  type PageReader,
+  type Backoff,
+} from "./sources/http.ts";
+export {
+  streamDeadLetters,
+  listDeadLetterFiles,
+  fileLines,
+  type StoredDeadLetter,
+  type StreamDeadLettersOptions,
+} from "./deadletter/read.ts";
+export {
+  summarizeDeadLetters,
+  formatDeadLetterSummary,
+  errorPattern,
+  type SummarizeOptions,
+  type DeadLetterSummary,
+  type DeadLetterGroup,
+  type DeadLetterErrorGroup,
+  type DeadLetterSample,
+} from "./deadletter/summarize.ts";
+export {
+  replayDeadLetters,
+  recoverReplay,
+  readReplayState,
+  ReplayFailedError,
+  REPLAY_LOCK,
+  type ReplayOptions,
+  type ReplayFilter,
+  type ReplayResult,
+  type ReplayRollback,
+  type ReplayState,
+} from "./deadletter/replay.ts";
+export { openCheckpoint, type Checkpoint, type CommitRange } from "./checkpoint/checkpoint.ts";
+export { fileSource, resolveInputs, type FileSourceOptions, type FileReading, type StartPoint } from "./sources/files.ts";
+export { collect, collectTable, type CollectOptions } from "./notebook/collect.ts";
+export { formatTable, type FormatTableOptions } from "./notebook/table.ts";
+export {
+  readDataset,
+  readDatasetBatches,
+  type ReadDatasetOptions,
+  type PartitionMatch,
+  type PartitionValue,
+} from "./dataset/read.ts";
+export {
+  inspectDataset,
+  type DatasetSummary,
+  type ColumnSummary,
+  type PartitionSummary,
+  type FileSummary,
+  type SchemaField,
+  type StatValue,
+} from "./parquet/metadata.ts";

@@ -1,0 +1,78 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileLines, streamDeadLetters } from "../../src/deadletter/read.ts";
+import { errorPattern } from "../../src/deadletter/summarize.ts";
+import { tempDir } from "../helpers/duckdb.ts";
+
+let dir: Awaited<ReturnType<typeof tempDir>>;
+beforeAll(async () => {
+  dir = await tempDir("sluice-dlread-");
+});
+afterAll(() => dir.remove());
+
+async function lines(path: string): Promise<[string, number][]> {
+  const out: [string, number][] = [];
+  for await (const line of fileLines(path)) out.push(line);
+  return out;
+}
+
+describe("fileLines", () => {
+  test("numbers lines from 1, strips CRLF, keeps a last line without newline and an empty line", async () => {
+    const path = join(dir.path, "a.txt");
+    writeFileSync(path, "one\r\ntwo\n\nthree");
+    expect(await lines(path)).toEqual([["one", 1], ["two", 2], ["", 3], ["three", 4]]);
+  });
+
+  test("joins a line longer than the read chunks, with multi-byte characters across chunk edges", async () => {
+    const path = join(dir.path, "long.txt");
+    const long = "é€😀x".repeat(400_000);
+    writeFileSync(path, `short\n${long}\nend\n`);
+    const got = await lines(path);
+    expect(got.length).toBe(3);
+    expect(got[1]?.[0] === long).toBe(true);
+    expect(got[2]).toEqual(["end", 3]);
+  });
+
+  test("an empty file has no lines", async () => {
+    const path = join(dir.path, "empty.txt");
+    writeFileSync(path, "");
+    expect(await lines(path)).toEqual([]);
+  });
+});
+
+describe("streamDeadLetters", () => {
+  test("yields entries file by file in name order with their ids, and names a line that is not a dead letter", async () => {
+    const folder = join(dir.path, "dl");
+    const entry = (line: number) => JSON.stringify({ stage: "validate", source: "in.ndjson", line, raw: "{}", error: "e", at: "", runId: "r" });
+    await Bun.write(join(folder, "dead-letter-b-00000.ndjson"), `${entry(3)}\n`);
+    await Bun.write(join(folder, "dead-letter-a-00000.ndjson"), `${entry(1)}\n\n${entry(2)}\n`);
+    await Bun.write(join(folder, "replayed-x.ledger"), "not a dead letter\n");
+    const got: string[] = [];
+    for await (const s of streamDeadLetters(folder)) got.push(`${s.id}=${s.entry.line}`);
+    expect(got).toEqual(["dead-letter-a-00000.ndjson#1=1", "dead-letter-a-00000.ndjson#3=2", "dead-letter-b-00000.ndjson#1=3"]);
+
+    await Bun.write(join(folder, "dead-letter-c-00000.ndjson"), `${entry(4)}\n{"torn":\n`);
+    const read = async () => {
+      for await (const _ of streamDeadLetters(folder)) {
+        // drain
+      }
+    };
+    await expect(read()).rejects.toThrow("dead-letter-c-00000.ndjson line 2 is not a dead letter");
+  });
+});
+
+describe("errorPattern", () => {
+  test.each([
+    ["malformed JSON: JSON Parse error: Unterminated string", "malformed JSON: …"],
+    ["malformed JSON: Unexpected token } in JSON at position 123", "malformed JSON: …"],
+    ['1 issue: duration_ms: Invalid type: Expected number but received "52675"', 'duration_ms: Invalid type: Expected number but received "…"'],
+    ["1 issue: user_id: Invalid type: Expected string but received 26957", "user_id: Invalid type: Expected string but received N"],
+    ["1 issue: timestamp: not a real ISO-8601 instant (microsecond precision at most)", "timestamp: not a real ISO-8601 instant (microsecond precision at most)"],
+    ['1 issue: event_id: Invalid key: Expected "event_id" but received undefined', 'event_id: Invalid key: Expected "event_id" but received undefined'],
+    ["line 12 is longer than 134217728 bytes", "line N is longer than N bytes"],
+    ["value 3.5 does not fit int32 column c2", "value N does not fit int32 column c2"],
+  ])("%p groups as %p", (message, pattern) => {
+    expect(errorPattern(message)).toBe(pattern);
+  });
+});
