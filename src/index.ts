@@ -85,3 +85,4 @@ export {
   type SchemaField,
   type StatValue,
 } from "./parquet/metadata.ts";
+export { fromCsv, type CsvOptions, type ExtraColumns } from "./sources/csv.ts";

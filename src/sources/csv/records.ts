@@ -1,0 +1,386 @@
+/**
+ * Splits a byte stream into CSV records (RFC 4180), a chunk at a time, holding at most one chunk
+ * (or one record, when a record is longer than a chunk) in memory.
+ *
+ * The structure of CSV (delimiter, quote, CR, LF) is ASCII, and no byte of a multi-byte UTF-8
+ * sequence is ASCII, so records can be found on bytes and each chunk of whole lines decoded at
+ * once. The fields are then cut from the decoded text: a line without a quote character is one
+ * record and `String.split` cuts it (the fast path); a line with one is walked character by
+ * character. A chunk that is not valid UTF-8 is walked record by record on bytes, so a bad byte
+ * only spoils its own record.
+ */
+import type { ReadBytes } from "../lines.ts";
+
+/** The characters that shape a CSV file. Each is one ASCII character. */
+export interface CsvDialect {
+  readonly delimiter: string;
+  readonly quote: string;
+}
+
+/** What the splitter reports. Calls for one chunk happen synchronously, in input order. */
+export interface RecordHandlers {
+  /**
+   * A record. `quoted[i]` is true when field `i` was written in quotes; `quoted` is undefined
+   * when no field was. `line` is the physical line where the record begins (from 1); `raw` its
+   * text without the line ending. Return `false` to stop reading.
+   */
+  record(fields: string[], quoted: boolean[] | undefined, line: number, raw: string): boolean | undefined;
+  /** A record that cannot be cut into fields: broken quoting, bad UTF-8, too long. */
+  bad(line: number, error: string, raw: string, bytes: Uint8Array | undefined): boolean | undefined;
+  /**
+   * After each chunk: return a promise to pause reading (backpressure), or `false` to stop.
+   * `line` is the last line of the last whole record so far, `offset` the input offset where the
+   * next record begins: together, a place to resume from. Never called inside a record.
+   */
+  chunkDone(line: number, offset: number): Promise<boolean> | boolean;
+}
+
+/** Sizes the splitter works with. */
+export interface RecordLimits {
+  /** Bytes read at a time (default 1 MiB). */
+  readonly chunkBytes?: number;
+  /** Longest record accepted (default 64 MiB); a longer one becomes a bad record and is skipped. */
+  readonly maxRecordBytes?: number;
+}
+
+/** Where the splitter begins when it resumes part-way through an input. */
+export interface RecordStart {
+  /** Lines before the first one read: numbering continues after it. */
+  readonly line: number;
+  /** The input offset `read` begins at (0 at the start, where a byte order mark is skipped). */
+  readonly offset: number;
+}
+
+const LF = 10;
+const CR = 13;
+const fatal = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
+
+// Byte-scanner states: the same grammar as the text parser, used where text cannot be used
+// (a record larger than the limit, a chunk that is not UTF-8).
+const FIELD_START = 0;
+const UNQUOTED = 1;
+const QUOTED = 2;
+const QUOTE_IN_QUOTED = 3;
+
+/** A record boundary finder on bytes that can carry its state across chunks. */
+interface ByteScan {
+  state: number;
+  /** Line feeds seen inside the current record. */
+  newlines: number;
+}
+
+/**
+ * Advances `scan` over `bytes[from, to)`; returns the index just past the line feed that ends
+ * the record, or -1 when the record goes on past `to`.
+ */
+function scanRecord(bytes: Uint8Array, from: number, to: number, scan: ByteScan, delimiter: number, quote: number): number {
+  let state = scan.state;
+  for (let i = from; i < to; i++) {
+    const c = bytes[i] as number;
+    if (state === QUOTED) {
+      if (c === quote) state = QUOTE_IN_QUOTED;
+      else if (c === LF) scan.newlines++;
+      continue;
+    }
+    if (c === LF) {
+      scan.state = FIELD_START;
+      return i + 1;
+    }
+    if (c === delimiter) state = FIELD_START;
+    else if (state === FIELD_START) state = c === quote ? QUOTED : UNQUOTED;
+    else if (state === QUOTE_IN_QUOTED) state = c === quote ? QUOTED : UNQUOTED;
+  }
+  scan.state = state;
+  return -1;
+}
+
+/** The text parser's state for one input. */
+interface TextParse {
+  /** The last line number used. */
+  line: number;
+  /** Set by a handler returning `false`. */
+  halted: boolean;
+  readonly delimiter: string;
+  readonly quote: string;
+  readonly quoteCode: number;
+  readonly delimiterCode: number;
+  readonly handlers: RecordHandlers;
+}
+
+/**
+ * Reports the records of `text`, which holds whole lines (ends with a line feed) unless
+ * `atEnd`. Returns the index where an unfinished record begins (a quoted field that goes on
+ * past the text), or `text.length` when every record in it was reported.
+ */
+function parseText(p: TextParse, text: string, atEnd: boolean): number {
+  const n = text.length;
+  const handlers = p.handlers;
+  const delimiter = p.delimiter;
+  let pos = 0;
+  let nextQuote = -1;
+  while (pos < n && !p.halted) {
+    const newline = text.indexOf("\n", pos);
+    const lineEnd = newline < 0 ? n : newline;
+    // The next quote character is searched once and reused until the parse passes it, so a
+    // chunk with no quotes at all costs one search.
+    if (nextQuote < pos && nextQuote !== Number.POSITIVE_INFINITY) {
+      nextQuote = text.indexOf(p.quote, pos);
+      if (nextQuote < 0) nextQuote = Number.POSITIVE_INFINITY;
+    }
+    if (nextQuote > lineEnd) {
+      const stop = lineEnd > pos && text.charCodeAt(lineEnd - 1) === CR ? lineEnd - 1 : lineEnd;
+      const raw = text.slice(pos, stop);
+      if (handlers.record(raw.split(delimiter), undefined, ++p.line, raw) === false) p.halted = true;
+      pos = lineEnd + 1;
+      continue;
+    }
+    const end = parseQuotedRecord(p, text, pos, atEnd);
+    if (end < 0) return pos;
+    pos = end;
+  }
+  return n;
+}
+
+/**
+ * Parses one record that has a quote character in its first line, character by character.
+ * Returns the index after its line ending, or -1 when the text ends inside a quoted field and
+ * more input may follow.
+ */
+function parseQuotedRecord(p: TextParse, text: string, begin: number, atEnd: boolean): number {
+  const n = text.length;
+  const q = p.quoteCode;
+  const d = p.delimiterCode;
+  const fields: string[] = [];
+  const quoted: boolean[] = [];
+  let problem: string | undefined;
+  let i = begin;
+  let end = -1;
+  let stop = -1;
+  for (;;) {
+    if (i < n && text.charCodeAt(i) === q) {
+      // A quoted field: runs to the quote that is not doubled.
+      let value = "";
+      let from = i + 1;
+      let closed = false;
+      for (;;) {
+        const at = text.indexOf(p.quote, from);
+        if (at < 0) break;
+        if (text.charCodeAt(at + 1) === q) {
+          value += text.slice(from, at + 1);
+          from = at + 2;
+          continue;
+        }
+        value += text.slice(from, at);
+        i = at + 1;
+        closed = true;
+        break;
+      }
+      if (!closed) {
+        if (!atEnd) return -1;
+        // The input's last line ending belongs to no line of the record.
+        stop = n > begin && text.charCodeAt(n - 1) === LF ? (n - 1 > begin && text.charCodeAt(n - 2) === CR ? n - 2 : n - 1) : n;
+        const lines = countNewlines(text, begin, stop) + 1;
+        problem = `unterminated quoted field ${fields.length + 1}: the record beginning on line ${p.line + 1} runs to the end of the input${lines > 1 ? ` (${lines} lines)` : ""}; the input looks truncated`;
+        end = n;
+        break;
+      }
+      fields.push(value);
+      quoted.push(true);
+      let c = i < n ? text.charCodeAt(i) : -1;
+      if (c === CR && text.charCodeAt(i + 1) === LF) c = text.charCodeAt(++i);
+      if (c !== d && c !== LF && c !== -1) {
+        // Text between a closing quote and the delimiter: the quoting is broken. The rest of
+        // the field is read as unquoted text, so the record ends where a byte scan says it does.
+        problem ??= `text after the closing quote of field ${fields.length}`;
+        while (i < n) {
+          const ch = text.charCodeAt(i);
+          if (ch === d || ch === LF) break;
+          i++;
+        }
+      }
+    } else {
+      // An unquoted field: a quote character inside it is an ordinary character.
+      let j = i;
+      while (j < n) {
+        const ch = text.charCodeAt(j);
+        if (ch === d || ch === LF) break;
+        j++;
+      }
+      const last = j < n && text.charCodeAt(j) === LF && j > i && text.charCodeAt(j - 1) === CR ? j - 1 : j;
+      fields.push(text.slice(i, last));
+      quoted.push(false);
+      i = j;
+    }
+    if (i >= n) {
+      stop = n;
+      end = n;
+      break;
+    }
+    if (text.charCodeAt(i) === d) {
+      i++;
+      continue;
+    }
+    // A line feed ends the record.
+    stop = i > begin && text.charCodeAt(i - 1) === CR ? i - 1 : i;
+    end = i + 1;
+    break;
+  }
+  const line = p.line + 1;
+  p.line += 1 + countNewlines(text, begin, stop);
+  const raw = text.slice(begin, stop);
+  const go = problem === undefined ? p.handlers.record(fields, quoted, line, raw) : p.handlers.bad(line, problem, raw, undefined);
+  if (go === false) p.halted = true;
+  return end;
+}
+
+function countNewlines(text: string, from: number, to: number): number {
+  let count = 0;
+  for (let at = text.indexOf("\n", from); at >= 0 && at < to; at = text.indexOf("\n", at + 1)) count++;
+  return count;
+}
+
+/**
+ * Reports the records of `bytes[from, to)` (whole lines unless `atEnd`) when they are not all
+ * valid UTF-8: record by record on bytes, decoding each alone. Returns the index where an
+ * unfinished record begins, or `to`.
+ */
+function parseBytes(p: TextParse, bytes: Uint8Array, from: number, to: number, atEnd: boolean): number {
+  let at = from;
+  const scan: ByteScan = { state: FIELD_START, newlines: 0 };
+  while (at < to && !p.halted) {
+    scan.state = FIELD_START;
+    scan.newlines = 0;
+    let end = scanRecord(bytes, at, to, scan, p.delimiterCode, p.quoteCode);
+    if (end < 0) {
+      if (!atEnd) return at;
+      end = to;
+    }
+    const record = bytes.subarray(at, end);
+    let text: string | undefined;
+    try {
+      text = fatal.decode(record);
+    } catch {
+      text = undefined;
+    }
+    if (text !== undefined) {
+      parseText(p, text, atEnd);
+    } else {
+      const last = end > at && bytes[end - 1] === LF ? (end - 1 > at && bytes[end - 2] === CR ? end - 2 : end - 1) : end;
+      const body = bytes.subarray(at, last);
+      const line = p.line + 1;
+      p.line += 1 + scan.newlines;
+      if (p.handlers.bad(line, "record is not valid UTF-8", lenient.decode(body), body.slice()) === false) p.halted = true;
+    }
+    at = end;
+  }
+  return to;
+}
+
+/**
+ * Reads all of `read` and reports its records. A UTF-8 byte order mark at the start of the input
+ * is skipped; `\r\n` and `\n` end a record outside quotes and are kept inside them; a last record
+ * without a line ending is still a record; an empty input has none.
+ */
+export async function splitRecords(
+  read: ReadBytes,
+  dialect: CsvDialect,
+  handlers: RecordHandlers,
+  limits: RecordLimits = {},
+  begin: RecordStart = { line: 0, offset: 0 },
+): Promise<void> {
+  const maxRecordBytes = Math.max(limits.maxRecordBytes ?? 64 * 1024 * 1024, 1);
+  // At least 4 bytes: the byte order mark check needs 3 before it can decide.
+  let buffer = new Uint8Array(Math.max(limits.chunkBytes ?? 1024 * 1024, 4));
+  let filled = 0;
+  let first = begin.offset === 0;
+  // Input offset of buffer[0], so a chunk's end can be named as a place to resume from.
+  let base = begin.offset;
+  const p: TextParse = {
+    line: begin.line,
+    halted: false,
+    delimiter: dialect.delimiter,
+    quote: dialect.quote,
+    delimiterCode: dialect.delimiter.charCodeAt(0),
+    quoteCode: dialect.quote.charCodeAt(0),
+    handlers,
+  };
+  // While skipping an overlong record: its first bytes (for the dead letter) and its scan state.
+  let skipping: { head: Uint8Array; line: number; scan: ByteScan; last: number } | undefined;
+
+  for (;;) {
+    const n = await read(buffer, filled, buffer.length - filled);
+    const atEnd = n === 0;
+    filled += n;
+    let start = 0;
+    if (first) {
+      if (filled < 3 && !atEnd) continue;
+      if (buffer[0] === 0xef && buffer[1] === 0xbb && buffer[2] === 0xbf) start = 3;
+      first = false;
+    }
+
+    if (skipping) {
+      const end = scanRecord(buffer, 0, filled, skipping.scan, p.delimiterCode, p.quoteCode);
+      if (filled > 0) skipping.last = buffer[filled - 1] as number;
+      if (end < 0 && !atEnd) {
+        base += filled;
+        filled = 0;
+        continue;
+      }
+      const unterminated = end < 0 && skipping.scan.state === QUOTED;
+      // At the end of the input, its last line ending belongs to no line of the record.
+      const lines = skipping.scan.newlines - (unterminated && skipping.last === LF ? 1 : 0);
+      p.line = skipping.line + lines;
+      const error = unterminated
+        ? `unterminated quoted field: the record beginning on line ${skipping.line} runs to the end of the input (${lines + 1} lines, over ${maxRecordBytes} bytes); the input looks truncated`
+        : `record is longer than ${maxRecordBytes} bytes`;
+      if (handlers.bad(skipping.line, error, `${lenient.decode(skipping.head)}…`, undefined) === false) return;
+      skipping = undefined;
+      start = end < 0 ? filled : end;
+    }
+
+    // Whole lines only: a chunk ends after its last line feed (or at the end of the input).
+    const cut = atEnd ? filled : buffer.lastIndexOf(LF, filled - 1) + 1;
+    if (cut > start) {
+      let text: string | undefined;
+      try {
+        text = fatal.decode(buffer.subarray(start, cut));
+      } catch {
+        text = undefined;
+      }
+      if (text !== undefined) {
+        const rest = parseText(p, text, atEnd);
+        start = rest === text.length ? cut : cut - Buffer.byteLength(text.slice(rest));
+      } else {
+        start = parseBytes(p, buffer, start, cut, atEnd);
+      }
+      if (p.halted) return;
+    }
+
+    if (atEnd) {
+      await handlers.chunkDone(p.line, base + filled);
+      return;
+    }
+    if (start === 0 && filled === buffer.length) {
+      // Not one whole record in a full buffer: a record longer than the buffer.
+      if (buffer.length >= maxRecordBytes) {
+        const scan: ByteScan = { state: FIELD_START, newlines: 0 };
+        scanRecord(buffer, 0, filled, scan, p.delimiterCode, p.quoteCode);
+        // The first line of the record is counted by `line`, the ones inside it by the scan.
+        skipping = { head: buffer.slice(0, 1024), line: p.line + 1, scan, last: buffer[filled - 1] as number };
+        base += filled;
+        filled = 0;
+        continue;
+      }
+      const bigger = new Uint8Array(Math.min(buffer.length * 2, maxRecordBytes));
+      bigger.set(buffer);
+      buffer = bigger;
+      continue;
+    }
+    buffer.copyWithin(0, start, filled);
+    filled -= start;
+    base += start;
+    const next = handlers.chunkDone(p.line, base);
+    if ((typeof next === "boolean" ? next : await next) === false) return;
+  }
+}
