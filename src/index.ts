@@ -86,3 +86,26 @@ export {
   type StatValue,
 } from "./parquet/metadata.ts";
 export { fromCsv, type CsvOptions, type ExtraColumns } from "./sources/csv.ts";
+export { definePipeline, isPipeline, runPipeline, type Pipeline, type PipelineContext } from "./cli/pipeline.ts";
+export { discoverPipelines, loadPipeline, PipelineLoadError, type DiscoveredPipeline } from "./run/discover.ts";
+export {
+  metrics,
+  snapshotMetrics,
+  serveMetrics,
+  formatPrometheus,
+  addInputTotal,
+  PROMETHEUS_CONTENT_TYPE,
+  type MetricsSnapshot,
+  type MetricsServer,
+} from "./run/metrics.ts";
+export { createLogger, type Logger, type LogFormat, type LogLevel } from "./run/log.ts";
+export { fromPostgres, type PostgresOptions } from "./sources/postgres.ts";
+export {
+  fromGenerator,
+  clickstreamProducer,
+  type GeneratorOptions,
+  type Producer,
+  type Rate,
+  type ClickstreamProducerOptions,
+} from "./sources/generator.ts";
+export { fromStdin, type StdinOptions } from "./sources/stdin.ts";

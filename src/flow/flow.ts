@@ -36,6 +36,10 @@ export interface FlowStats {
   bufferedBytes: number;
   /** Bytes read from inputs. */
   bytesRead: number;
+  /** Bytes the inputs hold, when the sources know (files: their sizes, less what a resume skips); 0 = unknown. */
+  bytesTotal: number;
+  /** Records the inputs hold, when the sources know; 0 = unknown. */
+  recordsTotal: number;
   /** Records read again after a resume that an earlier run had already written or dead-lettered. */
   skipped: number;
   /** Partition buffers open in the sink (each becomes a file). */
@@ -88,6 +92,8 @@ export interface Flow {
 }
 
 let open: Flow | undefined;
+// Flows of runs in progress: a source subscribed late (inside mergeMap, concat) finds its run here.
+const running = new Set<Flow>();
 
 /** A fresh run id: sortable by time, unique enough to name files. */
 export function newRunId(): string {
@@ -113,6 +119,8 @@ export function createFlow(runId = newRunId()): Flow {
       buffered: 0,
       bufferedBytes: 0,
       bytesRead: 0,
+      bytesTotal: 0,
+      recordsTotal: 0,
       skipped: 0,
       openPartitions: 0,
       commitLatency: { count: 0, sumSeconds: 0, buckets: COMMIT_LATENCY_BUCKETS.map(() => 0).concat(0) },
@@ -128,11 +136,22 @@ export function createFlow(runId = newRunId()): Flow {
 
 /**
  * The flow of the pipeline being subscribed, or a new one when this is the first sluice piece
- * to subscribe (a pipeline used without `run`). Call it inside the `Observable` subscribe
+ * to subscribe (a pipeline used without `run`). A piece subscribed later, outside that
+ * subscription, joins the run in progress when only one is. Call it inside the `Observable` subscribe
  * function, never at operator creation.
  */
 export function currentFlow(): Flow {
-  return open ?? createFlow();
+  if (open) return open;
+  // Subscribed outside the pipeline's own subscription (a source inside `mergeMap` or `concat`):
+  // it belongs to the run in progress, when there is exactly one.
+  if (running.size === 1) return running.values().next().value as Flow;
+  return createFlow();
+}
+
+/** Marks a flow as the one of a run in progress until the returned function is called. */
+export function enterRun(flow: Flow): () => void {
+  running.add(flow);
+  return () => running.delete(flow);
 }
 
 /** Runs `subscribe` with `flow` open, so the sluice pieces it subscribes share it. */

@@ -3,7 +3,7 @@
  */
 import type { Observable } from "rxjs";
 import { type Checkpoint, openCheckpoint } from "../checkpoint/checkpoint.ts";
-import { createFlow, type Flow, newRunId, stopFlow, withFlow } from "../flow/flow.ts";
+import { createFlow, enterRun, type Flow, newRunId, stopFlow, withFlow } from "../flow/flow.ts";
 
 /** Options of {@link run}. */
 export interface RunOptions {
@@ -95,7 +95,9 @@ export function run(pipeline: Observable<unknown>, options: RunOptions = {}): Pr
       process.on("SIGTERM", onSignal);
     }
     options.signal?.addEventListener("abort", stop, { once: true });
+    const leaveRun = enterRun(flow);
     const cleanup = () => {
+      leaveRun();
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
       options.signal?.removeEventListener("abort", stop);

@@ -114,6 +114,8 @@ export function fileSource(
       try {
         const size = (await handle.stat()).size;
         const resume = flow.checkpoint?.startOf(path, size);
+        // What a resume skips is not read: the progress total shrinks by it.
+        flow.stats.bytesTotal -= resume === "done" ? size : (resume?.byteOffset ?? 0);
         if (resume === "done") return;
         const start = resume ?? { line: 0, byteOffset: 0 };
         let position = start.byteOffset;
@@ -155,6 +157,8 @@ export function fileSource(
 
     (async () => {
       const paths = await resolveInputs(input, who);
+      // Progress bars and ETAs need the total before the first byte is read.
+      for (const path of paths) flow.stats.bytesTotal += (await stat(path).catch(() => ({ size: 0 }))).size;
       let next = 0;
       // Each lane takes the next file when it finishes one, so `concurrency` files are open at most.
       const lane = async () => {

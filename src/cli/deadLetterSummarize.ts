@@ -1,0 +1,82 @@
+/**
+ * `sluice dead-letter summarize <folder> [--json] [--samples N]`: what is in a dead-letter
+ * folder, by stage, error and field, with samples pointing at the input.
+ */
+import { parseArgs } from "node:util";
+import { formatDeadLetterSummary, summarizeDeadLetters } from "../deadletter/summarize.ts";
+
+const USAGE = `usage: sluice dead-letter summarize <folder> [options]
+
+options:
+  --json              the summary as one JSON object on stdout
+  --samples <N>       samples shown per group (default 3; 0 for counts only)
+  --raw-chars <N>     characters of each sample's raw record (default 200)
+  --all               count entries already replayed too
+  --by <sections>     text sections, comma-separated: stage,error,field,source,run (default stage,error,field)
+
+exit codes: 0 summarized (dead letters or not), 1 the folder could not be read, 2 usage.`;
+
+/**
+ * Runs `sluice dead-letter summarize` and resolves to its exit code: 0 when the folder was read
+ * (even when it holds no dead letters: a missing folder is reported as empty), 1 when a file
+ * cannot be read or is not a dead-letter file, 2 for wrong arguments.
+ *
+ * @example
+ * process.exitCode = await command(["out/dead-letter", "--samples", "1"]);
+ */
+export async function command(args: string[]): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args,
+      options: {
+        json: { type: "boolean" },
+        samples: { type: "string" },
+        "raw-chars": { type: "string" },
+        all: { type: "boolean" },
+        by: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      allowPositionals: true,
+      strict: true,
+    }));
+  } catch (error) {
+    console.error(`sluice dead-letter summarize: ${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const usage = (message: string) => {
+    console.error(`sluice dead-letter summarize: ${message}\n\n${USAGE}`);
+    return 2;
+  };
+  if (positionals.length !== 1) return usage(positionals.length === 0 ? "the dead-letter folder is missing" : `one folder expected, got ${positionals.join(" ")}`);
+  const samples = count(values.samples, 3);
+  const rawChars = count(values["raw-chars"], 200);
+  if (samples === undefined) return usage(`--samples must be a whole number, not ${values.samples}`);
+  if (rawChars === undefined) return usage(`--raw-chars must be a whole number, not ${values["raw-chars"]}`);
+  const known = ["stage", "error", "field", "source", "run"] as const;
+  const sections = typeof values.by === "string" ? values.by.split(",").map((s) => s.trim()) : undefined;
+  const unknown = sections?.filter((s) => !(known as readonly string[]).includes(s));
+  if (unknown && unknown.length > 0) return usage(`--by takes ${known.join(",")}, not ${unknown.join(",")}`);
+
+  const folder = positionals[0] as string;
+  try {
+    const summary = await summarizeDeadLetters(folder, { samples, rawChars, includeReplayed: values.all === true });
+    if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+    else process.stdout.write(`${formatDeadLetterSummary(summary, { sections: sections as (typeof known)[number][] | undefined })}\n`);
+    return 0;
+  } catch (error) {
+    console.error(`sluice dead-letter summarize: ${(error as Error).message}`);
+    return 1;
+  }
+}
+
+function count(text: string | boolean | undefined, fallback: number): number | undefined {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  return Number.isInteger(value) && value >= 0 ? value : undefined;
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bun
+/**
+ * The `sluice` command. Each command lives in its own module, loaded only when used, and
+ * exports `command(args)`, which resolves to the process exit code.
+ */
+
+type Command = (args: string[]) => Promise<number>;
+
+const commands: Record<string, { summary: string; load: () => Promise<{ command: Command }> }> = {
+  run: { summary: "run <pipeline.ts> [args]    run a pipeline module with live progress", load: () => import("./run.ts") },
+  list: { summary: "list [folder]               list the pipeline modules in a folder (default pipelines/)", load: () => import("./list.ts") },
+  inspect: { summary: "inspect <dataset|file>      partitions, files, rows, schema and column statistics", load: () => import("./inspect.ts") },
+  head: { summary: "head <dataset|file> [-n N] [--json]   the first rows", load: () => import("./head.ts") },
+  "dead-letter": {
+    summary: "dead-letter summarize <folder> | replay <folder> <pipeline.ts>",
+    load: () => import("./deadLetter.ts"),
+  },
+};
+
+function usage(): string {
+  return ["usage: sluice <command> [options]", "", ...Object.values(commands).map((c) => `  sluice ${c.summary}`)].join("\n");
+}
+
+/** Runs the command named by `argv[0]` and resolves to the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...args] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    console.log(usage());
+    return name === undefined ? 2 : 0;
+  }
+  const entry = commands[name];
+  if (!entry) {
+    console.error(`sluice: unknown command "${name}"\n\n${usage()}`);
+    return 2;
+  }
+  const { command } = await entry.load();
+  return command(args);
+}
+
+if (import.meta.main) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (error) => {
+      console.error(`sluice: ${error instanceof Error ? error.message : String(error)}`);
+      process.exit(1);
+    },
+  );
+}

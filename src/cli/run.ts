@@ -1,0 +1,312 @@
+/**
+ * `sluice run <pipeline.ts> [args]`: runs a pipeline module with live progress, optional
+ * Prometheus metrics, and a summary; the exit code says whether the run finished.
+ */
+import type { Observable } from "rxjs";
+import { type Flow, newRunId } from "../flow/flow.ts";
+import { loadPipeline } from "../run/discover.ts";
+import { createLogger, type LogFormat, type Logger } from "../run/log.ts";
+import { type MetricsServer, serveMetrics } from "../run/metrics.ts";
+import { formatBytes, type RunSummary, run } from "../run/run.ts";
+import type { PipelineContext } from "./pipeline.ts";
+import { formatRunTable, type ProgressDisplay, type ProgressMode, startProgress } from "./progress.ts";
+
+/** Exit codes of `sluice run`. */
+export const EXIT = {
+  /** The run read its whole input. Bad records are counted in the summary, never fatal. */
+  ok: 0,
+  /** Infrastructure failure during the run: unreadable input, unwritable output, disk full. */
+  failed: 1,
+  /** Wrong arguments, a missing module, a module that is not a pipeline or cannot be built, a busy metrics port. */
+  usage: 2,
+  /** Stopped by SIGINT after committing what was buffered (128 + 2, the shell's convention). */
+  interrupted: 130,
+  /** Stopped by SIGTERM after committing what was buffered (128 + 15). */
+  terminated: 143,
+} as const;
+
+const USAGE = `usage: sluice run [options] <pipeline.ts> [pipeline args] [-- more pipeline args]
+
+options (before or after the module path; everything after -- goes to the pipeline):
+  --progress auto|tty|plain|none   live display on a terminal, a line every interval otherwise (default auto)
+  --no-progress                    same as --progress none
+  --progress-interval <seconds>    time between plain progress lines (default 5)
+  --log-format text|json           json: one JSON object per line on stdout, each with the run id
+  --metrics [host:]port            serve Prometheus /metrics and /health (host default 127.0.0.1; port 0 = any free port)
+  --metrics-linger <seconds>       keep serving metrics this long after the run, for a last scrape (default 0)
+  --run-id <id>                    the run's id (default: time-based)
+  --checkpoint <file.sqlite>       record what is durable; a re-run with the same file resumes (see run()'s checkpoint)
+
+exit codes: 0 finished (bad records are in the dead letter), 1 run failed (input/output/disk),
+2 usage or module error, 130 stopped by SIGINT, 143 stopped by SIGTERM (both after committing).`;
+
+/** What the command line asked for. */
+export interface RunCommandOptions {
+  readonly modulePath: string;
+  readonly pipelineArgs: string[];
+  readonly progress: ProgressMode | "auto";
+  readonly progressIntervalMs: number;
+  readonly logFormat: LogFormat;
+  readonly metrics: { readonly hostname: string; readonly port: number } | undefined;
+  readonly metricsLingerMs: number;
+  readonly runId: string | undefined;
+  readonly checkpoint: string | undefined;
+  readonly help: boolean;
+}
+
+const VALUE_OPTIONS = new Set(["--checkpoint", "--progress", "--progress-interval", "--log-format", "--metrics", "--metrics-linger", "--run-id"]);
+
+/**
+ * Splits `sluice run`'s arguments into its own options, the module path and the pipeline's
+ * arguments. sluice's options are recognised before and after the module path; after `--`
+ * every argument is the pipeline's. Throws with a message for wrong values.
+ */
+export function parseRunArgs(args: readonly string[]): RunCommandOptions {
+  const own = new Map<string, string>();
+  let help = false;
+  let modulePath: string | undefined;
+  const pipelineArgs: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (arg === "--") {
+      pipelineArgs.push(...args.slice(i + 1));
+      break;
+    }
+    const eq = arg.indexOf("=");
+    const name = arg.startsWith("--") && eq > 0 ? arg.slice(0, eq) : arg;
+    if (VALUE_OPTIONS.has(name)) {
+      const value = eq > 0 && name !== arg ? arg.slice(eq + 1) : args[++i];
+      if (value === undefined) throw new Error(`${name} needs a value`);
+      own.set(name, value);
+    } else if (arg === "--no-progress") {
+      own.set("--progress", "none");
+    } else if (modulePath === undefined && (arg === "--help" || arg === "-h")) {
+      help = true;
+    } else if (modulePath === undefined && arg.startsWith("-")) {
+      throw new Error(`unknown option ${arg} before the pipeline module (pipeline options go after its path)`);
+    } else if (modulePath === undefined) {
+      modulePath = arg;
+    } else {
+      pipelineArgs.push(arg);
+    }
+  }
+  const progress = own.get("--progress") ?? "auto";
+  if (!["auto", "tty", "plain", "none"].includes(progress)) throw new Error(`--progress must be auto, tty, plain or none, not ${progress}`);
+  const logFormat = own.get("--log-format") ?? "text";
+  if (logFormat !== "text" && logFormat !== "json") throw new Error(`--log-format must be text or json, not ${logFormat}`);
+  const interval = seconds(own.get("--progress-interval") ?? "5", "--progress-interval", 0.05);
+  const linger = seconds(own.get("--metrics-linger") ?? "0", "--metrics-linger", 0);
+  const metricsValue = own.get("--metrics");
+  if (!help && modulePath === undefined) throw new Error("the pipeline module is missing");
+  return {
+    modulePath: modulePath ?? "",
+    pipelineArgs,
+    progress: progress as RunCommandOptions["progress"],
+    progressIntervalMs: interval * 1000,
+    logFormat,
+    metrics: metricsValue === undefined ? undefined : parseListen(metricsValue),
+    metricsLingerMs: linger * 1000,
+    runId: own.get("--run-id"),
+    checkpoint: own.get("--checkpoint"),
+    help,
+  };
+}
+
+function seconds(text: string, name: string, min: number): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value < min) throw new Error(`${name} must be a number of seconds${min > 0 ? ` of at least ${min}` : " (0 or more)"}, not ${text}`);
+  return value;
+}
+
+/** `9464`, `:9464`, `0.0.0.0:9464`, `[::1]:9464` → hostname and port (hostname default 127.0.0.1). */
+export function parseListen(text: string): { hostname: string; port: number } {
+  const match = /^(?:(\[[^\]]+\]|[^:]*):)?(\d+)$/.exec(text);
+  const port = Number(match?.[2]);
+  if (!match || !Number.isInteger(port) || port > 65_535) {
+    throw new Error(`--metrics takes [host:]port, such as 9464 or 0.0.0.0:9464, not ${text}`);
+  }
+  const host = match[1] ? match[1].replace(/^\[|\]$/g, "") : "127.0.0.1";
+  return { hostname: host, port };
+}
+
+/**
+ * Runs `sluice run` and resolves to its exit code (see {@link EXIT}).
+ *
+ * Progress and log lines go to standard error and the summary table to standard output; with
+ * `--log-format json` every line (progress, summary, errors) is a JSON object on standard output.
+ * On SIGINT/SIGTERM the sources stop reading, what is buffered is committed, the summary is
+ * printed and the code is 130/143; a second signal exits at once.
+ *
+ * @example
+ * process.exitCode = await command(["pipelines/clickstream.ts", "--input", "data/*.ndjson", "--out", "out"]);
+ */
+export async function command(args: string[]): Promise<number> {
+  let options: RunCommandOptions;
+  try {
+    options = parseRunArgs(args);
+  } catch (error) {
+    console.error(`sluice run: ${(error as Error).message}\n\n${USAGE}`);
+    return EXIT.usage;
+  }
+  if (options.help) {
+    console.log(USAGE);
+    return EXIT.ok;
+  }
+  const runId = options.runId ?? newRunId();
+  const json = options.logFormat === "json";
+  const log = createLogger({
+    format: options.logFormat,
+    runId,
+    write: json ? (line) => process.stdout.write(`${line}\n`) : (line) => process.stderr.write(`${line}\n`),
+  });
+  return runModule(options, runId, log);
+}
+
+async function runModule(options: RunCommandOptions, runId: string, log: Logger): Promise<number> {
+  const { modulePath } = options;
+  const json = log.format === "json";
+  let pipeline: Awaited<ReturnType<typeof loadPipeline>>;
+  try {
+    pipeline = await loadPipeline(modulePath);
+  } catch (error) {
+    log.error(`sluice run: ${(error as Error).message}`, json ? { module: modulePath } : undefined);
+    return EXIT.usage;
+  }
+
+  const context: PipelineContext = { args: options.pipelineArgs, runId, replay: false };
+  let observable: Observable<unknown>;
+  try {
+    observable = pipeline.process(pipeline.source(context), context);
+  } catch (error) {
+    log.error(`sluice run: ${modulePath} could not be set up: ${(error as Error).message}`, json ? { module: modulePath } : undefined);
+    return EXIT.usage;
+  }
+
+  let flow: Flow | undefined;
+  let server: MetricsServer | undefined;
+  if (options.metrics) {
+    try {
+      server = serveMetrics(() => flow, options.metrics);
+    } catch (error) {
+      log.error(`sluice run: cannot serve metrics on ${options.metrics.hostname}:${options.metrics.port}: ${(error as Error).message}`);
+      return EXIT.usage;
+    }
+  }
+
+  const mode: ProgressMode =
+    options.progress !== "auto" ? options.progress : !json && process.stderr.isTTY ? "tty" : "plain";
+  log.info(
+    json ? "run started" : `run ${runId}: ${modulePath} (${pipeline.description})`,
+    json ? { module: modulePath, description: pipeline.description, args: options.pipelineArgs } : undefined,
+  );
+  if (server) log.info(json ? "metrics served" : `metrics on ${server.url}`, json ? { url: server.url } : undefined);
+
+  const controller = new AbortController();
+  let stoppedBy: NodeJS.Signals | undefined;
+  let display: ProgressDisplay | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stoppedBy) {
+      display?.stop();
+      log.error(`sluice run: second ${signal}, exiting without committing buffered rows`);
+      process.exit(signal === "SIGINT" ? EXIT.interrupted : EXIT.terminated);
+    }
+    stoppedBy = signal;
+    // The terminal display shows "stopping…" itself; a line here would break its redraw.
+    if (mode !== "tty") log.warn(`${signal} received: stopping reading, committing what is buffered (send it again to exit at once)`);
+    controller.abort();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  let summary: RunSummary;
+  try {
+    summary = await run(observable, {
+      handleSignals: false,
+      signal: controller.signal,
+      runId,
+      ...(options.checkpoint ? { checkpoint: options.checkpoint } : {}),
+      onStart(started) {
+        flow = started;
+        // Started even with no display: it tracks the peak memory shown in the summary.
+        display = startProgress(started, { mode, log, intervalMs: options.progressIntervalMs });
+      },
+    });
+  } catch (error) {
+    display?.stop();
+    const stats = flow?.stats;
+    const dead = stats ? Object.values(stats.deadLettered).reduce((a, b) => a + b, 0) : 0;
+    const fields = stats
+      ? { in: stats.in, written: stats.written, deadLettered: dead, files: stats.files, bytesWritten: stats.bytes, error: (error as Error)?.message }
+      : { error: String(error) };
+    log.error(`sluice run: run failed: ${describeFailure(error)}`, json ? fields : undefined);
+    if (!json && stats) {
+      log.error(
+        `before the failure: ${stats.in.toLocaleString("en-US")} records read, ${stats.written.toLocaleString("en-US")} rows committed in ${stats.files} file(s) (${formatBytes(stats.bytes)}), ${dead.toLocaleString("en-US")} dead-lettered; committed files are whole and stay`,
+      );
+    }
+    await finish(server, options.metricsLingerMs, log);
+    return EXIT.failed;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+
+  display?.stop();
+  const code = stoppedBy === "SIGINT" ? EXIT.interrupted : stoppedBy ? EXIT.terminated : EXIT.ok;
+  const status = stoppedBy ? `stopped by ${stoppedBy} (exit ${code}); the rest of the input was not read` : "finished";
+  const peakRssBytes = display?.peakRss() ?? process.memoryUsage.rss();
+  if (json) {
+    const { runId: _runId, ...figures } = summary;
+    log.info("run finished", { ...figures, peakRssBytes, status: stoppedBy ? "stopped" : "finished", exitCode: code });
+  } else {
+    process.stdout.write(`${formatRunTable(summary, { peakRssBytes, status })}\n`);
+  }
+  await finish(server, options.metricsLingerMs, log);
+  return code;
+}
+
+async function finish(server: MetricsServer | undefined, lingerMs: number, log: Logger): Promise<void> {
+  if (!server) return;
+  if (lingerMs > 0) {
+    log.debug(`serving final metrics for ${lingerMs / 1000} s`);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, lingerMs);
+      // A signal during the linger ends it: nothing is left to commit.
+      function done() {
+        clearTimeout(timer);
+        process.off("SIGINT", done);
+        process.off("SIGTERM", done);
+        resolve();
+      }
+      process.on("SIGINT", done);
+      process.on("SIGTERM", done);
+    });
+  }
+  await server.stop();
+}
+
+/** The error's message, with what to do for the usual system errors. */
+export function describeFailure(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const code = findCode(error);
+  const hint: Record<string, string> = {
+    ENOSPC: "the disk is full: free space or write the output elsewhere",
+    EDQUOT: "the disk quota is exceeded: free space or write the output elsewhere",
+    EACCES: "permission denied: check the owner and mode of the folder",
+    EPERM: "operation not permitted: check the owner and mode of the folder",
+    EROFS: "the file system is read-only: write the output elsewhere",
+    ENOTDIR: "a part of the path is a file, not a folder: choose another output folder",
+    EMFILE: "too many open files: raise the limit (ulimit -n) or open fewer partitions",
+  };
+  return code && hint[code] && !message.includes(hint[code] as string) ? `${message} (${hint[code]})` : message;
+}
+
+function findCode(error: unknown): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current; depth++) {
+    const code = (current as NodeJS.ErrnoException).code;
+    if (typeof code === "string") return code;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}

@@ -1,0 +1,599 @@
+/**
+ * `fromJson`: JSON documents holding an array of records (at the top level or under a path) as
+ * an observable of the array's elements, read incrementally.
+ *
+ * A full streaming tokenizer would hand every value of the document to JavaScript one event at a
+ * time, which is slow. Instead the bytes are scanned for structure only (quotes, escapes,
+ * brackets; see `json/scan.ts`) until the array at the path is entered; then each element's byte
+ * extent is found the same way, and the elements of a chunk are decoded with one `TextDecoder`
+ * call and parsed by `JSON.parse`, natively. Memory is one chunk, or one element when an element
+ * is larger than a chunk.
+ */
+import type { Observable } from "rxjs";
+import { enterRecord, sendToDeadLetter } from "../flow/flow.ts";
+import { type FileReading, type FileSourceOptions, fileSource } from "./files.ts";
+import { type PathStep, parsePath, pathName } from "./json/path.ts";
+import {
+  CLOSE_BRACE,
+  CLOSE_BRACKET,
+  COLON,
+  COMMA,
+  describeByte,
+  kindOf,
+  MISMATCH,
+  NEED_MORE,
+  newScan,
+  OPEN_BRACE,
+  OPEN_BRACKET,
+  QUOTE,
+  BACKSLASH,
+  scanValue,
+  skipWhitespace,
+  startScan,
+} from "./json/scan.ts";
+
+/** Options of {@link fromJson}. */
+export interface JsonOptions extends FileSourceOptions {
+  /**
+   * Where the array of records is in each document: a dot path (`"value"`, `"data.items"`,
+   * `"results.0.rows"`, a number indexing an array) or a list of steps (`["data", "items"]`, for
+   * keys holding dots). Default: the top-level value is the array.
+   */
+  readonly path?: string | readonly (string | number)[];
+  /** Bytes read at a time (default 1 MiB). */
+  readonly chunkBytes?: number;
+  /** Largest element accepted (default 128 MiB); a larger one becomes a dead letter. */
+  readonly maxRecordBytes?: number;
+}
+
+/**
+ * Reads JSON files (a path, a glob such as `exports/*.json`, or a list of either), each a
+ * document holding an array of records, and emits the array's elements one by one, parsed. The
+ * array is the top-level value, or the one `path` leads to (`path: "value"` for a Microsoft Graph
+ * export `{"@odata.context": ..., "value": [...]}`). Other parts of the document are skipped
+ * unparsed.
+ *
+ * A record's position is its 1-based index in the array (the dead letter's `line`) and its byte
+ * offset in the file (`offset`). An element that is not JSON (`{"a":1,}`, a stray word) or not
+ * UTF-8 (its bytes kept as `rawBase64`), or longer than `maxRecordBytes`, becomes a dead letter at
+ * stage `parse` and the next element is read. Damage to the document's structure (a truncated
+ * file, something other than `,` or `]` after an element, brackets that do not match, the path
+ * missing or holding something other than an array, an empty file) becomes one dead letter at
+ * stage `parse` naming what was expected and what was found, with the byte offset: the records
+ * before it are kept, the rest of that file is not read, and the next file is. A byte order mark
+ * is accepted.
+ *
+ * Reading pauses while the sink's memory budget is spent, so memory stays flat however large the
+ * file is: one chunk, or one element when an element is larger than a chunk. Files are taken in
+ * name order, `concurrency` at a time (default 1). Under a run with a checkpoint, finished files
+ * are skipped and a partly read file resumes after the last durable element (the document's
+ * beginning is scanned again to find the array). Completes after the last file; errors when an
+ * input cannot be opened or read (naming it); unsubscribing stops the read and closes the files.
+ * On SIGINT/SIGTERM under `run`, it stops after the current element and completes.
+ *
+ * @example
+ * fromJson("exports/users-*.json", { path: "value" }).pipe(validate(User), deadLetter("out/dead-letter"))
+ */
+export function fromJson(input: string | readonly string[], options: JsonOptions = {}): Observable<unknown> {
+  const steps = parsePath(options.path);
+  return fileSource("fromJson", input, options, (file) => readJson(file, steps, options));
+}
+
+// States of the reader. Steps of the path lead through "containers" (objects, or arrays indexed
+// by a number) to the target array.
+const ROOT = 0;
+const OBJ_FIRST = 1; // after `{` of a container: a key or `}`
+const OBJ_KEY = 2; // after `,`: a key
+const OBJ_KEY_SCAN = 3; // inside a key
+const OBJ_COLON = 4;
+const OBJ_VALUE = 5;
+const OBJ_AFTER = 6; // after a member: `,` or `}`
+const ARR_FIRST = 7; // after `[` of a container: a value or `]`
+const ARR_VALUE = 8;
+const ARR_AFTER = 9;
+const SKIP = 10; // inside a value off the path
+const TARGET_FIRST = 11; // after `[` of the target: an element or `]`
+const TARGET_NEXT = 12; // after `,`: an element
+const ELEMENT = 13; // inside an element
+const OVERSIZED = 14; // inside an element too large to keep: skipping it
+const TARGET_AFTER = 15; // after an element: `,` or `]`
+const END = 16; // after the document: whitespace only
+const DONE = 17;
+
+/** What a structural fault leaves in the dead letter. */
+interface Fault {
+  readonly message: string;
+  readonly line: number;
+  readonly offset: number;
+  readonly raw: string;
+}
+
+const fatal = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
+/** Longest raw text kept for a dead letter that is not an element parsed in full. */
+const EXCERPT_BYTES = 1024;
+
+/** Reads one file; see {@link fromJson}. */
+async function readJson(file: FileReading, steps: readonly PathStep[], options: JsonOptions): Promise<void> {
+  const { flow, path, emit, stopped } = file;
+  const chunkBytes = Math.max(Math.floor(options.chunkBytes ?? 1024 * 1024), 4);
+  const maxRecordBytes = Math.max(Math.floor(options.maxRecordBytes ?? 128 * 1024 * 1024), 1);
+  const target = pathName(steps);
+
+  let buffer: Uint8Array = new Uint8Array(chunkBytes);
+  let filled = 0;
+  // Bytes of the file before buffer[0].
+  let base = 0;
+  let pos = 0;
+  let atEnd = false;
+  let state = ROOT;
+  let fault: Fault | undefined;
+
+  // The containers entered so far along the path (OPEN_BRACE or OPEN_BRACKET), and for arrays
+  // the elements seen.
+  const containers: number[] = [];
+  const seen: number[] = [];
+  let found = false;
+  let matched = false;
+  let keyStart = 0;
+  const scan = newScan();
+  // Where to go once the skipped value ends.
+  let afterSkip = OBJ_AFTER;
+
+  // The target array.
+  let index = file.start.line;
+  let elementStart = 0;
+  const resumeAt = file.start.byteOffset > 0 ? file.start.byteOffset : undefined;
+
+  // Elements completed in this chunk, emitted together after the scan: one decode for them all.
+  let batched = 0;
+  const starts: number[] = [];
+  const ends: number[] = [];
+  const extras: number[] = [];
+  const indexes: number[] = [];
+
+  /** The text of `[from, to)`, cut to {@link EXCERPT_BYTES} (and marked `…` when cut). */
+  const excerpt = (from: number, to: number) => {
+    const available = Math.min(to, filled);
+    const end = Math.min(available, from + EXCERPT_BYTES);
+    const text = lenient.decode(buffer.subarray(from, end));
+    return end < available ? `${text}…` : text;
+  };
+  /** Records a structural fault at `at`; the raw text is `[rawFrom, rawTo)`, cut to an excerpt. */
+  const fail = (message: string, line: number, at: number, rawFrom = Math.max(0, at - 64), rawTo = at + 192) => {
+    fault = { message: `${message} (byte ${base + at})`, line, offset: base + at, raw: excerpt(rawFrom, rawTo) };
+    state = DONE;
+  };
+  const foundAt = (at: number) => describeByte(at < filled ? buffer[at] : undefined);
+
+  /** The value at `pos` is the one the path leads to at this depth: enter it. */
+  function enterValue(): void {
+    const depth = containers.length;
+    const byte = buffer[pos];
+    if (depth === steps.length) {
+      if (byte !== OPEN_BRACKET) {
+        const where = depth === 0 ? "at the top level" : `at ${target}`;
+        fail(`expected an array ${where}, found ${kindOf(byte)}`, 0, pos);
+        return;
+      }
+      found = true;
+      pos++;
+      state = TARGET_FIRST;
+      if (resumeAt !== undefined) resume();
+      return;
+    }
+    if (byte === OPEN_BRACE) {
+      containers.push(OPEN_BRACE);
+      seen.push(0);
+      pos++;
+      state = OBJ_FIRST;
+      return;
+    }
+    const step = steps[depth] as PathStep;
+    if (byte === OPEN_BRACKET && step.index !== undefined) {
+      containers.push(OPEN_BRACKET);
+      seen.push(0);
+      pos++;
+      state = ARR_FIRST;
+      return;
+    }
+    const where = depth === 0 ? "at the top level" : `at ${pathName(steps, depth)}`;
+    const wanted = byte === OPEN_BRACKET ? `an object (${JSON.stringify(step.key)} is not an array index)` : "an object";
+    fail(`expected ${wanted} ${where} on the way to ${target}, found ${kindOf(byte)}`, 0, pos);
+  }
+
+  /** A checkpoint resumes after an element: jump there, inside the array the path leads to. */
+  function resume(): void {
+    const at = resumeAt as number;
+    if (at < base + pos) {
+      throw new Error(
+        `fromJson: cannot resume ${path} at byte ${at}: the array at ${target} begins at byte ${base + pos}; the file changed since the checkpoint was written, remove the checkpoint to read it again`,
+      );
+    }
+    base = at;
+    filled = 0;
+    pos = 0;
+    atEnd = false;
+    state = TARGET_AFTER;
+  }
+
+  /** The value at `pos` closes (the target array, or a container when `pop`): back to the one around it. */
+  function closed(pop: boolean): void {
+    pos++;
+    if (pop) {
+      containers.pop();
+      seen.pop();
+    }
+    const depth = containers.length;
+    state = depth === 0 ? END : containers[depth - 1] === OPEN_BRACE ? OBJ_AFTER : ARR_AFTER;
+  }
+
+  function keyMatches(from: number, to: number): boolean {
+    const step = steps[containers.length - 1] as PathStep;
+    const key = buffer.subarray(from, to);
+    if (key.indexOf(BACKSLASH) < 0) {
+      if (key.length !== step.bytes.length) return false;
+      for (let i = 0; i < key.length; i++) if (key[i] !== step.bytes[i]) return false;
+      return true;
+    }
+    try {
+      return JSON.parse(lenient.decode(buffer.subarray(from - 1, to + 1))) === step.key;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Runs the reader over the buffer until it needs more bytes (returns false) or is done (true).
+   * Completed elements are left in the batch; a fault in `fault`.
+   */
+  function step(): boolean {
+    for (;;) {
+      switch (state) {
+        case ROOT: {
+          pos = skipWhitespace(buffer, pos, filled);
+          if (pos === filled) return false;
+          enterValue();
+          break;
+        }
+        case OBJ_FIRST:
+        case OBJ_KEY: {
+          pos = skipWhitespace(buffer, pos, filled);
+          if (pos === filled) return false;
+          const byte = buffer[pos];
+          if (byte === QUOTE) {
+            keyStart = pos;
+            startScan(scan, pos);
+            state = OBJ_KEY_SCAN;
+          } else if (byte === CLOSE_BRACE && state === OBJ_FIRST) {
+            objectClosed();
+          } else {
+            const wanted = state === OBJ_FIRST ? "a key or '}'" : "a key";
+            fail(`expected ${wanted} in the object at ${pathName(steps, containers.length - 1)}, found ${foundAt(pos)}`, 0, pos);
+          }
+          break;
+        }
+        case OBJ_KEY_SCAN: {
+          const end = scanValue(buffer, filled, scan);
+          if (end === NEED_MORE) {
+            pos = scan.at;
+            return false;
+          }
+          matched = !found && keyMatches(keyStart + 1, end - 1);
+          pos = end;
+          state = OBJ_COLON;
+          break;
+        }
+        case OBJ_COLON: {
+          pos = skipWhitespace(buffer, pos, filled);
+          if (pos === filled) return false;
+          if (buffer[pos] !== COLON) {
+            fail(`expected ':' after a key in the object at ${pathName(steps, containers.length - 1)}, found ${foundAt(pos)}`, 0, pos);
+            break;
+          }
+          pos++;
+          state = OBJ_VALUE;
+          break;
+        }
+        case OBJ_VALUE:
+        case ARR_VALUE: {
+          pos = skipWhitespace(buffer, pos, filled);
+          if (pos === filled) return false;
+          if (matched) {
+            matched = false;
+            enterValue();
+          } else {
+            afterSkip = state === OBJ_VALUE ? OBJ_AFTER : ARR_AFTER;
+            startScan(scan, pos);
+            state = SKIP;
+          }
+          break;
+        }
+        case OBJ_AFTER: {
+          pos = skipWhitespace(buffer, pos, filled);
+          if (pos === filled) return false;
+          const byte = buffer[pos];
+          if (byte === COMMA) {
+            pos++;
+            state = OBJ_KEY;
+          } else if (byte === CLOSE_BRACE) {
+            objectClosed();
+          } else {
+            fail(`expected ',' or '}' in the object at ${pathName(steps, containers.length - 1)}, found ${foundAt(pos)}`, 0, pos);
+          }
+          break;
+        }
+        case ARR_FIRST:
+        case ARR_AFTER: {
+          pos = skipWhitespace(buffer, pos, filled);
+          if (pos === filled) return false;
+          const byte = buffer[pos];
+          if (byte === CLOSE_BRACKET) {
+            if (!found) {
+              const depth = containers.length;
+              const count = seen[depth - 1];
+              fail(`path ${target} not found: the array at ${pathName(steps, depth - 1)} has ${count} element${count === 1 ? "" : "s"}`, 0, pos);
+              break;
+            }
+            closed(true);
+          } else if (state === ARR_AFTER && byte !== COMMA) {
+            fail(`expected ',' or ']' in the array at ${pathName(steps, containers.length - 1)}, found ${foundAt(pos)}`, 0, pos);
+          } else {
+            if (state === ARR_AFTER) pos++;
+            const depth = containers.length;
+            matched = !found && seen[depth - 1] === steps[depth - 1]?.index;
+            seen[depth - 1]++;
+            state = ARR_VALUE;
+          }
+          break;
+        }
+        case SKIP:
+        case OVERSIZED: {
+          const end = scanValue(buffer, filled, scan);
+          if (end === NEED_MORE) {
+            pos = scan.at;
+            return false;
+          }
+          if (end === MISMATCH) {
+            const where = state === OVERSIZED ? `element ${index}` : "a value off the path";
+            fail(`malformed JSON in ${where}: ${describeByte(buffer[scan.at])} does not close the bracket open there`, state === OVERSIZED ? index : 0, scan.at);
+            break;
+          }
+          pos = end;
+          state = state === OVERSIZED ? TARGET_AFTER : afterSkip;
+          break;
+        }
+        case TARGET_FIRST:
+        case TARGET_NEXT: {
+          pos = skipWhitespace(buffer, pos, filled);
+          if (pos === filled) return false;
+          const byte = buffer[pos] as number;
+          if (byte === CLOSE_BRACKET && state === TARGET_FIRST) {
+            closed(false);
+            break;
+          }
+          if (byte === CLOSE_BRACKET || byte === COMMA || byte === CLOSE_BRACE || byte === COLON) {
+            fail(`expected an element after ${state === TARGET_FIRST ? "'['" : "','"} in the array at ${target}, found ${describeByte(byte)}`, index + 1, pos);
+            break;
+          }
+          index++;
+          elementStart = pos;
+          startScan(scan, pos);
+          state = ELEMENT;
+          break;
+        }
+        case ELEMENT: {
+          const end = scanValue(buffer, filled, scan);
+          if (end === NEED_MORE) {
+            pos = scan.at;
+            return false;
+          }
+          if (end === MISMATCH) {
+            fail(
+              `element ${index} is malformed: ${describeByte(buffer[scan.at])} does not close the bracket open there, so the element's end cannot be found`,
+              index,
+              scan.at,
+              elementStart,
+              scan.at + 1,
+            );
+            break;
+          }
+          starts[batched] = elementStart;
+          ends[batched] = end;
+          extras[batched] = scan.extra;
+          indexes[batched] = index;
+          batched++;
+          pos = end;
+          state = TARGET_AFTER;
+          break;
+        }
+        case TARGET_AFTER: {
+          pos = skipWhitespace(buffer, pos, filled);
+          if (pos === filled) return false;
+          const byte = buffer[pos];
+          if (byte === COMMA) {
+            pos++;
+            state = TARGET_NEXT;
+          } else if (byte === CLOSE_BRACKET) {
+            closed(false);
+          } else {
+            fail(`expected ',' or ']' after element ${index} of the array at ${target}, found ${foundAt(pos)}`, index + 1, pos);
+          }
+          break;
+        }
+        case END: {
+          pos = skipWhitespace(buffer, pos, filled);
+          if (pos === filled) return atEnd;
+          fail(`expected the end of the file after the JSON document, found ${foundAt(pos)}`, 0, pos);
+          break;
+        }
+        default:
+          return true;
+      }
+    }
+  }
+
+  function objectClosed(): void {
+    if (!found) {
+      const depth = containers.length;
+      fail(`path ${target} not found: the object at ${pathName(steps, depth - 1)} has no key ${JSON.stringify(steps[depth - 1]?.key)}`, 0, pos);
+      return;
+    }
+    closed(true);
+  }
+
+  /** The fault for input that ends where more was expected. */
+  function truncated(): void {
+    const cut = "the file ends";
+    if (state === ROOT) {
+      fail(base + filled === 0 ? "the file is empty: expected a JSON document" : "the file holds no JSON document, only whitespace", 0, filled);
+    } else if (state === ELEMENT) {
+      fail(`${cut} inside element ${index} of the array at ${target}: it is truncated`, index, elementStart, elementStart, filled);
+    } else if (state === OVERSIZED || state === TARGET_FIRST || state === TARGET_NEXT || state === TARGET_AFTER) {
+      fail(`${cut} inside the array at ${target} after element ${index}: it is truncated (expected ',' or ']')`, index + 1, filled);
+    } else if (found) {
+      const close = containers.at(-1) === OPEN_BRACKET ? "]" : "}";
+      fail(`${cut} before the JSON document is closed: it is truncated (expected '${close}')`, 0, filled);
+    } else {
+      fail(`${cut} before the array at ${target} was found: it is truncated`, 0, filled);
+    }
+  }
+
+  /** Emits the batched elements in order. Returns false when the consumer stopped mid-way. */
+  function flush(): boolean {
+    const count = batched;
+    batched = 0;
+    if (count === 0) return true;
+    const first = starts[0] as number;
+    const last = ends[count - 1] as number;
+    let extra = 0;
+    for (let k = 0; k < count; k++) extra += extras[k] as number;
+    let text: string | undefined;
+    try {
+      text = fatal.decode(buffer.subarray(first, last));
+    } catch {
+      text = undefined;
+    }
+    // Between elements there are only ASCII bytes, so each element's text is found by
+    // subtracting the multi-byte surplus of the elements before it. A length that does not add
+    // up (an escape hiding a lead byte) falls back to decoding element by element.
+    const sliceable = text !== undefined && text.length === last - first - extra;
+    let surplus = 0;
+    for (let k = 0; k < count; k++) {
+      if (stopped()) return false;
+      const start = starts[k] as number;
+      const end = ends[k] as number;
+      const n = indexes[k] as number;
+      if (end - start > maxRecordBytes) {
+        tooLarge(n, start, end, end - start);
+      } else if (sliceable) {
+        const from = start - first - surplus;
+        emitElement((text as string).slice(from, from + (end - start) - (extras[k] as number)), n, base + start);
+      } else {
+        const bytes = buffer.subarray(start, end);
+        let decoded: string | undefined;
+        try {
+          decoded = fatal.decode(bytes);
+        } catch {
+          decoded = undefined;
+        }
+        if (decoded !== undefined) emitElement(decoded, n, base + start);
+        else {
+          enterRecord(flow, path, n, lenient.decode(bytes), base + start);
+          sendToDeadLetter(flow, "parse", "element is not valid UTF-8", undefined, { rawBase64: Buffer.from(bytes).toString("base64") });
+        }
+      }
+      surplus += extras[k] as number;
+    }
+    file.mark(indexes[count - 1] as number, base + last);
+    return true;
+  }
+
+  function emitElement(text: string, n: number, offset: number): void {
+    enterRecord(flow, path, n, text, offset);
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      sendToDeadLetter(flow, "parse", `malformed JSON: ${(error as Error).message}`, undefined);
+      return;
+    }
+    emit(value);
+  }
+
+  /** Dead-letters element `n`, whose first bytes are `[start, end)` of the buffer. */
+  function tooLarge(n: number, start: number, end: number, size?: number): void {
+    const raw = excerpt(start, end);
+    enterRecord(flow, path, n, end === filled && !raw.endsWith("…") ? `${raw}…` : raw, base + start);
+    const error = size === undefined ? `element ${n} is longer than maxRecordBytes (${maxRecordBytes} bytes)` : `element ${n} has ${size} bytes, more than maxRecordBytes (${maxRecordBytes})`;
+    sendToDeadLetter(flow, "parse", error, undefined);
+  }
+
+  /** Sends the structural fault to the dead letter: the last record of this file. */
+  function report(problem: Fault): void {
+    if (stopped()) return;
+    enterRecord(flow, path, problem.line, problem.raw, problem.offset);
+    sendToDeadLetter(flow, "parse", problem.message, undefined);
+  }
+
+  for (;;) {
+    if (!atEnd) {
+      const n = await file.readAt(buffer, filled, buffer.length - filled, base + filled);
+      if (n === 0) atEnd = true;
+      filled += n;
+    }
+    if (base === 0 && pos === 0 && state === ROOT) {
+      // A byte order mark needs three bytes to be recognised.
+      if (filled < 3 && !atEnd) continue;
+      if (buffer[0] === 0xef && buffer[1] === 0xbb && buffer[2] === 0xbf) pos = 3;
+    }
+    const done = step();
+    if (!flush()) return;
+    if (!done && atEnd) truncated();
+    if (fault) return report(fault);
+    if (done) return;
+    // The cursor must not keep pointing at a record of this chunk once reading moves on.
+    flow.raw = undefined;
+    if (!(await file.pause())) return;
+
+    // Keep what is still needed: the element or key being scanned, else nothing before `pos`.
+    const keep = state === ELEMENT ? elementStart : state === OBJ_KEY_SCAN ? keyStart : pos;
+    if (keep > 0) {
+      buffer.copyWithin(0, keep, filled);
+      filled -= keep;
+      base += keep;
+      pos -= keep;
+      scan.at -= keep;
+      elementStart -= keep;
+      keyStart -= keep;
+      // After an element larger than a chunk, give the memory back.
+      if (buffer.length > chunkBytes && filled <= chunkBytes / 2) buffer = resized(buffer, chunkBytes, filled);
+    } else if (filled === buffer.length) {
+      // The buffer holds one unfinished element (or key) and nothing else.
+      if (buffer.length <= maxRecordBytes) {
+        buffer = resized(buffer, Math.min(buffer.length * 2, maxRecordBytes + 1), filled);
+      } else if (state === ELEMENT) {
+        tooLarge(index, 0, filled);
+        // The scan goes on over the next chunks without keeping the element.
+        state = OVERSIZED;
+        buffer.copyWithin(0, scan.at, filled);
+        filled -= scan.at;
+        base += scan.at;
+        pos = 0;
+        scan.at = 0;
+        buffer = resized(buffer, chunkBytes, filled);
+      } else {
+        fail(`a key is longer than maxRecordBytes (${maxRecordBytes} bytes)`, 0, 0, 0, 64);
+        return report(fault as unknown as Fault);
+      }
+    }
+  }
+}
+
+/** A buffer of `size` bytes holding the first `filled` bytes of `buffer`. */
+function resized(buffer: Uint8Array, size: number, filled: number): Uint8Array {
+  if (size === buffer.length) return buffer;
+  const next = new Uint8Array(size);
+  next.set(buffer.subarray(0, filled));
+  return next;
+}
