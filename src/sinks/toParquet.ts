@@ -42,7 +42,7 @@ export interface ParquetSinkOptions<T> {
   /** A partition's buffer is committed after at most this long, even with no new records (default 60 s). */
   readonly maxFileAgeMs?: number;
   /**
-   * Bytes all open partition buffers and in-flight writes may hold together (default 32 MiB).
+   * Bytes all open partition buffers and in-flight writes may hold together (default 16 MiB).
    * When it is full the largest buffers are committed, and the source waits until writes finish.
    */
   readonly memoryBudget?: number;
@@ -120,7 +120,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
   const maxFileRows = options.maxFileRows ?? 1_000_000;
   const maxFileBytes = options.maxFileBytes ?? 8 * 1024 * 1024;
   const maxFileAgeMs = options.maxFileAgeMs ?? 60_000;
-  const memoryBudget = options.memoryBudget ?? 32 * 1024 * 1024;
+  const memoryBudget = options.memoryBudget ?? 16 * 1024 * 1024;
 
   return function parquetSink(source) {
     return new Observable<Commit>((subscriber) => {
