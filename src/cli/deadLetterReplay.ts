@@ -2,6 +2,7 @@
  * `sluice dead-letter replay <folder> <pipeline.ts> [args]`: sends dead letters through a
  * (fixed) pipeline module, exactly once each.
  */
+import { splitCommandLine } from "./args.ts";
 import { ReplayFailedError, type ReplayResult, replayDeadLetters } from "../deadletter/replay.ts";
 import { formatBytes } from "../run/run.ts";
 
@@ -45,52 +46,27 @@ export interface ReplayCommandOptions {
  * same name must come after `--`. Throws with a message for wrong arguments.
  */
 export function parseReplayArgs(args: readonly string[]): ReplayCommandOptions {
-  const stages: string[] = [];
-  const own = new Map<string, string>();
-  const positionals: string[] = [];
-  const pipelineArgs: string[] = [];
-  let dryRun = false;
-  let again = false;
-  let json = false;
-  let help = false;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i] as string;
-    if (arg === "--") {
-      pipelineArgs.push(...args.slice(i + 1));
-      break;
-    }
-    const eq = arg.indexOf("=");
-    const name = arg.startsWith("--") && eq > 0 ? arg.slice(0, eq) : arg;
-    if (VALUE_OPTIONS.has(name)) {
-      const value = eq > 0 && name !== arg ? arg.slice(eq + 1) : args[++i];
-      if (value === undefined || value === "") throw new Error(`${name} needs a value`);
-      if (name === "--stage") stages.push(...value.split(",").map((s) => s.trim()).filter(Boolean));
-      else own.set(name, value);
-    } else if (arg === "--dry-run") dryRun = true;
-    else if (arg === "--again") again = true;
-    else if (arg === "--json") json = true;
-    else if (positionals.length < 2 && (arg === "--help" || arg === "-h")) help = true;
-    else if (positionals.length < 2 && arg.startsWith("-")) {
-      throw new Error(`unknown option ${arg} before the pipeline module (pipeline options go after its path)`);
-    } else if (positionals.length < 2) positionals.push(arg);
-    else pipelineArgs.push(arg);
-  }
+  const line = splitCommandLine(args, { valueOptions: VALUE_OPTIONS, flags: FLAGS, positionals: 2 });
+  const last = (name: string) => line.values.get(name)?.at(-1);
+  const { help, positionals } = line;
   if (!help && positionals.length === 0) throw new Error("the dead-letter folder is missing");
   if (!help && positionals.length === 1) throw new Error("the pipeline module is missing");
   return {
     folder: positionals[0] ?? "",
     modulePath: positionals[1] ?? "",
-    pipelineArgs,
-    stages,
-    source: own.get("--source"),
-    run: own.get("--run"),
-    runId: own.get("--run-id"),
-    dryRun,
-    again,
-    json,
+    pipelineArgs: [...line.rest],
+    stages: (line.values.get("--stage") ?? []).flatMap((value) => value.split(",").map((s) => s.trim()).filter(Boolean)),
+    source: last("--source"),
+    run: last("--run"),
+    runId: last("--run-id"),
+    dryRun: line.flags.has("--dry-run"),
+    again: line.flags.has("--again"),
+    json: line.flags.has("--json"),
     help,
   };
 }
+
+const FLAGS = new Set(["--dry-run", "--again", "--json"]);
 
 /**
  * Runs `sluice dead-letter replay` and resolves to its exit code. The result goes to standard

@@ -2,6 +2,7 @@
  * `sluice run <pipeline.ts> [args]`: runs a pipeline module with live progress, optional
  * Prometheus metrics, and a summary; the exit code says whether the run finished.
  */
+import { splitCommandLine } from "./args.ts";
 import type { Observable } from "rxjs";
 import { type Flow, newRunId } from "../flow/flow.ts";
 import { loadPipeline } from "../run/discover.ts";
@@ -62,34 +63,13 @@ const VALUE_OPTIONS = new Set(["--checkpoint", "--progress", "--progress-interva
  * every argument is the pipeline's. Throws with a message for wrong values.
  */
 export function parseRunArgs(args: readonly string[]): RunCommandOptions {
+  const line = splitCommandLine(args, { valueOptions: VALUE_OPTIONS, flags: new Set(["--no-progress"]), positionals: 1 });
   const own = new Map<string, string>();
-  let help = false;
-  let modulePath: string | undefined;
-  const pipelineArgs: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i] as string;
-    if (arg === "--") {
-      pipelineArgs.push(...args.slice(i + 1));
-      break;
-    }
-    const eq = arg.indexOf("=");
-    const name = arg.startsWith("--") && eq > 0 ? arg.slice(0, eq) : arg;
-    if (VALUE_OPTIONS.has(name)) {
-      const value = eq > 0 && name !== arg ? arg.slice(eq + 1) : args[++i];
-      if (value === undefined) throw new Error(`${name} needs a value`);
-      own.set(name, value);
-    } else if (arg === "--no-progress") {
-      own.set("--progress", "none");
-    } else if (modulePath === undefined && (arg === "--help" || arg === "-h")) {
-      help = true;
-    } else if (modulePath === undefined && arg.startsWith("-")) {
-      throw new Error(`unknown option ${arg} before the pipeline module (pipeline options go after its path)`);
-    } else if (modulePath === undefined) {
-      modulePath = arg;
-    } else {
-      pipelineArgs.push(arg);
-    }
-  }
+  for (const [name, given] of line.values) own.set(name, given.at(-1) as string);
+  if (line.flags.has("--no-progress")) own.set("--progress", "none");
+  const { help } = line;
+  const pipelineArgs = [...line.rest];
+  const modulePath = line.positionals[0];
   const progress = own.get("--progress") ?? "auto";
   if (!["auto", "tty", "plain", "none"].includes(progress)) throw new Error(`--progress must be auto, tty, plain or none, not ${progress}`);
   const logFormat = own.get("--log-format") ?? "text";

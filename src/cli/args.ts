@@ -1,0 +1,62 @@
+/**
+ * The command line of a command that runs a pipeline module: sluice's own options, a few
+ * positionals (the module path last), and the pipeline's arguments.
+ */
+
+/** What {@link splitCommandLine} found. */
+export interface CommandLine {
+  /** Values of the options that take one, in the order given (an option may repeat). */
+  readonly values: ReadonlyMap<string, readonly string[]>;
+  /** Flags that were given. */
+  readonly flags: ReadonlySet<string>;
+  /** The positionals, up to the number asked for (the module path is the last). */
+  readonly positionals: readonly string[];
+  /** Everything meant for the pipeline: arguments after the positionals, and all after `--`. */
+  readonly rest: readonly string[];
+  /** `--help` or `-h` before the module path. */
+  readonly help: boolean;
+}
+
+/**
+ * Splits arguments into sluice's options (`--name value` or `--name=value` for `valueOptions`,
+ * `--flag` for `flags`), `positionals` positionals, and the rest, which goes to the pipeline.
+ * sluice's options are recognised anywhere before `--`, so a pipeline option of the same name
+ * must come after `--`. Before the last positional an unknown option is an error (it would
+ * otherwise be taken for the module path); after it, unknown options are the pipeline's.
+ */
+export function splitCommandLine(
+  args: readonly string[],
+  spec: { readonly valueOptions: ReadonlySet<string>; readonly flags: ReadonlySet<string>; readonly positionals: number },
+): CommandLine {
+  const values = new Map<string, string[]>();
+  const flags = new Set<string>();
+  const positionals: string[] = [];
+  const rest: string[] = [];
+  let help = false;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (arg === "--") {
+      rest.push(...args.slice(i + 1));
+      break;
+    }
+    const eq = arg.indexOf("=");
+    const name = arg.startsWith("--") && eq > 0 ? arg.slice(0, eq) : arg;
+    const beforeModule = positionals.length < spec.positionals;
+    if (spec.valueOptions.has(name)) {
+      const value = eq > 0 && name !== arg ? arg.slice(eq + 1) : args[++i];
+      if (value === undefined || value === "") throw new Error(`${name} needs a value`);
+      values.set(name, [...(values.get(name) ?? []), value]);
+    } else if (spec.flags.has(arg)) {
+      flags.add(arg);
+    } else if (beforeModule && (arg === "--help" || arg === "-h")) {
+      help = true;
+    } else if (beforeModule && arg.startsWith("-")) {
+      throw new Error(`unknown option ${arg} before the pipeline module (pipeline options go after its path)`);
+    } else if (beforeModule) {
+      positionals.push(arg);
+    } else {
+      rest.push(arg);
+    }
+  }
+  return { values, flags, positionals, rest, help };
+}
