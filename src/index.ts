@@ -18,7 +18,7 @@ export {
   type DeadLetterMode,
 } from "./deadletter/store.ts";
 export { columnsOf, SchemaError, type ColumnSpec, type ColumnKind } from "./schema/columns.ts";
-export { isoInstant, parseIsoMicros, parseIsoDays, civilFromDays, daysFromCivil } from "./schema/instant.ts";
+export { isoInstant, parseIsoMicros, parseIsoMicrosExact, parseIsoDays, civilFromDays, daysFromCivil } from "./schema/instant.ts";
 export { compileCheck, INVALID, type CompiledCheck } from "./schema/compile.ts";
 export { ParquetWriteError } from "./parquet/errors.ts";
 export { partitionSegment, NULL_PARTITION } from "./parquet/partition.ts";

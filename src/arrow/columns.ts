@@ -22,7 +22,7 @@ import {
   Utf8,
 } from "apache-arrow";
 import type { ColumnSpec } from "../schema/columns.ts";
-import { parseIsoDays, parseIsoMicros } from "../schema/instant.ts";
+import { parseIsoDays, parseIsoMicrosExact } from "../schema/instant.ts";
 
 const TWO_32 = 4_294_967_296;
 const MS_PER_DAY = 86_400_000;
@@ -263,12 +263,17 @@ class TimestampBuilder extends Int64LikeBuilder {
     return new TimestampMicrosecond("UTC");
   }
   protected appendValue(value: unknown): boolean {
-    let micros: number;
-    if (typeof value === "string") micros = parseIsoMicros(value);
+    let micros: number | bigint;
+    if (typeof value === "string") micros = parseIsoMicrosExact(value);
     else if (value instanceof Date) micros = value.getTime() * 1000;
     else return false;
-    if (!Number.isSafeInteger(micros)) return false;
-    this.putInteger(micros);
+    if (typeof micros === "number" && !Number.isSafeInteger(micros)) {
+      // A Date more than about 285 years from 1970: its milliseconds are exact, so go through bigint.
+      if (!(value instanceof Date) || Number.isNaN(value.getTime())) return false;
+      micros = BigInt(value.getTime()) * 1000n;
+    }
+    if (typeof micros === "bigint") this.putBigInt(micros);
+    else this.putInteger(micros);
     return true;
   }
   finish() {

@@ -65,23 +65,45 @@ function digits(text: string, at: number, count: number): number {
  * parseIsoMicros("2024-02-30T00:00:00Z") // NaN
  */
 export function parseIsoMicros(text: string): number {
+  return parseIsoParts(text) ? (isoParts[0] as number) * 1000 + (isoParts[1] as number) : Number.NaN;
+}
+
+/**
+ * The same instant as exact microseconds, for instants too far from 1970 for a `number`
+ * (about 285 years either way): a `number` when it is safe, a `bigint` beyond, `NaN` when the
+ * text is not a real instant.
+ */
+export function parseIsoMicrosExact(text: string): number | bigint {
+  if (!parseIsoParts(text)) return Number.NaN;
+  const ms = isoParts[0] as number;
+  const micros = isoParts[1] as number;
+  const exact = ms * 1000 + micros;
+  return Number.isSafeInteger(exact) ? exact : BigInt(ms) * 1000n + BigInt(micros);
+}
+
+// The parts of the last instant parsed: milliseconds since the epoch (exact for years 0-9999)
+// and the microseconds below them. A scratch array rather than an object per call: this runs
+// for every timestamp of every record.
+const isoParts = new Float64Array(2);
+
+function parseIsoParts(text: string): boolean {
   const n = text.length;
-  if (n < 16 || text.charCodeAt(4) !== 45 || text.charCodeAt(7) !== 45 || text.charCodeAt(13) !== 58) return Number.NaN;
+  if (n < 16 || text.charCodeAt(4) !== 45 || text.charCodeAt(7) !== 45 || text.charCodeAt(13) !== 58) return false;
   const sep = text.charCodeAt(10);
-  if (sep !== 84 && sep !== 32) return Number.NaN;
+  if (sep !== 84 && sep !== 32) return false;
   const year = digits(text, 0, 4);
   const month = digits(text, 5, 2);
   const day = digits(text, 8, 2);
   const hour = digits(text, 11, 2);
   const minute = digits(text, 14, 2);
-  if (year < 0 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return Number.NaN;
-  if (hour < 0 || hour > 23 || minute < 0 || minute > 59) return Number.NaN;
+  if (year < 0 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return false;
+  if (hour < 0 || hour > 23 || minute < 0 || minute > 59) return false;
   let at = 16;
   let second = 0;
   let micros = 0;
   if (text.charCodeAt(at) === 58) {
     second = digits(text, at + 1, 2);
-    if (second < 0 || second > 59) return Number.NaN;
+    if (second < 0 || second > 59) return false;
     at += 3;
     if (text.charCodeAt(at) === 46) {
       at++;
@@ -89,12 +111,12 @@ export function parseIsoMicros(text: string): number {
       while (at < n && text.charCodeAt(at) >= 48 && text.charCodeAt(at) <= 57) {
         const d = text.charCodeAt(at) - 48;
         // Sub-microsecond digits would be lost in a microsecond column: refuse rather than round.
-        if (count >= 6 && d !== 0) return Number.NaN;
+        if (count >= 6 && d !== 0) return false;
         if (count < 6) micros = micros * 10 + d;
         count++;
         at++;
       }
-      if (count === 0 || count > 9) return Number.NaN;
+      if (count === 0 || count > 9) return false;
       for (let i = count; i < 6; i++) micros *= 10;
     }
   }
@@ -105,20 +127,20 @@ export function parseIsoMicros(text: string): number {
       at++;
     } else {
       if (c === 32) c = text.charCodeAt(++at);
-      if (c !== 43 && c !== 45) return Number.NaN;
+      if (c !== 43 && c !== 45) return false;
       const rest = n - at - 1;
       const oh = digits(text, at + 1, 2);
       let om = 0;
       if (rest === 5 && text.charCodeAt(at + 3) === 58) om = digits(text, at + 4, 2);
       else if (rest === 4) om = digits(text, at + 3, 2);
-      else if (rest !== 2) return Number.NaN;
-      if (oh < 0 || oh > 23 || om < 0 || om > 59) return Number.NaN;
+      else if (rest !== 2) return false;
+      if (oh < 0 || oh > 23 || om < 0 || om > 59) return false;
       offsetMinutes = (c === 45 ? -1 : 1) * (oh * 60 + om);
     }
   }
-  const ms =
-    daysFromCivil(year, month, day) * MS_PER_DAY + ((hour * 60 + minute - offsetMinutes) * 60 + second) * 1000;
-  return ms * 1000 + micros;
+  isoParts[0] = daysFromCivil(year, month, day) * MS_PER_DAY + ((hour * 60 + minute - offsetMinutes) * 60 + second) * 1000;
+  isoParts[1] = micros;
+  return true;
 }
 
 /**

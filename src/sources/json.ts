@@ -160,9 +160,10 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
     return end < available ? `${text}…` : text;
   };
   /** Records a structural fault at `at`; the raw text is `[rawFrom, rawTo)`, cut to an excerpt. */
-  const fail = (message: string, line: number, at: number, rawFrom = Math.max(0, at - 64), rawTo = at + 192) => {
+  const fail = (message: string, line: number, at: number, rawFrom = Math.max(0, at - 64), rawTo = at + 192): Fault => {
     fault = { message: `${message} (byte ${base + at})`, line, offset: base + at, raw: excerpt(rawFrom, rawTo) };
     state = DONE;
+    return fault;
   };
   const foundAt = (at: number) => describeByte(at < filled ? buffer[at] : undefined);
 
@@ -278,6 +279,10 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
           if (end === NEED_MORE) {
             pos = scan.at;
             return false;
+          }
+          if (end - keyStart > maxRecordBytes) {
+            fail(`a key is longer than maxRecordBytes (${maxRecordBytes} bytes)`, 0, keyStart, keyStart, keyStart + 64);
+            break;
           }
           matched = !found && keyMatches(keyStart + 1, end - 1);
           pos = end;
@@ -534,6 +539,13 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
     if (stopped()) return;
     enterRecord(flow, path, problem.line, problem.raw, problem.offset);
     sendToDeadLetter(flow, "parse", problem.message, undefined);
+    forget();
+  }
+
+  /** The cursor must not keep pointing at a record of this chunk once reading moves on. */
+  function forget(): void {
+    flow.raw = undefined;
+    flow.offset = undefined;
   }
 
   for (;;) {
@@ -548,12 +560,12 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
       if (buffer[0] === 0xef && buffer[1] === 0xbb && buffer[2] === 0xbf) pos = 3;
     }
     const done = step();
-    if (!flush()) return;
+    const complete = flush();
+    forget();
+    if (!complete) return;
     if (!done && atEnd) truncated();
     if (fault) return report(fault);
     if (done) return;
-    // The cursor must not keep pointing at a record of this chunk once reading moves on.
-    flow.raw = undefined;
     if (!(await file.pause())) return;
 
     // Keep what is still needed: the element or key being scanned, else nothing before `pos`.
@@ -583,8 +595,7 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
         scan.at = 0;
         buffer = resized(buffer, chunkBytes, filled);
       } else {
-        fail(`a key is longer than maxRecordBytes (${maxRecordBytes} bytes)`, 0, 0, 0, 64);
-        return report(fault as unknown as Fault);
+        return report(fail(`a key is longer than maxRecordBytes (${maxRecordBytes} bytes)`, 0, 0, 0, 64));
       }
     }
   }

@@ -32,6 +32,27 @@ describe("toParquet", () => {
     expect(await readdir(folder("empty"))).toEqual([]);
   });
 
+  test("writes timestamps centuries away from 1970 to the microsecond", async () => {
+    const At = v.object({ id: v.number(), at: v.pipe(v.string(), v.isoTimestamp()), when: v.date() });
+    const instants = [
+      "0001-01-01T00:00:00.000001Z",
+      "1600-02-29T12:34:56.789012Z",
+      "1969-12-31T23:59:59.999999Z",
+      "2300-01-01T00:00:00.5Z",
+      "9999-12-31T23:59:59.999999Z",
+    ];
+    // Dates hold milliseconds: the instant cut to them.
+    const records = instants.map((at, id) => ({ id, at, when: new Date(at.replace(/(\.\d{3})\d*Z$/, "$1Z")) }));
+    await run(from(records).pipe(toParquet(folder("far"), { schema: At })));
+    await query("SET TimeZone = 'UTC'");
+    const back = await query(
+      `SELECT id, strftime("at", '%Y-%m-%dT%H:%M:%S.%fZ') AS "at", strftime("when", '%Y-%m-%dT%H:%M:%S.%fZ') AS "when" FROM ${dataset(folder("far"))} ORDER BY id`,
+    );
+    const sixDigits = (text: string) => text.replace(/\.(\d+)Z$/, (_m, f: string) => `.${f.padEnd(6, "0")}Z`);
+    expect(back.map((r) => r.at)).toEqual(instants.map(sixDigits));
+    expect(back.map((r) => r.when)).toEqual(records.map((r) => sixDigits(r.when.toISOString())));
+  });
+
   test("rolls files over at maxFileRows and DuckDB reads every row back", async () => {
     const commits: Commit[] = [];
     const summary = await run(from(rows(2500)).pipe(toParquet(folder("rollover"), { schema: Row, maxFileRows: 1000 })), {

@@ -11,6 +11,7 @@
  * chunk is never scanned twice.
  */
 
+/** Bytes of JSON's structure; all ASCII, so a multi-byte UTF-8 character never contains one. */
 export const QUOTE = 0x22;
 export const BACKSLASH = 0x5c;
 export const COMMA = 0x2c;
