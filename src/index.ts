@@ -109,3 +109,4 @@ export {
   type ClickstreamProducerOptions,
 } from "./sources/generator.ts";
 export { fromStdin, type StdinOptions } from "./sources/stdin.ts";
+export { fromJson, type JsonOptions } from "./sources/json.ts";
