@@ -127,6 +127,7 @@ export function openCheckpoint(path: string, runId: string): Checkpoint {
   const saveHooks = new Set<() => Promise<void>>();
   let pending: () => ReadonlyMap<string, number> = () => new Map();
   let saving: Promise<void> = Promise.resolve();
+  let closed = false;
 
   const insertIntent = db.query(
     "INSERT INTO commits (path, partition_key, source, first_line, last_line, run_id, durable) VALUES (?, ?, ?, ?, ?, ?, 0)",
@@ -195,11 +196,12 @@ export function openCheckpoint(path: string, runId: string): Checkpoint {
   }
 
   async function save(everythingSettled: boolean): Promise<void> {
+    if (closed) return;
     // Resume points are chosen before the dead letters are flushed, so every dead letter at or
     // before them is in that flush.
     advance(everythingSettled);
     for (const flush of saveHooks) await flush();
-    write();
+    if (!closed) write();
   }
 
   return {
@@ -290,12 +292,17 @@ export function openCheckpoint(path: string, runId: string): Checkpoint {
     },
 
     intent(file, partitionKey, ranges) {
+      // Closed: the run failed and its sink was torn down, so no new file starts.
+      if (closed) return;
       db.transaction(() => {
         for (const r of ranges) insertIntent.run(file, partitionKey, r.source, r.firstLine, r.lastLine, runId);
       })();
     },
 
     committed(file) {
+      // A write that was in flight when the run failed: its intent is recorded, and the next
+      // run's reconciliation finds the file under its final name.
+      if (closed) return;
       markDurable.run(file);
     },
 
@@ -319,6 +326,7 @@ export function openCheckpoint(path: string, runId: string): Checkpoint {
     },
 
     close() {
+      closed = true;
       db.close();
     },
   };

@@ -6,6 +6,8 @@ import { writeClickstream } from "../../src/generate/clickstream.ts";
 import { seededRandom } from "../../src/generate/random.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 
+// Each test runs the job as a subprocess, up to 40 times for the kill loop: minutes on a busy machine.
+const LONG = 300_000;
 const FIXTURE = join(import.meta.dir, "../fixtures/checkpointed-clickstream.ts");
 
 let dir: { path: string; remove: () => Promise<void> };
@@ -65,7 +67,7 @@ describe("checkpoint", () => {
     expect(again.in).toBe(0);
     expect(again.files).toBe(0);
     expect(await contents(out)).toEqual(reference);
-  });
+  }, LONG);
 
   test("runs killed (SIGKILL) or stopped (SIGINT) at random moments and re-run until done hold every valid record exactly once", async () => {
     const out = join(dir.path, "killed");
@@ -96,7 +98,7 @@ describe("checkpoint", () => {
       missingLetters: 0,
     });
     expect(got).toEqual(reference);
-  });
+  }, LONG);
 
   test("an input that grows is read from where the last run ended", async () => {
     const out = join(dir.path, "growing");
@@ -109,5 +111,5 @@ describe("checkpoint", () => {
     const total = await query(`SELECT count(*)::INTEGER AS n, count(DISTINCT event_id)::INTEGER AS d FROM ${dataset(join(out, "events"))}`);
     expect(total[0]?.n).toBe(total[0]?.d);
     expect(total[0]?.n).toBe(reference.rows.length + summary.written);
-  });
+  }, LONG);
 });
