@@ -44,7 +44,10 @@ export function deadLetter<T>(
       } else if (typeof target === "string") {
         // Resuming: dead letters earlier runs made durable must not be written twice.
         flow.checkpoint?.loadDeadLetters(target);
-        storeReady = openDeadLetterStore(target, flow.runId, options);
+        // Like the sink: under a checkpoint the mode applies to the first run only; a resumed
+        // run adds to what earlier runs wrote (overwriting would lose their dead letters).
+        const resumed = flow.checkpoint !== undefined && !flow.checkpoint.fresh;
+        storeReady = openDeadLetterStore(target, flow.runId, resumed ? { ...options, mode: "append" } : options);
         storeReady.then(
           (opened) => {
             store = opened;
