@@ -1,6 +1,5 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdir, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { describe, expect, test } from "bun:test";
+import { basename, join } from "node:path";
 import { take, toArray } from "rxjs";
 import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
@@ -12,29 +11,12 @@ import { run, type RunSummary } from "../../src/run/run.ts";
 import { isoInstant } from "../../src/schema/instant.ts";
 import { toParquet } from "../../src/sinks/toParquet.ts";
 import { type CsvOptions, fromCsv } from "../../src/sources/csv.ts";
-import { dataset, query, tempDir } from "../helpers/duckdb.ts";
+import { dataset, query } from "../helpers/duckdb.ts";
+import { bytes, inputFolder } from "../helpers/inputs.ts";
 
-let dir: { path: string; remove: () => Promise<void> };
-let counter = 0;
+const dir = inputFolder("sluice-csv-", ".csv");
+const file = dir.file.bind(dir);
 
-beforeAll(async () => {
-  dir = await tempDir("sluice-csv-");
-});
-
-afterAll(async () => {
-  await dir.remove();
-});
-
-/** Writes `content` to a fresh file in the test folder and returns its path. */
-async function file(content: string | Uint8Array, name = `input-${counter++}.csv`): Promise<string> {
-  const path = join(dir.path, name);
-  await mkdir(dirname(path), { recursive: true });
-  await writeFile(path, content);
-  return path;
-}
-
-const bytes = (...parts: (string | number[])[]): Uint8Array =>
-  Buffer.concat(parts.map((part) => (typeof part === "string" ? Buffer.from(part, "utf8") : Buffer.from(part))));
 
 interface Read {
   values: Record<string, unknown>[];
@@ -486,7 +468,7 @@ describe("fromCsv: converting cells by the schema", () => {
       expected.push({ id: i, big: String(big), amount, ok: i % 2 === 1, at, day, note, tags });
     }
     const path = await file(`${rows.join("\r\n")}\r\n`);
-    const out = join(dir.path, `parquet-${counter++}`);
+    const out = dir.unique("parquet");
     const summary = await run(
       fromCsv(path, { schema: Row, chunkBytes: 1000 }).pipe(validate(Row), deadLetter(() => {}), toParquet(out, { schema: Row })),
       { handleSignals: false },
@@ -508,10 +490,10 @@ describe("fromCsv: as an observable", () => {
   });
 
   test("emits one record, then many in order, across several files and a glob", async () => {
-    const sub = join(dir.path, `many-${counter++}`);
-    await file("n\n0\n", `many-${counter - 1}/a.csv`);
+    const sub = dir.unique("many");
+    await file("n\n0\n", join(basename(sub), "a.csv"));
     const lines = Array.from({ length: 5000 }, (_, i) => String(i + 1));
-    await file(`n\n${lines.join("\n")}\n`, `many-${counter - 1}/b.csv`);
+    await file(`n\n${lines.join("\n")}\n`, join(basename(sub), "b.csv"));
     const { values, entries } = await read(join(sub, "*.csv"), { schema: v.object({ n: v.number() }), chunkBytes: 100 });
     expect(entries).toEqual([]);
     expect(values.map((r) => r.n)).toEqual(Array.from({ length: 5001 }, (_, i) => i));

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Observable, type OperatorFunction, take, toArray } from "rxjs";
@@ -11,29 +11,13 @@ import { seededRandom } from "../../src/generate/random.ts";
 import { type RunSummary, run } from "../../src/run/run.ts";
 import { toParquet } from "../../src/sinks/toParquet.ts";
 import { fromJson, type JsonOptions } from "../../src/sources/json.ts";
-import { dataset, query, tempDir } from "../helpers/duckdb.ts";
+import { dataset, query } from "../helpers/duckdb.ts";
+import { bytes, inputFolder } from "../helpers/inputs.ts";
 
-let dir: { path: string; remove: () => Promise<void> };
-let counter = 0;
-
-beforeAll(async () => {
-  dir = await tempDir("sluice-json-");
-});
-
-afterAll(async () => {
-  await dir.remove();
-});
-
-/** Writes `content` to a fresh file in the test folder and returns its path. */
-async function file(content: string | Uint8Array, name = `input-${counter++}.json`): Promise<string> {
-  const path = join(dir.path, name);
-  await writeFile(path, content);
-  return path;
-}
+const dir = inputFolder("sluice-json-", ".json");
+const file = dir.file.bind(dir);
 
 const utf8 = (text: string) => Buffer.from(text, "utf8");
-const bytes = (...parts: (string | number[] | Uint8Array)[]): Uint8Array =>
-  Buffer.concat(parts.map((part) => (typeof part === "string" ? utf8(part) : Buffer.from(part))));
 
 /** A record as emitted, with the position the flow gave it. */
 interface Emitted {
@@ -188,7 +172,7 @@ describe("fromJson: reading documents", () => {
   });
 
   test("reads files matched by a glob in name order, numbering elements per file, after a broken file", async () => {
-    const folder = join(dir.path, `glob-${counter++}`);
+    const folder = dir.unique("glob");
     await mkdir(folder);
     await writeFile(join(folder, "a.json"), '{"value":[{"f":"a","n":1},{"f":"a","n":2}]}');
     await writeFile(join(folder, "b.json"), '{"value":[{"f":"b","n":1},{"f":"b","n":2},{"f":"b"');
@@ -389,7 +373,7 @@ describe("fromJson: into Parquet", () => {
       licenses: Array.from({ length: random.int(3) }, (_, k) => ({ sku: `sku-${k}` })),
     }));
     const path = await file(JSON.stringify({ "@odata.context": "x", value: users }, null, 1));
-    const out = join(dir.path, `parquet-${counter++}`);
+    const out = dir.unique("parquet");
     const summary = await run(
       fromJson(path, { path: "value", chunkBytes: 1000 }).pipe(validate(User), deadLetter(() => {}), toParquet(out, { schema: User, maxFileRows: 300 })),
       { handleSignals: false },

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { take } from "rxjs";
@@ -6,29 +6,12 @@ import { deadLetter } from "../../operators/index.ts";
 import type { DeadLetter } from "../../src/deadletter/entry.ts";
 import { run, type RunSummary } from "../../src/run/run.ts";
 import { fromNdjson, type NdjsonOptions } from "../../src/sources/ndjson.ts";
-import { tempDir } from "../helpers/duckdb.ts";
+import { bytes, inputFolder } from "../helpers/inputs.ts";
 import { seededRandom } from "../../src/generate/random.ts";
 
-let dir: { path: string; remove: () => Promise<void> };
-let counter = 0;
+const dir = inputFolder("sluice-ndjson-", ".ndjson");
+const file = dir.file.bind(dir);
 
-beforeAll(async () => {
-  dir = await tempDir("sluice-ndjson-");
-});
-
-afterAll(async () => {
-  await dir.remove();
-});
-
-/** Writes `content` to a fresh file in the test folder and returns its path. */
-async function file(content: string | Uint8Array, name = `input-${counter++}.ndjson`): Promise<string> {
-  const path = join(dir.path, name);
-  await writeFile(path, content);
-  return path;
-}
-
-const bytes = (...parts: (string | number[])[]): Uint8Array =>
-  Buffer.concat(parts.map((part) => (typeof part === "string" ? Buffer.from(part, "utf8") : Buffer.from(part))));
 
 interface Read {
   values: unknown[];

@@ -6,6 +6,7 @@ import type { DeadLetter } from "../../src/deadletter/entry.ts";
 import { holdGate } from "../../src/flow/flow.ts";
 import { run, type RunSummary } from "../../src/run/run.ts";
 import { fromStdin } from "../../src/sources/stdin.ts";
+import { bytes } from "../helpers/inputs.ts";
 
 const FIXTURE = join(import.meta.dir, "..", "fixtures", "stdin-collect.ts");
 
@@ -14,9 +15,6 @@ interface Collected {
   entries: DeadLetter[];
   summary: RunSummary;
 }
-
-const bytes = (...parts: (string | number[])[]): Uint8Array =>
-  Buffer.concat(parts.map((part) => (typeof part === "string" ? Buffer.from(part, "utf8") : Buffer.from(part))));
 
 /** Pipes `input` into a child process's real standard input and returns what `fromStdin` read there. */
 async function pipeInto(input: Uint8Array, chunkBytes?: number): Promise<Collected> {
