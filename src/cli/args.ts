@@ -1,7 +1,8 @@
 /**
- * The command line of a command that runs a pipeline module: sluice's own options, a few
- * positionals (the module path last), and the pipeline's arguments.
+ * Command lines: the options every command parses alike, and the command line of a command that
+ * runs a pipeline module (sluice's own options, a few positionals, the pipeline's arguments).
  */
+import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 
 /** What {@link splitCommandLine} found. */
 export interface CommandLine {
@@ -59,4 +60,39 @@ export function splitCommandLine(
     }
   }
   return { values, flags, positionals, rest, help };
+}
+
+/** The values `parseArgs` gives for an options table: a boolean for flags, text for the rest. */
+export type OptionValues<O extends ParseArgsOptionsConfig> = {
+  [K in keyof O]?: O[K] extends { type: "boolean" } ? boolean : string;
+};
+
+/**
+ * Parses a command's options (strict, positionals allowed, `--help`/`-h` added) and handles
+ * what every command handles alike. Returns the options and positionals, or the exit code when
+ * the command has nothing more to do: 0 after printing `usage` for `--help`, 2 after printing
+ * the problem and `usage` for an unknown or malformed option.
+ *
+ * @example
+ * const parsed = parseOptions("head", USAGE, args, { n: { type: "string", short: "n" } });
+ * if (typeof parsed === "number") return parsed;
+ */
+export function parseOptions<const O extends ParseArgsOptionsConfig>(
+  command: string,
+  usage: string,
+  args: string[],
+  options: O,
+): { values: OptionValues<O>; positionals: string[] } | number {
+  let parsed: { values: Record<string, unknown>; positionals: string[] };
+  try {
+    parsed = parseArgs({ args, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
+  } catch (error) {
+    console.error(`sluice ${command}: ${(error as Error).message}\n${usage}`);
+    return 2;
+  }
+  if (parsed.values.help) {
+    console.log(usage);
+    return 0;
+  }
+  return { values: parsed.values as OptionValues<O>, positionals: parsed.positionals };
 }

@@ -2,8 +2,8 @@
  * `sluice dead-letter summarize <folder> [--json] [--samples N]`: what is in a dead-letter
  * folder, by stage, error and field, with samples pointing at the input.
  */
-import { parseArgs } from "node:util";
 import { formatDeadLetterSummary, summarizeDeadLetters } from "../deadletter/summarize.ts";
+import { parseOptions } from "./args.ts";
 
 const USAGE = `usage: sluice dead-letter summarize <folder> [options]
 
@@ -25,30 +25,15 @@ exit codes: 0 summarized (dead letters or not), 1 the folder could not be read, 
  * process.exitCode = await command(["out/dead-letter", "--samples", "1"]);
  */
 export async function command(args: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args,
-      options: {
-        json: { type: "boolean" },
-        samples: { type: "string" },
-        "raw-chars": { type: "string" },
-        all: { type: "boolean" },
-        by: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      allowPositionals: true,
-      strict: true,
-    }));
-  } catch (error) {
-    console.error(`sluice dead-letter summarize: ${(error as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  const parsed = parseOptions("dead-letter summarize", USAGE, args, {
+    json: { type: "boolean" },
+    samples: { type: "string" },
+    "raw-chars": { type: "string" },
+    all: { type: "boolean" },
+    by: { type: "string" },
+  });
+  if (typeof parsed === "number") return parsed;
+  const { values, positionals } = parsed;
   const usage = (message: string) => {
     console.error(`sluice dead-letter summarize: ${message}\n\n${USAGE}`);
     return 2;

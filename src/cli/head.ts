@@ -1,11 +1,11 @@
 /**
  * `sluice head <dataset folder or file> [-n N] [--json]`: the first rows of a dataset.
  */
-import { parseArgs } from "node:util";
 import type { Schema } from "apache-arrow";
 import { readDatasetBatches } from "../dataset/read.ts";
 import { formatTable } from "../notebook/table.ts";
 import { rowsOf, toJsonLine } from "../notebook/values.ts";
+import { parseOptions } from "./args.ts";
 
 const USAGE = `usage: sluice head <dataset folder or .parquet file> [-n N] [--json] [--columns a,b]
   -n N          rows to print (default 10)
@@ -27,28 +27,14 @@ const USAGE = `usage: sluice head <dataset folder or .parquet file> [-n N] [--js
  * process.exitCode = await command(["out/events", "-n", "5"]);
  */
 export async function command(args: string[]): Promise<number> {
-  let values: { n?: string; json?: boolean; columns?: string; width?: string; help?: boolean };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args,
-      options: {
-        n: { type: "string", short: "n" },
-        json: { type: "boolean" },
-        columns: { type: "string" },
-        width: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      allowPositionals: true,
-    }));
-  } catch (error) {
-    console.error(`sluice head: ${(error as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  const parsed = parseOptions("head", USAGE, args, {
+    n: { type: "string", short: "n" },
+    json: { type: "boolean" },
+    columns: { type: "string" },
+    width: { type: "string" },
+  });
+  if (typeof parsed === "number") return parsed;
+  const { values, positionals } = parsed;
   if (positionals.length !== 1) {
     console.error(`sluice head: expected one dataset folder or file, got ${positionals.length}\n${USAGE}`);
     return 2;

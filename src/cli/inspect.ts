@@ -2,10 +2,10 @@
  * `sluice inspect <dataset folder or file> [--json] [--partitions] [--files]`: what a dataset
  * holds, from its Parquet footers alone.
  */
-import { parseArgs } from "node:util";
 import { formatTable } from "../notebook/table.ts";
 import { type ColumnSummary, type DatasetSummary, inspectDataset } from "../parquet/metadata.ts";
 import { formatBytes } from "../run/run.ts";
+import { parseOptions } from "./args.ts";
 
 const USAGE = `usage: sluice inspect <dataset folder or .parquet file> [--json] [--partitions] [--files]
   --json        the full report as JSON (every partition's and file's numbers included)
@@ -98,27 +98,13 @@ function indent(text: string): string {
  * process.exitCode = await command(["out/events", "--json"]);
  */
 export async function command(args: string[]): Promise<number> {
-  let values: { json?: boolean; partitions?: boolean; files?: boolean; help?: boolean };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args,
-      options: {
-        json: { type: "boolean" },
-        partitions: { type: "boolean" },
-        files: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-      allowPositionals: true,
-    }));
-  } catch (error) {
-    console.error(`sluice inspect: ${(error as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  const parsed = parseOptions("inspect", USAGE, args, {
+    json: { type: "boolean" },
+    partitions: { type: "boolean" },
+    files: { type: "boolean" },
+  });
+  if (typeof parsed === "number") return parsed;
+  const { values, positionals } = parsed;
   if (positionals.length !== 1) {
     console.error(`sluice inspect: expected one dataset folder or file, got ${positionals.length}\n${USAGE}`);
     return 2;

@@ -2,8 +2,8 @@
  * `sluice list [folder] [--json]`: the pipeline modules in a folder with their descriptions.
  */
 import { relative } from "node:path";
-import { parseArgs } from "node:util";
 import { discoverPipelines } from "../run/discover.ts";
+import { parseOptions } from "./args.ts";
 
 const USAGE = "usage: sluice list [folder] [--json]   (folder defaults to pipelines/)";
 
@@ -18,22 +18,9 @@ const USAGE = "usage: sluice list [folder] [--json]   (folder defaults to pipeli
  * process.exitCode = await command(["pipelines", "--json"]);
  */
 export async function command(args: string[]): Promise<number> {
-  let values: { json?: boolean; help?: boolean };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args,
-      options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
-      allowPositionals: true,
-    }));
-  } catch (error) {
-    console.error(`sluice list: ${(error as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  const parsed = parseOptions("list", USAGE, args, { json: { type: "boolean" } });
+  if (typeof parsed === "number") return parsed;
+  const { values, positionals } = parsed;
   if (positionals.length > 1) {
     console.error(`sluice list: one folder at most\n${USAGE}`);
     return 2;
