@@ -12,6 +12,7 @@
 import type { Observable } from "rxjs";
 import { enterRecord, sendToDeadLetter } from "../flow/flow.ts";
 import { type FileReading, type FileSourceOptions, fileSource } from "./files.ts";
+import { fatal, lenient } from "./lines.ts";
 import { type PathStep, parsePath, pathName } from "./json/path.ts";
 import {
   CLOSE_BRACE,
@@ -108,8 +109,6 @@ interface Fault {
   readonly raw: string;
 }
 
-const fatal = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-const lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
 /** Longest raw text kept for a dead letter that is not an element parsed in full. */
 const EXCERPT_BYTES = 1024;
 

@@ -41,8 +41,13 @@ export interface LineStart {
 
 const NEWLINE = 10;
 const CR = 13;
-const fatal = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-const lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
+/**
+ * The UTF-8 decoders every byte-level source shares: `fatal` throws on bytes that are not UTF-8
+ * (to find the bad record), `lenient` replaces them (for the dead letter's readable text). Both
+ * keep a byte order mark as text: sources skip it themselves, at the start of an input only.
+ */
+export const fatal = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+export const lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
 
 /**
  * Reads all of `read` and reports its lines. A UTF-8 byte order mark at the start is skipped;

@@ -9,7 +9,7 @@
  * character. A chunk that is not valid UTF-8 is walked record by record on bytes, so a bad byte
  * only spoils its own record.
  */
-import type { ReadBytes } from "../lines.ts";
+import { fatal, lenient, type ReadBytes } from "../lines.ts";
 
 /** The characters that shape a CSV file. Each is one ASCII character. */
 export interface CsvDialect {
@@ -53,8 +53,6 @@ export interface RecordStart {
 
 const LF = 10;
 const CR = 13;
-const fatal = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-const lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
 
 // Byte-scanner states: the same grammar as the text parser, used where text cannot be used
 // (a record larger than the limit, a chunk that is not UTF-8).
