@@ -5,6 +5,7 @@ import {
   type DeadLetterStoreOptions,
   openDeadLetterStore,
 } from "../src/deadletter/store.ts";
+import { modeUnder } from "../src/checkpoint/checkpoint.ts";
 import { currentFlow, installDeadLetter, withFlow } from "../src/flow/flow.ts";
 
 /** Where dead letters go: a folder (NDJSON files), a store, or a function. */
@@ -44,10 +45,7 @@ export function deadLetter<T>(
       } else if (typeof target === "string") {
         // Resuming: dead letters earlier runs made durable must not be written twice.
         flow.checkpoint?.loadDeadLetters(target);
-        // Like the sink: under a checkpoint the mode applies to the first run only; a resumed
-        // run adds to what earlier runs wrote (overwriting would lose their dead letters).
-        const resumed = flow.checkpoint !== undefined && !flow.checkpoint.fresh;
-        storeReady = openDeadLetterStore(target, flow.runId, resumed ? { ...options, mode: "append" } : options);
+        storeReady = openDeadLetterStore(target, flow.runId, { ...options, mode: modeUnder(flow.checkpoint, options.mode ?? "append") });
         storeReady.then(
           (opened) => {
             store = opened;

@@ -65,6 +65,15 @@ export interface Checkpoint {
   close(): void;
 }
 
+/**
+ * The write mode an output (the dataset, the dead-letter folder) takes under a checkpoint: the
+ * one asked for on the first run, `append` once an earlier run has written (replacing its
+ * output would lose what the checkpoint says is durable).
+ */
+export function modeUnder<M extends string>(checkpoint: Checkpoint | undefined, mode: M): M | "append" {
+  return checkpoint && !checkpoint.fresh ? "append" : mode;
+}
+
 /** The lines of one input held by a committed file. */
 export interface CommitRange {
   readonly source: string;

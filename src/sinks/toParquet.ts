@@ -6,6 +6,7 @@ import { basename, dirname, join } from "node:path";
 import { Observable, type OperatorFunction } from "rxjs";
 import type * as v from "valibot";
 import { RowBuffer } from "../arrow/rows.ts";
+import { modeUnder } from "../checkpoint/checkpoint.ts";
 import { currentFlow, holdGate, observeCommitLatency, sendToDeadLetter, withFlow } from "../flow/flow.ts";
 import type { EncodeOptions } from "../parquet/encode.ts";
 import { createEncoders } from "../parquet/encoders.ts";
@@ -160,8 +161,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
       let inflightBytes = 0;
       let release: (() => void) | undefined;
       let failed = false;
-      // With a checkpoint, only the first run applies the mode; later runs add to the dataset.
-      const ready = prepareFolder(folder, flow.checkpoint && !flow.checkpoint.fresh ? "append" : mode);
+      const ready = prepareFolder(folder, modeUnder(flow.checkpoint, mode));
       ready.catch((error) => fail(error));
 
       function fail(error: unknown) {
