@@ -5,6 +5,7 @@
 import { splitCommandLine } from "./args.ts";
 import { ReplayFailedError, type ReplayResult, replayDeadLetters } from "../deadletter/replay.ts";
 import { formatBytes } from "../run/run.ts";
+import { checkRunId } from "../run/runId.ts";
 
 const USAGE = `usage: sluice dead-letter replay [options] <folder> <pipeline.ts> [pipeline args] [-- more pipeline args]
 
@@ -17,7 +18,7 @@ no entry is replayed twice. Options (anywhere before --; everything after -- goe
   --run <runId>        only entries dead-lettered by this run
   --again              also replay dead letters earlier replays wrote (records that failed again)
   --dry-run            count what would be replayed; run and write nothing
-  --run-id <id>        the replay's run id (default: time-based)
+  --run-id <id>        the replay's run id (default: time-based): letters, digits, '.', '_', '-'
   --json               the result as one JSON object on stdout
 
 exit codes: 0 replayed (some may have failed again), 1 the replay failed (rolled back by the next
@@ -58,7 +59,7 @@ export function parseReplayArgs(args: readonly string[]): ReplayCommandOptions {
     stages: (line.values.get("--stage") ?? []).flatMap((value) => value.split(",").map((s) => s.trim()).filter(Boolean)),
     source: last("--source"),
     run: last("--run"),
-    runId: last("--run-id"),
+    runId: line.values.has("--run-id") ? checkRunId(last("--run-id"), "--run-id") : undefined,
     dryRun: line.flags.has("--dry-run"),
     again: line.flags.has("--again"),
     json: line.flags.has("--json"),

@@ -3,8 +3,8 @@
  * work with. A pipeline module is a file whose default export is a {@link Pipeline}.
  */
 import type { Observable } from "rxjs";
-import { newRunId } from "../flow/flow.ts";
 import { type RunOptions, type RunSummary, run } from "../run/run.ts";
+import { checkRunId, newRunId } from "../run/runId.ts";
 
 /** What `process` is told about the run it is part of. */
 export interface PipelineContext {
@@ -69,7 +69,7 @@ export function isPipeline(value: unknown): value is Pipeline {
  * Runs a pipeline on its own source, the way `sluice run` does: `process(source(context),
  * context)` through {@link run}, with the context's run id. Resolves with the run's summary;
  * rejects as `run` does (infrastructure failures), or at once when `source`/`process` throw
- * while building the pipeline (bad arguments).
+ * while building the pipeline (bad arguments) or the run id is not a safe one (see `checkRunId`).
  *
  * @example
  * const summary = await runPipeline(pipeline, { args: ["--date", "2024-03-01"] });
@@ -79,9 +79,10 @@ export function runPipeline(
   context: Partial<PipelineContext> = {},
   options: Omit<RunOptions, "runId"> = {},
 ): Promise<RunSummary> {
-  const full: PipelineContext = { args: context.args ?? [], runId: context.runId ?? newRunId(), replay: context.replay ?? false };
+  let full: PipelineContext;
   let observable: Observable<unknown>;
   try {
+    full = { args: context.args ?? [], runId: checkRunId(context.runId ?? newRunId(), "runPipeline(): context.runId"), replay: context.replay ?? false };
     observable = pipeline.process(pipeline.source(full), full);
   } catch (error) {
     return Promise.reject(error);

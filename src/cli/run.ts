@@ -4,11 +4,13 @@
  */
 import { splitCommandLine } from "./args.ts";
 import type { Observable } from "rxjs";
-import { type Flow, newRunId } from "../flow/flow.ts";
+import type { Flow } from "../flow/flow.ts";
 import { loadPipeline } from "../run/discover.ts";
 import { createLogger, type LogFormat, type Logger } from "../run/log.ts";
 import { type MetricsServer, serveMetrics } from "../run/metrics.ts";
+import { redactArgs } from "../run/redact.ts";
 import { formatBytes, type RunSummary, run } from "../run/run.ts";
+import { checkRunId, newRunId } from "../run/runId.ts";
 import type { PipelineContext } from "./pipeline.ts";
 import { formatRunTable, type ProgressDisplay, type ProgressMode, startProgress } from "./progress.ts";
 
@@ -33,9 +35,10 @@ options (before or after the module path; everything after -- goes to the pipeli
   --no-progress                    same as --progress none
   --progress-interval <seconds>    time between plain progress lines (default 5)
   --log-format text|json           json: one JSON object per line on stdout, each with the run id
-  --metrics [host:]port            serve Prometheus /metrics and /health (host default 127.0.0.1; port 0 = any free port)
+  --metrics [host:]port            serve Prometheus /metrics and /health (host default 127.0.0.1; port 0 = any free port;
+                                   no authentication: a host other than loopback is warned about)
   --metrics-linger <seconds>       keep serving metrics this long after the run, for a last scrape (default 0)
-  --run-id <id>                    the run's id (default: time-based)
+  --run-id <id>                    the run's id (default: time-based): letters, digits, '.', '_', '-'
   --checkpoint <file.sqlite>       record what is durable; a re-run with the same file resumes (see run()'s checkpoint)
 
 exit codes: 0 finished (bad records are in the dead letter), 1 run failed (input/output/disk),
@@ -86,7 +89,7 @@ export function parseRunArgs(args: readonly string[]): RunCommandOptions {
     logFormat,
     metrics: metricsValue === undefined ? undefined : parseListen(metricsValue),
     metricsLingerMs: linger * 1000,
-    runId: own.get("--run-id"),
+    runId: own.has("--run-id") ? checkRunId(own.get("--run-id"), "--run-id") : undefined,
     checkpoint: own.get("--checkpoint"),
     help,
   };
@@ -96,6 +99,17 @@ function seconds(text: string, name: string, min: number): number {
   const value = Number(text);
   if (!Number.isFinite(value) || value < min) throw new Error(`${name} must be a number of seconds${min > 0 ? ` of at least ${min}` : " (0 or more)"}, not ${text}`);
   return value;
+}
+
+/**
+ * True when `hostname` is a loopback address (127.0.0.0/8, ::1, localhost), reachable only from
+ * this machine. Metrics are served without authentication, so any other host is warned about.
+ */
+export function isLoopback(hostname: string): boolean {
+  const host = hostname.toLowerCase().replace(/^\[|\]$/g, "");
+  if (host === "localhost" || host.endsWith(".localhost") || host === "::1" || host === "0:0:0:0:0:0:0:1") return true;
+  const v4 = host.startsWith("::ffff:") ? host.slice(7) : host;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
 }
 
 /** `9464`, `:9464`, `0.0.0.0:9464`, `[::1]:9464` → hostname and port (hostname default 127.0.0.1). */
@@ -131,6 +145,12 @@ export async function command(args: string[]): Promise<number> {
   if (options.help) {
     console.log(USAGE);
     return EXIT.ok;
+  }
+  if (options.metrics && !isLoopback(options.metrics.hostname)) {
+    // On standard error in both log formats: a JSON log collector may not show it to anyone.
+    console.error(
+      `sluice run: warning: --metrics ${options.metrics.hostname}:${options.metrics.port} serves /metrics and /health without authentication to anyone who can reach this host on that address; use 127.0.0.1 (the default) or put the port behind a firewall or an authenticating proxy`,
+    );
   }
   const runId = options.runId ?? newRunId();
   const json = options.logFormat === "json";
@@ -177,7 +197,7 @@ async function runModule(options: RunCommandOptions, runId: string, log: Logger)
     options.progress !== "auto" ? options.progress : !json && process.stderr.isTTY ? "tty" : "plain";
   log.info(
     json ? "run started" : `run ${runId}: ${modulePath} (${pipeline.description})`,
-    json ? { module: modulePath, description: pipeline.description, args: options.pipelineArgs } : undefined,
+    json ? { module: modulePath, description: pipeline.description, args: redactArgs(options.pipelineArgs) } : undefined,
   );
   if (server) log.info(json ? "metrics served" : `metrics on ${server.url}`, json ? { url: server.url } : undefined);
 

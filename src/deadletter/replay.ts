@@ -21,17 +21,25 @@
  * checkpoint (they hold only replayed rows) and the `dead-letter-<runId>-*` files, so the entries
  * are open again and are replayed once, by the new replay. A crash after the ledger commit only
  * leaves the lock and snapshot, which the next replay removes.
+ *
+ * Why a crafted lock or checkpoint cannot delete anything else: the lock's run id must be a safe
+ * run id (`checkRunId`: no path separators, no `..`), so the snapshot folder it names is inside
+ * the dead-letter folder; only files named like that run's own (`part-<runId>-<n>.parquet`,
+ * `dead-letter-<runId>-<n>.ndjson`) are deleted, any other path in the checkpoint stops the
+ * rollback before anything is deleted; and the lock's `cwd` is never used to find files.
  */
 import { Database } from "bun:sqlite";
 import { closeSync, existsSync, fsyncSync, linkSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { basename, isAbsolute, join, resolve } from "node:path";
 import { Observable } from "rxjs";
 import type { Pipeline, PipelineContext } from "../cli/pipeline.ts";
-import { currentFlow, enterRecord, newRunId, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
+import { currentFlow, enterRecord, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
 import { commitFile } from "../parquet/encode.ts";
 import { loadPipeline } from "../run/discover.ts";
+import { redactArgs } from "../run/redact.ts";
 import { type RunOptions, type RunSummary, run } from "../run/run.ts";
+import { checkRunId, isDatasetFileOf, isDeadLetterFileOf, newRunId } from "../run/runId.ts";
 import type { DeadLetter } from "./entry.ts";
 import { listDeadLetterFiles, type StoredDeadLetter, streamDeadLetters } from "./read.ts";
 
@@ -58,7 +66,10 @@ export interface ReplayFilter {
 export interface ReplayOptions extends ReplayFilter {
   /** Arguments handed to the pipeline module (`context.args`), such as `["--out", "out"]`. */
   readonly args?: readonly string[];
-  /** The replay's run id (default: time-based). Names its dataset files, dead letters and ledger. */
+  /**
+   * The replay's run id (default: time-based). Names its dataset files, dead letters and ledger,
+   * so it must be a safe run id (see `checkRunId`).
+   */
   readonly runId?: string;
   /** Count what would be replayed; run nothing, write nothing. */
   readonly dryRun?: boolean;
@@ -120,7 +131,10 @@ interface LockInfo {
   readonly pid: number;
   readonly startedAt: string;
   readonly module: string;
-  /** Where the replay ran: the dataset paths its checkpoint records may be relative to it. */
+  /**
+   * Where the replay ran: the dataset paths its checkpoint records may be relative to it. Only
+   * compared with the current folder, never used to find files to delete: a lock can be crafted.
+   */
   readonly cwd: string;
 }
 
@@ -192,7 +206,13 @@ export function readReplayState(folder: string): ReplayState {
     }
   }
   for (const list of byFile.values()) list.sort((a, b) => a[0] - b[0]);
-  const lock = readLock(folder);
+  // A lock naming an unsafe run id is reported by the next replay, which refuses to use it.
+  let lock: LockInfo | undefined;
+  try {
+    lock = readLock(folder);
+  } catch {
+    lock = undefined;
+  }
   const replayRuns = new Set(ledgers.map((l) => l.runId));
   return {
     isReplayed(file, index) {
@@ -231,8 +251,10 @@ export function readReplayState(folder: string): ReplayState {
  * `raw` is parsed as JSON; an entry whose raw still is not JSON (or whose bytes are not UTF-8)
  * goes back to the dead letter at stage `parse`.
  *
- * Resolves when the ledger is committed (or at once on a dry run). Rejects when another replay of
- * the folder is running, when the module cannot be loaded or built, or when the pipeline fails
+ * Resolves when the ledger is committed (or at once on a dry run). Rejects when the run id is not
+ * a safe one (see `checkRunId`), when another replay of the folder is running, when its lock or
+ * checkpoint names an unsafe run id or files that are not its own (nothing is deleted then),
+ * when the module cannot be loaded or built, or when the pipeline fails
  * (an infrastructure failure, a {@link ReplayFailedError}): then no ledger is written and the next replay of the folder rolls
  * back what this one committed. On SIGINT/SIGTERM (or `runOptions.signal` aborting) it stops
  * reading, commits what was buffered, and ledgers only the entries that were sent.
@@ -249,23 +271,23 @@ export async function replayDeadLetters(
   pipeline: Pipeline | string,
   options: ReplayOptions = {},
 ): Promise<ReplayResult> {
+  const runId = checkRunId(options.runId ?? newRunId(), "replay: runId");
   if (!existsSync(folder)) throw new Error(`replay: dead-letter folder ${folder} does not exist`);
   const moduleName = typeof pipeline === "string" ? pipeline : "(pipeline object)";
   const loaded = typeof pipeline === "string" ? await loadPipeline(pipeline) : pipeline;
-  const runId = options.runId ?? newRunId();
   const matches = filterOf(options);
 
   if (options.dryRun) {
     const state = readReplayState(folder);
     const tally = newTally();
     for await (const stored of streamDeadLetters(folder)) {
-      if (state.unfinished && stored.file.startsWith(`dead-letter-${state.unfinished.runId}-`)) continue;
+      if (state.unfinished && isDeadLetterFileOf(stored.file, state.unfinished.runId)) continue;
       classify(stored, state, matches, options, tally);
     }
     return { runId, folder, ...tally, summary: undefined, ledger: undefined, rolledBack: undefined, restored: [] };
   }
 
-  if (existsSync(ledgerPath(folder, runId)) || (await listDeadLetterFiles(folder)).some((f) => f.startsWith(`dead-letter-${runId}-`))) {
+  if (existsSync(ledgerPath(folder, runId)) || (await listDeadLetterFiles(folder)).some((f) => isDeadLetterFileOf(f, runId))) {
     throw new Error(`replay: run id ${runId} was already used in ${folder}; choose another (its files would be overwritten)`);
   }
   const rolledBack = await acquireLock(folder, {
@@ -316,7 +338,8 @@ export async function replayDeadLetters(
         ledger: 1,
         runId,
         module: moduleName,
-        args: context.args,
+        // The ledger is read by people: credentials in the arguments are masked as in logs.
+        args: redactArgs(context.args),
         filter: { stages: options.stages, source: options.source, run: options.run, again: options.again },
         finishedAt: new Date().toISOString(),
         replayed: tally.replayed,
@@ -460,14 +483,26 @@ function snapshotDir(folder: string, runId: string): string {
   return join(folder, `.replay-${runId}`);
 }
 
+/**
+ * The folder's lock, or undefined when it is missing or torn. Throws when it names an unsafe run
+ * id: sluice never writes one, and that id would name paths outside the folder.
+ */
 function readLock(folder: string): LockInfo | undefined {
+  const path = join(folder, REPLAY_LOCK);
+  let info: LockInfo;
   try {
-    const info = JSON.parse(readFileSync(join(folder, REPLAY_LOCK), "utf8")) as LockInfo;
-    return typeof info.runId === "string" && typeof info.pid === "number" ? info : undefined;
+    info = JSON.parse(readFileSync(path, "utf8")) as LockInfo;
   } catch {
     // Missing, or torn by a crash while it was written (before anything else was).
     return undefined;
   }
+  if (typeof info !== "object" || info === null || typeof info.pid !== "number" || info.runId === undefined) return undefined;
+  try {
+    checkRunId(info.runId, `replay: the lock ${path}`);
+  } catch (error) {
+    throw new Error(`${(error as Error).message}. sluice never writes such a lock, so nothing it names was deleted: look at the folder, then remove the lock`);
+  }
+  return info;
 }
 
 function isRunning(lock: LockInfo): boolean {
@@ -526,18 +561,19 @@ async function reconcile(folder: string, lock: LockInfo | undefined): Promise<Re
   const datasetFiles: string[] = [];
   const deadLetterFiles: string[] = [];
   if (!finished) {
-    for (const path of checkpointFiles(join(snapshot, "checkpoint.sqlite"), lock.runId, lock.cwd ?? process.cwd())) {
+    // Every path is checked before any is deleted: a checkpoint naming another file was not
+    // written by this replay's sink, and is not trusted with anything.
+    for (const path of replayDatasetFiles(join(snapshot, "checkpoint.sqlite"), lock)) {
       if (existsSync(path)) {
         rmSync(path, { force: true });
         datasetFiles.push(path);
       }
     }
-    const prefix = `dead-letter-${lock.runId}-`;
     for (const name of readdirSync(folder)) {
-      if (name.startsWith(prefix) && name.endsWith(".ndjson")) {
+      if (isDeadLetterFileOf(name, lock.runId)) {
         rmSync(join(folder, name), { force: true });
         deadLetterFiles.push(join(folder, name));
-      } else if (name.startsWith(`.${prefix}`)) {
+      } else if (isDeadLetterFileOf(name, lock.runId, { temporary: true })) {
         rmSync(join(folder, name), { force: true });
       }
     }
@@ -549,13 +585,37 @@ async function reconcile(folder: string, lock: LockInfo | undefined): Promise<Re
   return { runId: lock.runId, finished, datasetFiles, deadLetterFiles, restored };
 }
 
-/** Dataset files the checkpoint saw the sink start to commit (recorded before each rename). */
-function checkpointFiles(path: string, runId: string, cwd: string): string[] {
+/**
+ * The dataset files an unfinished replay's checkpoint saw the sink start to commit (recorded
+ * before each rename), as absolute paths. Relative paths are resolved against the current
+ * folder, never the lock's `cwd`. Throws, deleting nothing, when a path is not named like the
+ * replay's own files (`part-<runId>-<n>.parquet`), or when paths are relative and the replay ran
+ * in another folder (they would name other files here).
+ */
+function replayDatasetFiles(path: string, lock: LockInfo): string[] {
+  const recorded = checkpointFiles(path, lock.runId);
+  const foreign = recorded.filter((file) => typeof file !== "string" || !isDatasetFileOf(basename(file), lock.runId));
+  if (foreign.length > 0) {
+    throw new Error(
+      `replay: the checkpoint ${path} of unfinished replay ${lock.runId} names ${foreign.length} file(s) that are not that replay's (such as ${JSON.stringify(foreign[0])}; its files are named part-${lock.runId}-<n>.parquet). sluice's sink never records those, so nothing was deleted: look at the folder, then remove ${join(path, "..")} and the lock`,
+    );
+  }
+  const relative = recorded.filter((file) => !isAbsolute(file));
+  if (relative.length > 0 && typeof lock.cwd === "string" && resolve(lock.cwd) !== process.cwd()) {
+    throw new Error(
+      `replay: unfinished replay ${lock.runId} wrote ${relative.length} dataset file(s) with paths relative to the folder it ran in (such as ${relative[0]}), and its lock says that was ${lock.cwd}, not ${process.cwd()}: run the replay from the folder the interrupted one ran in, so its files can be rolled back; nothing was deleted`,
+    );
+  }
+  return recorded.map((file) => resolve(file));
+}
+
+/** The paths the checkpoint recorded for `runId`, as written. */
+function checkpointFiles(path: string, runId: string): string[] {
   if (!existsSync(path)) return [];
   const db = new Database(path, { readonly: true });
   try {
-    const rows = db.query("SELECT DISTINCT path FROM commits WHERE run_id = ?").all(runId) as { path: string }[];
-    return rows.map((row) => resolve(cwd, row.path));
+    const rows = db.query("SELECT DISTINCT path FROM commits WHERE run_id = ?").all(runId) as { path: unknown }[];
+    return rows.map((row) => row.path as string);
   } catch {
     // The run died before the checkpoint created its tables: no file was started.
     return [];

@@ -3,6 +3,7 @@
  * with samples that point at the input (file:line) and show the raw record.
  */
 import { relative } from "node:path";
+import { isDeadLetterFileOf } from "../run/runId.ts";
 import type { DeadLetter } from "./entry.ts";
 import { listDeadLetterFiles, type StoredDeadLetter, streamDeadLetters } from "./read.ts";
 import { readReplayState } from "./replay.ts";
@@ -116,7 +117,7 @@ export async function summarizeDeadLetters(folder: string, options: SummarizeOpt
   const rawChars = options.rawChars ?? 200;
   const maxGroups = options.maxGroups ?? 1000;
   const state = readReplayState(folder);
-  const unfinishedPrefix = state.unfinished ? `dead-letter-${state.unfinished.runId}-` : undefined;
+  const unfinishedRun = state.unfinished?.runId;
 
   const byStage = createTally(sampleCount, maxGroups);
   const byError = createTally(sampleCount, maxGroups);
@@ -132,7 +133,7 @@ export async function summarizeDeadLetters(folder: string, options: SummarizeOpt
 
   const files = await listDeadLetterFiles(folder);
   for await (const stored of streamDeadLetters(folder, { files })) {
-    if (unfinishedPrefix && stored.file.startsWith(unfinishedPrefix)) {
+    if (unfinishedRun !== undefined && isDeadLetterFileOf(stored.file, unfinishedRun)) {
       unfinishedEntries++;
       continue;
     }

@@ -2,6 +2,7 @@
  * A tiny logger for runs: a level, a message and fields, written as one line each, either for
  * people (`text`) or for log collectors (`json`, one object per line carrying the run id).
  */
+import { redactText } from "./redact.ts";
 
 /** How serious a log line is. Lines below the logger's level are not written. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -46,7 +47,9 @@ const RESERVED = new Set(["time", "level", "runId", "message"]);
  *
  * In `json` format each line is `{"time","level","runId","message",...fields}`; fields whose
  * names collide with those four are written as `field.<name>`. In `text` format, fields follow
- * the message as `key=value` (strings with spaces are quoted as JSON strings).
+ * the message as `key=value` (strings with spaces are quoted as JSON strings). In both, URL
+ * passwords and credential query values are masked (`postgres://app:***@db`), wherever they are:
+ * an error message quoting a connection string must not put the password in the log.
  *
  * @example
  * const log = createLogger({ format: "json", runId: "20240301T120000Z-abc123" });
@@ -65,12 +68,12 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     if (format === "json") {
       const line: Record<string, unknown> = { time, level, runId: options.runId, message };
       if (fields) for (const [key, value] of Object.entries(fields)) line[RESERVED.has(key) ? `field.${key}` : key] = plain(value);
-      write(JSON.stringify(line));
+      write(redactText(JSON.stringify(line)));
       return;
     }
     let line = `${time} ${level.padEnd(5)} ${message}`;
     if (fields) for (const [key, value] of Object.entries(fields)) line += ` ${key}=${textValue(plain(value))}`;
-    write(line);
+    write(redactText(line));
   }
 
   return {

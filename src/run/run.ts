@@ -4,6 +4,7 @@
 import type { Observable } from "rxjs";
 import { type Checkpoint, openCheckpoint } from "../checkpoint/checkpoint.ts";
 import { createFlow, enterRun, type Flow, newRunId, stopFlow, withFlow } from "../flow/flow.ts";
+import { checkRunId } from "./runId.ts";
 
 /** Options of {@link run}. */
 export interface RunOptions {
@@ -73,7 +74,7 @@ export interface RunSummary {
  * console.log(formatSummary(summary));
  */
 export function run(pipeline: Observable<unknown>, options: RunOptions = {}): Promise<RunSummary> {
-  const flow = createFlow(options.runId ?? newRunId());
+  const flow = createFlow(checkRunId(options.runId ?? newRunId(), "run(): options.runId"));
   const started = performance.now();
   let emitted = 0;
   let checkpoint: Checkpoint | undefined;

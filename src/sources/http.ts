@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { Observable } from "rxjs";
 import { currentFlow, enterRecord, type Flow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
 import { commitFile } from "../parquet/encode.ts";
+import { isCredentialName, scrubBytes, scrubText, secretForms } from "../run/redact.ts";
 import {
   type Backoff,
   backoffWithDefaults,
@@ -19,7 +20,7 @@ import {
   RequestFailure,
   requestPage,
 } from "./http/retry.ts";
-import { atPath, describeType, MISSING, nextFromLinkHeader, preview, redactUrl, withParams } from "./http/url.ts";
+import { atPath, describeType, MISSING, nextFromLinkHeader, preview, REDACTED, redactUrl, withParams } from "./http/url.ts";
 
 export type { Backoff } from "./http/retry.ts";
 
@@ -260,6 +261,24 @@ function fromEnv(spec: Readonly<Record<string, string>>, what: string): Record<s
   return resolved;
 }
 
+// Headers that describe the request rather than who sends it: their values are not secrets.
+const PLAIN_HEADERS = new Set(["accept", "accept-encoding", "accept-language", "cache-control", "content-type", "pragma", "user-agent"]);
+
+/**
+ * The credential values of an extraction, which must never be written anywhere: the headers'
+ * values (but those of {@link PLAIN_HEADERS}), the query parameters named like credentials, and
+ * the URL's password (or its user name, when that is the token).
+ */
+function credentialValues(headers: Readonly<Record<string, string>>, base: URL): string[] {
+  const values = Object.entries(headers)
+    .filter(([name]) => !PLAIN_HEADERS.has(name.toLowerCase()))
+    .map(([, value]) => value);
+  for (const [name, value] of base.searchParams) if (isCredentialName(name)) values.push(value);
+  const user = base.password || base.username;
+  if (user) values.push(decodeURIComponent(user));
+  return values;
+}
+
 /** What one page gave: its number of records, or undefined when it was dead-lettered. */
 type PageOutcome = number | undefined;
 
@@ -274,6 +293,10 @@ async function extract(
   const headers = { ...options.headers, ...fromEnv(options.headersFromEnv ?? {}, "header") };
   const secretParams = new Set(Object.keys(queryCredentials));
   const base = withParams(withParams(options.url, options.query ?? {}), queryCredentials);
+  // A server may echo a credential back (an error body quoting the token, a page listing the
+  // request): it is scrubbed from every text this source writes, error, dead letter and archive.
+  const secrets = secretForms([...credentialValues(headers, base), ...Object.values(queryCredentials)]);
+  const scrub = (text: string) => scrubText(text, secrets, REDACTED);
   const ctx: RequestContext = {
     headers,
     credentialNames: [...Object.keys(headers).map((h) => `header ${h}`), ...[...secretParams].map((p) => `query parameter ${p}`)],
@@ -289,7 +312,7 @@ async function extract(
   };
   const maxPages = options.maxPages ?? Number.POSITIVE_INFINITY;
   const maxBadPages = options.maxBadPages ?? 3;
-  const shown = (url: string | URL) => redactUrl(url, secretParams);
+  const shown = (url: string | URL) => scrub(redactUrl(url, secretParams));
   const stopped = () => subscriber.closed || flow.stopping || signal.aborted;
 
   let position = 0;
@@ -298,7 +321,21 @@ async function extract(
 
   function fail(page: number, url: string | URL, problem: string, status?: number, cause?: unknown): HttpSourceError {
     const before = position === 0 ? "no records came before it" : `records 1-${position} came before it`;
-    return new HttpSourceError(`fromHttp: page ${page} (${shown(url)}) ${problem}; ${before}`, shown(url), page, position, status, cause ? { cause } : undefined);
+    return new HttpSourceError(scrub(`fromHttp: page ${page} (${shown(url)}) ${problem}; ${before}`), shown(url), page, position, status, cause ? { cause: shownCause(cause) } : undefined);
+  }
+
+  /** The cause as it may be shown: its message, stack and URL scrubbed (they may quote the server or the request). */
+  function shownCause(cause: unknown): unknown {
+    if (cause instanceof RequestFailure) {
+      const copy = new RequestFailure(scrub(cause.message), shown(cause.url), cause.status, cause.attempts);
+      copy.stack = scrub(cause.stack ?? "");
+      return copy;
+    }
+    if (cause instanceof Error) {
+      cause.message = scrub(cause.message);
+      if (cause.stack) cause.stack = scrub(cause.stack);
+    }
+    return cause;
   }
 
   /** Turns a failed request into an error naming the page and position; cancellations pass. */
@@ -313,7 +350,7 @@ async function extract(
     const name = `${flow.runId}-${String(page).padStart(6, "0")}.${response.invalid ? "txt" : "json"}`;
     const path = join(options.archive, day, name);
     try {
-      await commitFile(path, join(options.archive, day, `.${name}.${process.pid}.tmp`), response.bytes);
+      await commitFile(path, join(options.archive, day, `.${name}.${process.pid}.tmp`), scrubBytes(response.bytes, secrets, REDACTED));
     } catch (error) {
       throw fail(page, response.url, `could not be archived to ${path}: ${(error as Error).message}`, response.status, error);
     }
@@ -344,10 +381,10 @@ async function extract(
     const records = recordsOf(response);
     if (typeof records === "string") {
       position++;
-      enterRecord(flow, source, position, response.text.slice(0, DEAD_LETTER_BODY_CHARS));
-      const details = response.invalid?.includes("UTF-8") ? { rawBase64: Buffer.from(response.bytes.subarray(0, DEAD_LETTER_BODY_CHARS)).toString("base64") } : {};
+      enterRecord(flow, source, position, scrub(response.text).slice(0, DEAD_LETTER_BODY_CHARS));
+      const details = response.invalid?.includes("UTF-8") ? { rawBase64: Buffer.from(scrubBytes(response.bytes, secrets, REDACTED).subarray(0, DEAD_LETTER_BODY_CHARS)).toString("base64") } : {};
       const kept = archived ? `the whole body is archived at ${archived}` : `raw holds its first ${DEAD_LETTER_BODY_CHARS} characters`;
-      sendToDeadLetter(flow, "parse", `page ${page} was not used: ${records}; its records are not in the dataset (${kept})`, undefined, details);
+      sendToDeadLetter(flow, "parse", scrub(`page ${page} was not used: ${records}; its records are not in the dataset (${kept})`), undefined, details);
       if (++badInARow >= maxBadPages) {
         throw fail(page, response.url, `is the ${badInARow}th unusable page in a row (maxBadPages ${maxBadPages}): the API is not answering with records`, response.status);
       }
@@ -366,7 +403,7 @@ async function extract(
       // Under a stop request the page is finished; after an unsubscribe nothing more is emitted.
       if (subscriber.closed) return records.length;
       position++;
-      enterRecord(flow, source, position, JSON.stringify(record));
+      enterRecord(flow, source, position, scrub(JSON.stringify(record)));
       subscriber.next(record);
     }
     flow.raw = undefined;

@@ -587,6 +587,99 @@ describe("fromHttp credentials", () => {
   });
 });
 
+describe("fromHttp credentials echoed by the server", () => {
+  const TOKEN = "tok-7f3a9c1e55d2";
+  const KEY = "key-0b9e4d2a71c8";
+  const STATIC = "static-5e6f7a8b9c";
+  const secrets = [TOKEN, KEY, STATIC];
+  const credentials = {
+    headers: { "X-Api-Key": STATIC, Accept: "application/json" },
+    headersFromEnv: { Authorization: "Bearer $SLUICE_HTTP_ECHO_TOKEN" },
+    queryFromEnv: { api_key: "SLUICE_HTTP_ECHO_KEY" },
+  };
+
+  function expectNoSecret(text: string, where: string) {
+    for (const secret of secrets) {
+      if (text.includes(secret)) throw new Error(`${where} holds the credential ${secret}:\n${text.slice(0, 2000)}`);
+    }
+  }
+
+  test("a server that echoes the token and the key in an error body: the error shows neither", async () => {
+    process.env.SLUICE_HTTP_ECHO_TOKEN = TOKEN;
+    process.env.SLUICE_HTTP_ECHO_KEY = KEY;
+    api.token = TOKEN;
+    api.fault = ({ url }) =>
+      Response.json(
+        { error: `token ${TOKEN} (X-Api-Key ${STATIC}) may not read ${url.pathname}`, request: url.toString(), echo: encodeURIComponent(`Bearer ${TOKEN}`) },
+        { status: 400, statusText: "Bad Request" },
+      );
+    const error = await extract({ ...credentials, retries: 0 }).catch((e) => e);
+    expect(error).toBeInstanceOf(HttpSourceError);
+    expect(error.message).toContain("HTTP 400 Bad Request");
+    expect(error.message).toContain("REDACTED");
+    expectNoSecret(error.message, "the message");
+    expectNoSecret(error.url, "the url");
+    expectNoSecret(String(error.stack), "the stack");
+    expectNoSecret((error.cause as Error).message, "the cause");
+    expectNoSecret(Bun.inspect(error), "the printed error");
+  });
+
+  test("bad pages and a record that echo the credentials: the dead letters and the raw archive hold neither", async () => {
+    process.env.SLUICE_HTTP_ECHO_TOKEN = TOKEN;
+    process.env.SLUICE_HTTP_ECHO_KEY = KEY;
+    api.token = TOKEN;
+    api.fault = ({ url, page }) => {
+      if (page === "page=1") return Response.json({ data: { items: [{ id: 1, note: `sent with Bearer ${TOKEN}` }, { id: 2, note: "fine" }] } });
+      if (page === "page=2") return new Response(`<html>upstream down for ${url} (Authorization: Bearer ${TOKEN}; X-Api-Key: ${STATIC})</html>`);
+      // Not UTF-8: the dead letter keeps the bytes as rawBase64.
+      if (page === "page=3") return new Response(Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(` key=${KEY} token=${TOKEN}`)]));
+      return Response.json({ data: { items: [] } });
+    };
+    const dir = await tempDir("sluice-http-echo-");
+    try {
+      const values: unknown[] = [];
+      const summary = await run(
+        fromHttp({ url: `${api.url}/items`, records: "data.items", pagination: { type: "page", size: 2 }, archive: join(dir.path, "raw"), retries: 0, backoff: fastBackoff(), ...credentials }).pipe(
+          validate(v.object({ id: v.number(), note: v.literal("fine") })),
+          deadLetter(join(dir.path, "dead-letter")),
+        ),
+        { handleSignals: false, onValue: (value) => values.push(value) },
+      );
+      expect(values).toEqual([{ id: 2, note: "fine" }]);
+      expect(summary.deadLetteredByStage).toEqual({ validate: 1, parse: 2 });
+
+      const deadLetters: DeadLetter[] = [];
+      for (const name of await readdir(join(dir.path, "dead-letter"))) {
+        const text = await readFile(join(dir.path, "dead-letter", name), "utf8");
+        deadLetters.push(...text.trim().split("\n").map((line) => JSON.parse(line) as DeadLetter));
+      }
+      // The record that failed validate: its raw text is scrubbed. Its issues quote the value
+      // itself, which is data: fromHttp does not change the records it emits.
+      const [rejected, ...pages] = [...deadLetters].sort((a, b) => (a.stage === "validate" ? -1 : b.stage === "validate" ? 1 : 0));
+      expect(rejected?.raw).toBe('{"id":1,"note":"sent with REDACTED"}');
+      expect(pages.length).toBe(2);
+      for (const entry of pages) {
+        expectNoSecret(JSON.stringify(entry), `the dead letter of ${entry.source}`);
+        if (entry.rawBase64) expectNoSecret(Buffer.from(entry.rawBase64, "base64").toString("latin1"), "rawBase64");
+        expect(`${entry.raw}${entry.rawBase64 ? Buffer.from(entry.rawBase64, "base64").toString("latin1") : ""}`).toContain("REDACTED");
+      }
+
+      const day = new Date().toISOString().slice(0, 10);
+      const archived = (await readdir(join(dir.path, "raw", day))).sort();
+      expect(archived.map((name) => name.split("-").at(-1))).toEqual(["000001.json", "000002.txt", "000003.txt", "000004.json"]);
+      for (const name of archived.slice(0, 3)) {
+        const bytes = await readFile(join(dir.path, "raw", day, name));
+        expectNoSecret(bytes.toString("latin1"), name);
+        expect(bytes.toString("latin1")).toContain("REDACTED");
+      }
+      // Bytes other than the credentials stay as received, invalid UTF-8 included.
+      expect([...(await readFile(join(dir.path, "raw", day, archived[2] as string)))].slice(0, 2)).toEqual([0xff, 0xfe]);
+    } finally {
+      await dir.remove();
+    }
+  });
+});
+
 describe("fromHttp lifecycle", () => {
   test("unsubscribing aborts the requests in flight", async () => {
     api.fault = ({ url }) => (Number(url.searchParams.get("page")) <= 2 ? undefined : "hang");

@@ -2,9 +2,7 @@
  * URL and body helpers of `fromHttp`: redacting credentials from the URLs that end up in dead
  * letters, errors and commits; reading a dot path out of a parsed body; parsing `Link` headers.
  */
-
-/** Query parameters whose values are treated as credentials even when not named in `queryFromEnv`. */
-const SECRET_PARAM = /token|key|secret|password|passwd|auth|signature|^sig$|credential|session/i;
+import { isCredentialName } from "../../run/redact.ts";
 
 /** What replaces a credential in a URL that is shown to anyone. */
 export const REDACTED = "REDACTED";
@@ -21,7 +19,7 @@ export function redactUrl(url: string | URL, secretParams: ReadonlySet<string> =
     shown.password = "";
   }
   const params = [...shown.searchParams];
-  const secret = ([name]: [string, string]) => secretParams.has(name) || SECRET_PARAM.test(name);
+  const secret = ([name]: [string, string]) => secretParams.has(name) || isCredentialName(name);
   // Rewritten only when needed: re-serializing can change the encoding of the other values.
   if (params.some(secret)) {
     shown.search = new URLSearchParams(params.map((param): [string, string] => (secret(param) ? [param[0], REDACTED] : param))).toString();
