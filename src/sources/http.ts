@@ -136,7 +136,7 @@ export interface HttpOptions {
   /**
    * A folder for the raw zone: every response body is written as received to
    * `<folder>/YYYY-MM-DD/<runId>-<page>.json` (UTC day of the response; `.txt` when the body is
-   * not JSON), atomically.
+   * not JSON), atomically, with the credentials' values replaced by `REDACTED`.
    */
   readonly archive?: string;
 }
@@ -185,7 +185,8 @@ const DEAD_LETTER_BODY_CHARS = 65_536;
  * link, or after `maxPages`. Errors with an {@link HttpSourceError} naming the page, its URL and
  * how many records came before it, when a request fails for good or the server pages
  * inconsistently (the same body twice, the same cursor twice). Header and credential values
- * never appear in errors, dead letters or commits. Unsubscribing aborts the requests in flight
+ * never appear in errors, dead letters, commits or the archive, even when the server echoes
+ * them: they are replaced by `REDACTED` there. Unsubscribing aborts the requests in flight
  * and the waits; on SIGINT/SIGTERM under `run` it finishes the page being emitted and completes.
  *
  * @example
