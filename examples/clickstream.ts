@@ -102,6 +102,8 @@ export function clickstream(input: string | string[], outDir: string, options: {
         encoders: options.encoders,
       }),
     ),
+    // A script owns its process: Ctrl-C stops reading and commits what is buffered.
+    { handleSignals: true },
   );
 }
 

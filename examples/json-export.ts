@@ -56,6 +56,7 @@ export function exportUsers(input: string, outDir: string): Promise<RunSummary> 
       deadLetter(join(outDir, "dead-letter"), { mode: "overwrite" }),
       toParquet(join(outDir, "users"), { schema: StoredUser, partitionBy: ["createdYear"], maxFileRows: 5_000, mode: "overwrite" }),
     ),
+    { handleSignals: true },
   );
 }
 

@@ -77,6 +77,7 @@ export function exportOrders(url: string, table: string, outDir: string): Promis
       deadLetter(join(outDir, "dead-letter"), { mode: "overwrite" }),
       toParquet(join(outDir, "orders"), { schema: Order, partitionBy: ["order_date"], mode: "overwrite" }),
     ),
+    { handleSignals: true },
   );
 }
 

@@ -129,7 +129,7 @@ export function extractOrders(url: string, outDir: string, options: { runId?: st
       deadLetter(join(outDir, "dead-letter"), { mode: "overwrite" }),
       toParquet(join(outDir, "orders"), { schema: StoredOrder, partitionBy: ["order_date"], mode: "overwrite" }),
     ),
-    { runId: options.runId },
+    { runId: options.runId, handleSignals: true },
   );
 }
 

@@ -27,6 +27,7 @@ if (import.meta.main) {
       deadLetter(join(outDir, "dead-letter"), { mode: "overwrite" }),
       toParquet(join(outDir, "events"), { schema: EnrichedEvent, partitionBy: ["event_date"], mode: "overwrite" }),
     ),
+    { handleSignals: true },
   );
   console.log(json ? JSON.stringify(summary) : formatSummary(summary));
 }

@@ -54,6 +54,7 @@ export async function syntheticStream(
       deadLetter(join(outDir, "dead-letter"), { mode: "overwrite" }),
       toParquet(join(outDir, "events"), { schema: EnrichedEvent, partitionBy: ["event_date"], mode: "overwrite" }),
     ),
+    { handleSignals: true },
   );
   const rejected: Record<string, number> = {};
   for await (const entry of readDeadLetters(join(outDir, "dead-letter"))) rejected[entry.source] = (rejected[entry.source] ?? 0) + 1;

@@ -214,7 +214,7 @@ export async function classifyTransactions(input: string, outDir: string, option
         }),
       ),
     ),
-    { onStart: (flow) => (runId = flow.runId) },
+    { onStart: (flow) => (runId = flow.runId), handleSignals: true },
   );
   return summary;
 }

@@ -1,5 +1,6 @@
 import { filter, map, Observable, type OperatorFunction } from "rxjs";
-import { currentFlow, deadLetterRoute, sendToDeadLetter, withFlow } from "../src/flow/flow.ts";
+import { currentFlow, deadLetterRoute, positionIn, sendToDeadLetter, withFlow } from "../src/flow/flow.ts";
+import { positionOf, stamp } from "../src/flow/position.ts";
 
 export interface EnrichOptions {
   /** Stage name written on dead letters (default `enrich`). */
@@ -30,13 +31,18 @@ export function enrich<T, R>(
       const route = deadLetterRoute(flow);
       let index = 0;
       function apply(record: T): R | typeof REJECTED {
+        const position = positionIn(flow, record);
+        let result: R;
         try {
-          return fn(record, index++);
+          result = fn(record, index++);
         } catch (error) {
           // A throw from sendToDeadLetter itself (no target) escapes and errors the stream.
-          sendToDeadLetter(flow, stage, messageOf(error), record, {}, route);
+          sendToDeadLetter(flow, stage, messageOf(error), record, position, {}, route);
           return REJECTED;
         }
+        // A new object built from the record (`{ ...e, day }`) is the same record: it keeps the position.
+        if (position && result !== (record as unknown) && positionOf(result) === undefined) stamp(result, position);
+        return result;
       }
       // RxJS's own operators, subscribed with the downstream subscriber: see validate.ts.
       return withFlow(flow, () =>

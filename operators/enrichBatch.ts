@@ -1,5 +1,6 @@
 import { Observable, type OperatorFunction } from "rxjs";
-import { currentFlow, deadLetterRoute, holdGate, sendToDeadLetter, withFlow } from "../src/flow/flow.ts";
+import { currentFlow, deadLetterRoute, holdGate, positionIn, sendToDeadLetter, withFlow } from "../src/flow/flow.ts";
+import { type Position, positionOf, stamp } from "../src/flow/position.ts";
 
 export interface EnrichBatchOptions {
   /** Records per call (default 100). */
@@ -15,13 +16,10 @@ export interface EnrichBatchOptions {
   readonly stage?: string;
 }
 
-/** Where a record came from, saved when it arrives so it can be restored when it is emitted. */
+/** A record waiting for its batch's call, with its position (its result takes it over). */
 interface Held<T> {
   readonly record: T;
-  readonly source: string;
-  readonly line: number;
-  readonly raw: string | undefined;
-  readonly offset: number | undefined;
+  readonly position: Position | undefined;
 }
 
 /**
@@ -30,10 +28,10 @@ interface Held<T> {
  * in the same order; a result that is an `Error` sends its record to the dead letter (stage
  * `enrich`) and the others go on.
  *
- * Unlike `bufferCount` + `concatMap`, it keeps what a sluice pipeline relies on: each result is
- * emitted with its own record's source position (so dead letters, commits and checkpoints name
- * the right line), batches are called one at a time in input order, and the source is paused
- * while more than `maxPending` batches wait (RxJS would queue without limit).
+ * Unlike `bufferCount` + `concatMap`, it keeps what a sluice pipeline relies on: each result
+ * carries its own record's position (so dead letters, commits and checkpoints name the right
+ * line), batches are called one at a time in input order, and the source is paused while more
+ * than `maxPending` batches wait (RxJS would queue without limit).
  *
  * On complete, the last partial batch is sent and completion follows the last result. A call
  * that rejects, or resolves with the wrong number of results, errors the stream naming the
@@ -88,7 +86,7 @@ export function enrichBatch<T, R>(
         if (subscriber.closed) return;
         const first = held[0] as Held<T>;
         const last = held[held.length - 1] as Held<T>;
-        const where = `${first.source || "input"} ${first.line}–${last.source === first.source ? "" : `${last.source} `}${last.line}`;
+        const where = `${first.position?.source ?? "input"} ${first.position?.line ?? "?"}–${last.position?.source === first.position?.source ? "" : `${last.position?.source ?? "input"} `}${last.position?.line ?? "?"}`;
         let results: readonly (R | Error)[];
         try {
           results = await fn(held.map((h) => h.record));
@@ -109,14 +107,9 @@ export function enrichBatch<T, R>(
         }
         for (let i = 0; i < held.length && !subscriber.closed; i++) {
           const h = held[i] as Held<T>;
-          // Put the record's own position back: everything below reads it from the cursor.
-          flow.source = h.source;
-          flow.line = h.line;
-          flow.raw = h.raw;
-          flow.offset = h.offset;
           const result = results[i] as R | Error;
-          if (result instanceof Error) sendToDeadLetter(flow, stage, result.message, h.record, {}, route);
-          else subscriber.next(result);
+          if (result instanceof Error) sendToDeadLetter(flow, stage, result.message, h.record, h.position, {}, route);
+          else subscriber.next(h.position && result !== (h.record as unknown) && positionOf(result) === undefined ? stamp(result, h.position) : result);
         }
       }
 
@@ -134,7 +127,7 @@ export function enrichBatch<T, R>(
         source.subscribe({
           next(record) {
             if (subscriber.closed) return;
-            batch.push({ record, source: flow.source, line: flow.line, raw: flow.raw, offset: flow.offset });
+            batch.push({ record, position: positionIn(flow, record) });
             if (batch.length >= size) send();
             else if (batch.length === 1 && maxWaitMs !== Number.POSITIVE_INFINITY) timer = setTimeout(send, maxWaitMs);
           },

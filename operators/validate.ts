@@ -1,7 +1,8 @@
 import { filter, map, Observable, type OperatorFunction, type Subscriber } from "rxjs";
 import * as v from "valibot";
 import type { DeadLetterIssue } from "../src/deadletter/entry.ts";
-import { currentFlow, deadLetterRoute, sendToDeadLetter, withFlow } from "../src/flow/flow.ts";
+import { currentFlow, deadLetterRoute, positionIn, sendToDeadLetter, withFlow } from "../src/flow/flow.ts";
+import { stamp } from "../src/flow/position.ts";
 import { compileCheck, INVALID } from "../src/schema/compile.ts";
 
 export interface ValidateOptions {
@@ -34,22 +35,24 @@ export function validate<TSchema extends v.GenericSchema>(
       const flow = currentFlow();
       const route = deadLetterRoute(flow);
       function judge(record: unknown): unknown {
+        // The output is a new object (valibot copies the known keys): it takes the record's position.
+        const position = positionIn(flow, record);
         let result: v.SafeParseResult<TSchema>;
         try {
           if (check) {
             const output = check(record);
-            if (output !== INVALID) return output;
+            if (output !== INVALID) return output === record || !position ? output : stamp(output, position);
           }
           result = v.safeParse(schema, record);
         } catch (error) {
           // The schema's own code threw (a v.check predicate, a custom action): the record is
           // rejected with that message rather than lost.
-          sendToDeadLetter(flow, stage, `the schema check threw: ${messageOf(error)}`, record, {}, route);
+          sendToDeadLetter(flow, stage, `the schema check threw: ${messageOf(error)}`, record, position, {}, route);
           return REJECTED;
         }
-        if (result.success) return result.output;
+        if (result.success) return result.output === record || !position ? result.output : stamp(result.output, position);
         const issues = result.issues.map(toIssue);
-        sendToDeadLetter(flow, stage, summarize(issues), record, { issues }, route);
+        sendToDeadLetter(flow, stage, summarize(issues), record, position, { issues }, route);
         return REJECTED;
       }
       // Built from RxJS's own operators and subscribed with the downstream subscriber itself, so

@@ -100,7 +100,7 @@ export {
 } from "./run/metrics.ts";
 export { createLogger, type Logger, type LogFormat, type LogLevel } from "./run/log.ts";
 export { redactArgs, redactText } from "./run/redact.ts";
-export { checkRunId, isRunId, newRunId } from "./run/runId.ts";
+export { checkRunId, isRunId, newRunId } from "./flow/runId.ts";
 export { fromPostgres, type PostgresOptions } from "./sources/postgres.ts";
 export {
   fromGenerator,

@@ -15,7 +15,8 @@ import { parseArgs } from "node:util";
 import { Observable } from "rxjs";
 import { civilFromDays, definePipeline, parseIsoDays, partitionSegment, toParquet } from "sluice";
 import { deadLetter, enrich, validate } from "sluice/operators";
-import { currentFlow, enterRecord, sendToDeadLetter, waitForGate } from "../../src/flow/flow.ts";
+import { currentFlow, sendToDeadLetter, waitForGate } from "../../src/flow/flow.ts";
+import { Input, stamp } from "../../src/flow/position.ts";
 import { type GeneratedLine, generateClickstream } from "../../src/generate/clickstream.ts";
 import { addInputTotal } from "../../src/run/metrics.ts";
 import { ClickEvent, EnrichedEvent, enrichEvent } from "../clickstream.ts";
@@ -95,22 +96,22 @@ function days(options: DailyOptions): Observable<unknown> {
         if (stopped || flow.stopping) return;
         await rm(join(options.out, "events", partitionSegment("event_date", date)), { recursive: true, force: true });
         const source = `generated/${date}.ndjson`;
+        const input = new Input(flow, source);
         let line = 0;
         for (const { text } of eventsFor(date, options.perDay)) {
           if (stopped || subscriber.closed) return;
           line++;
-          enterRecord(flow, source, line, text);
+          const position = input.at(line, text);
           flow.stats.bytesRead += Buffer.byteLength(text) + 1;
           let value: unknown;
           try {
             value = JSON.parse(text);
           } catch (error) {
-            sendToDeadLetter(flow, "parse", `malformed JSON: ${(error as Error).message}`, undefined);
+            sendToDeadLetter(flow, "parse", `malformed JSON: ${(error as Error).message}`, undefined, position);
             continue;
           }
-          subscriber.next(value);
+          subscriber.next(stamp(value, position));
           if (line % 1000 === 0) {
-            flow.raw = undefined;
             if (flow.gate) await waitForGate(flow);
             if (flow.stopping) return;
             // Let timers (progress, metrics, the sink's age check) run between chunks.

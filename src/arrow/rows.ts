@@ -85,8 +85,9 @@ function preview(value: unknown): string {
   let text: string;
   try {
     text = typeof value === "bigint" ? `${value}n` : (JSON.stringify(value) ?? String(value));
-  } catch {
-    text = String(value);
+  } catch (error) {
+    // Too deep to serialise (the stack overflows) or a cycle: String() would recurse the same way.
+    text = `(not shown: ${error instanceof Error ? error.message : "cannot be serialised"})`;
   }
   return `${kind} ${text.length > 80 ? `${text.slice(0, 77)}...` : text}`;
 }

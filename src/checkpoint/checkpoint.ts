@@ -24,7 +24,13 @@
 import { Database } from "bun:sqlite";
 import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { StartPoint } from "../sources/files.ts";
+import type { Input } from "../flow/position.ts";
+
+/** Where a source begins reading an input: line numbering resumes after `line`, bytes at `byteOffset`. */
+export interface StartPoint {
+  readonly line: number;
+  readonly byteOffset: number;
+}
 
 /** A run's checkpoint. Sources, the sink and the dead letter report to it; `run` saves it. */
 export interface Checkpoint {
@@ -41,8 +47,8 @@ export interface Checkpoint {
   /** `source` was read to its end. */
   ended(source: string, size: number): void;
 
-  /** A record reached the sink or the dead letter (or was skipped). */
-  settled(source: string, line: number): void;
+  /** Follows an input's records in flight: the resume point never passes one that has not settled. */
+  track(input: Input): void;
   /** True when an earlier run already committed this record's row in this partition. */
   alreadyWritten(partitionKey: string, source: string, line: number): boolean;
   /** True when an earlier run already dead-lettered this record durably. */
@@ -87,8 +93,6 @@ interface SourceState {
   byteOffset: number;
   /** Places a re-run could resume from, ascending, not yet saved. */
   marks: [line: number, byteOffset: number][];
-  /** Highest line that reached the sink or the dead letter. */
-  settled: number;
   ended: boolean;
   size: number;
   done: boolean;
@@ -134,6 +138,8 @@ export function openCheckpoint(path: string, runId: string): Checkpoint {
   // Dead letters earlier runs made durable after the resume point: `${source}\0${line}`.
   const deadLettered = new Set<string>();
   const saveHooks = new Set<() => Promise<void>>();
+  // Inputs of this run by name (a source subscribed again, by `retry`, adds another).
+  const tracked = new Map<string, Input[]>();
   let pending: () => ReadonlyMap<string, number> = () => new Map();
   let saving: Promise<void> = Promise.resolve();
   let closed = false;
@@ -167,7 +173,7 @@ export function openCheckpoint(path: string, runId: string): Checkpoint {
   function state(source: string): SourceState {
     let s = sources.get(source);
     if (!s) {
-      s = { line: 0, byteOffset: 0, marks: [], settled: 0, ended: false, size: 0, done: false, dirty: true };
+      s = { line: 0, byteOffset: 0, marks: [], ended: false, size: 0, done: false, dirty: true };
       sources.set(source, s);
     }
     return s;
@@ -178,8 +184,9 @@ export function openCheckpoint(path: string, runId: string): Checkpoint {
     const held = everythingSettled ? new Map<string, number>() : pending();
     for (const [source, s] of sources) {
       if (s.done || s.marks.length === 0) continue;
-      const lowest = held.get(source);
-      const durable = everythingSettled ? Number.POSITIVE_INFINITY : Math.min(s.settled, lowest === undefined ? Number.POSITIVE_INFINITY : lowest - 1);
+      let lowest = held.get(source) ?? Number.POSITIVE_INFINITY;
+      for (const input of tracked.get(source) ?? []) lowest = Math.min(lowest, input.lowestUnsettled() ?? Number.POSITIVE_INFINITY);
+      const durable = everythingSettled ? Number.POSITIVE_INFINITY : lowest - 1;
       let chosen = -1;
       for (let i = 0; i < s.marks.length; i++) if ((s.marks[i] as [number, number])[0] <= durable) chosen = i;
       if (chosen < 0) continue;
@@ -236,7 +243,6 @@ export function openCheckpoint(path: string, runId: string): Checkpoint {
       }
       s.line = row.line;
       s.byteOffset = row.byte_offset;
-      s.settled = row.line;
       s.dirty = false;
       if (row.done && size === row.byte_offset) {
         s.done = true;
@@ -259,9 +265,10 @@ export function openCheckpoint(path: string, runId: string): Checkpoint {
       s.size = size;
     },
 
-    settled(source, line) {
-      const s = sources.get(source);
-      if (s && line > s.settled) s.settled = line;
+    track(input) {
+      const list = tracked.get(input.name);
+      if (list) list.push(input);
+      else tracked.set(input.name, [input]);
     },
 
     alreadyWritten(partitionKey, source, line) {

@@ -5,7 +5,7 @@
 import { splitCommandLine } from "./args.ts";
 import { ReplayFailedError, type ReplayResult, replayDeadLetters } from "../deadletter/replay.ts";
 import { formatBytes } from "../run/run.ts";
-import { checkRunId } from "../run/runId.ts";
+import { checkRunId } from "../flow/runId.ts";
 
 const USAGE = `usage: sluice dead-letter replay [options] <folder> <pipeline.ts> [pipeline args] [-- more pipeline args]
 

@@ -4,7 +4,7 @@
  */
 import type { Observable } from "rxjs";
 import { type RunOptions, type RunSummary, run } from "../run/run.ts";
-import { checkRunId, newRunId } from "../run/runId.ts";
+import { checkRunId, newRunId } from "../flow/runId.ts";
 
 /** What `process` is told about the run it is part of. */
 export interface PipelineContext {

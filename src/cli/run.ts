@@ -10,7 +10,7 @@ import { createLogger, type LogFormat, type Logger } from "../run/log.ts";
 import { type MetricsServer, serveMetrics } from "../run/metrics.ts";
 import { redactArgs } from "../run/redact.ts";
 import { formatBytes, type RunSummary, run } from "../run/run.ts";
-import { checkRunId, newRunId } from "../run/runId.ts";
+import { checkRunId, newRunId } from "../flow/runId.ts";
 import type { PipelineContext } from "./pipeline.ts";
 import { formatRunTable, type ProgressDisplay, type ProgressMode, startProgress } from "./progress.ts";
 

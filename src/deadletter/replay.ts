@@ -34,12 +34,13 @@ import { mkdir, rm } from "node:fs/promises";
 import { basename, isAbsolute, join, resolve } from "node:path";
 import { Observable } from "rxjs";
 import type { Pipeline, PipelineContext } from "../cli/pipeline.ts";
-import { currentFlow, enterRecord, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
+import { currentFlow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
+import { Input, stamp } from "../flow/position.ts";
 import { commitFile } from "../parquet/encode.ts";
 import { loadPipeline } from "../run/discover.ts";
 import { redactArgs } from "../run/redact.ts";
 import { type RunOptions, type RunSummary, run } from "../run/run.ts";
-import { checkRunId, isDatasetFileOf, isDeadLetterFileOf, newRunId } from "../run/runId.ts";
+import { checkRunId, isDatasetFileOf, isDeadLetterFileOf, newRunId } from "../flow/runId.ts";
 import type { DeadLetter } from "./entry.ts";
 import { listDeadLetterFiles, type StoredDeadLetter, streamDeadLetters } from "./read.ts";
 
@@ -425,13 +426,14 @@ function filterOf(filter: ReplayFilter): (entry: DeadLetter) => boolean {
 }
 
 /**
- * The replay's source: the snapshot's entries, each emitted with the cursor at its original
- * position. `take` decides (and records) whether an entry is replayed; it runs just before the
+ * The replay's source: the snapshot's entries, each emitted with its original position. `take` decides (and records) whether an entry is replayed; it runs just before the
  * entry is emitted, so an entry is recorded exactly when it enters the pipeline.
  */
 function replaySource(folder: string, snapshot: string, files: readonly string[], take: (stored: StoredDeadLetter) => boolean): Observable<unknown> {
   return new Observable<unknown>((subscriber) => {
     const flow = currentFlow();
+    // Each original input is an input of the replay, so dead letters and commits name it again.
+    const inputs = new Map<string, Input>();
     let cancelled = false;
     async function pump(): Promise<void> {
       for await (const stored of streamDeadLetters(folder, { files, from: snapshot })) {
@@ -439,12 +441,14 @@ function replaySource(folder: string, snapshot: string, files: readonly string[]
         if (cancelled || subscriber.closed || flow.stopping) break;
         if (!take(stored)) continue;
         const { entry } = stored;
-        enterRecord(flow, entry.source, entry.line, entry.raw, entry.offset);
+        let input = inputs.get(entry.source);
+        if (!input) inputs.set(entry.source, (input = new Input(flow, entry.source)));
+        const position = input.at(entry.line, entry.raw, entry.offset);
         const parsed = parseRaw(entry);
         if ("error" in parsed) {
-          sendToDeadLetter(flow, "parse", parsed.error, undefined, entry.rawBase64 !== undefined ? { rawBase64: entry.rawBase64 } : {});
+          sendToDeadLetter(flow, "parse", parsed.error, undefined, position, entry.rawBase64 !== undefined ? { rawBase64: entry.rawBase64 } : {});
         } else {
-          subscriber.next(parsed.value);
+          subscriber.next(stamp(parsed.value, position));
         }
       }
       subscriber.complete();

@@ -3,7 +3,7 @@
  * with samples that point at the input (file:line) and show the raw record.
  */
 import { relative } from "node:path";
-import { isDeadLetterFileOf } from "../run/runId.ts";
+import { isDeadLetterFileOf } from "../flow/runId.ts";
 import type { DeadLetter } from "./entry.ts";
 import { listDeadLetterFiles, type StoredDeadLetter, streamDeadLetters } from "./read.ts";
 import { readReplayState } from "./replay.ts";

@@ -1,22 +1,28 @@
 /**
- * The state one pipeline run shares between its source, its operators and its sink.
+ * The context of one pipeline run: its counters, its dead-letter targets, its memory gate and its
+ * checkpoint. Every run has its own, so any number of runs can share a process.
  *
- * RxJS passes values downstream and nothing else, but a data pipeline needs three things to
- * travel beside the values:
- * - where the record being processed came from (file and line), so a dead letter can name it
- *   and a commit can say which input is durable. Sources set the cursor just before they emit,
- *   and everything downstream runs synchronously inside that `next` call, so operators read it
- *   without a wrapper object per record;
+ * RxJS passes values downstream and nothing else; a data pipeline needs more beside them:
+ * - where each record came from, so a dead letter can name it and a commit can say which input
+ *   is durable. That travels on the record itself (see `position.ts`), so it survives any RxJS
+ *   operator, including those that delay or reorder;
  * - a way for the sink to slow the source down (RxJS has no backpressure): the sink holds the
  *   gate while its memory budget is spent, and sources wait on it between chunks;
- * - the dead-letter target and the counters of the run summary.
+ * - the dead-letter targets and the counters of the run summary.
  *
- * Subscription in RxJS runs synchronously from the last operator up to the source, so the flow
- * is handed along during `subscribe`: whoever subscribes first (usually `run`) opens it, and
- * every sluice operator and source picks up the open one as it subscribes.
+ * Those last two belong to a run, not to a record. `run()` opens the run's flow around its
+ * `subscribe` call with an `AsyncLocalStorage` scope, and every sluice source, operator and sink
+ * takes the flow it finds there once, when it is subscribed, and keeps it. The scope follows
+ * asynchronous work, so a source subscribed late (inside `concatMap` after a `timer`) joins the
+ * run that started it, and two runs in one process never see each other's flow. A piece
+ * subscribed outside any run (a pipeline subscribed by hand) opens a flow of its own for
+ * everything it subscribes.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import type { Checkpoint } from "../checkpoint/checkpoint.ts";
 import type { DeadLetter } from "../deadletter/entry.ts";
+import { newRunId } from "./runId.ts";
+import { Input, type Position, positionOf } from "./position.ts";
 
 /** Counters that make up a run's summary. */
 export interface FlowStats {
@@ -64,20 +70,11 @@ export function observeCommitLatency(stats: FlowStats, seconds: number): void {
 /** Receives a dead letter. Called synchronously; must not throw for ordinary bad records. */
 export type DeadLetterHandler = (entry: DeadLetter) => void;
 
-/** Shared state of one pipeline run. See the module comment. */
+/** The context of one pipeline run. See the module comment. */
 export interface Flow {
   readonly runId: string;
-  // The cursor: where the record now being emitted came from.
-  source: string;
-  line: number;
-  /** Raw text of the current record when the source has it (a line of NDJSON). */
-  raw: string | undefined;
-  /** Byte offset of the current record in its input, when the source knows it. */
-  offset: number | undefined;
-  /** Position of the current record in the run, counting from 0. */
-  seq: number;
   readonly stats: FlowStats;
-  /** Set when the run was asked to stop (SIGINT/SIGTERM): sources finish their chunk and complete. */
+  /** Set when the run was asked to stop (a signal, an abort): sources finish their chunk and complete. */
   stopping: boolean;
   /** The dead-letter target installed last (the topmost `deadLetter`: the one nearest a source). */
   deadLetterHandler: DeadLetterHandler | undefined;
@@ -89,27 +86,18 @@ export interface Flow {
   readonly onStop: Set<() => void>;
   /** The run's checkpoint, when it resumes and records progress (`run(..., { checkpoint })`). */
   checkpoint: Checkpoint | undefined;
+  /** The input of records that reached sluice without a position (from RxJS's `from`, a Subject). */
+  unnamed: Input | undefined;
+  /** The last value that is not an object a source emitted, with its position (see `stamp`). */
+  lastScalar: { readonly value: unknown; readonly position: Position } | undefined;
 }
 
-let open: Flow | undefined;
-// Flows of runs in progress: a source subscribed late (inside mergeMap, concat) finds its run here.
-const running = new Set<Flow>();
-
-/** A fresh run id: sortable by time, unique enough to name files. */
-export function newRunId(): string {
-  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
-  return `${stamp}-${Math.random().toString(36).slice(2, 8)}`;
-}
+const scope = new AsyncLocalStorage<Flow>();
 
 /** Creates a flow with empty counters. */
 export function createFlow(runId = newRunId()): Flow {
   return {
     runId,
-    source: "",
-    line: 0,
-    raw: undefined,
-    offset: undefined,
-    seq: -1,
     stats: {
       in: 0,
       written: 0,
@@ -131,54 +119,50 @@ export function createFlow(runId = newRunId()): Flow {
     gate: undefined,
     onStop: new Set(),
     checkpoint: undefined,
+    unnamed: undefined,
+    lastScalar: undefined,
   };
 }
 
 /**
- * The flow of the pipeline being subscribed, or a new one when this is the first sluice piece
- * to subscribe (a pipeline used without `run`). A piece subscribed later, outside that
- * subscription, joins the run in progress when only one is. Call it inside the `Observable` subscribe
- * function, never at operator creation.
+ * The flow of the run this piece is subscribed in, or a new one when it is subscribed outside
+ * any run. Call it inside the `Observable` subscribe function, never at operator creation, and
+ * subscribe upstream inside {@link withFlow} so the pieces above join the same flow.
  */
 export function currentFlow(): Flow {
-  if (open) return open;
-  // Subscribed outside the pipeline's own subscription (a source inside `mergeMap` or `concat`):
-  // it belongs to the run in progress, when there is exactly one.
-  if (running.size === 1) return running.values().next().value as Flow;
-  return createFlow();
+  return scope.getStore() ?? createFlow();
 }
 
-/** Marks a flow as the one of a run in progress until the returned function is called. */
-export function enterRun(flow: Flow): () => void {
-  running.add(flow);
-  return () => running.delete(flow);
-}
-
-/** Runs `subscribe` with `flow` open, so the sluice pieces it subscribes share it. */
+/** Runs `subscribe` (and the asynchronous work it starts) inside `flow`'s scope. */
 export function withFlow<T>(flow: Flow, subscribe: () => T): T {
-  const previous = open;
-  open = flow;
-  try {
-    return subscribe();
-  } finally {
-    open = previous;
-  }
+  return scope.getStore() === flow ? subscribe() : scope.run(flow, subscribe);
 }
 
 /**
- * Points the flow's cursor at the record a source is about to emit (or dead-letter) and counts
- * it as read. Every source calls it once per input record, just before `subscriber.next`.
- * `raw` is the record's text when the source has it (kept for a dead letter); `offset` its byte
- * offset in the input when known.
+ * The position a record carries, or a new one when it has none (it came from a source that is not
+ * sluice's: RxJS's `from`, a Subject): such a record is counted as read here, numbered in the
+ * order it arrived, under the input name `unnamed`. A value that is not an object cannot carry a
+ * position: it is found only when it is the last such value a source emitted (see `stamp`),
+ * otherwise undefined ("position unknown"); it is not counted again.
  */
-export function enterRecord(flow: Flow, source: string, line: number, raw: string | undefined, offset?: number): void {
-  flow.source = source;
-  flow.line = line;
-  flow.raw = raw;
-  flow.offset = offset;
-  flow.seq++;
-  flow.stats.in++;
+export function positionIn(flow: Flow, record: unknown): Position | undefined {
+  if (typeof record !== "object" || record === null) {
+    const last = flow.lastScalar;
+    return last && Object.is(last.value, record) ? last.position : undefined;
+  }
+  const known = positionOf(record) ?? adopted.get(flow)?.get(record);
+  if (known) return known;
+  flow.unnamed ??= new Input(flow, "unnamed");
+  const position = flow.unnamed.at(flow.unnamed.lastLine + 1);
+  // The app's own object is not changed: its position is kept beside it, for this run only.
+  let map = adopted.get(flow);
+  if (!map) adopted.set(flow, (map = new WeakMap()));
+  map.set(record, position);
+  return position;
 }
+
+// Keyed by the flow object: nothing here outlives or crosses a run.
+const adopted = new WeakMap<Flow, WeakMap<object, Position>>();
 
 /** Asks the sources of a flow to stop reading; what is buffered is still committed. */
 export function stopFlow(flow: Flow): void {
@@ -211,6 +195,7 @@ export function holdGate(flow: Flow): () => void {
   };
 }
 
+// Per flow, keyed by the flow object itself: nothing here outlives or crosses a run.
 const gateHolds = new WeakMap<Flow, { count: number; release: () => void }>();
 
 /** Waits while the gate is held. Sources call it between chunks. */
@@ -238,41 +223,46 @@ export function installDeadLetter(flow: Flow, handler: DeadLetterHandler): void 
   flow.deadLetterHandler = handler;
 }
 
+/** What a dead letter may add beyond stage, error and position. */
+export type DeadLetterDetails = Pick<DeadLetter, "issues" | "rawBase64">;
+
 /**
- * Sends the current record to the dead letter (through `route` when the caller is an operator
- * between `deadLetter`s, see {@link deadLetterRoute}). Fails loudly when the pipeline has no
- * dead-letter target: a bad record must never vanish.
+ * Sends a record to the dead letter, named by `position` (through `route` when the caller is an
+ * operator between `deadLetter`s, see {@link deadLetterRoute}). `record` is the value as it is
+ * now (kept as JSON when the position has no raw text); undefined for input that never became a
+ * value. Fails loudly when the pipeline has no dead-letter target: a bad record must never vanish.
  */
 export function sendToDeadLetter(
   flow: Flow,
   stage: string,
   error: string,
   record: unknown,
-  details: Pick<DeadLetter, "issues" | "rawBase64"> = {},
+  position: Position | undefined,
+  details: DeadLetterDetails = {},
   route?: DeadLetterRoute,
 ): void {
   // Sources subscribe last, so the target installed last is the one nearest below them.
   const handler = route ? route() : flow.deadLetterHandler;
+  const source = position?.input.name ?? "";
+  const line = position?.line ?? 0;
   if (!handler) {
     throw new Error(
-      `a record from ${flow.source || "the source"}${flow.line ? ` line ${flow.line}` : ""} failed at stage "${stage}" (${error}) but this pipeline has no dead-letter target: add deadLetter(folder) after the operators that reject records`,
+      `a record from ${source || "the source"}${line ? ` line ${line}` : ""} failed at stage "${stage}" (${error}) but this pipeline has no dead-letter target: add deadLetter(folder) after the operators that reject records`,
     );
   }
+  position?.input.settle(line);
   const checkpoint = flow.checkpoint;
-  if (checkpoint) {
-    checkpoint.settled(flow.source, flow.line);
-    if (checkpoint.alreadyDeadLettered(flow.source, flow.line)) {
-      flow.stats.skipped++;
-      return;
-    }
+  if (checkpoint && position && checkpoint.alreadyDeadLettered(source, line)) {
+    flow.stats.skipped++;
+    return;
   }
   flow.stats.deadLettered[stage] = (flow.stats.deadLettered[stage] ?? 0) + 1;
   handler({
     stage,
-    source: flow.source,
-    line: flow.line,
-    ...(flow.offset !== undefined ? { offset: flow.offset } : {}),
-    raw: flow.raw ?? safeJson(record),
+    source,
+    line,
+    ...(position?.offset !== undefined ? { offset: position.offset } : {}),
+    raw: position?.raw ?? recordText(record),
     error,
     ...details,
     at: new Date().toISOString(),
@@ -280,10 +270,23 @@ export function sendToDeadLetter(
   });
 }
 
-function safeJson(value: unknown): string {
+/**
+ * A record as JSON for a dead letter. Never throws: a record too deep to serialise (JSON.stringify
+ * overflows the stack) or holding a cycle is described instead, so one bad record cannot fail a run.
+ */
+export function recordText(value: unknown): string {
+  if (value === undefined) return "";
   try {
-    return JSON.stringify(value, (_k, v) => (typeof v === "bigint" ? v.toString() : v)) ?? String(value);
-  } catch {
+    return JSON.stringify(value, (_k, v) => (typeof v === "bigint" ? v.toString() : v)) ?? describe(value);
+  } catch (error) {
+    return `[record could not be written as JSON: ${error instanceof Error ? error.message : "unknown error"}]`;
+  }
+}
+
+function describe(value: unknown): string {
+  try {
     return String(value);
+  } catch {
+    return `[${typeof value}]`;
   }
 }

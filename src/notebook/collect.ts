@@ -5,7 +5,7 @@ import type { Table } from "apache-arrow";
 import { Observable, type OperatorFunction } from "rxjs";
 import type * as v from "valibot";
 import { RowBuffer } from "../arrow/rows.ts";
-import { currentFlow, sendToDeadLetter, withFlow } from "../flow/flow.ts";
+import { currentFlow, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
 import { run, type RunOptions } from "../run/run.ts";
 import { columnsOf } from "../schema/columns.ts";
 
@@ -26,6 +26,7 @@ export type CollectOptions = Omit<RunOptions, "onValue" | "checkpoint">;
  */
 export async function collect<T>(pipeline: Observable<T>, options: CollectOptions = {}): Promise<T[]> {
   const values: T[] = [];
+  // run() hands the values over plain: positions are the pipeline's business.
   await run(pipeline, { handleSignals: false, ...options, onValue: (value) => values.push(value as T) });
   return values;
 }
@@ -41,13 +42,15 @@ function intoBuffer<T>(buffer: RowBuffer): OperatorFunction<T, never> {
       return withFlow(flow, () =>
         source.subscribe({
           next(record) {
+            const position = positionIn(flow, record);
             const problem = buffer.append(record as Record<string, unknown>);
             if (problem === undefined) {
+              position?.input.settle(position.line);
               flow.stats.written++;
               return;
             }
             try {
-              sendToDeadLetter(flow, "write", problem, record);
+              sendToDeadLetter(flow, "write", problem, record, position);
             } catch (error) {
               subscriber.error(error);
             }

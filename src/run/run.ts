@@ -3,18 +3,26 @@
  */
 import type { Observable } from "rxjs";
 import { type Checkpoint, openCheckpoint } from "../checkpoint/checkpoint.ts";
-import { createFlow, enterRun, type Flow, newRunId, stopFlow, withFlow } from "../flow/flow.ts";
-import { checkRunId } from "./runId.ts";
+import { createFlow, type Flow, stopFlow, withFlow } from "../flow/flow.ts";
+import { unstamp } from "../flow/position.ts";
+import { checkRunId, newRunId } from "../flow/runId.ts";
 
 /** Options of {@link run}. */
 export interface RunOptions {
-  /** Stop reading on SIGINT/SIGTERM, commit what is buffered, then resolve (default true). */
+  /**
+   * Stop reading on SIGINT/SIGTERM, commit what is buffered, then resolve (default false: an app
+   * that embeds sluice keeps its own handlers; the CLI and scripts ask for it). sluice never
+   * exits the process: a second signal is the caller's to handle.
+   */
   readonly handleSignals?: boolean;
-  /** Aborting stops reading the same way a signal does. */
+  /** Aborting stops reading: sources complete, what is buffered is committed, the run resolves with `stopped: true`. */
   readonly signal?: AbortSignal;
   /** Identifies the run in file names, dead letters and logs (default: time-based). */
   readonly runId?: string;
-  /** Called with every value the pipeline emits (a `Commit` when it ends in `toParquet`). */
+  /**
+   * Called with every value the pipeline emits (a `Commit` when it ends in `toParquet`). Records
+   * arrive plain: the position sluice attached to them for the pipeline's own use is removed.
+   */
   readonly onValue?: (value: unknown) => void;
   /** Receives the run's shared state once it starts (progress displays, metrics). */
   readonly onStart?: (flow: Flow) => void;
@@ -60,8 +68,11 @@ export interface RunSummary {
  * Runs a pipeline to its end and resolves with its summary. Rejects with the pipeline's error
  * (an infrastructure failure: unreadable input, unwritable output); bad records never reject.
  *
- * On SIGINT or SIGTERM (or `signal` aborting) the sources stop reading, what is buffered is
- * committed, and the promise resolves with `stopped: true`. A second signal exits at once.
+ * When `signal` aborts (or, with `handleSignals: true`, on SIGINT or SIGTERM) the sources stop
+ * reading, what is buffered is committed, and the promise resolves with `stopped: true`.
+ *
+ * Each call has its own context (counters, dead-letter targets, memory gate, checkpoint), so any
+ * number of runs can go on in one process at once.
  *
  * @example
  * const summary = await run(
@@ -74,7 +85,12 @@ export interface RunSummary {
  * console.log(formatSummary(summary));
  */
 export function run(pipeline: Observable<unknown>, options: RunOptions = {}): Promise<RunSummary> {
-  const flow = createFlow(checkRunId(options.runId ?? newRunId(), "run(): options.runId"));
+  let flow: Flow;
+  try {
+    flow = createFlow(checkRunId(options.runId ?? newRunId(), "run(): options.runId"));
+  } catch (error) {
+    return Promise.reject(error);
+  }
   const started = performance.now();
   let emitted = 0;
   let checkpoint: Checkpoint | undefined;
@@ -87,18 +103,14 @@ export function run(pipeline: Observable<unknown>, options: RunOptions = {}): Pr
 
   return new Promise<RunSummary>((resolve, reject) => {
     const stop = () => stopFlow(flow);
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (flow.stopping) process.exit(signal === "SIGINT" ? 130 : 143);
-      stop();
-    };
-    if (options.handleSignals !== false) {
+    const onSignal = stop;
+    if (options.handleSignals === true) {
       process.on("SIGINT", onSignal);
       process.on("SIGTERM", onSignal);
     }
-    options.signal?.addEventListener("abort", stop, { once: true });
-    const leaveRun = enterRun(flow);
+    if (options.signal?.aborted) stop();
+    else options.signal?.addEventListener("abort", stop, { once: true });
     const cleanup = () => {
-      leaveRun();
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
       options.signal?.removeEventListener("abort", stop);
@@ -108,7 +120,7 @@ export function run(pipeline: Observable<unknown>, options: RunOptions = {}): Pr
       pipeline.subscribe({
         next(value) {
           emitted++;
-          options.onValue?.(value);
+          options.onValue?.(unstamp(value));
         },
         error(error) {
           cleanup();

@@ -7,7 +7,8 @@ import { Observable, type OperatorFunction } from "rxjs";
 import type * as v from "valibot";
 import { RowBuffer } from "../arrow/rows.ts";
 import { modeUnder } from "../checkpoint/checkpoint.ts";
-import { currentFlow, holdGate, observeCommitLatency, sendToDeadLetter, withFlow } from "../flow/flow.ts";
+import { currentFlow, holdGate, observeCommitLatency, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
+import type { Input, Position } from "../flow/position.ts";
 import type { EncodeOptions } from "../parquet/encode.ts";
 import { createEncoders } from "../parquet/encoders.ts";
 import { ParquetWriteError } from "../parquet/errors.ts";
@@ -58,14 +59,24 @@ export interface Commit {
   readonly partition: Readonly<Record<string, string | null>>;
   readonly rows: number;
   readonly bytes: number;
-  /** For each input: the first and last line (or record number) whose rows are in this file. */
-  readonly sources: readonly { readonly source: string; readonly firstLine: number; readonly lastLine: number }[];
+  /**
+   * For each input, ranges of lines (or record numbers): every record of this partition from
+   * that input whose line is in a range is in this file, and no other. Usually one range per
+   * input; an operator that reorders records (`mergeMap`) can split it.
+   */
+  readonly sources: readonly CommitRange[];
 }
 
-interface Range {
-  source: string;
-  firstLine: number;
-  lastLine: number;
+/** Lines of one input held by a file. */
+export interface CommitRange {
+  readonly source: string;
+  readonly firstLine: number;
+  readonly lastLine: number;
+}
+
+interface Span {
+  first: number;
+  last: number;
 }
 
 interface OpenPartition {
@@ -76,8 +87,13 @@ interface OpenPartition {
   readonly firstIndex: number;
   readonly openedAt: number;
   bytes: number;
-  ranges: Range[];
-  current: Range | undefined;
+  /** Lines of each input in this buffer, as ascending spans (see {@link claim}). */
+  readonly spans: Map<Input, Span[]>;
+  /** Lines of this partition the sink dead-lettered while the buffer was open: not in the file. */
+  readonly rejected: Map<Input, number[]>;
+  /** The input of the last record, and its spans: most records come from the same input as the one before. */
+  lastInput: Input | undefined;
+  lastSpans: Span[] | undefined;
 }
 
 /**
@@ -127,7 +143,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
     return new Observable<Commit>((subscriber) => {
       const flow = currentFlow();
       const encoders = createEncoders(options.encoders ?? 1);
-      const encodeOptions = (sources: readonly Range[]): EncodeOptions => ({
+      const encodeOptions = (sources: readonly CommitRange[]): EncodeOptions => ({
         compression: options.compression ?? "zstd",
         rowGroupSize: options.rowGroupSize ?? 131_072,
         metadata: { "sluice.run_id": flow.runId, "sluice.sources": JSON.stringify(sources) },
@@ -135,17 +151,21 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
       const open = new Map<string, OpenPartition>();
       const writes = new Set<Promise<void>>();
       // Line ranges of files being written, until they are durable (the checkpoint's low-water mark).
-      const inflightRanges = new Set<readonly Range[]>();
+      const inflightRanges = new Set<readonly CommitRange[]>();
+      // Highest line of each input that an earlier file of each partition claimed (see claim()).
+      const claimed = new Map<string, Map<Input, number>>();
       const checkpoint = flow.checkpoint;
       let lastSave = 0;
       checkpoint?.setPending(() => {
         const lowest = new Map<string, number>();
-        const note = (r: Range) => {
-          const seen = lowest.get(r.source);
-          if (seen === undefined || r.firstLine < seen) lowest.set(r.source, r.firstLine);
+        const note = (source: string, line: number) => {
+          const seen = lowest.get(source);
+          if (seen === undefined || line < seen) lowest.set(source, line);
         };
-        for (const partition of open.values()) for (const r of partition.ranges) note(r);
-        for (const ranges of inflightRanges) for (const r of ranges) note(r);
+        for (const partition of open.values()) {
+          for (const [input, spans] of partition.spans) for (const span of spans) note(input.name, span.first);
+        }
+        for (const ranges of inflightRanges) for (const r of ranges) note(r.source, r.firstLine);
         return lowest;
       });
       // Resume points are saved after commits, at most about once a second: each save also
@@ -194,8 +214,10 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
             firstIndex: received,
             openedAt: Date.now(),
             bytes: 0,
-            ranges: [],
-            current: undefined,
+            spans: new Map(),
+            rejected: new Map(),
+            lastInput: undefined,
+            lastSpans: undefined,
           };
           open.set(key, partition);
           flow.stats.openPartitions = open.size;
@@ -205,62 +227,119 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
 
       function append(record: T) {
         const row = record as Record<string, unknown>;
+        const position = positionIn(flow, record);
+        if (!position) {
+          reject(record, undefined, `a row must be an object, got ${record === null ? "null" : typeof record}`);
+          return;
+        }
+        const input = position.input;
         let partition: OpenPartition;
         try {
           const key = keyOf(row);
-          if (checkpoint?.alreadyWritten(key, flow.source, flow.line)) {
+          if (checkpoint?.alreadyWritten(key, input.name, position.line)) {
             // Resumed after a crash: an earlier run committed this row already.
             flow.stats.skipped++;
-            checkpoint.settled(flow.source, flow.line);
+            input.settle(position.line);
             return;
           }
           partition = partitionOf(row, key);
         } catch (error) {
-          reject(record, (error as Error).message);
+          reject(record, position, (error as Error).message);
           return;
         }
-        const problem = partition.buffer.append(row);
+        let problem: string | undefined;
+        try {
+          problem = partition.buffer.append(row);
+        } catch (error) {
+          // A value no column can take without failing (nested too deep to serialise).
+          problem = `the record cannot be written: ${(error as Error).message}`;
+        }
         if (problem !== undefined) {
           if (partition.buffer.rows === 0) {
             open.delete(partition.key);
             flow.stats.openPartitions = open.size;
+          } else {
+            const lines = partition.rejected.get(input);
+            if (lines) lines.push(position.line);
+            else partition.rejected.set(input, [position.line]);
           }
-          reject(record, problem);
+          reject(record, position, problem);
           return;
         }
         received++;
         flow.stats.buffered++;
-        notePosition(partition);
-        checkpoint?.settled(flow.source, flow.line);
+        claim(partition, input, position.line);
+        input.settle(position.line);
         const rows = partition.buffer.rows;
         if (rows === 1 || (rows & 1023) === 0) measure(partition);
         if (rows >= maxFileRows || partition.bytes >= maxFileBytes) flush(partition);
         if (bufferedBytes + inflightBytes > memoryBudget) relieve();
       }
 
-      function reject(record: T, problem: string) {
+      function reject(record: T, position: Position | undefined, problem: string) {
         try {
-          sendToDeadLetter(flow, "write", problem, record);
+          sendToDeadLetter(flow, "write", problem, record, position);
         } catch (error) {
           fail(error);
         }
       }
 
-      function notePosition(partition: OpenPartition) {
-        const current = partition.current;
-        if (current && current.source === flow.source) {
-          current.lastLine = flow.line;
+      /**
+       * Adds a line to the spans of lines the partition's file will claim from `input`. A span
+       * claims every line of this partition and input between its ends, so it only grows upward
+       * while no earlier file of the partition claimed lines above it; a line below (a record an
+       * operator such as `mergeMap` delayed) gets a span of its own unless one holds it already.
+       */
+      function claim(partition: OpenPartition, input: Input, line: number) {
+        let spans = partition.lastInput === input ? partition.lastSpans : partition.spans.get(input);
+        if (!spans) {
+          spans = [];
+          partition.spans.set(input, spans);
+        }
+        partition.lastInput = input;
+        partition.lastSpans = spans;
+        const last = spans[spans.length - 1];
+        if (last && line > last.last) {
+          if (last.last >= (claimed.get(partition.key)?.get(input) ?? 0)) last.last = line;
+          else spans.push({ first: line, last: line });
           return;
         }
-        const existing = partition.ranges.find((r) => r.source === flow.source);
-        if (existing) {
-          existing.lastLine = flow.line;
-          partition.current = existing;
-        } else {
-          const range = { source: flow.source, firstLine: flow.line, lastLine: flow.line };
-          partition.ranges.push(range);
-          partition.current = range;
+        if (!last) {
+          spans.push({ first: line, last: line });
+          return;
         }
+        // Below the top of the spans: reordered. Keep the spans sorted and apart.
+        let i = spans.length - 1;
+        while (i >= 0 && (spans[i] as Span).first > line) i--;
+        if (i >= 0 && (spans[i] as Span).last >= line) return;
+        spans.splice(i + 1, 0, { first: line, last: line });
+      }
+
+      /**
+       * The ranges a closed buffer's file claims: its spans less the lines that are not in it (still
+       * in flight elsewhere in the pipeline, or rejected here). Remembers the highest line claimed.
+       */
+      function rangesOf(partition: OpenPartition): CommitRange[] {
+        const ranges: CommitRange[] = [];
+        let highs = claimed.get(partition.key);
+        for (const [input, spans] of partition.spans) {
+          const rejected = partition.rejected.get(input);
+          for (const span of spans) {
+            const holes = input.unsettledIn(span.first, span.last);
+            if (rejected) for (const line of rejected) if (line >= span.first && line <= span.last) holes.push(line);
+            holes.sort((a, b) => a - b);
+            let first = span.first;
+            for (const hole of holes) {
+              if (hole > first) ranges.push({ source: input.name, firstLine: first, lastLine: hole - 1 });
+              if (hole >= first) first = hole + 1;
+            }
+            if (first <= span.last) ranges.push({ source: input.name, firstLine: first, lastLine: span.last });
+          }
+          const top = (spans[spans.length - 1] as Span).last;
+          if (!highs) claimed.set(partition.key, (highs = new Map()));
+          if (top > (highs.get(input) ?? 0)) highs.set(input, top);
+        }
+        return ranges;
       }
 
       function measure(partition: OpenPartition) {
@@ -308,7 +387,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         const withRunId = mode === "append" || checkpoint !== undefined;
         const name = `part-${withRunId ? `${flow.runId}-` : ""}${String(partition.firstIndex).padStart(12, "0")}.parquet`;
         const path = join(partition.folder, name);
-        const sources = partition.ranges.map((r) => ({ ...r }));
+        const sources = rangesOf(partition);
         inflightRanges.add(sources);
         checkpoint?.intent(path, partition.key, sources);
         const write = ready

@@ -4,7 +4,8 @@
  */
 import type { Observable } from "rxjs";
 import type * as v from "valibot";
-import { enterRecord, sendToDeadLetter } from "../flow/flow.ts";
+import { sendToDeadLetter } from "../flow/flow.ts";
+import { stamp } from "../flow/position.ts";
 import { type ConvertOptions, type CsvPlan, fieldsOf, planRecords, UNCONVERTED } from "./csv/convert.ts";
 import { type CsvDialect, type RecordLimits, splitRecords } from "./csv/records.ts";
 import { type FileReading, type FileSourceOptions, fileSource } from "./files.ts";
@@ -93,7 +94,7 @@ async function readCsv(
   givenPlan: CsvPlan | undefined,
   options: CsvOptions,
 ): Promise<void> {
-  const { flow, path, start, emit, stopped } = file;
+  const { flow, path, input, start, emit, stopped } = file;
   let plan = givenPlan;
   const headerOf = (names: string[]) => planRecords(names, fields, options, `fromCsv: ${path}`);
   if (!plan && start.byteOffset > 0) plan = headerOf(await readHeader(file, dialect, options));
@@ -108,27 +109,24 @@ async function readCsv(
           plan = headerOf(cells);
           return true;
         }
-        enterRecord(flow, path, line, raw);
+        const position = input.at(line, raw);
         if (cells.length !== plan.width) {
           const blank = cells.length === 1 && raw === "";
-          sendToDeadLetter(flow, "parse", blank ? "blank line" : `${cells.length} fields, expected ${plan.width}`, undefined);
+          sendToDeadLetter(flow, "parse", blank ? "blank line" : `${cells.length} fields, expected ${plan.width}`, undefined, position);
           return true;
         }
         const record = plan.build(cells, _quoted);
-        if (record === UNCONVERTED) sendToDeadLetter(flow, "parse", plan.error, undefined, { issues: plan.issues });
-        else emit(record);
+        if (record === UNCONVERTED) sendToDeadLetter(flow, "parse", plan.error, undefined, position, { issues: plan.issues });
+        else emit(stamp(record, position));
         return true;
       },
       bad(line, error, raw, bytes) {
         if (stopped()) return false;
         if (!plan) throw new Error(`fromCsv: the header of ${path} (line ${line}) cannot be read: ${error}`);
-        enterRecord(flow, path, line, raw);
-        sendToDeadLetter(flow, "parse", error, undefined, bytes ? { rawBase64: Buffer.from(bytes).toString("base64") } : {});
+        sendToDeadLetter(flow, "parse", error, undefined, input.at(line, raw), bytes ? { rawBase64: Buffer.from(bytes).toString("base64") } : {});
         return true;
       },
       chunkDone(line, offset) {
-        // The cursor must not keep pointing at a record of this chunk once reading moves on.
-        flow.raw = undefined;
         file.mark(line, offset);
         return file.pause();
       },

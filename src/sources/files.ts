@@ -5,7 +5,9 @@
 import { type FileHandle, open, stat } from "node:fs/promises";
 import { isAbsolute, join } from "node:path";
 import { Observable } from "rxjs";
+import type { StartPoint } from "../checkpoint/checkpoint.ts";
 import { currentFlow, type Flow, waitForGate } from "../flow/flow.ts";
+import { Input } from "../flow/position.ts";
 import type { ReadBytes } from "./lines.ts";
 
 const GLOB_MAGIC = /[*?[{]/;
@@ -49,17 +51,15 @@ export interface FileSourceOptions {
   readonly concurrency?: number;
 }
 
-/** Where a file source begins reading a file: line numbering resumes after `line`, bytes at `byteOffset`. */
-export interface StartPoint {
-  readonly line: number;
-  readonly byteOffset: number;
-}
+export type { StartPoint };
 
 /** What a file source's per-file reader gets. */
 export interface FileReading {
   readonly flow: Flow;
   /** The file's path, as the source names it on dead letters and commits. */
   readonly path: string;
+  /** The file as an input of the run: `input.at(line, raw)` gives each record's position. */
+  readonly input: Input;
   /** The file's size when it was opened. */
   readonly size: number;
   /** Where to begin: `{ line: 0, byteOffset: 0 }` unless a checkpoint resumes the file. */
@@ -68,7 +68,7 @@ export interface FileReading {
   readonly read: ReadBytes;
   /** Reads at an absolute position (a header before the resume point, say) without moving `read`. */
   readonly readAt: (buffer: Uint8Array, offset: number, length: number, position: number) => Promise<number>;
-  /** Emits a record; call `enterRecord` first. */
+  /** Emits a record; stamp it with its position first (`stamp(value, input.at(line, raw))`). */
   readonly emit: (value: unknown) => void;
   /** True once the subscriber unsubscribed or the run is stopping: stop emitting. */
   readonly stopped: () => boolean;
@@ -131,6 +131,7 @@ export function fileSource(
         await readFile({
           flow,
           path,
+          input: new Input(flow, path),
           size,
           start,
           read: async (buffer, offset, length) => {

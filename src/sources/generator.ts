@@ -11,7 +11,8 @@
 import { asyncScheduler, Observable, type SchedulerLike, type Subscription } from "rxjs";
 import { generateClickstream } from "../generate/clickstream.ts";
 import { type Random, seededRandom } from "../generate/random.ts";
-import { currentFlow, enterRecord } from "../flow/flow.ts";
+import { currentFlow } from "../flow/flow.ts";
+import { Input, stamp } from "../flow/position.ts";
 
 /** How often a producer emits: `events` every `perMs` milliseconds (`{ events: 500, perMs: 1000 }` is 500/s). */
 export interface Rate {
@@ -101,6 +102,7 @@ export function fromGenerator<T>(options: GeneratorOptions<T>): Observable<T> {
   return new Observable<T>((subscriber) => {
     const flow = currentFlow();
     const randoms = producers.map((p) => seededRandom(producerSeed(seed, p.name)));
+    const inputs = producers.map((p) => new Input(flow, p.name));
     const intervals = producers.map((p) => p.rate.perMs / p.rate.events);
     const next = producers.map(() => 0);
     const started = scheduler.now();
@@ -160,7 +162,7 @@ export function fromGenerator<T>(options: GeneratorOptions<T>): Observable<T> {
         const producer = producers[index];
         const k = next[index]++;
         emitted++;
-        enterRecord(flow, producer.name, k + 1, undefined);
+        const position = inputs[index].at(k + 1);
         let value: T;
         try {
           value = producer.make(randoms[index], k, startTime + due);
@@ -172,7 +174,7 @@ export function fromGenerator<T>(options: GeneratorOptions<T>): Observable<T> {
           );
           return;
         }
-        subscriber.next(value);
+        subscriber.next(stamp(value, position));
         if (finished || subscriber.closed) return;
         if (flow.stopping) return finish();
         if (flow.gate) return wake(0);

@@ -8,7 +8,8 @@
  */
 import { join } from "node:path";
 import { Observable } from "rxjs";
-import { currentFlow, enterRecord, type Flow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
+import { currentFlow, type Flow, recordText, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
+import { Input, stamp } from "../flow/position.ts";
 import { commitFile } from "../parquet/encode.ts";
 import { isCredentialName, scrubBytes, scrubText, secretForms } from "../run/redact.ts";
 import {
@@ -318,6 +319,13 @@ async function extract(
 
   let position = 0;
   let badInARow = 0;
+  // Each page URL is an input of the run; record numbers run on across pages.
+  const inputs = new Map<string, Input>();
+  const inputOf = (source: string) => {
+    let input = inputs.get(source);
+    if (!input) inputs.set(source, (input = new Input(flow, source)));
+    return input;
+  };
   let previousHash: number | bigint | undefined;
 
   function fail(page: number, url: string | URL, problem: string, status?: number, cause?: unknown): HttpSourceError {
@@ -382,10 +390,10 @@ async function extract(
     const records = recordsOf(response);
     if (typeof records === "string") {
       position++;
-      enterRecord(flow, source, position, scrub(response.text).slice(0, DEAD_LETTER_BODY_CHARS));
+      const at = inputOf(source).at(position, scrub(response.text).slice(0, DEAD_LETTER_BODY_CHARS));
       const details = response.invalid?.includes("UTF-8") ? { rawBase64: Buffer.from(scrubBytes(response.bytes, secrets, REDACTED).subarray(0, DEAD_LETTER_BODY_CHARS)).toString("base64") } : {};
       const kept = archived ? `the whole body is archived at ${archived}` : `raw holds its first ${DEAD_LETTER_BODY_CHARS} characters`;
-      sendToDeadLetter(flow, "parse", scrub(`page ${page} was not used: ${records}; its records are not in the dataset (${kept})`), undefined, details);
+      sendToDeadLetter(flow, "parse", scrub(`page ${page} was not used: ${records}; its records are not in the dataset (${kept})`), undefined, at, details);
       if (++badInARow >= maxBadPages) {
         throw fail(page, response.url, `is the ${badInARow}th unusable page in a row (maxBadPages ${maxBadPages}): the API is not answering with records`, response.status);
       }
@@ -404,10 +412,8 @@ async function extract(
       // Under a stop request the page is finished; after an unsubscribe nothing more is emitted.
       if (subscriber.closed) return records.length;
       position++;
-      enterRecord(flow, source, position, scrub(JSON.stringify(record)));
-      subscriber.next(record);
+      subscriber.next(stamp(record, inputOf(source).at(position, scrub(recordText(record)))));
     }
-    flow.raw = undefined;
     return records.length;
   }
 

@@ -10,7 +10,8 @@
  * is larger than a chunk.
  */
 import type { Observable } from "rxjs";
-import { enterRecord, sendToDeadLetter } from "../flow/flow.ts";
+import { sendToDeadLetter } from "../flow/flow.ts";
+import { stamp } from "../flow/position.ts";
 import { type FileReading, type FileSourceOptions, fileSource } from "./files.ts";
 import { fatal, lenient } from "./lines.ts";
 import { type PathStep, parsePath, pathName } from "./json/path.ts";
@@ -114,7 +115,7 @@ const EXCERPT_BYTES = 1024;
 
 /** Reads one file; see {@link fromJson}. */
 async function readJson(file: FileReading, steps: readonly PathStep[], options: JsonOptions): Promise<void> {
-  const { flow, path, emit, stopped } = file;
+  const { flow, path, input, emit, stopped } = file;
   const chunkBytes = Math.max(Math.floor(options.chunkBytes ?? 1024 * 1024), 4);
   const maxRecordBytes = Math.max(Math.floor(options.maxRecordBytes ?? 128 * 1024 * 1024), 1);
   const target = pathName(steps);
@@ -503,8 +504,7 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
         }
         if (decoded !== undefined) emitElement(decoded, n, base + start);
         else {
-          enterRecord(flow, path, n, lenient.decode(bytes), base + start);
-          sendToDeadLetter(flow, "parse", "element is not valid UTF-8", undefined, { rawBase64: Buffer.from(bytes).toString("base64") });
+          sendToDeadLetter(flow, "parse", "element is not valid UTF-8", undefined, input.at(n, lenient.decode(bytes), base + start), { rawBase64: Buffer.from(bytes).toString("base64") });
         }
       }
       surplus += extras[k] as number;
@@ -514,37 +514,29 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
   }
 
   function emitElement(text: string, n: number, offset: number): void {
-    enterRecord(flow, path, n, text, offset);
+    const position = input.at(n, text, offset);
     let value: unknown;
     try {
       value = JSON.parse(text);
     } catch (error) {
-      sendToDeadLetter(flow, "parse", `malformed JSON: ${(error as Error).message}`, undefined);
+      sendToDeadLetter(flow, "parse", `malformed JSON: ${(error as Error).message}`, undefined, position);
       return;
     }
-    emit(value);
+    emit(stamp(value, position));
   }
 
   /** Dead-letters element `n`, whose first bytes are `[start, end)` of the buffer. */
   function tooLarge(n: number, start: number, end: number, size?: number): void {
     const raw = excerpt(start, end);
-    enterRecord(flow, path, n, end === filled && !raw.endsWith("…") ? `${raw}…` : raw, base + start);
+    const position = input.at(n, end === filled && !raw.endsWith("…") ? `${raw}…` : raw, base + start);
     const error = size === undefined ? `element ${n} is longer than maxRecordBytes (${maxRecordBytes} bytes)` : `element ${n} has ${size} bytes, more than maxRecordBytes (${maxRecordBytes})`;
-    sendToDeadLetter(flow, "parse", error, undefined);
+    sendToDeadLetter(flow, "parse", error, undefined, position);
   }
 
   /** Sends the structural fault to the dead letter: the last record of this file. */
   function report(problem: Fault): void {
     if (stopped()) return;
-    enterRecord(flow, path, problem.line, problem.raw, problem.offset);
-    sendToDeadLetter(flow, "parse", problem.message, undefined);
-    forget();
-  }
-
-  /** The cursor must not keep pointing at a record of this chunk once reading moves on. */
-  function forget(): void {
-    flow.raw = undefined;
-    flow.offset = undefined;
+    sendToDeadLetter(flow, "parse", problem.message, undefined, input.at(problem.line, problem.raw, problem.offset));
   }
 
   for (;;) {
@@ -560,7 +552,6 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
     }
     const done = step();
     const complete = flush();
-    forget();
     if (!complete) return;
     if (!done && atEnd) truncated();
     if (fault) return report(fault);

@@ -2,7 +2,8 @@
  * `fromNdjson`: newline-delimited JSON files as an observable of parsed records.
  */
 import type { Observable } from "rxjs";
-import { enterRecord, type Flow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
+import { type Flow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
+import { type Input, stamp } from "../flow/position.ts";
 import { type FileReading, type FileSourceOptions, fileSource } from "./files.ts";
 import { type LineOptions, type ReadBytes, splitLines } from "./lines.ts";
 
@@ -29,23 +30,23 @@ export interface NdjsonOptions extends LineOptions, FileSourceOptions {}
  */
 export function fromNdjson(input: string | readonly string[], options: NdjsonOptions = {}): Observable<unknown> {
   return fileSource("fromNdjson", input, options, (file) =>
-    readNdjson(file.path, file.read, file.flow, file.emit, file.stopped, options, file),
+    readNdjson(file.input, file.read, file.emit, file.stopped, options, file),
   );
 }
 
 /**
- * Parses NDJSON from `read`, setting the flow's cursor before each emission. Shared by every
+ * Parses NDJSON from `read`, stamping each record with its position in `input`. Shared by every
  * line-based source (files, stdin).
  */
 export async function readNdjson(
-  source: string,
+  input: Input,
   read: ReadBytes,
-  flow: Flow,
   emit: (value: unknown) => void,
   isStopped: () => boolean,
   options: LineOptions = {},
   resume?: Pick<FileReading, "start" | "mark">,
 ): Promise<void> {
+  const flow: Flow = input.flow;
   const startOffset = resume?.start.byteOffset ?? 0;
   let unread = false;
   await splitLines(
@@ -56,27 +57,25 @@ export async function readNdjson(
           unread = true;
           return;
         }
-        enterRecord(flow, source, line, text);
+        const position = input.at(line, text);
         let value: unknown;
         try {
           value = JSON.parse(text);
         } catch (error) {
           const reason = text.trim() === "" ? "blank line" : `malformed JSON: ${(error as Error).message}`;
-          sendToDeadLetter(flow, "parse", reason, undefined);
+          sendToDeadLetter(flow, "parse", reason, undefined, position);
           return;
         }
-        emit(value);
+        emit(stamp(value, position));
       },
       bad(line, error, text, bytes) {
         if (isStopped()) {
           unread = true;
           return;
         }
-        enterRecord(flow, source, line, text);
-        sendToDeadLetter(flow, "parse", error, undefined, bytes ? { rawBase64: Buffer.from(bytes).toString("base64") } : {});
+        sendToDeadLetter(flow, "parse", error, undefined, input.at(line, text), bytes ? { rawBase64: Buffer.from(bytes).toString("base64") } : {});
       },
       async chunkDone(_bytes, line, consumed) {
-        flow.raw = undefined;
         // A resume point only where every line before it was emitted.
         if (!unread) resume?.mark(line, startOffset + consumed);
         if (isStopped() || flow.stopping) return false;

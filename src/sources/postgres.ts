@@ -9,7 +9,8 @@
  */
 import { type SQL, SQL as Client } from "bun";
 import { Observable } from "rxjs";
-import { currentFlow, enterRecord, type Flow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
+import { currentFlow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
+import { Input, stamp } from "../flow/position.ts";
 import { daysFromCivil } from "../schema/instant.ts";
 
 /** Options of {@link fromPostgres}. */
@@ -141,6 +142,7 @@ export function fromPostgres(query: string, options: PostgresOptions = {}): Obse
           let decoders: Decoder[] | undefined;
           let names: string[] = [];
           let position = 0;
+          const input = new Input(flow, source);
           for (;;) {
             if (stopped()) break;
             if (flow.gate) await Promise.race([waitForGate(flow), interrupted]);
@@ -169,7 +171,7 @@ export function fromPostgres(query: string, options: PostgresOptions = {}): Obse
             for (const row of batch) {
               if (stopped()) break;
               position++;
-              emitRow(flow, source, position, row, names, decoders, subscriber);
+              emitRow(input, position, row, names, decoders, subscriber);
             }
             if (batch.length < batchSize) break;
           }
@@ -220,8 +222,7 @@ type RawBatch = (Uint8Array | null)[][] & { columns: { name: string; type: numbe
 class ValueError extends Error {}
 
 function emitRow(
-  flow: Flow,
-  source: string,
+  input: Input,
   position: number,
   row: (Uint8Array | null)[],
   names: readonly string[],
@@ -229,8 +230,8 @@ function emitRow(
   subscriber: { next(value: Record<string, unknown>): void },
 ): void {
   let bytes = 0;
+  const flow = input.flow;
   const record: Record<string, unknown> = {};
-  enterRecord(flow, source, position, undefined);
   for (let i = 0; i < decoders.length; i++) {
     const cell = row[i];
     if (cell === null || cell === undefined) {
@@ -246,13 +247,12 @@ function emitRow(
       // The row as Postgres printed it, so the dead letter shows what the server held.
       const raw: Record<string, string | null> = {};
       for (let j = 0; j < names.length; j++) raw[names[j]] = row[j] == null ? null : utf8.decode(row[j] as Uint8Array);
-      flow.raw = JSON.stringify(raw);
-      sendToDeadLetter(flow, "parse", `column "${names[i]}": ${error.message}`, undefined);
+      sendToDeadLetter(flow, "parse", `column "${names[i]}": ${error.message}`, undefined, input.at(position, JSON.stringify(raw)));
       return;
     }
   }
   flow.stats.bytesRead += bytes;
-  subscriber.next(record);
+  subscriber.next(stamp(record, input.at(position)));
 }
 
 // Type OIDs of the built-in types decoded specially; any other type is kept as its text.

@@ -3,6 +3,7 @@
  */
 import { Observable } from "rxjs";
 import { currentFlow } from "../flow/flow.ts";
+import { Input } from "../flow/position.ts";
 import type { LineOptions, ReadBytes } from "./lines.ts";
 import { readNdjson } from "./ndjson.ts";
 
@@ -67,7 +68,7 @@ export function fromStdin(options: StdinOptions = {}): Observable<unknown> {
       return n;
     };
 
-    readNdjson(name, read, flow, (value) => subscriber.next(value), stopped, options)
+    readNdjson(new Input(flow, name), read, (value) => subscriber.next(value), stopped, options)
       .then(
         () => subscriber.complete(),
         (error) => subscriber.error(error),

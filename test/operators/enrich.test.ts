@@ -8,6 +8,7 @@ import type { DeadLetter } from "../../src/deadletter/entry.ts";
 import { run, type RunSummary } from "../../src/run/run.ts";
 import { fromNdjson } from "../../src/sources/ndjson.ts";
 import { tempDir } from "../helpers/duckdb.ts";
+import { plain } from "../helpers/plain.ts";
 
 interface Order {
   id: string;
@@ -194,7 +195,7 @@ describe("enrich", () => {
         deadLetter(() => {}),
         take(2),
       )
-      .subscribe({ next: (value) => values.push(value), complete: () => (completed = true) });
+      .subscribe({ next: (value) => values.push(plain(value)), complete: () => (completed = true) });
     source.next({ id: "a", qty: 1 });
     source.next({ id: "b", qty: 2 });
     expect(completed).toBe(true);

@@ -8,6 +8,7 @@ import type { DeadLetter } from "../../src/deadletter/entry.ts";
 import { run, type RunSummary } from "../../src/run/run.ts";
 import { fromNdjson } from "../../src/sources/ndjson.ts";
 import { tempDir } from "../helpers/duckdb.ts";
+import { plain } from "../helpers/plain.ts";
 
 const Click = v.object({
   user_id: v.string(),
@@ -204,7 +205,7 @@ describe("validate", () => {
         deadLetter((entry) => entries.push(entry)),
         take(2),
       )
-      .subscribe({ next: (value) => values.push(value), complete: () => (completed = true) });
+      .subscribe({ next: (value) => values.push(plain(value)), complete: () => (completed = true) });
     expect(source.observed).toBe(true);
     source.next({ bad: true });
     source.next(good(1));

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { lastValueFrom, take, toArray } from "rxjs";
+import { lastValueFrom, map, take, toArray } from "rxjs";
 import { TestScheduler } from "rxjs/testing";
 import * as v from "valibot";
 import { ClickEvent } from "../../examples/clickstream.ts";
@@ -8,6 +8,7 @@ import type { DeadLetter } from "../../src/deadletter/entry.ts";
 import { holdGate } from "../../src/flow/flow.ts";
 import { run } from "../../src/run/run.ts";
 import { clickstreamProducer, fromGenerator, type Producer } from "../../src/sources/generator.ts";
+import { plain } from "../helpers/plain.ts";
 
 const label = (name: string): Producer<string> => ({
   name,
@@ -74,7 +75,7 @@ describe("fromGenerator", () => {
       { name: "x", rate: { events: 1000, perMs: 10 }, make: (r) => [r.next(), r.int(100)] },
       { name: "y", rate: { events: 300, perMs: 10 }, make: (r) => [r.next(), r.int(100)] },
     ];
-    const events = (seed: number) => lastValueFrom(fromGenerator({ producers, seed, count: 3000, startTime: 0 }).pipe(toArray()));
+    const events = (seed: number) => lastValueFrom(fromGenerator({ producers, seed, count: 3000, startTime: 0 }).pipe(map(plain), toArray()));
     const first = await events(5);
     expect(first).toHaveLength(3000);
     expect(await events(5)).toEqual(first);

@@ -1,18 +1,20 @@
 import { describe, expect, test } from "bun:test";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Observable, type OperatorFunction, take, toArray } from "rxjs";
+import { map, Observable, type OperatorFunction, take, toArray } from "rxjs";
 import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
 import type { Checkpoint } from "../../src/checkpoint/checkpoint.ts";
 import type { DeadLetter } from "../../src/deadletter/entry.ts";
-import { createFlow, currentFlow, type Flow, holdGate, withFlow } from "../../src/flow/flow.ts";
+import { createFlow, currentFlow, type Flow, holdGate, positionIn, withFlow } from "../../src/flow/flow.ts";
+import { positionOf } from "../../src/flow/position.ts";
 import { seededRandom } from "../../src/generate/random.ts";
 import { type RunSummary, run } from "../../src/run/run.ts";
 import { toParquet } from "../../src/sinks/toParquet.ts";
 import { fromJson, type JsonOptions } from "../../src/sources/json.ts";
 import { dataset, query } from "../helpers/duckdb.ts";
 import { bytes, inputFolder } from "../helpers/inputs.ts";
+import { plain } from "../helpers/plain.ts";
 
 const dir = inputFolder("sluice-json-", ".json");
 const file = dir.file.bind(dir);
@@ -27,14 +29,15 @@ interface Emitted {
   raw: string | undefined;
 }
 
-/** Passes values on, noting the flow's cursor for each: where the source says the record came from. */
+/** Passes values on, noting the position each carries: where the source says the record came from. */
 function positions(into: Emitted[]): OperatorFunction<unknown, unknown> {
   return (source) =>
     new Observable((subscriber) => {
       const flow = currentFlow();
       return source.subscribe({
         next(value) {
-          into.push({ value, line: flow.line, offset: flow.offset, raw: flow.raw });
+          const position = positionIn(flow, value);
+          into.push({ value: plain(value), line: position?.line ?? 0, offset: position?.offset, raw: position?.raw });
           subscriber.next(value);
         },
         error: (error) => subscriber.error(error),
@@ -387,7 +390,7 @@ describe("fromJson: into Parquet", () => {
 describe("fromJson: as an observable", () => {
   test("completes with nothing for an empty array", async () => {
     const values = await new Promise<unknown[]>((resolve, reject) => {
-      file("[]").then((path) => fromJson(path).pipe(toArray()).subscribe({ next: resolve, error: reject }));
+      file("[]").then((path) => fromJson(path).pipe(map(plain), toArray()).subscribe({ next: resolve, error: reject }));
     });
     expect(values).toEqual([]);
   });
@@ -407,9 +410,8 @@ describe("fromJson: as an observable", () => {
       fromJson(paths, { concurrency: 2, chunkBytes: 256 }).pipe(
         (source) =>
           new Observable((subscriber) => {
-            const flow = currentFlow();
             return source.subscribe({
-              next: (value) => seen.push({ source: flow.source, line: flow.line, value: value as { f: number; n: number } }),
+              next: (value) => seen.push({ source: positionOf(value)?.source ?? "", line: positionOf(value)?.line ?? 0, value: value as { f: number; n: number } }),
               error: (e) => subscriber.error(e),
               complete: () => subscriber.complete(),
             });
@@ -505,7 +507,7 @@ describe("fromJson: resuming from a checkpoint", () => {
       startOf: () => start,
       mark: (_source: string, line: number, byteOffset: number) => marks.push([line, byteOffset]),
       ended: () => {},
-      settled: () => {},
+      track: () => {},
       alreadyDeadLettered: () => false,
       beforeSave: () => () => {},
     } as unknown as Checkpoint;

@@ -6,7 +6,7 @@ import * as v from "valibot";
 import { deadLetter } from "../../operators/index.ts";
 import { definePipeline, runPipeline } from "../../src/cli/pipeline.ts";
 import { run } from "../../src/run/run.ts";
-import { checkRunId, isDatasetFileOf, isDeadLetterFileOf, isRunId, newRunId } from "../../src/run/runId.ts";
+import { checkRunId, isDatasetFileOf, isDeadLetterFileOf, isRunId, newRunId } from "../../src/flow/runId.ts";
 import { toParquet } from "../../src/sinks/toParquet.ts";
 import { tempDir } from "../helpers/duckdb.ts";
 

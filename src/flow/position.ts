@@ -1,0 +1,180 @@
+/**
+ * Positions: where a record came from, carried by the record itself.
+ *
+ * A record's position (its input, line, byte offset and raw text) must reach the dead letter, the
+ * sink's commit ranges and the checkpoint through whatever RxJS operators sit in between: `delay`,
+ * `mergeMap` with concurrency (which reorders), `bufferCount` then flattening, `share`, `retry`.
+ * Those operators pass the record object along untouched, so the position rides on the object as
+ * a symbol-keyed property: user code sees a plain value (`JSON.stringify`, `Object.keys`,
+ * `for...in` and `Object.entries` ignore symbol keys), sluice's operators find it wherever the
+ * record goes, and spreading (`{ ...e, day }`) copies it to the new object, so the most common
+ * way of deriving a record keeps its position. (Test matchers that compare symbol keys, such as
+ * `toEqual`, see it: compare `collect()`'s output, which has it removed, or strip it.)
+ *
+ * Code that builds a new object field by field (`map((e) => ({ id: e.id }))`) drops it;
+ * sluice's `enrich` carries it over, and {@link carry} does the same for a plain `map`.
+ * A value that is not an object (a number, a string) cannot carry a position: sluice still counts
+ * it, and names it "position unknown" if it is dead-lettered after leaving its source.
+ */
+import type { Flow } from "./flow.ts";
+
+/** The symbol a record's {@link Position} is stored under. */
+export const POSITION: unique symbol = Symbol.for("sluice.position") as never;
+
+/** Where one record came from. Created by a source (through {@link Input.at}), read by the rest. */
+export class Position {
+  constructor(
+    /** The input the record was read from. */
+    readonly input: Input,
+    /** 1-based line or record number in that input. */
+    readonly line: number,
+    /** The raw text, when the source has it (an NDJSON line); kept for a dead letter. */
+    readonly raw: string | undefined,
+    /** Byte offset of the record in its input, when the source knows it. */
+    readonly offset: number | undefined,
+  ) {}
+
+  /** The input's name: a file path, a URL, a topic partition. */
+  get source(): string {
+    return this.input.name;
+  }
+
+  /** Printed in place of the object, so a logged record shows one short line. */
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return `${this.input.name}:${this.line}`;
+  }
+}
+
+/** The position a record carries, if any. */
+export function positionOf(record: unknown): Position | undefined {
+  return typeof record === "object" && record !== null ? (record as { [POSITION]?: Position })[POSITION] : undefined;
+}
+
+/**
+ * Attaches `position` to `record` and returns the record. A value that is not an object cannot
+ * take a property: its run remembers it as the last such value emitted, so an operator that
+ * receives that same value right after (synchronously, as most pipelines do) still finds where it
+ * came from.
+ */
+export function stamp<T>(record: T, position: Position): T {
+  if (typeof record === "object" && record !== null) {
+    try {
+      (record as { [POSITION]?: Position })[POSITION] = position;
+    } catch {
+      // A frozen record cannot take it: it goes on without a position, as a scalar would.
+    }
+  } else {
+    position.input.flow.lastScalar = { value: record, position };
+  }
+  return record;
+}
+
+/** Removes the position from a record (for output handed to code outside the pipeline). */
+export function unstamp<T>(record: T): T {
+  if (typeof record === "object" && record !== null && POSITION in record) {
+    try {
+      delete (record as { [POSITION]?: Position })[POSITION];
+    } catch {
+      // Frozen: it could not have been stamped either.
+    }
+  }
+  return record;
+}
+
+/**
+ * Wraps a function that builds a new record from an old one so the new record keeps the old one's
+ * position: `map(carry((e) => ({ id: e.id, day: e.at.slice(0, 10) })))`. Needed only for RxJS's
+ * `map` and friends when they return a *new* object; sluice's own operators carry positions
+ * themselves, and operators that pass records along (`filter`, `delay`, `mergeMap`, ...) keep them.
+ *
+ * @example
+ * fromNdjson("events.ndjson").pipe(
+ *   map(carry((e: Event) => ({ user: e.user_id, day: e.timestamp.slice(0, 10) }))),
+ *   validate(Daily),
+ * );
+ */
+export function carry<T, R>(fn: (record: T, index: number) => R): (record: T, index: number) => R {
+  return function carried(record, index) {
+    const result = fn(record, index);
+    const position = positionOf(record);
+    if (position && result !== (record as unknown) && positionOf(result) === undefined) stamp(result, position);
+    return result;
+  };
+}
+
+/**
+ * One input of a run (a file, a URL, a topic partition, an app's pushes): it hands out the
+ * positions of its records, counts them as read, and, under a checkpoint, tracks which of them
+ * are still in flight so the resume point never passes a record that is not yet durable.
+ */
+export class Input {
+  /** Lines emitted and not yet settled, in emission order (only under a checkpoint). */
+  #inflight: number[] = [];
+  #head = 0;
+  /** Settled lines that were not at the head of `#inflight` when they settled (reordering). */
+  #early = new Set<number>();
+  /** Highest line handed out. */
+  #last = 0;
+  readonly #tracked: boolean;
+
+  constructor(
+    readonly flow: Flow,
+    readonly name: string,
+  ) {
+    this.#tracked = flow.checkpoint !== undefined;
+    if (this.#tracked) flow.checkpoint?.track(this);
+  }
+
+  /** The position of the record at `line`, counted as read. Call once per input record. */
+  at(line: number, raw?: string, offset?: number): Position {
+    this.flow.stats.in++;
+    if (line > this.#last) this.#last = line;
+    if (this.#tracked) this.#inflight.push(line);
+    return new Position(this, line, raw, offset);
+  }
+
+  /**
+   * Declares the record at `line` done with: in a sink buffer, dead-lettered, or skipped because
+   * an earlier run made it durable. The checkpoint's resume point may then move past it.
+   */
+  settle(line: number): void {
+    if (!this.#tracked || line <= 0) return;
+    const inflight = this.#inflight;
+    if (inflight[this.#head] === line) {
+      this.#head++;
+      // Lines that settled out of order while an earlier one was in flight.
+      while (this.#early.size > 0 && this.#head < inflight.length && this.#early.delete(inflight[this.#head] as number)) {
+        this.#head++;
+      }
+      if (this.#head > 4096 && this.#head * 2 > inflight.length) {
+        this.#inflight = inflight.slice(this.#head);
+        this.#head = 0;
+      }
+    } else {
+      this.#early.add(line);
+    }
+  }
+
+  /** The lowest line emitted and not settled, or undefined when none is in flight. */
+  lowestUnsettled(): number | undefined {
+    return this.#head < this.#inflight.length ? this.#inflight[this.#head] : undefined;
+  }
+
+  /** Highest line handed out so far (0 before the first). */
+  get lastLine(): number {
+    return this.#last;
+  }
+
+  /** Lines in `[first, last]` emitted and not settled: records that are elsewhere in the pipeline. */
+  unsettledIn(first: number, last: number): number[] {
+    const found: number[] = [];
+    const inflight = this.#inflight;
+    for (let i = this.#head; i < inflight.length; i++) {
+      const line = inflight[i] as number;
+      // Lines are handed out in increasing order.
+      if (line > last) break;
+      if (line >= first && !this.#early.has(line)) found.push(line);
+    }
+    return found;
+  }
+}
