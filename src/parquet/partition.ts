@@ -23,8 +23,20 @@ export function partitionSegment(key: string, value: string | null): string {
     // A lone surrogate has no UTF-8 form, so no folder name can hold it faithfully.
     throw new Error(`partition value of "${key}" is not well-formed Unicode (it holds a lone surrogate): ${JSON.stringify(value)}`);
   }
-  return `${escapePartitionText(key)}=${value === null ? NULL_PARTITION : escapePartitionText(value)}`;
+  const segment = `${escapePartitionText(key)}=${value === null ? NULL_PARTITION : escapePartitionText(value)}`;
+  // File systems refuse longer folder names (ENAMETOOLONG): one such value must reject its
+  // record, not fail the run (and every checkpointed re-run) at the same record.
+  const bytes = Buffer.byteLength(segment);
+  if (bytes > MAX_SEGMENT_BYTES) {
+    throw new Error(
+      `partition value of "${key}" is too long for a folder name: "${key}=" and the escaped value take ${bytes} bytes, more than ${MAX_SEGMENT_BYTES}`,
+    );
+  }
+  return segment;
 }
+
+/** The longest folder name most file systems take (ext4, XFS, APFS, NTFS: 255). */
+export const MAX_SEGMENT_BYTES = 255;
 
 /** Percent-encodes everything but unreserved URL characters (RFC 3986). */
 export function escapePartitionText(text: string): string {

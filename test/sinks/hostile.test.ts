@@ -1,0 +1,55 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import * as v from "valibot";
+import { deadLetter, validate } from "../../operators/index.ts";
+import type { DeadLetter } from "../../src/deadletter/entry.ts";
+import { fromNdjson, run, toParquet } from "../../src/index.ts";
+import { dataset, query, tempDir } from "../helpers/duckdb.ts";
+
+const Row = v.object({ id: v.number(), key: v.string(), payload: v.unknown() });
+
+describe("toParquet under hostile records", () => {
+  let dir: { path: string; remove: () => Promise<void> };
+  beforeAll(async () => {
+    dir = await tempDir();
+  });
+  afterAll(() => dir.remove());
+
+  test("dead-letters a record nested too deep to serialise and writes every other record", async () => {
+    const deep = `${"[".repeat(100_000)}${"]".repeat(100_000)}`;
+    const lines = Array.from({ length: 300 }, (_, i) =>
+      i === 150 ? `{"id":${i},"key":"a","payload":${deep}}` : JSON.stringify({ id: i, key: "a", payload: { n: i } }),
+    );
+    const input = join(dir.path, "deep.ndjson");
+    await Bun.write(input, `${lines.join("\n")}\n`);
+    const entries: DeadLetter[] = [];
+    const out = join(dir.path, "deep-out");
+    const summary = await run(fromNdjson(input).pipe(validate(Row), deadLetter((e) => entries.push(e)), toParquet(out, { schema: Row })));
+    expect(summary.written).toBe(299);
+    expect(summary.deadLettered).toBe(1);
+    expect(entries).toHaveLength(1);
+    expect(entries[0]).toMatchObject({ stage: "write", source: input, line: 151 });
+    expect(entries[0]?.error).toContain('column "payload"');
+    const ids = await query(`SELECT id FROM ${dataset(out)} ORDER BY id`);
+    expect(ids.map((r) => Number(r.id))).toEqual(Array.from({ length: 300 }, (_, i) => i).filter((i) => i !== 150));
+  });
+
+  test("dead-letters a partition value too long for a folder name at stage write and writes the rest", async () => {
+    const long = "x".repeat(300);
+    const lines = Array.from({ length: 50 }, (_, i) => JSON.stringify({ id: i, key: i === 7 ? long : `k${i % 3}`, payload: null }));
+    const input = join(dir.path, "long.ndjson");
+    await Bun.write(input, `${lines.join("\n")}\n`);
+    const entries: DeadLetter[] = [];
+    const out = join(dir.path, "long-out");
+    const summary = await run(
+      fromNdjson(input).pipe(validate(Row), deadLetter((e) => entries.push(e)), toParquet(out, { schema: Row, partitionBy: ["key"] })),
+    );
+    expect(summary.written).toBe(49);
+    expect(entries).toHaveLength(1);
+    expect(entries[0]).toMatchObject({ stage: "write", line: 8 });
+    expect(entries[0]?.error).toContain("too long for a folder name");
+    const rows = await query(`SELECT count(*) AS n, count(DISTINCT key) AS k FROM ${dataset(out)}`);
+    expect(Number(rows[0]?.n)).toBe(49);
+    expect(Number(rows[0]?.k)).toBe(3);
+  });
+});
