@@ -16,6 +16,10 @@ export type DeadLetterTarget = string | DeadLetterStore | ((entry: DeadLetter) =
  * pipeline (and the Parquet sink below it) sends its rejects here, with the stage, the error,
  * the raw input and its position.
  *
+ * A folder target gathers entries in memory and commits a file once `fileBytes` (4 MiB) are
+ * gathered or its oldest entry is `maxFileAgeMs` (60 s) old, so a pipeline that runs for days
+ * makes a rare bad record durable within that bound.
+ *
  * Values pass through unchanged. On complete, the folder's files are committed before the
  * completion travels on, so when the pipeline completes every dead letter is durable. On error
  * or unsubscribe, what was gathered is still committed (best effort).

@@ -113,3 +113,4 @@ export {
 } from "./sources/generator.ts";
 export { fromStdin, type StdinOptions } from "./sources/stdin.ts";
 export { fromJson, type JsonOptions } from "./sources/json.ts";
+export { fromPush, PushSource, type PushOptions, type PushPosition } from "./sources/push.ts";

@@ -3,6 +3,9 @@
  *
  * Entries are gathered in memory and committed as whole files (temporary name, fsync, rename),
  * like the dataset, so a crash never leaves a torn line and a reader never sees half an entry.
+ * A file is committed once `fileBytes` are gathered or the oldest gathered entry is
+ * `maxFileAgeMs` old, so a long-running app's rare bad record is durable within a bound, not
+ * only when the run ends.
  */
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -17,9 +20,17 @@ export interface DeadLetterStoreOptions {
   readonly mode?: DeadLetterMode;
   /** Commit a file once this many bytes are gathered (default 4 MiB). */
   readonly fileBytes?: number;
+  /**
+   * Commit what is gathered once the oldest uncommitted entry is this old, even when no more
+   * arrive (default 60 s, as the Parquet sink's `maxFileAgeMs`).
+   */
+  readonly maxFileAgeMs?: number;
 }
 
-/** A place dead letters go. `add` is synchronous; `flush` and `close` make them durable. */
+/**
+ * A place dead letters go. `add` is synchronous; a file is committed at `fileBytes` or
+ * `maxFileAgeMs`, and `flush` and `close` make the rest durable.
+ */
 export interface DeadLetterStore {
   readonly folder: string;
   add(entry: DeadLetter): void;
@@ -34,6 +45,9 @@ export interface DeadLetterStore {
 /**
  * Opens an NDJSON dead-letter folder. Files are named `dead-letter-<runId>-<n>.ndjson`.
  *
+ * The age timer does not keep the process alive (it is unref'd) and is cleared by `close`; a
+ * commit it starts that fails is reported by the next `flush` or `close`.
+ *
  * @example
  * const store = await openDeadLetterStore("out/dead-letter", "run-1", { mode: "overwrite" });
  */
@@ -44,6 +58,7 @@ export async function openDeadLetterStore(
 ): Promise<DeadLetterStore> {
   const mode = options.mode ?? "append";
   const fileBytes = options.fileBytes ?? 4 * 1024 * 1024;
+  const maxFileAgeMs = options.maxFileAgeMs ?? 60_000;
   const existing = await listNdjson(folder);
   if (existing.length > 0 && mode === "error") {
     throw new Error(
@@ -59,9 +74,15 @@ export async function openDeadLetterStore(
   let counter = 0;
   let closed = false;
   let committing: Promise<void> = Promise.resolve();
+  // Set while entries are gathered: fires when the oldest of them reaches maxFileAgeMs.
+  let ageTimer: ReturnType<typeof setTimeout> | undefined;
   const files: string[] = [];
 
   function commit(): Promise<void> {
+    if (ageTimer !== undefined) {
+      clearTimeout(ageTimer);
+      ageTimer = undefined;
+    }
     if (lines.length === 0) return committing;
     const text = `${lines.join("\n")}\n`;
     lines = [];
@@ -87,6 +108,14 @@ export async function openDeadLetterStore(
       if (size >= fileBytes) {
         // Errors surface at the next flush or close; the entries stay counted until then.
         commit().catch(() => {});
+      } else if (ageTimer === undefined) {
+        // The first entry of a new file starts its clock; an app that stays up must not hold a
+        // rare bad record in memory until it exits.
+        ageTimer = setTimeout(() => {
+          ageTimer = undefined;
+          commit().catch(() => {});
+        }, maxFileAgeMs);
+        ageTimer.unref?.();
       }
     },
     flush: commit,
