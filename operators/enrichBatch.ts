@@ -1,4 +1,4 @@
-import { Observable, type OperatorFunction } from "rxjs";
+import { asyncScheduler, Observable, type OperatorFunction, type SchedulerLike, type Subscription } from "rxjs";
 import { currentFlow, deadLetterRoute, holdGate, positionIn, sendToDeadLetter, withFlow } from "../src/flow/flow.ts";
 import { type Position, positionOf, stamp } from "../src/flow/position.ts";
 
@@ -14,6 +14,11 @@ export interface EnrichBatchOptions {
   readonly maxPending?: number;
   /** Stage name written on dead letters (default `enrich`). */
   readonly stage?: string;
+  /**
+   * Runs the `maxWaitMs` timer (default `asyncScheduler`). Pass RxJS's `TestScheduler` to test
+   * the time-based batching in virtual time.
+   */
+  readonly scheduler?: SchedulerLike;
 }
 
 /** A record waiting for its batch's call, with its position (its result takes it over). */
@@ -56,13 +61,14 @@ export function enrichBatch<T, R>(
   const maxWaitMs = options.maxWaitMs ?? 1000;
   const maxPending = Math.max(1, options.maxPending ?? 4);
   const stage = options.stage ?? "enrich";
+  const scheduler = options.scheduler ?? asyncScheduler;
 
   return function enrichBatchOperator(source) {
     return new Observable<R>((subscriber) => {
       const flow = currentFlow();
       const route = deadLetterRoute(flow);
       let batch: Held<T>[] = [];
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      let timer: Subscription | undefined;
       // Batches are chained so calls run one at a time and results leave in input order.
       let chain: Promise<void> = Promise.resolve();
       let pending = 0;
@@ -70,7 +76,7 @@ export function enrichBatch<T, R>(
       let upstreamDone = false;
 
       function send() {
-        if (timer) clearTimeout(timer);
+        timer?.unsubscribe();
         timer = undefined;
         if (batch.length === 0) return;
         const held = batch;
@@ -129,7 +135,7 @@ export function enrichBatch<T, R>(
             if (subscriber.closed) return;
             batch.push({ record, position: positionIn(flow, record) });
             if (batch.length >= size) send();
-            else if (batch.length === 1 && maxWaitMs !== Number.POSITIVE_INFINITY) timer = setTimeout(send, maxWaitMs);
+            else if (batch.length === 1 && maxWaitMs !== Number.POSITIVE_INFINITY) timer = scheduler.schedule(send, maxWaitMs);
           },
           error: (error) => subscriber.error(error),
           complete() {
@@ -142,7 +148,7 @@ export function enrichBatch<T, R>(
 
       return () => {
         subscription.unsubscribe();
-        if (timer) clearTimeout(timer);
+        timer?.unsubscribe();
         batch = [];
         release?.();
         release = undefined;
