@@ -84,6 +84,8 @@ export function deadLetter<T>(
         defer(() => {
           if (settled) return EMPTY;
           settled = true;
+          // A function target holds nothing to commit: completion and errors pass at once.
+          if (typeof target === "function") return EMPTY;
           // After an upstream error, that error is the one to report, not a failed commit.
           const committed = orError === "report" ? settle() : settle().catch(() => {});
           return from(committed).pipe(ignoreElements());

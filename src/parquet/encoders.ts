@@ -24,29 +24,40 @@ interface Pending {
 export function createEncoders(count: number): Encoders {
   if (count <= 0) return { encode: runEncodeJob, close() {} };
 
-  const workers: { worker: Worker; busy: number }[] = [];
+  const workers: { worker: Worker; busy: number; jobs: Set<number> }[] = [];
   const pending = new Map<number, Pending>();
   let nextId = 0;
+  let closing = false;
 
   function start() {
     const worker = new Worker(new URL("./worker.ts", import.meta.url).href);
-    const slot = { worker, busy: 0 };
+    const slot = { worker, busy: 0, jobs: new Set<number>() };
+    // A worker that stops fails every job it held: they surface as write errors, never as silence.
+    const failAll = (reason: string) => {
+      for (const id of slot.jobs) {
+        pending.get(id)?.reject(new Error(`parquet encoder worker failed: ${reason}`));
+        pending.delete(id);
+      }
+      slot.jobs.clear();
+      slot.busy = 0;
+    };
     worker.onmessage = (event: MessageEvent<{ id: number; bytes?: number; error?: { message: string; code?: string } }>) => {
       const { id, bytes, error } = event.data;
       const job = pending.get(id);
       pending.delete(id);
+      slot.jobs.delete(id);
       slot.busy--;
       if (!job) return;
       if (error) job.reject(Object.assign(new Error(error.message), { code: error.code }));
       else job.resolve(bytes ?? 0);
     };
-    worker.onerror = (event) => {
-      // A crashed worker fails every job it held: they surface as write errors, never as silence.
-      for (const [id, job] of pending) {
-        job.reject(new Error(`parquet encoder worker failed: ${event.message}`));
-        pending.delete(id);
-      }
-    };
+    worker.onerror = (event) => failAll(event.message);
+    // A thread that ends without an error event (process.exit in the worker, killed by the runtime).
+    worker.addEventListener("close", (event) => {
+      const index = workers.indexOf(slot);
+      if (index >= 0) workers.splice(index, 1);
+      if (!closing) failAll(`the worker thread exited (code ${(event as Event & { code?: number }).code ?? "unknown"})`);
+    });
     workers.push(slot);
     return slot;
   }
@@ -57,6 +68,7 @@ export function createEncoders(count: number): Encoders {
         workers.length < count ? start() : workers.reduce((a, b) => (b.busy < a.busy ? b : a));
       const id = nextId++;
       slot.busy++;
+      slot.jobs.add(id);
       return new Promise<number>((resolve, reject) => {
         pending.set(id, { resolve, reject });
         const buffer = job.ipc.buffer as ArrayBuffer;
@@ -65,6 +77,7 @@ export function createEncoders(count: number): Encoders {
       });
     },
     close() {
+      closing = true;
       for (const { worker } of workers) worker.terminate();
       workers.length = 0;
     },

@@ -181,7 +181,10 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
       let inflightBytes = 0;
       let release: (() => void) | undefined;
       let failed = false;
-      const ready = prepareFolder(folder, modeUnder(flow.checkpoint, mode));
+      // A folder that cannot be made (a file in the way, no permission) is a write failure like any other.
+      const ready = prepareFolder(folder, modeUnder(flow.checkpoint, mode)).catch((error) => {
+        throw error instanceof ParquetWriteError || !(error as NodeJS.ErrnoException)?.code ? error : new ParquetWriteError(folder, error);
+      });
       ready.catch((error) => fail(error));
 
       function fail(error: unknown) {

@@ -153,11 +153,7 @@ describe("validate on the TestScheduler", () => {
     });
   });
 
-  // BUG: a deadLetter with a function target delays its source's completion and error to a later
-  // microtask (operators/deadLetter.ts: `durable()` always returns `from(settle())`, a Promise,
-  // even when there is nothing to make durable), so they leave the TestScheduler's virtual time:
-  // the recorded notifications end without `|` / `#`.
-  test.skip("passes completion and a source error through a deadLetter function target at their frames", () => {
+  test("passes completion and a source error through a deadLetter function target at their frames", () => {
     const scheduler = testScheduler();
     const { target } = catcher(scheduler);
     scheduler.run(({ cold, expectObservable }) => {

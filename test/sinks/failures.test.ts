@@ -190,10 +190,7 @@ describe("toParquet when the folder cannot be written", () => {
     expect(String(error.message)).toContain(out);
   });
 
-  // BUG: the sink errors with node's bare `ENOTDIR: not a directory, stat '<path>'`, not a
-  // ParquetWriteError: src/sinks/toParquet.ts passes prepareFolder's rejection to fail() as it is
-  // (`ready.catch((error) => fail(error))`), unlike a failed file write, which it wraps.
-  test.skip("that error is a ParquetWriteError, as the sink's documentation promises for unwritable output", async () => {
+  test("that error is a ParquetWriteError, as the sink's documentation promises for unwritable output", async () => {
     const file = folder("a-file-2");
     await writeFile(file, "not a folder");
     const out = join(file, "dataset");
@@ -249,11 +246,7 @@ describe("toParquet when an encoder worker dies", () => {
     await eventually(() => spy.started.length === 1 && spy.terminated === 1);
   });
 
-  // BUG: a worker whose thread ends without an error event (process.exit inside it, a thread
-  // killed by a native library) leaves its jobs pending for ever: src/parquet/encoders.ts handles
-  // `onerror` and `onmessage` only, never the worker's "close" event, so the write promise never
-  // settles, complete() waits on it, and the run hangs with its age timer running.
-  test.skip("fails the run, not hangs, when the worker's thread ends without an error", async () => {
+  test("fails the run, not hangs, when the worker's thread ends without an error", async () => {
     spyOnWorkers("test/fixtures/encoder-worker-exits.ts");
     const out = folder("worker-exits");
     const outcome = await within(
