@@ -12,7 +12,6 @@ export { run, formatSummary, formatBytes, type RunOptions, type RunSummary } fro
 export type { DeadLetter, DeadLetterIssue } from "./deadletter/entry.ts";
 export {
   openDeadLetterStore,
-  readDeadLetters,
   type DeadLetterStore,
   type DeadLetterStoreOptions,
   type DeadLetterMode,
@@ -38,11 +37,13 @@ export {
   type Backoff,
 } from "./sources/http.ts";
 export {
+  readDeadLetters,
   streamDeadLetters,
   listDeadLetterFiles,
   fileLines,
   type StoredDeadLetter,
   type StreamDeadLettersOptions,
+  type ListDeadLetterFilesOptions,
 } from "./deadletter/read.ts";
 export {
   summarizeDeadLetters,
@@ -87,7 +88,7 @@ export {
   type StatValue,
 } from "./parquet/metadata.ts";
 export { fromCsv, type CsvOptions, type ExtraColumns } from "./sources/csv.ts";
-export { definePipeline, isPipeline, runPipeline, type Pipeline, type PipelineContext } from "./cli/pipeline.ts";
+export { definePipeline, isPipeline, runPipeline, type Pipeline, type PipelineContext } from "./run/pipeline.ts";
 export { discoverPipelines, loadPipeline, PipelineLoadError, type DiscoveredPipeline } from "./run/discover.ts";
 export {
   metrics,

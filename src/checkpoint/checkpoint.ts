@@ -22,14 +22,25 @@
  * (`map`, `filter`, `concatMap`, sluice's operators do; `mergeMap` with concurrency does not).
  */
 import { Database } from "bun:sqlite";
-import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import type { Input } from "../flow/position.ts";
+import { existsSync, mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { readDeadLettersSync } from "../deadletter/read.ts";
 
 /** Where a source begins reading an input: line numbering resumes after `line`, bytes at `byteOffset`. */
 export interface StartPoint {
   readonly line: number;
   readonly byteOffset: number;
+}
+
+/**
+ * An input whose records the checkpoint follows while they are in flight (the flow's `Input`). The
+ * checkpoint asks only this of it, so it knows nothing of the flow that holds it.
+ */
+export interface TrackedInput {
+  /** The input's name, as the source reports it to {@link Checkpoint.startOf} and `mark`. */
+  readonly name: string;
+  /** The lowest line emitted and not yet settled (written, dead-lettered or dropped), if any. */
+  lowestUnsettled(): number | undefined;
 }
 
 /** A run's checkpoint. Sources, the sink and the dead letter report to it; `run` saves it. */
@@ -48,7 +59,7 @@ export interface Checkpoint {
   ended(source: string, size: number): void;
 
   /** Follows an input's records in flight: the resume point never passes one that has not settled. */
-  track(input: Input): void;
+  track(input: TrackedInput): void;
   /** True when an earlier run already committed this record's row in this partition. */
   alreadyWritten(partitionKey: string, source: string, line: number): boolean;
   /** True when an earlier run already dead-lettered this record durably. */
@@ -139,7 +150,7 @@ export function openCheckpoint(path: string, runId: string): Checkpoint {
   const deadLettered = new Set<string>();
   const saveHooks = new Set<() => Promise<void>>();
   // Inputs of this run by name (a source subscribed again, by `retry`, adds another).
-  const tracked = new Map<string, Input[]>();
+  const tracked = new Map<string, TrackedInput[]>();
   let pending: () => ReadonlyMap<string, number> = () => new Map();
   let saving: Promise<void> = Promise.resolve();
   let closed = false;
@@ -291,15 +302,11 @@ export function openCheckpoint(path: string, runId: string): Checkpoint {
         resumed.set(row.source, row.line);
       }
       if (resumed.size === 0) return;
-      const prefixes = earlierRuns.map((id) => `dead-letter-${id}-`);
-      for (const name of readdirSync(folder)) {
-        if (!name.endsWith(".ndjson") || !prefixes.some((p) => name.startsWith(p))) continue;
-        for (const text of readFileSync(join(folder, name), "utf8").split("\n")) {
-          if (!text) continue;
-          const entry = JSON.parse(text) as { source: string; line: number };
-          const after = resumed.get(entry.source);
-          if (after !== undefined && entry.line > after) deadLettered.add(`${entry.source}\u0000${entry.line}`);
-        }
+      // Only the files earlier runs of this checkpoint wrote, named exactly: another run whose id
+      // starts with one of theirs (`a-b` after `a`) left dead letters of other records.
+      for (const { entry } of readDeadLettersSync(folder, { runs: earlierRuns })) {
+        const after = resumed.get(entry.source);
+        if (after !== undefined && entry.line > after) deadLettered.add(`${entry.source}\u0000${entry.line}`);
       }
     },
 

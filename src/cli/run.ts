@@ -11,7 +11,7 @@ import { type MetricsServer, serveMetrics } from "../run/metrics.ts";
 import { redactArgs } from "../run/redact.ts";
 import { formatBytes, type RunSummary, run } from "../run/run.ts";
 import { checkRunId, newRunId } from "../flow/runId.ts";
-import type { PipelineContext } from "./pipeline.ts";
+import type { PipelineContext } from "../run/pipeline.ts";
 import { formatRunTable, type ProgressDisplay, type ProgressMode, startProgress } from "./progress.ts";
 
 /** Exit codes of `sluice run`. */

@@ -1,3 +1,8 @@
+/**
+ * The dead-letter format: what an entry holds, stored one JSON object a line, and what the files
+ * holding entries are called. The store writes it; `read.ts` is the one reader of it.
+ */
+
 /** One problem with a record, in valibot's terms. */
 export interface DeadLetterIssue {
   /** Dot path of the field, such as `tags.2` (empty for the record itself). */
@@ -29,4 +34,16 @@ export interface DeadLetter {
   /** When it was dead-lettered (ISO-8601). */
   readonly at: string;
   readonly runId: string;
+}
+
+/**
+ * The name of a run's dead-letter file number `index` (from 0):
+ * `dead-letter-<runId>-<index, 5 digits or more>.ndjson`. Names sort in the order a run wrote its
+ * files, and `isDeadLetterFileOf(name, runId)` (flow/runId.ts) knows them for that run alone.
+ *
+ * @example
+ * deadLetterFileName("run-1", 0) // "dead-letter-run-1-00000.ndjson"
+ */
+export function deadLetterFileName(runId: string, index: number): string {
+  return `dead-letter-${runId}-${String(index).padStart(5, "0")}.ndjson`;
 }

@@ -1,9 +1,13 @@
 /**
- * Reading a dead-letter folder one entry at a time, so a folder of any size is summarized or
- * replayed in bounded memory (`readDeadLetters` in store.ts reads each file whole).
+ * Reading a dead-letter folder: the one place that knows which files of a folder hold dead
+ * letters and how an entry is stored in them (see entry.ts). The checkpoint, summarize and replay
+ * read through it. Entries are read one at a time, so a folder of any size is summarized or
+ * replayed in bounded memory.
  */
+import { readdirSync, readFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
+import { isDeadLetterFileOf } from "../flow/runId.ts";
 import type { DeadLetter } from "./entry.ts";
 
 /** One stored dead letter and where it is stored. */
@@ -17,6 +21,15 @@ export interface StoredDeadLetter {
   readonly entry: DeadLetter;
 }
 
+/** Which dead-letter files of a folder to list. */
+export interface ListDeadLetterFilesOptions {
+  /**
+   * Only the files these runs wrote (`dead-letter-<runId>-<n>.ndjson`, matched exactly: run `a`
+   * does not claim run `a-b`'s files). Default: every `*.ndjson` file.
+   */
+  readonly runs?: readonly string[];
+}
+
 /** Options of {@link streamDeadLetters}. */
 export interface StreamDeadLettersOptions {
   /** Read only these file names (in this order) instead of every `*.ndjson` file of the folder. */
@@ -26,19 +39,42 @@ export interface StreamDeadLettersOptions {
 }
 
 /**
- * The dead-letter files of a folder (`*.ndjson`), sorted by name, which is the order they were
- * committed in within a run. A missing folder has none.
+ * The dead-letter files of a folder (`*.ndjson`, or those of `options.runs`), sorted by name,
+ * which is the order they were committed in within a run. A missing folder has none.
  *
  * @example
  * const files = await listDeadLetterFiles("out/dead-letter");
  */
-export async function listDeadLetterFiles(folder: string): Promise<string[]> {
+export async function listDeadLetterFiles(folder: string, options: ListDeadLetterFilesOptions = {}): Promise<string[]> {
   try {
-    return (await readdir(folder)).filter((name) => name.endsWith(".ndjson") && !name.startsWith(".")).sort();
+    return deadLetterFilesAmong(await readdir(folder), options);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
     throw error;
   }
+}
+
+/**
+ * {@link listDeadLetterFiles}, synchronously: for code that must know before the first record
+ * flows (a checkpoint resuming a run).
+ *
+ * @example
+ * const earlier = listDeadLetterFilesSync("out/dead-letter", { runs: ["run-1"] });
+ */
+export function listDeadLetterFilesSync(folder: string, options: ListDeadLetterFilesOptions = {}): string[] {
+  try {
+    return deadLetterFilesAmong(readdirSync(folder), options);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw error;
+  }
+}
+
+function deadLetterFilesAmong(names: readonly string[], { runs }: ListDeadLetterFilesOptions): string[] {
+  const wanted = runs
+    ? (name: string) => runs.some((runId) => isDeadLetterFileOf(name, runId))
+    : (name: string) => name.endsWith(".ndjson") && !name.startsWith(".");
+  return names.filter(wanted).sort();
 }
 
 /**
@@ -62,20 +98,59 @@ export async function* streamDeadLetters(
   for (const file of files) {
     for await (const [text, index] of fileLines(join(dir, file))) {
       if (text === "") continue;
-      let entry: DeadLetter;
-      try {
-        entry = JSON.parse(text) as DeadLetter;
-      } catch (error) {
-        throw new Error(
-          `streamDeadLetters: ${join(folder, file)} line ${index} is not a dead letter (${(error as Error).message}); move files that are not dead letters out of the folder`,
-        );
-      }
-      if (typeof entry !== "object" || entry === null || typeof entry.stage !== "string") {
-        throw new Error(`streamDeadLetters: ${join(folder, file)} line ${index} is not a dead letter (no stage); move files that are not dead letters out of the folder`);
-      }
-      yield { file, index, id: `${file}#${index}`, entry };
+      yield { file, index, id: `${file}#${index}`, entry: parseEntry(text, "streamDeadLetters", join(folder, file), index) };
     }
   }
+}
+
+/**
+ * {@link streamDeadLetters} synchronously, over the files {@link listDeadLetterFilesSync} lists:
+ * for code that must know before the first record flows (a checkpoint resuming a run). Holds one
+ * file at a time in memory (the store commits a file every few MiB).
+ *
+ * Throws as {@link streamDeadLetters} does.
+ *
+ * @example
+ * for (const { entry } of readDeadLettersSync("out/dead-letter", { runs: ["run-1"] })) seen.add(entry.line);
+ */
+export function* readDeadLettersSync(folder: string, options: ListDeadLetterFilesOptions = {}): Generator<StoredDeadLetter> {
+  for (const file of listDeadLetterFilesSync(folder, options)) {
+    const lines = readFileSync(join(folder, file), "utf8").split("\n");
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i] as string;
+      const text = line.endsWith("\r") ? line.slice(0, -1) : line;
+      if (text === "") continue;
+      const index = i + 1;
+      yield { file, index, id: `${file}#${index}`, entry: parseEntry(text, "readDeadLettersSync", join(folder, file), index) };
+    }
+  }
+}
+
+/**
+ * Reads every dead letter in a folder, oldest file first: the entries of
+ * {@link streamDeadLetters}, without where each is stored.
+ *
+ * @example
+ * for await (const entry of readDeadLetters("out/dead-letter")) console.log(entry.stage, entry.error);
+ */
+export async function* readDeadLetters(folder: string): AsyncGenerator<DeadLetter> {
+  for await (const { entry } of streamDeadLetters(folder)) yield entry;
+}
+
+/** One stored line as an entry; throws, naming `who`, the file and the line, when it is not one. */
+function parseEntry(text: string, who: string, path: string, index: number): DeadLetter {
+  let entry: DeadLetter;
+  try {
+    entry = JSON.parse(text) as DeadLetter;
+  } catch (error) {
+    throw new Error(
+      `${who}: ${path} line ${index} is not a dead letter (${(error as Error).message}); move files that are not dead letters out of the folder`,
+    );
+  }
+  if (typeof entry !== "object" || entry === null || typeof entry.stage !== "string") {
+    throw new Error(`${who}: ${path} line ${index} is not a dead letter (no stage); move files that are not dead letters out of the folder`);
+  }
+  return entry;
 }
 
 /**

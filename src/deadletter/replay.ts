@@ -6,7 +6,7 @@
  *   id, module, counts), then `{"file": "<dead-letter file>", "ranges": [[first, last], ...]}`
  *   naming the entries (1-based lines of that file) the replay sent through the pipeline. An
  *   entry in a ledger is never replayed again, and `summarize` counts it apart. The extension is
- *   not `.ndjson` so that readers of dead letters (`readDeadLetters`, the checkpoint) skip it.
+ *   not `.ndjson` so that the readers of dead letters (read.ts, and so the checkpoint) skip it.
  * - `replay.lock`: the replay in progress (run id, pid). Written before anything else; removed
  *   after the ledger is committed. One replay at a time per folder.
  * - `.replay-<runId>/`: hard links to the dead-letter files as they were when the replay began
@@ -33,7 +33,7 @@ import { closeSync, existsSync, fsyncSync, linkSync, openSync, readFileSync, rea
 import { mkdir, rm } from "node:fs/promises";
 import { basename, isAbsolute, join, resolve } from "node:path";
 import { Observable } from "rxjs";
-import type { Pipeline, PipelineContext } from "../cli/pipeline.ts";
+import type { Pipeline, PipelineContext } from "../run/pipeline.ts";
 import { currentFlow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
 import { Input, stamp } from "../flow/position.ts";
 import { commitFile } from "../parquet/encode.ts";
@@ -42,7 +42,7 @@ import { redactArgs } from "../run/redact.ts";
 import { type RunOptions, type RunSummary, run } from "../run/run.ts";
 import { checkRunId, isDatasetFileOf, isDeadLetterFileOf, newRunId } from "../flow/runId.ts";
 import type { DeadLetter } from "./entry.ts";
-import { listDeadLetterFiles, type StoredDeadLetter, streamDeadLetters } from "./read.ts";
+import { listDeadLetterFiles, listDeadLetterFilesSync, type StoredDeadLetter, streamDeadLetters } from "./read.ts";
 
 /** The lock file of a dead-letter folder while a replay runs. */
 export const REPLAY_LOCK = "replay.lock";
@@ -288,7 +288,7 @@ export async function replayDeadLetters(
     return { runId, folder, ...tally, summary: undefined, ledger: undefined, rolledBack: undefined, restored: [] };
   }
 
-  if (existsSync(ledgerPath(folder, runId)) || (await listDeadLetterFiles(folder)).some((f) => isDeadLetterFileOf(f, runId))) {
+  if (existsSync(ledgerPath(folder, runId)) || (await listDeadLetterFiles(folder, { runs: [runId] })).length > 0) {
     throw new Error(`replay: run id ${runId} was already used in ${folder}; choose another (its files would be overwritten)`);
   }
   const rolledBack = await acquireLock(folder, {
@@ -573,13 +573,13 @@ async function reconcile(folder: string, lock: LockInfo | undefined): Promise<Re
         datasetFiles.push(path);
       }
     }
+    for (const name of listDeadLetterFilesSync(folder, { runs: [lock.runId] })) {
+      rmSync(join(folder, name), { force: true });
+      deadLetterFiles.push(join(folder, name));
+    }
+    // A file it was committing when it died, under its temporary name.
     for (const name of readdirSync(folder)) {
-      if (isDeadLetterFileOf(name, lock.runId)) {
-        rmSync(join(folder, name), { force: true });
-        deadLetterFiles.push(join(folder, name));
-      } else if (isDeadLetterFileOf(name, lock.runId, { temporary: true })) {
-        rmSync(join(folder, name), { force: true });
-      }
+      if (isDeadLetterFileOf(name, lock.runId, { temporary: true })) rmSync(join(folder, name), { force: true });
     }
   }
   const restored = existsSync(snapshot) ? restoreFromSnapshot(folder, snapshot) : [];
@@ -642,8 +642,7 @@ function guardCheckpoint(path: string): void {
 
 function restoreFromSnapshot(folder: string, snapshot: string): string[] {
   const restored: string[] = [];
-  for (const name of readdirSync(snapshot)) {
-    if (!name.endsWith(".ndjson")) continue;
+  for (const name of listDeadLetterFilesSync(snapshot)) {
     const target = join(folder, name);
     if (!existsSync(target)) {
       linkSync(join(snapshot, name), target);

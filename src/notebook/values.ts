@@ -7,55 +7,7 @@
  * structs as objects, 64-bit integers as numbers when they are exact (bigint otherwise).
  */
 import { type Data, type DataType, type RecordBatch, type Table, type Timestamp, TimeUnit, Type, makeVector } from "apache-arrow";
-import { civilFromDays } from "../schema/instant.ts";
-
-/** Time units, as Parquet and Arrow name them. */
-export type Unit = "s" | "ms" | "us" | "ns";
-
-const PER_SECOND: Record<Unit, bigint> = { s: 1n, ms: 1_000n, us: 1_000_000n, ns: 1_000_000_000n };
-const DIGITS: Record<Unit, number> = { s: 0, ms: 3, us: 6, ns: 9 };
-
-function clock(secondsOfDay: bigint, fraction: bigint, unit: Unit): string {
-  const h = secondsOfDay / 3600n;
-  const m = (secondsOfDay / 60n) % 60n;
-  const s = secondsOfDay % 60n;
-  const pad = (n: bigint) => String(n).padStart(2, "0");
-  const digits = DIGITS[unit];
-  return `${pad(h)}:${pad(m)}:${pad(s)}${digits > 0 ? `.${String(fraction).padStart(digits, "0")}` : ""}`;
-}
-
-/**
- * An instant counted in `unit`s since the Unix epoch, as ISO-8601 text with the unit's digits
- * (`2024-03-01T00:01:15.850002Z` for microseconds). `utc` false (a timestamp without a time
- * zone) leaves out the `Z`.
- *
- * @example
- * isoTimestamp(1709251275850002n, "us", true) // "2024-03-01T00:01:15.850002Z"
- */
-export function isoTimestamp(value: bigint | number, unit: Unit, utc: boolean): string {
-  const v = BigInt(value);
-  const perSecond = PER_SECOND[unit];
-  const perDay = 86_400n * perSecond;
-  let days = v / perDay;
-  let rest = v % perDay;
-  if (rest < 0n) {
-    rest += perDay;
-    days -= 1n;
-  }
-  return `${civilFromDays(Number(days))}T${clock(rest / perSecond, rest % perSecond, unit)}${utc ? "Z" : ""}`;
-}
-
-/** A time of day counted in `unit`s since midnight, as `HH:MM:SS[.fraction]`. */
-export function isoTime(value: bigint | number, unit: Unit): string {
-  const v = BigInt(value);
-  const perSecond = PER_SECOND[unit];
-  return clock(v / perSecond, v % perSecond, unit);
-}
-
-/** Days since the Unix epoch as `YYYY-MM-DD`. */
-export function isoDate(days: number): string {
-  return civilFromDays(days);
-}
+import { isoDate, isoTimestamp, type Unit } from "../schema/instant.ts";
 
 const ARROW_UNITS: Record<number, Unit> = {
   [TimeUnit.SECOND]: "s",

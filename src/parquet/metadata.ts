@@ -4,7 +4,7 @@
  * inspecting a large dataset costs a few kilobytes per file.
  */
 import { type DatasetFile, type DatasetListing, displayPath, listDataset } from "../dataset/files.ts";
-import { isoDate, isoTime, isoTimestamp, type Unit } from "../notebook/values.ts";
+import { isoDate, isoTime, isoTimestamp, type Unit } from "../schema/instant.ts";
 import {
   type ColumnChunk,
   type FileMetaData,

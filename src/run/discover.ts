@@ -5,7 +5,7 @@
 import { readdir, stat } from "node:fs/promises";
 import { basename, extname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { isPipeline, type Pipeline } from "../cli/pipeline.ts";
+import { isPipeline, type Pipeline } from "./pipeline.ts";
 
 /** A module file that could not be used as a pipeline, and why. */
 export class PipelineLoadError extends Error {

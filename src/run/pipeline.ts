@@ -3,7 +3,7 @@
  * work with. A pipeline module is a file whose default export is a {@link Pipeline}.
  */
 import type { Observable } from "rxjs";
-import { type RunOptions, type RunSummary, run } from "../run/run.ts";
+import { type RunOptions, type RunSummary, run } from "./run.ts";
 import { checkRunId, newRunId } from "../flow/runId.ts";
 
 /** What `process` is told about the run it is part of. */

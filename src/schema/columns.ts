@@ -2,6 +2,10 @@
  * Derives Arrow/Parquet column types from a valibot object schema, so one schema is the single
  * source of truth for the TypeScript type, the validation and the stored columns.
  *
+ * This is the one walker of a schema's shape: the sink's columns ({@link columnsOf}) and the CSV
+ * source's cell conversions ({@link schemaFields}) both read it, so they cannot disagree on which
+ * roots are objects, which wrappers make a field nullable, or what a field's type is.
+ *
  * The mapping is deliberately strict: a schema shape that has no faithful column type (a
  * transform whose output type cannot be seen, a union of unrelated types) is rejected when the
  * sink is created, naming the field, instead of being written as something else.
@@ -55,24 +59,90 @@ interface SchemaNode {
 }
 
 const WRAPPERS = new Set(["optional", "nullable", "nullish", "exact_optional", "undefinedable"]);
+/** The wrappers that admit `null`; the others admit only a missing (`undefined`) value. */
+const NULLING = new Set(["nullable", "nullish"]);
+/**
+ * Roots whose entries become columns. A `looseObject` root lets keys it does not name through
+ * validation; they have no column, so they are not stored, as `object` strips them. (Nested, a
+ * `looseObject` is one JSON column instead, which keeps those keys.)
+ */
+const OBJECT_ROOTS = new Set(["object", "strict_object", "loose_object"]);
+
+/** A top-level entry of an object schema, as the schema reads it and as it is stored. */
+export interface SchemaField {
+  readonly name: string;
+  /** The valibot type under the optional/nullable wrappers (`string`, `number`, `bigint`, `date`, ...). */
+  readonly type: string;
+  /** The types of the actions in that schema's pipe (`integer`, `iso_date`, `transform`, ...). */
+  readonly actions: ReadonlySet<string>;
+  /** `true` when a wrapper admits a missing value. */
+  readonly nullable: boolean;
+  /** `true` when a wrapper admits `null` (`nullable`, `nullish`); otherwise a missing value is `undefined`. */
+  readonly admitsNull: boolean;
+  /** The field's column, or the error saying why it has none (a transform, a union of different types). */
+  readonly column: ColumnSpec | SchemaError;
+}
 
 /**
- * Returns the columns of a valibot object schema, in entry order.
+ * Returns the columns of a valibot object schema (`object`, `strictObject` or `looseObject`), in
+ * entry order. Throws a {@link SchemaError} naming the first field that has no column type.
  *
  * @example
  * columnsOf(v.object({ id: v.string(), n: v.optional(v.pipe(v.number(), v.integer())) }))
  * // [{ name: "id", kind: "utf8", nullable: false }, { name: "n", kind: "int64", nullable: true }]
  */
 export function columnsOf(schema: v.GenericSchema): ColumnSpec[] {
-  const node = schema as unknown as SchemaNode;
-  if (!isObjectNode(node)) {
-    throw new SchemaError("(root)", `expected an object schema, got "${node.type}"`);
-  }
-  return fieldsOf(node, "");
+  return schemaFields(schema).map((field) => {
+    if (field.column instanceof SchemaError) throw field.column;
+    return field.column;
+  });
 }
 
-function isObjectNode(node: SchemaNode): boolean {
-  return node.type === "object" || node.type === "strict_object";
+/**
+ * Returns the top-level fields of a valibot object schema (`object`, `strictObject` or
+ * `looseObject`), in entry order: each one's type and pipe under its wrappers, whether it admits
+ * null or only a missing value, and its column or the reason it has none. For readers that need
+ * more than the column (the CSV source reads a `transform`ed field by the type it starts from).
+ * Throws a {@link SchemaError} when the root is not an object schema.
+ *
+ * @example
+ * schemaFields(v.looseObject({ at: v.optional(v.date()) }))
+ * // [{ name: "at", type: "date", actions: Set {}, nullable: true, admitsNull: false,
+ * //    column: { name: "at", kind: "timestamp", nullable: true } }]
+ */
+export function schemaFields(schema: v.GenericSchema): SchemaField[] {
+  const node = schema as unknown as SchemaNode;
+  if (!OBJECT_ROOTS.has(node.type) || !node.entries) {
+    throw new SchemaError("(root)", `expected an object schema, got "${node.type}"`);
+  }
+  return Object.entries(node.entries).map(([name, entry]) => {
+    const { inner, nullable, admitsNull } = unwrap(entry);
+    let column: ColumnSpec | SchemaError;
+    try {
+      column = columnOf(name, entry, name);
+    } catch (error) {
+      if (!(error instanceof SchemaError)) throw error;
+      column = error;
+    }
+    return { name, type: inner.type, actions: actionsOf(inner), nullable, admitsNull, column };
+  });
+}
+
+/** The schema under the optional/nullable wrappers, and what they admit. */
+function unwrap(node: SchemaNode): { inner: SchemaNode; nullable: boolean; admitsNull: boolean } {
+  let inner = node;
+  let nullable = false;
+  let admitsNull = false;
+  while (WRAPPERS.has(inner.type) && inner.wrapped) {
+    nullable = true;
+    if (NULLING.has(inner.type)) admitsNull = true;
+    inner = inner.wrapped;
+  }
+  return { inner, nullable, admitsNull };
+}
+
+function actionsOf(node: SchemaNode): Set<string> {
+  return new Set((node.pipe ?? []).map((a) => a.type));
 }
 
 function fieldsOf(node: SchemaNode, prefix: string): ColumnSpec[] {
@@ -84,12 +154,7 @@ function fieldsOf(node: SchemaNode, prefix: string): ColumnSpec[] {
 }
 
 function columnOf(name: string, node: SchemaNode, path: string): ColumnSpec {
-  let nullable = false;
-  let inner = node;
-  while (WRAPPERS.has(inner.type) && inner.wrapped) {
-    nullable = true;
-    inner = inner.wrapped;
-  }
+  const { inner, nullable } = unwrap(node);
   for (const action of inner.pipe ?? []) {
     if (action.kind === "transformation" && action.type === "transform") {
       throw new SchemaError(
@@ -98,7 +163,7 @@ function columnOf(name: string, node: SchemaNode, path: string): ColumnSpec {
       );
     }
   }
-  const actions = new Set((inner.pipe ?? []).map((a) => a.type));
+  const actions = actionsOf(inner);
   switch (inner.type) {
     case "string":
       if (actions.has("iso_timestamp") || actions.has("iso_date_time")) {

@@ -1,5 +1,5 @@
 /**
- * Strict ISO-8601 parsing to exact integers.
+ * Strict ISO-8601 parsing to exact integers, and exact integers back to ISO-8601 text.
  *
  * `Date.parse` is not used because it rolls impossible dates over ("2024-02-30" becomes March 1st
  * in some engines) and keeps only milliseconds; a data tool must reject the first and keep the
@@ -40,6 +40,54 @@ export function civilFromDays(days: number): string {
   const month = mp < 10 ? mp + 3 : mp - 9;
   const year = yoe + era * 400 + (month <= 2 ? 1 : 0);
   return `${String(year).padStart(4, "0")}-${month < 10 ? "0" : ""}${month}-${day < 10 ? "0" : ""}${day}`;
+}
+
+/** Time units, as Parquet and Arrow name them. */
+export type Unit = "s" | "ms" | "us" | "ns";
+
+const PER_SECOND: Record<Unit, bigint> = { s: 1n, ms: 1_000n, us: 1_000_000n, ns: 1_000_000_000n };
+const DIGITS: Record<Unit, number> = { s: 0, ms: 3, us: 6, ns: 9 };
+
+function clock(secondsOfDay: bigint, fraction: bigint, unit: Unit): string {
+  const h = secondsOfDay / 3600n;
+  const m = (secondsOfDay / 60n) % 60n;
+  const s = secondsOfDay % 60n;
+  const pad = (n: bigint) => String(n).padStart(2, "0");
+  const digits = DIGITS[unit];
+  return `${pad(h)}:${pad(m)}:${pad(s)}${digits > 0 ? `.${String(fraction).padStart(digits, "0")}` : ""}`;
+}
+
+/**
+ * An instant counted in `unit`s since the Unix epoch, as ISO-8601 text with the unit's digits
+ * (`2024-03-01T00:01:15.850002Z` for microseconds). `utc` false (a timestamp without a time
+ * zone) leaves out the `Z`.
+ *
+ * @example
+ * isoTimestamp(1709251275850002n, "us", true) // "2024-03-01T00:01:15.850002Z"
+ */
+export function isoTimestamp(value: bigint | number, unit: Unit, utc: boolean): string {
+  const count = BigInt(value);
+  const perSecond = PER_SECOND[unit];
+  const perDay = 86_400n * perSecond;
+  let days = count / perDay;
+  let rest = count % perDay;
+  if (rest < 0n) {
+    rest += perDay;
+    days -= 1n;
+  }
+  return `${civilFromDays(Number(days))}T${clock(rest / perSecond, rest % perSecond, unit)}${utc ? "Z" : ""}`;
+}
+
+/** A time of day counted in `unit`s since midnight, as `HH:MM:SS[.fraction]`. */
+export function isoTime(value: bigint | number, unit: Unit): string {
+  const count = BigInt(value);
+  const perSecond = PER_SECOND[unit];
+  return clock(count / perSecond, count % perSecond, unit);
+}
+
+/** Days since the Unix epoch as `YYYY-MM-DD`. */
+export function isoDate(days: number): string {
+  return civilFromDays(days);
 }
 
 // Reads `count` ASCII digits at `at`; -1 when any is not a digit.

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { appendFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { openCheckpoint } from "../../src/checkpoint/checkpoint.ts";
+import { deadLetterFileName } from "../../src/deadletter/entry.ts";
 import { readDeadLetters, type RunSummary } from "../../src/index.ts";
 import { writeClickstream } from "../../src/generate/clickstream.ts";
 import { seededRandom } from "../../src/generate/random.ts";
@@ -119,4 +121,54 @@ describe("checkpoint", () => {
     expect(total[0]?.n).toBe(total[0]?.d);
     expect(total[0]?.n).toBe(reference.rows.length + summary.written);
   }, LONG);
+});
+
+describe("checkpoint: dead letters of earlier runs", () => {
+  const entry = (runId: string, line: number) =>
+    JSON.stringify({ stage: "validate", source: "in.ndjson", line, raw: "{}", error: "e", at: "", runId });
+
+  /** A checkpoint whose run `a` read `in.ndjson` up to line 5 and did not finish it. */
+  async function interruptedRun(name: string): Promise<{ path: string; folder: string }> {
+    const path = join(dir.path, name, "checkpoint.sqlite");
+    const earlier = openCheckpoint(path, "a");
+    earlier.startOf("in.ndjson", 1000);
+    earlier.mark("in.ndjson", 5, 50);
+    await earlier.save();
+    earlier.close();
+    const folder = join(dir.path, name, "dead-letter");
+    await mkdir(folder, { recursive: true });
+    return { path, folder };
+  }
+
+  test("a resumed run skips the records an earlier run dead-lettered after its resume point, and only those", async () => {
+    const { path, folder } = await interruptedRun("dl-skip");
+    await Bun.write(join(folder, deadLetterFileName("a", 0)), `${entry("a", 3)}\n${entry("a", 7)}\n`);
+    await Bun.write(join(folder, deadLetterFileName("a", 1)), `${entry("a", 9)}\n`);
+    const resumed = openCheckpoint(path, "b");
+    resumed.loadDeadLetters(folder);
+    // Line 3 is before the resume point: it is not read again, so there is nothing to skip.
+    expect([3, 7, 8, 9].map((line) => resumed.alreadyDeadLettered("in.ndjson", line))).toEqual([false, true, false, true]);
+    resumed.close();
+  });
+
+  test("dead letters of a run whose id only starts with an earlier run's (a-b after a) are not taken for that run's", async () => {
+    const { path, folder } = await interruptedRun("dl-prefix");
+    await Bun.write(join(folder, deadLetterFileName("a", 0)), `${entry("a", 7)}\n`);
+    // Another pipeline (or a replay) writing to the same folder as run "a-b": its records are not run a's.
+    await Bun.write(join(folder, deadLetterFileName("a-b", 0)), `${entry("a-b", 8)}\n`);
+    const resumed = openCheckpoint(path, "c");
+    resumed.loadDeadLetters(folder);
+    expect(resumed.alreadyDeadLettered("in.ndjson", 7)).toBe(true);
+    // Taking run a-b's file for run a's would skip line 8 on this run: a record lost.
+    expect(resumed.alreadyDeadLettered("in.ndjson", 8)).toBe(false);
+    resumed.close();
+  });
+
+  test("a line in an earlier run's dead-letter file that is not a dead letter is reported with its file and line", async () => {
+    const { path, folder } = await interruptedRun("dl-torn");
+    await Bun.write(join(folder, deadLetterFileName("a", 0)), `${entry("a", 7)}\n{"torn":\n`);
+    const resumed = openCheckpoint(path, "b");
+    expect(() => resumed.loadDeadLetters(folder)).toThrow(`${deadLetterFileName("a", 0)} line 2 is not a dead letter`);
+    resumed.close();
+  });
 });

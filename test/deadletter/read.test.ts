@@ -1,7 +1,16 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileLines, streamDeadLetters } from "../../src/deadletter/read.ts";
+import { deadLetterFileName } from "../../src/deadletter/entry.ts";
+import {
+  fileLines,
+  listDeadLetterFiles,
+  listDeadLetterFilesSync,
+  readDeadLetters,
+  readDeadLettersSync,
+  streamDeadLetters,
+} from "../../src/deadletter/read.ts";
+import { isDeadLetterFileOf } from "../../src/flow/runId.ts";
 import { errorPattern } from "../../src/deadletter/summarize.ts";
 import { tempDir } from "../helpers/duckdb.ts";
 
@@ -59,6 +68,69 @@ describe("streamDeadLetters", () => {
       }
     };
     await expect(read()).rejects.toThrow("dead-letter-c-00000.ndjson line 2 is not a dead letter");
+  });
+});
+
+describe("dead-letter file names", () => {
+  test("the name a run's file is written under is the name its readers know as that run's, and no other run's", () => {
+    for (const [runId, index] of [["a", 0], ["a-b", 1], ["20240301T120000Z-k3j9x2", 123456], ["x.y_z", 99999]] as const) {
+      const name = deadLetterFileName(runId, index);
+      expect(isDeadLetterFileOf(name, runId)).toBe(true);
+      expect(isDeadLetterFileOf(name, `${runId}-b`)).toBe(false);
+      expect(isDeadLetterFileOf(name, runId.slice(0, -1) || "z")).toBe(false);
+    }
+    expect(isDeadLetterFileOf(deadLetterFileName("a-b", 0), "a")).toBe(false);
+    // Sorting names sorts a run's files in the order they were written (up to 100,000 files).
+    const names = [0, 1, 9, 10, 99_999].map((n) => deadLetterFileName("r", n));
+    expect([...names].reverse().sort()).toEqual(names);
+  });
+});
+
+describe("listing and reading a folder", () => {
+  const entry = (runId: string, line: number) =>
+    JSON.stringify({ stage: "parse", source: "in.ndjson", line, raw: "x", error: "e", at: "", runId });
+
+  async function folderOfRuns(name: string): Promise<string> {
+    const folder = join(dir.path, name);
+    await Bun.write(join(folder, deadLetterFileName("a", 1)), `${entry("a", 3)}\r\n`);
+    await Bun.write(join(folder, deadLetterFileName("a", 0)), `${entry("a", 1)}\n\n${entry("a", 2)}\n`);
+    await Bun.write(join(folder, deadLetterFileName("a-b", 0)), `${entry("a-b", 4)}\n`);
+    await Bun.write(join(folder, `.${deadLetterFileName("a", 2)}.tmp`), "torn");
+    await Bun.write(join(folder, "replayed-r.ledger"), "{}\n");
+    await Bun.write(join(folder, "other.ndjson"), `${entry("z", 5)}\n`);
+    return folder;
+  }
+
+  test("lists every *.ndjson file by name, or those of the given runs exactly", async () => {
+    const folder = await folderOfRuns("list");
+    const all = ["dead-letter-a-00000.ndjson", "dead-letter-a-00001.ndjson", "dead-letter-a-b-00000.ndjson", "other.ndjson"];
+    expect(await listDeadLetterFiles(folder)).toEqual(all);
+    expect(listDeadLetterFilesSync(folder)).toEqual(all);
+    expect(await listDeadLetterFiles(folder, { runs: ["a"] })).toEqual(["dead-letter-a-00000.ndjson", "dead-letter-a-00001.ndjson"]);
+    expect(listDeadLetterFilesSync(folder, { runs: ["a-b", "none"] })).toEqual(["dead-letter-a-b-00000.ndjson"]);
+    expect(await listDeadLetterFiles(join(folder, "missing"))).toEqual([]);
+    expect(listDeadLetterFilesSync(join(folder, "missing"), { runs: ["a"] })).toEqual([]);
+  });
+
+  test("the synchronous reader yields what the streaming one yields, ids and all", async () => {
+    const folder = await folderOfRuns("sync");
+    const streamed = [];
+    for await (const stored of streamDeadLetters(folder)) streamed.push(stored);
+    expect([...readDeadLettersSync(folder)]).toEqual(streamed);
+    expect([...readDeadLettersSync(folder, { runs: ["a"] })].map((s) => s.id)).toEqual([
+      "dead-letter-a-00000.ndjson#1",
+      "dead-letter-a-00000.ndjson#3",
+      "dead-letter-a-00001.ndjson#1",
+    ]);
+    const entries = [];
+    for await (const e of readDeadLetters(folder)) entries.push(e);
+    expect(entries).toEqual(streamed.map((s) => s.entry));
+  });
+
+  test("the synchronous reader names a line that is not a dead letter", async () => {
+    const folder = join(dir.path, "sync-torn");
+    await Bun.write(join(folder, deadLetterFileName("a", 0)), `${entry("a", 1)}\n{"stage": 1}\n`);
+    expect(() => [...readDeadLettersSync(folder)]).toThrow("dead-letter-a-00000.ndjson line 2 is not a dead letter (no stage)");
   });
 });
 

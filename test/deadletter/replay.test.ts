@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { of } from "rxjs";
-import { definePipeline } from "../../src/cli/pipeline.ts";
+import { definePipeline } from "../../src/run/pipeline.ts";
 import { readReplayState, recoverReplay, replayDeadLetters } from "../../src/deadletter/replay.ts";
 import { summarizeDeadLetters } from "../../src/deadletter/summarize.ts";
 import { tempDir } from "../helpers/duckdb.ts";

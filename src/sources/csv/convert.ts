@@ -8,7 +8,7 @@
  */
 import type * as v from "valibot";
 import type { DeadLetterIssue } from "../../deadletter/entry.ts";
-import { type ColumnKind, columnsOf, SchemaError } from "../../schema/columns.ts";
+import { type ColumnKind, SchemaError, type SchemaField, schemaFields } from "../../schema/columns.ts";
 import { parseIsoMicros } from "../../schema/instant.ts";
 
 /** What a column's cells become. */
@@ -63,17 +63,6 @@ export interface CsvPlan {
   error: string;
 }
 
-// The parts of a valibot schema node this module reads.
-interface Node {
-  readonly type: string;
-  readonly wrapped?: Node;
-  readonly entries?: Record<string, Node>;
-  readonly pipe?: readonly { readonly type: string; readonly kind: string }[];
-}
-
-const WRAPPERS = new Set(["optional", "nullable", "nullish", "exact_optional", "undefinedable"]);
-const NULLING = new Set(["nullable", "nullish"]);
-
 const KIND_CONVERSION: Record<ColumnKind, Conversion> = {
   utf8: "text",
   float64: "number",
@@ -87,41 +76,37 @@ const KIND_CONVERSION: Record<ColumnKind, Conversion> = {
 };
 
 /**
- * The fields of an object schema and what each one's cells become. Uses {@link columnsOf} for
- * the column kinds; a field whose pipe ends in a transform (no column type) is read by the type
- * its pipe starts from, since that is the input the schema expects.
+ * The fields of an object schema (`object`, `strictObject` or `looseObject`) and what each one's
+ * cells become. The schema is read by {@link schemaFields}, the walker the sink's columns come
+ * from; a field whose pipe ends in a transform (no column type) is read by the type its pipe
+ * starts from, since that is the input the schema expects.
  */
 export function fieldsOf(schema: v.GenericSchema): FieldSpec[] {
-  const root = schema as unknown as Node;
-  if ((root.type !== "object" && root.type !== "strict_object" && root.type !== "loose_object") || !root.entries) {
-    throw new SchemaError("(root)", `fromCsv needs an object schema, got "${root.type}"`);
+  return schemaFields(schema).map((field) => ({
+    name: field.name,
+    conversion: conversionOf(field),
+    nullable: field.nullable,
+    empty: field.admitsNull ? null : undefined,
+  }));
+}
+
+const INPUT_CONVERSION: Readonly<Record<string, Conversion>> = { string: "text", number: "number", bigint: "bigint", boolean: "boolean" };
+
+function conversionOf(field: SchemaField): Conversion {
+  let conversion: Conversion;
+  if (field.column instanceof SchemaError) {
+    const input = INPUT_CONVERSION[field.type];
+    if (!input) throw field.column;
+    conversion = input;
+  } else {
+    conversion = KIND_CONVERSION[field.column.kind];
   }
-  return Object.entries(root.entries).map(([name, entry]) => {
-    let inner = entry;
-    let nullable = false;
-    let nulling = false;
-    while (WRAPPERS.has(inner.type) && inner.wrapped) {
-      nullable = true;
-      if (NULLING.has(inner.type)) nulling = true;
-      inner = inner.wrapped;
-    }
-    let conversion: Conversion;
-    try {
-      const [column] = columnsOf({ type: "object", entries: { [name]: entry } } as unknown as v.GenericSchema);
-      conversion = KIND_CONVERSION[(column as { kind: ColumnKind }).kind];
-    } catch (error) {
-      const base = ({ string: "text", number: "number", bigint: "bigint", boolean: "boolean" } as const)[inner.type as "string"];
-      if (!base) throw error;
-      conversion = base;
-    }
-    const actions = new Set((inner.pipe ?? []).map((a) => a.type));
-    if (inner.type === "bigint") conversion = "bigint";
-    else if (inner.type === "number") conversion = actions.has("integer") || actions.has("safe_integer") ? "integer" : "number";
-    else if (inner.type === "date") conversion = "date";
-    else if (conversion === "json" && (inner.type === "any" || inner.type === "unknown")) conversion = "text";
-    else if (conversion === "json") conversion = "object";
-    return { name, conversion, nullable, empty: nulling ? null : undefined };
-  });
+  // The column kind says how a value is stored; the cell must become what the schema takes in.
+  if (field.type === "bigint") return "bigint";
+  if (field.type === "number") return field.actions.has("integer") || field.actions.has("safe_integer") ? "integer" : "number";
+  if (field.type === "date") return "date";
+  if (conversion === "json") return field.type === "any" || field.type === "unknown" ? "text" : "object";
+  return conversion;
 }
 
 /**
