@@ -257,6 +257,7 @@ export class PushSource<T> extends Observable<T> {
         let input = attached.inputs.get(item.source);
         if (!input) attached.inputs.set(item.source, (input = new Input(flow, item.source)));
         const position = input.at(item.line, item.raw);
+        if (item.raw !== undefined) flow.stats.bytesRead += Buffer.byteLength(item.raw);
         if (item.invalid !== undefined) sendToDeadLetter(flow, "parse", item.invalid, undefined, position);
         else subscriber.next(stamp(item.record as T, position));
       }
@@ -316,10 +317,11 @@ export class PushSource<T> extends Observable<T> {
  * - `drained()`: resolves when a push would be taken; rejects once the source is closed.
  * - `end()`, `error(e)`, `closed`, `waiting`.
  *
- * Each record taken is counted as read (`in`) when it enters the run and carries a position:
- * input `name` (default `"push"`) and line = its sequence number from 1, unless the app gives
- * `position.source`/`.line`/`.raw`. Records enter the run in push order, a microtask after the
- * push, inside the run's context, and only while the gate is open.
+ * Each record taken is counted as read (`in`; the UTF-8 bytes of its `raw` text, when given,
+ * as bytes read) when it enters the run, and carries a position: input `name` (default
+ * `"push"`) and line = its sequence number from 1, unless the app gives `position.source`,
+ * `.line` or `.raw`. Records enter the run in push order, a microtask after the push, inside
+ * the run's context, and only while the gate is open.
  *
  * One subscriber at a time: a second subscriber while one is attached errors. Pushes before
  * the first subscriber are taken until `highWaterMark` records wait, then refused; the
