@@ -93,12 +93,12 @@ export abstract class ColumnBuilder {
   private setValid(index: number, valid: boolean): void {
     const byte = index >> 3;
     if (byte >= this.validity.length) this.validity = grow(this.validity, byte + 1);
-    if (valid) this.validity[byte] |= 1 << (index & 7);
-    else this.validity[byte] &= ~(1 << (index & 7));
+    if (valid) (this.validity[byte] as number) |= 1 << (index & 7);
+    else (this.validity[byte] as number) &= ~(1 << (index & 7));
   }
 
   private isValid(index: number): boolean {
-    return (this.validity[index >> 3] & (1 << (index & 7))) !== 0;
+    return ((this.validity[index >> 3] as number) & (1 << (index & 7))) !== 0;
   }
 }
 
@@ -151,7 +151,7 @@ class Utf8Builder extends ColumnBuilder {
     this.offsets[this.length + 1] = this.end;
   }
   protected truncateValues(length: number) {
-    this.end = this.offsets[length];
+    this.end = this.offsets[length] as number;
   }
   protected valueBytes() {
     return this.offsets.byteLength + this.bytes.byteLength;
@@ -339,8 +339,8 @@ class BoolBuilder extends ColumnBuilder {
   private put(value: boolean) {
     const byte = this.length >> 3;
     if (byte >= this.bits.length) this.bits = grow(this.bits, byte + 1);
-    if (value) this.bits[byte] |= 1 << (this.length & 7);
-    else this.bits[byte] &= ~(1 << (this.length & 7));
+    if (value) (this.bits[byte] as number) |= 1 << (this.length & 7);
+    else (this.bits[byte] as number) &= ~(1 << (this.length & 7));
   }
   protected truncateValues() {}
   protected valueBytes() {
@@ -388,7 +388,7 @@ class ListBuilder extends ColumnBuilder {
     this.offsets[this.length + 1] = this.child.length;
   }
   protected truncateValues(length: number) {
-    this.child.truncate(this.offsets[length]);
+    this.child.truncate(this.offsets[length] as number);
   }
   protected valueBytes() {
     return this.offsets.byteLength + this.child.byteSize();
@@ -418,9 +418,9 @@ class StructBuilder extends ColumnBuilder {
     if (typeof value !== "object" || Array.isArray(value) || value instanceof Date) return false;
     const record = value as Record<string, unknown>;
     for (let i = 0; i < this.children.length; i++) {
-      const child = this.children[i];
+      const child = this.children[i] as ColumnBuilder;
       if (!child.append(record[child.spec.name])) {
-        for (let j = 0; j < i; j++) this.children[j].truncate(this.length);
+        for (let j = 0; j < i; j++) (this.children[j] as ColumnBuilder).truncate(this.length);
         return false;
       }
     }

@@ -21,10 +21,10 @@ export class RowBuffer {
   append(record: Record<string, unknown>): string | undefined {
     const builders = this.builders;
     for (let i = 0; i < builders.length; i++) {
-      const builder = builders[i];
+      const builder = builders[i] as ColumnBuilder;
       const value = record[builder.spec.name];
       if (!builder.append(value)) {
-        for (let j = 0; j < i; j++) builders[j].truncate(this.rows);
+        for (let j = 0; j < i; j++) (builders[j] as ColumnBuilder).truncate(this.rows);
         return describeMismatch(builder.spec, value);
       }
     }

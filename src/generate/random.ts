@@ -24,6 +24,6 @@ export function seededRandom(seed: number): Random {
   return {
     next,
     int: (n) => Math.floor(next() * n),
-    pick: (items) => items[Math.floor(next() * items.length)],
+    pick: <T>(items: readonly T[]) => items[Math.floor(next() * items.length)] as T,
   };
 }

@@ -100,13 +100,13 @@ export function formatTable(rows: readonly unknown[] | Table | RecordBatch, colu
     }),
   );
   const headers = names.map((name) => truncateCells(escapeControls(name), maxWidth));
-  const widths = headers.map((h, c) => Math.max(Bun.stringWidth(h), ...cells.map((row) => Bun.stringWidth(row[c]))));
+  const widths = headers.map((h, c) => Math.max(Bun.stringWidth(h), ...cells.map((row) => Bun.stringWidth(row[c] as string))));
   const line = (values: string[]) =>
     values
-      .map((v, c) => pad(v, widths[c], numeric[c]))
+      .map((v, c) => pad(v, widths[c] as number, numeric[c] as boolean))
       .join(" │ ")
       .trimEnd();
-  const out = [line(headers.map((h, c) => pad(h, widths[c], false))), widths.map((w) => "─".repeat(w)).join("─┼─")];
+  const out = [line(headers.map((h, c) => pad(h, widths[c] as number, false))), widths.map((w) => "─".repeat(w)).join("─┼─")];
   for (const row of cells) out.push(line(row));
   if (total > records.length) out.push(`… ${(total - records.length).toLocaleString("en-US")} more row${total - records.length === 1 ? "" : "s"}`);
   return out.join("\n");

@@ -9,7 +9,7 @@
 import { type Data, type DataType, type RecordBatch, type Table, type Timestamp, TimeUnit, Type, makeVector } from "apache-arrow";
 import { isoDate, isoTimestamp, type Unit } from "../schema/instant.ts";
 
-const ARROW_UNITS: Record<number, Unit> = {
+const ARROW_UNITS: Record<TimeUnit, Unit> = {
   [TimeUnit.SECOND]: "s",
   [TimeUnit.MILLISECOND]: "ms",
   [TimeUnit.MICROSECOND]: "us",
@@ -33,7 +33,7 @@ function dataValues(data: Data, count = data.length): unknown[] {
       const t = type as Timestamp;
       const unit = ARROW_UNITS[t.unit];
       const values = data.values as BigInt64Array;
-      for (let i = 0; i < n; i++) out[i] = valid(i) ? isoTimestamp(values[i], unit, t.timezone != null) : null;
+      for (let i = 0; i < n; i++) out[i] = valid(i) ? isoTimestamp(values[i] as bigint, unit, t.timezone != null) : null;
       return out;
     }
     case Type.Date: {
@@ -46,7 +46,7 @@ function dataValues(data: Data, count = data.length): unknown[] {
     }
     case Type.Struct: {
       // Arrow slices struct children together with their parent, so row i of the struct is row i of each child.
-      const children = (type.children ?? []).map((field, c) => [field.name, dataValues(data.children[c], n)] as const);
+      const children = (type.children ?? []).map((field, c) => [field.name, dataValues(data.children[c] as Data, n)] as const);
       for (let i = 0; i < n; i++) {
         if (!valid(i)) {
           out[i] = null;
@@ -63,7 +63,7 @@ function dataValues(data: Data, count = data.length): unknown[] {
     case Type.Map: {
       const offsets = data.valueOffsets as Int32Array | BigInt64Array;
       const end = Number(offsets[n] ?? 0);
-      const items = dataValues(data.children[0], end);
+      const items = dataValues(data.children[0] as Data, end);
       for (let i = 0; i < n; i++) {
         if (!valid(i)) {
           out[i] = null;
@@ -76,7 +76,7 @@ function dataValues(data: Data, count = data.length): unknown[] {
     }
     case Type.FixedSizeList: {
       const size = (type as unknown as { listSize: number }).listSize;
-      const items = dataValues(data.children[0], n * size);
+      const items = dataValues(data.children[0] as Data, n * size);
       for (let i = 0; i < n; i++) {
         const start = i * size;
         out[i] = valid(i) ? items.slice(start, start + size) : null;
@@ -95,7 +95,8 @@ function dataValues(data: Data, count = data.length): unknown[] {
 function mapValue(entries: unknown[]): unknown {
   const pairs = entries.map((e) => {
     const entry = e as Record<string, unknown>;
-    const [k, v] = Object.keys(entry);
+    // A map entry is a struct of exactly two fields, key and value.
+    const [k, v] = Object.keys(entry) as [string, string];
     return [entry[k], entry[v]] as const;
   });
   if (pairs.every(([key]) => typeof key === "string")) return Object.fromEntries(pairs);
@@ -127,7 +128,7 @@ export function rowsOf(table: Table | RecordBatch, limit = Number.POSITIVE_INFIN
     for (const data of column.data) {
       if (row >= total) break;
       const values = dataValues(data, total - row);
-      for (const value of values) rows[row++][field.name] = value;
+      for (const value of values) (rows[row++] as Record<string, unknown>)[field.name] = value;
     }
   }
   return rows;

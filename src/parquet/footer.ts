@@ -205,7 +205,7 @@ class CompactReader {
 
   byte(): number {
     this.need(1);
-    return this.bytes[this.pos++];
+    return this.bytes[this.pos++] as number;
   }
 
   /** An unsigned LEB128 varint as a bigint (up to 64 bits). */
@@ -584,7 +584,7 @@ export async function readFooter(path: string): Promise<FileMetaData & { readonl
   }
   if (size < 12) throw new ParquetFooterError(`${path}: not a Parquet file (${size} bytes, too short)`);
   const tail = new Uint8Array(await file.slice(size - 8, size).arrayBuffer());
-  const magic = String.fromCharCode(tail[4], tail[5], tail[6], tail[7]);
+  const magic = String.fromCharCode(tail[4] as number, tail[5] as number, tail[6] as number, tail[7] as number);
   if (magic === "PARE") throw new ParquetFooterError(`${path}: the footer is encrypted; sluice cannot read encrypted Parquet`);
   if (magic !== "PAR1") throw new ParquetFooterError(`${path}: not a Parquet file (no PAR1 magic at its end)`);
   const length = new DataView(tail.buffer).getUint32(0, true);

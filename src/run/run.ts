@@ -175,7 +175,7 @@ export function formatSummary(summary: RunSummary): string {
     ["read", formatBytes(summary.bytesRead)],
     ["duration", `${seconds.toFixed(2)} s (${n(Math.round(summary.in / Math.max(seconds, 0.001)))} records/s)`],
   ];
-  return rows.map(([k, v]) => `${k.padEnd(14)} ${v}`).join("\n");
+  return rows.map(([k, v]) => `${(k as string).padEnd(14)} ${v}`).join("\n");
 }
 
 /** Bytes as a short human-readable size. */

@@ -15,7 +15,7 @@ function isLeap(year: number): boolean {
 }
 
 function daysInMonth(year: number, month: number): number {
-  return month === 2 && isLeap(year) ? 29 : DAYS_IN_MONTH[month - 1];
+  return month === 2 && isLeap(year) ? 29 : (DAYS_IN_MONTH[month - 1] as number);
 }
 
 /** Days from 1970-01-01 to a civil date (proleptic Gregorian), without allocating a Date. */

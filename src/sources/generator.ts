@@ -118,7 +118,7 @@ export function fromGenerator<T>(options: GeneratorOptions<T>): Observable<T> {
       let index = -1;
       let due = Number.POSITIVE_INFINITY;
       for (let p = 0; p < producers.length; p++) {
-        const at = next[p] * intervals[p];
+        const at = (next[p] as number) * (intervals[p] as number);
         if (at < due) {
           due = at;
           index = p;
@@ -159,13 +159,14 @@ export function fromGenerator<T>(options: GeneratorOptions<T>): Observable<T> {
           return wake(durationMs - clock);
         }
         if (due > clock) return wake(Math.max(due - clock, batchMs));
-        const producer = producers[index];
-        const k = next[index]++;
+        // index is in range: earliest() gives -1 only when nothing is due (due = Infinity), handled above.
+        const producer = producers[index] as Producer<T>;
+        const k = (next[index] as number)++;
         emitted++;
-        const position = inputs[index].at(k + 1);
+        const position = (inputs[index] as Input).at(k + 1);
         let value: T;
         try {
-          value = producer.make(randoms[index], k, startTime + due);
+          value = producer.make(randoms[index] as Random, k, startTime + due);
         } catch (error) {
           finished = true;
           flow.onStop.delete(onStop);
