@@ -88,8 +88,8 @@ export interface Flow {
   checkpoint: Checkpoint | undefined;
   /** The input of records that reached sluice without a position (from RxJS's `from`, a Subject). */
   unnamed: Input | undefined;
-  /** The last value that is not an object a source emitted, with its position (see `stamp`). */
-  lastScalar: { readonly value: unknown; readonly position: Position } | undefined;
+  /** Values that are not objects, emitted by sources and not yet claimed, oldest first (see `stamp`). */
+  readonly scalars: { readonly value: unknown; readonly position: Position }[];
 }
 
 const scope = new AsyncLocalStorage<Flow>();
@@ -120,7 +120,7 @@ export function createFlow(runId = newRunId()): Flow {
     onStop: new Set(),
     checkpoint: undefined,
     unnamed: undefined,
-    lastScalar: undefined,
+    scalars: [],
   };
 }
 
@@ -142,13 +142,24 @@ export function withFlow<T>(flow: Flow, subscribe: () => T): T {
  * The position a record carries, or a new one when it has none (it came from a source that is not
  * sluice's: RxJS's `from`, a Subject): such a record is counted as read here, numbered in the
  * order it arrived, under the input name `unnamed`. A value that is not an object cannot carry a
- * position: it is found only when it is the last such value a source emitted (see `stamp`),
- * otherwise undefined ("position unknown"); it is not counted again.
+ * position: the first sluice operator that receives it claims the oldest equal value its sources
+ * emitted (see `stamp`); later operators, or a value no source emitted, get undefined
+ * ("position unknown"). It is not counted again.
  */
 export function positionIn(flow: Flow, record: unknown): Position | undefined {
   if (typeof record !== "object" || record === null) {
-    const last = flow.lastScalar;
-    return last && Object.is(last.value, record) ? last.position : undefined;
+    // The oldest unclaimed equal value is taken to be this one: in order, that is exact; when an
+    // operator reorders equal values, which of them gets which line cannot be told apart anyway.
+    const waiting = flow.scalars;
+    const end = Math.min(waiting.length, 64);
+    for (let i = 0; i < end; i++) {
+      const entry = waiting[i] as { value: unknown; position: Position };
+      if (Object.is(entry.value, record)) {
+        waiting.splice(i, 1);
+        return entry.position;
+      }
+    }
+    return undefined;
   }
   const known = positionOf(record) ?? adopted.get(flow)?.get(record);
   if (known) return known;

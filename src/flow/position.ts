@@ -52,9 +52,8 @@ export function positionOf(record: unknown): Position | undefined {
 
 /**
  * Attaches `position` to `record` and returns the record. A value that is not an object cannot
- * take a property: its run remembers it as the last such value emitted, so an operator that
- * receives that same value right after (synchronously, as most pipelines do) still finds where it
- * came from.
+ * take a property: its run queues it with its position until the first sluice operator that
+ * receives an equal value claims it (see `positionIn` in flow.ts).
  */
 export function stamp<T>(record: T, position: Position): T {
   if (typeof record === "object" && record !== null) {
@@ -64,7 +63,10 @@ export function stamp<T>(record: T, position: Position): T {
       // A frozen record cannot take it: it goes on without a position, as a scalar would.
     }
   } else {
-    position.input.flow.lastScalar = { value: record, position };
+    const waiting = position.input.flow.scalars;
+    waiting.push({ value: record, position });
+    // Values nobody claims (removed by a filter) must not pile up.
+    if (waiting.length > 1024) waiting.splice(0, waiting.length - 1024);
   }
   return record;
 }
@@ -121,8 +123,10 @@ export class Input {
     readonly flow: Flow,
     readonly name: string,
   ) {
-    this.#tracked = flow.checkpoint !== undefined;
-    if (this.#tracked) flow.checkpoint?.track(this);
+    // Tracked always: besides the checkpoint's resume point, the sink's commit ranges leave out
+    // the lines still in flight, so a file never claims a line another file holds.
+    this.#tracked = true;
+    flow.checkpoint?.track(this);
   }
 
   /** The position of the record at `line`, counted as read. Call once per input record. */

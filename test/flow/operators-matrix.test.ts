@@ -264,13 +264,7 @@ describe("operators in the pipeline, without a checkpoint", () => {
     test(`${c.name} keeps every dead letter, count and row exact`, async () => {
       await expectExactOutput(await runWith(...pipelineOf(c)));
     });
-    // BUG: without a checkpoint an Input does not track the lines in flight (src/flow/position.ts:124,
-    // `#tracked = flow.checkpoint !== undefined`; at() and settle() do nothing for it), so
-    // Input.unsettledIn returns [] and toParquet's rangesOf (src/sinks/toParquet.ts:328) cuts no
-    // holes: a file flushed while a line of its partition is delayed in a mergeMap claims that line
-    // (e.g. sensor=east/part-…003 claims [3, 590] while line 585 is in the next file, which claims
-    // [585, 585] too). Commit.sources and the files' "sluice.sources" metadata then over-claim.
-    test.skip(`${c.name} gives every file commit ranges that claim exactly the lines it holds`, async () => {
+    test(`${c.name} gives every file commit ranges that claim exactly the lines it holds`, async () => {
       const result = await runWith(...pipelineOf(c));
       await expectExactRanges(result.out, result.commits);
     });
@@ -317,8 +311,7 @@ describe("two dead-letter folders with a reordering operator above each", () => 
         dropped: 0,
       });
       expect(await query(readingsSql(dataset(join(out, "events"))))).toEqual(expectedRows(lines) as unknown as Record<string, unknown>[]);
-      // Without a checkpoint the ranges over-claim (the BUG noted above), so they are checked under one only.
-      if (checkpoint) await expectExactRanges(out, commits);
+      await expectExactRanges(out, commits);
     });
   }
 });
@@ -350,14 +343,7 @@ describe("values that are not objects", () => {
     expect(summary.deadLettered).toBe(6);
   });
 
-  // BUG: behind delay(0) the "42"s of lines 2 and 4 are dead-lettered as line 9, the last "42": three
-  // dead letters name line 9, none names lines 2 or 4. positionIn
-  // (src/flow/flow.ts:151) matches a scalar to the flow's lastScalar by value (`Object.is`), and
-  // stamp (src/flow/position.ts:67) overwrites lastScalar with every scalar the source emits, so once
-  // an asynchronous operator lets the source run ahead, an earlier scalar equal to the last one
-  // takes the last one's position instead of "position unknown". Under a checkpoint the true lines
-  // are never settled and the wrong one is settled several times.
-  test.skip("scalar lines behind delay(0) are dead-lettered with their own lines or as position unknown, never with another line's", async () => {
+  test("scalar lines behind delay(0) are dead-lettered with their own lines or as position unknown, never with another line's", async () => {
     const { path, letters, summary } = await scalarLetters(delay(0));
     expect(summary.deadLettered).toBe(6);
     for (const letter of letters) {
