@@ -24,14 +24,14 @@ interface Pending {
 export function createEncoders(count: number): Encoders {
   if (count <= 0) return { encode: runEncodeJob, close() {} };
 
-  const workers: { worker: Worker; busy: number; jobs: Set<number> }[] = [];
+  const workers: { worker: Worker; busy: number; jobs: Set<number>; stopListening: () => void }[] = [];
   const pending = new Map<number, Pending>();
   let nextId = 0;
   let closing = false;
 
   function start() {
     const worker = new Worker(new URL("./worker.ts", import.meta.url).href);
-    const slot = { worker, busy: 0, jobs: new Set<number>() };
+    const slot = { worker, busy: 0, jobs: new Set<number>(), stopListening: () => {} };
     // A worker that stops fails every job it held: they surface as write errors, never as silence.
     const failAll = (reason: string) => {
       for (const id of slot.jobs) {
@@ -53,11 +53,13 @@ export function createEncoders(count: number): Encoders {
     };
     worker.onerror = (event) => failAll(event.message);
     // A thread that ends without an error event (process.exit in the worker, killed by the runtime).
-    worker.addEventListener("close", (event) => {
+    const onClose = (event: Event) => {
       const index = workers.indexOf(slot);
       if (index >= 0) workers.splice(index, 1);
       if (!closing) failAll(`the worker thread exited (code ${(event as Event & { code?: number }).code ?? "unknown"})`);
-    });
+    };
+    worker.addEventListener("close", onClose);
+    slot.stopListening = () => worker.removeEventListener("close", onClose);
     workers.push(slot);
     return slot;
   }
@@ -78,7 +80,10 @@ export function createEncoders(count: number): Encoders {
     },
     close() {
       closing = true;
-      for (const { worker } of workers) worker.terminate();
+      for (const { worker, stopListening } of workers) {
+        stopListening();
+        worker.terminate();
+      }
       workers.length = 0;
     },
   };

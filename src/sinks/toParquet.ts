@@ -80,7 +80,10 @@ interface Span {
 }
 
 interface OpenPartition {
+  /** The partition's values as JSON: how the checkpoint names it. */
   readonly key: string;
+  /** How the sink finds it among the open ones (see lookupKeyOf). */
+  readonly lookup: string | symbol;
   readonly folder: string;
   readonly values: Record<string, string | null>;
   readonly buffer: RowBuffer;
@@ -148,7 +151,8 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         rowGroupSize: options.rowGroupSize ?? 131_072,
         metadata: { "sluice.run_id": flow.runId, "sluice.sources": JSON.stringify(sources) },
       });
-      const open = new Map<string, OpenPartition>();
+      const open = new Map<string | symbol, OpenPartition>();
+      const single = partitionColumns.length === 1 ? partitionColumns[0] : undefined;
       const writes = new Set<Promise<void>>();
       // Line ranges of files being written, until they are durable (the checkpoint's low-water mark).
       const inflightRanges = new Set<readonly CommitRange[]>();
@@ -193,14 +197,23 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         subscriber.error(error);
       }
 
-      function keyOf(record: Record<string, unknown>): string {
-        let key = "";
-        for (const column of partitionColumns) key += `${partitionText(column, record[column.name])}\u0000`;
-        return key;
+      /**
+       * The key open partitions are found by, per record: with one partition column its text
+       * itself (no string is built), null being a symbol no text can equal; with several, the
+       * texts as JSON, which cannot mix up `null` and `"null"` or values holding the separator.
+       */
+      function lookupKeyOf(record: Record<string, unknown>): string | symbol {
+        if (single) return partitionText(single, record[single.name]) ?? NULL_KEY;
+        return JSON.stringify(partitionColumns.map((column) => partitionText(column, record[column.name])));
       }
 
-      function partitionOf(record: Record<string, unknown>, key: string): OpenPartition {
-        let partition = open.get(key);
+      /** The partition's key as the checkpoint stores it: its texts as JSON, unambiguous. */
+      function checkpointKeyOf(record: Record<string, unknown>): string {
+        return JSON.stringify(partitionColumns.map((column) => partitionText(column, record[column.name])));
+      }
+
+      function partitionOf(record: Record<string, unknown>, lookup: string | symbol): OpenPartition {
+        let partition = open.get(lookup);
         if (!partition) {
           const values: Record<string, string | null> = {};
           const segments: string[] = [];
@@ -210,7 +223,8 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
             segments.push(partitionSegment(column.name, text));
           }
           partition = {
-            key,
+            key: checkpointKeyOf(record),
+            lookup,
             folder: join(folder, ...segments),
             values,
             buffer: new RowBuffer(columns),
@@ -222,7 +236,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
             lastInput: undefined,
             lastSpans: undefined,
           };
-          open.set(key, partition);
+          open.set(lookup, partition);
           flow.stats.openPartitions = open.size;
         }
         return partition;
@@ -238,14 +252,14 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         const input = position.input;
         let partition: OpenPartition;
         try {
-          const key = keyOf(row);
-          if (checkpoint?.alreadyWritten(key, input.name, position.line)) {
+          const lookup = lookupKeyOf(row);
+          if (checkpoint?.alreadyWritten(open.get(lookup)?.key ?? checkpointKeyOf(row), input.name, position.line)) {
             // Resumed after a crash: an earlier run committed this row already.
             flow.stats.skipped++;
             input.settle(position.line);
             return;
           }
-          partition = partitionOf(row, key);
+          partition = partitionOf(row, lookup);
         } catch (error) {
           reject(record, position, (error as Error).message);
           return;
@@ -259,7 +273,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         }
         if (problem !== undefined) {
           if (partition.buffer.rows === 0) {
-            open.delete(partition.key);
+            open.delete(partition.lookup);
             flow.stats.openPartitions = open.size;
           } else {
             const lines = partition.rejected.get(input);
@@ -376,7 +390,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
       }
 
       function flush(partition: OpenPartition) {
-        open.delete(partition.key);
+        open.delete(partition.lookup);
         flow.stats.openPartitions = open.size;
         const flushedAt = performance.now();
         const rows = partition.buffer.rows;
@@ -469,6 +483,8 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
     });
   };
 }
+
+const NULL_KEY: unique symbol = Symbol("null partition");
 
 /** The text a partition value takes in its folder name, or null. */
 function partitionText(column: ColumnSpec, value: unknown): string | null {

@@ -52,4 +52,31 @@ describe("toParquet under hostile records", () => {
     expect(Number(rows[0]?.n)).toBe(49);
     expect(Number(rows[0]?.k)).toBe(3);
   });
+
+  test("keeps a null partition value and the text \"null\" in separate partitions, with one or two partition columns", async () => {
+    const Keyed = v.object({ id: v.number(), key: v.nullable(v.string()), other: v.nullable(v.string()) });
+    const records = [
+      { id: 1, key: null, other: "a" },
+      { id: 2, key: "null", other: "a" },
+      { id: 3, key: null, other: "null" },
+      { id: 4, key: "null", other: null },
+      { id: 5, key: "", other: "" },
+    ];
+    const input = join(dir.path, "nulls.ndjson");
+    await Bun.write(input, `${records.map((r) => JSON.stringify(r)).join("\n")}\n`);
+    for (const partitionBy of [["key"], ["key", "other"]] as const) {
+      const commits: { partition: Readonly<Record<string, string | null>>; rows: number }[] = [];
+      await run(
+        fromNdjson(input).pipe(
+          validate(Keyed),
+          deadLetter(() => {}),
+          toParquet(join(dir.path, `nulls-${partitionBy.length}`), { schema: Keyed, partitionBy: [...partitionBy] }),
+        ),
+        { onValue: (commit) => commits.push(commit as (typeof commits)[number]) },
+      );
+      const seen = commits.map((c) => JSON.stringify(partitionBy.map((k) => c.partition[k] ?? null))).sort();
+      const expected = [...new Set(records.map((r) => JSON.stringify(partitionBy.map((k) => r[k]))))].sort();
+      expect(seen).toEqual(expected);
+    }
+  });
 });
