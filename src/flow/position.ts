@@ -104,6 +104,9 @@ export function carry<T, R>(fn: (record: T, index: number) => R): (record: T, in
   };
 }
 
+/** Records of one input followed while in flight before the oldest is taken to be gone. */
+export const MAX_IN_FLIGHT = 100_000;
+
 /**
  * One input of a run (a file, a URL, a topic partition, an app's pushes): it hands out the
  * positions of its records, counts them as read, and, under a checkpoint, tracks which of them
@@ -133,7 +136,13 @@ export class Input {
   at(line: number, raw?: string, offset?: number): Position {
     this.flow.stats.in++;
     if (line > this.#last) this.#last = line;
-    if (this.#tracked) this.#inflight.push(line);
+    if (this.#tracked) {
+      this.#inflight.push(line);
+      // Memory stays bounded when records never settle (RxJS's `filter` removed them): past
+      // MAX_IN_FLIGHT records behind it, the oldest is taken to be gone. Only a record held by an
+      // operator while that many later ones of its input passed is misjudged (see the limits).
+      if (this.#inflight.length - this.#head > MAX_IN_FLIGHT) this.#advance();
+    }
     return new Position(this, line, raw, offset);
   }
 
@@ -143,19 +152,21 @@ export class Input {
    */
   settle(line: number): void {
     if (!this.#tracked || line <= 0) return;
+    if (this.#inflight[this.#head] === line) this.#advance();
+    else this.#early.add(line);
+  }
+
+  /** Moves past the oldest line in flight and the lines after it that already settled. */
+  #advance(): void {
     const inflight = this.#inflight;
-    if (inflight[this.#head] === line) {
+    this.#head++;
+    // Lines that settled out of order while an earlier one was in flight.
+    while (this.#early.size > 0 && this.#head < inflight.length && this.#early.delete(inflight[this.#head] as number)) {
       this.#head++;
-      // Lines that settled out of order while an earlier one was in flight.
-      while (this.#early.size > 0 && this.#head < inflight.length && this.#early.delete(inflight[this.#head] as number)) {
-        this.#head++;
-      }
-      if (this.#head > 4096 && this.#head * 2 > inflight.length) {
-        this.#inflight = inflight.slice(this.#head);
-        this.#head = 0;
-      }
-    } else {
-      this.#early.add(line);
+    }
+    if (this.#head > 4096 && this.#head * 2 > inflight.length) {
+      this.#inflight = inflight.slice(this.#head);
+      this.#head = 0;
     }
   }
 
