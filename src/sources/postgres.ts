@@ -124,9 +124,13 @@ export function fromPostgres(query: string, options: PostgresOptions = {}): Obse
 
     async function stream(): Promise<void> {
       let connected = false;
-      // What the stream was doing, for an error that arrives on the transaction rather than on
-      // the statement (a connection the server ends rejects the transaction first).
-      let doing = "the query failed";
+      // Rows emitted so far, and whether the cursor is open: together what the stream was doing,
+      // for an error that arrives on the transaction rather than on a statement. A connection the
+      // server ends rejects the transaction at once, even while the loop below waits on the sink,
+      // so the message is worked out when the error arrives, not before each fetch.
+      let position = 0;
+      let reading = false;
+      const doing = () => (reading ? `reading rows after row ${position} failed` : "the query failed");
       await client
         .begin(async (tx) => {
           connected = true;
@@ -139,20 +143,19 @@ export function fromPostgres(query: string, options: PostgresOptions = {}): Obse
           } catch (error) {
             throw fail("the query failed", error, "check the query and its parameters");
           }
+          reading = true;
           let decoders: Decoder[] | undefined;
           let names: string[] = [];
-          let position = 0;
           const input = new Input(flow, source);
           for (;;) {
             if (stopped()) break;
             if (flow.gate) await Promise.race([waitForGate(flow), interrupted]);
             if (stopped()) break;
             let batch: RawBatch;
-            doing = `reading rows after row ${position} failed`;
             try {
               batch = (await tx.unsafe(`FETCH ${batchSize} FROM sluice_cursor`).raw()) as unknown as RawBatch;
             } catch (error) {
-              throw fail(doing, error, "");
+              throw fail(doing(), error, "");
             }
             if (!decoders) {
               names = batch.columns.map((c) => c.name);
@@ -183,7 +186,7 @@ export function fromPostgres(query: string, options: PostgresOptions = {}): Obse
           if (!connected) throw fail("cannot connect to the server", error, "check that the server is running and the URL, user and password");
           // Thrown by a subscriber downstream (a sink, a dead-letter target): not the server's doing.
           if (!isPostgresError(error)) throw error;
-          throw fail(doing, error, "");
+          throw fail(doing(), error, "");
         });
     }
 

@@ -399,8 +399,10 @@ describe("fromPostgres", () => {
     expect(message).toContain("check that the server is running");
   });
 
-  test("errors naming the last row read when the connection drops mid-stream", async () => {
-    const name = `sluice_kill_${process.pid}`;
+  // Two moments a connection can drop: while the source waits on the sink between fetches, and
+  // while a fetch is in flight. Each test makes its moment certain instead of racing for it.
+  test("errors naming the last row emitted when the connection drops while the source waits on the sink", async () => {
+    const name = `sluice_kill_wait_${process.pid}`;
     let flow: Parameters<typeof holdGate>[0] | undefined;
     let release = () => {};
     let seen = 0;
@@ -409,7 +411,7 @@ describe("fromPostgres", () => {
       {
         handleSignals: false,
         onValue: () => {
-          // Hold the gate after the first batch, so the kill lands between two fetches.
+          // The gate closes on the first batch's last row, so the source is waiting on it, not fetching.
           if (++seen === 100 && flow) release = holdGate(flow);
         },
         onStart: (f) => {
@@ -417,9 +419,38 @@ describe("fromPostgres", () => {
         },
       },
     );
-    expect(await waitFor(async () => seen === 100 && (await sessions(name)) === 1)).toBe(true);
+    // Caught from the start: the run may fail while the kill's own query is still answering.
+    const failed = done.then(() => undefined, (error: Error) => error);
+    try {
+      expect(await waitFor(async () => seen === 100 && (await sessions(name)) === 1)).toBe(true);
+      await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ${name}`;
+      // The gate stays held until the run has failed: the drop is seen while the source waits.
+      expect((await failed)?.message).toMatch(
+        /^fromPostgres: reading rows after row 100 failed \(.+\), postgres:\/\/127\.0\.0\.1:5432\/test, query "SELECT i FROM generate_series/,
+      );
+      expect(seen).toBe(100);
+    } finally {
+      release();
+    }
+  });
+
+  test("errors naming the last row emitted when the connection drops during a fetch", async () => {
+    const name = `sluice_kill_fetch_${process.pid}`;
+    let seen = 0;
+    // Rows past the first batch take 50 ms each to produce, so the second FETCH runs for seconds.
+    const done = run(
+      fromPostgres("SELECT i, CASE WHEN i > 100 THEN pg_sleep(0.05)::text END AS pause FROM generate_series(1, 1000) AS i", {
+        url: `${URL}?application_name=${name}`,
+        batchSize: 100,
+      }),
+      { handleSignals: false, onValue: () => void seen++ },
+    );
+    const failed = done.then(() => undefined, (error: Error) => error);
+    const fetching = async () =>
+      (await sql`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = ${name} AND state = 'active' AND query LIKE 'FETCH%'`)[0].n === 1;
+    expect(await waitFor(async () => seen === 100 && (await fetching()))).toBe(true);
     await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ${name}`;
-    release();
-    await expect(done).rejects.toThrow(/^fromPostgres: reading rows after row 100 failed \(.+\), postgres:\/\/127\.0\.0\.1:5432\/test, query "SELECT i FROM generate_series/);
+    expect((await failed)?.message).toMatch(/^fromPostgres: reading rows after row 100 failed \(.+\), postgres:\/\/127\.0\.0\.1:5432\/test, query "SELECT i, CASE/);
+    expect(seen).toBe(100);
   });
 });
