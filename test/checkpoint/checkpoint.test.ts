@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { appendFile, mkdir } from "node:fs/promises";
+import { appendFile, copyFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { openCheckpoint } from "../../src/checkpoint/checkpoint.ts";
 import { deadLetterFileName } from "../../src/deadletter/entry.ts";
@@ -13,6 +13,7 @@ const LONG = 300_000;
 const FIXTURE = join(import.meta.dir, "../fixtures/checkpointed-clickstream.ts");
 
 let dir: { path: string; remove: () => Promise<void> };
+// The clickstream inputs every test reads. No test changes them: one that needs other input copies them first.
 let inputs: string;
 
 beforeAll(async () => {
@@ -27,9 +28,9 @@ afterAll(async () => {
   else console.log(dir.path);
 });
 
-/** Runs the fixture job; resolves with its summary, or undefined when it was killed. */
-async function job(out: string, killAfterMs?: number, signal: "SIGKILL" | "SIGINT" = "SIGKILL"): Promise<RunSummary | undefined> {
-  const child = Bun.spawn(["bun", FIXTURE, join(inputs, "*.ndjson"), out], { stdout: "pipe", stderr: "pipe" });
+/** Runs the fixture job on `from` (default: the shared inputs); resolves with its summary, or undefined when it was killed. */
+async function job(out: string, killAfterMs?: number, signal: "SIGKILL" | "SIGINT" = "SIGKILL", from = inputs): Promise<RunSummary | undefined> {
+  const child = Bun.spawn(["bun", FIXTURE, join(from, "*.ndjson"), out], { stdout: "pipe", stderr: "pipe" });
   const timer = killAfterMs === undefined ? undefined : setTimeout(() => child.kill(signal), killAfterMs);
   const [code, stdout, stderr] = await Promise.all([child.exited, new Response(child.stdout).text(), new Response(child.stderr).text()]);
   clearTimeout(timer);
@@ -50,32 +51,52 @@ async function contents(out: string) {
   return { rows, positions };
 }
 
-describe("checkpoint", () => {
-  let reference: { rows: Record<string, unknown>[]; positions: string[] };
-  // How long the whole job takes here, so kills land inside runs on fast and slow machines alike.
-  let uninterruptedMs = 2000;
+interface Reference {
+  /** The output folder of the uninterrupted run. */
+  readonly out: string;
+  readonly summary: RunSummary;
+  readonly contents: Awaited<ReturnType<typeof contents>>;
+  /** How long the whole job took here, so kills land inside runs on fast and slow machines alike. */
+  readonly ms: number;
+}
 
-  test("a run without interruptions writes every valid record once and records every input as done", async () => {
+let referenceRun: Promise<Reference> | undefined;
+
+/**
+ * One uninterrupted run of the job on the shared inputs, in a folder of its own: what every other
+ * test compares with. Made by whichever test asks first, so the tests pass alone (`-t`) and in any
+ * order (`--randomize`).
+ */
+function reference(): Promise<Reference> {
+  referenceRun ??= (async () => {
     const out = join(dir.path, "reference");
     const started = performance.now();
     const summary = (await job(out)) as RunSummary;
-    uninterruptedMs = performance.now() - started;
+    const ms = performance.now() - started;
+    return { out, summary, contents: await contents(out), ms };
+  })();
+  return referenceRun;
+}
+
+describe("checkpoint", () => {
+  test("a run without interruptions writes every valid record once and records every input as done", async () => {
+    const { out, summary, contents: written } = await reference();
     expect(summary.in).toBe(80_000);
     expect(summary.written + summary.deadLettered).toBe(80_000);
-    reference = await contents(out);
-    expect(reference.rows.length).toBe(summary.written);
-    expect(reference.rows.every((r) => r.n === 1)).toBe(true);
-    expect(reference.positions.length).toBe(summary.deadLettered);
-    expect(new Set(reference.positions).size).toBe(reference.positions.length);
+    expect(written.rows.length).toBe(summary.written);
+    expect(written.rows.every((r) => r.n === 1)).toBe(true);
+    expect(written.positions.length).toBe(summary.deadLettered);
+    expect(new Set(written.positions).size).toBe(written.positions.length);
 
     // A re-run finds everything done: it reads nothing and writes nothing.
     const again = (await job(out)) as RunSummary;
     expect(again.in).toBe(0);
     expect(again.files).toBe(0);
-    expect(await contents(out)).toEqual(reference);
+    expect(await contents(out)).toEqual(written);
   }, LONG);
 
   test("runs killed (SIGKILL) or stopped (SIGINT) at random moments and re-run until done hold every valid record exactly once", async () => {
+    const { contents: expected, ms: uninterruptedMs } = await reference();
     const out = join(dir.path, "killed");
     const random = seededRandom(7);
     let kills = 0;
@@ -97,29 +118,34 @@ describe("checkpoint", () => {
     const got = await contents(out);
     const duplicated = got.rows.filter((r) => r.n !== 1).length;
     const ids = new Set(got.rows.map((r) => r.event_id));
-    const missing = reference.rows.filter((r) => !ids.has(r.event_id)).length;
+    const missing = expected.rows.filter((r) => !ids.has(r.event_id)).length;
     const letters = new Set(got.positions);
-    const missingLetters = reference.positions.filter((p) => !letters.has(p)).length;
+    const missingLetters = expected.positions.filter((p) => !letters.has(p)).length;
     expect({ duplicated, missing, extraLetters: got.positions.length - letters.size, missingLetters }).toEqual({
       duplicated: 0,
       missing: 0,
       extraLetters: 0,
       missingLetters: 0,
     });
-    expect(got).toEqual(reference);
+    expect(got).toEqual(expected);
   }, LONG);
 
   test("an input that grows is read from where the last run ended", async () => {
+    const { contents: expected } = await reference();
+    // Its own copy of the inputs: the shared ones must stay as the reference read them.
+    const own = join(dir.path, "growing-in");
+    await mkdir(own);
+    for (let i = 0; i < 4; i++) await copyFile(join(inputs, `day-${i}.ndjson`), join(own, `day-${i}.ndjson`));
     const out = join(dir.path, "growing");
-    await job(out);
+    await job(out, undefined, "SIGKILL", own);
     const extra = join(dir.path, "extra.ndjson");
     await writeClickstream(extra, { count: 500, seed: 999 });
-    await appendFile(join(inputs, "day-3.ndjson"), await Bun.file(extra).bytes());
-    const summary = (await job(out)) as RunSummary;
+    await appendFile(join(own, "day-3.ndjson"), await Bun.file(extra).bytes());
+    const summary = (await job(out, undefined, "SIGKILL", own)) as RunSummary;
     expect(summary.in).toBe(500);
     const total = await query(`SELECT count(*)::INTEGER AS n, count(DISTINCT event_id)::INTEGER AS d FROM ${dataset(join(out, "events"))}`);
     expect(total[0]?.n).toBe(total[0]?.d);
-    expect(total[0]?.n).toBe(reference.rows.length + summary.written);
+    expect(total[0]?.n).toBe(expected.rows.length + summary.written);
   }, LONG);
 });
 
