@@ -242,6 +242,8 @@ export type DeadLetterDetails = Pick<DeadLetter, "issues" | "rawBase64">;
  * operator between `deadLetter`s, see {@link deadLetterRoute}). `record` is the value as it is
  * now (kept as JSON when the position has no raw text); undefined for input that never became a
  * value. Fails loudly when the pipeline has no dead-letter target: a bad record must never vanish.
+ * A raw text or `rawBase64` longer than {@link DEAD_LETTER_RAW_BYTES} is cut to that many bytes,
+ * and the error says so and how long it was.
  */
 export function sendToDeadLetter(
   flow: Flow,
@@ -273,12 +275,54 @@ export function sendToDeadLetter(
     source,
     line,
     ...(position?.offset !== undefined ? { offset: position.offset } : {}),
-    raw: position?.raw ?? recordText(record),
-    error,
-    ...details,
+    ...keptRaw(position?.raw ?? recordText(record), error, details),
     at: new Date().toISOString(),
     runId: flow.runId,
   });
+}
+
+/**
+ * Bytes of a record's raw text (and, apart, of its exact bytes in `rawBase64`) a dead letter keeps.
+ * A line up to the sources' line limit (128 MiB) is read whole, but kept whole in a dead letter it
+ * costs several times its size while the entry is serialised (a line of NUL bytes becomes six
+ * times longer as JSON), and the full record is still in the input, at the source and line named.
+ */
+export const DEAD_LETTER_RAW_BYTES = 64 * 1024;
+
+const utf8 = new TextEncoder();
+
+/**
+ * `raw` and `rawBase64` cut to their first {@link DEAD_LETTER_RAW_BYTES} bytes (at a character
+ * boundary, ending with `…`), with a note of how long they were appended to `error`.
+ */
+function keptRaw(raw: string, error: string, details: DeadLetterDetails): DeadLetterDetails & { raw: string; error: string } {
+  const notes: string[] = [];
+  // A UTF-16 unit is at most 3 UTF-8 bytes: only long texts need their bytes counted.
+  if (raw.length * 3 > DEAD_LETTER_RAW_BYTES) {
+    const bytes = Buffer.byteLength(raw);
+    if (bytes > DEAD_LETTER_RAW_BYTES) {
+      // encodeInto writes whole characters only, so the cut never splits one.
+      const { read } = utf8.encodeInto(raw, new Uint8Array(DEAD_LETTER_RAW_BYTES));
+      raw = `${raw.slice(0, read)}…`;
+      notes.push(`raw cut to its first ${DEAD_LETTER_RAW_BYTES} of ${bytes} bytes`);
+    }
+  }
+  let rawBase64 = details.rawBase64;
+  // Four base64 characters carry three bytes.
+  if (rawBase64 !== undefined && rawBase64.length > Math.ceil(DEAD_LETTER_RAW_BYTES / 3) * 4) {
+    const padding = rawBase64.endsWith("==") ? 2 : rawBase64.endsWith("=") ? 1 : 0;
+    const bytes = (rawBase64.length / 4) * 3 - padding;
+    rawBase64 = Buffer.from(rawBase64.slice(0, Math.ceil(DEAD_LETTER_RAW_BYTES / 3) * 4), "base64")
+      .subarray(0, DEAD_LETTER_RAW_BYTES)
+      .toString("base64");
+    notes.push(`rawBase64 cut to its first ${DEAD_LETTER_RAW_BYTES} of ${bytes} bytes`);
+  }
+  return {
+    raw,
+    error: notes.length > 0 ? `${error} (${notes.join("; ")})` : error,
+    ...details,
+    ...(rawBase64 !== undefined ? { rawBase64 } : {}),
+  };
 }
 
 /**
