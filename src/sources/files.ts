@@ -1,7 +1,16 @@
 /**
  * File inputs: what a user names as input (a path, a glob, a list of them) turned into a sorted
  * list of files, and the frame every file source is built on.
+ *
+ * Besides plain files, the frame reads two kinds of input that can only be read front to back:
+ * - compressed files (gzip, zstd), recognised by their first bytes whatever their name, and
+ *   decompressed as a stream, so memory stays bounded however large they are. Readers see the
+ *   decompressed bytes, and offsets (dead letters, checkpoint resume points) count those;
+ * - named pipes and other files that are not regular (`mkfifo p; producer > p &`, `<(zcat x)`),
+ *   read as they arrive. Opening a pipe waits for its writer; that wait, like a read waiting for
+ *   data, ends when the run is stopped, so a stop never hangs on a pipe nobody writes to.
  */
+import type { Stats } from "node:fs";
 import { type FileHandle, open, stat } from "node:fs/promises";
 import { isAbsolute, join } from "node:path";
 import { Observable } from "rxjs";
@@ -60,13 +69,16 @@ export interface FileReading {
   readonly path: string;
   /** The file as an input of the run: `input.at(line, raw)` gives each record's position. */
   readonly input: Input;
-  /** The file's size when it was opened. */
+  /** The file's size on disk when it was opened (compressed, for a compressed file; 0 for a pipe). */
   readonly size: number;
   /** Where to begin: `{ line: 0, byteOffset: 0 }` unless a checkpoint resumes the file. */
   readonly start: StartPoint;
   /** Reads the file sequentially from `start.byteOffset`; counts bytes read. Resolves 0 at the end. */
   readonly read: ReadBytes;
-  /** Reads at an absolute position (a header before the resume point, say) without moving `read`. */
+  /**
+   * Reads at an absolute position (a header before the resume point, say) without moving `read`.
+   * On a compressed file, going back decompresses again from the start; a pipe cannot go back.
+   */
   readonly readAt: (buffer: Uint8Array, offset: number, length: number, position: number) => Promise<number>;
   /** Emits a record; stamp it with its position first (`stamp(value, input.at(line, raw))`). */
   readonly emit: (value: unknown) => void;
@@ -84,10 +96,66 @@ export interface FileReading {
   readonly mark: (line: number, byteOffset: number) => void;
 }
 
+/** A compression a file source reads through, and the first bytes that give it away. */
+const COMPRESSIONS = [
+  { format: "gzip", magic: [0x1f, 0x8b] },
+  { format: "zstd", magic: [0x28, 0xb5, 0x2f, 0xfd] },
+] as const;
+
+type Compression = (typeof COMPRESSIONS)[number]["format"];
+
+/**
+ * Compressions read nowhere in sluice, recognised so that such a file is refused by name instead
+ * of being read as text (a run that ends "successfully" with every line a dead letter).
+ */
+const UNREADABLE = [
+  { format: "xz", magic: [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], tool: "xz -dc" },
+  // "BZh" is text too: only with its block size digit and block magic ("BZh91AY&SY") is it bzip2.
+  { format: "bzip2", magic: [0x42, 0x5a, 0x68], tool: "bzip2 -dc", needs: 10 },
+  { format: "lz4", magic: [0x04, 0x22, 0x4d, 0x18], tool: "lz4 -dc" },
+  { format: "zip", magic: [0x50, 0x4b, 0x03, 0x04], tool: "unzip -p" },
+] as const;
+
+/** Bytes needed to tell the formats above apart. */
+const HEAD_BYTES = 10;
+
+const startsWith = (head: Uint8Array, magic: readonly number[]) => head.length >= magic.length && magic.every((byte, i) => head[i] === byte);
+
+/** True while `head` is too short to rule out every format above: more bytes are needed to decide. */
+function undecided(head: Uint8Array): boolean {
+  return [...COMPRESSIONS, ...UNREADABLE].some(
+    (format) => head.length < ("needs" in format ? format.needs : format.magic.length) && head.every((byte, i) => i >= format.magic.length || format.magic[i] === byte),
+  );
+}
+
+/**
+ * The compression `head` (a file's first bytes) shows, if any. Throws, naming `path`, the format
+ * and how to read it, for one sluice cannot decompress.
+ */
+function compressionOf(head: Uint8Array, who: string, path: string): Compression | undefined {
+  const known = COMPRESSIONS.find(({ magic }) => startsWith(head, magic));
+  if (known) return known.format;
+  const unreadable = UNREADABLE.find(({ format, magic }) => startsWith(head, magic) && (format !== "bzip2" || /^BZh[1-9]1AY&SY/.test(String.fromCharCode(...head))));
+  if (unreadable) {
+    throw new Error(
+      `${who}: ${path} is ${unreadable.format}-compressed, which sluice does not read (it reads gzip and zstd): decompress it first, or read it through a named pipe (mkfifo p; ${unreadable.tool} ${path} > p &, then read p)`,
+    );
+  }
+  return undefined;
+}
+
+/** Bytes decompressed files are read from disk at a time. */
+const COMPRESSED_CHUNK_BYTES = 256 * 1024;
+
 /**
  * The frame of every file source: expands the input, reads up to `concurrency` files at once
  * with `readFile`, consults the run's checkpoint (skipping finished files, resuming partly read
  * ones), and reports errors naming the file. Completes after the last file.
+ *
+ * Compressed files (gzip, zstd) and pipes reach `readFile` as their bytes, read front to back
+ * (see the module comment). Under a checkpoint a compressed file resumes by decompressing from
+ * its start and skipping, unparsed, the bytes before its resume point; one an earlier run
+ * finished is skipped. A pipe is read whole on every run, as standard input is.
  */
 export function fileSource(
   who: string,
@@ -100,10 +168,48 @@ export function fileSource(
     const flow = currentFlow();
     let unsubscribed = false;
     const handles = new Set<FileHandle>();
+    const streams = new Set<ByteReader>();
     const stopped = () => unsubscribed || subscriber.closed || flow.stopping;
+    const count = (n: number) => {
+      flow.stats.bytesRead += n;
+    };
+
+    /** What every reader gets, around the way this file's bytes are read. */
+    function reading(path: string, size: number, start: StartPoint, readAt: FileReading["readAt"], mark: FileReading["mark"]): FileReading {
+      let position = start.byteOffset;
+      return {
+        flow,
+        path,
+        input: new Input(flow, path),
+        size,
+        start,
+        read: async (buffer, offset, length) => {
+          const n = await readAt(buffer, offset, length, position);
+          position += n;
+          return n;
+        },
+        readAt,
+        emit: (value) => subscriber.next(value),
+        stopped,
+        async pause() {
+          if (stopped()) return false;
+          if (flow.gate) await waitForGate(flow);
+          return !stopped();
+        },
+        mark,
+      };
+    }
 
     async function readOne(path: string): Promise<void> {
       if (stopped()) return;
+      let info: Stats;
+      try {
+        info = await stat(path);
+      } catch (error) {
+        throw new Error(`${who}: cannot open ${path}: ${(error as Error).message}`, { cause: error });
+      }
+      // Opening a pipe blocks until a writer opens it: only a regular file is opened here.
+      if (!info.isFile()) return readPipe(path);
       let handle: FileHandle;
       try {
         handle = await open(path, "r");
@@ -113,46 +219,142 @@ export function fileSource(
       handles.add(handle);
       try {
         const size = (await handle.stat()).size;
-        const resume = flow.checkpoint?.startOf(path, size);
-        // What a resume skips is not read: the progress total shrinks by it.
-        flow.stats.bytesTotal -= resume === "done" ? size : (resume?.byteOffset ?? 0);
-        if (resume === "done") return;
-        const start = resume ?? { line: 0, byteOffset: 0 };
-        let position = start.byteOffset;
-        const readAt = async (buffer: Uint8Array, offset: number, length: number, at: number) => {
-          try {
-            const { bytesRead } = await handle.read(buffer, offset, length, at);
-            flow.stats.bytesRead += bytesRead;
-            return bytesRead;
-          } catch (error) {
-            throw new Error(`${who}: cannot read ${path}: ${(error as Error).message}`, { cause: error });
-          }
-        };
-        await readFile({
-          flow,
-          path,
-          input: new Input(flow, path),
-          size,
-          start,
-          read: async (buffer, offset, length) => {
-            const n = await readAt(buffer, offset, length, position);
-            position += n;
-            return n;
-          },
-          readAt,
-          emit: (value) => subscriber.next(value),
-          stopped,
-          async pause() {
-            if (stopped()) return false;
-            if (flow.gate) await waitForGate(flow);
-            return !stopped();
-          },
-          mark: (line, byteOffset) => flow.checkpoint?.mark(path, line, byteOffset),
-        });
-        if (!stopped()) flow.checkpoint?.ended(path, size);
+        const head = new Uint8Array(HEAD_BYTES);
+        const { bytesRead } = await handle.read(head, 0, head.length, 0);
+        const compression = compressionOf(head.subarray(0, bytesRead), who, path);
+        if (compression) await readCompressed(path, handle, size, compression);
+        else await readPlain(path, handle, size);
       } finally {
         handles.delete(handle);
         await handle.close();
+      }
+    }
+
+    async function readPlain(path: string, handle: FileHandle, size: number): Promise<void> {
+      const resume = flow.checkpoint?.startOf(path, size);
+      // What a resume skips is not read: the progress total shrinks by it.
+      flow.stats.bytesTotal -= resume === "done" ? size : (resume?.byteOffset ?? 0);
+      if (resume === "done") return;
+      const readAt = async (buffer: Uint8Array, offset: number, length: number, at: number) => {
+        try {
+          const { bytesRead } = await handle.read(buffer, offset, length, at);
+          count(bytesRead);
+          return bytesRead;
+        } catch (error) {
+          throw new Error(`${who}: cannot read ${path}: ${(error as Error).message}`, { cause: error });
+        }
+      };
+      const mark = (line: number, byteOffset: number) => flow.checkpoint?.mark(path, line, byteOffset);
+      await readFile(reading(path, size, resume ?? { line: 0, byteOffset: 0 }, readAt, mark));
+      if (!stopped()) flow.checkpoint?.ended(path, size);
+    }
+
+    async function readCompressed(path: string, handle: FileHandle, size: number, compression: Compression): Promise<void> {
+      const checkpoint = flow.checkpoint;
+      let resume: StartPoint | "done" | undefined;
+      if (checkpoint) {
+        // The checkpoint checks an input's size against how far earlier runs read it, but here
+        // offsets count decompressed bytes, whose total is known only at the end. So it is asked
+        // with no limit first, then with the size it recorded: "done" only for a finished file.
+        resume = checkpoint.startOf(path, Number.MAX_SAFE_INTEGER);
+        if (resume !== undefined && resume !== "done") resume = checkpoint.startOf(path, resume.byteOffset);
+      }
+      // A resume reads the compressed bytes again from the start: only a finished file shrinks the total.
+      if (resume === "done") {
+        flow.stats.bytesTotal -= size;
+        return;
+      }
+      const start = resume ?? { line: 0, byteOffset: 0 };
+      const decompressed = () => {
+        const bytes = new ByteReader(decompress(fileBytes(handle, count), compression));
+        streams.add(bytes);
+        return bytes;
+      };
+      let cursor = decompressed();
+      const readAt = async (buffer: Uint8Array, offset: number, length: number, at: number) => {
+        try {
+          // Behind the cursor (a header before the resume point): decompress again from the start.
+          if (at < cursor.position) {
+            streams.delete(cursor);
+            cursor.cancel();
+            cursor = decompressed();
+          }
+          const ahead = at - cursor.position;
+          const reached = ahead <= 0 || (await cursor.skip(ahead)) === ahead;
+          // Past the end is the end, except before the resume point: the file lost what was read.
+          if (reached || at > start.byteOffset) return await cursor.read(buffer, offset, length);
+        } catch (error) {
+          throw new Error(`${who}: cannot decompress ${path} (${compression}): ${(error as Error).message}; the file is damaged or incomplete`, { cause: error });
+        }
+        throw new Error(
+          `${who}: ${path} decompresses to ${cursor.position} bytes but an earlier run already read ${start.byteOffset} bytes of it; it was replaced or truncated. Remove the checkpoint file to read everything again.`,
+        );
+      };
+      const mark = (line: number, byteOffset: number) => checkpoint?.mark(path, line, byteOffset);
+      try {
+        await readFile(reading(path, size, start, readAt, mark));
+        if (stopped() || !checkpoint) return;
+        // The checkpoint records the input as finished at its decompressed size; a reader may stop
+        // before the end (a JSON document's last bracket), so the rest is counted, not parsed.
+        const end = new Uint8Array(64 * 1024);
+        while ((await readAt(end, 0, end.length, cursor.position)) > 0);
+        checkpoint.ended(path, cursor.position);
+      } finally {
+        streams.delete(cursor);
+        cursor.cancel();
+      }
+    }
+
+    async function readPipe(path: string): Promise<void> {
+      let raw: ByteReader | undefined;
+      let bytes: ByteReader | undefined;
+      // A stop ends the wait for a writer, or for data, at once; what was read so far is kept.
+      const interrupt = () => {
+        raw?.cancel();
+        bytes?.cancel();
+      };
+      flow.onStop.add(interrupt);
+      try {
+        // Bun opens a pipe without blocking and waits for its writer on the event loop.
+        raw = new ByteReader(Bun.file(path).stream(), count);
+        streams.add(raw);
+        if (stopped()) return;
+        let head: Uint8Array;
+        try {
+          // As few bytes as tell the format: a writer that sends one short record and waits must
+          // not have it held back until more arrive.
+          head = await raw.peek(1);
+          while (undecided(head)) {
+            const more = await raw.peek(head.length + 1);
+            if (more.length === head.length) break;
+            head = more;
+          }
+        } catch (error) {
+          throw new Error(`${who}: cannot read ${path}: ${(error as Error).message}`, { cause: error });
+        }
+        const compression = compressionOf(head, who, path);
+        bytes = compression ? new ByteReader(decompress(raw.rest(), compression)) : raw;
+        streams.add(bytes);
+        const from = bytes;
+        const readAt = async (buffer: Uint8Array, offset: number, length: number, at: number) => {
+          if (at < from.position) throw new Error(`${who}: cannot read ${path} again from byte ${at}: it is a pipe, which can be read only once`);
+          try {
+            if (at > from.position) await from.skip(at - from.position);
+            return await from.read(buffer, offset, length);
+          } catch (error) {
+            const what = compression ? `cannot decompress ${path} (${compression})` : `cannot read ${path}`;
+            throw new Error(`${who}: ${what}: ${(error as Error).message}`, { cause: error });
+          }
+        };
+        // Not resumable: a pipe's bytes are gone once read, and the next run reads new ones.
+        await readFile(reading(path, 0, { line: 0, byteOffset: 0 }, readAt, () => {}));
+      } finally {
+        flow.onStop.delete(interrupt);
+        for (const stream of [raw, bytes]) {
+          if (!stream) continue;
+          streams.delete(stream);
+          stream.cancel();
+        }
       }
     }
 
@@ -173,7 +375,135 @@ export function fileSource(
 
     return () => {
       unsubscribed = true;
+      for (const stream of streams) stream.cancel();
       for (const handle of handles) handle.close().catch(() => {});
     };
   });
+}
+
+/** A regular file's bytes from its start as a stream, `COMPRESSED_CHUNK_BYTES` at a time, counted by `count`. */
+function fileBytes(handle: FileHandle, count: (n: number) => void): ReadableStream<Uint8Array> {
+  let position = 0;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const buffer = new Uint8Array(COMPRESSED_CHUNK_BYTES);
+        const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+        if (bytesRead === 0) {
+          controller.close();
+          return;
+        }
+        position += bytesRead;
+        count(bytesRead);
+        controller.enqueue(buffer.subarray(0, bytesRead));
+      },
+    },
+    // Read only when the decompressor asks: one chunk ahead at most.
+    { highWaterMark: 0 },
+  );
+}
+
+/** `bytes` decompressed, as Bun's DecompressionStream does it: bounded chunks, concatenated members or frames, a cut-short input an error. */
+function decompress(bytes: ReadableStream<Uint8Array>, compression: Compression): ReadableStream<Uint8Array> {
+  // Bun's types do not list "zstd" among the formats, nor give the pair Uint8Array on both sides.
+  const decompressor = new DecompressionStream(compression as ConstructorParameters<typeof DecompressionStream>[0]) as unknown as ReadableWritablePair<Uint8Array, Uint8Array>;
+  return bytes.pipeThrough(decompressor);
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * A stream of bytes (a pipe, a decompressor's output) behind the reads a file gives: the part of
+ * a chunk that did not fit waits for the next read, and `position` counts the bytes handed out.
+ * It holds at most one chunk (a peek, at most the few bytes asked for on top).
+ */
+class ByteReader {
+  readonly #reader: { read(): Promise<{ done: boolean; value?: Uint8Array }>; cancel(): Promise<void> };
+  readonly #count: ((n: number) => void) | undefined;
+  #pending: Uint8Array = EMPTY;
+  #ended = false;
+  /** Bytes read or skipped so far. */
+  position = 0;
+
+  constructor(stream: ReadableStream<Uint8Array>, count?: (n: number) => void) {
+    this.#reader = stream.getReader();
+    this.#count = count;
+  }
+
+  /** The first `n` bytes not yet read (fewer at the end), without reading them. */
+  async peek(n: number): Promise<Uint8Array> {
+    while (this.#pending.length < n) {
+      const chunk = await this.#next();
+      if (!chunk) break;
+      this.#pending = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
+    }
+    return this.#pending.subarray(0, n);
+  }
+
+  /** Reads up to `length` bytes into `buffer` at `offset`; resolves 0 at the end (or once cancelled). */
+  async read(buffer: Uint8Array, offset: number, length: number): Promise<number> {
+    if (!(await this.#fill())) return 0;
+    const n = Math.min(length, this.#pending.length);
+    buffer.set(this.#pending.subarray(0, n), offset);
+    this.#pending = this.#pending.subarray(n);
+    this.position += n;
+    return n;
+  }
+
+  /** Passes over up to `n` bytes without copying them; resolves how many there were. */
+  async skip(n: number): Promise<number> {
+    let skipped = 0;
+    while (skipped < n && (await this.#fill())) {
+      const step = Math.min(n - skipped, this.#pending.length);
+      this.#pending = this.#pending.subarray(step);
+      skipped += step;
+    }
+    this.position += skipped;
+    return skipped;
+  }
+
+  /** The bytes not yet read, as a stream to pipe through a decompressor. This reader is done with. */
+  rest(): ReadableStream<Uint8Array> {
+    return new ReadableStream<Uint8Array>(
+      {
+        pull: async (controller) => {
+          const chunk = (await this.#fill()) ? this.#pending : undefined;
+          this.#pending = EMPTY;
+          if (chunk) controller.enqueue(chunk);
+          else controller.close();
+        },
+        cancel: () => this.cancel(),
+      },
+      { highWaterMark: 0 },
+    );
+  }
+
+  /** Ends the stream: a read waiting for data resolves 0, and so does every later one. */
+  cancel(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#pending = EMPTY;
+    this.#reader.cancel().catch(() => {});
+  }
+
+  /** Makes sure a chunk waits; false at the end. Empty chunks are passed over, not taken for the end. */
+  async #fill(): Promise<boolean> {
+    while (this.#pending.length === 0) {
+      const chunk = await this.#next();
+      if (!chunk) return false;
+      this.#pending = chunk;
+    }
+    return true;
+  }
+
+  async #next(): Promise<Uint8Array | undefined> {
+    if (this.#ended) return undefined;
+    const { done, value } = await this.#reader.read();
+    if (done || !value || this.#ended) {
+      this.#ended = true;
+      return undefined;
+    }
+    this.#count?.(value.length);
+    return value;
+  }
 }
