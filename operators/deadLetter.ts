@@ -3,8 +3,10 @@ import type { DeadLetter } from "../src/deadletter/entry.ts";
 import {
   type DeadLetterStore,
   type DeadLetterStoreOptions,
+  lockDeadLetterFolder,
   openDeadLetterStore,
 } from "../src/deadletter/store.ts";
+import type { Lock } from "../src/io/lock.ts";
 import { modeUnder } from "../src/checkpoint/checkpoint.ts";
 import { currentFlow, installDeadLetter, withFlow } from "../src/flow/flow.ts";
 
@@ -20,9 +22,16 @@ export type DeadLetterTarget = string | DeadLetterStore | ((entry: DeadLetter) =
  * gathered or its oldest entry is `maxFileAgeMs` (60 s) old, so a pipeline that runs for days
  * makes a rare bad record durable within that bound.
  *
+ * A folder target is locked for the whole run (`.<folder>.lock` beside it): a second pipeline
+ * writing the same folder, in this process or another, errors at subscribe with a `LockedError`
+ * naming the run that holds it, before anything is read. The lock is released on complete, error
+ * and unsubscribe, once the folder's files are committed.
+ *
  * Values pass through unchanged. On complete, the folder's files are committed before the
  * completion travels on, so when the pipeline completes every dead letter is durable. On error
- * or unsubscribe, what was gathered is still committed (best effort).
+ * or unsubscribe, what was gathered is still committed (best effort), except in mode
+ * `overwrite` over earlier dead letters: those are replaced only when the run completes without
+ * being stopped, and otherwise stay as they were, without this run's.
  *
  * @example
  * fromNdjson("events.ndjson").pipe(
@@ -47,9 +56,29 @@ export function deadLetter<T>(
       if (typeof target === "function") {
         handler = target;
       } else if (typeof target === "string") {
-        // Resuming: dead letters earlier runs made durable must not be written twice.
-        flow.checkpoint?.loadDeadLetters(target);
-        storeReady = openDeadLetterStore(target, flow.runId, { ...options, mode: modeUnder(flow.checkpoint, options.mode ?? "append") });
+        // Taken before anything is read, so a second writer of the folder is refused at once.
+        let lock: Lock;
+        try {
+          lock = lockDeadLetterFolder(target, flow.runId);
+        } catch (error) {
+          subscriber.error(error);
+          return;
+        }
+        try {
+          // Resuming: dead letters earlier runs made durable must not be written twice.
+          flow.checkpoint?.loadDeadLetters(target);
+        } catch (error) {
+          lock.release();
+          subscriber.error(error);
+          return;
+        }
+        storeReady = openDeadLetterStore(target, flow.runId, {
+          ...options,
+          mode: modeUnder(flow.checkpoint, options.mode ?? "append"),
+          // A checkpoint's later runs resume into the folder: they must find this run's files there.
+          replace: flow.checkpoint ? "open" : "close",
+          lock,
+        });
         storeReady.then(
           (opened) => {
             store = opened;
@@ -64,10 +93,15 @@ export function deadLetter<T>(
       }
       installDeadLetter(flow, handler);
 
-      async function settle(): Promise<void> {
+      // `completed`: the source completed and the run was not stopped. Otherwise an overwrite of
+      // the folder is cancelled, and its earlier dead letters stay.
+      async function settle(completed: boolean): Promise<void> {
         removeHook?.();
         const opened = store ?? (storeReady ? await storeReady : undefined);
-        if (opened) await (typeof target === "string" ? opened.close() : opened.flush());
+        if (!opened) return;
+        if (typeof target !== "string") await opened.flush();
+        else if (completed && !flow.stopping) await opened.close();
+        else await (opened.cancel ?? opened.close).call(opened);
       }
 
       // A checkpoint may only move past a dead letter once it is durable.
@@ -87,7 +121,7 @@ export function deadLetter<T>(
           // A function target holds nothing to commit: completion and errors pass at once.
           if (typeof target === "function") return EMPTY;
           // After an upstream error, that error is the one to report, not a failed commit.
-          const committed = orError === "report" ? settle() : settle().catch(() => {});
+          const committed = orError === "report" ? settle(true) : settle(false).catch(() => {});
           return from(committed).pipe(ignoreElements());
         });
       const subscription = withFlow(flow, () =>
@@ -103,7 +137,7 @@ export function deadLetter<T>(
         // Unsubscribed before the end: what was gathered is still committed, best effort.
         if (!settled) {
           settled = true;
-          settle().catch(() => {});
+          settle(false).catch(() => {});
         }
       };
     });

@@ -25,6 +25,7 @@ import { Database } from "bun:sqlite";
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { readDeadLettersSync } from "../deadletter/read.ts";
+import { acquireLock, type Lock, lockPathOf } from "../io/lock.ts";
 
 /** Where a source begins reading an input: line numbering resumes after `line`, bytes at `byteOffset`. */
 export interface StartPoint {
@@ -115,11 +116,27 @@ interface SourceState {
  * run are reconciled: a file that reached its final name counts as committed, one that did not is
  * forgotten.
  *
+ * One run at a time: the checkpoint is locked (`.<file>.lock` beside it) until `close`, and a
+ * second run opening it throws a `LockedError` naming the run that holds it.
+ *
  * @example
  * const summary = await run(pipeline, { checkpoint: "out/.sluice/checkpoint.sqlite" });
  */
 export function openCheckpoint(path: string, runId: string): Checkpoint {
   mkdirSync(dirname(path), { recursive: true });
+  // Two runs sharing a checkpoint would each resume from the same point and write the same
+  // records; the second used to fail on SQLITE_BUSY only after committing files. It is refused
+  // here, before anything is opened, read or written.
+  const lock = acquireLock(lockPathOf(path), { runId, what: `checkpoint ${path}` });
+  try {
+    return openLocked(path, runId, lock);
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
+}
+
+function openLocked(path: string, runId: string, lock: Lock): Checkpoint {
   const db = new Database(path, { create: true });
   db.run("PRAGMA journal_mode = WAL");
   db.run("PRAGMA synchronous = FULL");
@@ -349,8 +366,13 @@ export function openCheckpoint(path: string, runId: string): Checkpoint {
     },
 
     close() {
+      if (closed) return;
       closed = true;
-      db.close();
+      try {
+        db.close();
+      } finally {
+        lock.release();
+      }
     },
   };
 }

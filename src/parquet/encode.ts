@@ -2,7 +2,7 @@
  * Arrow IPC bytes in, a committed Parquet file out. Runs inside an encoder worker (or inline
  * when workers are turned off), so it only takes plain data.
  */
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, linkSync, openSync, renameSync, rmSync, unlinkSync, writeSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import * as pq from "parquet-wasm";
@@ -49,7 +49,15 @@ export function encodeParquet(ipc: Uint8Array, options: EncodeOptions): Uint8Arr
 
 /**
  * Writes bytes so that readers and crashes only ever see the whole file or none of it: a
- * temporary name, fsync, rename, then fsync of the folder so the rename itself is durable.
+ * temporary name, fsync, then the final name, then fsync of the folder so the name is durable.
+ *
+ * The final name is given with `link(temp, final)`, not `rename`: rename replaces a file that
+ * already has the name, silently, and two writers that chose the same name once lost each other's
+ * rows that way. `link` fails with EEXIST instead, and this rejects with that error (code
+ * `EEXIST`) and removes the temporary file; the existing file is untouched. On a file system
+ * without hard links (EPERM, ENOTSUP), the name is checked and then renamed to: that is only safe
+ * because every writer of a sluice folder holds its lock (src/io/lock.ts), so nobody else can
+ * take the name between the check and the rename.
  */
 export async function commitFile(path: string, tempPath: string, bytes: Uint8Array): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
@@ -64,13 +72,43 @@ export async function commitFile(path: string, tempPath: string, bytes: Uint8Arr
     throw error;
   }
   closeSync(fd);
-  renameSync(tempPath, path);
+  try {
+    publish(tempPath, path);
+  } catch (error) {
+    rmSync(tempPath, { force: true });
+    throw error;
+  }
   const dir = openSync(dirname(path), "r");
   try {
     fsyncSync(dir);
   } finally {
     closeSync(dir);
   }
+}
+
+/** Gives `tempPath`'s file the name `path`, never replacing a file of that name (see {@link commitFile}). */
+function publish(tempPath: string, path: string): void {
+  try {
+    linkSync(tempPath, path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") throw alreadyThere(path, error);
+    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP") throw error;
+    if (existsSync(path)) throw alreadyThere(path, error);
+    renameSync(tempPath, path);
+    return;
+  }
+  unlinkSync(tempPath);
+}
+
+function alreadyThere(path: string, cause: unknown): Error {
+  return Object.assign(
+    new Error(
+      `${path} already exists and sluice never replaces a committed file; another run wrote it (a run id used twice?): choose another run id, or move the file away`,
+      { cause },
+    ),
+    { code: "EEXIST" },
+  );
 }
 
 /** Encodes and commits one file; returns the size written. */

@@ -1,14 +1,16 @@
 /**
  * `toParquet`: the sink that turns records into a hive-partitioned Parquet dataset.
  */
+import { closeSync, existsSync, fsyncSync, openSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { Observable, type OperatorFunction } from "rxjs";
 import type * as v from "valibot";
 import { RowBuffer } from "../arrow/rows.ts";
 import { modeUnder } from "../checkpoint/checkpoint.ts";
 import { currentFlow, holdGate, observeCommitLatency, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
 import type { Input, Position } from "../flow/position.ts";
+import { acquireLock, type Lock, LockedError, lockPathOf } from "../io/lock.ts";
 import type { EncodeOptions } from "../parquet/encode.ts";
 import { createEncoders } from "../parquet/encoders.ts";
 import { ParquetWriteError } from "../parquet/errors.ts";
@@ -26,8 +28,8 @@ export interface ParquetSinkOptions<T> {
   readonly partitionBy?: readonly (keyof T & string)[];
   /**
    * `error` (default) refuses to write into a folder that holds Parquet files; `overwrite`
-   * moves the old dataset aside and removes it before writing; `append` adds files named with
-   * the run id next to the existing ones.
+   * replaces the dataset once this run completes (see {@link toParquet}); `append` adds files
+   * named with the run id next to the existing ones.
    */
   readonly mode?: WriteMode;
   /** Default `zstd`. */
@@ -54,6 +56,10 @@ export interface ParquetSinkOptions<T> {
 
 /** A committed file, emitted once it is durable under its final name. */
 export interface Commit {
+  /**
+   * The file. When an `overwrite` replaces a dataset, the file is durable in the staging folder
+   * and is at this path once the run completes.
+   */
   readonly path: string;
   /** The partition's values by key, as written in the folder names (null for a null value). */
   readonly partition: Readonly<Record<string, string | null>>;
@@ -84,7 +90,8 @@ interface OpenPartition {
   readonly key: string;
   /** How the sink finds it among the open ones (see lookupKeyOf). */
   readonly lookup: string | symbol;
-  readonly folder: string;
+  /** The partition's folder relative to the dataset's (`""` when not partitioned). */
+  readonly subfolder: string;
   readonly values: Record<string, string | null>;
   readonly buffer: RowBuffer;
   readonly firstIndex: number;
@@ -114,9 +121,28 @@ interface OpenPartition {
  * A record whose value does not fit its column (a string in an integer column, a missing required
  * field) is sent to the dead letter with stage `write`; nothing is converted.
  *
+ * One writer per dataset: the sink holds the folder's lock (`.<folder>.lock` beside it) from
+ * subscribe until it completes, errors or is unsubscribed (after the writes in flight land). A
+ * second sink on the same folder, in this process or another, errors at subscribe with a
+ * `LockedError` naming the holder (run id, pid, host, since when) and writes nothing. A lock
+ * left by a process that died is taken over. A file is never committed over an existing one.
+ *
+ * `overwrite` over an existing dataset writes the new files into a staging folder beside it
+ * (`.<folder>.staging-<runId>`). While the run goes on, readers of the folder see the old
+ * dataset, whole and unchanged. When the run completes, two renames swap the folders (for that
+ * instant the folder is missing), then the old dataset is deleted: readers see the new dataset,
+ * whole. A run that fails, is unsubscribed, is killed or is stopped (a signal or an abort) leaves
+ * the old dataset as it was and its own files are dropped (the next run removes what a killed one
+ * left, and finishes a swap a crash cut in two); a stopped run's summary then counts none of its
+ * rows as written. With no dataset to replace, `overwrite` writes in place like the other modes.
+ * Under a checkpoint it also writes in place, and the old dataset is removed when the first run
+ * starts: the checkpoint's later runs append to what that run committed, so its files must be
+ * where the checkpoint recorded them.
+ *
  * Completes once every buffer is committed. Errors with a `ParquetWriteError` when a file cannot
- * be written (disk full, permissions): rows already committed stay, the failing file leaves no
- * partial file under its final name. Unsubscribing discards uncommitted buffers.
+ * be written (disk full, permissions): rows already committed stay (except an overwrite's, see
+ * above), the failing file leaves no partial file under its final name. Unsubscribing discards
+ * uncommitted buffers.
  *
  * @example
  * fromNdjson("events.ndjson").pipe(
@@ -145,6 +171,14 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
   return function parquetSink(source) {
     return new Observable<Commit>((subscriber) => {
       const flow = currentFlow();
+      // Taken before anything else: a second writer is refused before its source is read.
+      let lock: Lock;
+      try {
+        lock = acquireLock(lockPathOf(folder), { runId: flow.runId, what: `dataset folder ${folder}` });
+      } catch (error) {
+        subscriber.error(error instanceof LockedError || !(error as NodeJS.ErrnoException)?.code ? error : new ParquetWriteError(folder, error));
+        return;
+      }
       const encoders = createEncoders(options.encoders ?? 1);
       const encodeOptions = (sources: readonly CommitRange[]): EncodeOptions => ({
         compression: options.compression ?? "zstd",
@@ -185,10 +219,21 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
       let inflightBytes = 0;
       let release: (() => void) | undefined;
       let failed = false;
+      // What an overwrite's staging folder holds; `ended` once it replaced the dataset or was dropped.
+      let staged: { rows: number; files: number; bytes: number; ended: boolean } | undefined;
+      let readyState: "pending" | "ok" | "failed" = "pending";
       // A folder that cannot be made (a file in the way, no permission) is a write failure like any other.
-      const ready = prepareFolder(folder, modeUnder(flow.checkpoint, mode)).catch((error) => {
-        throw error instanceof ParquetWriteError || !(error as NodeJS.ErrnoException)?.code ? error : new ParquetWriteError(folder, error);
-      });
+      const ready = prepareFolder(folder, modeUnder(flow.checkpoint, mode), flow.runId, checkpoint !== undefined).then(
+        (target) => {
+          readyState = "ok";
+          if (target.staged) staged = { rows: 0, files: 0, bytes: 0, ended: false };
+          return target;
+        },
+        (error) => {
+          readyState = "failed";
+          throw error instanceof ParquetWriteError || !(error as NodeJS.ErrnoException)?.code ? error : new ParquetWriteError(folder, error);
+        },
+      );
       ready.catch((error) => fail(error));
 
       function fail(error: unknown) {
@@ -225,7 +270,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
           partition = {
             key: checkpointKeyOf(record),
             lookup,
-            folder: join(folder, ...segments),
+            subfolder: join("", ...segments),
             values,
             buffer: new RowBuffer(columns),
             firstIndex: received,
@@ -403,21 +448,27 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         // A checkpointed run adds to what earlier runs wrote, so its names carry its run id too.
         const withRunId = mode === "append" || checkpoint !== undefined;
         const name = `part-${withRunId ? `${flow.runId}-` : ""}${String(partition.firstIndex).padStart(12, "0")}.parquet`;
-        const path = join(partition.folder, name);
+        // Where the file is once the run is over; an overwrite writes it in its staging folder first.
+        const path = join(folder, partition.subfolder, name);
         const sources = rangesOf(partition);
         inflightRanges.add(sources);
         checkpoint?.intent(path, partition.key, sources);
         const write = ready
-          .then(() =>
+          .then((target) =>
             encoders.encode({
               ipc,
-              path,
-              tempPath: join(partition.folder, `.${name}.${process.pid}.tmp`),
+              path: join(target.root, partition.subfolder, name),
+              tempPath: join(target.root, partition.subfolder, `.${name}.${process.pid}.tmp`),
               options: encodeOptions(sources),
             }),
           )
           .then(
             (bytes) => {
+              if (staged) {
+                staged.rows += rows;
+                staged.files++;
+                staged.bytes += bytes;
+              }
               flow.stats.files++;
               flow.stats.bytes += bytes;
               flow.stats.written += rows;
@@ -463,13 +514,37 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
           async complete() {
             for (const partition of [...open.values()]) flush(partition);
             while (writes.size > 0) await Promise.all([...writes]);
-            if (!failed) {
-              await ready.catch(() => {});
-              subscriber.complete();
+            if (failed) return;
+            const target = await ready.catch(() => undefined);
+            if (!target || failed) return;
+            if (target.staged) {
+              try {
+                // A stopped run did not read its whole input: the dataset it would replace stays.
+                if (flow.stopping) dropStaging();
+                else {
+                  if (staged) staged.ended = true;
+                  await swapIn(folder, target.root, flow.runId);
+                }
+              } catch (error) {
+                fail(new ParquetWriteError(folder, error));
+                return;
+              }
             }
+            lock.release();
+            subscriber.complete();
           },
         }),
       );
+
+      /** Drops an overwrite's staging folder: the old dataset stays, and the counts say so. */
+      function dropStaging() {
+        if (!staged || staged.ended) return;
+        staged.ended = true;
+        rmSync(stagingOf(folder, flow.runId), { recursive: true, force: true });
+        flow.stats.written -= staged.rows;
+        flow.stats.files -= staged.files;
+        flow.stats.bytes -= staged.bytes;
+      }
 
       return () => {
         clearInterval(ageTimer);
@@ -477,8 +552,18 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         release?.();
         open.clear();
         flow.stats.openPartitions = 0;
-        // Let in-flight writes finish (their files are whole) before the workers stop.
-        Promise.allSettled([...writes]).then(() => encoders.close());
+        // Files in flight finish (they are whole) before the workers stop; until then the folder
+        // is still being written, so the lock is kept. An overwrite that did not complete drops
+        // its staging folder before the lock goes.
+        const end = () => {
+          encoders.close();
+          dropStaging();
+          lock.release();
+        };
+        // Nothing can still be written (the folder was never ready, or nothing is in flight): at once,
+        // so a run that failed has let go of the folder by the time its caller hears of it.
+        if (readyState === "failed" || (readyState === "ok" && writes.size === 0)) end();
+        else Promise.allSettled([ready, ...writes]).then(end);
       };
     });
   };
@@ -499,21 +584,100 @@ function partitionText(column: ColumnSpec, value: unknown): string | null {
   throw new Error(`partition column "${column.name}" holds ${typeof value}, which cannot name a folder`);
 }
 
-/** Applies the write mode to the dataset folder before the first file is committed. */
-async function prepareFolder(folder: string, mode: WriteMode): Promise<void> {
+/** Where the sink commits files until the run is over. */
+interface Target {
+  readonly root: string;
+  /** True when `root` is an overwrite's staging folder, swapped in at completion. */
+  readonly staged: boolean;
+}
+
+/**
+ * Applies the write mode to the dataset folder before the first file is committed. Runs under the
+ * folder's lock, so what it finds beside the folder was left by runs that ended.
+ */
+async function prepareFolder(folder: string, mode: WriteMode, runId: string, inPlace: boolean): Promise<Target> {
+  finishEarlierRuns(folder);
   const existing = await countParquet(folder);
   if (existing > 0 && mode === "error") {
     throw new Error(
       `toParquet: ${folder} already holds ${existing} Parquet file(s); pass mode "overwrite" to replace the dataset or "append" to add to it`,
     );
   }
-  if (existing >= 0 && mode === "overwrite") {
+  if (mode === "overwrite" && existing > 0 && !inPlace) {
+    const root = stagingOf(folder, runId);
+    await mkdir(root, { recursive: true });
+    return { root, staged: true };
+  }
+  if (mode === "overwrite" && existing >= 0 && inPlace) {
     // Moved aside first so the old dataset is never mixed with the new one, even after a crash.
-    const aside = join(dirname(folder), `.${basename(folder)}.replaced-${process.pid}-${Date.now()}`);
+    const aside = besideOf(folder, "removed", runId);
     await rename(folder, aside);
     await rm(aside, { recursive: true, force: true });
   }
   await mkdir(folder, { recursive: true });
+  return { root: folder, staged: false };
+}
+
+/** `.<name>.<what>-<runId>` beside the dataset folder: on the same file system, so renames work. */
+function besideOf(folder: string, what: "staging" | "replaced" | "removed", runId: string): string {
+  const absolute = resolve(folder);
+  return join(dirname(absolute), `.${basename(absolute)}.${what}-${runId}`);
+}
+
+function stagingOf(folder: string, runId: string): string {
+  return besideOf(folder, "staging", runId);
+}
+
+/**
+ * Replaces the dataset with a complete staging folder. Each rename is atomic, the two together
+ * are not: between them the folder is missing, and a crash there is finished by the next run
+ * (see {@link finishEarlierRuns}).
+ */
+async function swapIn(folder: string, staging: string, runId: string): Promise<void> {
+  const replaced = besideOf(folder, "replaced", runId);
+  renameSync(folder, replaced);
+  renameSync(staging, folder);
+  fsyncFolder(dirname(resolve(folder)));
+  await rm(replaced, { recursive: true, force: true });
+}
+
+/**
+ * Cleans up beside a dataset folder after runs that ended without doing so (killed, or exited
+ * before a cleanup finished): a staging folder is an overwrite that did not complete (dropped); a
+ * replaced or removed folder is an old dataset on its way out (deleted). A replaced folder with the
+ * dataset missing is a swap cut in two: that run's staging folder is complete and is put in place.
+ */
+function finishEarlierRuns(folder: string): void {
+  const absolute = resolve(folder);
+  const prefix = `.${basename(absolute)}.`;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(absolute)).filter((name) => name.startsWith(prefix));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw error;
+  }
+  const runsOf = (what: string) => names.filter((n) => n.startsWith(`${prefix}${what}-`)).map((n) => n.slice(prefix.length + what.length + 1));
+  const stagings = new Set(runsOf("staging"));
+  for (const runId of runsOf("replaced")) {
+    if (!existsSync(absolute)) {
+      if (stagings.delete(runId)) renameSync(besideOf(folder, "staging", runId), absolute);
+      // No staging folder to finish the swap with: the old dataset goes back.
+      else renameSync(besideOf(folder, "replaced", runId), absolute);
+    }
+    rmSync(besideOf(folder, "replaced", runId), { recursive: true, force: true });
+  }
+  for (const runId of stagings) rmSync(besideOf(folder, "staging", runId), { recursive: true, force: true });
+  for (const runId of runsOf("removed")) rmSync(besideOf(folder, "removed", runId), { recursive: true, force: true });
+}
+
+function fsyncFolder(path: string): void {
+  const fd = openSync(path, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Parquet files under a folder, or -1 when the folder does not exist. */
