@@ -88,6 +88,11 @@ export interface Flow {
   checkpoint: Checkpoint | undefined;
   /** The input of records that reached sluice without a position (from RxJS's `from`, a Subject). */
   unnamed: Input | undefined;
+  /**
+   * Work that may still change what is durable after the pipeline errored (a Parquet file being
+   * written): `run()` waits for it before it closes the checkpoint and rejects.
+   */
+  readonly settling: Set<Promise<unknown>>;
   /** Values that are not objects, emitted by sources and not yet claimed, oldest first (see `stamp`). */
   readonly scalars: { readonly value: unknown; readonly position: Position }[];
 }
@@ -120,6 +125,7 @@ export function createFlow(runId = newRunId()): Flow {
     onStop: new Set(),
     checkpoint: undefined,
     unnamed: undefined,
+    settling: new Set(),
     scalars: [],
   };
 }

@@ -124,8 +124,12 @@ export function run(pipeline: Observable<unknown>, options: RunOptions = {}): Pr
         },
         error(error) {
           cleanup();
-          checkpoint?.close();
-          reject(error);
+          // Files still being written may land: the checkpoint (and its lock) stays open until they
+          // have, so the next run that opens it reconciles them.
+          Promise.allSettled([...flow.settling]).then(() => {
+            checkpoint?.close();
+            reject(error);
+          });
         },
         complete() {
           cleanup();

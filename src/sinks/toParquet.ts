@@ -489,9 +489,11 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
           .finally(() => {
             inflightBytes -= size;
             writes.delete(write);
+            flow.settling.delete(write);
             updateGate();
           });
         writes.add(write);
+        flow.settling.add(write);
       }
 
       const ageTimer = setInterval(
