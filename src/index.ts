@@ -23,6 +23,7 @@ export { ParquetWriteError } from "./parquet/errors.ts";
 export { partitionSegment, NULL_PARTITION } from "./parquet/partition.ts";
 export type { Flow, FlowStats } from "./flow/flow.ts";
 export { carry, positionOf, stamp, Input, POSITION, type Position } from "./flow/position.ts";
+export { LockedError, type LockHolder } from "./io/lock.ts";
 export {
   fromHttp,
   HttpSourceError,
