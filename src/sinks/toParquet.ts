@@ -104,6 +104,8 @@ interface OpenPartition {
   /** The input of the last record, and its spans: most records come from the same input as the one before. */
   lastInput: Input | undefined;
   lastSpans: Span[] | undefined;
+  /** The highest line of `lastInput` an earlier file of this partition claimed (fixed while the buffer is open). */
+  lastFloor: number;
 }
 
 /**
@@ -280,6 +282,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
             rejected: new Map(),
             lastInput: undefined,
             lastSpans: undefined,
+            lastFloor: 0,
           };
           open.set(lookup, partition);
           flow.stats.openPartitions = open.size;
@@ -358,11 +361,14 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
           spans = [];
           partition.spans.set(input, spans);
         }
-        partition.lastInput = input;
-        partition.lastSpans = spans;
+        if (partition.lastInput !== input) {
+          partition.lastInput = input;
+          partition.lastSpans = spans;
+          partition.lastFloor = claimed.get(partition.key)?.get(input) ?? 0;
+        }
         const last = spans[spans.length - 1];
         if (last && line > last.last) {
-          if (last.last >= (claimed.get(partition.key)?.get(input) ?? 0)) last.last = line;
+          if (last.last >= partition.lastFloor) last.last = line;
           else spans.push({ first: line, last: line });
           return;
         }
