@@ -28,8 +28,10 @@ export interface DatasetListing {
 /**
  * Lists the Parquet files under `path` (recursively) with their partition values, or the file
  * itself when `path` is a file. Hidden entries (`.` or `_` first: temporary files of writes in
- * progress, the folder an overwrite moves aside, `_SUCCESS` markers) are skipped, as Hive, Spark
- * and DuckDB skip them.
+ * progress, the folder an overwrite moves aside, `_SUCCESS` markers, Spark's `_temporary`) are
+ * skipped, except partition folders (`_source=web`): DuckDB and Polars read those, so a key
+ * beginning with `_` or `.` is shown as they show it. Keys are taken as written (as DuckDB and
+ * Polars take them); values are percent-decoded.
  *
  * Rejects with a message naming the path when it does not exist.
  *
@@ -52,13 +54,14 @@ export async function listDataset(path: string): Promise<DatasetListing> {
   const keys: string[] = [];
   for (const name of names) {
     const parts = name.split(sep);
-    if (!name.endsWith(".parquet") || parts.some((p) => p.startsWith(".") || p.startsWith("_"))) continue;
     const folders = parts.slice(0, -1);
+    const fileName = parts[parts.length - 1] as string;
+    if (!fileName.endsWith(".parquet") || isHidden(fileName) || folders.some((p) => isHidden(p) && p.indexOf("=") <= 0)) continue;
     const partition: Record<string, string | null> = {};
     for (const folder of folders) {
       const eq = folder.indexOf("=");
       if (eq <= 0) continue;
-      const key = decodePartitionText(folder.slice(0, eq));
+      const key = folder.slice(0, eq);
       const value = folder.slice(eq + 1);
       partition[key] = value === NULL_PARTITION ? null : decodePartitionText(value);
       if (!keys.includes(key)) keys.push(key);
@@ -69,7 +72,11 @@ export async function listDataset(path: string): Promise<DatasetListing> {
   return { root: path, isFile: false, partitionKeys: keys, files };
 }
 
-/** Undoes the percent-encoding of partition folders; text that is not valid escaping stays as it is. */
+function isHidden(name: string): boolean {
+  return name.startsWith(".") || name.startsWith("_");
+}
+
+/** Undoes the percent-encoding of partition values; text that is not valid escaping stays as it is. */
 export function decodePartitionText(text: string): string {
   try {
     return decodeURIComponent(text);

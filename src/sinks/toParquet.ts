@@ -14,7 +14,7 @@ import { acquireLock, type Lock, LockedError, lockPathOf } from "../io/lock.ts";
 import type { EncodeOptions } from "../parquet/encode.ts";
 import { createEncoders } from "../parquet/encoders.ts";
 import { ParquetWriteError } from "../parquet/errors.ts";
-import { partitionSegment } from "../parquet/partition.ts";
+import { partitionKeyProblem, partitionSegment } from "../parquet/partition.ts";
 import { type ColumnSpec, columnsOf, SchemaError } from "../schema/columns.ts";
 
 /** What to do when the dataset folder already holds Parquet files. */
@@ -159,6 +159,8 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
   const partitionColumns = partitionBy.map((key) => {
     const column = columns.find((c) => c.name === key);
     if (!column) throw new SchemaError(key, "is named in partitionBy but is not a field of the schema");
+    const keyProblem = partitionKeyProblem(key);
+    if (keyProblem !== undefined) throw new SchemaError(key, keyProblem);
     if (column.kind === "list" || column.kind === "struct" || column.kind === "json") {
       throw new SchemaError(key, `a ${column.kind} column cannot name a partition folder`);
     }

@@ -7,14 +7,17 @@
  * brackets; see `json/scan.ts`) until the array at the path is entered; then each element's byte
  * extent is found the same way, and the elements of a chunk are decoded with one `TextDecoder`
  * call and parsed by `JSON.parse`, natively. Memory is one chunk, or one element when an element
- * is larger than a chunk.
+ * is larger than a chunk. Values off the path are never parsed, so they go through a syntax check
+ * as they are skipped (`json/syntax.ts`): damage there is reported, not passed over.
  */
 import type { Observable } from "rxjs";
 import { sendToDeadLetter } from "../flow/flow.ts";
 import { stamp } from "../flow/position.ts";
 import { type FileReading, type FileSourceOptions, fileSource } from "./files.ts";
 import { fatal, lenient } from "./lines.ts";
+import { describeNumberLoss, numberLoss } from "./json/numbers.ts";
 import { type PathStep, parsePath, pathName } from "./json/path.ts";
+import { checkValue, INVALID, newCheck, startCheck } from "./json/syntax.ts";
 import {
   CLOSE_BRACE,
   CLOSE_BRACKET,
@@ -57,13 +60,16 @@ export interface JsonOptions extends FileSourceOptions {
  *
  * A record's position is its 1-based index in the array (the dead letter's `line`) and its byte
  * offset in the file (`offset`). An element that is not JSON (`{"a":1,}`, a stray word) or not
- * UTF-8 (its bytes kept as `rawBase64`), or longer than `maxRecordBytes`, becomes a dead letter at
- * stage `parse` and the next element is read. Damage to the document's structure (a truncated
- * file, something other than `,` or `]` after an element, brackets that do not match, the path
- * missing or holding something other than an array, an empty file) becomes one dead letter at
- * stage `parse` naming what was expected and what was found, with the byte offset: the records
- * before it are kept, the rest of that file is not read, and the next file is. A byte order mark
- * is accepted.
+ * UTF-8 (its bytes kept as `rawBase64`), or longer than `maxRecordBytes`, or holding a number a
+ * 64-bit float cannot hold (`1e400`, `12345678901234567890`), becomes a dead letter at stage
+ * `parse` and the next element is read. Damage to the document's structure (a truncated file,
+ * something other than `,` or `]` after an element, brackets that do not match, the path missing
+ * or holding something other than an array, an empty file, a value off the path that is not JSON)
+ * becomes one dead letter at stage `parse` naming what was expected and what was found, with the
+ * byte offset: the rest of that file is not read, and the next file is. The records before the
+ * damage are kept, except the element right before it: an element is emitted only once the `,`
+ * or `]` after it is read, since damage can make one look whole (a truncated `["x"` closed by the
+ * array's own `]` holds the elements after it). A byte order mark is accepted.
  *
  * Reading pauses while the sink's memory budget is spent, so memory stays flat however large the
  * file is: one chunk, or one element when an element is larger than a chunk. Files are taken in
@@ -110,6 +116,15 @@ interface Fault {
   readonly raw: string;
 }
 
+/** An element read to its end, held until the byte after it is seen. */
+interface Held {
+  readonly bytes: Uint8Array;
+  readonly index: number;
+  /** Byte offsets of its start and end in the file. */
+  readonly offset: number;
+  readonly end: number;
+}
+
 /** Longest raw text kept for a dead letter that is not an element parsed in full. */
 const EXCERPT_BYTES = 1024;
 
@@ -137,6 +152,8 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
   let matched = false;
   let keyStart = 0;
   const scan = newScan();
+  // Keys and values off the path are checked for JSON syntax as they are skipped: nothing else reads them.
+  const check = newCheck();
   // Where to go once the skipped value ends.
   let afterSkip = OBJ_AFTER;
 
@@ -151,6 +168,11 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
   const ends: number[] = [];
   const extras: number[] = [];
   const indexes: number[] = [];
+  // The last element read waits for the byte after it (`,` or `]`) before it is emitted: damage
+  // can make an element look whole when it is not (see `withheld`).
+  let awaiting = false;
+  // That element, copied, when the byte after it is in a later chunk.
+  let held: Held | undefined;
 
   /** The text of `[from, to)`, cut to {@link EXCERPT_BYTES} (and marked `…` when cut). */
   const excerpt = (from: number, to: number) => {
@@ -264,7 +286,7 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
           const byte = buffer[pos];
           if (byte === QUOTE) {
             keyStart = pos;
-            startScan(scan, pos);
+            startCheck(check, pos);
             state = OBJ_KEY_SCAN;
           } else if (byte === CLOSE_BRACE && state === OBJ_FIRST) {
             objectClosed();
@@ -275,10 +297,14 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
           break;
         }
         case OBJ_KEY_SCAN: {
-          const end = scanValue(buffer, filled, scan);
+          const end = checkValue(buffer, filled, check);
           if (end === NEED_MORE) {
-            pos = scan.at;
+            pos = check.at;
             return false;
+          }
+          if (end === INVALID) {
+            fail(`malformed key in the object at ${pathName(steps, containers.length - 1)}: ${check.problem}`, 0, check.at);
+            break;
           }
           if (end - keyStart > maxRecordBytes) {
             fail(`a key is longer than maxRecordBytes (${maxRecordBytes} bytes)`, 0, keyStart, keyStart, keyStart + 64);
@@ -309,7 +335,7 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
             enterValue();
           } else {
             afterSkip = state === OBJ_VALUE ? OBJ_AFTER : ARR_AFTER;
-            startScan(scan, pos);
+            startCheck(check, pos);
             state = SKIP;
           }
           break;
@@ -352,7 +378,22 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
           }
           break;
         }
-        case SKIP:
+        case SKIP: {
+          const end = checkValue(buffer, filled, check);
+          if (end === NEED_MORE) {
+            pos = check.at;
+            return false;
+          }
+          if (end === INVALID) {
+            // Nothing reads a skipped value, so this is the only place its damage can be seen.
+            const around = containers.length === 0 ? "the document" : `the ${containers.at(-1) === OPEN_BRACE ? "object" : "array"} at ${pathName(steps, containers.length - 1)}`;
+            fail(`the document is damaged off the path, in a value of ${around}: ${check.problem}`, 0, check.at);
+            break;
+          }
+          pos = end;
+          state = afterSkip;
+          break;
+        }
         case OVERSIZED: {
           const end = scanValue(buffer, filled, scan);
           if (end === NEED_MORE) {
@@ -360,12 +401,11 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
             return false;
           }
           if (end === MISMATCH) {
-            const where = state === OVERSIZED ? `element ${index}` : "a value off the path";
-            fail(`malformed JSON in ${where}: ${describeByte(buffer[scan.at])} does not close the bracket open there`, state === OVERSIZED ? index : 0, scan.at);
+            fail(`malformed JSON in element ${index}: ${describeByte(buffer[scan.at])} does not close the bracket open there`, index, scan.at);
             break;
           }
           pos = end;
-          state = state === OVERSIZED ? TARGET_AFTER : afterSkip;
+          state = TARGET_AFTER;
           break;
         }
         case TARGET_FIRST:
@@ -408,6 +448,7 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
           extras[batched] = scan.extra;
           indexes[batched] = index;
           batched++;
+          awaiting = true;
           pos = end;
           state = TARGET_AFTER;
           break;
@@ -417,10 +458,14 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
           if (pos === filled) return false;
           const byte = buffer[pos];
           if (byte === COMMA) {
+            awaiting = false;
             pos++;
             state = TARGET_NEXT;
           } else if (byte === CLOSE_BRACKET) {
+            awaiting = false;
             closed(false);
+          } else if (awaiting) {
+            withheld(`expected ',' or ']' after element ${index} of the array at ${target}, found ${foundAt(pos)}`, pos);
           } else {
             fail(`expected ',' or ']' after element ${index} of the array at ${target}, found ${foundAt(pos)}`, index + 1, pos);
           }
@@ -447,6 +492,25 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
     closed(true);
   }
 
+  /**
+   * A fault right after an element: that element is not emitted either. Damage before an
+   * element's end can make it look whole when it is not: a truncated `["x"` is closed by the
+   * array's own `]` and holds the elements after it (`["x",{"after":2}]`), a stray `"` makes
+   * `",{"` a string. Only the byte after an element (`,` or `]`) shows it ended where it seems to.
+   */
+  function withheld(message: string, at: number): void {
+    const note = `; element ${index} is not read, as damage before its end can make it look whole`;
+    if (batched > 0) {
+      fail(`${message}${note}`, index, at, starts[batched - 1], at + 192);
+      return;
+    }
+    const problem = fail(`${message}${note}`, index, at, 0, at + 192);
+    if (held !== undefined) {
+      const cut = held.bytes.length > EXCERPT_BYTES;
+      fault = { ...problem, raw: `${lenient.decode(held.bytes.subarray(0, EXCERPT_BYTES))}${cut ? "…" : problem.raw}` };
+    }
+  }
+
   /** The fault for input that ends where more was expected. */
   function truncated(): void {
     const cut = "the file ends";
@@ -454,6 +518,8 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
       fail(base + filled === 0 ? "the file is empty: expected a JSON document" : "the file holds no JSON document, only whitespace", 0, filled);
     } else if (state === ELEMENT) {
       fail(`${cut} inside element ${index} of the array at ${target}: it is truncated`, index, elementStart, elementStart, filled);
+    } else if (state === TARGET_AFTER && awaiting) {
+      withheld(`${cut} inside the array at ${target} right after element ${index}: it is truncated (expected ',' or ']')`, filled);
     } else if (state === OVERSIZED || state === TARGET_FIRST || state === TARGET_NEXT || state === TARGET_AFTER) {
       fail(`${cut} inside the array at ${target} after element ${index}: it is truncated (expected ',' or ']')`, index + 1, filled);
     } else if (found) {
@@ -464,10 +530,27 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
     }
   }
 
-  /** Emits the batched elements in order. Returns false when the consumer stopped mid-way. */
+  /**
+   * Emits the held element once the byte after it is seen, then the batched elements in order,
+   * holding back the last one while it awaits that byte. Returns false when the consumer stopped
+   * mid-way.
+   */
   function flush(): boolean {
-    const count = batched;
+    let count = batched;
     batched = 0;
+    if (held !== undefined && (count > 0 || !awaiting)) {
+      if (stopped()) return false;
+      const element = held;
+      held = undefined;
+      emitHeld(element);
+      file.mark(element.index, element.end);
+    }
+    if (count > 0 && awaiting) {
+      count--;
+      const start = starts[count] as number;
+      const end = ends[count] as number;
+      held = { bytes: buffer.slice(start, end), index: indexes[count] as number, offset: base + start, end: base + end };
+    }
     if (count === 0) return true;
     const first = starts[0] as number;
     const last = ends[count - 1] as number;
@@ -495,22 +578,36 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
         const from = start - first - surplus;
         emitElement((text as string).slice(from, from + (end - start) - (extras[k] as number)), n, base + start);
       } else {
-        const bytes = buffer.subarray(start, end);
-        let decoded: string | undefined;
-        try {
-          decoded = fatal.decode(bytes);
-        } catch {
-          decoded = undefined;
-        }
-        if (decoded !== undefined) emitElement(decoded, n, base + start);
-        else {
-          sendToDeadLetter(flow, "parse", "element is not valid UTF-8", undefined, input.at(n, lenient.decode(bytes), base + start), { rawBase64: Buffer.from(bytes).toString("base64") });
-        }
+        emitBytes(buffer.subarray(start, end), n, base + start);
       }
       surplus += extras[k] as number;
     }
     file.mark(indexes[count - 1] as number, base + last);
     return true;
+  }
+
+  function emitHeld(element: Held): void {
+    const size = element.bytes.length;
+    if (size > maxRecordBytes) {
+      const raw = `${lenient.decode(element.bytes.subarray(0, EXCERPT_BYTES))}…`;
+      const error = `element ${element.index} has ${size} bytes, more than maxRecordBytes (${maxRecordBytes})`;
+      sendToDeadLetter(flow, "parse", error, undefined, input.at(element.index, raw, element.offset));
+      return;
+    }
+    emitBytes(element.bytes, element.index, element.offset);
+  }
+
+  function emitBytes(bytes: Uint8Array, n: number, offset: number): void {
+    let decoded: string | undefined;
+    try {
+      decoded = fatal.decode(bytes);
+    } catch {
+      decoded = undefined;
+    }
+    if (decoded !== undefined) emitElement(decoded, n, offset);
+    else {
+      sendToDeadLetter(flow, "parse", "element is not valid UTF-8", undefined, input.at(n, lenient.decode(bytes), offset), { rawBase64: Buffer.from(bytes).toString("base64") });
+    }
   }
 
   function emitElement(text: string, n: number, offset: number): void {
@@ -520,6 +617,12 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
       value = JSON.parse(text);
     } catch (error) {
       sendToDeadLetter(flow, "parse", `malformed JSON: ${(error as Error).message}`, undefined, position);
+      return;
+    }
+    const loss = numberLoss(text, value);
+    if (loss !== undefined) {
+      const at = offset + Buffer.byteLength(text.slice(0, loss.index));
+      sendToDeadLetter(flow, "parse", describeNumberLoss(loss, `element ${n}, byte ${at}`), undefined, position);
       return;
     }
     emit(stamp(value, position));
@@ -566,6 +669,7 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
       base += keep;
       pos -= keep;
       scan.at -= keep;
+      check.at -= keep;
       elementStart -= keep;
       keyStart -= keep;
       // After an element larger than a chunk, give the memory back.

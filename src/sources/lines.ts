@@ -22,6 +22,14 @@ export interface LineHandlers {
    * counted from where reading began: together, a place to resume from.
    */
   chunkDone(bytesRead: number, line: number, consumed: number): Promise<boolean> | boolean;
+  /**
+   * At the end of input, when the last line has no newline: true leaves that line unreported,
+   * because the input may still grow (a file being appended to) and the line may be cut short.
+   * The last `chunkDone` then gives a resume point before it, where a later read takes it whole.
+   * `bytes` are the line's bytes (its first KiB, for a line longer than allowed) and `offset`
+   * where it begins, counted from where reading began. Without this handler the line is a line.
+   */
+  unfinished?(bytes: Uint8Array, offset: number): Promise<boolean> | boolean;
 }
 
 export interface LineOptions {
@@ -51,7 +59,8 @@ export const lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true 
 
 /**
  * Reads all of `read` and reports its lines. A UTF-8 byte order mark at the start is skipped;
- * `\r\n` and `\n` both end a line; a last line without a newline is still a line.
+ * `\r\n` and `\n` both end a line; a last line without a newline is still a line, unless
+ * `handlers.unfinished` says to leave it for a later read.
  */
 export async function splitLines(
   read: ReadBytes,
@@ -84,6 +93,11 @@ export async function splitLines(
 
     if (skipping) {
       const newline = buffer.subarray(0, filled).indexOf(NEWLINE);
+      if (newline < 0 && atEnd && (await leaveLast(handlers, skipping, skippingFrom))) {
+        // An overlong line still being written: a later read decides on it whole.
+        await handlers.chunkDone(n, lineNumber, skippingFrom);
+        return;
+      }
       if (newline < 0 && !atEnd) {
         base += filled;
         filled = 0;
@@ -98,9 +112,11 @@ export async function splitLines(
       start = newline < 0 ? filled : newline + 1;
     }
 
-    // At the end, a final newline ends the last line; it does not start another one.
-    const last = atEnd ? (filled > start && buffer[filled - 1] === NEWLINE ? filled - 1 : filled) : buffer.lastIndexOf(NEWLINE, filled - 1);
-    if (atEnd ? filled > start : last >= start) {
+    // At the end, a final newline ends the last line; it does not start another one. A last
+    // line without one is a line too, unless it is left for a later read.
+    const throughEnd = atEnd && !(filled > start && buffer[filled - 1] !== NEWLINE && (await leaveLast(handlers, buffer, base, start, filled)));
+    const last = throughEnd ? (filled > start && buffer[filled - 1] === NEWLINE ? filled - 1 : filled) : buffer.lastIndexOf(NEWLINE, filled - 1);
+    if (throughEnd ? filled > start : last >= start) {
       lineNumber = emitLines(buffer, start, last, lineNumber, handlers, maxLineBytes);
       start = last + 1;
     } else if (!atEnd && start === 0 && filled === buffer.length) {
@@ -119,7 +135,7 @@ export async function splitLines(
       continue;
     }
     if (atEnd) {
-      await handlers.chunkDone(n, lineNumber, base + filled);
+      await handlers.chunkDone(n, lineNumber, base + (throughEnd ? filled : start));
       return;
     }
     const consumed = Math.min(start, filled);
@@ -129,6 +145,19 @@ export async function splitLines(
     const next = handlers.chunkDone(n, lineNumber, base);
     if ((typeof next === "boolean" ? next : await next) === false) return;
   }
+}
+
+/**
+ * Whether to leave the last line, without a newline, unreported (see {@link LineHandlers.unfinished}):
+ * the one in `buffer[from, to)` (at input offset `base + from`), or the overlong line kept in `buffer`.
+ */
+async function leaveLast(handlers: LineHandlers, buffer: Uint8Array, base: number, from = 0, to = buffer.length): Promise<boolean> {
+  if (!handlers.unfinished) return false;
+  // Where the last newline is, the line begins after it.
+  const newline = buffer.lastIndexOf(NEWLINE, to - 1);
+  const begin = newline >= from ? newline + 1 : from;
+  const leave = handlers.unfinished(buffer.subarray(begin, to), base + begin);
+  return typeof leave === "boolean" ? leave : await leave;
 }
 
 /** Reports the lines in `buffer[start, end)`; returns the last line number used. */

@@ -1,10 +1,12 @@
 /**
  * `fromNdjson`: newline-delimited JSON files as an observable of parsed records.
  */
+import { open } from "node:fs/promises";
 import type { Observable } from "rxjs";
 import { type Flow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
 import { type Input, stamp } from "../flow/position.ts";
 import { type FileReading, type FileSourceOptions, fileSource } from "./files.ts";
+import { describeNumberLoss, numberLoss } from "./json/numbers.ts";
 import { type LineOptions, type ReadBytes, splitLines } from "./lines.ts";
 
 /** Options of {@link fromNdjson}. */
@@ -14,14 +16,18 @@ export interface NdjsonOptions extends LineOptions, FileSourceOptions {}
  * Reads NDJSON files (a path, a glob such as `data/*.ndjson`, or a list of either) one line at a
  * time with Bun's file I/O and emits each parsed value.
  *
- * Lines that are not JSON, blank lines, lines that are not UTF-8 and lines longer than
- * `maxLineBytes` become dead letters (stage `parse`) with the raw text and the line number; the
- * lines around them are read as usual. A byte order mark and CRLF line endings are accepted.
+ * Lines that are not JSON, blank lines, lines that are not UTF-8, lines longer than
+ * `maxLineBytes` and lines holding a number a 64-bit float cannot hold (`1e400`, `1e-400`,
+ * `12345678901234567890`: the reason names the number, its field, line and column) become dead
+ * letters (stage `parse`) with the raw text and the line number; the lines around them are read
+ * as usual. A byte order mark and CRLF line endings are accepted.
  *
  * Reading pauses while the sink's memory budget is spent, so memory stays flat however large the
  * input is. Files are taken in name order, `concurrency` at a time (default 1). Under a run with
  * a checkpoint, finished files are skipped and a partly read file resumes where its durable rows
- * end. Completes after the last file; errors when an input cannot be opened or read (naming it);
+ * end; and since a file may still be written to, a last line without its newline is not read but
+ * left for the next run, which takes it whole (without a checkpoint it is read: a run reads the
+ * file as it is). Completes after the last file; errors when an input cannot be opened or read (naming it);
  * unsubscribing stops the read and closes the files. On SIGINT/SIGTERM under `run`, it stops
  * after the current chunk and completes.
  *
@@ -30,13 +36,37 @@ export interface NdjsonOptions extends LineOptions, FileSourceOptions {}
  */
 export function fromNdjson(input: string | readonly string[], options: NdjsonOptions = {}): Observable<unknown> {
   return fileSource("fromNdjson", input, options, (file) =>
-    readNdjson(file.input, file.read, file.emit, file.stopped, options, file),
+    readNdjson(file.input, file.read, file.emit, file.stopped, options, file, file.flow.checkpoint ? (bytes, at) => onDisk(file.path, bytes, at) : undefined),
   );
+}
+
+/**
+ * True when `bytes` are what the file at `path` holds at byte `at`: the reader sees the file as
+ * it is on disk. A file being appended to is; a decompressed file is not (its offsets count
+ * decompressed bytes, and it is not written to while it is read), nor is a pipe (read once).
+ */
+async function onDisk(path: string, bytes: Uint8Array, at: number): Promise<boolean> {
+  let handle: Awaited<ReturnType<typeof open>> | undefined;
+  try {
+    handle = await open(path, "r");
+    const found = new Uint8Array(bytes.length);
+    const { bytesRead } = await handle.read(found, 0, found.length, at);
+    return bytesRead === bytes.length && Buffer.compare(found, bytes) === 0;
+  } catch {
+    return false;
+  } finally {
+    await handle?.close();
+  }
 }
 
 /**
  * Parses NDJSON from `read`, stamping each record with its position in `input`. Shared by every
  * line-based source (files, stdin).
+ *
+ * `mayGrow`, for an input that may still be written to, is asked about a last line without its
+ * newline (its bytes and input offset): when it says yes the line is left unread and the resume
+ * point stays before it, so a later run reads the line whole instead of two dead letters, one for
+ * each half.
  */
 export async function readNdjson(
   input: Input,
@@ -45,6 +75,7 @@ export async function readNdjson(
   isStopped: () => boolean,
   options: LineOptions = {},
   resume?: Pick<FileReading, "start" | "mark">,
+  mayGrow?: (bytes: Uint8Array, at: number) => Promise<boolean>,
 ): Promise<void> {
   const flow: Flow = input.flow;
   const startOffset = resume?.start.byteOffset ?? 0;
@@ -66,6 +97,11 @@ export async function readNdjson(
           sendToDeadLetter(flow, "parse", reason, undefined, position);
           return;
         }
+        const loss = numberLoss(text, value);
+        if (loss !== undefined) {
+          sendToDeadLetter(flow, "parse", describeNumberLoss(loss, `line ${line}, column ${loss.index + 1}`), undefined, position);
+          return;
+        }
         emit(stamp(value, position));
       },
       bad(line, error, text, bytes) {
@@ -82,6 +118,7 @@ export async function readNdjson(
         if (flow.gate) await waitForGate(flow);
         return !(isStopped() || flow.stopping);
       },
+      ...(mayGrow ? { unfinished: (bytes: Uint8Array, offset: number) => mayGrow(bytes, startOffset + offset) } : {}),
     },
     options,
     { line: resume?.start.line ?? 0, midway: startOffset > 0 },

@@ -237,19 +237,20 @@ function emitRow(
   const record: Record<string, unknown> = {};
   for (let i = 0; i < decoders.length; i++) {
     const cell = row[i];
+    const name = names[i] as string;
     if (cell === null || cell === undefined) {
-      record[names[i]] = null;
+      record[name] = null;
       continue;
     }
     bytes += cell.length;
     try {
-      record[names[i]] = decoders[i](cell);
+      record[name] = (decoders[i] as Decoder)(cell);
     } catch (error) {
       if (!(error instanceof ValueError)) throw error;
       flow.stats.bytesRead += bytes;
       // The row as Postgres printed it, so the dead letter shows what the server held.
       const raw: Record<string, string | null> = {};
-      for (let j = 0; j < names.length; j++) raw[names[j]] = row[j] == null ? null : utf8.decode(row[j] as Uint8Array);
+      for (let j = 0; j < names.length; j++) raw[names[j] as string] = row[j] == null ? null : utf8.decode(row[j] as Uint8Array);
       sendToDeadLetter(flow, "parse", `column "${names[i]}": ${error.message}`, undefined, input.at(position, JSON.stringify(raw)));
       return;
     }
@@ -338,7 +339,7 @@ function decodeInteger(cell: Uint8Array): number {
     i = 1;
   }
   let value = 0;
-  for (; i < cell.length; i++) value = value * 10 + (cell[i] - 48);
+  for (; i < cell.length; i++) value = value * 10 + ((cell[i] as number) - 48);
   return sign * value;
 }
 
@@ -390,7 +391,7 @@ function plainDecimal(value: number): string {
   const negative = text.startsWith("-");
   const mantissa = text.slice(negative ? 1 : 0, e);
   const exponent = Number(text.slice(e + 1));
-  const [whole, fraction = ""] = mantissa.split(".");
+  const [whole = "", fraction = ""] = mantissa.split(".");
   const digits = whole + fraction;
   const point = whole.length + exponent;
   const out = point <= 0 ? `0.${"0".repeat(-point)}${digits}` : point >= digits.length ? digits + "0".repeat(point - digits.length) : `${digits.slice(0, point)}.${digits.slice(point)}`;
@@ -398,7 +399,7 @@ function plainDecimal(value: number): string {
 }
 
 function normalizeDecimal(text: string): string {
-  let [whole, fraction = ""] = text.replace(/^-/, "").split(".");
+  let [whole = "", fraction = ""] = text.replace(/^-/, "").split(".");
   whole = whole.replace(/^0+(?=\d)/, "");
   fraction = fraction.replace(/0+$/, "");
   const sign = text.startsWith("-") && (whole !== "0" || fraction !== "") ? "-" : "";

@@ -206,8 +206,20 @@ describe("fromJson: damaged documents", () => {
     ["a file truncated after a comma", '[{"a":1},', {}, [{ a: 1 }], 2, 9, /^the file ends inside the array at the top level after element 1: it is truncated \(expected ',' or '\]'\)/],
     ["a file truncated after the array", '{"value":[1,2]', { path: "value" }, [1, 2], 0, 14, /^the file ends before the JSON document is closed: it is truncated \(expected '\}'\)/],
     ["a file truncated before the array", '{"meta":{"x":"', { path: "value" }, [], 0, 14, /^the file ends before the array at "value" was found/],
-    ["garbage between elements", '[{"a":1} xx {"a":2}]', {}, [{ a: 1 }], 2, 9, /^expected ',' or '\]' after element 1 of the array at the top level, found 'x' \(byte 9\)/],
-    ["a missing comma", '[{"a":1}{"a":2}]', {}, [{ a: 1 }], 2, 8, /^expected ',' or '\]' after element 1 .*found '\{'/],
+    // Damage right after an element withholds the element: its end may not be where it seems.
+    ["garbage between elements", '[{"a":1} xx {"a":2}]', {}, [], 1, 9, /^expected ',' or '\]' after element 1 of the array at the top level, found 'x'; element 1 is not read, as damage before its end can make it look whole \(byte 9\)/],
+    ["a missing comma", '[{"a":1}{"a":2}]', {}, [], 1, 8, /^expected ',' or '\]' after element 1 .*found '\{'; element 1 is not read/],
+    ["a file truncated right after an element", '[{"a":1},{"a":2}', {}, [{ a: 1 }], 2, 16, /^the file ends inside the array at the top level right after element 2: it is truncated \(expected ',' or '\]'\); element 2 is not read/],
+    // A truncated element closed by the array's own bracket would hold the element after it: ["x",{"after":2}].
+    ["a truncated element that the array's bracket closes", '[{"n":1},["x"\n,{"after":2}]', {}, [{ n: 1 }], 2, 27, /^the file ends inside the array at the top level right after element 2: .*element 2 is not read/],
+    // A stray quote would make the string ",{" an element.
+    ["a stray quote", '[{"n":1},",{"after":2}]', {}, [{ n: 1 }], 2, 13, /^expected ',' or '\]' after element 2 of the array at the top level, found 'a'; element 2 is not read/],
+    ["damage off the path, before the array", '{"meta":{"x":1,,"y":2},"value":[1,2]}', { path: "value" }, [], 0, 15, /^the document is damaged off the path, in a value of the object at the top level: expected a key, found ','/],
+    ["damage off the path, after the array", '{"value":[1,2],"next":{"a":tru}}', { path: "value" }, [1, 2], 0, 30, /^the document is damaged off the path, in a value of the object at the top level: expected true, found '\}'/],
+    ["a stray quote off the path", '{"meta":{"s":"a\tb"},"value":[1]}', { path: "value" }, [], 0, 15, /^the document is damaged off the path.*a string holds a control character \(byte 0x09\)/],
+    ["a number with a leading zero off the path", '{"n":01,"value":[1]}', { path: "value" }, [], 0, 6, /^the document is damaged off the path.*a number has a leading zero/],
+    ["damage in an array off the path", '{"r":[[1,],[2]]}', { path: "r.1" }, [], 0, 9, /^the document is damaged off the path, in a value of the array at "r": expected a value, found '\]'/],
+    ["a bad escape in a key", '{"a\\x":1,"value":[1]}', { path: "value" }, [], 0, 4, /^malformed key in the object at the top level: a string holds an escape that JSON does not have: \\x/],
     ["a trailing comma", "[1,2,]", {}, [1, 2], 3, 5, /^expected an element after ',' in the array at the top level, found '\]'/],
     ["brackets that do not match", '[1,{"a":[1}, {"b":2}]', {}, [1], 2, 10, /^element 2 is malformed: '\}' does not close the bracket open there/],
     ["the path missing", '{"x":1,"values":[1]}', { path: "value" }, [], 0, 19, /^path "value" not found: the object at the top level has no key "value"/],
@@ -238,6 +250,31 @@ describe("fromJson: damaged documents", () => {
       expect(entries[0].error).toMatch(error);
       expect(entries[0].error).toContain(`(byte ${at})`);
     }
+  });
+
+  test.each(CHUNKS)("keeps the withheld element as the raw text of the fault after it (chunkBytes %p)", async (chunkBytes) => {
+    const merged = await read(await file('[{"n":1},["x"\n,{"after":2}]'), { chunkBytes });
+    expect(merged.values).toEqual([{ n: 1 }]);
+    expect(merged.entries[0].raw).toBe('["x"\n,{"after":2}]');
+    const stray = await read(await file('[{"n":1},",{"after":2}]'), { chunkBytes });
+    // The element, then as much of what follows as the buffer holds.
+    expect(stray.entries[0].raw).toStartWith('",{"a');
+    expect('",{"after":2}]').toStartWith(stray.entries[0].raw);
+  });
+
+  test.each(CHUNKS)("dead-letters an element with a number a 64-bit float cannot hold, naming it and its byte (chunkBytes %p)", async (chunkBytes) => {
+    const content = '[{"n":1},\n {"é":"ü","big":12345678901234567890},{"r":[1e400]},{"id":"12345678901234567890"}]';
+    const { values, entries } = await read(await file(content), { chunkBytes });
+    expect(values).toEqual([{ n: 1 }, { id: "12345678901234567890" }]);
+    const tail = "; the record is not read (write such numbers as strings to keep them exact)";
+    expect(brief(entries)).toEqual([
+      {
+        line: 2,
+        offset: 11,
+        error: `number 12345678901234567890 at big (element 2, byte ${utf8(content).indexOf(utf8("1234"))}) has more digits than a 64-bit float holds (it would become 12345678901234567000)${tail}`,
+      },
+      { line: 3, offset: utf8(content).indexOf(utf8('{"r"')), error: `number 1e400 at r.0 (element 3, byte ${utf8(content).indexOf(utf8("1e400"))}) is too large for a 64-bit float (it would become Infinity)${tail}` },
+    ]);
   });
 
   test("keeps the raw text of a truncated element and an excerpt around other faults", async () => {

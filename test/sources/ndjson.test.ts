@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { mkdir, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { take } from "rxjs";
 import { deadLetter } from "../../operators/index.ts";
@@ -23,12 +23,12 @@ interface Read {
  * Reads `input` into a collecting dead letter and checks the accounting every test relies on:
  * each record read is either emitted or dead-lettered, never both, never neither.
  */
-async function read(input: string | readonly string[], options: NdjsonOptions = {}): Promise<Read> {
+async function read(input: string | readonly string[], options: NdjsonOptions = {}, checkpoint?: string): Promise<Read> {
   const values: unknown[] = [];
   const entries: DeadLetter[] = [];
   const summary = await run(
     fromNdjson(input, options).pipe(deadLetter((entry) => entries.push(entry))),
-    { handleSignals: false, onValue: (value) => values.push(value) },
+    { handleSignals: false, onValue: (value) => values.push(value), checkpoint },
   );
   expect(summary.in).toBe(values.length + entries.length);
   expect(summary.emitted).toBe(values.length);
@@ -204,6 +204,28 @@ describe("fromNdjson", () => {
   test("emits any JSON value a line holds, including null", async () => {
     const { values } = await read(await file('1\n"text"\nnull\ntrue\n[1,{"b":[]}]\n{"ü":"😀"}\n-0.5e-3\n'));
     expect(values).toEqual([1, "text", null, true, [1, { b: [] }], { ü: "😀" }, -0.0005]);
+  });
+
+  test("dead-letters a number a 64-bit float cannot hold, naming the number, its field, line and column", async () => {
+    const path = await file(
+      [
+        '{"id":1,"n":12345678901234567890}',
+        '{"n":1e400}',
+        '{"a":[0,{"b":-1e-400}]}',
+        '{"n":"12345678901234567890","m":12345678901234567000,"f":0.12345678901234567890,"z":0,"ua":"Mobile/15E148"}',
+        "9007199254740993",
+      ].join("\n"),
+    );
+    const { values, entries } = await read(path);
+    expect(values).toEqual([{ n: "12345678901234567890", m: 12345678901234567000, f: 0.12345678901234568, z: 0, ua: "Mobile/15E148" }]);
+    const tail = "; the record is not read (write such numbers as strings to keep them exact)";
+    expect(brief(entries)).toEqual([
+      [1, `number 12345678901234567890 at n (line 1, column 13) has more digits than a 64-bit float holds (it would become 12345678901234567000)${tail}`],
+      [2, `number 1e400 at n (line 2, column 6) is too large for a 64-bit float (it would become Infinity)${tail}`],
+      [3, `number -1e-400 at a.1.b (line 3, column 14) is too small for a 64-bit float (it would become 0)${tail}`],
+      [5, `number 9007199254740993 (line 5, column 1) has more digits than a 64-bit float holds (it would become 9007199254740992)${tail}`],
+    ]);
+    expect(entries[1]?.raw).toBe('{"n":1e400}');
   });
 
   test.each([undefined, 64])("reads a 10 MB line and the lines around it (chunkBytes %p)", async (chunkBytes) => {
@@ -439,3 +461,42 @@ describe("fromNdjson", () => {
     expect(values).toEqual([{ s: "z".repeat(56) }, { n: 2 }]);
   });
 });
+
+describe("fromNdjson: a file that grows while it is read, under a checkpoint", () => {
+  test.each([undefined, 5, 64])("leaves a last line without its newline for the next run, which reads it whole (chunkBytes %p)", async (chunkBytes) => {
+    const path = await file('{"n":1}\n{"n":2}\n{"n":3,"s":"par');
+    const checkpoint = `${dir.unique("checkpoint")}.sqlite`;
+    // The writer is in the middle of line 3: reading it now would make two dead letters of it.
+    const first = await read(path, { chunkBytes }, checkpoint);
+    expect(first.values).toEqual([{ n: 1 }, { n: 2 }]);
+    expect(first.entries).toEqual([]);
+    await appendFile(path, 'tial"}\n{"n":4}');
+    const second = await read(path, { chunkBytes }, checkpoint);
+    expect(second.values).toEqual([{ n: 3, s: "partial" }]);
+    expect(second.entries).toEqual([]);
+    // A bad line 5 shows the numbering goes on where the file's lines are.
+    await appendFile(path, "\n{bad\n");
+    const third = await read(path, { chunkBytes }, checkpoint);
+    expect(third.values).toEqual([{ n: 4 }]);
+    expect(third.entries.map((e) => [e.line, e.raw])).toEqual([[5, "{bad"]]);
+    const fourth = await read(path, { chunkBytes }, checkpoint);
+    expect(fourth.summary.in).toBe(0);
+  });
+
+  test("leaves an overlong last line without its newline for the next run too", async () => {
+    const path = await file(`{"n":1}\n${"x".repeat(40)}`);
+    const checkpoint = `${dir.unique("checkpoint")}.sqlite`;
+    const first = await read(path, { chunkBytes: 8, maxLineBytes: 16 }, checkpoint);
+    expect(first.values).toEqual([{ n: 1 }]);
+    expect(first.entries).toEqual([]);
+    await appendFile(path, "\n");
+    const second = await read(path, { chunkBytes: 8, maxLineBytes: 16 }, checkpoint);
+    expect(brief(second.entries)).toEqual([[2, "line is longer than 16 bytes"]]);
+  });
+
+  test("still reads a last line without its newline when there is no checkpoint", async () => {
+    const { values } = await read(await file('{"n":1}\n{"n":2}'));
+    expect(values).toEqual([{ n: 1 }, { n: 2 }]);
+  });
+});
+

@@ -87,6 +87,15 @@ describe("fromStdin", () => {
     }
   });
 
+  test("dead-letters a number a 64-bit float cannot hold, as fromNdjson does", async () => {
+    const { values, entries } = await pipeInto(bytes('{"n":1}\n{"n":1e400}\n{"id":12345678901234567890}'));
+    expect(values).toEqual([{ n: 1 }]);
+    expect(brief(entries)).toEqual([
+      ["stdin", 2, "parse", expect.stringMatching(/^number 1e400 at n \(line 2, column 6\) is too large for a 64-bit float/)],
+      ["stdin", 3, "parse", expect.stringMatching(/^number 12345678901234567890 at id \(line 3, column 7\) has more digits/)],
+    ]);
+  });
+
   test("completes with no records on empty input", async () => {
     const { values, entries, summary } = await pipeInto(new Uint8Array(0));
     expect(values).toEqual([]);
