@@ -21,6 +21,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Checkpoint } from "../checkpoint/checkpoint.ts";
 import type { DeadLetter } from "../deadletter/entry.ts";
+import type { Holder } from "./durable.ts";
 import { newRunId } from "./runId.ts";
 import { Input, type Position, positionOf } from "./position.ts";
 
@@ -93,6 +94,10 @@ export interface Flow {
    * written): `run()` waits for it before it closes the checkpoint and rejects.
    */
   readonly settling: Set<Promise<unknown>>;
+  /** Stages holding records they have not committed yet (see `durable.ts`). */
+  readonly holders: Set<Holder>;
+  /** Sources waiting to hear how far their input is durable, with the last line announced. */
+  readonly watched: Map<Input, { readonly listener: (upTo: number) => void; upTo: number }>;
   /** Values that are not objects, emitted by sources and not yet claimed, oldest first (see `stamp`). */
   readonly scalars: { readonly value: unknown; readonly position: Position }[];
 }
@@ -126,6 +131,8 @@ export function createFlow(runId = newRunId()): Flow {
     checkpoint: undefined,
     unnamed: undefined,
     settling: new Set(),
+    holders: new Set(),
+    watched: new Map(),
     scalars: [],
   };
 }
