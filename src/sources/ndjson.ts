@@ -1,7 +1,7 @@
 /**
  * `fromNdjson`: newline-delimited JSON files as an observable of parsed records.
  */
-import { open } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
 import type { Observable } from "rxjs";
 import { type Flow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
 import { type Input, stamp } from "../flow/position.ts";
@@ -43,11 +43,13 @@ export function fromNdjson(input: string | readonly string[], options: NdjsonOpt
 /**
  * True when `bytes` are what the file at `path` holds at byte `at`: the reader sees the file as
  * it is on disk. A file being appended to is; a decompressed file is not (its offsets count
- * decompressed bytes, and it is not written to while it is read), nor is a pipe (read once).
+ * decompressed bytes, and it is not written to while it is read), nor is a pipe (read once,
+ * whole, on every run; and opening one again would wait for a writer that is gone).
  */
 async function onDisk(path: string, bytes: Uint8Array, at: number): Promise<boolean> {
   let handle: Awaited<ReturnType<typeof open>> | undefined;
   try {
+    if (!(await stat(path)).isFile()) return false;
     handle = await open(path, "r");
     const found = new Uint8Array(bytes.length);
     const { bytesRead } = await handle.read(found, 0, found.length, at);

@@ -494,6 +494,25 @@ describe("fromNdjson: a file that grows while it is read, under a checkpoint", (
     expect(brief(second.entries)).toEqual([[2, "line is longer than 16 bytes"]]);
   });
 
+  test("reads the last line of a gzip file and of a named pipe under a checkpoint: neither is appended to while read", async () => {
+    const content = '{"n":1}\n{"n":2}';
+    const gzip = await file(Bun.gzipSync(Buffer.from(content)), "last-line.ndjson.gz");
+    const fromGzip = await read(gzip, {}, `${dir.unique("checkpoint")}.sqlite`);
+    expect(fromGzip.values).toEqual([{ n: 1 }, { n: 2 }]);
+
+    const pipe = dir.unique("pipe");
+    expect(Bun.spawnSync(["mkfifo", pipe]).exitCode).toBe(0);
+    const writer = Bun.spawn(["sh", "-c", 'printf "%s" "$1" > "$2"', "sh", content, pipe]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    // Opening the pipe again to look at its last line would wait for a writer that is gone.
+    const hang = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("the read of the pipe hangs")), 5000);
+    });
+    const fromPipe = await Promise.race([read(pipe, {}, `${dir.unique("checkpoint")}.sqlite`), hang]).finally(() => clearTimeout(timer));
+    await writer.exited;
+    expect(fromPipe.values).toEqual([{ n: 1 }, { n: 2 }]);
+  });
+
   test("still reads a last line without its newline when there is no checkpoint", async () => {
     const { values } = await read(await file('{"n":1}\n{"n":2}'));
     expect(values).toEqual([{ n: 1 }, { n: 2 }]);
