@@ -8,6 +8,7 @@ import {
 } from "../src/deadletter/store.ts";
 import type { Lock } from "../src/io/lock.ts";
 import { modeUnder } from "../src/checkpoint/checkpoint.ts";
+import { announceDurable, hold } from "../src/flow/durable.ts";
 import { currentFlow, installDeadLetter, withFlow } from "../src/flow/flow.ts";
 
 /** Where dead letters go: a folder (NDJSON files), a store, or a function. */
@@ -53,6 +54,7 @@ export function deadLetter<T>(
       const early: DeadLetter[] = [];
 
       let handler: (entry: DeadLetter) => void;
+      let stopHolding: (() => void) | undefined;
       if (typeof target === "function") {
         handler = target;
       } else if (typeof target === "string") {
@@ -78,6 +80,11 @@ export function deadLetter<T>(
           // A checkpoint's later runs resume into the folder: they must find this run's files there.
           replace: flow.checkpoint ? "open" : "close",
           lock,
+          onCommitted(entries) {
+            // The oldest `entries` waiting are in a durable file now.
+            waiting.splice(0, entries);
+            announceDurable(flow);
+          },
         });
         storeReady.then(
           (opened) => {
@@ -86,7 +93,16 @@ export function deadLetter<T>(
           },
           (error) => subscriber.error(error),
         );
-        handler = (entry) => (store ? store.add(entry) : early.push(entry));
+        // Entries not yet in a committed file, in the order the store commits them.
+        const waiting: { source: string; line: number }[] = [];
+        stopHolding = hold(flow, (note) => {
+          for (const entry of waiting) note(entry.source, entry.line);
+        });
+        handler = (entry) => {
+          waiting.push({ source: entry.source, line: entry.line });
+          if (store) store.add(entry);
+          else early.push(entry);
+        };
       } else {
         store = target;
         handler = (entry) => target.add(entry);
@@ -97,11 +113,15 @@ export function deadLetter<T>(
       // the folder is cancelled, and its earlier dead letters stay.
       async function settle(completed: boolean): Promise<void> {
         removeHook?.();
-        const opened = store ?? (storeReady ? await storeReady : undefined);
-        if (!opened) return;
-        if (typeof target !== "string") await opened.flush();
-        else if (completed && !flow.stopping) await opened.close();
-        else await (opened.cancel ?? opened.close).call(opened);
+        try {
+          const opened = store ?? (storeReady ? await storeReady : undefined);
+          if (!opened) return;
+          if (typeof target !== "string") await opened.flush();
+          else if (completed && !flow.stopping) await opened.close();
+          else await (opened.cancel ?? opened.close).call(opened);
+        } finally {
+          stopHolding?.();
+        }
       }
 
       // A checkpoint may only move past a dead letter once it is durable.

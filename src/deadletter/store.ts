@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { isDeadLetterFileOf } from "../flow/runId.ts";
 import { acquireLock, type Lock, lockPathOf } from "../io/lock.ts";
 import { commitFile } from "../parquet/encode.ts";
-import type { DeadLetter } from "./entry.ts";
+import { type DeadLetter, deadLetterFileName } from "./entry.ts";
 
 /** What to do with dead letters already in the folder. */
 export type DeadLetterMode = "append" | "overwrite" | "error";
@@ -48,6 +48,12 @@ export interface DeadLetterStoreOptions {
    * before anything runs). The store releases it when it closes; without it, the store takes it.
    */
   readonly lock?: Lock;
+  /**
+   * Called after each file is durable with the number of entries it holds: the entries added
+   * first, in order. The `deadLetter` operator uses it to tell sources how far their input is
+   * durable.
+   */
+  readonly onCommitted?: (entries: number) => void;
 }
 
 /**
@@ -141,13 +147,15 @@ export async function openDeadLetterStore(
     }
     if (lines.length === 0) return committing;
     const text = `${lines.join("\n")}\n`;
+    const entries = lines.length;
     lines = [];
     size = 0;
-    const name = `dead-letter-${runId}-${String(counter++).padStart(5, "0")}.ndjson`;
+    const name = deadLetterFileName(runId, counter++);
     // Chained so files are committed in order and a failure is reported by the next flush.
     committing = committing.then(async () => {
       await commitFile(join(target, name), join(target, `.${name}.tmp`), Buffer.from(text));
       files.push(join(folder, name));
+      options.onCommitted?.(entries);
     });
     return committing;
   }

@@ -42,7 +42,9 @@ export function hold(flow: Flow, holder: Holder): () => void {
 /**
  * Calls `listener(upTo)` each time more of `input` becomes durable: every record of it with a line
  * up to `upTo` is in a committed file or a committed dead letter (or was skipped as durable from an
- * earlier run). `upTo` only grows. Returns the remover.
+ * earlier run). `upTo` only grows. Returns the remover. A source keeps watching after it completes:
+ * what it emitted is committed after that (the sink flushes its buffers on completion), and those
+ * commits are what it must acknowledge.
  *
  * @example
  * const stop = watchDurable(input, (upTo) => broker.ackUpTo(upTo));

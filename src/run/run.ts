@@ -3,6 +3,7 @@
  */
 import type { Observable } from "rxjs";
 import { type Checkpoint, openCheckpoint } from "../checkpoint/checkpoint.ts";
+import { heldLines } from "../flow/durable.ts";
 import { createFlow, type Flow, stopFlow, withFlow } from "../flow/flow.ts";
 import { unstamp } from "../flow/position.ts";
 import { checkRunId, newRunId } from "../flow/runId.ts";
@@ -95,7 +96,11 @@ export function run(pipeline: Observable<unknown>, options: RunOptions = {}): Pr
   let emitted = 0;
   let checkpoint: Checkpoint | undefined;
   try {
-    if (options.checkpoint) checkpoint = flow.checkpoint = openCheckpoint(options.checkpoint, flow.runId);
+    if (options.checkpoint) {
+      checkpoint = flow.checkpoint = openCheckpoint(options.checkpoint, flow.runId);
+      // Resume points stay below every record a stage holds uncommitted (the sink's buffers).
+      checkpoint.setPending(() => heldLines(flow));
+    }
   } catch (error) {
     return Promise.reject(error);
   }

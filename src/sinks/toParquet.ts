@@ -8,6 +8,7 @@ import { Observable, type OperatorFunction } from "rxjs";
 import type * as v from "valibot";
 import { RowBuffer } from "../arrow/rows.ts";
 import { modeUnder } from "../checkpoint/checkpoint.ts";
+import { announceDurable, hold } from "../flow/durable.ts";
 import { currentFlow, holdGate, observeCommitLatency, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
 import type { Input, Position } from "../flow/position.ts";
 import { acquireLock, type Lock, LockedError, lockPathOf } from "../io/lock.ts";
@@ -198,17 +199,13 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
       const claimed = new Map<string, Map<Input, number>>();
       const checkpoint = flow.checkpoint;
       let lastSave = 0;
-      checkpoint?.setPending(() => {
-        const lowest = new Map<string, number>();
-        const note = (source: string, line: number) => {
-          const seen = lowest.get(source);
-          if (seen === undefined || line < seen) lowest.set(source, line);
-        };
+      // Rows in buffers and files being written are not durable yet: the checkpoint and sources
+      // waiting to acknowledge must not move past them.
+      const stopHolding = hold(flow, (note) => {
         for (const partition of open.values()) {
           for (const [input, spans] of partition.spans) for (const span of spans) note(input.name, span.first);
         }
         for (const ranges of inflightRanges) for (const r of ranges) note(r.source, r.firstLine);
-        return lowest;
       });
       // Resume points are saved after commits, at most about once a second: each save also
       // commits a dead-letter file when dead letters are waiting.
@@ -483,6 +480,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
               flow.stats.buffered -= rows;
               observeCommitLatency(flow.stats, (performance.now() - flushedAt) / 1000);
               inflightRanges.delete(sources);
+              announceDurable(flow);
               if (checkpoint) {
                 checkpoint.committed(path);
                 saveCheckpointSoon();
@@ -566,6 +564,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         // is still being written, so the lock is kept. An overwrite that did not complete drops
         // its staging folder before the lock goes.
         const end = () => {
+          stopHolding();
           encoders.close();
           dropStaging();
           lock.release();

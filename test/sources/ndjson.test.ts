@@ -506,7 +506,7 @@ describe("fromNdjson: a file that grows while it is read, under a checkpoint", (
     let timer: ReturnType<typeof setTimeout> | undefined;
     // Opening the pipe again to look at its last line would wait for a writer that is gone.
     const hang = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error("the read of the pipe hangs")), 5000);
+      timer = setTimeout(() => reject(new Error("the read of the pipe hangs")), 30_000);
     });
     const fromPipe = await Promise.race([read(pipe, {}, `${dir.unique("checkpoint")}.sqlite`), hang]).finally(() => clearTimeout(timer));
     await writer.exited;
