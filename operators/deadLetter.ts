@@ -56,7 +56,11 @@ export function deadLetter<T>(
       let handler: (entry: DeadLetter) => void;
       let stopHolding: (() => void) | undefined;
       if (typeof target === "function") {
-        handler = target;
+        // What the function does with an entry is the caller's: sluice counts it durable once handed over.
+        handler = (entry) => {
+          target(entry);
+          flow.stats.deadLetteredDurable++;
+        };
       } else if (typeof target === "string") {
         // Taken before anything is read, so a second writer of the folder is refused at once.
         let lock: Lock;
@@ -83,6 +87,7 @@ export function deadLetter<T>(
           onCommitted(entries) {
             // The oldest `entries` waiting are in a durable file now.
             waiting.splice(0, entries);
+            flow.stats.deadLetteredDurable += entries;
             announceDurable(flow);
           },
         });

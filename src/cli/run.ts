@@ -236,12 +236,20 @@ async function runModule(options: RunCommandOptions, runId: string, log: Logger)
     const stats = flow?.stats;
     const dead = stats ? Object.values(stats.deadLettered).reduce((a, b) => a + b, 0) : 0;
     const fields = stats
-      ? { in: stats.in, written: stats.written, deadLettered: dead, files: stats.files, bytesWritten: stats.bytes, error: (error as Error)?.message }
+      ? {
+          in: stats.in,
+          written: stats.written,
+          deadLettered: dead,
+          deadLetteredDurable: stats.deadLetteredDurable,
+          files: stats.files,
+          bytesWritten: stats.bytes,
+          error: (error as Error)?.message,
+        }
       : { error: String(error) };
     log.error(`sluice run: run failed: ${describeFailure(error)}`, json ? fields : undefined);
     if (!json && stats) {
       log.error(
-        `before the failure: ${stats.in.toLocaleString("en-US")} records read, ${stats.written.toLocaleString("en-US")} rows committed in ${stats.files} file(s) (${formatBytes(stats.bytes)}), ${dead.toLocaleString("en-US")} dead-lettered; committed files are whole and stay`,
+        `before the failure: ${stats.in.toLocaleString("en-US")} records read, ${stats.written.toLocaleString("en-US")} rows committed in ${stats.files} file(s) (${formatBytes(stats.bytes)}), ${stats.deadLetteredDurable.toLocaleString("en-US")} dead letters in committed files${dead > stats.deadLetteredDurable ? ` (${(dead - stats.deadLetteredDurable).toLocaleString("en-US")} more were not committed and are lost with the run)` : ""}; committed files are whole and stay`,
       );
     }
     await finish(server, options.metricsLingerMs, log);

@@ -153,7 +153,12 @@ export async function openDeadLetterStore(
     const name = deadLetterFileName(runId, counter++);
     // Chained so files are committed in order and a failure is reported by the next flush.
     committing = committing.then(async () => {
-      await commitFile(join(target, name), join(target, `.${name}.tmp`), Buffer.from(text));
+      try {
+        await commitFile(join(target, name), join(target, `.${name}.tmp`), Buffer.from(text));
+      } catch (error) {
+        // Node's errors name the system call, not the file (ENOSPC ... write): say which file.
+        throw new Error(`cannot commit dead-letter file ${join(folder, name)} (${entries} entries): ${(error as Error).message}`, { cause: error });
+      }
       files.push(join(folder, name));
       options.onCommitted?.(entries);
     });

@@ -33,6 +33,8 @@ export interface FlowStats {
   written: number;
   /** Dead letters by stage. */
   deadLettered: Record<string, number>;
+  /** Dead letters known durable: in a committed dead-letter file, or handed to a function target. */
+  deadLetteredDurable: number;
   /** Parquet files committed. */
   files: number;
   /** Bytes of Parquet committed. */
@@ -112,6 +114,7 @@ export function createFlow(runId = newRunId()): Flow {
       in: 0,
       written: 0,
       deadLettered: {},
+      deadLetteredDurable: 0,
       files: 0,
       bytes: 0,
       buffered: 0,

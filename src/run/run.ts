@@ -138,7 +138,17 @@ export function run(pipeline: Observable<unknown>, options: RunOptions = {}): Pr
         },
         complete() {
           cleanup();
-          const done = checkpoint ? checkpoint.finish().finally(() => checkpoint?.close()) : Promise.resolve();
+          const done = checkpoint
+            ? checkpoint
+                .finish()
+                .catch((error: unknown) => {
+                  throw new Error(
+                    `checkpoint ${checkpoint?.path}: could not record the end of the run: ${error instanceof Error ? error.message : String(error)}. Every file and dead letter is committed; a re-run with the same checkpoint reads the last inputs again and skips what is durable`,
+                    { cause: error },
+                  );
+                })
+                .finally(() => checkpoint?.close())
+            : Promise.resolve();
           done.then(() => resolve(summarize(flow, emitted, performance.now() - started)), reject);
         },
       }),

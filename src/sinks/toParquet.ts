@@ -213,7 +213,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         const now = Date.now();
         if (!checkpoint || now - lastSave < 1000) return;
         lastSave = now;
-        checkpoint.save().catch((error) => fail(error));
+        checkpoint.save().catch((error) => fail(checkpointFailure(checkpoint.path, "save resume points", error)));
       }
       let received = 0;
       let bufferedBytes = 0;
@@ -457,7 +457,17 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         const path = join(folder, partition.subfolder, name);
         const sources = rangesOf(partition);
         inflightRanges.add(sources);
-        checkpoint?.intent(path, partition.key, sources);
+        if (checkpoint) {
+          try {
+            checkpoint.intent(path, partition.key, sources);
+          } catch (error) {
+            // Without its intent a file would be invisible to a resume: it is not written at all.
+            inflightRanges.delete(sources);
+            inflightBytes -= size;
+            fail(checkpointFailure(checkpoint.path, `record ${path} before committing it`, error));
+            return;
+          }
+        }
         const write = ready
           .then((target) =>
             encoders.encode({
@@ -482,7 +492,13 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
               inflightRanges.delete(sources);
               announceDurable(flow);
               if (checkpoint) {
-                checkpoint.committed(path);
+                try {
+                  checkpoint.committed(path);
+                } catch (error) {
+                  // The file is whole under its name; the next run's reconciliation finds it.
+                  fail(checkpointFailure(checkpoint.path, `record that ${path} is committed`, error));
+                  return;
+                }
                 saveCheckpointSoon();
               }
               subscriber.next({ path, partition: partition.values, rows, bytes, sources });
@@ -579,6 +595,15 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
 }
 
 const NULL_KEY: unique symbol = Symbol("null partition");
+
+/** A checkpoint write that failed (disk full, I/O error), as an error that says where and what is safe. */
+function checkpointFailure(path: string, doing: string, cause: unknown): Error {
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  return new Error(
+    `checkpoint ${path}: could not ${doing}: ${reason}. Files already committed are whole; a re-run with the same checkpoint reconciles them`,
+    { cause },
+  );
+}
 
 /** The text a partition value takes in its folder name, or null. */
 function partitionText(column: ColumnSpec, value: unknown): string | null {

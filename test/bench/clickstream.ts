@@ -33,7 +33,7 @@ const mayFail = new Set<string>(["polars-default"]);
 const checked = ["duckdb-checked", "polars-checked"];
 const baselines = ["duckdb-checked", "polars-checked"] as const;
 
-type Result = { engine: string; rows: number; rejected: number | null; seconds: number; peakRssMB: number };
+type Result = { engine: string; rows: number; rejected: number | null; seconds: number; peakRssMB: number; cpuSeconds: number };
 type Failure = { engine: string; error: string; seconds: number; peakRssMB: number };
 const results: Record<string, Result[]> = {};
 const failures: Record<string, Failure[]> = {};
@@ -51,7 +51,9 @@ for (let r = 0; r < runs; r++) {
       continue;
     }
     if (child.exitCode !== 0) throw new Error(`${engine} failed with exit code ${child.exitCode}: ${line.error ?? ""}`);
-    const result = line as Result;
+    // CPU time of the whole engine process (user + system), as the operating system counted it.
+    const cpu = child.resourceUsage?.cpuTime;
+    const result = { ...(line as Result), cpuSeconds: cpu ? Number(cpu.user + cpu.system) / 1e6 : Number.NaN };
     (results[engine] ??= []).push(result);
     const rejects = result.rejected === null ? "" : `  ${result.rejected} rejects`;
     console.log(`run ${r + 1}/${runs} ${engine.padEnd(15)} ${result.seconds.toFixed(2)} s  ${result.peakRssMB.toFixed(0)} MB  ${result.rows} rows${rejects}`);
@@ -69,12 +71,12 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 // Ratios are taken run by run (the engines of one round ran back to back) and the median kept.
-const ratio = (engine: string, base: string, key: "seconds" | "peakRssMB") =>
+const ratio = (engine: string, base: string, key: "seconds" | "peakRssMB" | "cpuSeconds") =>
   median(results[engine].map((x, i) => x[key] / results[base][i][key]));
 
 console.log(`\nclickstream job, ${count.toLocaleString("en-US")} events, median of ${runs} run(s)`);
 console.log(
-  `engine           wall s      rows/s   peak RSS MB   ${baselines.map((b) => `wall vs ${b}   RSS vs ${b}`).join("   ")}`,
+  `engine           wall s    CPU s      rows/s   peak RSS MB   ${baselines.map((b) => `wall vs ${b}   CPU vs ${b}   RSS vs ${b}`).join("   ")}`,
 );
 for (const engine of engines) {
   const rs = results[engine];
@@ -86,10 +88,10 @@ for (const engine of engines) {
   const seconds = median(rs.map((x) => x.seconds));
   const ratios = baselines.map(
     (b) =>
-      `${ratio(engine, b, "seconds").toFixed(2).padStart(8 + b.length)}   ${ratio(engine, b, "peakRssMB").toFixed(2).padStart(7 + b.length)}`,
+      `${ratio(engine, b, "seconds").toFixed(2).padStart(8 + b.length)}   ${ratio(engine, b, "cpuSeconds").toFixed(2).padStart(7 + b.length)}   ${ratio(engine, b, "peakRssMB").toFixed(2).padStart(7 + b.length)}`,
   );
   console.log(
-    `${engine.padEnd(16)} ${seconds.toFixed(2).padStart(6)}   ${Math.round(count / seconds).toLocaleString("en-US").padStart(9)}   ${median(rs.map((x) => x.peakRssMB)).toFixed(0).padStart(11)}   ${ratios.join("   ")}`,
+    `${engine.padEnd(16)} ${seconds.toFixed(2).padStart(6)}   ${median(rs.map((x) => x.cpuSeconds)).toFixed(2).padStart(6)}   ${Math.round(count / seconds).toLocaleString("en-US").padStart(9)}   ${median(rs.map((x) => x.peakRssMB)).toFixed(0).padStart(11)}   ${ratios.join("   ")}`,
   );
 }
 console.log("\nduckdb-default coerces wrong types and keeps rows sluice and the checked engines reject: it is not the same job.");
