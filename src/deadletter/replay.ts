@@ -30,14 +30,15 @@
  * rollback before anything is deleted; and the lock's `cwd` is never used to find files.
  */
 import { Database } from "bun:sqlite";
-import { closeSync, existsSync, fsyncSync, linkSync, openSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, linkSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { fsyncFolder } from "../io/fsync.ts";
 import { mkdir, rm } from "node:fs/promises";
 import { basename, isAbsolute, join, resolve } from "node:path";
 import { Observable } from "rxjs";
 import type { Pipeline, PipelineContext } from "../run/pipeline.ts";
 import { currentFlow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
 import { Input, stamp } from "../flow/position.ts";
-import { acquireLock, isLive, type Lock, LockedError, readLockFile } from "../io/lock.ts";
+import { acquireLock, isLive, type Lock, LockedError, readLockFile, type StoredLock } from "../io/lock.ts";
 import { commitFile } from "../parquet/encode.ts";
 import { loadPipeline } from "../run/discover.ts";
 import { redactArgs } from "../run/redact.ts";
@@ -298,7 +299,7 @@ export async function replayDeadLetters(
     await mkdir(snapshot, { recursive: true });
     const files = await listDeadLetterFiles(folder);
     for (const file of files) linkSync(join(folder, file), join(snapshot, file));
-    fsyncDir(snapshot);
+    fsyncFolder(snapshot);
     const checkpoint = join(snapshot, "checkpoint.sqlite");
     guardCheckpoint(checkpoint);
 
@@ -347,7 +348,7 @@ export async function replayDeadLetters(
     }
     await rm(snapshot, { recursive: true, force: true });
     lock.release();
-    fsyncDir(folder);
+    fsyncFolder(folder);
     return { runId, folder, ...tally, summary, ledger, rolledBack, restored };
   } catch (error) {
     if (!started) {
@@ -378,7 +379,7 @@ export async function recoverReplay(folder: string): Promise<ReplayRollback | un
   // roll back), then given up at once.
   const { lock, rolledBack } = takeLock(folder, newRunId(), "(recovery)");
   lock.release();
-  fsyncDir(folder);
+  fsyncFolder(folder);
   return rolledBack;
 }
 
@@ -490,7 +491,7 @@ function readLock(folder: string): LockInfo | undefined {
 }
 
 /** A lock file's fields as a replay's lock, or undefined when it is torn (see {@link readLock}). */
-function lockInfoOf(info: Readonly<Record<string, unknown>> | undefined, folder: string): LockInfo | undefined {
+function lockInfoOf(info: StoredLock | undefined, folder: string): LockInfo | undefined {
   if (info === undefined || typeof info.pid !== "number" || info.runId === undefined) return undefined;
   const path = join(folder, REPLAY_LOCK);
   try {
@@ -501,7 +502,7 @@ function lockInfoOf(info: Readonly<Record<string, unknown>> | undefined, folder:
   return info as unknown as LockInfo;
 }
 
-function busy(folder: string, holder: Readonly<Record<string, unknown>> | undefined, cause: LockedError): LockedError {
+function busy(folder: string, holder: StoredLock | undefined, cause: LockedError): LockedError {
   const who = holder
     ? `run ${String(holder.runId)}, pid ${String(holder.pid)} on host ${String(holder.host ?? "this host")}, since ${String(holder.since ?? holder.startedAt ?? "an unknown time")}`
     : "unknown";
@@ -569,7 +570,7 @@ function reconcile(folder: string, lock: LockInfo | undefined): ReplayRollback {
   }
   const restored = existsSync(snapshot) ? restoreFromSnapshot(folder, snapshot) : [];
   rmSync(snapshot, { recursive: true, force: true });
-  fsyncDir(folder);
+  fsyncFolder(folder);
   return { runId: lock.runId, finished, datasetFiles, deadLetterFiles, restored };
 }
 
@@ -633,15 +634,7 @@ function restoreFromSnapshot(folder: string, snapshot: string): string[] {
       restored.push(target);
     }
   }
-  if (restored.length > 0) fsyncDir(folder);
+  if (restored.length > 0) fsyncFolder(folder);
   return restored;
 }
 
-function fsyncDir(path: string): void {
-  const fd = openSync(path, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}

@@ -33,6 +33,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeSync } from "node:fs";
+import { fsyncFolder } from "./fsync.ts";
 import { hostname } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 
@@ -45,6 +46,20 @@ export interface LockHolder {
   readonly since: string;
   /** Random: tells this acquisition apart from any other, even of the same pid and run. */
   readonly token: string;
+  readonly [field: string]: unknown;
+}
+
+/**
+ * A lock file as read back: the fields {@link LockHolder} names (and a replay's `startedAt`) may
+ * be missing or of another type, since the file may be torn or written by something else.
+ */
+export interface StoredLock {
+  readonly pid?: unknown;
+  readonly host?: unknown;
+  readonly runId?: unknown;
+  readonly since?: unknown;
+  readonly startedAt?: unknown;
+  readonly token?: unknown;
   readonly [field: string]: unknown;
 }
 
@@ -243,7 +258,7 @@ export function readLockFile(path: string): Readonly<Record<string, unknown>> | 
  * const holder = readLockFile(path);
  * if (holder && !isLive(holder)) console.log("left by a run that ended");
  */
-export function isLive(holder: Readonly<Record<string, unknown>>): boolean {
+export function isLive(holder: StoredLock): boolean {
   const pid = holder.pid;
   if (typeof pid !== "number" || !Number.isInteger(pid) || pid <= 0) return false;
   if (typeof holder.host === "string" && holder.host !== hostname()) return true;
@@ -266,7 +281,7 @@ function isZombie(pid: number): boolean {
   }
 }
 
-function busyMessage(what: string, path: string, holder: Readonly<Record<string, unknown>>): string {
+function busyMessage(what: string, path: string, holder: StoredLock): string {
   const elsewhere = typeof holder.host === "string" && holder.host !== hostname();
   return `${what} is in use by ${describe(holder)} (lock ${path}). ${
     elsewhere
@@ -275,7 +290,7 @@ function busyMessage(what: string, path: string, holder: Readonly<Record<string,
   }`;
 }
 
-function describe(holder: Readonly<Record<string, unknown>> | undefined): string {
+function describe(holder: StoredLock | undefined): string {
   if (!holder) return "another process";
   return `run ${String(holder.runId)} (pid ${String(holder.pid)} on host ${String(holder.host ?? hostname())}, since ${String(holder.since ?? holder.startedAt ?? "an unknown time")})`;
 }
@@ -317,11 +332,3 @@ function writeDurably(path: string, text: string): void {
   closeSync(fd);
 }
 
-function fsyncFolder(path: string): void {
-  const fd = openSync(path, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}

@@ -3,6 +3,7 @@
  * when workers are turned off), so it only takes plain data.
  */
 import { closeSync, existsSync, fsyncSync, linkSync, openSync, renameSync, rmSync, unlinkSync, writeSync } from "node:fs";
+import { fsyncFolder } from "../io/fsync.ts";
 import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import * as pq from "parquet-wasm";
@@ -78,12 +79,7 @@ export async function commitFile(path: string, tempPath: string, bytes: Uint8Arr
     rmSync(tempPath, { force: true });
     throw error;
   }
-  const dir = openSync(dirname(path), "r");
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
+  fsyncFolder(dirname(path));
 }
 
 /** Gives `tempPath`'s file the name `path`, never replacing a file of that name (see {@link commitFile}). */

@@ -1,7 +1,8 @@
 /**
  * `toParquet`: the sink that turns records into a hive-partitioned Parquet dataset.
  */
-import { closeSync, existsSync, fsyncSync, openSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { fsyncFolder } from "../io/fsync.ts";
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { Observable, type OperatorFunction } from "rxjs";
@@ -705,14 +706,6 @@ function finishEarlierRuns(folder: string): void {
   for (const runId of runsOf("removed")) rmSync(besideOf(folder, "removed", runId), { recursive: true, force: true });
 }
 
-function fsyncFolder(path: string): void {
-  const fd = openSync(path, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** Parquet files under a folder, or -1 when the folder does not exist. */
 async function countParquet(folder: string): Promise<number> {
