@@ -83,7 +83,7 @@ export function parseOptions<const O extends ParseArgsOptionsConfig>(
   args: string[],
   options: O,
 ): { values: OptionValues<O>; positionals: string[] } | number {
-  let parsed: { values: Record<string, unknown>; positionals: string[] };
+  let parsed: { values: { [option: string]: unknown; help?: unknown }; positionals: string[] };
   try {
     parsed = parseArgs({ args, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
   } catch (error) {

@@ -53,7 +53,7 @@ export async function command(args: string[]): Promise<number> {
     ?.split(",")
     .map((c) => c.trim())
     .filter((c) => c.length > 0);
-  const [path] = positionals;
+  const path = positionals[0] as string;
 
   const rows: Record<string, unknown>[] = [];
   let schema: Schema | undefined;

@@ -33,7 +33,7 @@ function columnRows(columns: readonly ColumnSummary[]) {
 }
 
 /** The report as text for a terminal. */
-export function formatInspection(info: DatasetSummary, options: { partitions?: boolean; files?: boolean } = {}): string {
+export function formatInspection(info: DatasetSummary, options: { partitions?: boolean | undefined; files?: boolean | undefined } = {}): string {
   const out: string[] = [];
   out.push(`${(info.isFile ? "file" : "dataset").padEnd(10)} ${info.path}`);
   out.push(`rows       ${n(info.rows)}`);
@@ -109,7 +109,7 @@ export async function command(args: string[]): Promise<number> {
     console.error(`sluice inspect: expected one dataset folder or file, got ${positionals.length}\n${USAGE}`);
     return 2;
   }
-  const [path] = positionals;
+  const path = positionals[0] as string;
   let info: DatasetSummary;
   try {
     info = await inspectDataset(path);

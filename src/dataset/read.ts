@@ -28,7 +28,7 @@ export interface ReadDatasetOptions {
    * Columns to read, in the order wanted (default: all, in the first file's order, then partition
    * columns the files do not hold). Only these columns' chunks are read from the files.
    */
-  readonly columns?: readonly string[];
+  readonly columns?: readonly string[] | undefined;
   /** Partition filter: only files under matching `key=value` folders are opened. Keys must be partition keys. */
   readonly where?: Readonly<Record<string, PartitionMatch>>;
   /** Rows per batch (default 65,536). */
@@ -66,7 +66,7 @@ async function plan(path: string, options: ReadDatasetOptions): Promise<Plan> {
   const files = listing.files.filter((file) =>
     Object.entries(where).every(([key, match]) => matches(key in file.partition ? (file.partition[key] ?? null) : null, match)),
   );
-  return { files, partitionKeys: listing.partitionKeys, first: listing.files[0] };
+  return { files, partitionKeys: listing.partitionKeys, first: listing.files[0] as DatasetFile };
 }
 
 const encoder = new TextEncoder();
@@ -143,14 +143,14 @@ function shape(batch: RecordBatch, projection: Projection, file: DatasetFile, sc
     const child = batch.getChild(column.name);
     if (!child) throw new Error(`readDataset: ${file.path} returned no column "${column.name}"`);
     // A record batch holds each column as exactly one Data.
-    return child.data[0];
+    return child.data[0] as Data;
   });
   const data = makeData({ type: new Struct(schema.fields), length: batch.numRows, nullCount: 0, children });
   return new RecordBatch(schema, data);
 }
 
 function sameColumns(a: Schema, b: Schema): boolean {
-  return a.fields.length === b.fields.length && a.fields.every((f, i) => f.name === b.fields[i].name && String(f.type) === String(b.fields[i].type));
+  return a.fields.length === b.fields.length && a.fields.every((f, i) => f.name === (b.fields[i] as Field).name && String(f.type) === String((b.fields[i] as Field).type));
 }
 
 function describeColumns(schema: Schema): string {
@@ -264,7 +264,7 @@ export async function* readDatasetBatches(path: string, options: ReadDatasetOpti
 export async function readDataset(path: string, options: ReadDatasetOptions = {}): Promise<Table> {
   const batches: RecordBatch[] = [];
   for await (const batch of readDatasetBatches(path, options)) batches.push(batch);
-  if (batches.length > 0) return new Table(batches[0].schema, batches);
+  if (batches.length > 0) return new Table((batches[0] as RecordBatch).schema, batches);
   const { first, partitionKeys } = await plan(path, { ...options, where: {} });
   const { parquet, schema } = await openFile(first);
   parquet.free();

@@ -53,17 +53,17 @@ export const REPLAY_LOCK = "replay.lock";
 /** Which dead letters to replay. Unset filters match every entry. */
 export interface ReplayFilter {
   /** Only entries of these stages (`parse`, `validate`, `enrich`, `write`, ...). */
-  readonly stages?: readonly string[];
+  readonly stages?: readonly string[] | undefined;
   /** Only entries whose `source` matches this glob (`Bun.Glob`: `data/2024-03-*.ndjson`, `**\/a.ndjson`). */
-  readonly source?: string;
+  readonly source?: string | undefined;
   /** Only entries dead-lettered by this run id (a replay's run id selects its failures, as `again` does). */
-  readonly run?: string;
+  readonly run?: string | undefined;
   /**
    * Also replay the dead letters earlier replays wrote (records that failed again). Off by
    * default, so replaying twice with the same pipeline sends nothing the second time; turn it on
    * after fixing the pipeline further.
    */
-  readonly again?: boolean;
+  readonly again?: boolean | undefined;
 }
 
 /** Options of {@link replayDeadLetters}. */
@@ -74,7 +74,7 @@ export interface ReplayOptions extends ReplayFilter {
    * The replay's run id (default: time-based). Names its dataset files, dead letters and ledger,
    * so it must be a safe run id (see `checkRunId`).
    */
-  readonly runId?: string;
+  readonly runId?: string | undefined;
   /** Count what would be replayed; run nothing, write nothing. */
   readonly dryRun?: boolean;
   /** Passed to {@link run}: signal handling, an abort signal, a progress hook. */

@@ -243,7 +243,7 @@ function createTally(samples: number, maxGroups: number): Tally {
  */
 export function formatDeadLetterSummary(
   summary: DeadLetterSummary,
-  options: { sections?: readonly ("stage" | "error" | "field" | "source" | "run")[]; rawWidth?: number } = {},
+  options: { sections?: readonly ("stage" | "error" | "field" | "source" | "run")[] | undefined; rawWidth?: number } = {},
 ): string {
   const rawWidth = options.rawWidth ?? 100;
   const n = (x: number) => x.toLocaleString("en-US");

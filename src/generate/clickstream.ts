@@ -45,10 +45,21 @@ export interface ClickstreamOptions {
   readonly count?: number;
   readonly seed?: number;
   /** Share of lines with a defect (default 0.02). */
-  readonly defectRate?: number;
+  readonly defectRate?: number | undefined;
   /** First instant; events spread over `days` days from it (defaults 2024-03-01, 7). */
   readonly start?: string;
   readonly days?: number;
+}
+
+/** An event being generated: the fields a defect changes are named, so they can be set with a dot. */
+interface EventFields {
+  [field: string]: unknown;
+  price?: unknown;
+  duration_ms?: unknown;
+  user_id?: unknown;
+  event_type?: unknown;
+  timestamp?: unknown;
+  country?: unknown;
 }
 
 /** One generated line and what the generator did to it. */
@@ -79,7 +90,7 @@ export function* generateClickstream(options: ClickstreamOptions = {}): Generato
         ? new Date(ms).toISOString()
         : `${new Date(ms).toISOString().slice(0, 23)}${String(micros).padStart(3, "0")}Z`;
     const eventType = random.pick(EVENT_TYPES);
-    const event: Record<string, unknown> = {
+    const event: EventFields = {
       event_id: `evt-${i.toString(36)}-${random.int(1e9).toString(36)}`,
       user_id: `u${random.int(50_000)}`,
       session_id: `s${random.int(200_000).toString(36)}`,

@@ -8,7 +8,7 @@ import { columnNames, isArrowTabular, rowsOf, toJson } from "./values.ts";
 /** Options of {@link formatTable}. */
 export interface FormatTableOptions {
   /** Widest a column may be, in terminal cells; longer values end in `…` (default 40). */
-  readonly maxWidth?: number;
+  readonly maxWidth?: number | undefined;
   /** Rows shown at most; a last line says how many more there are (default: all). */
   readonly limit?: number;
 }

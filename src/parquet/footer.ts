@@ -101,7 +101,7 @@ export interface SchemaElement {
   readonly scale?: number;
   readonly precision?: number;
   readonly fieldId?: number;
-  readonly logicalType?: LogicalType;
+  readonly logicalType?: LogicalType | undefined;
 }
 
 /** Column chunk statistics, still encoded as the column's plain bytes. */

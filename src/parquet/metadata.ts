@@ -13,6 +13,7 @@ import {
   readFooter,
   type SchemaElement,
   type Statistics,
+  type TimeUnit,
 } from "./footer.ts";
 
 /** A statistic as JSON-friendly data: timestamps and dates as ISO text, 64-bit integers beyond 2^53 and decimals as text. */
@@ -124,7 +125,7 @@ function schemaTree(elements: readonly SchemaElement[]): { root: SchemaNode; lea
   return { root, leaves };
 }
 
-const UNIT_NAMES: Record<string, Unit> = { MILLIS: "ms", MICROS: "us", NANOS: "ns" };
+const UNIT_NAMES: Record<TimeUnit, Unit> = { MILLIS: "ms", MICROS: "us", NANOS: "ns" };
 
 /** The logical meaning of a leaf, from its logical type or (older writers) its converted type. */
 function logicalOf(e: SchemaElement): LogicalType | undefined {
@@ -200,15 +201,15 @@ function nodeType(node: SchemaNode): string {
   }
   const logical = logicalOf(e)?.type;
   if (logical === "LIST" && node.children.length === 1) {
-    const repeated = node.children[0];
+    const repeated = node.children[0] as SchemaNode;
     // The standard three-level form is LIST { repeated group list { element } }; older writers
     // used a repeated leaf, or a repeated group that is itself the element (named "array" or "*_tuple").
     if (repeated.children.length === 0) return `list<${leafType(repeated.element)}>`;
     const isElement = repeated.children.length > 1 || repeated.element.name === "array" || repeated.element.name.endsWith("_tuple");
-    return `list<${isElement ? structType(repeated) : nodeType(repeated.children[0])}>`;
+    return `list<${isElement ? structType(repeated) : nodeType(repeated.children[0] as SchemaNode)}>`;
   }
   if ((logical === "MAP" || e.convertedType === "MAP_KEY_VALUE") && node.children.length === 1) {
-    const kv = node.children[0];
+    const kv = node.children[0] as SchemaNode;
     const [key, value] = kv.children;
     return `map<${key ? nodeType(key) : "?"}, ${value ? nodeType(value) : "?"}>`;
   }
@@ -283,7 +284,7 @@ export function decodeStatistic(bytes: Uint8Array, element: SchemaElement): Deco
   switch (element.type) {
     case "BOOLEAN":
       if (bytes.length < 1) return undefined;
-      return { value: (bytes[0] & 1) === 1, key: bytes[0] & 1 };
+      return { value: ((bytes[0] as number) & 1) === 1, key: (bytes[0] as number) & 1 };
     case "INT32": {
       if (bytes.length !== 4) return undefined;
       if (logical?.type === "INTEGER" && !logical.isSigned) {
@@ -351,7 +352,7 @@ function compareKeys(a: Decoded["key"], b: Decoded["key"]): number {
   if (a instanceof Uint8Array && b instanceof Uint8Array) {
     // Parquet orders byte arrays as unsigned bytes; JavaScript's string order (UTF-16) differs.
     const n = Math.min(a.length, b.length);
-    for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] - b[i];
+    for (let i = 0; i < n; i++) if (a[i] !== b[i]) return (a[i] as number) - (b[i] as number);
     return a.length - b.length;
   }
   return a < b ? -1 : a > b ? 1 : 0;
@@ -536,7 +537,7 @@ async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T
   async function worker() {
     while (next < items.length) {
       const i = next++;
-      results[i] = await fn(items[i]);
+      results[i] = await fn(items[i] as T);
     }
   }
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
@@ -573,7 +574,7 @@ export async function inspectDataset(path: string): Promise<DatasetSummary> {
   const listing = await listDataset(path);
   if (listing.files.length === 0) throw new Error(`${path} holds no Parquet files`);
   const facts = await mapLimited(listing.files, 16, (file) => fileFacts(listing, file));
-  const first = facts[0];
+  const first = facts[0] as FileFacts;
   const datasetColumns = new Map<string, ColumnAccumulator>();
   const partitions = new Map<string, { values: Readonly<Record<string, string | null>>; files: FileFacts[]; columns: Map<string, ColumnAccumulator> }>();
   for (const f of facts) {

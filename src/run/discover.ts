@@ -47,7 +47,7 @@ export async function loadPipeline(path: string, options: LoadOptions = {}): Pro
     if (error instanceof PipelineLoadError) throw error;
     throw new PipelineLoadError(path, "missing", `pipeline module ${path} does not exist`, { cause: error });
   }
-  let module: Record<string, unknown>;
+  let module: { [name: string]: unknown; default?: unknown };
   const timeoutMs = options.timeoutMs ?? 10_000;
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {

@@ -61,7 +61,7 @@ export function definePipeline(pipeline: Pipeline): Pipeline {
  */
 export function isPipeline(value: unknown): value is Pipeline {
   if (typeof value !== "object" || value === null) return false;
-  const candidate = value as Record<string, unknown>;
+  const candidate = value as { description?: unknown; source?: unknown; process?: unknown };
   return typeof candidate.description === "string" && typeof candidate.source === "function" && typeof candidate.process === "function";
 }
 

@@ -418,7 +418,7 @@ const EMPTY = new Uint8Array(0);
  * It holds at most one chunk (a peek, at most the few bytes asked for on top).
  */
 class ByteReader {
-  readonly #reader: { read(): Promise<{ done: boolean; value?: Uint8Array }>; cancel(): Promise<void> };
+  readonly #reader: { read(): Promise<{ done: boolean; value?: Uint8Array | undefined }>; cancel(): Promise<void> };
   readonly #count: ((n: number) => void) | undefined;
   #pending: Uint8Array = EMPTY;
   #ended = false;

@@ -238,7 +238,7 @@ export function clickstreamProducer(options: ClickstreamProducerOptions): Produc
       const line = generateClickstream({ count: 1, seed: random.int(2 ** 32), defectRate: options.defectRate, start, days: 0 }).next()
         .value as { text: string; defect: string | undefined };
       if (line.defect === "malformed_json") return line.text;
-      const event = JSON.parse(line.text) as Record<string, unknown>;
+      const event = JSON.parse(line.text) as { [field: string]: unknown; event_id?: unknown };
       if ("event_id" in event) event.event_id = `${options.name}-${index}`;
       return event;
     },

@@ -373,7 +373,7 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
             if (state === ARR_AFTER) pos++;
             const depth = containers.length;
             matched = !found && seen[depth - 1] === steps[depth - 1]?.index;
-            seen[depth - 1]++;
+            (seen[depth - 1] as number)++;
             state = ARR_VALUE;
           }
           break;

@@ -40,7 +40,7 @@ export interface RecordLimits {
   /** Bytes read at a time (default 1 MiB). */
   readonly chunkBytes?: number;
   /** Longest record accepted (default 64 MiB); a longer one becomes a bad record and is skipped. */
-  readonly maxRecordBytes?: number;
+  readonly maxRecordBytes?: number | undefined;
 }
 
 /** Where the splitter begins when it resumes part-way through an input. */

@@ -140,7 +140,7 @@ function retryableStatus(status: number): boolean {
 }
 
 /** One attempt's outcome: a usable response, or why to try again (with a server-given wait). */
-type Attempt = { retry: false; response: PageResponse } | { retry: true; reason: string; retryAfterMs?: number; last?: PageResponse };
+type Attempt = { retry: false; response: PageResponse } | { retry: true; reason: string; retryAfterMs?: number | undefined; last?: PageResponse };
 
 /**
  * GETs `url` until it answers with a 2xx whose body parses as JSON, or the retries run out.
