@@ -138,6 +138,9 @@ export function run(pipeline: Observable<unknown>, options: RunOptions = {}): Pr
         },
         complete() {
           cleanup();
+          // Work started by the last commits (a broker source acknowledging what they made durable)
+          // is answered before the run resolves, so a process that exits then loses none of it.
+          const settled = Promise.all([...flow.settling]);
           const done = checkpoint
             ? checkpoint
                 .finish()
@@ -149,7 +152,11 @@ export function run(pipeline: Observable<unknown>, options: RunOptions = {}): Pr
                 })
                 .finally(() => checkpoint?.close())
             : Promise.resolve();
-          done.then(() => resolve(summarize(flow, emitted, performance.now() - started)), reject);
+          Promise.all([done, settled]).then(
+            () => resolve(summarize(flow, emitted, performance.now() - started)),
+            // The checkpoint is closed before the run rejects, whichever failed first.
+            (error) => Promise.allSettled([done]).then(() => reject(error)),
+          );
         },
       }),
     );

@@ -1,0 +1,410 @@
+/**
+ * `fromRedisStream`: entries of a Redis stream, read as a consumer group member and acknowledged
+ * only once what they became is durable.
+ *
+ * Redis keeps every entry a consumer has read and not acknowledged in the group's pending list;
+ * nothing times it out. So an entry is acknowledged (XACK) only when its row is in a committed
+ * Parquet file or its dead letter is committed (`watchDurable`), and until then it stays pending:
+ * a consumer that dies leaves its entries there, where its own restart (reading ID 0 first) or
+ * another member (XAUTOCLAIM after `claimIdleMs`) finds them. While this consumer holds an entry
+ * it resets the entry's idle time (XCLAIM to itself, JUSTID) so no one takes it over.
+ *
+ * Two connections: a blocking XREADGROUP stalls every other command sent on its connection, so
+ * reads block on one of their own and acknowledgements, claims and heartbeats use the other.
+ */
+import { RedisClient } from "bun";
+import { hostname } from "node:os";
+import { Observable } from "rxjs";
+import { watchDurable } from "../flow/durable.ts";
+import { currentFlow, type Flow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
+import { Input, stamp } from "../flow/position.ts";
+
+/** Options of {@link fromRedisStream}. */
+export interface RedisStreamOptions {
+  /** Where Redis is (`redis://user:password@host:port/db`). Default: `REDIS_URL`, else `redis://127.0.0.1:6379`. */
+  readonly url?: string;
+  /** The stream's key. */
+  readonly stream: string;
+  /** The consumer group; created (with the stream, if missing) when it does not exist. */
+  readonly group: string;
+  /**
+   * This reader's name in the group (default `<hostname>-<pid>`). Give a stable name to a process
+   * that restarts, so it reads its own pending entries first; a new name leaves them to XAUTOCLAIM.
+   */
+  readonly consumer?: string;
+  /** Where a group created here starts: `"new"` (default, `$`: entries added from now on) or `"start"` (`0`: the whole stream). */
+  readonly from?: "new" | "start";
+  /** Entries read at a time (default 1000). */
+  readonly batchSize?: number;
+  /** How long one read waits for new entries (default 1000 ms). A stop request cuts it short. */
+  readonly blockMs?: number;
+  /** The entry field holding the record as JSON (default `"data"`). */
+  readonly field?: string;
+  /** Turns an entry's fields into the record instead of parsing `field`; a throw dead-letters the entry. */
+  readonly decode?: (fields: Record<string, string>) => unknown;
+  /**
+   * Entries pending longer than this (default 60,000 ms) on another consumer are taken over with
+   * XAUTOCLAIM: that consumer is taken to be dead. Must be longer than any pause of this process.
+   */
+  readonly claimIdleMs?: number;
+  /** How often held entries have their idle time reset (default `claimIdleMs / 3`). */
+  readonly keepAliveMs?: number;
+  /** Reading pauses while this many entries are read and not acknowledged (default 10,000). */
+  readonly maxUnacked?: number;
+}
+
+/** One stream entry as Redis replies: its id and its fields as `[name, value, ...]` (null once deleted). */
+type Entry = [id: string, fields: string[] | null];
+
+/**
+ * Reads a Redis stream as a member of a consumer group and emits one record per entry: the JSON
+ * in the entry's `field` (or what `decode` makes of its fields). Each record's position is the
+ * input `redis:<stream>` and its number in the order this reader emitted it; an entry whose field
+ * is missing or not JSON goes to the dead letter at stage `parse`, naming the stream and entry id.
+ *
+ * The group is created if missing (`from` says where it starts). After a restart with the same
+ * `consumer`, the entries it had read and not acknowledged come first; then new entries, with
+ * entries idle longer than `claimIdleMs` on other consumers taken over every `claimIdleMs / 2`.
+ * Reading waits while the sink's memory budget is spent and while `maxUnacked` entries are held.
+ *
+ * An entry is acknowledged (XACK) only once every record up to it is durable: in a committed
+ * Parquet file or a committed dead letter. Entries read when the run stops, errors or crashes
+ * stay pending and are read again later: delivery is at least once (a crash between a file's
+ * commit and its XACK delivers that file's entries again). Under `run()`, the run resolves after
+ * the last acknowledgement is answered.
+ *
+ * Never completes on its own: a stop request (an AbortSignal, SIGINT/SIGTERM under `run`) ends
+ * the blocking read at once and completes. Errors, naming the URL without its password and the
+ * stream, when Redis cannot be reached, refuses a command or the connection drops. Unsubscribing
+ * closes both connections.
+ *
+ * @example
+ * const stop = new AbortController();
+ * await run(
+ *   fromRedisStream({ stream: "events", group: "lake" }).pipe(
+ *     validate(Event),
+ *     deadLetter("out/dead-letter"),
+ *     toParquet("out/events", { schema: Event, partitionBy: ["day"], maxFileAgeMs: 10_000 }),
+ *   ),
+ *   { signal: stop.signal, handleSignals: true },
+ * );
+ */
+export function fromRedisStream(options: RedisStreamOptions): Observable<unknown> {
+  const { REDIS_URL } = process.env;
+  const url = options.url ?? REDIS_URL ?? "redis://127.0.0.1:6379";
+  const { stream, group } = options;
+  if (!stream || !group) throw new Error("fromRedisStream: options.stream and options.group are required");
+  const consumer = options.consumer ?? `${hostname()}-${process.pid}`;
+  const batchSize = Math.max(1, Math.floor(options.batchSize ?? 1000));
+  const blockMs = Math.max(1, Math.floor(options.blockMs ?? 1000));
+  const field = options.field ?? "data";
+  const claimIdleMs = Math.max(1, Math.floor(options.claimIdleMs ?? 60_000));
+  const keepAliveMs = Math.max(1, Math.floor(options.keepAliveMs ?? claimIdleMs / 3));
+  const maxUnacked = Math.max(batchSize, Math.floor(options.maxUnacked ?? 10_000));
+  const where = `Redis ${safeUrl(url)}, stream "${stream}", group "${group}"`;
+  const hide = secretsOf(url);
+
+  return new Observable<unknown>((subscriber) => {
+    const flow = currentFlow();
+    const input = new Input(flow, `redis:${stream}`);
+    const reader = new RedisClient(url, { autoReconnect: false });
+    const commands = new RedisClient(url, { autoReconnect: false });
+    const held = new HeldEntries(commands, stream, group, consumer, flow, hide, where, (error) => abort(error));
+    let finished = false;
+    let wake: () => void = () => {};
+    const stopWatching = watchDurable(input, (upTo) => {
+      held.ack(upTo);
+      wake();
+      if (finished && held.size === 0) close();
+    });
+    const keepAlive = setInterval(() => held.keepAlive(), keepAliveMs);
+    keepAlive.unref();
+    const onStop = () => {
+      // Ends a read blocked in Redis now rather than after blockMs.
+      reader.close();
+      wake();
+    };
+    flow.onStop.add(onStop);
+
+    function close() {
+      clearInterval(keepAlive);
+      stopWatching();
+      reader.close();
+      // Closing cancels what is in flight: the last acknowledgements are answered first.
+      held.sent().then(() => commands.close());
+    }
+
+    function abort(error: Error) {
+      if (finished) return;
+      finished = true;
+      flow.onStop.delete(onStop);
+      close();
+      subscriber.error(error);
+    }
+    // The client's own message may quote the URL: credentials are scrubbed, and it is not kept as the cause.
+    const fail = (what: string, error: unknown) =>
+      abort(new Error(`fromRedisStream: ${what} failed (${where}): ${scrub(error instanceof Error ? error.message : String(error), hide)}`));
+    const done = () => stopped() || subscriber.closed;
+    const stopped = () => finished || flow.stopping;
+
+    /** Emits entries as records; returns the id of the last one. */
+    function emit(entries: readonly Entry[]): void {
+      for (const [id, fields] of entries) {
+        // Deleted (XDEL, trimmed) while pending: there is nothing to read, and nothing to keep it for.
+        if (fields === null) {
+          held.forget(id);
+          continue;
+        }
+        const line = input.lastLine + 1;
+        const values: Record<string, string> = {};
+        for (let i = 0; i + 1 < fields.length; i += 2) values[fields[i] as string] = String(fields[i + 1]);
+        const text = values[field];
+        const raw = text ?? JSON.stringify(values);
+        const position = input.at(line, raw);
+        held.add(line, id);
+        flow.stats.bytesRead += raw.length;
+        let record: unknown;
+        try {
+          if (options.decode) {
+            record = options.decode(values);
+          } else if (text === undefined) {
+            const names = Object.keys(values).join(", ");
+            sendToDeadLetter(flow, "parse", `Redis stream "${stream}", entry ${id}: no field "${field}" (fields: ${names || "none"})`, undefined, position);
+            continue;
+          } else {
+            record = JSON.parse(text);
+          }
+        } catch (error) {
+          sendToDeadLetter(flow, "parse", `Redis stream "${stream}", entry ${id}: ${options.decode ? "decode threw" : `field "${field}" is not JSON`}: ${(error as Error).message}`, undefined, position);
+          continue;
+        }
+        subscriber.next(stamp(record, position));
+      }
+    }
+
+    async function read(): Promise<void> {
+      try {
+        await Promise.all([reader.connect(), commands.connect()]);
+      } catch (error) {
+        return fail("connecting", error);
+      }
+      try {
+        await commands.send("XGROUP", ["CREATE", stream, group, options.from === "start" ? "0" : "$", "MKSTREAM"]);
+      } catch (error) {
+        if (!String((error as Error).message).startsWith("BUSYGROUP")) return fail("creating the consumer group", error);
+      }
+      // Entries this consumer read before a restart and never acknowledged.
+      let after = "0";
+      while (!done()) {
+        let entries: Entry[];
+        try {
+          entries = entriesOf(await reader.send("XREADGROUP", ["GROUP", group, consumer, "COUNT", String(batchSize), "STREAMS", stream, after]), stream);
+        } catch (error) {
+          if (stopped()) break;
+          return fail("reading pending entries", error);
+        }
+        if (entries.length === 0) break;
+        after = (entries[entries.length - 1] as Entry)[0];
+        emit(entries);
+        if (!(await pace())) break;
+      }
+      let claimCursor = "0-0";
+      let claimAt = 0;
+      while (!done()) {
+        if (Date.now() >= claimAt) {
+          // Entries a dead consumer left idle: one page per turn, so new entries are not starved.
+          try {
+            const reply = (await commands.send("XAUTOCLAIM", [stream, group, consumer, String(claimIdleMs), claimCursor, "COUNT", String(batchSize)])) as [string, Entry[], string[]];
+            claimCursor = reply[0];
+            // An entry this reader holds can look idle only if the keep-alive ran late: it is in flight here.
+            emit(reply[1].filter(([id]) => !held.has(id)));
+          } catch (error) {
+            if (stopped()) break;
+            return fail("claiming idle entries (XAUTOCLAIM)", error);
+          }
+          if (claimCursor === "0-0") claimAt = Date.now() + Math.max(100, claimIdleMs / 2);
+          if (!(await pace())) break;
+          if (claimCursor !== "0-0") continue;
+        }
+        let entries: Entry[];
+        try {
+          entries = entriesOf(await reader.send("XREADGROUP", ["GROUP", group, consumer, "COUNT", String(batchSize), "BLOCK", String(blockMs), "STREAMS", stream, ">"]), stream);
+        } catch (error) {
+          if (stopped()) break;
+          return fail("reading new entries (XREADGROUP)", error);
+        }
+        emit(entries);
+        if (!(await pace())) break;
+      }
+      if (finished) return;
+      finished = true;
+      flow.onStop.delete(onStop);
+      reader.close();
+      subscriber.complete();
+      // What was emitted commits after this (the sink flushes on completion); acks close the rest.
+      if (held.size === 0) close();
+    }
+
+    /** Waits while the sink's budget is spent or too many entries are held; false when the run stops meanwhile. */
+    async function pace(): Promise<boolean> {
+      for (;;) {
+        if (done()) return false;
+        if (flow.gate) {
+          await waitForGate(flow);
+          continue;
+        }
+        if (held.size < maxUnacked) return true;
+        const { promise, resolve } = Promise.withResolvers<void>();
+        wake = resolve;
+        await promise;
+      }
+    }
+
+    read().catch((error) => fail("reading", error));
+
+    return function stopRedisStream() {
+      flow.onStop.delete(onStop);
+      wake();
+      if (!finished) {
+        // Unsubscribed before completing (the pipeline errored, the app let go): entries in flight
+        // stay pending in Redis and are read again.
+        finished = true;
+        close();
+      } else {
+        reader.close();
+      }
+    };
+  });
+}
+
+/**
+ * Entries this reader has emitted and not acknowledged, by line: acknowledged in line order as the
+ * durable prefix grows, and kept from being taken over while held.
+ */
+class HeldEntries {
+  readonly #ids = new Map<number, string>();
+  readonly #lines = new Map<string, number>();
+  readonly #inflight = new Set<Promise<void>>();
+  #acked = 0;
+
+  constructor(
+    readonly client: RedisClient,
+    readonly stream: string,
+    readonly group: string,
+    readonly consumer: string,
+    readonly flow: Flow,
+    readonly hide: readonly string[],
+    readonly where: string,
+    readonly onError: (error: Error) => void,
+  ) {}
+
+  /** Settles once every acknowledgement sent so far is answered. */
+  async sent(): Promise<void> {
+    await Promise.allSettled([...this.#inflight]);
+  }
+
+  get size(): number {
+    return this.#ids.size;
+  }
+
+  has(id: string): boolean {
+    return this.#lines.has(id);
+  }
+
+  add(line: number, id: string): void {
+    this.#ids.set(line, id);
+    this.#lines.set(id, line);
+  }
+
+  /** Acknowledges an entry that has nothing to commit (deleted from the stream while pending). */
+  forget(id: string): void {
+    this.#send([id]);
+  }
+
+  /** Acknowledges every held entry with a line up to `upTo`. */
+  ack(upTo: number): void {
+    const ids: string[] = [];
+    for (let line = this.#acked + 1; line <= upTo; line++) {
+      const id = this.#ids.get(line);
+      if (id === undefined) continue;
+      this.#ids.delete(line);
+      this.#lines.delete(id);
+      ids.push(id);
+    }
+    this.#acked = Math.max(this.#acked, upTo);
+    if (ids.length > 0) this.#send(ids);
+  }
+
+  #send(ids: string[]): void {
+    for (let i = 0; i < ids.length; i += 5000) {
+      const chunk = ids.slice(i, i + 5000);
+      const sent = this.client.send("XACK", [this.stream, this.group, ...chunk]).then(
+        () => {},
+        (error: unknown) => {
+          const failure = new Error(
+            `fromRedisStream: acknowledging ${chunk.length} committed entries (${chunk[0]} ...) failed (${this.where}): ${scrub(error instanceof Error ? error.message : String(error), this.hide)}. They stay pending and are read again: their rows will be written twice`,
+          );
+          this.onError(failure);
+          throw failure;
+        },
+      );
+      // `run()` resolves only once these are answered, so a process that exits after it loses none.
+      this.flow.settling.add(sent);
+      this.#inflight.add(sent);
+      const forget = () => {
+        this.flow.settling.delete(sent);
+        this.#inflight.delete(sent);
+      };
+      sent.then(forget, forget);
+    }
+  }
+
+  /** Resets the idle time of every held entry, so no other consumer's XAUTOCLAIM takes it over. */
+  keepAlive(): void {
+    const ids = [...this.#ids.values()];
+    for (let i = 0; i < ids.length; i += 1000) {
+      // JUSTID: the delivery count stays as it is. Failures are left to the next XACK or read to report.
+      this.client.send("XCLAIM", [this.stream, this.group, this.consumer, "0", ...ids.slice(i, i + 1000), "JUSTID"]).catch(() => {});
+    }
+  }
+}
+
+/** The entries of `stream` in an XREADGROUP reply (a map by stream name; null when BLOCK timed out). */
+function entriesOf(reply: unknown, stream: string): Entry[] {
+  if (reply === null || reply === undefined) return [];
+  if (Array.isArray(reply)) {
+    // RESP2 form: [[stream, entries], ...].
+    for (const item of reply as [string, Entry[]][]) if (item[0] === stream) return item[1] ?? [];
+    return [];
+  }
+  return (reply as Record<string, Entry[]>)[stream] ?? [];
+}
+
+/** The URL as it may be shown: without its password. */
+function safeUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString().replace(/\/$/, "");
+  } catch {
+    return "(an unparsable URL)";
+  }
+}
+
+/** The credentials in a URL, as written and decoded, to remove from any message a client produces. */
+function secretsOf(url: string): string[] {
+  try {
+    const { password } = new URL(url);
+    if (!password) return [];
+    const decoded = decodeURIComponent(password);
+    return [...new Set([password, decoded])].filter((s) => s.length > 0).sort((a, b) => b.length - a.length);
+  } catch {
+    return [];
+  }
+}
+
+function scrub(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const secret of secrets) out = out.replaceAll(secret, "***");
+  return out;
+}
