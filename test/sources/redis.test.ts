@@ -147,6 +147,34 @@ describe("fromRedisStream", () => {
     expect((await pending(stream, group)).total).toBe(0);
   });
 
+  test("stops reading while maxUnacked entries wait for their files, and goes on once they are acknowledged", async () => {
+    const { stream, group } = names();
+    await produce(stream, 1, 600);
+    const out = join(dir.path, "bounded");
+    const stop = new AbortController();
+    let flow: Flow | undefined;
+    const running = run(
+      fromRedisStream({ url: URL, stream, group, from: "start", batchSize: 50, maxUnacked: 200 }).pipe(
+        validate(Entry),
+        deadLetter(join(out, "dead"), { maxFileAgeMs: 50 }),
+        toParquet(join(out, "events"), { schema: Entry, partitionBy: ["zone"], maxFileRows: 1_000_000, maxFileAgeMs: 700 }),
+      ),
+      { signal: stop.signal, onStart: (f) => (flow = f) },
+    );
+    await until("the first entries read", () => (flow?.stats.in ?? 0) >= 200);
+    await Bun.sleep(300);
+    // Nothing is committed yet (the files roll at 700 ms): reading stopped at the bound.
+    expect(flow?.stats.in).toBe(200);
+    expect((await pending(stream, group)).total).toBe(200);
+    // The age limit commits them; their acknowledgements let reading go on, to the end.
+    await until("every entry read", () => (flow?.stats.in ?? 0) >= 600);
+    stop.abort();
+    await running;
+    expect((await pending(stream, group)).total).toBe(0);
+    const [row] = await query(`SELECT count(*) AS n, count(DISTINCT id) AS d FROM ${dataset(join(out, "events"))}`);
+    expect(row).toEqual({ n: String(valid(1, 600)), d: String(valid(1, 600)) });
+  });
+
   test("acknowledges while running as files commit, not only at the end", async () => {
     const { stream, group } = names();
     await produce(stream, 1, 2000);
