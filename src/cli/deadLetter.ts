@@ -2,11 +2,27 @@
  * `sluice dead-letter <summarize|replay> ...`: dispatches to the subcommand's module.
  */
 
-/** Runs a `dead-letter` subcommand. */
+const USAGE = `usage: sluice dead-letter <subcommand> ...
+  sluice dead-letter summarize <folder> [--samples [N]] [--json]   counts by stage, error and field
+  sluice dead-letter replay <folder> <pipeline.ts> [args]          run the dead letters through a pipeline again
+
+sluice dead-letter <subcommand> --help shows the subcommand's options.`;
+
+/**
+ * Runs a `dead-letter` subcommand. `--help` alone prints the subcommands and resolves to 0; a
+ * missing or unknown subcommand prints them to stderr and resolves to 2.
+ *
+ * @example
+ * process.exitCode = await command(["summarize", "out/dead-letter"]);
+ */
 export async function command(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === "summarize") return (await import("./deadLetterSummarize.ts")).command(rest);
   if (sub === "replay") return (await import("./deadLetterReplay.ts")).command(rest);
-  console.error("usage: sluice dead-letter summarize <folder> | replay <folder> <pipeline.ts>");
+  if (sub === "--help" || sub === "-h" || sub === "help") {
+    console.log(USAGE);
+    return 0;
+  }
+  console.error(sub === undefined ? USAGE : `sluice dead-letter: unknown subcommand "${sub}"\n\n${USAGE}`);
   return 2;
 }

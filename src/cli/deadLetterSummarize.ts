@@ -1,6 +1,6 @@
 /**
- * `sluice dead-letter summarize <folder> [--json] [--samples N]`: what is in a dead-letter
- * folder, by stage, error and field, with samples pointing at the input.
+ * `sluice dead-letter summarize <folder> [--json] [--samples [N]]`: what is in a dead-letter
+ * folder, counted by stage, error and field; with `--samples`, examples pointing at the input.
  */
 import { formatDeadLetterSummary, summarizeDeadLetters } from "../deadletter/summarize.ts";
 import { parseOptions } from "./args.ts";
@@ -9,7 +9,7 @@ const USAGE = `usage: sluice dead-letter summarize <folder> [options]
 
 options:
   --json              the summary as one JSON object on stdout
-  --samples <N>       samples shown per group (default 3; 0 for counts only)
+  --samples [N]       show N samples per group (N defaults to 3; without --samples, counts only)
   --raw-chars <N>     characters of each sample's raw record (default 200)
   --all               count entries already replayed too
   --by <sections>     text sections, comma-separated: stage,error,field,source,run (default stage,error,field)
@@ -25,7 +25,7 @@ exit codes: 0 summarized (dead letters or not), 1 the folder could not be read, 
  * process.exitCode = await command(["out/dead-letter", "--samples", "1"]);
  */
 export async function command(args: string[]): Promise<number> {
-  const parsed = parseOptions("dead-letter summarize", USAGE, args, {
+  const parsed = parseOptions("dead-letter summarize", USAGE, withSampleCount(args), {
     json: { type: "boolean" },
     samples: { type: "string" },
     "raw-chars": { type: "string" },
@@ -39,7 +39,7 @@ export async function command(args: string[]): Promise<number> {
     return 2;
   };
   if (positionals.length !== 1) return usage(positionals.length === 0 ? "the dead-letter folder is missing" : `one folder expected, got ${positionals.join(" ")}`);
-  const samples = count(values.samples, 3);
+  const samples = count(values.samples, 0);
   const rawChars = count(values["raw-chars"], 200);
   if (samples === undefined) return usage(`--samples must be a whole number, not ${values.samples}`);
   if (rawChars === undefined) return usage(`--raw-chars must be a whole number, not ${values["raw-chars"]}`);
@@ -58,6 +58,22 @@ export async function command(args: string[]): Promise<number> {
     console.error(`sluice dead-letter summarize: ${(error as Error).message}`);
     return 1;
   }
+}
+
+// `--samples` may stand last or before another option (meaning 3); parseArgs wants a value, so one is put in.
+function withSampleCount(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (arg === "--") {
+      out.push(...args.slice(i));
+      break;
+    }
+    out.push(arg);
+    const next = args[i + 1];
+    if (arg === "--samples" && (next === undefined || next.startsWith("-"))) out.push("3");
+  }
+  return out;
 }
 
 function count(text: string | boolean | undefined, fallback: number): number | undefined {

@@ -18,8 +18,17 @@ const commands: Record<string, { summary: string; load: () => Promise<{ command:
 };
 
 function usage(): string {
-  return ["usage: sluice <command> [options]", "", ...Object.values(commands).map((c) => `  sluice ${c.summary}`)].join("\n");
+  return [
+    "usage: sluice <command> [options]",
+    "",
+    ...Object.values(commands).map((c) => `  sluice ${c.summary}`),
+    "",
+    "sluice <command> --help shows a command's options; sluice --version prints the version.",
+  ].join("\n");
 }
+
+/** The command names, for tests that go over every command. */
+export const COMMANDS: readonly string[] = Object.keys(commands);
 
 /** Runs the command named by `argv[0]` and resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
@@ -27,6 +36,12 @@ export async function main(argv: string[]): Promise<number> {
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     console.log(usage());
     return name === undefined ? 2 : 0;
+  }
+  if (name === "--version" || name === "-v" || name === "version") {
+    // Read at run time, so a linked clone reports the version of the checkout it runs.
+    const pkg = (await Bun.file(new URL("../../package.json", import.meta.url)).json()) as { version: string };
+    console.log(pkg.version);
+    return 0;
   }
   const entry = commands[name];
   if (!entry) {

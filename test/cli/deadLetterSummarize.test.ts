@@ -102,6 +102,22 @@ describe("sluice dead-letter summarize", () => {
     expect(none.byError.every((g) => g.samples.length === 0)).toBe(true);
   });
 
+  test("is short by default: counts by stage, error and field without samples; --samples alone shows 3", async () => {
+    const short = await sluice(["dead-letter", "summarize", folder]);
+    expect(short.code).toBe(0);
+    expect(short.stdout).toContain("by stage");
+    expect(short.stdout).toContain("by error");
+    expect(short.stdout).toContain("by field");
+    expect(short.stdout).not.toMatch(/events\.ndjson:\d+/);
+    expect((await summarize()).byError.every((g) => g.samples.length === 0)).toBe(true);
+    const withSamples = await summarize("--samples");
+    expect(withSamples.byError.some((g) => g.samples.length === Math.min(3, g.count) && g.count > 0)).toBe(true);
+    const beforeOption = await sluice(["dead-letter", "summarize", folder, "--samples", "--json"]);
+    expect((JSON.parse(beforeOption.stdout) as DeadLetterSummary).byError[0]?.samples.length).toBe(3);
+    const text = await sluice(["dead-letter", "summarize", folder, "--samples"]);
+    expect(text.stdout).toMatch(/events\.ndjson:\d+ {2}\{/);
+  });
+
   test("prints a readable table, and reports usage errors and an empty folder", async () => {
     const text = await sluice(["dead-letter", "summarize", folder, "--samples", "1"]);
     expect(text.code).toBe(0);
