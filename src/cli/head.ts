@@ -1,5 +1,6 @@
 /**
- * `sluice head <dataset folder or file> [-n N] [--json]`: the first rows of a dataset.
+ * `sluice head <dataset folder or file> [-n N] [--json] [--width W]`: the first rows of a dataset,
+ * as a table that fits the terminal (or one block per row when it does not).
  */
 import type { Schema } from "apache-arrow";
 import { readDatasetBatches } from "../dataset/read.ts";
@@ -7,17 +8,21 @@ import { formatTable } from "../notebook/table.ts";
 import { rowsOf, toJsonLine } from "../notebook/values.ts";
 import { parseOptions } from "./args.ts";
 
-const USAGE = `usage: sluice head <dataset folder or .parquet file> [-n N] [--json] [--columns a,b]
+const USAGE = `usage: sluice head <dataset folder or .parquet file> [-n N] [--json] [--columns a,b] [--width W]
   -n N          rows to print (default 10)
   --json        one JSON object per line (NDJSON) instead of a table
   --columns     comma-separated columns to print (default: all)
-  --width W     widest a table column may be, in characters (default 40)`;
+  --width W     terminal cells to fit in (default: the terminal's width, 100 when not a terminal);
+                rows too wide for it are printed as one "column │ value" block per row`;
+
+// Table cells are cut here so one long value does not push the other columns off screen.
+const CELL_WIDTH = 40;
 
 /**
  * Prints the first rows of a dataset folder (files in path order, partition columns added from
  * folder names when the files lack them) or of one Parquet file: as an aligned table (nulls as
- * `null`, timestamps as ISO text, lists and structs as JSON, long values cut with `…`) or, with
- * `--json`, as NDJSON. Reads only the batches it needs and stops after N rows: later files are
+ * `null`, timestamps as ISO text, lists and structs as JSON, long values cut with `…`; one
+ * `column │ value` block per row when the table is wider than `--width`) or, with `--json`, as NDJSON. Reads only the batches it needs and stops after N rows: later files are
  * never opened.
  *
  * Resolves to 0 on success, 1 when the input cannot be read (the message names it), 2 on wrong
@@ -44,7 +49,7 @@ export async function command(args: string[]): Promise<number> {
     console.error(`sluice head: -n must be a whole number of rows, got "${values.n}"`);
     return 2;
   }
-  const width = values.width === undefined ? 40 : Number(values.width);
+  const width = values.width === undefined ? (process.stdout.isTTY ? process.stdout.columns : undefined) || 100 : Number(values.width);
   if (!Number.isSafeInteger(width) || width < 1) {
     console.error(`sluice head: --width must be a positive whole number, got "${values.width}"`);
     return 2;
@@ -73,7 +78,7 @@ export async function command(args: string[]): Promise<number> {
   }
   if (!values.json) {
     const names = schema?.fields.map((f) => f.name) ?? columns;
-    console.log(formatTable(rows, names, { maxWidth: width }));
+    console.log(formatTable(rows, names, { maxWidth: CELL_WIDTH, width }));
   }
   return 0;
 }

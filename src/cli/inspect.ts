@@ -2,7 +2,7 @@
  * `sluice inspect <dataset folder or file> [--json] [--partitions] [--files]`: what a dataset
  * holds, from its Parquet footers alone.
  */
-import { formatTable } from "../notebook/table.ts";
+import { formatCount, formatTable } from "../notebook/table.ts";
 import { type ColumnSummary, type DatasetSummary, inspectDataset } from "../parquet/metadata.ts";
 import { formatBytes } from "../run/run.ts";
 import { parseOptions } from "./args.ts";
@@ -12,7 +12,7 @@ const USAGE = `usage: sluice inspect <dataset folder or .parquet file> [--json] 
   --partitions  column statistics for each partition, not only for the whole dataset
   --files       one line per file`;
 
-const n = (x: number) => x.toLocaleString("en-US");
+const n = formatCount;
 const plural = (count: number, word: string) => `${n(count)} ${word}${count === 1 ? "" : "s"}`;
 
 function statText(value: ColumnSummary["min"], exact: boolean): string {
@@ -50,7 +50,7 @@ export function formatInspection(info: DatasetSummary, options: { partitions?: b
     out.push(`  ! ${plural(info.schemaDiffers.length, "file")} with a different schema: ${info.schemaDiffers.slice(0, 5).join(", ")}${info.schemaDiffers.length > 5 ? ", …" : ""}`);
   }
   out.push("", "columns (from footer statistics)");
-  out.push(indent(formatTable(columnRows(info.columns), undefined, { maxWidth: 36 })));
+  out.push(indent(formatTable(columnRows(info.columns), undefined, { maxWidth: 36, counts: ["nulls"] })));
   if (info.columns.some((c) => (c.min !== null && !c.minExact) || (c.max !== null && !c.maxExact))) {
     out.push("  … the writer stored a truncated prefix of the value (long strings)");
   }
@@ -63,18 +63,18 @@ export function formatInspection(info: DatasetSummary, options: { partitions?: b
       size: formatBytes(p.bytes),
       "row groups": p.rowGroups,
     }));
-    out.push(indent(formatTable(rows, undefined, { maxWidth: 60 })));
+    out.push(indent(formatTable(rows, undefined, { maxWidth: 60, counts: ["files", "rows", "row groups"] })));
     if (options.partitions) {
       for (const p of info.partitions) {
         out.push("", `partition ${p.path || "(root)"}: ${plural(p.rows, "row")}`);
-        out.push(indent(formatTable(columnRows(p.columns), undefined, { maxWidth: 36 })));
+        out.push(indent(formatTable(columnRows(p.columns), undefined, { maxWidth: 36, counts: ["nulls"] })));
       }
     }
   }
   if (options.files) {
     out.push("", "files");
     const rows = info.fileList.map((f) => ({ file: f.path, rows: f.rows, size: formatBytes(f.bytes), "row groups": f.rowGroups, "created by": f.createdBy }));
-    out.push(indent(formatTable(rows, undefined, { maxWidth: 80 })));
+    out.push(indent(formatTable(rows, undefined, { maxWidth: 80, counts: ["rows", "row groups"] })));
   }
   return out.join("\n");
 }

@@ -252,6 +252,16 @@ async function runModule(options: RunCommandOptions, runId: string, log: Logger)
         `before the failure: ${stats.in.toLocaleString("en-US")} records read, ${stats.written.toLocaleString("en-US")} rows committed in ${stats.files} file(s) (${formatBytes(stats.bytes)}), ${stats.deadLetteredDurable.toLocaleString("en-US")} dead letters in committed files${dead > stats.deadLetteredDurable ? ` (${(dead - stats.deadLetteredDurable).toLocaleString("en-US")} more were not committed and are lost with the run)` : ""}; committed files are whole and stay`,
       );
     }
+    server?.finish({
+      status: "failed",
+      exitCode: EXIT.failed,
+      in: stats?.in ?? 0,
+      written: stats?.written ?? 0,
+      deadLettered: dead,
+      files: stats?.files ?? 0,
+      bytes: stats?.bytes ?? 0,
+      error: describeFailure(error),
+    });
     await finish(server, options.metricsLingerMs, log);
     return EXIT.failed;
   } finally {
@@ -269,6 +279,16 @@ async function runModule(options: RunCommandOptions, runId: string, log: Logger)
   } else {
     process.stdout.write(`${formatRunTable(summary, { peakRssBytes, status })}\n`);
   }
+  server?.finish({
+    status: stoppedBy ? "stopped" : "finished",
+    exitCode: code,
+    in: summary.in,
+    written: summary.written,
+    deadLettered: summary.deadLettered,
+    files: summary.files,
+    bytes: summary.bytes,
+    durationMs: summary.durationMs,
+  });
   await finish(server, options.metricsLingerMs, log);
   return code;
 }

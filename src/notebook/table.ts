@@ -1,6 +1,11 @@
 /**
  * Rows as a column-aligned terminal table: what `sluice head`, the `preview` operator and a REPL
  * session print.
+ *
+ * One rule for numbers in every human table: data values are shown as stored (`12345`, never
+ * `12,345`, so a number reads back as itself), while counts sluice computed about the data (rows,
+ * files, row groups, nulls; the columns named in `counts`, and the "more rows" line) get thousands
+ * separators. `--json` output never has separators.
  */
 import type { RecordBatch, Table } from "apache-arrow";
 import { columnNames, isArrowTabular, rowsOf, toJson } from "./values.ts";
@@ -11,6 +16,19 @@ export interface FormatTableOptions {
   readonly maxWidth?: number | undefined;
   /** Rows shown at most; a last line says how many more there are (default: all). */
   readonly limit?: number;
+  /**
+   * Widest the whole table may be, in terminal cells (default: no limit). A table wider than this
+   * is printed as records instead, like psql's `\x`: one `column │ value` block per row, values
+   * cut to what is left of the width.
+   */
+  readonly width?: number | undefined;
+  /** Columns holding counts (rows, files, nulls): their numbers get thousands separators. */
+  readonly counts?: readonly string[];
+}
+
+/** A count as human tables show it: `1,234,567`. */
+export function formatCount(value: number | bigint): string {
+  return value.toLocaleString("en-US");
 }
 
 /** The text of one cell: what a reader needs to see the value's kind at a glance. */
@@ -57,7 +75,8 @@ function pad(text: string, width: number, right: boolean): string {
 /**
  * Renders rows as an aligned table: one column per key (in order of first appearance, or the
  * `columns` given), numbers right-aligned, nulls and missing values shown as `null`, `Date`s as
- * ISO text, objects and arrays as JSON, long values cut to `maxWidth` cells with `…`. Accepts an
+ * ISO text, objects and arrays as JSON, long values cut to `maxWidth` cells with `…`; counts
+ * (`counts` columns) with thousands separators; as records when wider than `width`. Accepts an
  * array of objects (or of plain values, shown in one `value` column) or an Arrow table or record
  * batch, whose timestamps and dates are shown as ISO text at their precision.
  *
@@ -67,6 +86,7 @@ function pad(text: string, width: number, right: boolean): string {
  * // ───┼─────
  * // a  │    1
  * // b  │ null
+ * console.log(formatTable(rows, undefined, { width: process.stdout.columns ?? 100 })); // records when too wide
  */
 export function formatTable(rows: readonly unknown[] | Table | RecordBatch, columns?: readonly string[], options: FormatTableOptions = {}): string {
   const maxWidth = Math.max(1, options.maxWidth ?? 40);
@@ -86,13 +106,15 @@ export function formatTable(rows: readonly unknown[] | Table | RecordBatch, colu
   const plainValues = !columns && records.length > 0 && records.every((r) => !isRecord(r));
   if (plainValues) names = ["value"];
 
-  const cells = records.map((record) =>
-    names.map((name) => {
-      const value = plainValues ? record : isRecord(record) ? record[name] : undefined;
-      return truncateCells(formatCell(value), maxWidth);
-    }),
-  );
+  const counts = new Set(options.counts ?? []);
+  const text = (record: unknown, name: string) => {
+    const value = cellValue(record, name, plainValues);
+    return counts.has(name) && (typeof value === "number" || typeof value === "bigint") ? formatCount(value) : formatCell(value);
+  };
+  const more = total > records.length ? `… ${formatCount(total - records.length)} more row${total - records.length === 1 ? "" : "s"}` : undefined;
+  const cells = records.map((record) => names.map((name) => truncateCells(text(record, name), maxWidth)));
   const numeric = names.map((name) =>
+    counts.has(name) ||
     records.some((r) => cellValue(r, name, plainValues) != null) &&
     records.every((r) => {
       const v = cellValue(r, name, plainValues);
@@ -106,9 +128,36 @@ export function formatTable(rows: readonly unknown[] | Table | RecordBatch, colu
       .map((v, c) => pad(v, widths[c] as number, numeric[c] as boolean))
       .join(" │ ")
       .trimEnd();
+  const tableWidth = widths.reduce((sum, w) => sum + w, 0) + 3 * Math.max(0, widths.length - 1);
+  if (options.width !== undefined && tableWidth > options.width && records.length > 0) {
+    return formatRecords(
+      records.map((record) => names.map((name) => text(record, name))),
+      names.map((name) => escapeControls(name)),
+      options.width,
+      more,
+    );
+  }
   const out = [line(headers.map((h, c) => pad(h, widths[c] as number, false))), widths.map((w) => "─".repeat(w)).join("─┼─")];
   for (const row of cells) out.push(line(row));
-  if (total > records.length) out.push(`… ${(total - records.length).toLocaleString("en-US")} more row${total - records.length === 1 ? "" : "s"}`);
+  if (more) out.push(more);
+  return out.join("\n");
+}
+
+// The record view: a block per row, labels aligned, values cut to the width left after them.
+// Label and value widths are measured over all rows so the blocks line up with one another.
+function formatRecords(rows: readonly string[][], names: readonly string[], width: number, more: string | undefined): string {
+  const labelWidth = Math.min(Math.max(...names.map((n) => Bun.stringWidth(n))), Math.max(8, Math.floor(width / 3)));
+  const valueWidth = Math.max(8, width - labelWidth - 3);
+  const labels = names.map((n) => pad(truncateCells(n, labelWidth), labelWidth, false));
+  const values = rows.map((row) => row.map((v) => truncateCells(v, valueWidth)));
+  const blockWidth = Math.min(width, labelWidth + 3 + Math.max(...values.flat().map((v) => Bun.stringWidth(v))));
+  const out: string[] = [];
+  for (const [r, row] of values.entries()) {
+    const title = `─[ row ${r + 1} ]`;
+    out.push(title + "─".repeat(Math.max(0, blockWidth - Bun.stringWidth(title))));
+    for (const [c, value] of row.entries()) out.push(`${labels[c]} │ ${value}`.trimEnd());
+  }
+  if (more) out.push(more);
   return out.join("\n");
 }
 

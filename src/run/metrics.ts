@@ -218,20 +218,43 @@ export interface ServeMetricsOptions {
   readonly port?: number;
 }
 
+/** How a run ended, as `/health` reports it once given to {@link MetricsServer.finish}. */
+export interface RunOutcome {
+  /** `finished`: the whole input was read; `stopped`: a signal or an abort ended it early; `failed`: an infrastructure error. */
+  readonly status: "finished" | "failed" | "stopped";
+  /** The exit code the command ends with. */
+  readonly exitCode: number;
+  /** Records read, rows committed, dead letters (all stages), files and bytes written: the summary's figures, or what was counted before a failure. */
+  readonly in: number;
+  readonly written: number;
+  readonly deadLettered: number;
+  readonly files: number;
+  readonly bytes: number;
+  readonly durationMs?: number | undefined;
+  /** The failure's message. */
+  readonly error?: string | undefined;
+}
+
 /** A running metrics server. */
 export interface MetricsServer {
   readonly hostname: string;
   readonly port: number;
   /** `http://host:port/metrics`. */
   readonly url: string;
+  /**
+   * Records how the run ended: from then on `/health` answers with the outcome's status and
+   * figures (while the server lingers for a last scrape), not `ok`.
+   */
+  finish(outcome: RunOutcome): void;
   /** Stops listening; resolves once closed. */
   stop(): Promise<void>;
 }
 
 /**
  * Serves the flow's figures over HTTP with `Bun.serve`: `GET /metrics` in Prometheus text
- * format, `GET /health` as JSON (`{"status":"ok"|"stopping","runId",…}`, status 200), anything
- * else 404. `flow` may be a function returning the flow, so the port can be bound (and a busy
+ * format, `GET /health` as JSON (`{"status":"ok"|"stopping","runId",…}` during the run; after
+ * `finish(outcome)`, `{"status":"finished"|"failed"|"stopped","exitCode",…figures}`; status 200),
+ * anything else 404. `flow` may be a function returning the flow, so the port can be bound (and a busy
  * port reported) before the run starts; until it returns a flow both routes answer 503.
  *
  * Throws at once when the port cannot be bound. Runs until `stop()`.
@@ -247,6 +270,7 @@ export function serveMetrics(flow: Flow | (() => Flow | undefined), options: Ser
   const hostname = options.hostname ?? "127.0.0.1";
   const started = Date.now();
   const notStarted = () => new Response("the run has not started\n", { status: 503 });
+  let outcome: RunOutcome | undefined;
   const server = Bun.serve({
     hostname,
     port: options.port ?? 9464,
@@ -258,11 +282,13 @@ export function serveMetrics(flow: Flow | (() => Flow | undefined), options: Ser
       },
       "/health": function healthRoute() {
         const open = currentFlow();
+        const uptimeSeconds = (Date.now() - started) / 1000;
+        if (outcome) return Response.json({ ...outcome, runId: open?.runId, uptimeSeconds });
         if (!open) return notStarted();
         return Response.json({
           status: open.stopping ? "stopping" : "ok",
           runId: open.runId,
-          uptimeSeconds: (Date.now() - started) / 1000,
+          uptimeSeconds,
           in: open.stats.in,
           written: open.stats.written,
         });
@@ -276,6 +302,9 @@ export function serveMetrics(flow: Flow | (() => Flow | undefined), options: Ser
     hostname,
     port,
     url: `http://${host}:${port}/metrics`,
+    finish(end) {
+      outcome = end;
+    },
     stop: () => server.stop(true).then(() => {}),
   };
 }

@@ -44,7 +44,7 @@ describe("sluice head", () => {
   });
 
   test("prints a table: every column, null for nulls, ISO timestamps, JSON for nested values, long values cut with …", async () => {
-    const { code, stdout } = await sluice("head", folder, "-n", "4");
+    const { code, stdout } = await sluice("head", folder, "-n", "4", "--width", "1000");
     expect(code).toBe(0);
     const lines = stdout.trimEnd().split("\n");
     expect(lines).toHaveLength(2 + 4);
@@ -95,6 +95,42 @@ describe("sluice head", () => {
       { k: "x", n: 2 },
       { k: "y", n: 3 },
     ]);
+  });
+
+  test("folds rows that do not fit the width into one column │ value block per row, and keeps a table that fits", async () => {
+    const [json, folded, fits, narrow] = await Promise.all([
+      sluice("head", folder, "-n", "2", "--json"),
+      // Not a terminal here: the default width is 100, and the sample's 12 columns are wider.
+      sluice("head", folder, "-n", "2"),
+      sluice("head", folder, "-n", "2", "--columns", "id,name", "--width", "30"),
+      sluice("head", folder, "-n", "2", "--width", "50"),
+    ]);
+    const rows = json.stdout.trimEnd().split("\n").map((line) => JSON.parse(line));
+    const lines = folded.stdout.trimEnd().split("\n");
+    expect(folded.code).toBe(0);
+    expect(lines[0]).toStartWith("─[ row 1 ]─");
+    expect(lines).toHaveLength(2 * 13);
+    expect(lines[13]).toStartWith("─[ row 2 ]─");
+    const block = Object.fromEntries(lines.slice(1, 13).map((line) => line.split(" │ ").map((part) => part.trim())));
+    expect(Object.keys(block)).toEqual(["id", "name", "score", "big", "at", "day", "ok", "tags", "region", "note", "long_text", "nested"]);
+    expect(block.id).toBe(String(rows[0].id));
+    expect(block.big).toBe(String(rows[0].big));
+    expect(block.name).toBe(rows[0].name);
+    for (const line of [...lines, ...narrow.stdout.trimEnd().split("\n")]) expect(Bun.stringWidth(line)).toBeLessThanOrEqual(100);
+    for (const line of narrow.stdout.trimEnd().split("\n")) expect(Bun.stringWidth(line)).toBeLessThanOrEqual(50);
+    expect(narrow.stdout).toContain("long_text │ ");
+    expect(fits.stdout.split("\n")[0]).toMatch(/^id\s+│ name$/);
+    expect(fits.stdout.trimEnd().split("\n")).toHaveLength(4);
+  });
+
+  test("shows data values as stored, without thousands separators, in the table and in the record view", async () => {
+    const json = await sluice("head", folder, "-n", "1", "--json", "--columns", "big");
+    const big = String(JSON.parse(json.stdout).big);
+    expect(big.length).toBeGreaterThan(4);
+    const table = await sluice("head", folder, "-n", "1", "--columns", "big");
+    expect(table.stdout.trimEnd().split("\n")[2]?.trim()).toBe(big);
+    const records = await sluice("head", folder, "-n", "1", "--width", "60");
+    expect(records.stdout).toContain(`big       │ ${big}`);
   });
 
   test("fails with a clear message for a missing path, an unknown column or a bad -n", async () => {

@@ -182,6 +182,19 @@ describe("sluice inspect", () => {
     expect(stdout).toContain("truncated prefix");
   });
 
+  test("shows counts with thousands separators in its tables, as in its summary lines, and plain numbers in --json", async () => {
+    const rows = 12_345;
+    const big = join(dir.path, "counts.parquet");
+    await query(`COPY (SELECT range AS id, CASE WHEN range % 3 = 0 THEN NULL ELSE range END AS v FROM range(${rows})) TO '${sql(big)}' (FORMAT parquet)`);
+    const { code, stdout } = await sluice("inspect", big);
+    expect(code).toBe(0);
+    expect(stdout).toContain("rows       12,345");
+    expect(stdout).toMatch(/v\s+│ int64\s+│ 4,115 │ 1\s+│ 12344 /);
+    const json = JSON.parse((await sluice("inspect", big, "--json")).stdout);
+    expect(json.rows).toBe(rows);
+    expect(json.columns.find((c: { name: string }) => c.name === "v").nullCount).toBe(4115);
+  });
+
   test("reads only the footer: a file whose data pages are destroyed is still described", async () => {
     const source = join(folder, info.fileList[0].path);
     const broken = join(dir.path, "broken.parquet");

@@ -339,6 +339,16 @@ export default definePipeline({
         expect(deadTotal).toBe(figure(stdout.text, "dead-lettered"));
         expect(last.value("sluice_files_written_total")).toBe(figure(stdout.text, "files"));
         expect(last.value("sluice_buffered_rows")).toBe(0);
+        // Lingering, /health says the run is over and with what figures.
+        const ended = (await (await fetch(url.replace("/metrics", "/health"))).json()) as Record<string, unknown>;
+        expect(ended).toMatchObject({
+          status: "finished",
+          exitCode: 0,
+          in: 5000,
+          written: figure(stdout.text, "written"),
+          deadLettered: figure(stdout.text, "dead-lettered"),
+          files: figure(stdout.text, "files"),
+        });
 
         // A signal during the linger ends it; the run itself had finished, so the code stays 0.
         child.kill("SIGINT");

@@ -30,6 +30,7 @@ const BLOCKS = join(import.meta.dir, ".blocks");
 const SKIP: readonly { readonly pattern: RegExp; readonly reason: string }[] = [
   { pattern: /^bun install\b/, reason: "network: installs packages (the test runs on the repository's installed node_modules)" },
   { pattern: /^bun add\b/, reason: "network: adds a dependency to an app's package.json" },
+  { pattern: /^bun link\b/, reason: "registers the clone in Bun's global link folder, outside the test's temporary folder" },
   { pattern: /^bun run check\b/, reason: "runs the whole suite, this test included (minutes, and recursive)" },
   { pattern: /^bun run bench\b/, reason: "the benchmark takes minutes and needs DuckDB and Polars runs" },
   { pattern: /^PORT=\d+ bun examples\/http-ingest\.ts/, reason: "starts a long-running HTTP server in the background (its own test covers it: test/examples/http-ingest.test.ts)" },

@@ -4,6 +4,32 @@ import { formatCell, formatTable, truncateCells } from "../../src/notebook/table
 import { rowsOf, toJsonLine } from "../../src/notebook/values.ts";
 
 describe("formatTable", () => {
+  test("prints rows wider than `width` as one column │ value block per row, values cut to fit", () => {
+    const rows = [
+      { id: 1, text: "x".repeat(50) },
+      { id: 22, text: null },
+    ];
+    expect(formatTable(rows, undefined, { width: 30 }).split("\n")).toEqual([
+      "─[ row 1 ]────────────────────",
+      "id   │ 1",
+      `text │ ${"x".repeat(22)}…`,
+      "─[ row 2 ]────────────────────",
+      "id   │ 22",
+      "text │ null",
+    ]);
+    expect(formatTable(rows, undefined, { width: 200 })).toBe(formatTable(rows));
+    expect(formatTable([], ["id"], { width: 1 })).toBe(formatTable([], ["id"]));
+  });
+
+  test("gives counts thousands separators and leaves data values as stored", () => {
+    expect(formatTable([{ rows: 1234567, nulls: "?", value: 1234567 }], undefined, { counts: ["rows", "nulls"] }).split("\n")).toEqual([
+      "rows      │ nulls │ value",
+      "──────────┼───────┼────────",
+      "1,234,567 │     ? │ 1234567",
+    ]);
+    expect(formatTable([1, 2, 3], undefined, { limit: 1 }).split("\n").at(-1)).toBe("… 2 more rows");
+  });
+
   test("aligns columns, right-aligns numbers and shows missing values as null", () => {
     const text = formatTable([
       { id: "a", n: 1, ok: true },

@@ -188,6 +188,25 @@ describe("serveMetrics", () => {
     await expect(fetch(server.url)).rejects.toThrow();
   });
 
+  test("/health says how the run ended once it is finished, failed or stopped, while the server keeps serving", async () => {
+    const flow = busyFlow("ended");
+    const server = serveMetrics(flow, { port: 0 });
+    const health = async () => (await fetch(server.url.replace("/metrics", "/health"))).json();
+    try {
+      expect(await health()).toMatchObject({ status: "ok", runId: "ended" });
+      const figures = { in: 120, written: 100, deadLettered: 20, files: 2, bytes: 4096 };
+      server.finish({ status: "finished", exitCode: 0, ...figures, durationMs: 1500 });
+      expect(await health()).toMatchObject({ status: "finished", exitCode: 0, runId: "ended", ...figures, durationMs: 1500 });
+      server.finish({ status: "stopped", exitCode: 130, ...figures });
+      expect(await health()).toMatchObject({ status: "stopped", exitCode: 130 });
+      server.finish({ status: "failed", exitCode: 1, ...figures, error: "disk full" });
+      expect(await health()).toMatchObject({ status: "failed", exitCode: 1, error: "disk full", written: 100 });
+      expect((await fetch(server.url)).status).toBe(200);
+    } finally {
+      await server.stop();
+    }
+  });
+
   test("after a real run the served figures equal the run's summary", async () => {
     let flow: Flow | undefined;
     const server = serveMetrics(() => flow, { port: 0 });
