@@ -12,6 +12,7 @@ import { currentFlow, type Flow, recordText, sendToDeadLetter, waitForGate } fro
 import { Input, stamp } from "../flow/position.ts";
 import { commitFile } from "../parquet/encode.ts";
 import { isCredentialName, scrubBytes, scrubText, secretForms } from "../run/redact.ts";
+import { recordLosses } from "./http/numbers.ts";
 import {
   type Backoff,
   backoffWithDefaults,
@@ -22,6 +23,7 @@ import {
   requestPage,
 } from "./http/retry.ts";
 import { atPath, describeType, MISSING, nextFromLinkHeader, preview, REDACTED, redactUrl, withParams } from "./http/url.ts";
+import { describeNumberLoss } from "./json/numbers.ts";
 
 export type { Backoff } from "./http/retry.ts";
 
@@ -408,10 +410,19 @@ async function extract(
       }
       previousHash = hash;
     }
-    for (const record of records) {
+    // Nearly always undefined, decided by one cheap walk over the page.
+    const losses = recordLosses(response.text, response.body, records);
+    for (let i = 0; i < records.length; i++) {
       // Under a stop request the page is finished; after an unsubscribe nothing more is emitted.
       if (subscriber.closed) return records.length;
       position++;
+      const loss = losses?.get(i);
+      if (loss !== undefined) {
+        const where = `record ${i + 1} of page ${page}, ${source}`;
+        sendToDeadLetter(flow, "parse", scrub(describeNumberLoss(loss, where)), undefined, inputOf(source).at(position, scrub(loss.raw)));
+        continue;
+      }
+      const record = records[i];
       subscriber.next(stamp(record, inputOf(source).at(position, scrub(recordText(record)))));
     }
     return records.length;

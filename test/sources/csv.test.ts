@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { appendFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { take, toArray } from "rxjs";
 import * as v from "valibot";
@@ -598,5 +599,85 @@ describe("fromCsv: resuming from a checkpoint", () => {
       if (firstDead) expect(all.entries.find((e) => e.raw === firstDead.raw)?.line).toBe(firstDead.line);
       expect(rest.summary.in).toBe(everything.filter((r) => (r.id as number) >= ((got[0]?.id as number | undefined) ?? 60)).length);
     }
+  });
+});
+
+describe("fromCsv: a file that grows while it is read, under a checkpoint", () => {
+  async function readWith(path: string, options: CsvOptions, checkpoint?: string): Promise<Read> {
+    const values: Record<string, unknown>[] = [];
+    const entries: DeadLetter[] = [];
+    const summary = await run(fromCsv(path, options).pipe(deadLetter((entry) => entries.push(entry))), {
+      handleSignals: false,
+      onValue: (value) => values.push(value as Record<string, unknown>),
+      checkpoint,
+    });
+    expect(summary.in).toBe(values.length + entries.length);
+    return { values, entries, summary };
+  }
+
+  test.each(CHUNKS)("leaves a last record without its line ending for the next run, which reads it whole (chunkBytes %p)", async (chunkBytes) => {
+    const path = await file('id,text\n1,a\n2,"multi\nli');
+    const checkpoint = `${dir.unique("checkpoint")}.sqlite`;
+    // The writer is in the middle of record 2 (a quoted field across lines): reading it now would
+    // make a dead letter of it and of its rest.
+    const first = await readWith(path, { chunkBytes }, checkpoint);
+    expect(first.values).toEqual([{ id: "1", text: "a" }]);
+    expect(first.entries).toEqual([]);
+    await appendFile(path, 'ne"\n3,c');
+    const second = await readWith(path, { chunkBytes }, checkpoint);
+    expect(second.values).toEqual([{ id: "2", text: "multi\nline" }]);
+    expect(second.entries).toEqual([]);
+    await appendFile(path, "c\r\n4,d\n");
+    const third = await readWith(path, { chunkBytes }, checkpoint);
+    expect(third.values).toEqual([
+      { id: "3", text: "cc" },
+      { id: "4", text: "d" },
+    ]);
+    expect(third.entries).toEqual([]);
+    // A bad record on line 7 shows the numbering goes on where the file's lines are.
+    await appendFile(path, "5,x,y\n");
+    const fourth = await readWith(path, { chunkBytes }, checkpoint);
+    expect(fourth.values).toEqual([]);
+    expect(brief(fourth.entries)).toEqual([[7, "3 fields, expected 2"]]);
+    const fifth = await readWith(path, { chunkBytes }, checkpoint);
+    expect(fifth.summary.in).toBe(0);
+  });
+
+  test("waits for the line ending of a header being written", async () => {
+    const path = await file("id,te");
+    const checkpoint = `${dir.unique("checkpoint")}.sqlite`;
+    expect((await readWith(path, {}, checkpoint)).summary.in).toBe(0);
+    await appendFile(path, "xt\n1,a");
+    expect((await readWith(path, {}, checkpoint)).summary.in).toBe(0);
+    await appendFile(path, "\n");
+    expect((await readWith(path, {}, checkpoint)).values).toEqual([{ id: "1", text: "a" }]);
+  });
+
+  test("leaves an overlong last record without its line ending for the next run too", async () => {
+    const path = await file(`a\n1\n${"x".repeat(40)}`);
+    const checkpoint = `${dir.unique("checkpoint")}.sqlite`;
+    const first = await readWith(path, { chunkBytes: 8, maxRecordBytes: 16 }, checkpoint);
+    expect(first.values).toEqual([{ a: "1" }]);
+    expect(first.entries).toEqual([]);
+    await appendFile(path, "\n2\n");
+    const second = await readWith(path, { chunkBytes: 8, maxRecordBytes: 16 }, checkpoint);
+    expect(brief(second.entries)).toEqual([[3, "record is longer than 16 bytes"]]);
+    expect(second.values).toEqual([{ a: "2" }]);
+  });
+
+  test("reads the last record of a gzip file under a checkpoint: it is not appended to while read", async () => {
+    const gzip = await file(Bun.gzipSync(Buffer.from("a,b\n1,2\n3,4")), "last-record.csv.gz");
+    const { values, entries } = await readWith(gzip, {}, `${dir.unique("checkpoint")}.sqlite`);
+    expect(values).toEqual([
+      { a: "1", b: "2" },
+      { a: "3", b: "4" },
+    ]);
+    expect(entries).toEqual([]);
+  });
+
+  test("still reads a last record without its line ending when there is no checkpoint", async () => {
+    const { values, entries } = await readWith(await file('a,b\n1,2\n3,"4'), {});
+    expect(values).toEqual([{ a: "1", b: "2" }]);
+    expect(brief(entries)).toEqual([[3, expect.stringContaining("unterminated quoted field 2")]]);
   });
 });

@@ -541,6 +541,66 @@ describe("fromHttp bad responses", () => {
   });
 });
 
+describe("fromHttp numbers a 64-bit float cannot hold", () => {
+  const TAIL = "; the record is not read (write such numbers as strings to keep them exact)";
+  /** Page 2 of `page` pagination (records 101-200), written by hand so its numbers stay as written. */
+  function lossyPage(edit: (text: string, i: number) => string, extra = ""): () => Response {
+    return () => {
+      const texts = ITEMS.slice(100, 200).map((item, i) => edit(JSON.stringify(item), i));
+      return new Response(`{"data":{"items":[${texts.join(",")}]}${extra}}`, { headers: { "content-type": "application/json" } });
+    };
+  }
+  const PAGE2 = () => `${api.url}/items?page=2&per_page=100`;
+
+  test("dead-letters each record holding one, naming the number, its field and the record, and emits the others", async () => {
+    const serve = lossyPage((text, i) =>
+      i === 2
+        ? text.replace(/"id":\d+/, '"id":12345678901234567890')
+        : i === 4
+          ? text.replace(/"tags":\[[^\]]*\]/, '"tags":[],"nested":{"list":[1,1e400]}')
+          : i === 6
+            ? text.replace(/"amount":[^,]+/, '"amount":1e-400,"big":1e999')
+            : text,
+    );
+    api.fault = ({ page }) => (page === "page=2" ? serve() : undefined);
+    const { values, entries } = await extract({ pagination: { type: "page", size: 100 }, concurrency: 2 });
+    expect(values).toEqual(ITEMS.filter((item) => ![103, 105, 107].includes(item.id)));
+    expect(entries.map((e) => [e.stage, e.line, e.source, e.error])).toEqual([
+      ["parse", 103, PAGE2(), `number 12345678901234567890 at id (record 3 of page 2, ${PAGE2()}) has more digits than a 64-bit float holds (it would become 12345678901234567000)${TAIL}`],
+      ["parse", 105, PAGE2(), `number 1e400 at nested.list.1 (record 5 of page 2, ${PAGE2()}) is too large for a 64-bit float (it would become Infinity)${TAIL}`],
+      ["parse", 107, PAGE2(), `number 1e-400 at amount (record 7 of page 2, ${PAGE2()}) is too small for a 64-bit float (it would become 0)${TAIL}`],
+    ]);
+    // The raw text is the record as the server wrote it, digits and all.
+    expect(entries[0]?.raw).toBe(JSON.stringify(ITEMS[102]).replace(/"id":\d+/, '"id":12345678901234567890'));
+    expect(entries[1]?.raw).toContain('"nested":{"list":[1,1e400]}');
+  });
+
+  test("emits every record when the only such number is outside the records, or in a string", async () => {
+    const serve = lossyPage((text, i) => (i === 0 ? text.replace(/"name":"[^"]*"/, '"name":"1e400 12345678901234567890"') : text), ',"total":1e400');
+    api.fault = ({ page }) => (page === "page=2" ? serve() : undefined);
+    const { values, entries } = await extract({ pagination: { type: "page", size: 100 } });
+    expect(entries).toEqual([]);
+    expect(values).toEqual(ITEMS.map((item) => (item.id === 101 ? { ...item, name: "1e400 12345678901234567890" } : item)));
+  });
+
+  test("finds the records a records function returns, and records that are bare numbers", async () => {
+    const serve = lossyPage((text, i) => (i === 1 ? text.replace(/"id":\d+/, '"id":1e400') : text));
+    api.fault = ({ page }) => (page === "page=2" ? serve() : undefined);
+    const picked = await extract({ pagination: { type: "page", size: 100 }, records: (body) => [...(body as { data: { items: unknown[] } }).data.items] });
+    expect(picked.entries.map((e) => [e.line, e.error])).toEqual([
+      [102, `number 1e400 at id (record 2 of page 2, ${PAGE2()}) is too large for a 64-bit float (it would become Infinity)${TAIL}`],
+    ]);
+    expect(picked.values.length).toBe(ITEMS.length - 1);
+
+    api.fault = () => new Response("[1, 9007199254740993, -3.5, 1e-320, 4.9406564584124654e-324]");
+    const bare = await extract({ records: undefined });
+    expect(bare.values).toEqual([1, -3.5, 1e-320, 5e-324]);
+    expect(bare.entries.map((e) => [e.line, e.raw, e.error])).toEqual([
+      [2, "9007199254740993", `number 9007199254740993 (record 2 of page 1, ${api.url}/items) has more digits than a 64-bit float holds (it would become 9007199254740992)${TAIL}`],
+    ]);
+  });
+});
+
 describe("fromHttp credentials", () => {
   test("sends headers from the environment and never shows them or query credentials", async () => {
     process.env.SLUICE_HTTP_TEST_TOKEN = "s3cret-token-value";

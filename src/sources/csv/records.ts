@@ -33,6 +33,14 @@ export interface RecordHandlers {
    * next record begins: together, a place to resume from. Never called inside a record.
    */
   chunkDone(line: number, offset: number): Promise<boolean> | boolean;
+  /**
+   * At the end of input, when the last record has no line ending: true leaves it unreported,
+   * because the input may still grow (a file being appended to) and the record may be cut short.
+   * The last `chunkDone` then gives a resume point before it, where a later read takes it whole.
+   * `bytes` are the record's bytes (its first KiB, for a record longer than allowed) and `offset`
+   * where it begins in the input. Without this handler the record is a record.
+   */
+  unfinished?(bytes: Uint8Array, offset: number): Promise<boolean> | boolean;
 }
 
 /** Sizes the splitter works with. */
@@ -278,7 +286,8 @@ function parseBytes(p: TextParse, bytes: Uint8Array, from: number, to: number, a
 /**
  * Reads all of `read` and reports its records. A UTF-8 byte order mark at the start of the input
  * is skipped; `\r\n` and `\n` end a record outside quotes and are kept inside them; a last record
- * without a line ending is still a record; an empty input has none.
+ * without a line ending is still a record, unless `handlers.unfinished` says to leave it for a
+ * later read; an empty input has none.
  */
 export async function splitRecords(
   read: ReadBytes,
@@ -304,7 +313,18 @@ export async function splitRecords(
     handlers,
   };
   // While skipping an overlong record: its first bytes (for the dead letter) and its scan state.
-  let skipping: { head: Uint8Array; line: number; scan: ByteScan; last: number } | undefined;
+  let skipping: { head: Uint8Array; line: number; from: number; scan: ByteScan; last: number } | undefined;
+  const parse = (from: number, to: number, atEnd: boolean): number => {
+    let text: string | undefined;
+    try {
+      text = fatal.decode(buffer.subarray(from, to));
+    } catch {
+      text = undefined;
+    }
+    if (text === undefined) return parseBytes(p, buffer, from, to, atEnd);
+    const rest = parseText(p, text, atEnd);
+    return rest === text.length ? to : to - Buffer.byteLength(text.slice(rest));
+  };
 
   for (;;) {
     const n = await read(buffer, filled, buffer.length - filled);
@@ -325,6 +345,11 @@ export async function splitRecords(
         filled = 0;
         continue;
       }
+      if (end < 0 && (await leaveLast(handlers, skipping.head, skipping.from))) {
+        // An overlong record still being written: a later read decides on it whole.
+        await handlers.chunkDone(p.line, skipping.from);
+        return;
+      }
       const unterminated = end < 0 && skipping.scan.state === QUOTED;
       // At the end of the input, its last line ending belongs to no line of the record.
       const lines = skipping.scan.newlines - (unterminated && skipping.last === LF ? 1 : 0);
@@ -337,21 +362,22 @@ export async function splitRecords(
       start = end < 0 ? filled : end;
     }
 
-    // Whole lines only: a chunk ends after its last line feed (or at the end of the input).
-    const cut = atEnd ? filled : buffer.lastIndexOf(LF, filled - 1) + 1;
+    // Whole lines only: a chunk ends after its last line feed (or at the end of the input). A
+    // last record without a line ending, which may be left for a later read, is parsed apart:
+    // where it begins is known only once the whole lines before it are (a quoted field may hold
+    // line feeds).
+    const open = atEnd && handlers.unfinished !== undefined && filled > start && buffer[filled - 1] !== LF;
+    const cut = atEnd && !open ? filled : buffer.lastIndexOf(LF, filled - 1) + 1;
     if (cut > start) {
-      let text: string | undefined;
-      try {
-        text = fatal.decode(buffer.subarray(start, cut));
-      } catch {
-        text = undefined;
+      start = parse(start, cut, atEnd && !open);
+      if (p.halted) return;
+    }
+    if (open) {
+      if (await leaveLast(handlers, buffer.subarray(start, filled), base + start)) {
+        await handlers.chunkDone(p.line, base + start);
+        return;
       }
-      if (text !== undefined) {
-        const rest = parseText(p, text, atEnd);
-        start = rest === text.length ? cut : cut - Buffer.byteLength(text.slice(rest));
-      } else {
-        start = parseBytes(p, buffer, start, cut, atEnd);
-      }
+      parse(start, filled, true);
       if (p.halted) return;
     }
 
@@ -365,7 +391,7 @@ export async function splitRecords(
         const scan: ByteScan = { state: FIELD_START, newlines: 0 };
         scanRecord(buffer, 0, filled, scan, p.delimiterCode, p.quoteCode);
         // The first line of the record is counted by `line`, the ones inside it by the scan.
-        skipping = { head: buffer.slice(0, 1024), line: p.line + 1, scan, last: buffer[filled - 1] as number };
+        skipping = { head: buffer.slice(0, 1024), line: p.line + 1, from: base, scan, last: buffer[filled - 1] as number };
         base += filled;
         filled = 0;
         continue;
@@ -381,4 +407,11 @@ export async function splitRecords(
     const next = handlers.chunkDone(p.line, base);
     if ((typeof next === "boolean" ? next : await next) === false) return;
   }
+}
+
+/** Whether to leave the last record, without a line ending, unreported (see {@link RecordHandlers.unfinished}). */
+async function leaveLast(handlers: RecordHandlers, bytes: Uint8Array, offset: number): Promise<boolean> {
+  if (!handlers.unfinished) return false;
+  const leave = handlers.unfinished(bytes, offset);
+  return typeof leave === "boolean" ? leave : await leave;
 }
