@@ -71,7 +71,9 @@ export {
 export { openCheckpoint, type Checkpoint, type CommitRange } from "./checkpoint/checkpoint.ts";
 export { fileSource, resolveInputs, type FileSourceOptions, type FileReading, type StartPoint } from "./sources/files.ts";
 export { collect, collectTable, type CollectOptions } from "./notebook/collect.ts";
-export { formatTable, type FormatTableOptions } from "./notebook/table.ts";
+export { formatCount, formatTable, type FormatTableOptions } from "./notebook/table.ts";
+export { formatPreview, type PreviewOptions, withPreview } from "./notebook/view.ts";
+export { type CountRow, countBy } from "./notebook/countBy.ts";
 export {
   readDataset,
   readDatasetBatches,
@@ -100,6 +102,7 @@ export {
   PROMETHEUS_CONTENT_TYPE,
   type MetricsSnapshot,
   type MetricsServer,
+  type RunOutcome,
 } from "./run/metrics.ts";
 export { createLogger, type Logger, type LogFormat, type LogLevel } from "./run/log.ts";
 export { redactArgs, redactText } from "./run/redact.ts";

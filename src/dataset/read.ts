@@ -15,6 +15,7 @@ import {
 } from "apache-arrow";
 import * as pq from "parquet-wasm";
 import { type DatasetFile, listDataset } from "./files.ts";
+import { withPreview } from "../notebook/view.ts";
 
 /** A partition value to match: folder values are text, so numbers and booleans match their text. */
 export type PartitionValue = string | number | bigint | boolean | null;
@@ -255,6 +256,8 @@ export async function* readDatasetBatches(path: string, options: ReadDatasetOpti
  * every row read: filter partitions and choose columns for large datasets, or iterate batches.
  *
  * An empty result (a filter that matches no partition) is an empty table with the dataset's columns.
+ * Printed (`console.log`, a REPL), the table shows its first 10 rows and its size, not Arrow's
+ * internals (see `withPreview`).
  * Rejects with the same messages as {@link readDatasetBatches}.
  *
  * @example
@@ -264,9 +267,9 @@ export async function* readDatasetBatches(path: string, options: ReadDatasetOpti
 export async function readDataset(path: string, options: ReadDatasetOptions = {}): Promise<Table> {
   const batches: RecordBatch[] = [];
   for await (const batch of readDatasetBatches(path, options)) batches.push(batch);
-  if (batches.length > 0) return new Table((batches[0] as RecordBatch).schema, batches);
+  if (batches.length > 0) return withPreview(new Table((batches[0] as RecordBatch).schema, batches));
   const { first, partitionKeys } = await plan(path, { ...options, where: {} });
   const { parquet, schema } = await openFile(first);
   parquet.free();
-  return new Table(outputSchema(project(first, schema, partitionKeys, options.columns)));
+  return withPreview(new Table(outputSchema(project(first, schema, partitionKeys, options.columns))));
 }

@@ -8,6 +8,7 @@ import { RowBuffer } from "../arrow/rows.ts";
 import { currentFlow, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
 import { run, type RunOptions } from "../run/run.ts";
 import { columnsOf } from "../schema/columns.ts";
+import { withPreview } from "./view.ts";
 
 /** Options of {@link collect} and {@link collectTable}: those of `run`, without `onValue`. */
 export type CollectOptions = Omit<RunOptions, "onValue" | "checkpoint">;
@@ -16,7 +17,8 @@ export type CollectOptions = Omit<RunOptions, "onValue" | "checkpoint">;
  * Runs a pipeline to its end, as `run` does, and resolves with every value it emitted, in order.
  * Sources, validation and dead letters behave exactly as under `run` (a reject without a
  * `deadLetter` in the pipeline rejects the promise). Everything emitted is held in memory: put a
- * `take(n)` or a `filter` in the pipeline for large inputs.
+ * `take(n)` or a `filter` in the pipeline for large inputs. Printed (`console.log`, a REPL), the
+ * array shows its first 10 values as a table and their number (see `withPreview`).
  *
  * Rejects with the pipeline's error. Signals are not handled unless `handleSignals: true` is
  * given (a REPL keeps its Ctrl-C); pass `signal` to stop early (the values so far are kept).
@@ -28,7 +30,7 @@ export async function collect<T>(pipeline: Observable<T>, options: CollectOption
   const values: T[] = [];
   // run() hands the values over plain: positions are the pipeline's business.
   await run(pipeline, { handleSignals: false, ...options, onValue: (value) => values.push(value as T) });
-  return values;
+  return withPreview(values);
 }
 
 /**
@@ -67,7 +69,8 @@ function intoBuffer<T>(buffer: RowBuffer): OperatorFunction<T, never> {
  * Runs a pipeline to its end and resolves with its records as an Arrow table whose columns come
  * from the valibot `schema` (the same mapping `toParquet` uses: timestamps in µs UTC, dates,
  * int64, lists, structs). A record whose value does not fit its column is dead-lettered at stage
- * `write`, exactly as the Parquet sink does; nothing is converted.
+ * `write`, exactly as the Parquet sink does; nothing is converted. Printed, the table shows its
+ * first 10 rows and its size (see `withPreview`).
  *
  * Rejects with the pipeline's error, or when a record must be dead-lettered and the pipeline has
  * no `deadLetter`. Throws a `SchemaError` at once when the schema has no column mapping.
@@ -83,5 +86,5 @@ export async function collectTable<T>(
 ): Promise<Table> {
   const buffer = new RowBuffer(columnsOf(schema as v.GenericSchema));
   await run(pipeline.pipe(intoBuffer<T>(buffer)), { handleSignals: false, ...options });
-  return buffer.toTable();
+  return withPreview(buffer.toTable());
 }
