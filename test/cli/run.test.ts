@@ -142,6 +142,22 @@ describe("sluice run", () => {
     expect(folder.stderr).toContain("is a folder");
   });
 
+  test("while --metrics-linger serves after a failed run, /health says failed, with the error and exit code", async () => {
+    const missing = join(dir.path, "gone.ndjson");
+    const { child, err } = start(["--metrics", "127.0.0.1:0", "--metrics-linger", "30", "--progress", "none", clickstreamModule, "--input", missing, "--out", join(dir.path, "o0")]);
+    try {
+      const url = (await err.waitFor(/metrics on (http:\/\/127\.0\.0\.1:\d+\/metrics)/))[1];
+      await err.waitFor(/run failed/);
+      const health = (await (await fetch(url.replace("/metrics", "/health"))).json()) as Record<string, unknown>;
+      expect(health).toMatchObject({ status: "failed", exitCode: 1, in: 0, written: 0 });
+      expect(String(health.error)).toContain(`${missing} does not exist`);
+      child.kill("SIGINT");
+      expect(await child.exited).toBe(1);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+
   test("exits 1 with a clear message when the output folder cannot be created", async () => {
     const file = join(dir.path, "a-file");
     await Bun.write(file, "not a folder");
