@@ -10,6 +10,7 @@ import type * as v from "valibot";
 import type { DeadLetterIssue } from "../../deadletter/entry.ts";
 import { type ColumnKind, SchemaError, type SchemaField, schemaFields } from "../../schema/columns.ts";
 import { parseIsoMicros } from "../../schema/instant.ts";
+import { problemOf } from "../json/numbers.ts";
 
 /** What a column's cells become. */
 type Conversion = "text" | "integer" | "bigint" | "number" | "boolean" | "date" | "array" | "object" | "json";
@@ -200,7 +201,7 @@ export function planRecords(
           path: slot.key,
           expected: slot.expected,
           received: JSON.stringify(text),
-          message: `column "${slot.key}": ${describe(text)} is not ${slot.expected}`,
+          message: `column "${slot.key}": ${describe(text)} ${numberProblem(slot.expected, text) ?? `is not ${slot.expected}`}`,
         });
         continue;
       }
@@ -277,6 +278,11 @@ const EXPECTED: Record<Conversion, string> = {
   json: "JSON",
 };
 
+/** Why a decimal cell was refused for a number column, when it is one a float64 cannot hold. */
+function numberProblem(expected: string, text: string): string | undefined {
+  return expected === EXPECTED.number && isDecimal(text) ? problemOf(text) : undefined;
+}
+
 function describe(text: string): string {
   return text.length > 80 ? `${JSON.stringify(text.slice(0, 80))}…` : JSON.stringify(text);
 }
@@ -347,6 +353,9 @@ function parseDecimal(text: string): unknown {
     return first === 45 ? -value : value;
   }
   if (!isDecimal(text)) return FAIL;
+  // A decimal a float64 cannot hold (1e400, 12345678901234567890, 1e-400) is refused, never
+  // rounded silently: `explain` says why.
+  if (problemOf(text) !== undefined) return FAIL;
   const value = Number(text);
   return Number.isFinite(value) ? value : FAIL;
 }
