@@ -16,8 +16,9 @@ import { AckPolicy, type Consumer, type ConsumerMessages, type JsMsg, jetstream,
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Observable } from "rxjs";
 import { watchDurable } from "../flow/durable.ts";
-import { currentFlow, type Flow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
+import { currentFlow, sendToDeadLetter } from "../flow/flow.ts";
 import { Input, stamp } from "../flow/position.ts";
+import { HeldMessages, Pace } from "./broker.ts";
 
 /** Options of {@link fromJetStream}. */
 export interface JetStreamOptions {
@@ -94,21 +95,23 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
     const flow = currentFlow();
     const input = new Input(flow, `jetstream:${stream}`);
     let nc: NatsConnection | undefined;
-    let held: HeldMessages | undefined;
+    let held: HeldMessages<JsMsg> | undefined;
     let pull: ConsumerMessages | undefined;
     let finished = false;
-    let wake: () => void = () => {};
+    const stopped = () => finished || flow.stopping;
+    const done = () => stopped() || subscriber.closed;
+    const pacing = new Pace(flow, done, () => (held?.size ?? 0) >= maxAckPending);
     const stopWatching = watchDurable(input, (upTo) => {
       held?.ack(upTo);
-      wake();
+      pacing.wake();
       if (finished && (held?.size ?? 0) === 0) close();
     });
-    const keepAlive = setInterval(() => held?.keepAlive(), Math.max(1, Math.floor(ackWaitMs / 3)));
+    const keepAlive = setInterval(() => keepHeld(nc, held), Math.max(1, Math.floor(ackWaitMs / 3)));
     keepAlive.unref();
     const onStop = () => {
       // Ends a pull waiting on the server now rather than after expiresMs.
       pull?.stop();
-      wake();
+      pacing.wake();
     };
     flow.onStop.add(onStop);
 
@@ -135,8 +138,6 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
     // The client's own message may quote a server URL: credentials are scrubbed, and it is not kept as the cause.
     const fail = (what: string, error: unknown) =>
       abort(new Error(`fromJetStream: ${what} failed (${where}): ${scrub(error instanceof Error ? error.message : String(error), hide)}`));
-    const stopped = () => finished || flow.stopping;
-    const done = () => stopped() || subscriber.closed;
 
     function emit(msg: JsMsg): void {
       const line = input.lastLine + 1;
@@ -167,7 +168,20 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
         return;
       }
       const connection = nc;
-      held = new HeldMessages(connection, flow, hide, where, (error) => abort(error));
+      held = new HeldMessages<JsMsg>(flow, (messages) => {
+        for (const msg of messages) msg.ack();
+        // Acks carry no reply; a flush returns once the server has processed everything before it.
+        return connection.flush().then(
+          () => {},
+          (error: unknown) => {
+            abort(
+              new Error(
+                `fromJetStream: acknowledging ${messages.length} committed messages failed (${where}): ${scrub(error instanceof Error ? error.message : String(error), hide)}. They are delivered again: their rows will be written twice`,
+              ),
+            );
+          },
+        );
+      });
       connection.closed().then((error) => {
         if (!finished && !closing) fail("the connection", error ?? new Error("closed by the server"));
       });
@@ -197,7 +211,7 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
         return fail("setting up the consumer", error);
       }
       while (!done()) {
-        if (!(await pace())) break;
+        if (!(await pacing.next())) break;
         const room = Math.min(batch, maxAckPending - (held?.size ?? 0));
         try {
           pull = await source.fetch({ max_messages: room, expires: expiresMs });
@@ -224,26 +238,11 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
       if ((held?.size ?? 0) === 0) close();
     }
 
-    /** Waits while the sink's budget is spent or too many messages are held; false when the run stops meanwhile. */
-    async function pace(): Promise<boolean> {
-      for (;;) {
-        if (done()) return false;
-        if (flow.gate) {
-          await waitForGate(flow);
-          continue;
-        }
-        if ((held?.size ?? 0) < maxAckPending) return true;
-        const { promise, resolve } = Promise.withResolvers<void>();
-        wake = resolve;
-        await promise;
-      }
-    }
-
     read().catch((error) => fail("reading", error));
 
     return function stopJetStream() {
       flow.onStop.delete(onStop);
-      wake();
+      pacing.wake();
       if (!finished) {
         // Unsubscribed before completing (the pipeline errored, the app let go): messages in
         // flight are not acknowledged and are delivered again after ack_wait.
@@ -254,69 +253,10 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
   });
 }
 
-/** Messages this reader has emitted and not acknowledged, by line: acked in line order as the durable prefix grows. */
-class HeldMessages {
-  readonly #messages = new Map<number, JsMsg>();
-  readonly #inflight = new Set<Promise<void>>();
-  #acked = 0;
-
-  constructor(
-    readonly connection: NatsConnection,
-    readonly flow: Flow,
-    readonly hide: readonly string[],
-    readonly where: string,
-    readonly onError: (error: Error) => void,
-  ) {}
-
-  get size(): number {
-    return this.#messages.size;
-  }
-
-  add(line: number, msg: JsMsg): void {
-    this.#messages.set(line, msg);
-  }
-
-  /** Settles once the server has received every ack sent so far. */
-  async sent(): Promise<void> {
-    await Promise.allSettled([...this.#inflight]);
-  }
-
-  /** Acknowledges every held message with a line up to `upTo`. */
-  ack(upTo: number): void {
-    let count = 0;
-    for (let line = this.#acked + 1; line <= upTo; line++) {
-      const msg = this.#messages.get(line);
-      if (msg === undefined) continue;
-      this.#messages.delete(line);
-      msg.ack();
-      count++;
-    }
-    this.#acked = Math.max(this.#acked, upTo);
-    if (count === 0) return;
-    // Acks carry no reply; a flush returns once the server has processed everything before it.
-    const sent = this.connection.flush().then(
-      () => {},
-      (error: unknown) => {
-        const failure = new Error(
-          `fromJetStream: acknowledging ${count} committed messages failed (${this.where}): ${scrub(error instanceof Error ? error.message : String(error), this.hide)}. They are delivered again: their rows will be written twice`,
-        );
-        this.onError(failure);
-      },
-    );
-    // `run()` resolves only once these are answered, so a process that exits after it loses none.
-    this.flow.settling.add(sent);
-    this.#inflight.add(sent);
-    sent.finally(() => {
-      this.flow.settling.delete(sent);
-      this.#inflight.delete(sent);
-    });
-  }
-
-  /** Tells the server every held message is still being worked on, so it is not delivered again. */
-  keepAlive(): void {
-    if (this.connection.isClosed()) return;
-    for (const msg of this.#messages.values()) msg.working();
-  }
+/** Tells the server every held message is still being worked on, so it is not delivered again. */
+function keepHeld(connection: NatsConnection | undefined, held: HeldMessages<JsMsg> | undefined): void {
+  if (!connection || !held || connection.isClosed()) return;
+  for (const msg of held.values()) msg.working();
 }
 
 /** A server URL as it may be shown: without user or password. */

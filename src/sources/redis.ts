@@ -16,8 +16,9 @@ import { RedisClient } from "bun";
 import { hostname } from "node:os";
 import { Observable } from "rxjs";
 import { watchDurable } from "../flow/durable.ts";
-import { currentFlow, type Flow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
+import { currentFlow, sendToDeadLetter } from "../flow/flow.ts";
 import { Input, stamp } from "../flow/position.ts";
+import { HeldMessages, Pace } from "./broker.ts";
 
 /** Options of {@link fromRedisStream}. */
 export interface RedisStreamOptions {
@@ -109,20 +110,36 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
     const input = new Input(flow, `redis:${stream}`);
     const reader = new RedisClient(url, { autoReconnect: false });
     const commands = new RedisClient(url, { autoReconnect: false });
-    const held = new HeldEntries(commands, stream, group, consumer, flow, hide, where, (error) => abort(error));
+    const held = new HeldMessages<string>(
+      flow,
+      (ids) =>
+        commands.send("XACK", [stream, group, ...ids]).then(
+          () => {},
+          (error: unknown) => {
+            const failure = new Error(
+              `fromRedisStream: acknowledging ${ids.length} committed entries (${ids[0]} ...) failed (${where}): ${scrub(error instanceof Error ? error.message : String(error), hide)}. They stay pending and are read again: their rows will be written twice`,
+            );
+            abort(failure);
+            throw failure;
+          },
+        ),
+      5000,
+    );
     let finished = false;
-    let wake: () => void = () => {};
+    const done = () => stopped() || subscriber.closed;
+    const stopped = () => finished || flow.stopping;
+    const pacing = new Pace(flow, done, () => held.size >= maxUnacked);
     const stopWatching = watchDurable(input, (upTo) => {
       held.ack(upTo);
-      wake();
+      pacing.wake();
       if (finished && held.size === 0) close();
     });
-    const keepAlive = setInterval(() => held.keepAlive(), keepAliveMs);
+    const keepAlive = setInterval(() => keepHeld(commands, stream, group, consumer, held), keepAliveMs);
     keepAlive.unref();
     const onStop = () => {
       // Ends a read blocked in Redis now rather than after blockMs.
       reader.close();
-      wake();
+      pacing.wake();
     };
     flow.onStop.add(onStop);
 
@@ -144,15 +161,13 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
     // The client's own message may quote the URL: credentials are scrubbed, and it is not kept as the cause.
     const fail = (what: string, error: unknown) =>
       abort(new Error(`fromRedisStream: ${what} failed (${where}): ${scrub(error instanceof Error ? error.message : String(error), hide)}`));
-    const done = () => stopped() || subscriber.closed;
-    const stopped = () => finished || flow.stopping;
 
     /** Emits entries as records; returns the id of the last one. */
     function emit(entries: readonly Entry[]): void {
       for (const [id, fields] of entries) {
         // Deleted (XDEL, trimmed) while pending: there is nothing to read, and nothing to keep it for.
         if (fields === null) {
-          held.forget(id);
+          held.send([id]);
           continue;
         }
         const line = input.lastLine + 1;
@@ -206,7 +221,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
         if (entries.length === 0) break;
         after = (entries[entries.length - 1] as Entry)[0];
         emit(entries);
-        if (!(await pace())) break;
+        if (!(await pacing.next())) break;
       }
       let claimCursor = "0-0";
       let claimAt = 0;
@@ -223,7 +238,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
             return fail("claiming idle entries (XAUTOCLAIM)", error);
           }
           if (claimCursor === "0-0") claimAt = Date.now() + Math.max(100, claimIdleMs / 2);
-          if (!(await pace())) break;
+          if (!(await pacing.next())) break;
           if (claimCursor !== "0-0") continue;
         }
         let entries: Entry[];
@@ -234,7 +249,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
           return fail("reading new entries (XREADGROUP)", error);
         }
         emit(entries);
-        if (!(await pace())) break;
+        if (!(await pacing.next())) break;
       }
       if (finished) return;
       finished = true;
@@ -245,26 +260,11 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
       if (held.size === 0) close();
     }
 
-    /** Waits while the sink's budget is spent or too many entries are held; false when the run stops meanwhile. */
-    async function pace(): Promise<boolean> {
-      for (;;) {
-        if (done()) return false;
-        if (flow.gate) {
-          await waitForGate(flow);
-          continue;
-        }
-        if (held.size < maxUnacked) return true;
-        const { promise, resolve } = Promise.withResolvers<void>();
-        wake = resolve;
-        await promise;
-      }
-    }
-
     read().catch((error) => fail("reading", error));
 
     return function stopRedisStream() {
       flow.onStop.delete(onStop);
-      wake();
+      pacing.wake();
       if (!finished) {
         // Unsubscribed before completing (the pipeline errored, the app let go): entries in flight
         // stay pending in Redis and are read again.
@@ -277,95 +277,12 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
   });
 }
 
-/**
- * Entries this reader has emitted and not acknowledged, by line: acknowledged in line order as the
- * durable prefix grows, and kept from being taken over while held.
- */
-class HeldEntries {
-  readonly #ids = new Map<number, string>();
-  readonly #lines = new Map<string, number>();
-  readonly #inflight = new Set<Promise<void>>();
-  #acked = 0;
-
-  constructor(
-    readonly client: RedisClient,
-    readonly stream: string,
-    readonly group: string,
-    readonly consumer: string,
-    readonly flow: Flow,
-    readonly hide: readonly string[],
-    readonly where: string,
-    readonly onError: (error: Error) => void,
-  ) {}
-
-  /** Settles once every acknowledgement sent so far is answered. */
-  async sent(): Promise<void> {
-    await Promise.allSettled([...this.#inflight]);
-  }
-
-  get size(): number {
-    return this.#ids.size;
-  }
-
-  has(id: string): boolean {
-    return this.#lines.has(id);
-  }
-
-  add(line: number, id: string): void {
-    this.#ids.set(line, id);
-    this.#lines.set(id, line);
-  }
-
-  /** Acknowledges an entry that has nothing to commit (deleted from the stream while pending). */
-  forget(id: string): void {
-    this.#send([id]);
-  }
-
-  /** Acknowledges every held entry with a line up to `upTo`. */
-  ack(upTo: number): void {
-    const ids: string[] = [];
-    for (let line = this.#acked + 1; line <= upTo; line++) {
-      const id = this.#ids.get(line);
-      if (id === undefined) continue;
-      this.#ids.delete(line);
-      this.#lines.delete(id);
-      ids.push(id);
-    }
-    this.#acked = Math.max(this.#acked, upTo);
-    if (ids.length > 0) this.#send(ids);
-  }
-
-  #send(ids: string[]): void {
-    for (let i = 0; i < ids.length; i += 5000) {
-      const chunk = ids.slice(i, i + 5000);
-      const sent = this.client.send("XACK", [this.stream, this.group, ...chunk]).then(
-        () => {},
-        (error: unknown) => {
-          const failure = new Error(
-            `fromRedisStream: acknowledging ${chunk.length} committed entries (${chunk[0]} ...) failed (${this.where}): ${scrub(error instanceof Error ? error.message : String(error), this.hide)}. They stay pending and are read again: their rows will be written twice`,
-          );
-          this.onError(failure);
-          throw failure;
-        },
-      );
-      // `run()` resolves only once these are answered, so a process that exits after it loses none.
-      this.flow.settling.add(sent);
-      this.#inflight.add(sent);
-      const forget = () => {
-        this.flow.settling.delete(sent);
-        this.#inflight.delete(sent);
-      };
-      sent.then(forget, forget);
-    }
-  }
-
-  /** Resets the idle time of every held entry, so no other consumer's XAUTOCLAIM takes it over. */
-  keepAlive(): void {
-    const ids = [...this.#ids.values()];
-    for (let i = 0; i < ids.length; i += 1000) {
-      // JUSTID: the delivery count stays as it is. Failures are left to the next XACK or read to report.
-      this.client.send("XCLAIM", [this.stream, this.group, this.consumer, "0", ...ids.slice(i, i + 1000), "JUSTID"]).catch(() => {});
-    }
+/** Resets the idle time of every held entry, so no other consumer's XAUTOCLAIM takes it over. */
+function keepHeld(client: RedisClient, stream: string, group: string, consumer: string, held: HeldMessages<string>): void {
+  const ids = [...held.values()];
+  for (let i = 0; i < ids.length; i += 1000) {
+    // JUSTID: the delivery count stays as it is. Failures are left to the next XACK or read to report.
+    client.send("XCLAIM", [stream, group, consumer, "0", ...ids.slice(i, i + 1000), "JUSTID"]).catch(() => {});
   }
 }
 
