@@ -2,7 +2,6 @@
  * `fromCsv`: CSV files (RFC 4180) as an observable of records whose cells are converted to the
  * types a valibot schema expects.
  */
-import { open, stat } from "node:fs/promises";
 import type { Observable } from "rxjs";
 import type * as v from "valibot";
 import { sendToDeadLetter } from "../flow/flow.ts";
@@ -134,42 +133,11 @@ async function readCsv(
         file.mark(line, offset);
         return file.pause();
       },
-      ...(flow.checkpoint ? { unfinished: (bytes: Uint8Array, offset: number) => onDisk(path, bytes, offset) } : {}),
+      ...(file.mayGrow ? { unfinished: () => true } : {}),
     },
     options,
     { line: start.line, offset: start.byteOffset },
   );
-}
-
-/** First bytes of the compressions a file source reads through (gzip, zstd). */
-const COMPRESSED = [
-  [0x1f, 0x8b],
-  [0x28, 0xb5, 0x2f, 0xfd],
-];
-
-/**
- * True when `bytes` are what the regular file at `path` holds at byte `at`, uncompressed: the
- * reader sees the file as it is on disk, so a last record without a line ending may be one being
- * appended. A decompressed file is not written to while it is read (and its offsets count
- * decompressed bytes), nor is a pipe (read whole on every run; opening one again would wait for
- * a writer that is gone): their last record is read.
- */
-async function onDisk(path: string, bytes: Uint8Array, at: number): Promise<boolean> {
-  let handle: Awaited<ReturnType<typeof open>> | undefined;
-  try {
-    if (!(await stat(path)).isFile()) return false;
-    handle = await open(path, "r");
-    const head = new Uint8Array(4);
-    await handle.read(head, 0, head.length, 0);
-    if (COMPRESSED.some((magic) => magic.every((byte, i) => head[i] === byte))) return false;
-    const found = new Uint8Array(bytes.length);
-    const { bytesRead } = await handle.read(found, 0, found.length, at);
-    return bytesRead === bytes.length && Buffer.compare(found, bytes) === 0;
-  } catch {
-    return false;
-  } finally {
-    await handle?.close();
-  }
 }
 
 /** The header of a file whose reading resumes past it: its first record, read from offset 0. */

@@ -94,6 +94,13 @@ export interface FileReading {
    * next one begins at `byteOffset`: a place a re-run can resume from. Call it at chunk ends.
    */
   readonly mark: (line: number, byteOffset: number) => void;
+  /**
+   * True for a regular, uncompressed file read under a checkpoint: it may still be written to, so
+   * a last line (or record) without its line ending may be one being appended. Readers leave it
+   * for the next run, which takes it whole. False for a compressed file (not written to while it
+   * is read; its offsets count decompressed bytes) and a pipe (read whole on every run).
+   */
+  readonly mayGrow: boolean;
 }
 
 /** A compression a file source reads through, and the first bytes that give it away. */
@@ -175,7 +182,14 @@ export function fileSource(
     };
 
     /** What every reader gets, around the way this file's bytes are read. */
-    function reading(path: string, size: number, start: StartPoint, readAt: FileReading["readAt"], mark: FileReading["mark"]): FileReading {
+    function reading(
+      path: string,
+      size: number,
+      start: StartPoint,
+      readAt: FileReading["readAt"],
+      mark: FileReading["mark"],
+      mayGrow = false,
+    ): FileReading {
       let position = start.byteOffset;
       return {
         flow,
@@ -197,6 +211,7 @@ export function fileSource(
           return !stopped();
         },
         mark,
+        mayGrow,
       };
     }
 
@@ -245,7 +260,7 @@ export function fileSource(
         }
       };
       const mark = (line: number, byteOffset: number) => flow.checkpoint?.mark(path, line, byteOffset);
-      await readFile(reading(path, size, resume ?? { line: 0, byteOffset: 0 }, readAt, mark));
+      await readFile(reading(path, size, resume ?? { line: 0, byteOffset: 0 }, readAt, mark, flow.checkpoint !== undefined));
       if (!stopped()) flow.checkpoint?.ended(path, size);
     }
 

@@ -1,7 +1,6 @@
 /**
  * `fromNdjson`: newline-delimited JSON files as an observable of parsed records.
  */
-import { open, stat } from "node:fs/promises";
 import type { Observable } from "rxjs";
 import { type Flow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
 import { type Input, stamp } from "../flow/position.ts";
@@ -36,39 +35,17 @@ export interface NdjsonOptions extends LineOptions, FileSourceOptions {}
  */
 export function fromNdjson(input: string | readonly string[], options: NdjsonOptions = {}): Observable<unknown> {
   return fileSource("fromNdjson", input, options, (file) =>
-    readNdjson(file.input, file.read, file.emit, file.stopped, options, file, file.flow.checkpoint ? (bytes, at) => onDisk(file.path, bytes, at) : undefined),
+    readNdjson(file.input, file.read, file.emit, file.stopped, options, file, file.mayGrow),
   );
-}
-
-/**
- * True when `bytes` are what the file at `path` holds at byte `at`: the reader sees the file as
- * it is on disk. A file being appended to is; a decompressed file is not (its offsets count
- * decompressed bytes, and it is not written to while it is read), nor is a pipe (read once,
- * whole, on every run; and opening one again would wait for a writer that is gone).
- */
-async function onDisk(path: string, bytes: Uint8Array, at: number): Promise<boolean> {
-  let handle: Awaited<ReturnType<typeof open>> | undefined;
-  try {
-    if (!(await stat(path)).isFile()) return false;
-    handle = await open(path, "r");
-    const found = new Uint8Array(bytes.length);
-    const { bytesRead } = await handle.read(found, 0, found.length, at);
-    return bytesRead === bytes.length && Buffer.compare(found, bytes) === 0;
-  } catch {
-    return false;
-  } finally {
-    await handle?.close();
-  }
 }
 
 /**
  * Parses NDJSON from `read`, stamping each record with its position in `input`. Shared by every
  * line-based source (files, stdin).
  *
- * `mayGrow`, for an input that may still be written to, is asked about a last line without its
- * newline (its bytes and input offset): when it says yes the line is left unread and the resume
- * point stays before it, so a later run reads the line whole instead of two dead letters, one for
- * each half.
+ * `mayGrow`, for an input that may still be written to (see `FileReading.mayGrow`): a last line
+ * without its newline is left unread and the resume point stays before it, so a later run reads
+ * the line whole instead of two dead letters, one for each half.
  */
 export async function readNdjson(
   input: Input,
@@ -77,7 +54,7 @@ export async function readNdjson(
   isStopped: () => boolean,
   options: LineOptions = {},
   resume?: Pick<FileReading, "start" | "mark">,
-  mayGrow?: (bytes: Uint8Array, at: number) => Promise<boolean>,
+  mayGrow = false,
 ): Promise<void> {
   const flow: Flow = input.flow;
   const startOffset = resume?.start.byteOffset ?? 0;
@@ -120,7 +97,7 @@ export async function readNdjson(
         if (flow.gate) await waitForGate(flow);
         return !(isStopped() || flow.stopping);
       },
-      ...(mayGrow ? { unfinished: (bytes: Uint8Array, offset: number) => mayGrow(bytes, startOffset + offset) } : {}),
+      ...(mayGrow ? { unfinished: () => true } : {}),
     },
     options,
     { line: resume?.start.line ?? 0, midway: startOffset > 0 },
