@@ -109,26 +109,24 @@ export const MAX_IN_FLIGHT = 100_000;
 
 /**
  * One input of a run (a file, a URL, a topic partition, an app's pushes): it hands out the
- * positions of its records, counts them as read, and, under a checkpoint, tracks which of them
+ * positions of its records, counts them as read, and tracks which of them
  * are still in flight so the resume point never passes a record that is not yet durable.
  */
 export class Input {
-  /** Lines emitted and not yet settled, in emission order (only under a checkpoint). */
+  /** Lines emitted and not yet settled, in emission order. */
   #inflight: number[] = [];
   #head = 0;
   /** Settled lines that were not at the head of `#inflight` when they settled (reordering). */
   #early = new Set<number>();
   /** Highest line handed out. */
   #last = 0;
-  readonly #tracked: boolean;
 
+  // Lines in flight are followed with or without a checkpoint: besides the checkpoint's resume
+  // point, the sink's commit ranges leave them out, so a file never claims a line another holds.
   constructor(
     readonly flow: Flow,
     readonly name: string,
   ) {
-    // Tracked always: besides the checkpoint's resume point, the sink's commit ranges leave out
-    // the lines still in flight, so a file never claims a line another file holds.
-    this.#tracked = true;
     flow.checkpoint?.track(this);
   }
 
@@ -136,13 +134,11 @@ export class Input {
   at(line: number, raw?: string, offset?: number): Position {
     this.flow.stats.in++;
     if (line > this.#last) this.#last = line;
-    if (this.#tracked) {
-      this.#inflight.push(line);
-      // Memory stays bounded when records never settle (RxJS's `filter` removed them): past
-      // MAX_IN_FLIGHT records behind it, the oldest is taken to be gone. Only a record held by an
-      // operator while that many later ones of its input passed is misjudged (see the limits).
-      if (this.#inflight.length - this.#head > MAX_IN_FLIGHT) this.#advance();
-    }
+    this.#inflight.push(line);
+    // Memory stays bounded when records never settle (RxJS's `filter` removed them): past
+    // MAX_IN_FLIGHT records behind it, the oldest is taken to be gone. Only a record held by an
+    // operator while that many later ones of its input passed is misjudged (see the limits).
+    if (this.#inflight.length - this.#head > MAX_IN_FLIGHT) this.#advance();
     return new Position(this, line, raw, offset);
   }
 
@@ -151,7 +147,7 @@ export class Input {
    * an earlier run made it durable. The checkpoint's resume point may then move past it.
    */
   settle(line: number): void {
-    if (!this.#tracked || line <= 0) return;
+    if (line <= 0) return;
     if (this.#inflight[this.#head] === line) this.#advance();
     else this.#early.add(line);
   }

@@ -250,8 +250,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
        * texts as JSON, which cannot mix up `null` and `"null"` or values holding the separator.
        */
       function lookupKeyOf(record: Record<string, unknown>): string | symbol {
-        if (single) return partitionText(single, record[single.name]) ?? NULL_KEY;
-        return JSON.stringify(partitionColumns.map((column) => partitionText(column, record[column.name])));
+        return single ? (partitionText(single, record[single.name]) ?? NULL_KEY) : checkpointKeyOf(record);
       }
 
       /** The partition's key as the checkpoint stores it: its texts as JSON, unambiguous. */
