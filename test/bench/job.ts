@@ -1,29 +1,26 @@
 /**
- * Runs one engine on the clickstream job in its own process and prints one JSON line:
- * rows written, rows rejected (when the engine reports rejects), wall seconds and the peak
- * resident memory of this process. An engine that throws prints `error` instead and exits 3.
+ * Runs one engine on the clickstream job in its own process and prints one JSON line: rows
+ * written and rows rejected (null when the engine has no notion of rejects). The caller
+ * (harness.ts) measures the process from outside. An engine that throws prints `error`, exits 3.
  *
- *   bun test/bench/job.ts <engine> <input> <outdir>
+ *   bun test/bench/job.ts <engine> <input> <outdir> [compression]
  *
- * Engines: sluice, duckdb-checked, duckdb-default, polars-checked, polars-default.
+ * Engines: sluice, duckdb-checked, duckdb-strict, duckdb-default, polars-checked, polars-default.
+ * `compression` (zstd, snappy, lz4, none) is for sluice and duckdb-strict; without it sluice runs
+ * examples/clickstream.ts as it is.
  */
-import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { clickstream } from "../../examples/clickstream.ts";
-import { duckdbChecked, duckdbDefault } from "./duckdb-jobs.ts";
+import { run, toParquet } from "sluice";
+import { deadLetter, enrich, validate } from "sluice/operators";
+import { fromNdjson } from "sluice";
+import { ClickEvent, clickstream, EnrichedEvent, enrichEvent } from "../../examples/clickstream.ts";
+import { duckdbChecked, duckdbDefault, duckdbStrict } from "./duckdb-jobs.ts";
+import { runJob } from "./harness.ts";
 import { polarsChecked, polarsDefault } from "./polars-jobs.ts";
 
-const [engine, input, out] = Bun.argv.slice(2);
-if (!engine || !input || !out) {
-  console.error("usage: bun test/bench/job.ts <sluice|duckdb-checked|duckdb-default|polars-checked|polars-default> <input> <outdir>");
-  process.exit(2);
-}
-await rm(out, { recursive: true, force: true });
-await mkdir(out, { recursive: true });
-const events = join(out, "events");
-const rejectsFile = join(out, "rejects.ndjson");
+type Compression = "zstd" | "snappy" | "lz4" | "none";
 
-// Lines in a rejects file, counted after the clock stops.
+// Lines in a rejects file, counted after the job is done.
 async function countLines(path: string): Promise<number> {
   const bytes = await Bun.file(path).bytes();
   let lines = 0;
@@ -31,27 +28,42 @@ async function countLines(path: string): Promise<number> {
   return lines;
 }
 
-const started = performance.now();
-let rows: number;
-let rejected: number | null = null;
-try {
-  if (engine === "sluice") {
-    const summary = await clickstream(input, out);
-    rows = summary.written;
-    rejected = summary.deadLettered;
-  } else if (engine === "duckdb-default") rows = await duckdbDefault(input, events);
-  else if (engine === "duckdb-checked") rows = await duckdbChecked(input, events, rejectsFile);
-  else if (engine === "polars-default") rows = await polarsDefault(input, events);
-  else if (engine === "polars-checked") rows = await polarsChecked(input, events, rejectsFile);
-  else throw new Error(`unknown engine ${engine}`);
-} catch (error) {
-  const seconds = (performance.now() - started) / 1000;
-  const message = (error as Error).message ?? String(error);
-  console.log(JSON.stringify({ engine, error: message, seconds, peakRssMB: process.resourceUsage().maxRSS / 1024 }));
-  process.exit(3);
+/** examples/clickstream.ts's pipeline with another `compression` for the sink. */
+function clickstreamWith(input: string, out: string, compression: Compression) {
+  return run(
+    fromNdjson(input).pipe(
+      validate(ClickEvent),
+      enrich(enrichEvent),
+      deadLetter(join(out, "dead-letter"), { mode: "overwrite" }),
+      toParquet(join(out, "events"), { schema: EnrichedEvent, partitionBy: ["event_date"], mode: "overwrite", compression }),
+    ),
+  );
 }
-const seconds = (performance.now() - started) / 1000;
-if (engine === "duckdb-checked" || engine === "polars-checked") rejected = await countLines(rejectsFile);
-// maxRSS is in kilobytes on Linux.
-console.log(JSON.stringify({ engine, rows, rejected, seconds, peakRssMB: process.resourceUsage().maxRSS / 1024 }));
-process.exit(0);
+
+const events = (out: string) => join(out, "events");
+const rejects = (out: string) => join(out, "rejects.ndjson");
+
+await runJob(
+  {
+    async sluice(input, out, compression) {
+      const summary = compression ? await clickstreamWith(input, out, compression as Compression) : await clickstream(input, out);
+      return { rows: summary.written, rejected: summary.deadLettered };
+    },
+    "duckdb-strict": (input, out, compression) => duckdbStrict(input, events(out), compression),
+    async "duckdb-checked"(input, out) {
+      const rows = await duckdbChecked(input, events(out), rejects(out));
+      return { rows, rejected: await countLines(rejects(out)) };
+    },
+    async "duckdb-default"(input, out) {
+      return { rows: await duckdbDefault(input, events(out)), rejected: null };
+    },
+    async "polars-checked"(input, out) {
+      const rows = await polarsChecked(input, events(out), rejects(out));
+      return { rows, rejected: await countLines(rejects(out)) };
+    },
+    async "polars-default"(input, out) {
+      return { rows: await polarsDefault(input, events(out)), rejected: null };
+    },
+  },
+  Bun.argv.slice(2),
+);
