@@ -15,7 +15,13 @@ import {
 } from "apache-arrow";
 import * as pq from "parquet-wasm";
 import { type DatasetFile, listDataset } from "./files.ts";
+import { type BoundCondition, bindCondition, folderKey, matchesValue, matchingRows, mayMatch, type RowCondition } from "./filter.ts";
+import { takeRows } from "./take.ts";
 import { withPreview } from "../notebook/view.ts";
+import { readFooter } from "../parquet/footer.ts";
+import { rowGroupBounds } from "../parquet/metadata.ts";
+
+export type { FilterValue, RowCondition } from "./filter.ts";
 
 /** A partition value to match: folder values are text, so numbers and booleans match their text. */
 export type PartitionValue = string | number | bigint | boolean | null;
@@ -30,12 +36,37 @@ export interface ReadDatasetOptions {
    * columns the files do not hold). Only these columns' chunks are read from the files.
    */
   readonly columns?: readonly string[] | undefined;
-  /** Partition filter: only files under matching `key=value` folders are opened. Keys must be partition keys. */
-  readonly where?: Readonly<Record<string, PartitionMatch>>;
+  /**
+   * Which rows to read. An object filters partition folders only (`{ event_date: "2024-03-01" }`):
+   * only files under matching `key=value` folders are opened; keys must be partition keys.
+   * A list of conditions filters rows on any column (`[["amount", ">", 100], ["event_type", "in",
+   * ["click", "view"]]]`, all must hold): row groups whose statistics rule every row out are not
+   * read, files whose partition folder rules them out are not opened, and the rows read are
+   * filtered exactly (see `RowCondition` for the comparison rules).
+   */
+  readonly where?: Readonly<Record<string, PartitionMatch>> | readonly RowCondition[];
+  /** Called once when reading ends (or stops early) with what a row filter skipped. */
+  readonly onScan?: (report: ScanReport) => void;
   /** Rows per batch (default 65,536). */
   readonly batchSize?: number;
   /** Stop after this many rows (default: all). */
   readonly limit?: number;
+}
+
+/** What a read opened and skipped: how well a row filter used the statistics. */
+export interface ScanReport {
+  /** Files of the dataset after the partition filter. */
+  readonly files: number;
+  /** Files not read: their folder or every row group's statistics ruled them out. */
+  readonly filesSkipped: number;
+  /** Row groups in those files. */
+  readonly rowGroups: number;
+  /** Row groups not read because their statistics (or folder) ruled every row out. */
+  readonly rowGroupsSkipped: number;
+  /** Rows decoded from the row groups read. */
+  readonly rowsRead: number;
+  /** Rows that matched the conditions (before `limit`). */
+  readonly rowsMatched: number;
 }
 
 const DEFAULT_BATCH_SIZE = 65_536;
@@ -56,7 +87,7 @@ function matches(value: string | null, match: PartitionMatch): boolean {
 async function plan(path: string, options: ReadDatasetOptions): Promise<Plan> {
   const listing = await listDataset(path);
   if (listing.files.length === 0) throw new Error(`readDataset: ${path} holds no Parquet files`);
-  const where = options.where ?? {};
+  const where = options.where === undefined || Array.isArray(options.where) ? {} : (options.where as Readonly<Record<string, PartitionMatch>>);
   for (const key of Object.keys(where)) {
     if (!listing.partitionKeys.includes(key)) {
       throw new Error(
@@ -199,55 +230,135 @@ function* partitionOnlyBatches(rows: number, batchSize: number, projection: Proj
  */
 export async function* readDatasetBatches(path: string, options: ReadDatasetOptions = {}): AsyncGenerator<RecordBatch, void, undefined> {
   const { files, partitionKeys } = await plan(path, options);
+  const conditions = Array.isArray(options.where) && options.where.length > 0 ? (options.where as readonly RowCondition[]) : undefined;
+  if (options.where !== undefined && !Array.isArray(options.where) && (typeof options.where !== "object" || options.where === null)) {
+    throw new Error(`readDataset: where must be an object of partition values or a list of conditions (got ${typeof options.where})`);
+  }
   const batchSize = Math.max(1, options.batchSize ?? DEFAULT_BATCH_SIZE);
   let remaining = options.limit ?? Number.POSITIVE_INFINITY;
   let expected: { schema: Schema; file: string } | undefined;
-  for (const file of files) {
-    if (remaining <= 0) return;
-    const { parquet, schema: fileSchema } = await openFile(file);
-    let reader: ReadableStreamDefaultReader<pq.RecordBatch> | undefined;
-    try {
-      const projection = project(file, fileSchema, partitionKeys, options.columns);
-      const schema = outputSchema(projection);
-      if (!expected) expected = { schema, file: file.path };
-      else if (!sameColumns(expected.schema, schema)) {
-        throw new Error(
-          `readDataset: ${file.path} has columns (${describeColumns(schema)}) that differ from ${expected.file} (${describeColumns(expected.schema)}); read them separately or choose common columns`,
-        );
-      }
-      if (projection.fromFile?.length === 0) {
-        const rows = Math.min(parquet.metadata().fileMetadata().numRows(), remaining);
-        for (const batch of partitionOnlyBatches(rows, batchSize, projection, file, schema)) {
-          remaining -= batch.numRows;
-          yield batch;
+  const report = { files: files.length, filesSkipped: 0, rowGroups: 0, rowGroupsSkipped: 0, rowsRead: 0, rowsMatched: 0 };
+  try {
+    for (const file of files) {
+      if (remaining <= 0) return;
+      const { parquet, schema: fileSchema } = await openFile(file);
+      let reader: ReadableStreamDefaultReader<pq.RecordBatch> | undefined;
+      try {
+        const projection = project(file, fileSchema, partitionKeys, options.columns);
+        const schema = outputSchema(projection);
+        if (!expected) expected = { schema, file: file.path };
+        else if (!sameColumns(expected.schema, schema)) {
+          throw new Error(
+            `readDataset: ${file.path} has columns (${describeColumns(schema)}) that differ from ${expected.file} (${describeColumns(expected.schema)}); read them separately or choose common columns`,
+          );
         }
-        continue;
-      }
-      const stream = await parquet.stream({
-        batchSize: Math.min(batchSize, remaining),
-        ...(projection.fromFile ? { columns: [...projection.fromFile] } : {}),
-        ...(Number.isFinite(remaining) ? { limit: remaining } : {}),
-      });
-      reader = stream.getReader() as ReadableStreamDefaultReader<pq.RecordBatch>;
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) {
-          reader = undefined;
-          break;
+        const groupCount = parquet.metadata().numRowGroups();
+        report.rowGroups += groupCount;
+        const filter = conditions ? await planFilter(conditions, file, fileSchema, partitionKeys) : undefined;
+        if (filter && filter.rowGroups.length < groupCount) {
+          report.rowGroupsSkipped += groupCount - filter.rowGroups.length;
+          if (filter.rowGroups.length === 0) {
+            report.filesSkipped++;
+            continue;
+          }
         }
-        const table = tableFromIPC(value.intoIPCStream());
-        for (const batch of table.batches) {
-          const shaped = shape(batch.numRows > remaining ? batch.slice(0, remaining) : batch, projection, file, schema);
-          remaining -= shaped.numRows;
-          yield shaped;
-          if (remaining <= 0) return;
+        const rowFilter = filter && filter.onRows.length > 0 ? filter : undefined;
+        const groups = filter && filter.rowGroups.length < groupCount ? filter.rowGroups : undefined;
+        if (!rowFilter && !groups && projection.fromFile?.length === 0) {
+          const rows = Math.min(parquet.metadata().fileMetadata().numRows(), remaining);
+          report.rowsRead += rows;
+          report.rowsMatched += rows;
+          for (const batch of partitionOnlyBatches(rows, batchSize, projection, file, schema)) {
+            remaining -= batch.numRows;
+            yield batch;
+          }
+          continue;
         }
+        // A filter needs its columns read even when they are not returned.
+        const read = projection.fromFile && rowFilter ? [...new Set([...projection.fromFile, ...rowFilter.fileColumns])] : projection.fromFile;
+        if (read?.length === 0) {
+          // Only partition columns asked for, and the folder decided: count the rows of the row groups kept.
+          const meta = parquet.metadata();
+          const rows = Math.min((groups ?? [...Array(groupCount).keys()]).reduce((sum, g) => sum + meta.rowGroup(g).numRows(), 0), remaining);
+          report.rowsRead += rows;
+          report.rowsMatched += rows;
+          for (const batch of partitionOnlyBatches(rows, batchSize, projection, file, schema)) {
+            remaining -= batch.numRows;
+            yield batch;
+          }
+          continue;
+        }
+        const stream = await parquet.stream({
+          batchSize: rowFilter ? batchSize : Math.min(batchSize, remaining),
+          ...(read ? { columns: [...read] } : {}),
+          ...(groups ? { rowGroups: groups } : {}),
+          ...(Number.isFinite(remaining) && !rowFilter ? { limit: remaining } : {}),
+        });
+        reader = stream.getReader() as ReadableStreamDefaultReader<pq.RecordBatch>;
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) {
+            reader = undefined;
+            break;
+          }
+          const table = tableFromIPC(value.intoIPCStream());
+          for (let batch of table.batches) {
+            report.rowsRead += batch.numRows;
+            if (rowFilter) batch = takeRows(batch, filteredRows(batch, rowFilter.onRows));
+            report.rowsMatched += batch.numRows;
+            if (batch.numRows === 0) continue;
+            const shaped = shape(batch.numRows > remaining ? batch.slice(0, remaining) : batch, projection, file, schema);
+            remaining -= shaped.numRows;
+            yield shaped;
+            if (remaining <= 0) return;
+          }
+        }
+      } finally {
+        await reader?.cancel().catch(() => {});
+        parquet.free();
       }
-    } finally {
-      await reader?.cancel().catch(() => {});
-      parquet.free();
     }
+  } finally {
+    options.onScan?.({ ...report });
   }
+}
+
+/** What a row filter decided for one file before reading it. */
+interface FilePlan {
+  /** Row groups that may hold a matching row (all when the statistics cannot tell). */
+  readonly rowGroups: number[];
+  /** Conditions to check on each row read, on columns inside the file. */
+  readonly onRows: readonly BoundCondition[];
+  readonly fileColumns: readonly string[];
+}
+
+async function planFilter(conditions: readonly RowCondition[], file: DatasetFile, fileSchema: Schema, partitionKeys: readonly string[]): Promise<FilePlan> {
+  const inFile = new Map(fileSchema.fields.map((f) => [f.name, f]));
+  const all = [...inFile.keys(), ...partitionKeys.filter((k) => !inFile.has(k))];
+  const onRows: BoundCondition[] = [];
+  let folderRulesOut = false;
+  conditions.forEach((condition, index) => {
+    const name = Array.isArray(condition) ? condition[0] : undefined;
+    const field = typeof name === "string" ? (inFile.get(name) ?? (partitionKeys.includes(name) ? new Field(name, new Utf8(), true) : undefined)) : undefined;
+    const bound = bindCondition(condition, index, field, all, file.path);
+    if (inFile.has(bound.column)) onRows.push(bound);
+    // A partition column only in the folder names: the folder decides for the whole file.
+    else if (!matchesValue(bound, folderKey(file.partition[bound.column] ?? null))) folderRulesOut = true;
+  });
+  const footer = await readFooter(file.path);
+  if (folderRulesOut) return { rowGroups: [], onRows, fileColumns: [] };
+  const bounds = rowGroupBounds(footer);
+  const rowGroups = footer.rowGroups.map((_, g) => g).filter((g) => onRows.every((c) => mayMatch(c, bounds.get(c.column)?.[g], footer.rowGroups[g]?.numRows ?? 0)));
+  return { rowGroups, onRows, fileColumns: [...new Set(onRows.map((c) => c.column))] };
+}
+
+function filteredRows(batch: RecordBatch, conditions: readonly BoundCondition[]): Int32Array {
+  const columns = conditions.map((c) => {
+    const child = batch.getChild(c.column);
+    if (!child) throw new Error(`readDataset: the file returned no column "${c.column}" to filter on`);
+    return child.data[0] as Data;
+  });
+  return matchingRows(conditions, columns, batch.numRows);
 }
 
 /**

@@ -483,6 +483,68 @@ function summarize(acc: ColumnAccumulator): ColumnSummary {
   };
 }
 
+/** What one row group's statistics say about one top-level column, for skipping row groups. */
+export interface ChunkBounds {
+  /** Values in the chunk, nulls included. */
+  readonly values: number;
+  /** Null values, or undefined when the writer did not record them. */
+  readonly nullCount: number | undefined;
+  /**
+   * Lower and upper bounds of the non-null values, in the order readers compare them: numbers and
+   * bigints for integers, floats and dates (days), bigint nanoseconds for timestamps, 0/1 for
+   * booleans, UTF-8 bytes for strings. Undefined when not recorded, or for a type not listed.
+   * Truncated string statistics stay bounds (Parquet rounds a truncated max up).
+   */
+  readonly min: number | bigint | Uint8Array | undefined;
+  readonly max: number | bigint | Uint8Array | undefined;
+  /** Both bounds are exact values (not truncated). */
+  readonly exact: boolean;
+}
+
+const NANOS_PER: Record<TimeUnit, bigint> = { MILLIS: 1_000_000n, MICROS: 1_000n, NANOS: 1n };
+
+/** A statistic's key in the order {@link ChunkBounds} documents, or undefined for other types. */
+function boundKey(decoded: Decoded | undefined, e: SchemaElement): ChunkBounds["min"] {
+  if (!decoded) return undefined;
+  const logical = logicalOf(e);
+  if (logical?.type === "DECIMAL" || logical?.type === "TIME" || logical?.type === "FLOAT16" || e.type === "INT96") return undefined;
+  if (logical?.type === "TIMESTAMP") return (decoded.key as bigint) * NANOS_PER[logical.unit];
+  if (e.type === "BYTE_ARRAY" && logical?.type !== "STRING" && logical?.type !== "ENUM" && logical?.type !== "JSON") return undefined;
+  if (e.type === "FIXED_LEN_BYTE_ARRAY") return undefined;
+  return decoded.key;
+}
+
+/**
+ * Per row group, the bounds and null counts of each top-level column of simple type (not inside a
+ * list or struct), keyed by column name: what a row filter needs to skip row groups unread.
+ *
+ * @example
+ * const bounds = rowGroupBounds(await readFooter(path)).get("price")?.[0]; // row group 0
+ */
+export function rowGroupBounds(meta: FileMetaData): Map<string, ChunkBounds[]> {
+  const { leaves } = schemaTree(meta.schema);
+  const out = new Map<string, ChunkBounds[]>();
+  leaves.forEach((leaf, index) => {
+    if (leaf.path.length !== 1 || leaf.element.repetition === "REPEATED") return;
+    out.set(
+      leaf.path[0] as string,
+      meta.rowGroups.map((group) => {
+        const chunk = group.columns[index]?.metaData;
+        if (!chunk) return { values: group.numRows, nullCount: undefined, min: undefined, max: undefined, exact: false };
+        const { min, max, minExact, maxExact } = chunkMinMax(chunk.statistics, leaf.element);
+        return {
+          values: chunk.numValues,
+          nullCount: chunk.statistics?.nullCount,
+          min: boundKey(min, leaf.element),
+          max: boundKey(max, leaf.element),
+          exact: minExact && maxExact,
+        };
+      }),
+    );
+  });
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Files and datasets.
 
