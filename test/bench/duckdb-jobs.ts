@@ -134,18 +134,24 @@ export const STRICT_OUTPUT = `
 export const JSON_COLUMNS = `columns = {${FIELDS.map((f) => `${f}: 'JSON'`).join(", ")}}`;
 
 /**
- * The job as a DuckDB user writes it: `read_ndjson` with every column declared JSON and
+ * The job as a DuckDB user writes it: `read_ndjson` (or `read_json` of one document holding an
+ * array, with `format` "array") with every column declared JSON and
  * `ignore_errors`, the schema's checks with `json_type()`, rejects into a table, the rest to
  * hive-partitioned Parquet. Returns rows written and rows in the rejects table; lines DuckDB
  * could not read are in neither (docs/benchmarks.md says which).
  */
-export async function duckdbStrict(input: string, out: string, compression = "zstd"): Promise<{ rows: number; rejected: number }> {
+export async function duckdbStrict(
+  input: string,
+  out: string,
+  compression = "zstd",
+  format: "newline_delimited" | "array" = "newline_delimited",
+): Promise<{ rows: number; rejected: number }> {
   const c = await (await DuckDBInstance.create(":memory:")).connect();
   await c.run("SET TimeZone = 'UTC'");
   await c.run(`
     CREATE TEMP TABLE checked AS
     SELECT *, ${STRICT_CHECKS} AS valid
-    FROM read_ndjson(${sq(input)}, ${JSON_COLUMNS}, ignore_errors = true, maximum_object_size = 100000000)`);
+    FROM read_json(${sq(input)}, format = '${format}', ${JSON_COLUMNS}, ignore_errors = true, maximum_object_size = 100000000)`);
   await c.run("CREATE TEMP TABLE rejects AS SELECT * EXCLUDE (valid) FROM checked WHERE NOT valid");
   await c.run(`COPY (${STRICT_OUTPUT}) TO ${sq(out)} (FORMAT parquet, COMPRESSION ${codec(compression)}, PARTITION_BY (event_date), OVERWRITE_OR_IGNORE)`);
   const reader = await c.runAndReadAll("SELECT (SELECT count(*) FROM checked WHERE valid), (SELECT count(*) FROM rejects)");
