@@ -5,14 +5,18 @@
 import { readdir, stat } from "node:fs/promises";
 import { basename, extname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { isPipeline, type Pipeline } from "./pipeline.ts";
+import { isPipeline, parseSchedule, type Pipeline, type Schedule } from "./pipeline.ts";
 
 /** A module file that could not be used as a pipeline, and why. */
 export class PipelineLoadError extends Error {
   /** The module's path as given. */
   readonly path: string;
-  /** `missing`: no such file; `import`: importing it threw; `shape`: its default export is not a pipeline; `timeout`: importing it did not finish. */
-  readonly reason: "missing" | "import" | "shape" | "timeout";
+  /**
+   * `missing`: no such file; `import`: importing it threw; `shape`: its default export is not a
+   * pipeline; `timeout`: importing it did not finish; `schedule`: its `schedule` is not a cron
+   * expression sluice can run (see `parseSchedule`).
+   */
+  readonly reason: "missing" | "import" | "shape" | "timeout" | "schedule";
   constructor(path: string, reason: PipelineLoadError["reason"], message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "PipelineLoadError";
@@ -33,7 +37,8 @@ export interface LoadOptions {
  *
  * Rejects with a {@link PipelineLoadError} saying what to do when the file does not exist, when
  * importing it throws (a syntax error, a missing dependency, a throw at top level), when it takes
- * longer than `timeoutMs`, or when its default export is not a `Pipeline`.
+ * longer than `timeoutMs`, when its default export is not a `Pipeline`, or when its `schedule` is
+ * not a valid cron expression (reason `schedule`; the message names the module).
  *
  * @example
  * const pipeline = await loadPipeline("pipelines/clickstream.ts");
@@ -72,6 +77,13 @@ export async function loadPipeline(path: string, options: LoadOptions = {}): Pro
       `${path} is not a pipeline: ${what}; write \`export default definePipeline({ description, source, process })\``,
     );
   }
+  if (exported.schedule !== undefined) {
+    try {
+      parseSchedule(exported.schedule, path);
+    } catch (error) {
+      throw new PipelineLoadError(path, "schedule", (error as Error).message, { cause: error });
+    }
+  }
   return exported;
 }
 
@@ -86,7 +98,15 @@ function describe(value: unknown): string {
 
 /** One module found in a pipelines folder: loaded, or with the reason it could not be. */
 export type DiscoveredPipeline =
-  | { readonly name: string; readonly path: string; readonly ok: true; readonly pipeline: Pipeline; readonly description: string }
+  | {
+      readonly name: string;
+      readonly path: string;
+      readonly ok: true;
+      readonly pipeline: Pipeline;
+      readonly description: string;
+      /** The pipeline's schedule, checked; undefined when it has none. */
+      readonly schedule: Schedule | undefined;
+    }
   | { readonly name: string; readonly path: string; readonly ok: false; readonly error: string; readonly reason: PipelineLoadError["reason"] };
 
 const MODULE_EXTENSIONS = new Set([".ts", ".mts", ".js", ".mjs"]);
@@ -133,7 +153,8 @@ export async function discoverPipelines(folder: string, options: LoadOptions = {
     const name = basename(file, extname(file));
     try {
       const pipeline = await loadPipeline(path, options);
-      found.push({ name, path, ok: true, pipeline, description: pipeline.description });
+      const schedule = pipeline.schedule === undefined ? undefined : parseSchedule(pipeline.schedule, path);
+      found.push({ name, path, ok: true, pipeline, description: pipeline.description, schedule });
     } catch (error) {
       const reason = error instanceof PipelineLoadError ? error.reason : "import";
       found.push({ name, path, ok: false, error: (error as Error).message, reason });

@@ -2,6 +2,7 @@
  * What a pipeline module is: the unit `sluice run`, `sluice list` and `sluice dead-letter replay`
  * work with. A pipeline module is a file whose default export is a {@link Pipeline}.
  */
+import { Cron } from "croner";
 import type { Observable } from "rxjs";
 import { type RunOptions, type RunSummary, run } from "./run.ts";
 import { checkRunId, newRunId } from "../flow/runId.ts";
@@ -17,6 +18,27 @@ export interface PipelineContext {
    * rather than replace it.
    */
   readonly replay: boolean;
+  /**
+   * The date (`YYYY-MM-DD`) this run is for, when it is one date of a backfill
+   * (`sluice run --backfill 2024-03-01..2024-03-31`, {@link backfillPipeline}); absent otherwise.
+   */
+  readonly date?: string;
+  /** When `sluice schedule` runs the pipeline: the time the run was due (its cron time). */
+  readonly scheduledAt?: Date;
+}
+
+/** A pipeline's schedule, when it says more than a cron expression. */
+export interface ScheduleSpec {
+  /**
+   * A cron expression: 5 fields (`minute hour day-of-month month day-of-week`), or 6 with seconds
+   * first, or a nickname (`@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`). Day of month
+   * and day of week combine with OR, as in Vixie cron.
+   */
+  readonly cron: string;
+  /** The IANA time zone the expression is read in (default `UTC`). */
+  readonly timezone?: string;
+  /** The pipeline's arguments on scheduled runs, as they would follow the module path of `sluice run` (default none). */
+  readonly args?: readonly string[];
 }
 
 /**
@@ -30,6 +52,74 @@ export interface Pipeline {
   readonly source: (context: PipelineContext) => Observable<unknown>;
   /** Everything after the source: validation, enrichment, the dead letter and the sink. */
   readonly process: (records: Observable<unknown>, context: PipelineContext) => Observable<unknown>;
+  /**
+   * When `sluice schedule` runs it: a cron expression (`"0 2 * * *"`, read in UTC), or
+   * {@link ScheduleSpec} for a time zone and arguments. Checked when the module is loaded.
+   */
+  readonly schedule?: string | ScheduleSpec;
+}
+
+/** A pipeline's schedule, checked: what {@link parseSchedule} returns. */
+export interface Schedule {
+  readonly cron: string;
+  readonly timezone: string;
+  readonly args: readonly string[];
+  /** The first time strictly after `after` when the pipeline is due, or undefined when it never is again. */
+  next(after: Date): Date | undefined;
+}
+
+/** The longest cron expression accepted: longer text is not a schedule anyone wrote by hand. */
+const MAX_CRON_LENGTH = 256;
+
+/**
+ * Checks a pipeline's `schedule` and returns it with defaults filled in. Throws an `Error` that
+ * starts with `who` (the module's path) and says what is wrong: not a string or object, an
+ * expression cron cannot read (croner's reason is quoted), an unknown time zone, arguments that
+ * are not strings, or an expression that never fires (`0 0 31 2 *`).
+ *
+ * @example
+ * const schedule = parseSchedule({ cron: "0 2 * * *", timezone: "Europe/Berlin" }, "pipelines/daily.ts");
+ * schedule.next(new Date("2024-03-01T00:00:00Z")); // 2024-03-01T01:00:00.000Z
+ */
+export function parseSchedule(schedule: unknown, who: string): Schedule {
+  const spec = typeof schedule === "string" ? { cron: schedule } : schedule;
+  if (typeof spec !== "object" || spec === null || Array.isArray(spec)) {
+    throw new Error(`${who}: schedule must be a cron expression such as "0 2 * * *" or { cron, timezone?, args? }, not ${typeName(schedule)}`);
+  }
+  const { cron, timezone = "UTC", args = [] } = spec as { cron?: unknown; timezone?: unknown; args?: unknown };
+  if (typeof cron !== "string") throw new Error(`${who}: schedule.cron must be a cron expression such as "0 2 * * *", not ${typeName(cron)}`);
+  const shown = cron.length > 60 ? `${JSON.stringify(cron.slice(0, 60))}… (${cron.length} characters)` : JSON.stringify(cron);
+  if (cron.length > MAX_CRON_LENGTH) throw new Error(`${who}: schedule ${shown} is not a cron expression: longer than ${MAX_CRON_LENGTH} characters`);
+  if (typeof timezone !== "string" || !isTimeZone(timezone)) {
+    throw new Error(`${who}: schedule time zone ${JSON.stringify(timezone)} is not an IANA time zone such as "UTC" or "Europe/Berlin"`);
+  }
+  if (!Array.isArray(args) || !args.every((a) => typeof a === "string")) throw new Error(`${who}: schedule.args must be an array of strings`);
+  let parsed: Cron;
+  try {
+    // mode: 5 fields (minutes) or 6 (seconds first); a 7th field (years) is not cron as people know it.
+    parsed = new Cron(cron.trim(), { timezone, mode: "5-or-6-parts" });
+  } catch (error) {
+    const reason = (error instanceof Error ? error.message : String(error)).replace(/^CronPattern: /, "");
+    throw new Error(`${who}: schedule ${shown} is not a valid cron expression: ${reason}`);
+  }
+  const next = (after: Date) => parsed.nextRun(after) ?? undefined;
+  if (next(new Date()) === undefined) throw new Error(`${who}: schedule ${shown} never fires (no such date, e.g. February 30)`);
+  return { cron: cron.trim(), timezone, args: [...args], next };
+}
+
+function isTimeZone(name: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: name });
+    return name.length > 0;
+  } catch {
+    return false;
+  }
+}
+
+function typeName(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return typeof value === "object" ? "an object" : `a ${typeof value}`;
 }
 
 /**
@@ -82,7 +172,13 @@ export function runPipeline(
   let full: PipelineContext;
   let observable: Observable<unknown>;
   try {
-    full = { args: context.args ?? [], runId: checkRunId(context.runId ?? newRunId(), "runPipeline(): context.runId"), replay: context.replay ?? false };
+    full = {
+      args: context.args ?? [],
+      runId: checkRunId(context.runId ?? newRunId(), "runPipeline(): context.runId"),
+      replay: context.replay ?? false,
+      ...(context.date !== undefined ? { date: context.date } : {}),
+      ...(context.scheduledAt !== undefined ? { scheduledAt: context.scheduledAt } : {}),
+    };
     observable = pipeline.process(pipeline.source(full), full);
   } catch (error) {
     return Promise.reject(error);
