@@ -10,9 +10,34 @@ import type { Lock } from "../src/io/lock.ts";
 import { modeUnder } from "../src/checkpoint/checkpoint.ts";
 import { announceDurable, hold } from "../src/flow/durable.ts";
 import { currentFlow, installDeadLetter, withFlow } from "../src/flow/flow.ts";
+import { type Outgoing, Outbox, type Publisher, type PublishLimits } from "../src/sinks/publish.ts";
+import { type JetStreamTarget, openJetStreamPublisher } from "../src/sinks/toJetStream.ts";
+import { openRedisStreamPublisher, type RedisStreamTarget } from "../src/sinks/toRedisStream.ts";
 
 /** Where dead letters go: a folder (NDJSON files), a store, or a function. */
 export type DeadLetterTarget = string | DeadLetterStore | ((entry: DeadLetter) => void);
+
+/**
+ * A broker destination each dead letter is also published to, as the same JSON entry the folder
+ * holds: a JetStream subject or a Redis stream, with the broker sinks' limits.
+ */
+export type DeadLetterPublish =
+  | ({ readonly jetstream: JetStreamTarget } & PublishLimits)
+  | ({ readonly redis: RedisStreamTarget } & PublishLimits);
+
+/** Options of {@link deadLetter}: the folder store's, and where to publish each entry as well. */
+export interface DeadLetterOptions extends DeadLetterStoreOptions {
+  /**
+   * Also publish every dead letter to a JetStream subject or a Redis stream. A dead letter is
+   * durable only once it is in its folder file *and* acknowledged by the broker: a broker source
+   * above acknowledges its message only then. A broker that cannot be reached, or a publish that
+   * fails, errors the run, naming the broker.
+   */
+  readonly publish?: DeadLetterPublish;
+}
+
+/** A dead letter's entry as published: JSON, with `issues` left out when a huge list would make it too large. */
+const PUBLISHED_ENTRY_BYTES = 512 * 1024;
 
 /**
  * Sets where the records rejected above this point go: every sluice source and operator of the
@@ -34,17 +59,23 @@ export type DeadLetterTarget = string | DeadLetterStore | ((entry: DeadLetter) =
  * `overwrite` over earlier dead letters: those are replaced only when the run completes without
  * being stopped, and otherwise stay as they were, without this run's.
  *
+ * With `publish`, each entry is also published (the same JSON as its folder line) to a JetStream
+ * subject or a Redis stream, and counts as durable only once the broker acknowledged it too.
+ * Completion waits for those acknowledgements; a broker that cannot be reached or a publish that
+ * fails errors the pipeline, naming the broker without credentials.
+ *
  * @example
  * fromNdjson("events.ndjson").pipe(
  *   validate(Event),
- *   deadLetter("out/dead-letter", { mode: "overwrite" }),
+ *   deadLetter("out/dead-letter", { mode: "overwrite", publish: { jetstream: { subject: "events-dead.web" } } }),
  *   toParquet("out/events", { schema: Event }),
  * );
  */
 export function deadLetter<T>(
   target: DeadLetterTarget,
-  options: DeadLetterStoreOptions = {},
+  options: DeadLetterOptions = {},
 ): OperatorFunction<T, T> {
+  const { publish, ...storeOptions } = options;
   return function deadLetterOperator(source) {
     return new Observable<T>((subscriber) => {
       const flow = currentFlow();
@@ -79,8 +110,8 @@ export function deadLetter<T>(
           return;
         }
         storeReady = openDeadLetterStore(target, flow.runId, {
-          ...options,
-          mode: modeUnder(flow.checkpoint, options.mode ?? "append"),
+          ...storeOptions,
+          mode: modeUnder(flow.checkpoint, storeOptions.mode ?? "append"),
           // A checkpoint's later runs resume into the folder: they must find this run's files there.
           replace: flow.checkpoint ? "open" : "close",
           lock,
@@ -112,13 +143,35 @@ export function deadLetter<T>(
         store = target;
         handler = (entry) => target.add(entry);
       }
+      let outbox: Outbox | undefined;
+      if (publish) {
+        const opened = outboxOf(publish, (error) => subscriber.error(error));
+        outbox = opened;
+        const stored = handler;
+        handler = (entry) => {
+          stored(entry);
+          opened.add(outgoingOf(entry, (reason) => subscriber.error(new Error(`deadLetter: cannot publish the dead letter of ${entry.source}:${entry.line}: ${reason}`))));
+        };
+      }
       installDeadLetter(flow, handler);
+
+      /** An outbox to `publish`'s broker; its holder keeps entries not yet acknowledged from counting as durable. */
+      function outboxOf(to: DeadLetterPublish, failed: (error: Error) => void): Outbox {
+        const open: () => Promise<Publisher> =
+          "jetstream" in to ? () => openJetStreamPublisher("deadLetter", to.jetstream) : () => openRedisStreamPublisher("deadLetter", to.redis);
+        return new Outbox(flow, open, to, { acknowledged: () => {}, failed });
+      }
 
       // `completed`: the source completed and the run was not stopped. Otherwise an overwrite of
       // the folder is cancelled, and its earlier dead letters stay.
       async function settle(completed: boolean): Promise<void> {
         removeHook?.();
+        // Published entries are answered (or the failure reported) before the folder's end, then the connection closes.
+        // After an error or an unsubscribe, what was dead-lettered is still published, best effort.
+        const drained = outbox ? (completed ? outbox.drain() : outbox.drain().catch(() => {})) : undefined;
+        const published = drained ? drained.finally(() => outbox?.close()) : Promise.resolve();
         try {
+          await published;
           const opened = store ?? (storeReady ? await storeReady : undefined);
           if (!opened) return;
           if (typeof target !== "string") await opened.flush();
@@ -144,7 +197,7 @@ export function deadLetter<T>(
           if (settled) return EMPTY;
           settled = true;
           // A function target holds nothing to commit: completion and errors pass at once.
-          if (typeof target === "function") return EMPTY;
+          if (typeof target === "function" && !outbox) return EMPTY;
           // After an upstream error, that error is the one to report, not a failed commit.
           const committed = orError === "report" ? settle(true) : settle(false).catch(() => {});
           return from(committed).pipe(ignoreElements());
@@ -167,4 +220,19 @@ export function deadLetter<T>(
       };
     });
   };
+}
+
+/**
+ * A dead letter as a message: the entry's JSON (as in the folder; without `issues` beyond
+ * {@link PUBLISHED_ENTRY_BYTES}, the error saying so), with an id from its place, stage and raw
+ * text, so a re-run inside JetStream's duplicate window does not publish it twice.
+ */
+function outgoingOf(entry: DeadLetter, reject: (reason: string) => void): Outgoing {
+  let payload = JSON.stringify(entry);
+  if (payload.length > PUBLISHED_ENTRY_BYTES / 3 && Buffer.byteLength(payload) > PUBLISHED_ENTRY_BYTES && entry.issues) {
+    const { issues, ...rest } = entry;
+    payload = JSON.stringify({ ...rest, error: `${entry.error} (${issues.length} issues left out of the published entry: the dead-letter folder has them)` });
+  }
+  const id = entry.line > 0 ? `${entry.source}:${entry.line}:${entry.stage}:${Bun.hash.wyhash(entry.raw + (entry.rawBase64 ?? "")).toString(16)}` : undefined;
+  return { payload, bytes: Buffer.byteLength(payload), id, source: entry.source, line: entry.line, reject };
 }

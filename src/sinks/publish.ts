@@ -1,0 +1,491 @@
+/**
+ * What the broker sinks (`toJetStream`, `toRedisStream`) and dead-letter publishing share: an
+ * {@link Outbox} of messages on their way to a broker, the sink operator built on it
+ * ({@link publishSink}), the default JSON encoding and the way errors name a broker.
+ *
+ * A published message is durable once the broker acknowledged it (a JetStream PubAck, the entry id
+ * XADD replies). Until then the record it came from is held: the outbox registers a holder (see
+ * `src/flow/durable.ts`), so an upstream broker source does not acknowledge it and a checkpoint does
+ * not move past it, and it announces after every acknowledged batch, exactly as the Parquet sink
+ * does after a file commits.
+ *
+ * RxJS has no backpressure, so the outbox bounds itself: while `maxInFlight` messages (or
+ * `maxInFlightBytes`) are queued or waiting for their acknowledgement it holds the flow's gate,
+ * and sources stop reading until acknowledgements free room.
+ */
+import { Observable, type OperatorFunction } from "rxjs";
+import { announceDurable, hold } from "../flow/durable.ts";
+import { currentFlow, deadLetterRoute, type Flow, holdGate, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
+import type { Position } from "../flow/position.ts";
+import { redactText } from "../run/redact.ts";
+
+/** How much a publisher keeps on its way to the broker: options every broker sink takes. */
+export interface PublishLimits {
+  /** Messages sent in one batch, acknowledged together (default 500). */
+  readonly batchSize?: number;
+  /**
+   * Messages queued or sent and not yet acknowledged (default 5,000). When as many are, the sink
+   * holds the flow's gate: sources stop reading until acknowledgements free room.
+   */
+  readonly maxInFlight?: number;
+  /** Payload bytes queued or sent and not yet acknowledged (default 16 MiB); the gate is held above it. */
+  readonly maxInFlightBytes?: number;
+}
+
+/** Options every broker sink takes. */
+export interface PublishOptions<T> extends PublishLimits {
+  /**
+   * Turns a record into the message's payload (default: JSON, see {@link encodeJson}). A throw
+   * sends the record to the dead letter at stage `write`, and the stream goes on.
+   */
+  readonly encode?: (record: T) => string | Uint8Array;
+}
+
+/** One message on its way to a broker, and the record it stands for. */
+export interface Outgoing {
+  readonly payload: string | Uint8Array;
+  /** Payload size in bytes. */
+  readonly bytes: number;
+  /** A de-duplication id (JetStream's `Nats-Msg-Id`); undefined for none. */
+  readonly id: string | undefined;
+  /** The input the record came from (`""` when it has no position) and its line (0 when none). */
+  readonly source: string;
+  readonly line: number;
+  /** Called instead of publishing when the broker cannot take the message (too large): a dead letter. */
+  readonly reject: (reason: string) => void;
+}
+
+/** What the broker answered for a batch. */
+export interface BatchAnswer {
+  /** Messages the broker already held (same de-duplication id within its window): not stored again. */
+  readonly duplicates: number;
+}
+
+/** A connection to a broker, as the outbox uses it. Each broker sink makes its own. */
+export interface Publisher {
+  /** The destination as messages and errors name it: servers without credentials, subject or stream. */
+  readonly where: string;
+  /** The largest payload the broker takes; larger ones are rejected (a dead letter), not sent. */
+  readonly maxPayload: number;
+  /** Publishes a batch in order; resolves once the broker acknowledged all of it; rejects with an error naming `where`. */
+  send(batch: readonly Outgoing[]): Promise<BatchAnswer>;
+  /** Closes the connection (after what was sent is answered). */
+  close(): Promise<void>;
+  /** Registers what to call when the connection is lost on its own. */
+  onLost(listener: (error: Error) => void): void;
+}
+
+/** One acknowledged batch, as a broker sink emits it. */
+export interface Published {
+  /** Where it went: `jetstream:<subject>` or `redis:<stream>`. */
+  readonly target: string;
+  /** Messages in the batch (duplicates included). */
+  readonly messages: number;
+  /** Payload bytes in the batch. */
+  readonly bytes: number;
+  /** Messages the broker already held (JetStream, same `Nats-Msg-Id` within its duplicate window). */
+  readonly duplicates: number;
+  /** The lowest and highest line of each input the batch holds. */
+  readonly sources: readonly { readonly source: string; readonly firstLine: number; readonly lastLine: number }[];
+}
+
+interface Batch {
+  readonly messages: readonly Outgoing[];
+  readonly bytes: number;
+}
+
+/**
+ * Messages on their way to one broker destination: queued, sent in batches, held (for durability
+ * and for the gate) until the broker acknowledges them. State with a lifecycle (connecting, open,
+ * failed, closed), hence a class.
+ */
+export class Outbox {
+  readonly #flow: Flow;
+  readonly #batchSize: number;
+  readonly #maxInFlight: number;
+  readonly #maxInFlightBytes: number;
+  readonly #queue: Outgoing[] = [];
+  #queuedBytes = 0;
+  readonly #inflight = new Set<Batch>();
+  #inflightCount = 0;
+  #inflightBytes = 0;
+  readonly #answers = new Set<Promise<void>>();
+  #publisher: Publisher | undefined;
+  readonly #opening: Promise<Publisher | undefined>;
+  #failure: Error | undefined;
+  #closed = false;
+  #scheduled = false;
+  #release: (() => void) | undefined;
+  readonly #stopHolding: () => void;
+
+  constructor(
+    flow: Flow,
+    open: () => Promise<Publisher>,
+    limits: PublishLimits,
+    readonly events: {
+      /** After each acknowledged batch (and after the holder let go of it). */
+      readonly acknowledged: (batch: readonly Outgoing[], answer: BatchAnswer, publisher: Publisher) => void;
+      /** Once, when connecting or publishing failed or the connection was lost. */
+      readonly failed: (error: Error) => void;
+    },
+  ) {
+    this.#flow = flow;
+    this.#batchSize = Math.max(1, Math.floor(limits.batchSize ?? 500));
+    this.#maxInFlight = Math.max(this.#batchSize, Math.floor(limits.maxInFlight ?? 5000));
+    this.#maxInFlightBytes = Math.max(1, Math.floor(limits.maxInFlightBytes ?? 16 * 1024 * 1024));
+    // Until acknowledged, a message's record is not durable: sources must not acknowledge it.
+    this.#stopHolding = hold(flow, (note) => {
+      for (const message of this.#queue) if (message.line > 0) note(message.source, message.line);
+      for (const batch of this.#inflight) for (const message of batch.messages) if (message.line > 0) note(message.source, message.line);
+    });
+    this.#opening = open().then(
+      (publisher) => {
+        if (this.#closed) {
+          publisher.close().catch(() => {});
+          return undefined;
+        }
+        this.#publisher = publisher;
+        publisher.onLost((error) => this.#fail(error));
+        this.#pump(false);
+        return publisher;
+      },
+      (error: unknown) => {
+        this.#fail(error instanceof Error ? error : new Error(String(error)));
+        return undefined;
+      },
+    );
+  }
+
+  /** Messages queued or sent and not yet acknowledged. */
+  get held(): number {
+    return this.#queue.length + this.#inflightCount;
+  }
+
+  /** Messages sent and not yet acknowledged. */
+  get inFlight(): number {
+    return this.#inflightCount;
+  }
+
+  /** Queues a message; it is sent with the next batch. Ignored once the outbox failed or closed. */
+  add(message: Outgoing): void {
+    if (this.#failure || this.#closed) return;
+    this.#queue.push(message);
+    this.#queuedBytes += message.bytes;
+    this.#pump(false);
+    this.#updateGate();
+  }
+
+  /** Sends everything queued and resolves once all of it is acknowledged; rejects with the failure, if any. */
+  async drain(): Promise<void> {
+    await this.#opening;
+    this.#pump(true);
+    while (this.#answers.size > 0) await Promise.all([...this.#answers]);
+    if (this.#failure) throw this.#failure;
+  }
+
+  /**
+   * Stops taking messages and closes the connection once what was sent is answered. Messages still
+   * queued are dropped (never acknowledged, so their records are not durable).
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#queue.length = 0;
+    this.#queuedBytes = 0;
+    this.#releaseGate();
+    const publisher = await this.#opening;
+    await Promise.allSettled([...this.#answers]);
+    this.#stopHolding();
+    await publisher?.close().catch(() => {});
+  }
+
+  /** Sends full batches; with `all`, the partial one too. A partial batch goes on the next turn of the event loop. */
+  #pump(all: boolean): void {
+    const publisher = this.#publisher;
+    if (!publisher || this.#failure) return;
+    while (this.#queue.length >= this.#batchSize || (all && this.#queue.length > 0)) {
+      this.#send(publisher, this.#queue.splice(0, this.#batchSize));
+    }
+    if (this.#queue.length > 0 && !this.#scheduled) {
+      // Records that arrive in one turn go together; a trickle still goes out at once.
+      this.#scheduled = true;
+      setImmediate(() => {
+        this.#scheduled = false;
+        this.#pump(true);
+      });
+    }
+  }
+
+  #send(publisher: Publisher, taken: Outgoing[]): void {
+    const fits: Outgoing[] = [];
+    let bytes = 0;
+    for (const message of taken) {
+      this.#queuedBytes -= message.bytes;
+      if (message.bytes <= publisher.maxPayload) {
+        fits.push(message);
+        bytes += message.bytes;
+      } else {
+        message.reject(`the message is ${message.bytes} bytes; ${publisher.where} takes at most ${publisher.maxPayload}`);
+      }
+    }
+    if (fits.length === 0) {
+      announceDurable(this.#flow);
+      this.#updateGate();
+      return;
+    }
+    const batch: Batch = { messages: fits, bytes };
+    this.#inflight.add(batch);
+    this.#inflightCount += fits.length;
+    this.#inflightBytes += bytes;
+    const answered = publisher.send(fits).then(
+      (answer) => {
+        this.#settle(batch);
+        if (this.#failure) return;
+        announceDurable(this.#flow);
+        this.events.acknowledged(fits, answer, publisher);
+      },
+      (error: unknown) => {
+        // Not acknowledged: its records stay held, so nothing upstream treats them as durable.
+        this.#fail(error instanceof Error ? error : new Error(String(error)));
+        this.#settle(batch, false);
+      },
+    );
+    this.#answers.add(answered);
+    // `run()` resolves only once every answer is in: a source may still acknowledge after it.
+    this.#flow.settling.add(answered);
+    answered.finally(() => {
+      this.#answers.delete(answered);
+      this.#flow.settling.delete(answered);
+    });
+  }
+
+  #settle(batch: Batch, forget = true): void {
+    if (forget) this.#inflight.delete(batch);
+    this.#inflightCount -= batch.messages.length;
+    this.#inflightBytes -= batch.bytes;
+    this.#updateGate();
+  }
+
+  #fail(error: Error): void {
+    if (this.#failure || this.#closed) return;
+    this.#failure = error;
+    this.#queue.length = 0;
+    this.#queuedBytes = 0;
+    this.#releaseGate();
+    this.events.failed(error);
+  }
+
+  #updateGate(): void {
+    const full = !this.#failure && !this.#closed && (this.held >= this.#maxInFlight || this.#queuedBytes + this.#inflightBytes >= this.#maxInFlightBytes);
+    if (full && !this.#release) this.#release = holdGate(this.#flow);
+    else if (!full) this.#releaseGate();
+  }
+
+  #releaseGate(): void {
+    this.#release?.();
+    this.#release = undefined;
+  }
+}
+
+/**
+ * The broker sink operator: encodes each record, publishes it through an {@link Outbox} and emits
+ * one {@link Published} per acknowledged batch. `who` names the sink in errors; `target` is what
+ * `Published.target` says; `idOf` gives a message's de-duplication id.
+ */
+export function publishSink<T>(
+  who: string,
+  target: string,
+  options: PublishOptions<T>,
+  open: () => Promise<Publisher>,
+  idOf?: (record: T, position: Position | undefined, payload: string | Uint8Array) => string | undefined,
+): OperatorFunction<T, Published> {
+  const encode = options.encode ?? encodeJson;
+  return function publishOperator(source) {
+    return new Observable<Published>((subscriber) => {
+      const flow = currentFlow();
+      const route = deadLetterRoute(flow);
+      let failed = false;
+      const fail = (error: unknown) => {
+        if (failed) return;
+        failed = true;
+        subscriber.error(error);
+      };
+      const outbox = new Outbox(flow, open, options, {
+        acknowledged(batch, answer) {
+          flow.stats.written += batch.length;
+          flow.stats.buffered -= batch.length;
+          let bytes = 0;
+          for (const message of batch) bytes += message.bytes;
+          subscriber.next({ target, messages: batch.length, bytes, duplicates: answer.duplicates, sources: rangesOf(batch) });
+        },
+        failed: fail,
+      });
+
+      function reject(record: T, position: Position | undefined, reason: string): void {
+        try {
+          sendToDeadLetter(flow, "write", reason, record, position, {}, route);
+        } catch (error) {
+          fail(error);
+        }
+      }
+
+      function append(record: T): void {
+        const position = positionIn(flow, record);
+        let payload: string | Uint8Array;
+        try {
+          payload = encode(record);
+          if (typeof payload !== "string" && !(payload instanceof Uint8Array)) {
+            throw new Error(`encode returned ${payload === null ? "null" : typeof payload}, not a string or Uint8Array`);
+          }
+        } catch (error) {
+          reject(record, position, `${who}: cannot encode the record for ${target}: ${(error as Error).message}`);
+          return;
+        }
+        let id: string | undefined;
+        try {
+          id = idOf?.(record, position, payload);
+        } catch (error) {
+          reject(record, position, `${who}: msgId threw for ${target}: ${(error as Error).message}`);
+          return;
+        }
+        // In the outbox, the record has left the pipeline; it is held there until acknowledged.
+        if (position) position.input.settle(position.line);
+        flow.stats.buffered++;
+        outbox.add({
+          payload,
+          bytes: typeof payload === "string" ? Buffer.byteLength(payload) : payload.byteLength,
+          id,
+          source: position?.input.name ?? "",
+          line: position?.line ?? 0,
+          reject(reason) {
+            flow.stats.buffered--;
+            reject(record, position, `${who}: ${reason}`);
+          },
+        });
+      }
+
+      const subscription = withFlow(flow, () =>
+        source.subscribe({
+          next(record) {
+            if (!failed) append(record);
+          },
+          error: (error) => {
+            fail(error);
+            outbox.close().catch(() => {});
+          },
+          complete() {
+            outbox.drain().then(
+              () => outbox.close().then(() => subscriber.complete()),
+              (error) => fail(error),
+            );
+          },
+        }),
+      );
+      return function stopPublishing() {
+        subscription.unsubscribe();
+        // What is sent and not answered yet is left to land; what is queued is dropped (never acknowledged).
+        outbox.close().catch(() => {});
+      };
+    });
+  };
+}
+
+function rangesOf(batch: readonly Outgoing[]): Published["sources"] {
+  const ranges = new Map<string, { source: string; firstLine: number; lastLine: number }>();
+  for (const { source, line } of batch) {
+    if (line <= 0) continue;
+    const range = ranges.get(source);
+    if (!range) ranges.set(source, { source, firstLine: line, lastLine: line });
+    else {
+      if (line < range.firstLine) range.firstLine = line;
+      if (line > range.lastLine) range.lastLine = line;
+    }
+  }
+  return [...ranges.values()];
+}
+
+/**
+ * A record as JSON text, refusing what JSON would change silently: `NaN` and `Infinity` (which
+ * `JSON.stringify` writes as `null`) and integers beyond 2^53 (a bigint a JSON reader reads back
+ * rounded). A bigint within ±2^53 is written as a number. Throws, naming the field, for those, for
+ * a cycle, for nesting too deep to serialise and for `undefined`.
+ *
+ * @example
+ * encodeJson({ id: 1n, at: new Date(0) }); // '{"id":1,"at":"1970-01-01T00:00:00.000Z"}'
+ */
+export function encodeJson(record: unknown): string {
+  const text = JSON.stringify(record, function exact(key, value: unknown) {
+    if (typeof value === "number" && !Number.isFinite(value)) {
+      throw new Error(`${fieldName(key)} holds ${value}, which JSON cannot hold`);
+    }
+    if (typeof value === "bigint") {
+      if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) {
+        throw new Error(`${fieldName(key)} holds ${value}, beyond 2^53: a JSON reader would read it back rounded (pass an encode that writes it as text)`);
+      }
+      return Number(value);
+    }
+    return value;
+  });
+  if (text === undefined) throw new Error(`${typeof record} cannot be written as JSON`);
+  return text;
+}
+
+function fieldName(key: string): string {
+  return key === "" ? "the record" : `field ${JSON.stringify(key)}`;
+}
+
+/**
+ * The default de-duplication id of a record's message: `<input>:<line>:<hash of the payload>`, or
+ * undefined for a record without a position. The same record at the same place gives the same id
+ * in every run; a different payload at the same place does not.
+ */
+export function positionId(position: Position | undefined, payload: string | Uint8Array): string | undefined {
+  if (!position || position.line <= 0) return undefined;
+  return `${position.input.name}:${position.line}:${Bun.hash.wyhash(payload).toString(16)}`;
+}
+
+/** A broker URL as it may be shown: user and password replaced by `***`. */
+export function safeUrl(url: string, scheme: string): string {
+  try {
+    const parsed = new URL(url.includes("://") ? url : `${scheme}://${url}`);
+    if (parsed.username) parsed.username = "***";
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString().replace(/\/$/, "");
+  } catch {
+    return "(an unparsable URL)";
+  }
+}
+
+/** The credentials in broker URLs, as written and decoded, to remove from any message a client produces. */
+export function secretsOf(urls: readonly string[], scheme: string): string[] {
+  const found = new Set<string>();
+  for (const url of urls) {
+    try {
+      const { username, password } = new URL(url.includes("://") ? url : `${scheme}://${url}`);
+      for (const part of [username, password]) {
+        if (part.length === 0) continue;
+        found.add(part);
+        try {
+          found.add(decodeURIComponent(part));
+        } catch {
+          // Not percent-encoded text: the part as written is enough.
+        }
+      }
+    } catch {
+      // An URL that does not parse has no credentials to find.
+    }
+  }
+  return [...found].sort((a, b) => b.length - a.length);
+}
+
+/**
+ * An error for a broker failure: `<who>: <what> failed (<where>): <reason>`, with the credentials
+ * removed from the client's own message (which may quote a URL); the client's error is not kept as
+ * the cause, since it may hold them.
+ */
+export function brokerError(who: string, what: string, where: string, error: unknown, secrets: readonly string[]): Error {
+  let reason = redactText(error instanceof Error ? error.message : String(error));
+  // Very short values (a user "u") would mangle every word they occur in; the URL form is masked above.
+  for (const secret of secrets) if (secret.length >= 4) reason = reason.replaceAll(secret, "***");
+  return new Error(`${who}: ${what} failed (${where}): ${reason}`);
+}

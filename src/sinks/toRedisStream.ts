@@ -1,0 +1,103 @@
+/**
+ * `toRedisStream`: appends records to a Redis stream (XADD) and waits for Redis's reply (the new
+ * entry's id) before the record counts as durable.
+ *
+ * Redis has no de-duplication of entries: a re-run publishes again, and delivery is at least once.
+ * A Redis without persistence (AOF or RDB) loses acknowledged entries when it restarts.
+ */
+import { RedisClient } from "bun";
+import type { OperatorFunction } from "rxjs";
+import { brokerError, type Outgoing, type Published, type Publisher, type PublishOptions, publishSink, safeUrl, secretsOf } from "./publish.ts";
+
+/** Where {@link toRedisStream} (or a dead letter's `publish`) appends entries. */
+export interface RedisStreamTarget {
+  /** Where Redis is (`redis://user:password@host:port/db`). Default: `REDIS_URL`, else `redis://127.0.0.1:6379`. */
+  readonly url?: string;
+  /** The stream's key (created by the first XADD). */
+  readonly stream: string;
+  /** The entry field holding the payload (default `"data"`, which `fromRedisStream` reads). */
+  readonly field?: string;
+  /** Trims the stream to about this many entries on each XADD (`MAXLEN ~ n`); default: no trimming. */
+  readonly maxLen?: number;
+}
+
+/** Options of {@link toRedisStream}. */
+export interface ToRedisStreamOptions<T> extends RedisStreamTarget, PublishOptions<T> {}
+
+/** Redis's default `proto-max-bulk-len`: the largest string a command takes. */
+const MAX_BULK = 512 * 1024 * 1024;
+
+/**
+ * Appends each record to a Redis stream as one entry (`XADD <stream> [MAXLEN ~ n] * <field>
+ * <payload>`; the payload is JSON by default, or what `encode` returns) and emits one
+ * {@link Published} per batch once Redis replied to every XADD of it.
+ *
+ * A record is durable once its XADD is answered: until then it is held, so an upstream broker
+ * source does not acknowledge it and a checkpoint does not pass it. At most `maxInFlight`
+ * messages (`maxInFlightBytes`) wait for replies at a time; while that many do, the sink holds
+ * the flow's gate and sources stop reading. A record `encode` throws on goes to the dead letter
+ * at stage `write`.
+ *
+ * Completes once every entry is answered and the connection is closed. Errors, naming the URL
+ * without its credentials and the stream, when Redis cannot be reached, refuses an XADD (the key
+ * holds another type, out of memory) or the connection drops. Unsubscribing drops what is queued
+ * and closes the connection.
+ *
+ * @example
+ * await run(fromNdjson("events.ndjson").pipe(toRedisStream({ stream: "events", maxLen: 1_000_000 })));
+ */
+export function toRedisStream<T>(options: ToRedisStreamOptions<T>): OperatorFunction<T, Published> {
+  if (!options.stream) throw new Error("toRedisStream: options.stream is required");
+  if (options.maxLen !== undefined && !(Number.isInteger(options.maxLen) && options.maxLen > 0)) {
+    throw new Error(`toRedisStream: options.maxLen must be a positive integer, got ${options.maxLen}`);
+  }
+  return publishSink("toRedisStream", `redis:${options.stream}`, options, () => openRedisStreamPublisher("toRedisStream", options));
+}
+
+/**
+ * Connects to Redis; the {@link Publisher} pipelines one XADD per message of a batch on one
+ * connection (so entries keep their order) and resolves once every one is answered. Rejects,
+ * naming the URL without credentials, when Redis cannot be reached.
+ */
+export async function openRedisStreamPublisher(who: string, target: RedisStreamTarget): Promise<Publisher> {
+  const url = target.url ?? process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379";
+  const secrets = secretsOf([url], "redis");
+  const where = `Redis ${safeUrl(url, "redis")}, stream "${target.stream}"`;
+  const field = target.field ?? "data";
+  const trim = target.maxLen !== undefined ? ["MAXLEN", "~", String(target.maxLen)] : [];
+  const client = new RedisClient(url, { autoReconnect: false });
+  try {
+    await client.connect();
+  } catch (error) {
+    client.close();
+    throw brokerError(who, "connecting", where, error, secrets);
+  }
+  let closing = false;
+  let lost: ((error: Error) => void) | undefined;
+  client.onclose = (error) => {
+    if (!closing) lost?.(brokerError(who, "the connection", where, error ?? new Error("closed"), secrets));
+  };
+  return {
+    where,
+    maxPayload: MAX_BULK,
+    async send(batch: readonly Outgoing[]) {
+      // Bun pipelines commands sent without awaiting each: one round trip for the batch, in order.
+      const replies = await Promise.allSettled(
+        batch.map((m) =>
+          client.send("XADD", [target.stream, ...trim, "*", field, typeof m.payload === "string" ? m.payload : (Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength) as unknown as string)]),
+        ),
+      );
+      for (const reply of replies) {
+        if (reply.status === "rejected") throw brokerError(who, `appending ${batch.length} entries (XADD)`, where, reply.reason, secrets);
+      }
+      return { duplicates: 0 };
+    },
+    async close() {
+      closing = true;
+      client.close();
+    },
+    onLost(listener) {
+      lost = listener;
+    },
+  };
+}
