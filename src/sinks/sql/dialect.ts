@@ -1,0 +1,317 @@
+/**
+ * What `toSql` needs from a database, and what the three dialects share: identifier quoting, the
+ * conversion of record values into column values (checked, never coerced), errors that name the
+ * target without its password, and the split of a batch the database refused into the rows it
+ * takes and the ones it does not.
+ *
+ * A dialect knows SQL and its client; it knows nothing of flows, positions or checkpoints: the sink
+ * hands it rows as arrays of already-checked values and the line ranges to record, and it answers
+ * which rows the database refused and why.
+ */
+import type { ColumnKind, ColumnSpec } from "../../schema/columns.ts";
+import { isoTimestamp, parseIsoDays, parseIsoMicrosExact } from "../../schema/instant.ts";
+
+/** A column of the target table: a schema field, or one of the lineage columns. */
+export interface SqlColumn {
+  readonly name: string;
+  readonly kind: ColumnKind;
+  readonly nullable: boolean;
+  /** Part of the upsert key (the primary key when the sink creates the table). */
+  readonly key: boolean;
+  /** Part of the key or of `partitionBy`: MariaDB needs a bounded type to index it. */
+  readonly indexed: boolean;
+}
+
+/** How rows are added to the table. */
+export type SqlMode = "insert" | "upsert" | "replace-partition";
+
+/** What the dialect does with the table before the first batch. */
+export interface TableSetup {
+  readonly table: string;
+  readonly columns: readonly SqlColumn[];
+  readonly mode: SqlMode;
+  /** Key columns (upsert), in order. */
+  readonly key: readonly string[];
+  /** Partition columns (replace-partition), in order. */
+  readonly partitionBy: readonly string[];
+  readonly create: boolean;
+}
+
+/** One line range of one input, as the ledger (`_sluice_commits`) stores it. */
+export interface LedgerRange {
+  readonly source: string;
+  readonly firstLine: number;
+  readonly lastLine: number;
+}
+
+/** One batch, ready for the database. */
+export interface BatchWrite {
+  /** Values in column order, already converted for this dialect. */
+  readonly rows: readonly (readonly unknown[])[];
+  /** Values of the partition columns whose rows are deleted first (replace-partition). */
+  readonly replace: readonly (readonly unknown[])[];
+  /** The ledger rows written in the same transaction. */
+  readonly ledger: {
+    readonly runId: string;
+    readonly checkpoint: string | null;
+    /** The line ranges the batch claims, given the rows the database refused (called once, before the commit). */
+    readonly ranges: (refused: readonly Refusal[]) => readonly LedgerRange[];
+    /** The partitions this batch replaced, as JSON keys (see `partitionKeyOf`), or null. */
+    readonly replaced: string | null;
+  };
+}
+
+/** A row of a batch the database refused, with its message. */
+export interface Refusal {
+  readonly index: number;
+  readonly message: string;
+}
+
+/** What an earlier run of the same checkpoint committed into this table. */
+export interface LedgerContents {
+  /** Committed line ranges by input. */
+  readonly ranges: Map<string, [number, number][]>;
+  /** Partitions already replaced (their JSON keys). */
+  readonly replaced: Set<string>;
+}
+
+/** A database `toSql` loads into. */
+export interface Dialect {
+  /** The target as `scheme://host:port/db` or a file path, never with the password. */
+  readonly target: string;
+  /** Whether a non-finite float (NaN, ±Infinity) can be stored as such. */
+  readonly storesNonFinite: boolean;
+  /** Converts a checked value of a column into what the client sends. */
+  encode(kind: ColumnKind, value: unknown): unknown;
+  /** Connects, then creates the table (when asked) and the ledger, and checks the columns exist. */
+  prepare(setup: TableSetup): Promise<void>;
+  /** Writes one batch in one transaction; returns the rows the database refused. */
+  write(batch: BatchWrite): Promise<Refusal[]>;
+  /** What earlier runs of `checkpoint` recorded for the table. */
+  readLedger(checkpoint: string): Promise<LedgerContents>;
+  /** Forgets what runs of `checkpoint` recorded for the table (a fresh checkpoint starts over). */
+  clearLedger(checkpoint: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The ledger table, created beside the target table. */
+export const LEDGER_TABLE = "_sluice_commits";
+
+/** The lineage columns `lineage: true` adds. */
+export const LINEAGE_COLUMNS: readonly SqlColumn[] = [
+  { name: "_sluice_run_id", kind: "utf8", nullable: false, key: false, indexed: false },
+  { name: "_sluice_input", kind: "utf8", nullable: false, key: false, indexed: false },
+  { name: "_sluice_line", kind: "int64", nullable: false, key: false, indexed: false },
+];
+
+/** An infrastructure failure of a database sink (unreachable server, missing table, lost connection). */
+export class SqlWriteError extends Error {
+  /** The target, without credentials. */
+  readonly target: string;
+  readonly table: string;
+  constructor(target: string, table: string, message: string, cause?: unknown) {
+    super(`toSql ${target} table "${table}": ${message}`, cause === undefined ? undefined : { cause });
+    this.name = "SqlWriteError";
+    this.target = target;
+    this.table = table;
+  }
+}
+
+/**
+ * `name` quoted as an identifier with `quote` (`"` or a backtick): the quote doubled inside, so a
+ * name holding quotes, spaces or SQL stays one identifier. Refuses names no database can hold.
+ */
+export function quoteIdentifier(name: string, quote: '"' | "`", maxBytes: number): string {
+  if (name.length === 0) throw new Error("an empty name cannot be a table or column name");
+  if (name.includes("\u0000")) throw new Error(`the name ${JSON.stringify(name)} holds a NUL character`);
+  // PostgreSQL cuts longer names silently, which could make two columns one.
+  if (Buffer.byteLength(name) > maxBytes) throw new Error(`the name ${JSON.stringify(name)} is longer than ${maxBytes} bytes`);
+  return `${quote}${name.replaceAll(quote, quote + quote)}${quote}`;
+}
+
+/** The password of a URL, decoded (empty when none or not a URL). */
+export function passwordOf(url: string): string {
+  try {
+    return decodeURIComponent(new URL(url).password);
+  } catch {
+    return "";
+  }
+}
+
+/** `url` without user info, query or fragment: what messages may show. */
+export function describeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return "(an unparsable database URL)";
+  }
+}
+
+/** `message` with every form of `password` replaced by `***`. */
+export function redact(message: string, password: string): string {
+  if (!password) return message;
+  return message.replaceAll(password, "***").replaceAll(encodeURIComponent(password), "***");
+}
+
+/** The message of an error, or its text. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * True when the database refused a row's data rather than the statement or the connection:
+ * SQLSTATE class 22 (data exception: out of range, bad text) or 23 (integrity constraint: NOT
+ * NULL, CHECK, UNIQUE, foreign key), or SQLite's constraint and mismatch codes. Only those are
+ * split down to the rows that caused them; anything else fails the run.
+ */
+export function isRowError(error: unknown): boolean {
+  const e = error as { errno?: unknown; sqlState?: unknown; code?: unknown } | undefined;
+  if (!e) return false;
+  for (const state of [e.sqlState, e.errno]) {
+    if (typeof state === "string" && /^2[23][0-9A-Z]{3}$/.test(state)) return true;
+  }
+  return typeof e.code === "string" && /^SQLITE_(CONSTRAINT|MISMATCH|TOOBIG)/.test(e.code);
+}
+
+/**
+ * Writes `rows` through `attempt` (one statement group inside a savepoint) and, when the database
+ * refuses them for a row's data, halves the set until the refused rows stand alone: the rest lands,
+ * each refused row is reported once with the database's message. `k` bad rows among `n` cost about
+ * `2·k·log2(n)` attempts; small sets go row by row.
+ */
+export async function landRows(
+  indexes: readonly number[],
+  attempt: (indexes: readonly number[]) => Promise<void>,
+  refused: Refusal[],
+): Promise<void> {
+  try {
+    await attempt(indexes);
+    return;
+  } catch (error) {
+    if (!isRowError(error)) throw error;
+    if (indexes.length === 1) {
+      refused.push({ index: indexes[0] as number, message: messageOf(error) });
+      return;
+    }
+  }
+  if (indexes.length <= 8) {
+    for (const index of indexes) await landRows([index], attempt, refused);
+    return;
+  }
+  const half = Math.ceil(indexes.length / 2);
+  await landRows(indexes.slice(0, half), attempt, refused);
+  await landRows(indexes.slice(half), attempt, refused);
+}
+
+/** A value that does not fit its column: the message says which column and what it got. */
+export class Mismatch {
+  constructor(readonly message: string) {}
+}
+
+const EXPECTED: Record<ColumnKind, string> = {
+  utf8: "a string",
+  json: "a JSON value",
+  float64: "a number",
+  int64: "a safe integer or a bigint within 64 bits",
+  bool: "a boolean",
+  timestamp: "an ISO-8601 instant or a Date (microsecond precision at most)",
+  date: "an ISO-8601 date (YYYY-MM-DD)",
+  list: "an array",
+  struct: "an object",
+};
+
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+const MS_PER_DAY = 86_400_000;
+/** Milliseconds of 0000-01-01 and of the end of 9999: `toISOString` prints four-digit years between. */
+const FIRST_MS = -62_167_219_200_000;
+const LAST_MS = 253_402_300_800_000;
+
+/**
+ * Checks a record's value for a column and returns its canonical form (a string for text, dates,
+ * timestamps as `YYYY-MM-DDTHH:MM:SS.ffffffZ` and JSON; a number or bigint for integers; a number
+ * for floats; a boolean), null for a missing value, or a {@link Mismatch}. Nothing is coerced:
+ * `"12"` is not an integer.
+ */
+export function canonicalValue(column: ColumnSpec, value: unknown, nonFinite: boolean): unknown {
+  if (value === null || value === undefined) {
+    return column.nullable ? null : new Mismatch(`column "${column.name}" is required but the value is ${value === null ? "null" : "missing"}`);
+  }
+  switch (column.kind) {
+    case "utf8":
+      if (typeof value === "string") return value;
+      break;
+    case "int64":
+      if (typeof value === "number" && Number.isSafeInteger(value)) return value;
+      if (typeof value === "bigint" && value >= INT64_MIN && value <= INT64_MAX) return value;
+      break;
+    case "float64":
+      if (typeof value === "number") {
+        if (Number.isFinite(value) || nonFinite) return value;
+        return new Mismatch(`column "${column.name}" holds ${value}, which this database cannot store as a float`);
+      }
+      break;
+    case "bool":
+      if (typeof value === "boolean") return value;
+      break;
+    case "timestamp": {
+      const micros = typeof value === "string" ? parseIsoMicrosExact(value) : value instanceof Date ? value.getTime() * 1000 : Number.NaN;
+      if (typeof micros === "bigint") return isoTimestamp(micros, "us", true);
+      if (!Number.isNaN(micros)) return isoMicros(micros);
+      break;
+    }
+    case "date": {
+      if (typeof value === "string" && !Number.isNaN(parseIsoDays(value))) return value;
+      if (value instanceof Date && value.getTime() % MS_PER_DAY === 0) return new Date(value.getTime()).toISOString().slice(0, 10);
+      break;
+    }
+    case "list":
+    case "struct":
+    case "json": {
+      if (column.kind === "list" && !Array.isArray(value)) break;
+      if (column.kind === "struct" && (typeof value !== "object" || Array.isArray(value) || value instanceof Date)) break;
+      try {
+        const text = JSON.stringify(value, (_key, v) => (typeof v === "bigint" ? v.toString() : v));
+        if (text !== undefined) return text;
+      } catch (error) {
+        return new Mismatch(`column "${column.name}" cannot be written as JSON: ${messageOf(error)}`);
+      }
+      break;
+    }
+  }
+  return new Mismatch(`column "${column.name}" expects ${EXPECTED[column.kind]}, got ${preview(value)}`);
+}
+
+/** Microseconds since the epoch as ISO-8601 UTC with six fraction digits. */
+function isoMicros(micros: number): string {
+  const ms = Math.floor(micros / 1000);
+  if (ms < FIRST_MS || ms >= LAST_MS || !Number.isSafeInteger(micros)) return isoTimestamp(BigInt(micros), "us", true);
+  const below = micros - ms * 1000;
+  return `${new Date(ms).toISOString().slice(0, 23)}${below < 10 ? "00" : below < 100 ? "0" : ""}${below}Z`;
+}
+
+function preview(value: unknown): string {
+  const kind = Array.isArray(value) ? "array" : value instanceof Date ? "Date" : typeof value;
+  let text: string;
+  try {
+    text = typeof value === "bigint" ? `${value}n` : (JSON.stringify(value) ?? String(value));
+  } catch (error) {
+    text = `(not shown: ${messageOf(error)})`;
+  }
+  return `${kind} ${text.length > 80 ? `${text.slice(0, 77)}...` : text}`;
+}
+
+/** The JSON key of a row's partition values: how replaced partitions are remembered. */
+export function partitionKeyOf(values: readonly unknown[]): string {
+  return JSON.stringify(values, (_key, v) => (typeof v === "bigint" ? v.toString() : v));
+}
+
+/** Adds one ledger row to what was read: ranges by input, partitions replaced. */
+export function addLedgerRow(contents: LedgerContents, source: string, first: number, last: number, replaced: string | null): void {
+  if (replaced) for (const key of JSON.parse(replaced) as string[]) contents.replaced.add(key);
+  if (!source) return;
+  const ranges = contents.ranges.get(source);
+  if (ranges) ranges.push([first, last]);
+  else contents.ranges.set(source, [[first, last]]);
+}

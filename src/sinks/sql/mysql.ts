@@ -1,0 +1,204 @@
+/**
+ * The MySQL/MariaDB dialect of `toSql`, through Bun's built-in `SQL` client.
+ *
+ * A batch is multi-row `INSERT`s with parameters (`ON DUPLICATE KEY UPDATE` for upserts), in
+ * statements of at most 1,000 rows and 60,000 parameters (the protocol's limit is 65,535), in one
+ * transaction. Each transaction sets a strict `sql_mode` first: without it MariaDB stores a value
+ * out of range as the nearest one and a too-long string cut, with a warning nobody reads.
+ * Tables it creates use `utf8mb4_bin`, so keys compare as the bytes they are (the default
+ * collation would take `"a"` and `"A"` for the same key and merge their rows).
+ */
+import { SQL } from "bun";
+import type { ColumnKind } from "../../schema/columns.ts";
+import {
+  addLedgerRow,
+  type BatchWrite,
+  type Dialect,
+  describeUrl,
+  LEDGER_TABLE,
+  type LedgerContents,
+  landRows,
+  messageOf,
+  passwordOf,
+  quoteIdentifier,
+  type Refusal,
+  redact,
+  type SqlColumn,
+  SqlWriteError,
+  type TableSetup,
+} from "./dialect.ts";
+
+const q = (name: string) => quoteIdentifier(name, "`", 64);
+
+function typeOf(column: SqlColumn): string {
+  switch (column.kind) {
+    case "utf8":
+      // An index needs a bounded length: key and partition columns hold at most 255 characters.
+      return column.indexed ? "varchar(255)" : "longtext";
+    case "int64":
+      return "bigint";
+    case "float64":
+      return "double";
+    case "bool":
+      return "boolean";
+    case "timestamp":
+      return "datetime(6)";
+    case "date":
+      return "date";
+    default:
+      return "json";
+  }
+}
+
+const STRICT = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'";
+const MAX_ROWS = 1000;
+const MAX_PARAMS = 60_000;
+
+export class MysqlDialect implements Dialect {
+  readonly target: string;
+  readonly storesNonFinite = false;
+  readonly #sql: SQL;
+  readonly #password: string;
+  #setup: TableSetup | undefined;
+
+  constructor(url: string) {
+    this.target = describeUrl(url);
+    this.#password = passwordOf(url);
+    this.#sql = new SQL({ url, max: 1, connectionTimeout: 10 });
+  }
+
+  encode(kind: ColumnKind, value: unknown): unknown {
+    // DATETIME takes neither the T nor the zone: the value is UTC by construction.
+    if (kind === "timestamp" && typeof value === "string") return value.replace("T", " ").slice(0, -1);
+    return value;
+  }
+
+  #fail(table: string, what: string, error: unknown, advice = ""): SqlWriteError {
+    return new SqlWriteError(this.target, table, `${what} (${redact(messageOf(error), this.#password)})${advice ? `: ${advice}` : ""}`, error);
+  }
+
+  async prepare(setup: TableSetup): Promise<void> {
+    this.#setup = setup;
+    const table = q(setup.table);
+    try {
+      await this.#sql`SELECT 1`;
+    } catch (error) {
+      throw this.#fail(setup.table, "cannot connect to the server", error, "check that it is running and the URL, user and password");
+    }
+    if (setup.create) {
+      const columns = setup.columns.map((c) => `${q(c.name)} ${typeOf(c)}${c.nullable ? "" : " NOT NULL"}`);
+      if (setup.key.length > 0) columns.push(`PRIMARY KEY (${setup.key.map(q).join(", ")})`);
+      await this.#ddl(setup.table, `CREATE TABLE IF NOT EXISTS ${table} (${columns.join(", ")}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`, "cannot create the table");
+    }
+    try {
+      await this.#sql.unsafe(`SELECT ${setup.columns.map((c) => q(c.name)).join(", ")} FROM ${table} WHERE 1 = 0`);
+    } catch (error) {
+      throw this.#fail(setup.table, "the table is missing or lacks a column", error, "create it with these columns or pass create: true");
+    }
+    await this.#ddl(
+      setup.table,
+      `CREATE TABLE IF NOT EXISTS ${q(LEDGER_TABLE)} (table_name varchar(255) NOT NULL, checkpoint varchar(1024) NULL,
+        run_id varchar(255) NOT NULL, source longtext NOT NULL, first_line bigint NOT NULL, last_line bigint NOT NULL,
+        replaced longtext NULL, committed_at datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+        INDEX ${q(`${LEDGER_TABLE}_lookup`)} (table_name, checkpoint(255))) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+      `cannot create the ledger table ${LEDGER_TABLE}`,
+    );
+  }
+
+  async #ddl(table: string, statement: string, what: string): Promise<void> {
+    try {
+      await this.#sql.unsafe(statement);
+    } catch (error) {
+      throw this.#fail(table, what, error);
+    }
+  }
+
+  async write(batch: BatchWrite): Promise<Refusal[]> {
+    const setup = this.#setup as TableSetup;
+    const table = q(setup.table);
+    const width = setup.columns.length;
+    const head = `INSERT INTO ${table} (${setup.columns.map((c) => q(c.name)).join(", ")}) VALUES `;
+    let tail = "";
+    if (setup.mode === "upsert") {
+      const rest = setup.columns.filter((c) => !c.key);
+      // All columns are the key: nothing to update, and `k = k` keeps the row without IGNORE's silence.
+      const sets = (rest.length > 0 ? rest : setup.columns.slice(0, 1)).map((c) => `${q(c.name)} = ${rest.length > 0 ? `VALUES(${q(c.name)})` : q(c.name)}`);
+      tail = ` ON DUPLICATE KEY UPDATE ${sets.join(", ")}`;
+    }
+    const placeholder = `(${new Array(width).fill("?").join(", ")})`;
+    const perStatement = Math.max(1, Math.min(MAX_ROWS, Math.floor(MAX_PARAMS / width)));
+    const partitionKinds = setup.partitionBy.map((name) => setup.columns.find((c) => c.name === name)?.kind ?? "utf8");
+    const refused: Refusal[] = [];
+    try {
+      await this.#sql.begin(async (tx) => {
+        await tx.unsafe(STRICT);
+        if (batch.replace.length > 0) {
+          const where = setup.partitionBy.map((name) => `${q(name)} <=> ?`).join(" AND ");
+          for (const values of batch.replace) {
+            await tx.unsafe(`DELETE FROM ${table} WHERE ${where}`, values.map((v, i) => this.encode(partitionKinds[i] as ColumnKind, v)));
+          }
+        }
+        await landRows(
+          batch.rows.map((_, i) => i),
+          (indexes) =>
+            tx.savepoint(async (sp) => {
+              for (let start = 0; start < indexes.length; start += perStatement) {
+                const part = indexes.slice(start, start + perStatement);
+                const params: unknown[] = [];
+                for (const index of part) for (const value of batch.rows[index] as readonly unknown[]) params.push(value);
+                await sp.unsafe(`${head}${new Array(part.length).fill(placeholder).join(", ")}${tail}`, params);
+              }
+            }),
+          refused,
+        );
+        await writeLedger(tx, setup.table, batch, refused);
+      });
+    } catch (error) {
+      throw this.#fail(setup.table, "the batch could not be written", error);
+    }
+    return refused;
+  }
+
+  async readLedger(checkpoint: string): Promise<LedgerContents> {
+    const setup = this.#setup as TableSetup;
+    const contents: LedgerContents = { ranges: new Map(), replaced: new Set() };
+    let rows: { source: string; first_line: number | string; last_line: number | string; replaced: string | null }[];
+    try {
+      rows = await this.#sql.unsafe(
+        `SELECT source, first_line, last_line, replaced FROM ${q(LEDGER_TABLE)} WHERE table_name = ? AND checkpoint = ?`,
+        [setup.table, checkpoint],
+      );
+    } catch (error) {
+      throw this.#fail(setup.table, `cannot read the ledger ${LEDGER_TABLE}`, error);
+    }
+    for (const row of rows) addLedgerRow(contents, row.source, Number(row.first_line), Number(row.last_line), row.replaced);
+    return contents;
+  }
+
+  async clearLedger(checkpoint: string): Promise<void> {
+    const setup = this.#setup as TableSetup;
+    try {
+      await this.#sql.unsafe(`DELETE FROM ${q(LEDGER_TABLE)} WHERE table_name = ? AND checkpoint = ?`, [setup.table, checkpoint]);
+    } catch (error) {
+      throw this.#fail(setup.table, `cannot clear the ledger ${LEDGER_TABLE}`, error);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#sql.close().catch(() => {});
+  }
+}
+
+async function writeLedger(tx: SQL, table: string, batch: BatchWrite, refused: readonly Refusal[]): Promise<void> {
+  const { runId, checkpoint, replaced } = batch.ledger;
+  const ranges = batch.ledger.ranges(refused);
+  const rows: unknown[][] = ranges.map((r, i) => [table, checkpoint, runId, r.source, r.firstLine, r.lastLine, i === 0 ? replaced : null]);
+  if (rows.length === 0 && replaced !== null) rows.push([table, checkpoint, runId, "", 0, 0, replaced]);
+  for (let start = 0; start < rows.length; start += 1000) {
+    const part = rows.slice(start, start + 1000);
+    await tx.unsafe(
+      `INSERT INTO ${q(LEDGER_TABLE)} (table_name, checkpoint, run_id, source, first_line, last_line, replaced) VALUES ${part.map(() => "(?, ?, ?, ?, ?, ?, ?)").join(", ")}`,
+      part.flat(),
+    );
+  }
+}

@@ -1,0 +1,243 @@
+/**
+ * The PostgreSQL dialect of `toSql`, through Bun's built-in `SQL` client.
+ *
+ * A batch goes in by `COPY ... FROM STDIN` (text format) into a temporary staging table shaped
+ * like the target's columns, then one `INSERT ... SELECT` moves it into the table (with
+ * `ON CONFLICT (key) DO UPDATE` for upserts). COPY is the fast path (measured in
+ * test/bench/sql.ts); the staging table is what lets the constraints of the real table (NOT NULL,
+ * CHECK, UNIQUE) refuse rows in a statement that can be retried on half a batch, since a refused
+ * COPY into the table itself would say nothing of which row it was.
+ */
+import { SQL } from "bun";
+import type { ColumnKind } from "../../schema/columns.ts";
+import {
+  addLedgerRow,
+  type BatchWrite,
+  type Dialect,
+  describeUrl,
+  LEDGER_TABLE,
+  type LedgerContents,
+  landRows,
+  messageOf,
+  passwordOf,
+  quoteIdentifier,
+  type Refusal,
+  redact,
+  SqlWriteError,
+  type TableSetup,
+} from "./dialect.ts";
+
+const q = (name: string) => quoteIdentifier(name, '"', 63);
+
+const TYPES: Record<ColumnKind, string> = {
+  utf8: "text",
+  int64: "bigint",
+  float64: "double precision",
+  bool: "boolean",
+  timestamp: "timestamptz",
+  date: "date",
+  list: "jsonb",
+  struct: "jsonb",
+  json: "jsonb",
+};
+
+/** COPY's text format: backslash, tab, newline and carriage return are escaped; `\N` is null. */
+function copyText(text: string): string {
+  // Most values need no escape: test once rather than four replaceAll scans.
+  if (!/[\\\t\n\r]/.test(text)) return text;
+  return text.replaceAll("\\", "\\\\").replaceAll("\t", "\\t").replaceAll("\n", "\\n").replaceAll("\r", "\\r");
+}
+
+/** Staging rows are sent in COPY chunks of about this many characters. */
+const COPY_CHUNK = 1 << 20;
+
+export class PostgresDialect implements Dialect {
+  readonly target: string;
+  readonly storesNonFinite = true;
+  readonly #sql: SQL;
+  readonly #password: string;
+  #setup: TableSetup | undefined;
+
+  constructor(url: string) {
+    this.target = describeUrl(url);
+    this.#password = passwordOf(url);
+    this.#sql = new SQL({ url, max: 1, connectionTimeout: 10 });
+  }
+
+  encode(kind: ColumnKind, value: unknown): unknown {
+    if (value === null) return "\\N";
+    switch (kind) {
+      case "bool":
+        return value ? "t" : "f";
+      case "int64":
+        return String(value);
+      case "float64":
+        return Number.isNaN(value) ? "NaN" : value === Number.POSITIVE_INFINITY ? "Infinity" : value === Number.NEGATIVE_INFINITY ? "-Infinity" : String(value);
+      default:
+        return copyText(value as string);
+    }
+  }
+
+  #fail(table: string, what: string, error: unknown, advice = ""): SqlWriteError {
+    return new SqlWriteError(this.target, table, `${what} (${redact(messageOf(error), this.#password)})${advice ? `: ${advice}` : ""}`, error);
+  }
+
+  async prepare(setup: TableSetup): Promise<void> {
+    this.#setup = setup;
+    const table = q(setup.table);
+    try {
+      await this.#sql`SELECT 1`;
+    } catch (error) {
+      throw this.#fail(setup.table, "cannot connect to the server", error, "check that it is running and the URL, user and password");
+    }
+    if (setup.create) {
+      const columns = setup.columns.map((c) => `${q(c.name)} ${TYPES[c.kind]}${c.nullable ? "" : " NOT NULL"}`);
+      if (setup.key.length > 0) columns.push(`PRIMARY KEY (${setup.key.map(q).join(", ")})`);
+      await this.#ddl(setup.table, `CREATE TABLE IF NOT EXISTS ${table} (${columns.join(", ")})`, "cannot create the table");
+    }
+    try {
+      await this.#sql.unsafe(`SELECT ${setup.columns.map((c) => q(c.name)).join(", ")} FROM ${table} WHERE false`);
+    } catch (error) {
+      throw this.#fail(setup.table, "the table is missing or lacks a column", error, "create it with these columns or pass create: true");
+    }
+    await this.#ddl(
+      setup.table,
+      `CREATE TABLE IF NOT EXISTS ${q(LEDGER_TABLE)} (table_name text NOT NULL, checkpoint text, run_id text NOT NULL,
+        source text NOT NULL, first_line bigint NOT NULL, last_line bigint NOT NULL, replaced text,
+        committed_at timestamptz NOT NULL DEFAULT now())`,
+      `cannot create the ledger table ${LEDGER_TABLE}`,
+    );
+    await this.#ddl(
+      setup.table,
+      `CREATE INDEX IF NOT EXISTS ${q(`${LEDGER_TABLE}_lookup`)} ON ${q(LEDGER_TABLE)} (table_name, checkpoint, source)`,
+      `cannot index the ledger table ${LEDGER_TABLE}`,
+    );
+  }
+
+  /** Runs a `CREATE ... IF NOT EXISTS`; two sinks creating the same table at once race in the catalog, so it is tried twice. */
+  async #ddl(table: string, statement: string, what: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#sql.unsafe(statement);
+        return;
+      } catch (error) {
+        if (attempt === 0 && (error as { errno?: string }).errno === "23505") continue;
+        throw this.#fail(table, what, error);
+      }
+    }
+  }
+
+  async write(batch: BatchWrite): Promise<Refusal[]> {
+    const setup = this.#setup as TableSetup;
+    const table = q(setup.table);
+    const names = setup.columns.map((c) => q(c.name)).join(", ");
+    const stage = "sluice_stage";
+    const upsert = setup.mode === "upsert";
+    const keys = setup.key.map(q).join(", ");
+    // An upsert batch may hold a key twice, which one INSERT ... ON CONFLICT refuses: the staging
+    // rows carry their order, and the last row of each key is the one written.
+    let insert = upsert
+      ? `INSERT INTO ${table} (${names}) SELECT DISTINCT ON (${keys}) ${names} FROM ${stage} ORDER BY ${keys}, sluice_ord DESC`
+      : `INSERT INTO ${table} (${names}) SELECT ${names} FROM ${stage}`;
+    if (upsert) {
+      const rest = setup.columns.filter((c) => !c.key);
+      insert += ` ON CONFLICT (${keys}) DO ${
+        rest.length === 0 ? "NOTHING" : `UPDATE SET ${rest.map((c) => `${q(c.name)} = EXCLUDED.${q(c.name)}`).join(", ")}`
+      }`;
+    }
+    const refused: Refusal[] = [];
+    const all = batch.rows.map((_, i) => i);
+    try {
+      await this.#sql.begin(async (tx) => {
+        await tx.unsafe(`CREATE TEMP TABLE ${stage} ON COMMIT DROP AS SELECT ${names}${upsert ? ", 0::bigint AS sluice_ord" : ""} FROM ${table} WITH NO DATA`);
+        if (batch.replace.length > 0) {
+          const where = setup.partitionBy.map((name, i) => `${q(name)} IS NOT DISTINCT FROM $${i + 1}`).join(" AND ");
+          for (const values of batch.replace) await tx.unsafe(`DELETE FROM ${table} WHERE ${where}`, [...values]);
+        }
+        let staged = false;
+        await landRows(
+          all,
+          (indexes) =>
+            tx.savepoint(async (sp) => {
+              if (staged) await sp.unsafe(`DELETE FROM ${stage}`);
+              staged = true;
+              await copyRows(sp, `COPY ${stage} (${names}${upsert ? ", sluice_ord" : ""}) FROM STDIN`, batch.rows, indexes, upsert);
+              await sp.unsafe(insert);
+            }),
+          refused,
+        );
+        await writeLedger(tx, setup.table, batch, refused);
+      });
+    } catch (error) {
+      throw this.#fail(setup.table, "the batch could not be written", error);
+    }
+    return refused;
+  }
+
+  async readLedger(checkpoint: string): Promise<LedgerContents> {
+    const setup = this.#setup as TableSetup;
+    const contents: LedgerContents = { ranges: new Map(), replaced: new Set() };
+    let rows: { source: string; first_line: string; last_line: string; replaced: string | null }[];
+    try {
+      rows = await this.#sql.unsafe(
+        `SELECT source, first_line, last_line, replaced FROM ${q(LEDGER_TABLE)} WHERE table_name = $1 AND checkpoint = $2`,
+        [setup.table, checkpoint],
+      );
+    } catch (error) {
+      throw this.#fail(setup.table, `cannot read the ledger ${LEDGER_TABLE}`, error);
+    }
+    for (const row of rows) addLedgerRow(contents, row.source, Number(row.first_line), Number(row.last_line), row.replaced);
+    return contents;
+  }
+
+  async clearLedger(checkpoint: string): Promise<void> {
+    const setup = this.#setup as TableSetup;
+    try {
+      await this.#sql.unsafe(`DELETE FROM ${q(LEDGER_TABLE)} WHERE table_name = $1 AND checkpoint = $2`, [setup.table, checkpoint]);
+    } catch (error) {
+      throw this.#fail(setup.table, `cannot clear the ledger ${LEDGER_TABLE}`, error);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#sql.close().catch(() => {});
+  }
+}
+
+/** Streams the rows at `indexes` into a COPY, in chunks of about {@link COPY_CHUNK} characters. */
+async function copyRows(sql: SQL, statement: string, rows: readonly (readonly unknown[])[], indexes: readonly number[], ordered: boolean): Promise<void> {
+  const query = sql.unsafe(statement);
+  const writer = query.writable().getWriter();
+  try {
+    let chunk = "";
+    for (const index of indexes) {
+      chunk += ordered ? `${(rows[index] as readonly unknown[]).join("\t")}\t${index}\n` : `${(rows[index] as readonly unknown[]).join("\t")}\n`;
+      if (chunk.length >= COPY_CHUNK) {
+        await writer.write(chunk);
+        chunk = "";
+      }
+    }
+    if (chunk) await writer.write(chunk);
+    await writer.close();
+  } catch (error) {
+    await writer.abort(error).catch(() => {});
+    throw error;
+  }
+  await query;
+}
+
+/** The ledger rows of a batch, inside its transaction: the database itself records what landed. */
+async function writeLedger(tx: SQL, table: string, batch: BatchWrite, refused: readonly Refusal[]): Promise<void> {
+  const { runId, checkpoint, replaced } = batch.ledger;
+  const ranges = batch.ledger.ranges(refused);
+  const rows: unknown[][] = ranges.map((r, i) => [table, checkpoint, runId, r.source, r.firstLine, r.lastLine, i === 0 ? replaced : null]);
+  if (rows.length === 0 && replaced !== null) rows.push([table, checkpoint, runId, "", 0, 0, replaced]);
+  for (let start = 0; start < rows.length; start += 1000) {
+    const part = rows.slice(start, start + 1000);
+    const values = part.map((_, r) => `(${[1, 2, 3, 4, 5, 6, 7].map((c) => `$${r * 7 + c}`).join(", ")})`).join(", ");
+    await tx.unsafe(
+      `INSERT INTO ${q(LEDGER_TABLE)} (table_name, checkpoint, run_id, source, first_line, last_line, replaced) VALUES ${values}`,
+      part.flat(),
+    );
+  }
+}

@@ -1,0 +1,437 @@
+/**
+ * `toSql`: the sink that loads records into a PostgreSQL, MySQL/MariaDB or SQLite table, in
+ * batches, one transaction per batch, with the same guarantees as the Parquet sink: bounded
+ * memory, nothing lost, nothing written twice under a checkpoint, errors naming the target.
+ */
+import { resolve } from "node:path";
+import { Observable, type OperatorFunction } from "rxjs";
+import type * as v from "valibot";
+import type { CommitRange } from "../checkpoint/checkpoint.ts";
+import { announceDurable, hold } from "../flow/durable.ts";
+import { currentFlow, holdGate, observeCommitLatency, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
+import type { Input, Position } from "../flow/position.ts";
+import { columnsOf, SchemaError } from "../schema/columns.ts";
+import {
+  canonicalValue,
+  type Dialect,
+  type LedgerContents,
+  LINEAGE_COLUMNS,
+  Mismatch,
+  partitionKeyOf,
+  type SqlColumn,
+  type SqlMode,
+  SqlWriteError,
+} from "./sql/dialect.ts";
+import { MysqlDialect } from "./sql/mysql.ts";
+import { PostgresDialect } from "./sql/postgres.ts";
+import { SqliteDialect } from "./sql/sqlite.ts";
+
+export { SqlWriteError, type SqlMode } from "./sql/dialect.ts";
+
+/** Options of {@link toSql}. */
+export interface SqlSinkOptions<T> {
+  /** The valibot object schema of the records: it decides the columns and their types. */
+  readonly schema: v.GenericSchema<unknown, T>;
+  /**
+   * `insert` adds every row (a row the table's keys refuse is a dead letter); `upsert` inserts or
+   * replaces by `key`; `replace-partition` deletes, the first time the run meets a value of
+   * `partitionBy`, every row of the table holding it, then inserts: a re-run of a day replaces that day.
+   */
+  readonly mode: SqlMode;
+  /** The columns that identify a row (required for `upsert`; the primary key when `create` makes the table). */
+  readonly key?: readonly (keyof T & string)[];
+  /** The columns whose values name a partition (required for `replace-partition`). */
+  readonly partitionBy?: readonly (keyof T & string)[];
+  /** Create the table from the schema when it does not exist (default false: it must exist). */
+  readonly create?: boolean;
+  /** Rows per batch and transaction (default 10,000). Two batches at most are in memory. */
+  readonly batchRows?: number;
+  /** A batch is written after at most this long, even when not full (default 5,000 ms). */
+  readonly maxBatchAgeMs?: number;
+  /** Add `_sluice_run_id`, `_sluice_input` and `_sluice_line` columns naming where each row came from. */
+  readonly lineage?: boolean;
+}
+
+/** A committed batch, emitted once its transaction has committed. */
+export interface SqlCommit {
+  /** The database, without credentials (`postgres://host:5432/db`, `sqlite:path`). */
+  readonly target: string;
+  readonly table: string;
+  /** Rows the batch wrote (inserted, updated or, in an upsert, superseded by a later row of the batch). */
+  readonly rows: number;
+  /** Rows the database refused: each one is a dead letter at stage `write`. */
+  readonly refused: number;
+  /** Rows an earlier run of the same checkpoint had already committed: not written again. */
+  readonly skipped: number;
+  /**
+   * For each input, ranges of lines: every record of that input whose line is in a range is in
+   * the table, from this batch or an earlier one. The same ranges are in `_sluice_commits`.
+   */
+  readonly sources: readonly CommitRange[];
+}
+
+interface Batch {
+  readonly rows: unknown[][];
+  readonly records: unknown[];
+  readonly positions: Position[];
+  /** Lowest and highest line of each input in the batch. */
+  readonly spans: Map<Input, { first: number; last: number }>;
+  /** Partition values by key, in the order first met (replace-partition). */
+  readonly partitions: Map<string, unknown[]>;
+  readonly openedAt: number;
+}
+
+function newBatch(): Batch {
+  return { rows: [], records: [], positions: [], spans: new Map(), partitions: new Map(), openedAt: Date.now() };
+}
+
+/** The dialect a URL names. */
+function dialectOf(url: string): Dialect {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase();
+  if (scheme === "postgres" || scheme === "postgresql") return new PostgresDialect(url);
+  if (scheme === "mysql" || scheme === "mariadb") return new MysqlDialect(url);
+  if (scheme === undefined || scheme === "sqlite" || scheme === "file") return new SqliteDialect(url);
+  throw new Error(`toSql: unsupported database URL scheme "${scheme}:" (use postgres://, mysql://, mariadb://, sqlite: or a file path)`);
+}
+
+/**
+ * Loads records into the table `table` of the database at `url` and emits a {@link SqlCommit}
+ * per committed batch.
+ *
+ * `url` is `postgres://user:password@host:port/db`, `mysql://` or `mariadb://...`, or
+ * `sqlite:path` (also a plain file path). Columns come from the schema as in `toParquet`: text,
+ * bigint, double, boolean, timestamp (UTC, microseconds), date, and JSON for nested values; with
+ * `create: true` the table is made from them (key columns become its primary key). Records are
+ * gathered into batches of `batchRows`; each batch is one transaction that also records its line
+ * ranges in the table `_sluice_commits` (created beside it), so the database itself knows what
+ * landed. While a batch is being written the next one fills; when it is full the sources wait.
+ *
+ * A value that does not fit its column (a string in an integer column, a missing required field)
+ * is a dead letter at stage `write` before anything is sent. A row the database refuses (NOT NULL,
+ * CHECK, UNIQUE in `insert` mode, a value out of the range of the table's own column type) is a
+ * dead letter at stage `write` with the database's message, and the rest of its batch lands: the
+ * batch is split in halves inside savepoints until the refused rows stand alone.
+ *
+ * With `run(..., { checkpoint })`, a run resumed after a crash skips every record whose line an
+ * earlier run of that checkpoint committed (read from `_sluice_commits`), so each row is written
+ * once even in `insert` mode. Under a fresh checkpoint the ledger rows of an older checkpoint of
+ * the same path are forgotten. Broker sources acknowledge a message once its batch has committed.
+ *
+ * Completes after the last batch has committed and the connection is closed. Errors with a
+ * {@link SqlWriteError} naming the target (never its password) and the table when the database
+ * cannot be reached, the table is missing a column, or a batch fails for another reason than a
+ * row's data; batches committed before stay. Unsubscribing drops the batch being filled and lets
+ * the one in flight finish.
+ *
+ * @example
+ * fromNdjson("orders.ndjson").pipe(
+ *   validate(Order),
+ *   deadLetter("out/dead-letter"),
+ *   toSql("postgres://app@db:5432/shop", "orders", { schema: Order, mode: "upsert", key: ["order_id"], create: true }),
+ * );
+ */
+export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>): OperatorFunction<T, SqlCommit> {
+  const fields = columnsOf(options.schema as v.GenericSchema);
+  const key: readonly string[] = options.key ?? [];
+  const partitionBy: readonly string[] = options.partitionBy ?? [];
+  for (const name of [...key, ...partitionBy]) {
+    const field = fields.find((f) => f.name === name);
+    if (!field) throw new SchemaError(name, "is named in key or partitionBy but is not a field of the schema");
+    if (field.kind === "list" || field.kind === "struct" || field.kind === "json") {
+      throw new SchemaError(name, `a ${field.kind} column cannot be a key or a partition column`);
+    }
+  }
+  if (options.mode === "upsert" && key.length === 0) throw new Error(`toSql ${table}: mode "upsert" needs key: the columns that identify a row`);
+  if (options.mode === "replace-partition" && partitionBy.length === 0) {
+    throw new Error(`toSql ${table}: mode "replace-partition" needs partitionBy: the columns whose values name a partition`);
+  }
+  const columns: SqlColumn[] = fields.map((f) => ({
+    name: f.name,
+    kind: f.kind,
+    nullable: f.nullable && !key.includes(f.name),
+    key: key.includes(f.name),
+    indexed: key.includes(f.name) || partitionBy.includes(f.name),
+  }));
+  if (options.lineage) {
+    for (const lineage of LINEAGE_COLUMNS) {
+      if (fields.some((f) => f.name === lineage.name)) throw new SchemaError(lineage.name, "is a lineage column name; rename the field or leave lineage off");
+      columns.push(lineage);
+    }
+  }
+  const partitionIndexes = partitionBy.map((name) => fields.findIndex((f) => f.name === name));
+  const batchRows = Math.max(1, Math.floor(options.batchRows ?? 10_000));
+  const maxBatchAgeMs = options.maxBatchAgeMs ?? 5_000;
+
+  return function sqlSink(source) {
+    return new Observable<SqlCommit>((subscriber) => {
+      const flow = currentFlow();
+      let dialect: Dialect;
+      try {
+        dialect = dialectOf(url);
+      } catch (error) {
+        subscriber.error(error);
+        return;
+      }
+      const checkpoint = flow.checkpoint;
+      const checkpointName = checkpoint ? resolve(checkpoint.path) : null;
+      let ledger: LedgerContents = { ranges: new Map(), replaced: new Set() };
+      const ready = (async () => {
+        await dialect.prepare({ table, columns, mode: options.mode, key, partitionBy, create: options.create ?? false });
+        if (checkpoint && checkpointName) {
+          // A fresh checkpoint is a new load: what older runs under the same path recorded does not apply.
+          if (checkpoint.fresh) await dialect.clearLedger(checkpointName);
+          else ledger = await dialect.readLedger(checkpointName);
+        }
+      })();
+      ready.catch((error) => fail(error));
+
+      let pending = newBatch();
+      let inflight: Batch | undefined;
+      let release: (() => void) | undefined;
+      let completing = false;
+      let failed = false;
+      let closed = false;
+      let lastSave = 0;
+      // Partitions this run (or an earlier run of its checkpoint) has emptied already.
+      const replaced = new Set<string>();
+      // Lines the database refused, by input: a later batch's range must not claim them.
+      const refusedLines = new Map<Input, number[]>();
+
+      const stopHolding = hold(flow, (note) => {
+        for (const batch of [pending, inflight]) {
+          if (batch) for (const [input, span] of batch.spans) note(input.name, span.first);
+        }
+      });
+
+      function fail(error: unknown) {
+        if (failed) return;
+        failed = true;
+        release?.();
+        release = undefined;
+        subscriber.error(error);
+      }
+
+      function append(record: T) {
+        const position = positionIn(flow, record);
+        if (!position || typeof record !== "object" || record === null) {
+          reject(record, position, `a row must be an object, got ${record === null ? "null" : typeof record}`);
+          return;
+        }
+        const row = record as Record<string, unknown>;
+        const values: unknown[] = new Array(columns.length);
+        for (let i = 0; i < fields.length; i++) {
+          const field = fields[i] as (typeof fields)[number];
+          const value = canonicalValue(field, row[field.name], dialect.storesNonFinite);
+          if (value instanceof Mismatch) {
+            reject(record, position, value.message);
+            return;
+          }
+          values[i] = value;
+        }
+        if (partitionIndexes.length > 0) {
+          const parts = partitionIndexes.map((i) => values[i]);
+          const partitionKey = partitionKeyOf(parts);
+          if (!pending.partitions.has(partitionKey)) pending.partitions.set(partitionKey, parts);
+        }
+        for (let i = 0; i < fields.length; i++) values[i] = dialect.encode((fields[i] as (typeof fields)[number]).kind, values[i]);
+        if (options.lineage) {
+          values[fields.length] = dialect.encode("utf8", flow.runId);
+          values[fields.length + 1] = dialect.encode("utf8", position.input.name);
+          values[fields.length + 2] = dialect.encode("int64", position.line);
+        }
+        pending.rows.push(values);
+        pending.records.push(record);
+        pending.positions.push(position);
+        const span = pending.spans.get(position.input);
+        if (!span) pending.spans.set(position.input, { first: position.line, last: position.line });
+        else if (position.line < span.first) span.first = position.line;
+        else if (position.line > span.last) span.last = position.line;
+        position.input.settle(position.line);
+        flow.stats.buffered++;
+        if (pending.rows.length >= batchRows) {
+          if (!inflight) send();
+          else release ??= holdGate(flow);
+        }
+      }
+
+      function reject(record: unknown, position: Position | undefined, problem: string) {
+        try {
+          sendToDeadLetter(flow, "write", problem, record, position);
+        } catch (error) {
+          fail(error);
+        }
+      }
+
+      /** Starts writing the pending batch; the next one starts filling. */
+      function send() {
+        const batch = pending;
+        pending = newBatch();
+        if (release) {
+          release();
+          release = undefined;
+        }
+        if (batch.rows.length === 0) return;
+        inflight = batch;
+        const started = performance.now();
+        const write = ready
+          .then(() => writeBatch(batch))
+          .then(
+            (commit) => {
+              inflight = undefined;
+              flow.stats.buffered -= batch.rows.length;
+              flow.stats.written += commit.rows;
+              observeCommitLatency(flow.stats, (performance.now() - started) / 1000);
+              announceDurable(flow);
+              saveCheckpointSoon();
+              if (!failed) subscriber.next(commit);
+              next();
+            },
+            (error) => {
+              inflight = undefined;
+              fail(error instanceof SqlWriteError ? error : new SqlWriteError(dialect.target, table, (error as Error)?.message ?? String(error), error));
+            },
+          )
+          .finally(() => flow.settling.delete(write));
+        flow.settling.add(write);
+      }
+
+      /** After a commit: the next batch if it is due, or the end. */
+      function next() {
+        if (failed || closed) return;
+        if (pending.rows.length >= batchRows || (completing && pending.rows.length > 0)) send();
+        else if (completing) finish();
+      }
+
+      async function writeBatch(batch: Batch): Promise<SqlCommit> {
+        const checkpointed = checkpoint !== undefined && ledger.ranges.size > 0;
+        const keep: number[] = [];
+        let skipped = 0;
+        for (let i = 0; i < batch.rows.length; i++) {
+          const position = batch.positions[i] as Position;
+          if (checkpointed && inLedger(position.input.name, position.line)) skipped++;
+          else keep.push(i);
+        }
+        const fresh = [...batch.partitions].filter(([partitionKey]) => !replaced.has(partitionKey) && !ledger.replaced.has(partitionKey));
+        const rows = keep.map((i) => batch.rows[i] as unknown[]);
+        const refusals = await dialect.write({
+          rows,
+          replace: fresh.map(([, values]) => values),
+          ledger: {
+            runId: flow.runId,
+            checkpoint: checkpointName,
+            // Asked for once the refused rows are known, so the ledger never claims them.
+            ranges: (refused) => rangesOf(batch, refused.map((r) => keep[r.index] as number)),
+            replaced: fresh.length > 0 ? JSON.stringify(fresh.map(([partitionKey]) => partitionKey)) : null,
+          },
+        });
+        for (const [partitionKey] of fresh) replaced.add(partitionKey);
+        flow.stats.skipped += skipped;
+        for (const { index, message } of refusals) {
+          const i = keep[index] as number;
+          const position = batch.positions[i] as Position;
+          const lines = refusedLines.get(position.input);
+          if (lines) lines.push(position.line);
+          else refusedLines.set(position.input, [position.line]);
+          reject(batch.records[i], position, `${dialect.target} table "${table}" refused the row: ${message}`);
+        }
+        return {
+          target: dialect.target,
+          table,
+          rows: rows.length - refusals.length,
+          refused: refusals.length,
+          skipped,
+          sources: rangesOf(batch, refusals.map((r) => keep[r.index] as number)),
+        };
+      }
+
+      function inLedger(source: string, line: number): boolean {
+        const ranges = ledger.ranges.get(source);
+        if (!ranges) return false;
+        for (const [first, last] of ranges) if (line >= first && line <= last) return true;
+        return false;
+      }
+
+      /**
+       * The line ranges a batch claims: each input's span less the lines that are not in the table
+       * (still in flight elsewhere in the pipeline, or refused here).
+       */
+      function rangesOf(batch: Batch, refusedIndexes: readonly number[]): CommitRange[] {
+        const ranges: CommitRange[] = [];
+        const refusedHere = new Map<Input, number[]>();
+        for (const i of refusedIndexes) {
+          const position = batch.positions[i] as Position;
+          const list = refusedHere.get(position.input);
+          if (list) list.push(position.line);
+          else refusedHere.set(position.input, [position.line]);
+        }
+        for (const [input, span] of batch.spans) {
+          const holes = input.unsettledIn(span.first, span.last);
+          for (const line of [...(refusedLines.get(input) ?? []), ...(refusedHere.get(input) ?? [])]) {
+            if (line >= span.first && line <= span.last) holes.push(line);
+          }
+          holes.sort((a, b) => a - b);
+          let first = span.first;
+          for (const hole of holes) {
+            if (hole > first) ranges.push({ source: input.name, firstLine: first, lastLine: hole - 1 });
+            if (hole >= first) first = hole + 1;
+          }
+          if (first <= span.last) ranges.push({ source: input.name, firstLine: first, lastLine: span.last });
+        }
+        return ranges;
+      }
+
+      function saveCheckpointSoon() {
+        const now = Date.now();
+        if (!checkpoint || now - lastSave < 1000) return;
+        lastSave = now;
+        checkpoint.save().catch((error) => fail(new Error(`checkpoint ${checkpoint.path}: could not save resume points: ${(error as Error).message}`, { cause: error })));
+      }
+
+      function finish() {
+        if (closed) return;
+        closed = true;
+        stopHolding();
+        dialect.close().then(
+          () => subscriber.complete(),
+          (error) => fail(error),
+        );
+      }
+
+      const ageTimer = setInterval(
+        () => {
+          if (!inflight && pending.rows.length > 0 && Date.now() - pending.openedAt >= maxBatchAgeMs) send();
+        },
+        Math.max(10, Math.min(maxBatchAgeMs / 4, 1000)),
+      );
+
+      const subscription = withFlow(flow, () =>
+        source.subscribe({
+          next(record) {
+            if (!failed) append(record);
+          },
+          error: (error) => fail(error),
+          complete() {
+            completing = true;
+            if (!inflight) next();
+          },
+        }),
+      );
+
+      return () => {
+        clearInterval(ageTimer);
+        subscription.unsubscribe();
+        release?.();
+        release = undefined;
+        if (!closed) {
+          closed = true;
+          const end = () => {
+            stopHolding();
+            dialect.close().catch(() => {});
+          };
+          if (inflight) Promise.allSettled([...flow.settling]).then(end);
+          else end();
+        }
+      };
+    });
+  };
+}
