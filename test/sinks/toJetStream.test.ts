@@ -1,0 +1,328 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { RedisClient } from "bun";
+import { EMPTY, from, NEVER, Observable, throwError } from "rxjs";
+import * as v from "valibot";
+import { deadLetter } from "../../operators/index.ts";
+import type { DeadLetter } from "../../src/deadletter/entry.ts";
+import type { Flow } from "../../src/flow/flow.ts";
+import { fromGenerator, fromJetStream, fromNdjson, fromRedisStream, type Published, run, toJetStream, toParquet } from "../../src/index.ts";
+import { dataset, query, tempDir } from "../helpers/duckdb.ts";
+import { pausableProxy } from "../helpers/pausableProxy.ts";
+
+const SERVERS = "nats://127.0.0.1:4222";
+const REDIS = "redis://127.0.0.1:6379";
+
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+let dir: { path: string; remove: () => Promise<void> };
+const streams: string[] = [];
+let serial = 0;
+
+/** A new stream taking `<name>.>`, deleted after the tests; returns its name (also the subject prefix). */
+async function newStream(): Promise<string> {
+  const name = `sluice-pub-${process.pid}-${Date.now()}-${++serial}`;
+  streams.push(name);
+  await jsm.streams.add({ name, subjects: [`${name}.>`] });
+  return name;
+}
+
+/** Every message's payload text in a stream, in stream order, read with the NATS client (not sluice). */
+async function payloads(stream: string): Promise<string[]> {
+  const { state } = await jsm.streams.info(stream);
+  const out: string[] = [];
+  if (state.messages === 0) return out;
+  const consumer = await jetstream(nc).consumers.get(stream);
+  const messages = await consumer.fetch({ max_messages: state.messages, expires: 5000 });
+  for await (const m of messages) {
+    out.push(m.string());
+    if (out.length === state.messages) break;
+  }
+  return out;
+}
+
+async function until(what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await ok())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(5);
+  }
+}
+
+beforeAll(async () => {
+  nc = await connect({ servers: SERVERS });
+  jsm = await jetstreamManager(nc);
+  dir = await tempDir("sluice-tojetstream-");
+});
+
+afterAll(async () => {
+  for (const stream of streams) await jsm.streams.delete(stream).catch(() => {});
+  await nc.close();
+  await dir.remove();
+});
+
+/** Records with the values a JSON message must carry unchanged. */
+function edgeRecord(i: number): Record<string, unknown> {
+  return {
+    i,
+    text: ["", "plain", "ünïcödé ✓ 𝄞", "quote \" and \\ and \n newline", "\u0000nul"][i % 5],
+    n: [0, -1.5, 2 ** 53 - 1, -(2 ** 53) + 1, 1e-300][i % 5],
+    none: null,
+    list: Array.from({ length: i % 4 }, (_, k) => k),
+    nested: { deep: { deeper: [i, { x: `v${i}` }] } },
+  };
+}
+
+describe("toJetStream", () => {
+  test.each([0, 1, 499, 500, 501, 1234])("publishes %i records in order with their values unchanged, one Published per acknowledged batch", async (count) => {
+    const stream = await newStream();
+    const records = Array.from({ length: count }, (_, i) => edgeRecord(i));
+    const batches: Published[] = [];
+    const summary = await run(from(records).pipe(toJetStream({ servers: SERVERS, subject: `${stream}.edge`, batchSize: 500 })), {
+      onValue: (p) => batches.push(p as Published),
+    });
+    expect(summary.written).toBe(count);
+    expect(summary.in).toBe(count);
+    expect(batches.reduce((n, b) => n + b.messages, 0)).toBe(count);
+    expect(batches.every((b) => b.target === `jetstream:${stream}.edge` && b.messages <= 500 && b.duplicates === 0)).toBe(true);
+    expect((await payloads(stream)).map((p) => JSON.parse(p))).toEqual(records);
+  });
+
+  test("writes a bigint within 2^53 as a number and dead-letters what JSON would change, naming the field and the record's line", async () => {
+    const stream = await newStream();
+    const deep: Record<string, unknown> = {};
+    let cursor = deep;
+    for (let i = 0; i < 60_000; i++) cursor = cursor.a = {};
+    const cyclic: Record<string, unknown> = { id: 6 };
+    cyclic.self = cyclic;
+    const records: unknown[] = [
+      { id: 1, big: 9007199254740991n },
+      { id: 2, price: Number.NaN },
+      { id: 3, price: Number.POSITIVE_INFINITY },
+      { id: 4, big: 12345678901234567890n },
+      { id: 5, deep },
+      cyclic,
+      { id: 7, ok: "last" },
+    ];
+    const letters: DeadLetter[] = [];
+    const summary = await run(from(records).pipe(deadLetter((d) => letters.push(d)), toJetStream({ servers: SERVERS, subject: `${stream}.x` })));
+    expect(summary.written).toBe(2);
+    expect(summary.deadLetteredByStage).toEqual({ write: 5 });
+    expect((await payloads(stream)).map((p) => JSON.parse(p))).toEqual([{ id: 1, big: 9007199254740991 }, { id: 7, ok: "last" }]);
+    expect(letters.map((d) => d.line)).toEqual([2, 3, 4, 5, 6]);
+    expect(letters[0]?.error).toContain(`field "price" holds NaN`);
+    expect(letters[1]?.error).toContain(`field "price" holds Infinity`);
+    expect(letters[2]?.error).toContain(`field "big" holds 12345678901234567890, beyond 2^53`);
+    expect(letters.every((d) => d.stage === "write" && d.error.startsWith(`toJetStream: cannot encode the record for jetstream:${stream}.x`))).toBe(true);
+  });
+
+  test("dead-letters a message larger than the server's max_payload and an encode that throws or returns a non-string, and publishes the rest", async () => {
+    const stream = await newStream();
+    const records = [{ id: 1, s: "x".repeat(2 * 1024 * 1024) }, { id: 2, s: "ok" }, { id: 3, s: "throw" }, { id: 4, s: "number" }, { id: 5, s: "ok" }];
+    const letters: DeadLetter[] = [];
+    const summary = await run(
+      from(records).pipe(
+        deadLetter((d) => letters.push(d)),
+        toJetStream({
+          servers: SERVERS,
+          subject: `${stream}.x`,
+          encode: (r) => {
+            if (r.s === "throw") throw new Error("no encoding for you");
+            if (r.s === "number") return 42 as unknown as string;
+            return JSON.stringify(r);
+          },
+        }),
+      ),
+    );
+    expect(summary.written).toBe(2);
+    expect(summary.in).toBe(5);
+    expect(summary.dropped).toBe(0);
+    expect((await payloads(stream)).map((p) => JSON.parse(p).id)).toEqual([2, 5]);
+    expect(letters.map((d) => [d.line, d.stage])).toEqual([
+      [3, "write"],
+      [4, "write"],
+      [1, "write"],
+    ]);
+    expect(letters[0]?.error).toContain("no encoding for you");
+    expect(letters[1]?.error).toContain("encode returned number");
+    expect(letters[2]?.error).toMatch(/the message is 2097\d{3} bytes; NATS nats:\/\/127\.0\.0\.1:4222, subject "[^"]+" \(stream "[^"]+"\) takes at most \d+/);
+  });
+
+  test("a re-run of the same input inside the duplicate window stores nothing twice; msgId false stores again", async () => {
+    const stream = await newStream();
+    const file = join(dir.path, "rerun.ndjson");
+    await Bun.write(file, `${Array.from({ length: 1200 }, (_, i) => JSON.stringify({ id: i })).join("\n")}\n`);
+    const publish = (options: { msgId?: false }) => {
+      const batches: Published[] = [];
+      return run(fromNdjson(file).pipe(toJetStream({ servers: SERVERS, subject: `${stream}.x`, ...options })), {
+        onValue: (p) => batches.push(p as Published),
+      }).then(() => batches.reduce((n, b) => n + b.duplicates, 0));
+    };
+    expect(await publish({})).toBe(0);
+    expect(await publish({})).toBe(1200);
+    expect((await jsm.streams.info(stream)).state.messages).toBe(1200);
+    // Another payload at the same place is another message.
+    await Bun.write(file, `${Array.from({ length: 1200 }, (_, i) => JSON.stringify({ id: i, v: 2 })).join("\n")}\n`);
+    expect(await publish({})).toBe(0);
+    expect(await publish({ msgId: false })).toBe(0);
+    expect((await jsm.streams.info(stream)).state.messages).toBe(3600);
+  });
+
+  test("holds the gate while maxInFlight messages wait for acknowledgements: a slow broker stops the source", async () => {
+    const stream = await newStream();
+    const proxy = pausableProxy(4222);
+    const MAX = 300;
+    const TOTAL = 3000;
+    let flow: Flow | undefined;
+    let acked = 0;
+    let worst = 0;
+    let pausedAt = -1;
+    const source = fromGenerator({
+      producers: [
+        {
+          name: "gen",
+          rate: { events: 1_000_000, perMs: 1000 },
+          make: (_r, i) => {
+            // Counted when the source makes record i + 1: how many are read and not acknowledged.
+            worst = Math.max(worst, i - acked);
+            return { i };
+          },
+        },
+      ],
+      count: TOTAL,
+    });
+    const running = run(source.pipe(toJetStream({ servers: `nats://127.0.0.1:${proxy.port}`, subject: `${stream}.x`, batchSize: 100, maxInFlight: MAX })), {
+      onStart: (f) => (flow = f),
+      onValue: (p) => {
+        acked += (p as Published).messages;
+        if (pausedAt < 0) {
+          // From the first acknowledgement on, the broker's answers are held back.
+          pausedAt = acked;
+          proxy.pause();
+        }
+      },
+    });
+    try {
+      await until("the source to be held at the gate", () => flow?.gate !== undefined && pausedAt >= 0);
+      const held = flow?.stats.in ?? 0;
+      for (let i = 0; i < 50; i++) await new Promise((resolve) => setImmediate(resolve));
+      await Bun.sleep(200);
+      expect(flow?.stats.in).toBe(held);
+      expect(held).toBeLessThan(TOTAL);
+      expect(held - acked).toBeLessThanOrEqual(MAX);
+      // The broker stored what was sent: only its answers are late.
+      expect((await jsm.streams.info(stream)).state.messages).toBeGreaterThan(acked);
+      proxy.resume();
+      const summary = await running;
+      expect(summary.written).toBe(TOTAL);
+      expect(worst).toBeLessThanOrEqual(MAX);
+      expect((await payloads(stream)).map((p) => JSON.parse(p).i)).toEqual(Array.from({ length: TOTAL }, (_, i) => i));
+    } finally {
+      proxy.resume();
+      proxy.close();
+    }
+  });
+
+  test("an unreachable server errors the run, naming it without its credentials", async () => {
+    const error = await run(from([{ a: 1 }]).pipe(toJetStream({ servers: "nats://alice:s3cretpw@127.0.0.1:1", subject: "x.y" }))).catch((e: Error) => e);
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).toMatch(/^toJetStream: connecting failed \(NATS nats:\/\/\*\*\*:\*\*\*@127\.0\.0\.1:1, subject "x\.y"\)/);
+    expect((error as Error).message).not.toContain("s3cretpw");
+    expect((error as Error).message).not.toContain("alice");
+  });
+
+  test("a subject no stream takes errors the run at the start, saying so", async () => {
+    const error = await run(from([{ a: 1 }]).pipe(toJetStream({ servers: SERVERS, subject: `no-stream-${process.pid}.x` }))).catch((e: Error) => e);
+    expect((error as Error).message).toContain(`toJetStream: finding the stream failed (NATS nats://127.0.0.1:4222, subject "no-stream-${process.pid}.x")`);
+    expect((error as Error).message).toContain("no JetStream stream takes this subject");
+  });
+
+  test("completes on an empty source, passes a source error on, and an unsubscribe leaves no message half-held", async () => {
+    const stream = await newStream();
+    expect((await run(EMPTY.pipe(toJetStream({ servers: SERVERS, subject: `${stream}.x` })))).written).toBe(0);
+    const failure = await run(throwError(() => new Error("source broke")).pipe(toJetStream({ servers: SERVERS, subject: `${stream}.x` }))).catch((e: Error) => e);
+    expect((failure as Error).message).toBe("source broke");
+    const published: Published[] = [];
+    const subscription = new Observable<{ n: number }>((s) => {
+      s.next({ n: 1 });
+      return NEVER.subscribe();
+    })
+      .pipe(toJetStream({ servers: SERVERS, subject: `${stream}.x` }))
+      .subscribe((p) => published.push(p));
+    await until("the record published", () => published.length === 1);
+    subscription.unsubscribe();
+    expect((await payloads(stream)).map((p) => JSON.parse(p))).toEqual([{ n: 1 }]);
+  });
+
+  test("chain: fromRedisStream acknowledges an entry only after toJetStream's PubAck for it", async () => {
+    const stream = await newStream();
+    const redis = new RedisClient(REDIS);
+    const key = `sluice-chain-js-${process.pid}-${Date.now()}`;
+    const proxy = pausableProxy(4222);
+    try {
+      for (let i = 1; i <= 1000; i++) await redis.send("XADD", [key, "*", "data", JSON.stringify({ id: i })]);
+      const stop = new AbortController();
+      let flow: Flow | undefined;
+      let acked = 0;
+      let paused = false;
+      const running = run(
+        fromRedisStream({ url: REDIS, stream: key, group: "g", from: "start", blockMs: 50, batchSize: 200 }).pipe(
+          toJetStream({ servers: `nats://127.0.0.1:${proxy.port}`, subject: `${stream}.x`, batchSize: 100, maxInFlight: 2000 }),
+        ),
+        {
+          signal: stop.signal,
+          onStart: (f) => (flow = f),
+          onValue: (p) => {
+            acked += (p as Published).messages;
+            if (!paused) {
+              paused = true;
+              proxy.pause();
+            }
+          },
+        },
+      );
+      await until("every entry read", () => (flow?.stats.in ?? 0) >= 1000);
+      const pending = async () => ((await redis.send("XPENDING", [key, "g"])) as [number])[0];
+      // Entries are acknowledged only up to what the broker acknowledged; the rest stay pending.
+      for (let i = 0; i < 20; i++) {
+        expect(await pending()).toBeGreaterThanOrEqual(1000 - acked);
+        await Bun.sleep(10);
+      }
+      expect(acked).toBeLessThan(1000);
+      proxy.resume();
+      await until("every entry acknowledged", async () => (await pending()) === 0);
+      stop.abort();
+      const summary = await running;
+      expect(summary.written).toBe(1000);
+      expect((await payloads(stream)).map((p) => JSON.parse(p).id)).toEqual(Array.from({ length: 1000 }, (_, i) => i + 1));
+    } finally {
+      proxy.resume();
+      proxy.close();
+      await redis.send("DEL", [key]);
+      redis.close();
+    }
+  });
+
+  test("round trip: NDJSON → toJetStream → fromJetStream → Parquet, read back with DuckDB", async () => {
+    const stream = await newStream();
+    const file = join(dir.path, "trip.ndjson");
+    const rows = Array.from({ length: 2500 }, (_, i) => ({ id: i, name: `n${i % 7}-✓`, amount: i / 4, tags: i % 3 === 0 ? [] : ["a", `t${i}`] }));
+    await Bun.write(file, `${rows.map((r) => JSON.stringify(r)).join("\n")}\n`);
+    expect((await run(fromNdjson(file).pipe(toJetStream({ servers: SERVERS, subject: `${stream}.trip` })))).written).toBe(2500);
+    const Row = v.object({ id: v.number(), name: v.string(), amount: v.number(), tags: v.array(v.string()) });
+    const stop = new AbortController();
+    let flow: Flow | undefined;
+    const out = join(dir.path, "trip");
+    const running = run(fromJetStream({ servers: SERVERS, stream, consumer: "trip" }).pipe(deadLetter(join(out, "dead")), toParquet(join(out, "rows"), { schema: Row })), {
+      signal: stop.signal,
+      onStart: (f) => (flow = f),
+    });
+    await until("every message read", () => (flow?.stats.in ?? 0) >= 2500);
+    stop.abort();
+    expect((await running).written).toBe(2500);
+    const back = await query(`SELECT id::INT AS id, name, amount, tags FROM ${dataset(join(out, "rows"))} ORDER BY id`);
+    expect(back).toEqual(rows);
+  });
+});
