@@ -52,8 +52,11 @@ export interface Checkpoint {
   /** True when no earlier run was recorded: the sink's write mode applies only then. */
   readonly fresh: boolean;
 
-  /** Where to begin an input: `"done"` to skip it, undefined to read it all. Throws when it shrank. */
-  startOf(source: string, size: number): StartPoint | "done" | undefined;
+  /**
+   * Where to begin an input: `"done"` to skip it, undefined to read it all. Throws when it shrank,
+   * or when `version` (an object's ETag) differs from the one an earlier run recorded: replaced.
+   */
+  startOf(source: string, size: number, version?: string): StartPoint | "done" | undefined;
   /** Every record of `source` up to `line` has been emitted; the next one begins at `byteOffset`. */
   mark(source: string, line: number, byteOffset: number): void;
   /** `source` was read to its end. */
@@ -107,6 +110,8 @@ interface SourceState {
   marks: [line: number, byteOffset: number][];
   ended: boolean;
   size: number;
+  /** The version (ETag) of an object read, recorded with its resume point. */
+  version: string | null;
   done: boolean;
   dirty: boolean;
 }
@@ -148,6 +153,10 @@ function openLocked(path: string, runId: string, lock: Lock): Checkpoint {
     path TEXT NOT NULL, partition_key TEXT NOT NULL, source TEXT NOT NULL,
     first_line INTEGER NOT NULL, last_line INTEGER NOT NULL, run_id TEXT NOT NULL, durable INTEGER NOT NULL)`);
   db.run("CREATE INDEX IF NOT EXISTS commits_source ON commits (source, last_line)");
+  // Added for objects in a bucket; a checkpoint written before it has no such column.
+  if (!(db.query("PRAGMA table_info(inputs)").all() as { name: string }[]).some((c) => c.name === "version")) {
+    db.run("ALTER TABLE inputs ADD COLUMN version TEXT");
+  }
 
   const earlierRuns = (db.query("SELECT run_id FROM runs").all() as { run_id: string }[]).map((r) => r.run_id);
   const fresh = earlierRuns.length === 0;
@@ -176,10 +185,10 @@ function openLocked(path: string, runId: string, lock: Lock): Checkpoint {
     "INSERT INTO commits (path, partition_key, source, first_line, last_line, run_id, durable) VALUES (?, ?, ?, ?, ?, ?, 0)",
   );
   const markDurable = db.query("UPDATE commits SET durable = 1 WHERE path = ?");
-  const upsertInput = db.query(`INSERT INTO inputs (source, line, byte_offset, size, done, run_id, updated_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?)
+  const upsertInput = db.query(`INSERT INTO inputs (source, line, byte_offset, size, done, run_id, updated_at, version)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (source) DO UPDATE SET line = excluded.line, byte_offset = excluded.byte_offset,
-      size = excluded.size, done = excluded.done, run_id = excluded.run_id, updated_at = excluded.updated_at`);
+      size = excluded.size, done = excluded.done, run_id = excluded.run_id, updated_at = excluded.updated_at, version = excluded.version`);
   const prune = db.query("DELETE FROM commits WHERE source = ? AND last_line <= ? AND durable = 1");
 
   function loadWritten(source: string, after: number) {
@@ -201,7 +210,7 @@ function openLocked(path: string, runId: string, lock: Lock): Checkpoint {
   function state(source: string): SourceState {
     let s = sources.get(source);
     if (!s) {
-      s = { line: 0, byteOffset: 0, marks: [], ended: false, size: 0, done: false, dirty: true };
+      s = { line: 0, byteOffset: 0, marks: [], ended: false, size: 0, version: null, done: false, dirty: true };
       sources.set(source, s);
     }
     return s;
@@ -232,7 +241,7 @@ function openLocked(path: string, runId: string, lock: Lock): Checkpoint {
     db.transaction(() => {
       for (const [source, s] of sources) {
         if (!s.dirty) continue;
-        upsertInput.run(source, s.line, s.byteOffset, s.size, s.done ? 1 : 0, runId, now);
+        upsertInput.run(source, s.line, s.byteOffset, s.size, s.done ? 1 : 0, runId, now, s.version);
         prune.run(source, s.done ? Number.MAX_SAFE_INTEGER : s.line);
         s.dirty = false;
       }
@@ -253,12 +262,13 @@ function openLocked(path: string, runId: string, lock: Lock): Checkpoint {
     runId,
     fresh,
 
-    startOf(source, size) {
-      const row = db.query("SELECT line, byte_offset, size, done FROM inputs WHERE source = ?").get(source) as
-        | { line: number; byte_offset: number; size: number; done: number }
+    startOf(source, size, version) {
+      const row = db.query("SELECT line, byte_offset, size, done, version FROM inputs WHERE source = ?").get(source) as
+        | { line: number; byte_offset: number; size: number; done: number; version: string | null }
         | null;
       const s = state(source);
       s.size = size;
+      s.version = version ?? null;
       if (!row) {
         // No resume point saved yet, but an earlier run may have committed files from it.
         loadWritten(source, 0);
@@ -267,6 +277,11 @@ function openLocked(path: string, runId: string, lock: Lock): Checkpoint {
       if (size < row.byte_offset) {
         throw new Error(
           `checkpoint ${path}: input ${source} is ${size} bytes but an earlier run already read ${row.byte_offset} bytes of it; it was replaced or truncated. Remove the checkpoint file to read everything again.`,
+        );
+      }
+      if (version !== undefined && row.version !== null && row.version !== version && row.byte_offset > 0) {
+        throw new Error(
+          `checkpoint ${path}: input ${source} was replaced (ETag ${row.version} when an earlier run read ${row.byte_offset} bytes of it, ${version} now). Remove the checkpoint file to read everything again.`,
         );
       }
       s.line = row.line;

@@ -202,9 +202,10 @@ export async function statObject(url: string, options?: S3Options): Promise<S3Ob
     const info = await c.client.stat(c.key);
     return { url: c.url, bucket: c.bucket, key: c.key, size: info.size, etag: info.etag };
   } catch (error) {
+    // A HEAD answer has no body, so Bun can only guess its error: a missing bucket looks like a
+    // missing key, refused credentials like an unknown error. A listing (with a body) tells them apart.
     let cause = error;
-    // A HEAD answer has no body: a missing bucket looks like a missing key. A listing tells them apart.
-    if ((error as { code?: string })?.code === "NoSuchKey") await c.client.list({ maxKeys: 1 }).catch((listing) => (cause = listing));
+    await c.client.list({ maxKeys: 1 }).catch((listing) => (cause = listing));
     throw storageError(c, c.key, "read", cause);
   }
 }
@@ -306,8 +307,18 @@ export class ObjectReader {
     return this.object.size;
   }
 
-  /** Reads up to `length` bytes at `position` into `buffer` at `offset`; 0 at the end. */
+  /** Reads `length` bytes at `position` into `buffer` at `offset` (fewer only at the end); 0 at the end. */
   async readAt(buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+    let done = 0;
+    while (done < length) {
+      const n = await this.#readSome(buffer, offset + done, length - done, position + done);
+      if (n === 0) break;
+      done += n;
+    }
+    return done;
+  }
+
+  async #readSome(buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> {
     if (position >= this.object.size || length <= 0) return 0;
     let range = this.#current;
     if (!range || position < range.start || position >= range.start + range.bytes.length) {

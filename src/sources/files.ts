@@ -9,6 +9,11 @@
  * - named pipes and other files that are not regular (`mkfifo p; producer > p &`, `<(zcat x)`),
  *   read as they arrive. Opening a pipe waits for its writer; that wait, like a read waiting for
  *   data, ends when the run is stopped, so a stop never hangs on a pipe nobody writes to.
+ *
+ * Inputs may also be objects in S3-compatible storage (`s3://bucket/prefix/*.csv`, see
+ * src/io/s3.ts): listed and matched like a glob, read by ranged GETs (a range or two in memory,
+ * whatever the object's size), named `s3://bucket/key` in positions, and resumed under a
+ * checkpoint with a ranged read from the byte offset it recorded.
  */
 import type { Stats } from "node:fs";
 import { type FileHandle, open, stat } from "node:fs/promises";
@@ -17,6 +22,7 @@ import { Observable } from "rxjs";
 import type { StartPoint } from "../checkpoint/checkpoint.ts";
 import { currentFlow, type Flow, waitForGate } from "../flow/flow.ts";
 import { Input } from "../flow/position.ts";
+import { isS3Url, ObjectStorageError, objectReader, type ReadOptions, resolveObjects, type S3Object, type S3Options, statObject } from "../io/s3.ts";
 import type { ReadBytes } from "./lines.ts";
 
 const GLOB_MAGIC = /[*?[{]/;
@@ -58,6 +64,29 @@ export async function resolveInputs(input: string | readonly string[], who: stri
 export interface FileSourceOptions {
   /** Files read at the same time (default 1). They share the sink's one memory budget. */
   readonly concurrency?: number;
+  /**
+   * For `s3://` inputs: endpoint and credentials (each defaults to its environment variable:
+   * `S3_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, ...) and `rangeBytes`, the bytes
+   * one ranged GET fetches (default 8 MiB).
+   */
+  readonly s3?: S3Options & ReadOptions;
+}
+
+/** The inputs of a file source, in reading order: local paths and objects in a bucket. */
+export async function resolveTargets(input: string | readonly string[], who: string, s3?: S3Options): Promise<(string | S3Object)[]> {
+  const patterns = typeof input === "string" ? [input] : [...input];
+  if (patterns.length === 0) throw new Error(`${who}: no input given`);
+  const targets: (string | S3Object)[] = [];
+  for (const pattern of patterns) {
+    if (isS3Url(pattern)) targets.push(...(await resolveObjects(pattern, who, s3).catch((error) => Promise.reject(named(who, error)))));
+    else targets.push(...(await resolveInputs(pattern, who)));
+  }
+  return targets;
+}
+
+/** An object-storage error with the source's name in front (its message already names bucket and key). */
+function named(who: string, error: unknown): Error {
+  return error instanceof ObjectStorageError ? new ObjectStorageError(`${who}: ${error.message}`, error.bucket, error.key, error.code) : (error as Error);
 }
 
 export type { StartPoint };
@@ -176,6 +205,7 @@ export function fileSource(
     let unsubscribed = false;
     const handles = new Set<FileHandle>();
     const streams = new Set<ByteReader>();
+    const readers = new Set<{ close(): void }>();
     const stopped = () => unsubscribed || subscriber.closed || flow.stopping;
     const count = (n: number) => {
       flow.stats.bytesRead += n;
@@ -215,8 +245,10 @@ export function fileSource(
       };
     }
 
-    async function readOne(path: string): Promise<void> {
+    async function readOne(target: string | S3Object): Promise<void> {
       if (stopped()) return;
+      if (typeof target !== "string") return readObject(target);
+      const path = target;
       let info: Stats;
       try {
         info = await stat(path);
@@ -237,7 +269,7 @@ export function fileSource(
         const head = new Uint8Array(HEAD_BYTES);
         const { bytesRead } = await handle.read(head, 0, head.length, 0);
         const compression = compressionOf(head.subarray(0, bytesRead), who, path);
-        if (compression) await readCompressed(path, handle, size, compression);
+        if (compression) await readCompressed(path, (buffer, position) => handle.read(buffer, 0, buffer.length, position).then((r) => r.bytesRead), size, compression);
         else await readPlain(path, handle, size);
       } finally {
         handles.delete(handle);
@@ -264,7 +296,64 @@ export function fileSource(
       if (!stopped()) flow.checkpoint?.ended(path, size);
     }
 
-    async function readCompressed(path: string, handle: FileHandle, size: number, compression: Compression): Promise<void> {
+    /**
+     * An object in a bucket: plain, by ranged reads at any position (a resume starts at its byte
+     * offset); compressed, as a stream of ranges from its start. Once read, its ETag is asked
+     * again: an object replaced while it was read fails the run rather than mixing two versions.
+     */
+    async function readObject(object: S3Object): Promise<void> {
+      const reader = objectReader(object, options.s3);
+      readers.add(reader);
+      const readRange = async (buffer: Uint8Array, position: number) => {
+        try {
+          return await reader.readAt(buffer, 0, buffer.length, position);
+        } catch (error) {
+          throw named(who, error);
+        }
+      };
+      try {
+        const head = new Uint8Array(HEAD_BYTES);
+        const compression = compressionOf(head.subarray(0, await readRange(head, 0)), who, object.url);
+        if (compression) await readCompressed(object.url, readRange, object.size, compression);
+        else await readPlainObject(object, readRange);
+        if (stopped()) return;
+        const now = await statObject(object.url, options.s3).catch((error) => Promise.reject(named(who, error)));
+        if (now.etag !== object.etag || now.size !== object.size) {
+          throw new ObjectStorageError(
+            `${who}: ${object.url} was replaced while it was read (ETag ${object.etag}, ${object.size} bytes, then ${now.etag}, ${now.size} bytes); run again to read the new object`,
+            object.bucket,
+            object.key,
+            "Changed",
+          );
+        }
+      } finally {
+        readers.delete(reader);
+        reader.close();
+      }
+    }
+
+    async function readPlainObject(object: S3Object, readRange: (buffer: Uint8Array, position: number) => Promise<number>): Promise<void> {
+      const path = object.url;
+      const resume = flow.checkpoint?.startOf(path, object.size, object.etag);
+      flow.stats.bytesTotal -= resume === "done" ? object.size : (resume?.byteOffset ?? 0);
+      if (resume === "done") return;
+      const readAt = async (buffer: Uint8Array, offset: number, length: number, at: number) => {
+        const n = await readRange(buffer.subarray(offset, offset + length), at);
+        count(n);
+        return n;
+      };
+      const mark = (line: number, byteOffset: number) => flow.checkpoint?.mark(path, line, byteOffset);
+      // An object is replaced whole, never appended to: its last line is complete as it is.
+      await readFile(reading(path, object.size, resume ?? { line: 0, byteOffset: 0 }, readAt, mark, false));
+      if (!stopped()) flow.checkpoint?.ended(path, object.size);
+    }
+
+    async function readCompressed(
+      path: string,
+      readRange: (buffer: Uint8Array, position: number) => Promise<number>,
+      size: number,
+      compression: Compression,
+    ): Promise<void> {
       const checkpoint = flow.checkpoint;
       let resume: StartPoint | "done" | undefined;
       if (checkpoint) {
@@ -281,7 +370,7 @@ export function fileSource(
       }
       const start = resume ?? { line: 0, byteOffset: 0 };
       const decompressed = () => {
-        const bytes = new ByteReader(decompress(fileBytes(handle, count), compression));
+        const bytes = new ByteReader(decompress(fileBytes(readRange, count), compression));
         streams.add(bytes);
         return bytes;
       };
@@ -374,13 +463,13 @@ export function fileSource(
     }
 
     (async () => {
-      const paths = await resolveInputs(input, who);
+      const paths = await resolveTargets(input, who, options.s3);
       // Progress bars and ETAs need the total before the first byte is read.
-      for (const path of paths) flow.stats.bytesTotal += (await stat(path).catch(() => ({ size: 0 }))).size;
+      for (const path of paths) flow.stats.bytesTotal += typeof path === "string" ? (await stat(path).catch(() => ({ size: 0 }))).size : path.size;
       let next = 0;
       // Each lane takes the next file when it finishes one, so `concurrency` files are open at most.
       const lane = async () => {
-        while (next < paths.length && !stopped()) await readOne(paths[next++] as string);
+        while (next < paths.length && !stopped()) await readOne(paths[next++] as string | S3Object);
       };
       await Promise.all(Array.from({ length: Math.min(concurrency, paths.length) }, lane));
     })().then(
@@ -390,20 +479,24 @@ export function fileSource(
 
     return () => {
       unsubscribed = true;
+      for (const reader of readers) reader.close();
       for (const stream of streams) stream.cancel();
       for (const handle of handles) handle.close().catch(() => {});
     };
   });
 }
 
-/** A regular file's bytes from its start as a stream, `COMPRESSED_CHUNK_BYTES` at a time, counted by `count`. */
-function fileBytes(handle: FileHandle, count: (n: number) => void): ReadableStream<Uint8Array> {
+/**
+ * A regular file's (or an object's) bytes from its start as a stream, `COMPRESSED_CHUNK_BYTES` at
+ * a time, counted by `count`. `readRange` fills a buffer from a position and resolves the bytes read.
+ */
+function fileBytes(readRange: (buffer: Uint8Array, position: number) => Promise<number>, count: (n: number) => void): ReadableStream<Uint8Array> {
   let position = 0;
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
         const buffer = new Uint8Array(COMPRESSED_CHUNK_BYTES);
-        const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+        const bytesRead = await readRange(buffer, position);
         if (bytesRead === 0) {
           controller.close();
           return;
