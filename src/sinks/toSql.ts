@@ -185,7 +185,10 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
       })();
       ready.catch((error) => fail(error));
 
+      // The batch filling; full batches waiting their turn (more than one only when a source's
+      // chunk outran the gate); the batch being written.
       let pending = newBatch();
+      const full: Batch[] = [];
       let inflight: Batch | undefined;
       let release: (() => void) | undefined;
       let completing = false;
@@ -198,7 +201,7 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
       const refusedLines = new Map<Input, number[]>();
 
       const stopHolding = hold(flow, (note) => {
-        for (const batch of [pending, inflight]) {
+        for (const batch of [pending, ...full, inflight]) {
           if (batch) for (const [input, span] of batch.spans) note(input.name, span.first);
         }
       });
@@ -249,7 +252,9 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
         position.input.settle(position.line);
         flow.stats.buffered++;
         if (pending.rows.length >= batchRows) {
-          if (!inflight) send();
+          full.push(pending);
+          pending = newBatch();
+          if (!inflight) next();
           else release ??= holdGate(flow);
         }
       }
@@ -262,15 +267,12 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
         }
       }
 
-      /** Starts writing the pending batch; the next one starts filling. */
-      function send() {
-        const batch = pending;
-        pending = newBatch();
-        if (release) {
+      /** Starts writing a batch; the source may read on once no full batch waits. */
+      function send(batch: Batch) {
+        if (release && full.length === 0) {
           release();
           release = undefined;
         }
-        if (batch.rows.length === 0) return;
         inflight = batch;
         const started = performance.now();
         const write = ready
@@ -295,11 +297,16 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
         flow.settling.add(write);
       }
 
-      /** After a commit: the next batch if it is due, or the end. */
+      /** With nothing in flight: the next full batch, or at the end the last one, or the end itself. */
       function next() {
-        if (failed || closed) return;
-        if (pending.rows.length >= batchRows || (completing && pending.rows.length > 0)) send();
-        else if (completing) finish();
+        if (failed || closed || inflight) return;
+        const batch = full.shift();
+        if (batch) send(batch);
+        else if (completing && pending.rows.length > 0) {
+          const last = pending;
+          pending = newBatch();
+          send(last);
+        } else if (completing) finish();
       }
 
       async function writeBatch(batch: Batch): Promise<SqlCommit> {
@@ -399,7 +406,11 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
 
       const ageTimer = setInterval(
         () => {
-          if (!inflight && pending.rows.length > 0 && Date.now() - pending.openedAt >= maxBatchAgeMs) send();
+          if (!inflight && full.length === 0 && pending.rows.length > 0 && Date.now() - pending.openedAt >= maxBatchAgeMs) {
+            const aged = pending;
+            pending = newBatch();
+            send(aged);
+          }
         },
         Math.max(10, Math.min(maxBatchAgeMs / 4, 1000)),
       );

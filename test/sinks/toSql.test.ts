@@ -1,0 +1,446 @@
+/**
+ * toSql against the real PostgreSQL and MariaDB on this machine and a SQLite file: what the
+ * database returns is compared with what went in.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import { join } from "node:path";
+import { SQL } from "bun";
+import { tap } from "rxjs";
+import * as v from "valibot";
+import { deadLetter } from "../../operators/index.ts";
+import type { DeadLetter } from "../../src/deadletter/entry.ts";
+import type { Flow } from "../../src/flow/flow.ts";
+import { run } from "../../src/run/run.ts";
+import { isoInstant } from "../../src/schema/instant.ts";
+import { type SqlCommit, SqlWriteError, toSql } from "../../src/sinks/toSql.ts";
+import { fromNdjson } from "../../src/sources/ndjson.ts";
+import { tempDir } from "../helpers/duckdb.ts";
+
+const PG = "postgres://postgres@127.0.0.1:5432/test";
+const MY = "mysql://root@127.0.0.1:3306/test";
+
+let dir: { path: string; remove: () => Promise<void> };
+let pg: SQL;
+let my: SQL;
+let sqliteFile: string;
+const created: { db: "pg" | "my" | "sqlite"; table: string }[] = [];
+let counter = 0;
+
+/** A table name no other test (or engineer) uses; dropped after the tests. */
+function tableName(db: "pg" | "my" | "sqlite", stem = "t"): string {
+  const table = `sluice_${stem}_${process.pid}_${++counter}`;
+  created.push({ db, table });
+  return table;
+}
+
+beforeAll(async () => {
+  dir = await tempDir("sluice-sql-");
+  pg = new SQL({ url: PG, max: 2 });
+  my = new SQL({ url: MY, max: 2 });
+  sqliteFile = join(dir.path, "test.db");
+});
+
+afterAll(async () => {
+  for (const { db, table } of created) {
+    if (db === "pg") {
+      await pg.unsafe(`DROP TABLE IF EXISTS "${table.replaceAll('"', '""')}"`);
+      await pg.unsafe(`DELETE FROM _sluice_commits WHERE table_name = $1`, [table]).catch(() => {});
+    } else if (db === "my") {
+      await my.unsafe(`DROP TABLE IF EXISTS \`${table.replaceAll("`", "``")}\``);
+      await my.unsafe("DELETE FROM _sluice_commits WHERE table_name = ?", [table]).catch(() => {});
+    }
+  }
+  await pg.close();
+  await my.close();
+  await dir.remove();
+});
+
+/** Writes records as an NDJSON file (one record per line) and returns its path. */
+async function ndjson(name: string, records: readonly unknown[]): Promise<string> {
+  const path = join(dir.path, name);
+  await Bun.write(path, `${records.map((r) => JSON.stringify(r)).join("\n")}\n`);
+  return path;
+}
+
+/** Runs `file` → deadLetter(collected) → toSql, returning the summary, commits and dead letters. */
+async function load<T>(file: string, sink: ReturnType<typeof toSql<T>>, options: { checkpoint?: string; onStart?: (flow: Flow) => void } = {}) {
+  const deadLetters: DeadLetter[] = [];
+  const commits: SqlCommit[] = [];
+  const summary = await run(
+    fromNdjson(file).pipe(
+      deadLetter((entry) => deadLetters.push(entry)),
+      sink as never,
+    ),
+    { onValue: (c) => commits.push(c as SqlCommit), ...options },
+  );
+  return { summary, commits, deadLetters };
+}
+
+type Dialect = "pg" | "my" | "sqlite";
+const DIALECTS: readonly Dialect[] = ["pg", "my", "sqlite"];
+const urlOf = (db: Dialect) => (db === "pg" ? PG : db === "my" ? MY : `sqlite:${sqliteFile}`);
+
+/** Runs a query on the test's own connection to `db` and returns its rows. */
+async function select(db: Dialect, text: string): Promise<Record<string, unknown>[]> {
+  if (db === "pg") return [...(await pg.unsafe(text))];
+  if (db === "my") return [...(await my.unsafe(text))];
+  const sqlite = new Database(sqliteFile, { readonly: true, safeIntegers: true });
+  try {
+    return sqlite.query(text).all() as Record<string, unknown>[];
+  } finally {
+    sqlite.close();
+  }
+}
+
+async function exec(db: Dialect, text: string): Promise<void> {
+  if (db === "pg") await pg.unsafe(text);
+  else if (db === "my") await my.unsafe(text);
+  else {
+    const sqlite = new Database(sqliteFile, { create: true });
+    sqlite.run("PRAGMA busy_timeout = 5000");
+    sqlite.run(text);
+    sqlite.close();
+  }
+}
+
+const Row = v.object({
+  id: v.pipe(v.number(), v.integer()),
+  name: v.string(),
+  big: v.nullable(v.bigint()),
+  ratio: v.nullable(v.number()),
+  flag: v.nullable(v.boolean()),
+  at: v.nullable(isoInstant()),
+  day: v.nullable(v.pipe(v.string(), v.isoDate())),
+  tags: v.nullable(v.array(v.string())),
+  doc: v.nullable(v.object({ a: v.number(), b: v.array(v.nullable(v.string())) })),
+  extra: v.unknown(),
+});
+
+/** Rows with edge cases in every column; `big` travels as a JSON string and is parsed by fromNdjson's bigint handling below. */
+function edgeRows(count: number) {
+  const names = ["", "plain", "tab\there", "line\nbreak\r\n", "back\\slash \\N", `quote ' and " and \``, "ünïcode 日本 😀", "x".repeat(5000)];
+  const ats = ["1970-01-01T00:00:00Z", "1969-12-31T23:59:59.999999Z", "2024-02-29T12:34:56.123456Z", "2024-03-01T10:00:00+02:00", "1999-12-31T23:59:59.5Z"];
+  const ratios = [0, -0.5, 0.1, 1e300, -1.7976931348623157e308, 5e-324, 123456.789];
+  return Array.from({ length: count }, (_, i) => ({
+    id: i + 1,
+    name: names[i % names.length] as string,
+    big: i % 5 === 0 ? null : String(i % 2 === 0 ? 9_223_372_036_854_775_807n - BigInt(i) : -9_223_372_036_854_775_808n + BigInt(i)),
+    ratio: i % 6 === 0 ? null : (ratios[i % ratios.length] as number),
+    flag: i % 3 === 0 ? null : i % 3 === 1,
+    at: i % 7 === 0 ? null : (ats[i % ats.length] as string),
+    day: i % 4 === 0 ? null : ["2024-02-29", "1900-01-01", "2038-01-19"][i % 3],
+    tags: i % 9 === 0 ? null : i % 2 ? [] : ["a", "b,c", 'q"', "ü"],
+    doc: i % 8 === 0 ? null : { a: i / 4, b: ["x", null] },
+    extra: i % 2 ? { deep: { er: [1, { s: "t" }] } } : [i, "two", null],
+  }));
+}
+
+/** The canonical text each column should read back as. */
+function expectedOf(row: ReturnType<typeof edgeRows>[number]) {
+  const micros = (text: string) => {
+    const d = new Date(text);
+    const frac = /\.(\d+)/.exec(text)?.[1] ?? "";
+    const us = frac.padEnd(6, "0").slice(3, 6);
+    return `${d.toISOString().slice(0, 23)}${us}Z`;
+  };
+  return {
+    id: String(row.id),
+    name: row.name,
+    big: row.big,
+    ratio: row.ratio,
+    flag: row.flag,
+    at: row.at === null ? null : micros(row.at),
+    day: row.day,
+    tags: row.tags,
+    doc: row.doc,
+    extra: row.extra,
+  };
+}
+
+/** Reads the table back as canonical text per column. */
+async function readBack(db: Dialect, table: string): Promise<ReturnType<typeof expectedOf>[]> {
+  const t = db === "my" ? `\`${table}\`` : `"${table}"`;
+  let rows: Record<string, unknown>[];
+  if (db === "pg") {
+    rows = await select(db, `SELECT id::text AS id, name, big::text AS big, ratio, flag,
+      to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at, day::text AS day, tags::text AS tags, doc::text AS doc, extra::text AS extra
+      FROM ${t} AS src ORDER BY src.id`);
+  } else if (db === "my") {
+    rows = await select(db, `SELECT CAST(id AS CHAR) AS id, name, CAST(big AS CHAR) AS big, ratio, flag,
+      DATE_FORMAT(at, '%Y-%m-%dT%H:%i:%s.%fZ') AS at, CAST(day AS CHAR) AS day, CAST(tags AS CHAR) AS tags, CAST(doc AS CHAR) AS doc, CAST(extra AS CHAR) AS extra
+      FROM ${t} AS src ORDER BY src.id`);
+  } else {
+    rows = await select(db, `SELECT CAST(id AS TEXT) AS id, name, CAST(big AS TEXT) AS big, ratio, flag, at, day, tags, doc, extra FROM ${t} AS src ORDER BY src.id`);
+  }
+  const json = (x: unknown) => (x === null ? null : JSON.parse(String(x)));
+  return rows.map((r) => ({
+    id: String(r.id),
+    name: String(r.name),
+    big: r.big === null ? null : String(r.big),
+    ratio: r.ratio === null ? null : Number(r.ratio),
+    flag: r.flag === null ? null : r.flag === true || r.flag === 1 || r.flag === 1n,
+    at: r.at === null ? null : String(r.at),
+    day: r.day === null ? null : String(r.day),
+    tags: json(r.tags),
+    doc: json(r.doc),
+    extra: json(r.extra),
+  }));
+}
+
+/** fromNdjson parses numbers as numbers: the bigint column gets its value through a string and this map. */
+function withBigints<T extends { big: string | null }>(): (source: import("rxjs").Observable<T>) => import("rxjs").Observable<T> {
+  return tap((r: T) => {
+    if (typeof r.big === "string") (r as unknown as { big: bigint }).big = BigInt(r.big);
+  });
+}
+
+describe.each(DIALECTS)("toSql into %s", (db) => {
+  test("values of every column type come back from the database as they went in, with lineage", async () => {
+    const table = tableName(db, "types");
+    const rows = edgeRows(120);
+    const file = await ndjson(`types-${db}.ndjson`, rows);
+    const commits: SqlCommit[] = [];
+    const deadLetters: DeadLetter[] = [];
+    const summary = await run(
+      fromNdjson(file).pipe(
+        withBigints(),
+        deadLetter((e) => deadLetters.push(e)),
+        toSql(urlOf(db), table, { schema: Row, mode: "insert", create: true, batchRows: 50, lineage: true }),
+      ),
+      { onValue: (c) => commits.push(c as SqlCommit) },
+    );
+    expect(deadLetters).toEqual([]);
+    expect(summary.written).toBe(120);
+    expect(commits.map((c) => c.rows)).toEqual([50, 50, 20]);
+    expect(commits.flatMap((c) => c.sources)).toEqual([
+      { source: file, firstLine: 1, lastLine: 50 },
+      { source: file, firstLine: 51, lastLine: 100 },
+      { source: file, firstLine: 101, lastLine: 120 },
+    ]);
+    expect(await readBack(db, table)).toEqual(rows.map(expectedOf));
+    const q = db === "my" ? "`" : '"';
+    const lineage = await select(db, `SELECT _sluice_run_id AS r, _sluice_input AS i, CAST(_sluice_line AS ${db === "my" ? "CHAR" : "TEXT"}) AS l FROM ${q}${table}${q} AS src ORDER BY src.id`);
+    expect(lineage.map((x) => `${x.r}|${x.i}|${x.l}`)).toEqual(rows.map((_, i) => `${summary.runId}|${file}|${i + 1}`));
+    const ledger = await select(db, `SELECT source, CAST(first_line AS ${db === "my" ? "CHAR" : "TEXT"}) AS f, CAST(last_line AS ${db === "my" ? "CHAR" : "TEXT"}) AS l, run_id FROM _sluice_commits WHERE table_name = '${table}' ORDER BY first_line`);
+    expect(ledger.map((x) => `${x.source}:${x.f}-${x.l}:${x.run_id}`)).toEqual([
+      `${file}:1-50:${summary.runId}`,
+      `${file}:51-100:${summary.runId}`,
+      `${file}:101-120:${summary.runId}`,
+    ]);
+  });
+
+  test("upserting the same input twice leaves the same table; the last row of a key wins, also inside one batch", async () => {
+    const table = tableName(db, "upsert");
+    const Item = v.object({ sku: v.string(), region: v.string(), qty: v.pipe(v.number(), v.integer()), note: v.nullable(v.string()) });
+    // 300 rows over 100 keys: every key three times, in the same batch and across batches.
+    const rows = Array.from({ length: 300 }, (_, i) => ({ sku: `s${i % 50}`, region: i % 100 < 50 ? "eu" : "EU", qty: i, note: i % 7 ? `n${i}` : null }));
+    const file = await ndjson(`upsert-${db}.ndjson`, rows);
+    const sink = () => toSql(urlOf(db), table, { schema: Item, mode: "upsert", key: ["sku", "region"], create: true, batchRows: 120 });
+    const first = await load(file, sink());
+    const q = db === "my" ? "`" : '"';
+    const read = () => select(db, `SELECT sku, region, CAST(qty AS ${db === "my" ? "CHAR" : "TEXT"}) AS qty, note FROM ${q}${table}${q} ORDER BY sku, region`);
+    const once = await read();
+    const second = await load(file, sink());
+    expect(await read()).toEqual(once);
+    expect(first.summary.written).toBe(300);
+    expect(second.summary.written).toBe(300);
+    // "eu" and "EU" are different keys (MariaDB's default collation would merge them).
+    const last = new Map<string, (typeof rows)[number]>();
+    for (const r of rows) last.set(`${r.sku}|${r.region}`, r);
+    const expected = [...last.values()]
+      .map((r) => ({ sku: r.sku, region: r.region, qty: String(r.qty), note: r.note }))
+      .sort((a, b) => (a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : a.region < b.region ? -1 : a.region > b.region ? 1 : 0));
+    expect(once).toEqual(expected);
+  });
+
+  test("rows the database refuses (CHECK, NOT NULL) are dead letters with its message and the rest of the batch lands", async () => {
+    const table = tableName(db, "refuse");
+    const q = db === "my" ? "`" : '"';
+    const type = db === "my" ? "BIGINT" : "INTEGER";
+    await exec(db, `CREATE TABLE ${q}${table}${q} (id ${type} PRIMARY KEY, n ${type} CHECK (n >= 0), label TEXT NOT NULL)`);
+    const Item = v.object({ id: v.pipe(v.number(), v.integer()), n: v.pipe(v.number(), v.integer()), label: v.nullable(v.string()) });
+    const rows = Array.from({ length: 1000 }, (_, i) => ({ id: i + 1, n: i + 1 === 137 || i + 1 === 777 ? -5 : i, label: i + 1 === 500 ? null : `l${i}` }));
+    // A duplicate primary key in insert mode is refused too.
+    rows.push({ id: 10, n: 1, label: "again" });
+    const file = await ndjson(`refuse-${db}.ndjson`, rows);
+    const { summary, commits, deadLetters } = await load(file, toSql(urlOf(db), table, { schema: Item, mode: "insert", batchRows: 2000 }));
+    expect(summary.written).toBe(997);
+    expect(summary.deadLetteredByStage).toEqual({ write: 4 });
+    expect(commits.map((c) => [c.rows, c.refused])).toEqual([[997, 4]]);
+    expect(deadLetters.map((d) => d.line)).toEqual([137, 500, 777, 1001]);
+    for (const d of deadLetters) {
+      expect(d.stage).toBe("write");
+      expect(d.source).toBe(file);
+      expect(d.error).toContain(`table "${table}" refused the row`);
+      expect(JSON.parse(d.raw)).toEqual(rows[d.line - 1]);
+    }
+    expect(deadLetters[0]?.error).toMatch(/check|CONSTRAINT/i);
+    expect(deadLetters[1]?.error).toMatch(/null/i);
+    expect(deadLetters[3]?.error).toMatch(/duplicate|unique/i);
+    const ids = (await select(db, `SELECT CAST(id AS ${db === "my" ? "CHAR" : "TEXT"}) AS id FROM ${q}${table}${q} AS src ORDER BY src.id`)).map((r) => Number(r.id));
+    expect(ids).toEqual(rows.slice(0, 1000).map((r) => r.id).filter((id) => id !== 137 && id !== 500 && id !== 777));
+    // The ledger claims no refused line.
+    const ledger = await select(db, `SELECT CAST(first_line AS ${db === "my" ? "CHAR" : "TEXT"}) AS f, CAST(last_line AS ${db === "my" ? "CHAR" : "TEXT"}) AS l FROM _sluice_commits WHERE table_name = '${table}' ORDER BY first_line`);
+    expect(ledger.map((r) => `${r.f}-${r.l}`)).toEqual(["1-136", "138-499", "501-776", "778-1000"]);
+  });
+
+  test("a value of the wrong type is a write dead letter before anything is sent; nothing is coerced", async () => {
+    const table = tableName(db, "types2");
+    const Item = v.object({ id: v.pipe(v.number(), v.integer()), at: isoInstant(), ratio: v.number() });
+    const rows: unknown[] = [
+      { id: 1, at: "2024-01-01T00:00:00Z", ratio: 1 },
+      { id: "2", at: "2024-01-01T00:00:00Z", ratio: 1 },
+      { id: 3, at: "2024-02-30T00:00:00Z", ratio: 1 },
+      { id: 4.5, at: "2024-01-01T00:00:00Z", ratio: 1 },
+      { id: 5, at: "2024-01-01T00:00:00.1234567Z", ratio: 1 },
+      { id: 6, ratio: 1 },
+      { id: 7, at: "2024-01-01T00:00:00Z", ratio: 2 },
+    ];
+    const file = await ndjson(`wrong-${db}.ndjson`, rows);
+    const { summary, deadLetters } = await load(file, toSql(urlOf(db), table, { schema: Item, mode: "insert", create: true }));
+    expect(summary.written).toBe(2);
+    expect(deadLetters.map((d) => [d.line, d.stage])).toEqual([[2, "write"], [3, "write"], [4, "write"], [5, "write"], [6, "write"]]);
+    expect(deadLetters[0]?.error).toBe('column "id" expects a safe integer or a bigint within 64 bits, got string "2"');
+    expect(deadLetters[4]?.error).toBe('column "at" is required but the value is missing');
+  });
+
+  test("a table and columns named with quotes, spaces and SQL are quoted, never run", async () => {
+    const table = tableName(db, `we"ird \`tab'le; DROP TABLE sentinel --`);
+    const sentinel = tableName(db, "sentinel");
+    const q = db === "my" ? "`" : '"';
+    await exec(db, `CREATE TABLE ${q}${sentinel}${q} (x INTEGER)`);
+    const Odd = v.object({
+      'a "b"': v.string(),
+      "c d": v.pipe(v.number(), v.integer()),
+      "e`); DROP TABLE sentinel; --": v.nullable(v.string()),
+      "ü 日本": v.boolean(),
+    });
+    const rows = [
+      { 'a "b"': "x'); DROP TABLE sentinel; --", "c d": 1, "e`); DROP TABLE sentinel; --": null, "ü 日本": true },
+      { 'a "b"': "y", "c d": 2, "e`); DROP TABLE sentinel; --": "$1 ? :x", "ü 日本": false },
+    ];
+    const file = await ndjson(`odd-${db}.ndjson`, rows);
+    const { summary } = await load(file, toSql(urlOf(db), table, { schema: Odd, mode: "upsert", key: ["c d"], create: true }));
+    expect(summary.written).toBe(2);
+    const esc = (n: string) => (db === "my" ? `\`${n.replaceAll("`", "``")}\`` : `"${n.replaceAll('"', '""')}"`);
+    const back = await select(db, `SELECT ${esc('a "b"')} AS a, ${esc("e`); DROP TABLE sentinel; --")} AS e FROM ${esc(table)} ORDER BY ${esc("c d")}`);
+    expect(back).toEqual([
+      { a: rows[0]?.['a "b"'], e: null },
+      { a: "y", e: "$1 ? :x" },
+    ]);
+    expect(await select(db, `SELECT count(*) AS n FROM ${q}${sentinel}${q}`)).toHaveLength(1);
+  });
+
+  test("replace-partition empties each partition once, the first time the run meets it, and leaves the others", async () => {
+    const table = tableName(db, "replace");
+    const Sale = v.object({ day: v.pipe(v.string(), v.isoDate()), shop: v.string(), amount: v.pipe(v.number(), v.integer()) });
+    const sink = () => toSql(urlOf(db), table, { schema: Sale, mode: "replace-partition", partitionBy: ["day"], create: true, batchRows: 40 });
+    const old = [
+      ...Array.from({ length: 30 }, (_, i) => ({ day: "2024-03-01", shop: `old${i}`, amount: i })),
+      ...Array.from({ length: 30 }, (_, i) => ({ day: "2024-03-02", shop: `keep${i}`, amount: i })),
+    ];
+    await load(await ndjson(`replace-old-${db}.ndjson`, old), sink());
+    // The new day-1 rows span three batches: only the first may delete.
+    const fresh = Array.from({ length: 100 }, (_, i) => ({ day: "2024-03-01", shop: `new${i}`, amount: 1000 + i }));
+    const { summary, commits } = await load(await ndjson(`replace-new-${db}.ndjson`, fresh), sink());
+    expect(commits.length).toBe(3);
+    expect(summary.written).toBe(100);
+    const q = db === "my" ? "`" : '"';
+    const byDay = await select(db, `SELECT CAST(day AS CHAR(10)) AS day, count(*) AS n, min(shop) AS first FROM ${q}${table}${q} GROUP BY day ORDER BY day`);
+    expect(byDay.map((r) => `${r.day} ${Number(r.n)} ${r.first}`)).toEqual(["2024-03-01 100 new0", "2024-03-02 30 keep0"]);
+  });
+
+  test("an unreachable database fails the run with an error naming the target, never the password", async () => {
+    const url = db === "pg" ? "postgres://sluice:s3cr%3At@127.0.0.1:1/warehouse" : db === "my" ? "mysql://sluice:s3cr%3At@127.0.0.1:1/warehouse" : join(dir.path, "not-a-folder.txt", "x.db");
+    if (db === "sqlite") await Bun.write(join(dir.path, "not-a-folder.txt"), "a file in the way");
+    const file = await ndjson(`unreachable-${db}.ndjson`, [{ id: 1 }]);
+    const error = await load(file, toSql(url, "orders", { schema: v.object({ id: v.number() }), mode: "insert", create: true })).catch((e: Error) => e);
+    expect(error).toBeInstanceOf(SqlWriteError);
+    const message = (error as Error).message;
+    if (db === "sqlite") expect(message).toContain(`sqlite:${url}`);
+    else {
+      expect(message).toContain(`${db === "pg" ? "postgres" : "mysql"}://127.0.0.1:1/warehouse table "orders": cannot connect`);
+      expect(message).not.toContain("s3cr");
+      expect(JSON.stringify(error, Object.getOwnPropertyNames(error))).not.toContain("s3cr");
+    }
+  });
+});
+
+describe("toSql bounds and resumes", () => {
+  test("holds the source while a batch is in flight and the next is full: at most about two batches are buffered", async () => {
+    const table = tableName("pg", "bounded");
+    const Item = v.object({ id: v.pipe(v.number(), v.integer()), pad: v.string() });
+    // Wide rows, so the source's 1 MiB chunks hold about 2,500 of them.
+    const file = await ndjson("bounded.ndjson", Array.from({ length: 20_000 }, (_, i) => ({ id: i, pad: "p".repeat(400) })));
+    let flow: Flow | undefined;
+    let most = 0;
+    const deadLetters: DeadLetter[] = [];
+    const summary = await run(
+      fromNdjson(file).pipe(
+        tap(() => {
+          most = Math.max(most, flow?.stats.buffered ?? 0);
+        }),
+        deadLetter((e) => deadLetters.push(e)),
+        toSql(PG, table, { schema: Item, mode: "insert", create: true, batchRows: 1000 }),
+      ),
+      { onStart: (f) => (flow = f) },
+    );
+    expect(summary.written).toBe(20_000);
+    // Two batches plus what a source reads between two looks at the gate (one chunk of lines).
+    expect(most).toBeGreaterThanOrEqual(1000);
+    expect(most).toBeLessThan(2 * 1000 + 2 * 2600);
+    const [{ n, d }] = (await pg.unsafe(`SELECT count(*)::int AS n, count(DISTINCT id)::int AS d FROM "${table}"`)) as { n: number; d: number }[];
+    expect([n, d]).toEqual([20_000, 20_000]);
+  });
+
+  for (const db of ["pg", "sqlite"] as const) {
+    test(`a run killed with SIGKILL mid-load and resumed under its checkpoint writes every row once (${db}, insert mode)`, async () => {
+      const table = tableName(db, "resume");
+      const total = 40_000;
+      const file = await ndjson(`resume-${db}.ndjson`, Array.from({ length: total }, (_, i) => ({ id: i + 1, v: i % 17 === 0 ? "bad" : `v${i}` })));
+      const checkpoint = join(dir.path, `resume-${db}`, "checkpoint.sqlite");
+      const script = join(dir.path, `resume-${db}.ts`);
+      const root = join(import.meta.dir, "..", "..");
+      await Bun.write(
+        script,
+        `import * as v from "valibot";
+import { run } from "${root}/src/run/run.ts";
+import { fromNdjson } from "${root}/src/sources/ndjson.ts";
+import { toSql } from "${root}/src/sinks/toSql.ts";
+import { deadLetter, validate } from "${root}/operators/index.ts";
+const Item = v.object({ id: v.pipe(v.number(), v.integer()), v: v.pipe(v.string(), v.regex(/^v/)) });
+const summary = await run(fromNdjson(${JSON.stringify(file)}).pipe(validate(Item), deadLetter(${JSON.stringify(join(dir.path, `resume-${db}`, "dead-letter"))}),
+  toSql(${JSON.stringify(urlOf(db))}, ${JSON.stringify(table)}, { schema: Item, mode: "insert", create: true, batchRows: 700 })), { checkpoint: ${JSON.stringify(checkpoint)} });
+console.log(JSON.stringify(summary));
+`,
+      );
+      const q = '"';
+      const count = async (): Promise<{ n: number; d: number }> => {
+        try {
+          const [row] = await select(db, `SELECT count(*) AS n, count(DISTINCT id) AS d FROM ${q}${table}${q}`);
+          return { n: Number(row?.n), d: Number(row?.d) };
+        } catch {
+          return { n: 0, d: 0 };
+        }
+      };
+      // Killed twice at different points, then left to finish.
+      for (const atLeast of [3000, 15_000]) {
+        const child = Bun.spawn(["bun", script], { stdout: "pipe", stderr: "pipe" });
+        let rows = 0;
+        while (child.exitCode === null && (rows = (await count()).n) < atLeast) await Bun.sleep(5);
+        child.kill("SIGKILL");
+        await child.exited;
+        expect(rows).toBeLessThan(total);
+      }
+      const last = Bun.spawn(["bun", script], { stdout: "pipe", stderr: "pipe" });
+      const [out, code] = await Promise.all([new Response(last.stdout).text(), last.exited]);
+      if (code !== 0) console.error(await new Response(last.stderr).text());
+      expect(code).toBe(0);
+      const valid = Array.from({ length: total }, (_, i) => i).filter((i) => i % 17 !== 0).length;
+      expect(await count()).toEqual({ n: valid, d: valid });
+      const summary = JSON.parse(out.trim().split("\n").pop() as string);
+      expect(summary.skipped).toBeGreaterThanOrEqual(0);
+    });
+  }
+});
