@@ -121,6 +121,7 @@ export { fromJson, type JsonOptions } from "./sources/json.ts";
 export { fromPush, PushSource, type PushOptions, type PushPosition } from "./sources/push.ts";
 export { fromRedisStream, type RedisStreamOptions } from "./sources/redis.ts";
 export { fromJetStream, type JetStreamOptions } from "./sources/jetstream.ts";
+export { toSql, SqlWriteError, type SqlCommit, type SqlMode, type SqlSinkOptions } from "./sinks/toSql.ts";
 export { toJetStream, type ToJetStreamOptions, type JetStreamTarget } from "./sinks/toJetStream.ts";
 export { toRedisStream, type ToRedisStreamOptions, type RedisStreamTarget } from "./sinks/toRedisStream.ts";
 export { encodeJson, type Published, type PublishLimits, type PublishOptions } from "./sinks/publish.ts";

@@ -337,8 +337,12 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
           const i = keep[index] as number;
           const position = batch.positions[i] as Position;
           const lines = refusedLines.get(position.input);
-          if (lines) lines.push(position.line);
-          else refusedLines.set(position.input, [position.line]);
+          if (!lines) refusedLines.set(position.input, [position.line]);
+          else {
+            lines.push(position.line);
+            // Only a later batch reaching back below its own lines (reordered records) needs old ones.
+            if (lines.length > 10_000) lines.splice(0, lines.length - 10_000);
+          }
           reject(batch.records[i], position, `${dialect.target} table "${table}" refused the row: ${message}`);
         }
         return {

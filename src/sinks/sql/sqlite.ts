@@ -143,7 +143,9 @@ export class SqliteDialect implements Dialect {
       );
       const { runId, checkpoint, replaced } = batch.ledger;
       const ranges = batch.ledger.ranges(refused);
-      ranges.forEach((r, i) => ledger.run(setup.table, checkpoint, runId, r.source, r.firstLine, r.lastLine, i === 0 ? replaced : null));
+      ranges.forEach((r, i) => {
+        ledger.run(setup.table, checkpoint, runId, r.source, r.firstLine, r.lastLine, i === 0 ? replaced : null);
+      });
       if (ranges.length === 0 && replaced !== null) ledger.run(setup.table, checkpoint, runId, "", 0, 0, replaced);
       db.run("COMMIT");
     } catch (error) {
