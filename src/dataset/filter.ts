@@ -12,6 +12,7 @@
 import { type Data, type DataType, type Field, type Timestamp, TimeUnit, Type } from "apache-arrow";
 import { parseIsoDays, parseIsoMicrosExact } from "../schema/instant.ts";
 import type { ChunkBounds } from "../parquet/metadata.ts";
+import { dictionaryValues } from "./take.ts";
 
 /** A value a condition compares with. */
 export type FilterValue = string | number | bigint | boolean | Date;
@@ -37,9 +38,13 @@ export function compareKeys(a: Key, b: Key): number {
     for (let i = 0; i < n; i++) if (x[i] !== y[i]) return (x[i] as number) - (y[i] as number);
     return x.length - y.length;
   }
-  if (a !== a) return b !== b ? 0 : 1; // NaN
-  if (b !== b) return -1;
+  if (isNaNKey(a)) return isNaNKey(b) ? 0 : 1;
+  if (isNaNKey(b)) return -1;
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function isNaNKey(key: Key): boolean {
+  return typeof key === "number" && Number.isNaN(key);
 }
 
 /** How a column's values become keys: the kinds of column a condition can name. */
@@ -210,9 +215,9 @@ export function mayMatch(c: BoundCondition, bounds: ChunkBounds | undefined, row
   const key = c.keys[0] as Key;
   switch (c.op) {
     case "=":
-      return (key !== key && float) || (compareKeys(key, min) >= 0 && compareKeys(key, max) <= 0);
+      return (float && isNaNKey(key)) || (compareKeys(key, min) >= 0 && compareKeys(key, max) <= 0);
     case "in":
-      return c.keys.some((k) => (k !== k && float) || (compareKeys(k, min) >= 0 && compareKeys(k, max) <= 0));
+      return c.keys.some((k) => (float && isNaNKey(k)) || (compareKeys(k, min) >= 0 && compareKeys(k, max) <= 0));
     case "<":
       return compareKeys(min, key) < 0;
     case "<=":
@@ -234,7 +239,7 @@ type KeyReader = (i: number) => Key | null;
 function keyReader(data: Data, kind: Kind): KeyReader {
   const valid = (i: number) => data.nullCount === 0 || data.getValid(i);
   if (data.type.typeId === Type.Dictionary) {
-    const dictionary = data.dictionary?.data[0] as Data | undefined;
+    const dictionary = dictionaryValues(data);
     const keys = data.values as Int32Array;
     if (!dictionary) return () => null;
     const inner = keyReader(dictionary, kind);

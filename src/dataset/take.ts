@@ -9,7 +9,18 @@
  * not validity or boolean bitmaps (bit `offset + i`), and list or string offsets keep pointing
  * into the unsliced child or bytes: the functions below follow those rules.
  */
-import { type Data, type DataType, makeData, RecordBatch, Struct, Type } from "apache-arrow";
+import { type Data, type DataType, makeData, RecordBatch, Struct, Type, vectorFromArray } from "apache-arrow";
+
+/**
+ * The values of a dictionary column as one Data. Arrow JS builders grow a dictionary in several
+ * chunks (keys index across all of them); Parquet read back has one.
+ */
+export function dictionaryValues(data: Data): Data | undefined {
+  const dictionary = data.dictionary;
+  if (!dictionary || dictionary.data.length === 0) return undefined;
+  if (dictionary.data.length === 1) return dictionary.data[0] as Data;
+  return vectorFromArray([...dictionary], dictionary.type).data[0] as Data;
+}
 
 function gatherValidity(data: Data, indices: Int32Array): { nullBitmap?: Uint8Array; nullCount: number } {
   if (data.nullCount === 0) return { nullCount: 0 };

@@ -22,8 +22,8 @@ function exactInteger(value: bigint): number | bigint {
   return value <= MAX_SAFE && value >= -MAX_SAFE ? Number(value) : value;
 }
 
-/** The values of one chunk of a column, as plain JavaScript values (null for nulls). */
-function dataValues(data: Data, count = data.length): unknown[] {
+/** The values of one chunk of a column, as plain JavaScript values (null for nulls; see {@link rowsOf}). */
+export function dataValues(data: Data, count = data.length): unknown[] {
   const type = data.type as DataType;
   const n = Math.min(count, data.length);
   const out: unknown[] = new Array(n);

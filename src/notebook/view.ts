@@ -22,6 +22,8 @@ export interface PreviewOptions {
   readonly counts?: readonly string[];
   /** Terminal cells to fit in (default: the terminal's width, 100 when not a terminal). */
   readonly width?: number;
+  /** Widest a value may be, in terminal cells (default 40; see `formatTable`). */
+  readonly maxWidth?: number;
 }
 
 /**
@@ -34,7 +36,7 @@ export interface PreviewOptions {
  */
 export function formatPreview(value: readonly unknown[] | Table | RecordBatch, options: PreviewOptions = {}): string {
   const width = options.width ?? ((process.stdout.isTTY ? process.stdout.columns : undefined) || 100);
-  const table = formatTable(value, undefined, { limit: options.rows ?? 10, width, counts: options.counts ?? [] });
+  const table = formatTable(value, undefined, { limit: options.rows ?? 10, width, counts: options.counts ?? [], maxWidth: options.maxWidth });
   const size = isArrowTabular(value)
     ? `${plural(value.numRows, "row")} × ${plural(columnNames(value).length, "column")}`
     : plural(value.length, value.length > 0 && value.every(isPlainObject) ? "row" : "value");
