@@ -5,6 +5,11 @@
  *
  *   sluice run examples/platform/daily.ts --date 2024-03-01 --out out/daily
  *   sluice run examples/platform/daily.ts --from 2024-03-01 --to 2024-03-07 --out out/daily
+ *   sluice run examples/platform/daily.ts --backfill 2024-03-01..2024-03-07 --out out/daily
+ *   sluice schedule examples/platform      (at 02:00 UTC every day: yesterday, into out/platform)
+ *
+ * Which dates: the backfill's date (`context.date`, one run per date), else the day before the
+ * scheduled time (`context.scheduledAt`) when `sluice schedule` runs it, else --date or --from/--to.
  *
  * writes <out>/events/event_date=YYYY-MM-DD/part-<run id>-*.parquet and appends rejects to
  * <out>/dead-letter. Options: --per-day N events per date (default 2000).
@@ -13,7 +18,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Observable } from "rxjs";
-import { civilFromDays, definePipeline, parseIsoDays, partitionSegment, toParquet } from "sluice";
+import { civilFromDays, definePipeline, type PipelineContext, parseIsoDays, partitionSegment, toParquet } from "sluice";
 import { deadLetter, enrich, validate } from "sluice/operators";
 import { currentFlow, sendToDeadLetter, waitForGate } from "../../src/flow/flow.ts";
 import { Input, stamp } from "../../src/flow/position.ts";
@@ -130,15 +135,31 @@ function days(options: DailyOptions): Observable<unknown> {
   });
 }
 
+/**
+ * The dates of a run from its context: the backfill's date, or the day before a scheduled run's
+ * time (a run at 02:00 processes the day that has just ended), or the arguments' dates.
+ */
+export function runDates(context: Pick<PipelineContext, "args" | "date" | "scheduledAt">): string[] {
+  const given = context.date ?? (context.scheduledAt ? civilFromDays(Math.floor(context.scheduledAt.getTime() / 86_400_000) - 1) : undefined);
+  if (given === undefined) return datesOf(context.args);
+  const values = parse(context.args);
+  if (values.date !== undefined || values.from !== undefined || values.to !== undefined) {
+    throw new Error(`this run is for ${given} (${context.date ? "--backfill" : "its schedule"}); --date, --from and --to cannot be given too`);
+  }
+  return [given];
+}
+
 export default definePipeline({
   description: "daily events job: --date YYYY-MM-DD or --from/--to backfill, replaces those dates' partitions (--out <folder>)",
-  source({ args }) {
-    return days({ ...optionsOf(args), dates: datesOf(args) });
+  schedule: { cron: "0 2 * * *", args: ["--out", join("out", "platform")] },
+  source(context) {
+    return days({ ...optionsOf(context.args), dates: runDates(context) });
   },
-  process(records, { args, replay }) {
+  process(records, context) {
+    const { args, replay } = context;
     const { out } = optionsOf(args);
     // Replayed dead letters may come without dates; only a scheduled run checks them.
-    const dates = replay ? undefined : new Set(datesOf(args));
+    const dates = replay ? undefined : new Set(runDates(context));
     return records.pipe(
       validate(ClickEvent),
       enrich((event) => {

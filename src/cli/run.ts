@@ -13,6 +13,8 @@ import { formatBytes, type RunSummary, run } from "../run/run.ts";
 import { checkRunId, newRunId } from "../flow/runId.ts";
 import type { PipelineContext } from "../run/pipeline.ts";
 import { formatRunTable, type ProgressDisplay, type ProgressMode, startProgress } from "./progress.ts";
+import { BackfillError, defaultBackfillState, parseDateRange, runBackfill } from "../run/backfill.ts";
+import { basename, extname } from "node:path";
 
 /** Exit codes of `sluice run`. */
 export const EXIT = {
@@ -40,6 +42,11 @@ options (before or after the module path; everything after -- goes to the pipeli
   --metrics-linger <seconds>       keep serving metrics this long after the run, for a last scrape (default 0)
   --run-id <id>                    the run's id (default: time-based): letters, digits, '.', '_', '-'
   --checkpoint <file.sqlite>       record what is durable; a re-run with the same file resumes (see run()'s checkpoint)
+  --backfill FROM..TO              one run per date, in order (dates YYYY-MM-DD, both included; the date reaches the
+                                   pipeline as context.date); stops at the first failed date, and resumes there when run again
+  --backfill-state <file.json>     where the backfill records finished dates
+                                   (default .sluice/backfill/<pipeline>/FROM..TO.json beside the module)
+  --backfill-restart               forget the recorded dates and run every date again
 
 exit codes: 0 finished (bad records are in the dead letter), 1 run failed (input/output/disk),
 2 usage or module error, 130 stopped by SIGINT, 143 stopped by SIGTERM (both after committing).`;
@@ -56,9 +63,13 @@ export interface RunCommandOptions {
   readonly runId: string | undefined;
   readonly checkpoint: string | undefined;
   readonly help: boolean;
+  /** The dates of `--backfill`, in order; undefined without it. */
+  readonly backfill?: readonly string[];
+  readonly backfillState?: string;
+  readonly backfillRestart?: boolean;
 }
 
-const VALUE_OPTIONS = new Set(["--checkpoint", "--progress", "--progress-interval", "--log-format", "--metrics", "--metrics-linger", "--run-id"]);
+const VALUE_OPTIONS = new Set(["--checkpoint", "--progress", "--progress-interval", "--log-format", "--metrics", "--metrics-linger", "--run-id", "--backfill", "--backfill-state"]);
 
 /**
  * Splits `sluice run`'s arguments into its own options, the module path and the pipeline's
@@ -66,7 +77,7 @@ const VALUE_OPTIONS = new Set(["--checkpoint", "--progress", "--progress-interva
  * every argument is the pipeline's. Throws with a message for wrong values.
  */
 export function parseRunArgs(args: readonly string[]): RunCommandOptions {
-  const line = splitCommandLine(args, { valueOptions: VALUE_OPTIONS, flags: new Set(["--no-progress"]), positionals: 1 });
+  const line = splitCommandLine(args, { valueOptions: VALUE_OPTIONS, flags: new Set(["--no-progress", "--backfill-restart"]), positionals: 1 });
   const own = new Map<string, string>();
   for (const [name, given] of line.values) own.set(name, given.at(-1) as string);
   if (line.flags.has("--no-progress")) own.set("--progress", "none");
@@ -92,7 +103,18 @@ export function parseRunArgs(args: readonly string[]): RunCommandOptions {
     runId: own.has("--run-id") ? checkRunId(own.get("--run-id"), "--run-id") : undefined,
     checkpoint: own.get("--checkpoint"),
     help,
+    ...backfillOptions(own, line.flags.has("--backfill-restart")),
   };
+}
+
+function backfillOptions(own: ReadonlyMap<string, string>, restart: boolean): Pick<RunCommandOptions, "backfill" | "backfillState" | "backfillRestart"> {
+  const range = own.get("--backfill");
+  if (range === undefined) {
+    if (own.has("--backfill-state") || restart) throw new Error("--backfill-state and --backfill-restart go with --backfill FROM..TO");
+    return {};
+  }
+  const state = own.get("--backfill-state");
+  return { backfill: parseDateRange(range, "--backfill"), ...(state ? { backfillState: state } : {}), backfillRestart: restart };
 }
 
 function seconds(text: string, name: string, min: number): number {
@@ -154,15 +176,70 @@ export async function command(args: string[]): Promise<number> {
   }
   const runId = options.runId ?? newRunId();
   const json = options.logFormat === "json";
-  const log = createLogger({
-    format: options.logFormat,
-    runId,
-    write: json ? (line) => process.stdout.write(`${line}\n`) : (line) => process.stderr.write(`${line}\n`),
-  });
-  return runModule(options, runId, log);
+  const logFor = (id: string | undefined) =>
+    createLogger({
+      format: options.logFormat,
+      ...(id ? { runId: id } : {}),
+      write: json ? (line) => process.stdout.write(`${line}\n`) : (line) => process.stderr.write(`${line}\n`),
+    });
+  if (options.backfill) return backfillModule(options, options.backfill, logFor);
+  return runModule(options, runId, logFor(runId));
 }
 
-async function runModule(options: RunCommandOptions, runId: string, log: Logger): Promise<number> {
+/**
+ * `--backfill`: one {@link runModule} per date, each with its own run id (`--run-id R` gives
+ * `R-<date>`) and, with `--checkpoint x.sqlite`, its own checkpoint `x.<date>.sqlite`. Resolves
+ * to 0 when every date is done, else the exit code of the date that failed or was stopped.
+ */
+async function backfillModule(options: RunCommandOptions, dates: readonly string[], logFor: (runId: string | undefined) => Logger): Promise<number> {
+  const log = logFor(undefined);
+  try {
+    await loadPipeline(options.modulePath);
+  } catch (error) {
+    log.error(`sluice run: ${(error as Error).message}`);
+    return EXIT.usage;
+  }
+  const state = options.backfillState ?? defaultBackfillState(options.modulePath, dates);
+  let code: number = EXIT.ok;
+  try {
+    await runBackfill({
+      dates,
+      state,
+      pipeline: basename(options.modulePath, extname(options.modulePath)),
+      args: options.pipelineArgs,
+      restart: options.backfillRestart ?? false,
+      log,
+      async runDate(date) {
+        const runId = options.runId ? checkRunId(`${options.runId}-${date}`, "--run-id") : newRunId();
+        const checkpoint = options.checkpoint?.replace(/(\.[^./\\]*)?$/, (ext) => `.${date}${ext}`);
+        let summary: RunSummary | undefined;
+        let failure = "";
+        code = await runModule({ ...options, checkpoint }, runId, logFor(runId), {
+          date,
+          onEnd: (end) => {
+            summary = end.summary;
+            failure = end.error ?? "";
+          },
+        });
+        if (code === EXIT.ok && summary) return { ok: true, runId, summary };
+        const why = code === EXIT.interrupted || code === EXIT.terminated ? `stopped by a signal (exit ${code})` : failure || `exit ${code}`;
+        return { ok: false, runId, error: why };
+      },
+    });
+  } catch (error) {
+    log.error(`sluice run: ${(error as Error).message}${error instanceof BackfillError ? " (--backfill-restart starts over)" : ""}`);
+    return EXIT.usage;
+  }
+  return code;
+}
+
+/** What a backfill asks of one {@link runModule}: the date for the context, and how the run ended. */
+interface DateRun {
+  readonly date: string;
+  readonly onEnd: (end: { readonly summary?: RunSummary; readonly error?: string }) => void;
+}
+
+async function runModule(options: RunCommandOptions, runId: string, log: Logger, backfill?: DateRun): Promise<number> {
   const { modulePath } = options;
   const json = log.format === "json";
   let pipeline: Awaited<ReturnType<typeof loadPipeline>>;
@@ -173,12 +250,13 @@ async function runModule(options: RunCommandOptions, runId: string, log: Logger)
     return EXIT.usage;
   }
 
-  const context: PipelineContext = { args: options.pipelineArgs, runId, replay: false };
+  const context: PipelineContext = { args: options.pipelineArgs, runId, replay: false, ...(backfill ? { date: backfill.date } : {}) };
   let observable: Observable<unknown>;
   try {
     observable = pipeline.process(pipeline.source(context), context);
   } catch (error) {
     log.error(`sluice run: ${modulePath} could not be set up: ${(error as Error).message}`, json ? { module: modulePath } : undefined);
+    backfill?.onEnd({ error: `could not be set up: ${(error as Error).message}` });
     return EXIT.usage;
   }
 
@@ -247,6 +325,7 @@ async function runModule(options: RunCommandOptions, runId: string, log: Logger)
         }
       : { error: String(error) };
     log.error(`sluice run: run failed: ${describeFailure(error)}`, json ? fields : undefined);
+    backfill?.onEnd({ error: describeFailure(error) });
     if (!json && stats) {
       log.error(
         `before the failure: ${stats.in.toLocaleString("en-US")} records read, ${stats.written.toLocaleString("en-US")} rows committed in ${stats.files} file(s) (${formatBytes(stats.bytes)}), ${stats.deadLetteredDurable.toLocaleString("en-US")} dead letters in committed files${dead > stats.deadLetteredDurable ? ` (${(dead - stats.deadLetteredDurable).toLocaleString("en-US")} more were not committed and are lost with the run)` : ""}; committed files are whole and stay`,
@@ -270,6 +349,7 @@ async function runModule(options: RunCommandOptions, runId: string, log: Logger)
   }
 
   display?.stop();
+  backfill?.onEnd({ summary });
   const code = stoppedBy === "SIGINT" ? EXIT.interrupted : stoppedBy ? EXIT.terminated : EXIT.ok;
   const status = stoppedBy ? `stopped by ${stoppedBy} (exit ${code}); the rest of the input was not read` : "finished";
   const peakRssBytes = display?.peakRss() ?? process.memoryUsage.rss();

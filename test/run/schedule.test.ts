@@ -3,6 +3,7 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { EMPTY, Observable } from "rxjs";
 import * as v from "valibot";
+import { validate } from "../../operators/index.ts";
 import type { Flow } from "../../src/flow/flow.ts";
 import { fromGenerator, toParquet } from "../../src/index.ts";
 import { loadPipeline, PipelineLoadError } from "../../src/run/discover.ts";
@@ -230,7 +231,7 @@ describe("Scheduler under a manual clock", () => {
       description: "endless rows",
       schedule: "0 * * * *",
       source: () => fromGenerator({ producers: [{ name: "rows", rate: { events: 500, perMs: 100 }, make: (_r, i, t) => ({ id: i, at: new Date(t).toISOString() }) }] }),
-      process: (records) => records.pipe(toParquet(join(out, "rows"), { schema: Row, encoders: 0 })),
+      process: (records) => records.pipe(validate(Row), toParquet(join(out, "rows"), { schema: Row, encoders: 0 })),
     });
     const events: ScheduleEvent[] = [];
     let flow: Flow | undefined;
