@@ -36,9 +36,6 @@ export interface DeadLetterOptions extends DeadLetterStoreOptions {
   readonly publish?: DeadLetterPublish;
 }
 
-/** A dead letter's entry as published: JSON, with `issues` left out when a huge list would make it too large. */
-const PUBLISHED_ENTRY_BYTES = 512 * 1024;
-
 /**
  * Sets where the records rejected above this point go: every sluice source and operator of the
  * pipeline (and the Parquet sink below it) sends its rejects here, with the stage, the error,
@@ -145,7 +142,10 @@ export function deadLetter<T>(
       }
       let outbox: Outbox | undefined;
       if (publish) {
-        const opened = outboxOf(publish, (error) => subscriber.error(error));
+        const opened = outboxOf(publish, (error) => {
+          // The folder stays the record of what was rejected: what it gathered is committed before the error travels.
+          (ending ?? end(false)).catch(() => {}).finally(() => subscriber.error(error));
+        });
         outbox = opened;
         const stored = handler;
         handler = (entry) => {
@@ -166,20 +166,30 @@ export function deadLetter<T>(
       // the folder is cancelled, and its earlier dead letters stay.
       async function settle(completed: boolean): Promise<void> {
         removeHook?.();
-        // Published entries are answered (or the failure reported) before the folder's end, then the connection closes.
-        // After an error or an unsubscribe, what was dead-lettered is still published, best effort.
+        // Published entries are answered, then the connection closes; a failure is reported once the
+        // folder is committed. After an error or an unsubscribe, they are published best effort.
         const drained = outbox ? (completed ? outbox.drain() : outbox.drain().catch(() => {})) : undefined;
         const published = drained ? drained.finally(() => outbox?.close()) : Promise.resolve();
+        published.catch(() => {});
         try {
-          await published;
           const opened = store ?? (storeReady ? await storeReady : undefined);
-          if (!opened) return;
-          if (typeof target !== "string") await opened.flush();
+          if (!opened) {
+            // A function target: nothing to commit.
+          } else if (typeof target !== "string") await opened.flush();
           else if (completed && !flow.stopping) await opened.close();
           else await (opened.cancel ?? opened.close).call(opened);
         } finally {
           stopHolding?.();
         }
+        await published;
+      }
+
+      let ending: Promise<void> | undefined;
+      /** Ends the folder and the publishing once, whoever asks first. */
+      function end(completed: boolean): Promise<void> {
+        settled = true;
+        ending ??= settle(completed);
+        return ending;
       }
 
       // A checkpoint may only move past a dead letter once it is durable.
@@ -195,11 +205,13 @@ export function deadLetter<T>(
       const durable = (orError: "report" | "ignore") =>
         defer(() => {
           if (settled) return EMPTY;
-          settled = true;
           // A function target holds nothing to commit: completion and errors pass at once.
-          if (typeof target === "function" && !outbox) return EMPTY;
+          if (typeof target === "function" && !outbox) {
+            settled = true;
+            return EMPTY;
+          }
           // After an upstream error, that error is the one to report, not a failed commit.
-          const committed = orError === "report" ? settle(true) : settle(false).catch(() => {});
+          const committed = orError === "report" ? end(true) : end(false).catch(() => {});
           return from(committed).pipe(ignoreElements());
         });
       const subscription = withFlow(flow, () =>
@@ -213,26 +225,29 @@ export function deadLetter<T>(
       return () => {
         subscription.unsubscribe();
         // Unsubscribed before the end: what was gathered is still committed, best effort.
-        if (!settled) {
-          settled = true;
-          settle(false).catch(() => {});
-        }
+        if (!settled) end(false).catch(() => {});
       };
     });
   };
 }
 
 /**
- * A dead letter as a message: the entry's JSON (as in the folder; without `issues` beyond
- * {@link PUBLISHED_ENTRY_BYTES}, the error saying so), with an id from its place, stage and raw
- * text, so a re-run inside JetStream's duplicate window does not publish it twice.
+ * A dead letter as a message: the entry's JSON, as in the folder, with an id from its place, stage
+ * and raw text, so a re-run inside JetStream's duplicate window does not publish it twice. When it
+ * is larger than the broker takes (a huge list of validation issues), it shrinks to the entry
+ * without `issues`, its error saying so; the folder keeps them.
  */
 function outgoingOf(entry: DeadLetter, reject: (reason: string) => void): Outgoing {
-  let payload = JSON.stringify(entry);
-  if (payload.length > PUBLISHED_ENTRY_BYTES / 3 && Buffer.byteLength(payload) > PUBLISHED_ENTRY_BYTES && entry.issues) {
-    const { issues, ...rest } = entry;
-    payload = JSON.stringify({ ...rest, error: `${entry.error} (${issues.length} issues left out of the published entry: the dead-letter folder has them)` });
-  }
+  const payload = JSON.stringify(entry);
   const id = entry.line > 0 ? `${entry.source}:${entry.line}:${entry.stage}:${Bun.hash.wyhash(entry.raw + (entry.rawBase64 ?? "")).toString(16)}` : undefined;
-  return { payload, bytes: Buffer.byteLength(payload), id, source: entry.source, line: entry.line, reject };
+  const message = { payload, bytes: Buffer.byteLength(payload), id, source: entry.source, line: entry.line, reject };
+  const { issues, ...rest } = entry;
+  if (!issues) return message;
+  return {
+    ...message,
+    shrink() {
+      const smaller = JSON.stringify({ ...rest, error: `${entry.error} (${issues.length} issues left out of the published entry: the dead-letter folder has them)` });
+      return { ...message, payload: smaller, bytes: Buffer.byteLength(smaller) };
+    },
+  };
 }

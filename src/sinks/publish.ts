@@ -53,6 +53,8 @@ export interface Outgoing {
   readonly line: number;
   /** Called instead of publishing when the broker cannot take the message (too large): a dead letter. */
   readonly reject: (reason: string) => void;
+  /** A smaller form of the message, tried before `reject` when it is too large. */
+  readonly shrink?: () => Outgoing;
 }
 
 /** What the broker answered for a batch. */
@@ -219,8 +221,9 @@ export class Outbox {
   #send(publisher: Publisher, taken: Outgoing[]): void {
     const fits: Outgoing[] = [];
     let bytes = 0;
-    for (const message of taken) {
+    for (let message of taken) {
       this.#queuedBytes -= message.bytes;
+      if (message.bytes > publisher.maxPayload && message.shrink) message = message.shrink();
       if (message.bytes <= publisher.maxPayload) {
         fits.push(message);
         bytes += message.bytes;

@@ -28,6 +28,8 @@ function flush(pipe: Pipe): void {
 
 export interface PausableProxy {
   readonly port: number;
+  /** Bytes the broker has sent so far (delivered or held back): above 0 once a client's handshake was answered. */
+  readonly received: number;
   /** Holds back everything the broker sends from now on. */
   pause(): void;
   /** Delivers what was held back and forwards again. */
@@ -37,6 +39,7 @@ export interface PausableProxy {
 
 export function pausableProxy(upstreamPort: number): PausableProxy {
   let paused = false;
+  let received = 0;
   const toClients = new Set<Pipe>();
   const listener: TCPSocketListener<{ up: Pipe; down: Pipe }> = Bun.listen<{ up: Pipe; down: Pipe }>({
     hostname: "127.0.0.1",
@@ -56,6 +59,7 @@ export function pausableProxy(upstreamPort: number): PausableProxy {
               flush(up);
             },
             data(_server, bytes) {
+              received += bytes.byteLength;
               down.pending.push(new Uint8Array(bytes));
               if (!paused) flush(down);
             },
@@ -80,6 +84,9 @@ export function pausableProxy(upstreamPort: number): PausableProxy {
   });
   return {
     port: listener.port,
+    get received() {
+      return received;
+    },
     pause() {
       paused = true;
     },
