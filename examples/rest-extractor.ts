@@ -2,23 +2,28 @@
  * A REST-API extractor with retries, a raw zone and analytics on top:
  * paginated JSON API → validation → enrichment → date-partitioned Parquet, every response body
  * archived as received, every rejected record in the dead letter, then a small summary computed
- * from the Parquet files themselves.
+ * from the Parquet files themselves; then the raw zone is loaded into SQLite (and PostgreSQL when
+ * --pg is given) with upserts, and a second report is computed by SQL in the database.
  *
- *   bun examples/rest-extractor.ts [--out DIR] [--url URL]
+ *   bun examples/rest-extractor.ts [--out DIR] [--url URL] [--pg POSTGRES_URL] [--table NAME]
  *
- * writes DIR/orders/order_date=YYYY-MM-DD/*.parquet, DIR/dead-letter/*.ndjson and
- * DIR/raw/YYYY-MM-DD/<runId>-<page>.json (DIR defaults to out/rest). Without --url it starts a
+ * writes DIR/orders/order_date=YYYY-MM-DD/*.parquet, DIR/dead-letter/*.ndjson,
+ * DIR/raw/YYYY-MM-DD/<runId>-<page>.json and DIR/orders.db, a SQLite database whose table NAME
+ * (default `orders`) holds every valid order once, keyed by order_id: a second run updates the
+ * rows rather than adding to them (DIR defaults to out/rest). Without --url it starts a
  * local fake API (paginated, failing now and then with 503 and 429 + Retry-After, wanting a
  * bearer token) so it runs offline. The token is read from REST_API_TOKEN (the fake API's
  * default, `demo-token`, is used when it is not set and no --url is given).
  */
+import { Database } from "bun:sqlite";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { tableFromIPC } from "apache-arrow";
+import { SQL } from "bun";
 import * as pq from "parquet-wasm";
 import * as v from "valibot";
-import { civilFromDays, formatSummary, fromHttp, isoInstant, parseIsoMicros, type RunSummary, run, toParquet } from "sluice";
+import { civilFromDays, formatSummary, fromHttp, fromJson, isoInstant, parseIsoMicros, type RunSummary, run, toParquet, toSql } from "sluice";
 import { deadLetter, enrich, validate } from "sluice/operators";
 import { seededRandom } from "../src/generate/random.ts";
 
@@ -133,6 +138,89 @@ export function extractOrders(url: string, outDir: string, options: { runId?: st
   );
 }
 
+/**
+ * Loads every order of the raw zone into `table` of the database at `url`, upserted by order_id
+ * with lineage columns: the raw zone is what the API answered, so the database can be rebuilt
+ * from it at any time, and loading it twice leaves the same table. Records the extraction
+ * dead-lettered are rejected here again and only counted (they are in DIR/dead-letter already).
+ */
+export async function loadOrders(outDir: string, url: string, table: string): Promise<{ summary: RunSummary; rejected: number }> {
+  let rejected = 0;
+  const summary = await run(
+    fromJson(join(outDir, "raw", "*", "*.json"), { path: "data" }).pipe(
+      validate(Order),
+      enrich(enrichOrder),
+      deadLetter(() => rejected++),
+      toSql(url, table, { schema: StoredOrder, mode: "upsert", key: ["order_id"], create: true, lineage: true }),
+    ),
+    { handleSignals: true },
+  );
+  return { summary, rejected };
+}
+
+/** What the database report prints: computed by SQL in the database the orders were loaded into. */
+export interface DatabaseReport {
+  orders: number;
+  revenueByCountry: { country: string; revenue: number }[];
+  busiestDay: { day: string; orders: number };
+  averageItemsPaid: number;
+}
+
+/** The report's SQL; it runs unchanged on SQLite and PostgreSQL. */
+export function reportQueries(table: string): Record<keyof DatabaseReport, string> {
+  const t = `"${table.replaceAll('"', '""')}"`;
+  return {
+    orders: `SELECT count(*) AS n FROM ${t}`,
+    revenueByCountry: `SELECT country, round(CAST(sum(amount) AS numeric), 2) AS revenue FROM ${t} WHERE currency = 'EUR' GROUP BY country ORDER BY revenue DESC, country LIMIT 3`,
+    busiestDay: `SELECT CAST(order_date AS text) AS day, count(*) AS n FROM ${t} GROUP BY order_date ORDER BY n DESC, day LIMIT 1`,
+    averageItemsPaid: `SELECT round(CAST(avg(items) AS numeric), 3) AS avg FROM ${t} WHERE status = 'paid'`,
+  };
+}
+
+/** Runs the report's queries through `query` (a database client's "rows of this SQL"). */
+export async function databaseReport(query: (sql: string) => Promise<Record<string, unknown>[]>, table: string): Promise<DatabaseReport> {
+  const q = reportQueries(table);
+  const [orders] = await query(q.orders);
+  const countries = await query(q.revenueByCountry);
+  const [day] = await query(q.busiestDay);
+  const [avg] = await query(q.averageItemsPaid);
+  return {
+    orders: Number(orders?.n),
+    revenueByCountry: countries.map((r) => ({ country: String(r.country), revenue: Number(r.revenue) })),
+    busiestDay: { day: String(day?.day), orders: Number(day?.n) },
+    averageItemsPaid: Number(avg?.avg),
+  };
+}
+
+/** The report from the database at `url` (a `sqlite:` file or a PostgreSQL URL). */
+export async function reportFrom(url: string, table: string): Promise<DatabaseReport> {
+  if (url.startsWith("sqlite:")) {
+    const db = new Database(url.slice("sqlite:".length), { readonly: true });
+    try {
+      return await databaseReport(async (text) => db.query(text).all() as Record<string, unknown>[], table);
+    } finally {
+      db.close();
+    }
+  }
+  const sql = new SQL({ url, max: 1 });
+  try {
+    return await databaseReport(async (text) => [...(await sql.unsafe(text))], table);
+  } finally {
+    await sql.close();
+  }
+}
+
+/** The database report as a few lines for a terminal. */
+export function formatDatabaseReport(name: string, r: DatabaseReport): string {
+  const n = (x: number) => x.toLocaleString("en-US");
+  return [
+    `${name}: ${n(r.orders)} orders`,
+    `  EUR revenue by country  ${r.revenueByCountry.map((c) => `${c.country} ${c.revenue.toFixed(2)}`).join(", ")}`,
+    `  busiest day             ${r.busiestDay.day} (${n(r.busiestDay.orders)} orders)`,
+    `  items per paid order    ${r.averageItemsPaid.toFixed(3)}`,
+  ].join("\n");
+}
+
 /** What the summary prints, computed from the Parquet files, not from the records in flight. */
 export interface OrderAnalytics {
   orders: number;
@@ -186,7 +274,11 @@ export function formatAnalytics(a: OrderAnalytics): string {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({ args: Bun.argv.slice(2), options: { out: { type: "string" }, url: { type: "string" } } });
+  const { values } = parseArgs({
+    args: Bun.argv.slice(2),
+    options: { out: { type: "string" }, url: { type: "string" }, pg: { type: "string" }, table: { type: "string" } },
+  });
+  const table = values.table ?? "orders";
   const outDir = values.out ?? join("out", "rest");
   let url = values.url;
   let api: ReturnType<typeof startFakeApi> | undefined;
@@ -203,6 +295,14 @@ if (import.meta.main) {
     console.log(`dataset: ${join(outDir, "orders")}   raw zone: ${join(outDir, "raw")}   dead letters: ${join(outDir, "dead-letter")}`);
     console.log("");
     console.log(formatAnalytics(await analyse(join(outDir, "orders"))));
+    console.log("");
+    const targets: [string, string][] = [["SQLite", `sqlite:${join(outDir, "orders.db")}`]];
+    if (values.pg) targets.push(["PostgreSQL", values.pg]);
+    for (const [name, url] of targets) {
+      const { summary: loaded, rejected } = await loadOrders(outDir, url, table);
+      console.log(`${name} upsert: ${loaded.written.toLocaleString("en-US")} rows upserted into ${table} (${rejected} rejected again, already dead-lettered)`);
+      console.log(formatDatabaseReport(name, await reportFrom(url, table)));
+    }
   } finally {
     api?.stop();
   }
