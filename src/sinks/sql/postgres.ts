@@ -1,12 +1,12 @@
 /**
  * The PostgreSQL dialect of `toSql`, through Bun's built-in `SQL` client.
  *
- * A batch goes in by `COPY ... FROM STDIN` (text format) into a temporary staging table shaped
- * like the target's columns, then one `INSERT ... SELECT` moves it into the table (with
- * `ON CONFLICT (key) DO UPDATE` for upserts). COPY is the fast path (measured in
- * test/bench/sql.ts); the staging table is what lets the constraints of the real table (NOT NULL,
- * CHECK, UNIQUE) refuse rows in a statement that can be retried on half a batch, since a refused
- * COPY into the table itself would say nothing of which row it was.
+ * Every batch goes in by `COPY ... FROM STDIN` (text format), the fast path (NOTES: about ten
+ * times multi-row INSERT; measured against psql in test/bench/sql.ts), inside a savepoint. Inserts
+ * COPY straight into the table: a row its constraints refuse aborts the COPY, the savepoint undoes
+ * it, and the batch is halved until the refused rows stand alone. Upserts COPY into a temporary
+ * staging table and move it with one `INSERT ... SELECT DISTINCT ON (key) ... ON CONFLICT (key)
+ * DO UPDATE`, since COPY itself cannot update.
  */
 import { SQL } from "bun";
 import type { ColumnKind } from "../../schema/columns.ts";
@@ -136,9 +136,7 @@ export class PostgresDialect implements Dialect {
     const keys = setup.key.map(q).join(", ");
     // An upsert batch may hold a key twice, which one INSERT ... ON CONFLICT refuses: the staging
     // rows carry their order, and the last row of each key is the one written.
-    let insert = upsert
-      ? `INSERT INTO ${table} (${names}) SELECT DISTINCT ON (${keys}) ${names} FROM ${stage} ORDER BY ${keys}, sluice_ord DESC`
-      : `INSERT INTO ${table} (${names}) SELECT ${names} FROM ${stage}`;
+    let insert = `INSERT INTO ${table} (${names}) SELECT DISTINCT ON (${keys}) ${names} FROM ${stage} ORDER BY ${keys}, sluice_ord DESC`;
     if (upsert) {
       const rest = setup.columns.filter((c) => !c.key);
       insert += ` ON CONFLICT (${keys}) DO ${
@@ -149,7 +147,9 @@ export class PostgresDialect implements Dialect {
     const all = batch.rows.map((_, i) => i);
     try {
       await this.#sql.begin(async (tx) => {
-        await tx.unsafe(`CREATE TEMP TABLE ${stage} ON COMMIT DROP AS SELECT ${names}${upsert ? ", 0::bigint AS sluice_ord" : ""} FROM ${table} WITH NO DATA`);
+        if (upsert) {
+          await tx.unsafe(`CREATE TEMP TABLE ${stage} ON COMMIT DROP AS SELECT ${names}, 0::bigint AS sluice_ord FROM ${table} WITH NO DATA`);
+        }
         if (batch.replace.length > 0) {
           const where = setup.partitionBy.map((name, i) => `${q(name)} IS NOT DISTINCT FROM $${i + 1}`).join(" AND ");
           for (const values of batch.replace) await tx.unsafe(`DELETE FROM ${table} WHERE ${where}`, [...values]);
@@ -159,9 +159,12 @@ export class PostgresDialect implements Dialect {
           all,
           (indexes) =>
             tx.savepoint(async (sp) => {
+              // Inserts COPY straight into the table (its constraints refuse the COPY, and the
+              // savepoint undoes it); upserts go through the staging table and ON CONFLICT.
+              if (!upsert) return copyRows(sp, `COPY ${table} (${names}) FROM STDIN`, batch.rows, indexes, false);
               if (staged) await sp.unsafe(`DELETE FROM ${stage}`);
               staged = true;
-              await copyRows(sp, `COPY ${stage} (${names}${upsert ? ", sluice_ord" : ""}) FROM STDIN`, batch.rows, indexes, upsert);
+              await copyRows(sp, `COPY ${stage} (${names}, sluice_ord) FROM STDIN`, batch.rows, indexes, true);
               await sp.unsafe(insert);
             }),
           refused,
