@@ -3,7 +3,7 @@
  * table or batch in memory, or a dataset on disk read one record batch at a time, so a dataset
  * larger than memory can be summarised.
  */
-import type { RecordBatch, Table } from "apache-arrow";
+import { type Data, type Field, makeData, RecordBatch, Schema, Struct, type Table } from "apache-arrow";
 import { type ReadDatasetOptions, readDatasetBatches } from "../dataset/read.ts";
 import { columnNames, isArrowTabular } from "./values.ts";
 
@@ -28,5 +28,13 @@ export async function* batchesOf(who: string, input: Tabular, columns: readonly 
     if (!names.includes(name)) throw new Error(`${who}: no column "${name}"; the table has ${names.join(", ")}`);
   }
   const batches = "batches" in input ? input.batches : [input];
-  for (const batch of batches) yield columns ? batch.select(columns as string[]) : batch;
+  for (const batch of batches) yield columns ? selectColumns(batch, columns) : batch;
+}
+
+/** The batch with only `columns`, in that order (Arrow JS's own `select` loses values here). */
+export function selectColumns(batch: RecordBatch, columns: readonly string[]): RecordBatch {
+  const indices = columns.map((name) => batch.schema.fields.findIndex((f) => f.name === name));
+  const fields = indices.map((i) => batch.schema.fields[i] as Field);
+  const children = indices.map((i) => batch.data.children[i] as Data);
+  return new RecordBatch(new Schema(fields), makeData({ type: new Struct(fields), length: batch.numRows, nullCount: 0, children }));
 }
