@@ -3,6 +3,7 @@
  */
 import { relative } from "node:path";
 import { discoverPipelines } from "../run/discover.ts";
+import type { Schedule } from "../run/pipeline.ts";
 import { parseOptions } from "./args.ts";
 
 const USAGE = "usage: sluice list [folder] [--json]   (folder defaults to pipelines/)";
@@ -37,7 +38,9 @@ export async function command(args: string[]): Promise<number> {
 
   if (values.json) {
     const rows = found.map((p) =>
-      p.ok ? { name: p.name, path: p.path, ok: true, description: p.description } : { name: p.name, path: p.path, ok: false, reason: p.reason, error: p.error },
+      p.ok
+        ? { name: p.name, path: p.path, ok: true, description: p.description, schedule: p.schedule ? scheduleRow(p.schedule) : null }
+        : { name: p.name, path: p.path, ok: false, reason: p.reason, error: p.error },
     );
     console.log(JSON.stringify(rows, null, 2));
     return broken.length > 0 ? 1 : 0;
@@ -50,11 +53,19 @@ export async function command(args: string[]): Promise<number> {
     return 0;
   }
   console.log(`${good.length} pipeline${good.length === 1 ? "" : "s"} in ${folder}:`);
-  for (const p of good) console.log(`  ${p.name.padEnd(width)}  ${p.ok ? p.description : ""}`);
+  for (const p of good) {
+    console.log(`  ${p.name.padEnd(width)}  ${p.ok ? p.description : ""}`);
+    // sluice schedule runs it: say when it runs next.
+    if (p.ok && p.schedule) console.log(`  ${" ".repeat(width)}  schedule ${p.schedule.cron} (${p.schedule.timezone}), next run ${scheduleRow(p.schedule).next ?? "never"}`);
+  }
   if (good.length > 0) console.log(`\nrun one with: sluice run ${relative(".", good[0]!.path) || good[0]!.path} [args]`);
   if (broken.length > 0) {
     console.log(`\n${broken.length} module${broken.length === 1 ? "" : "s"} could not be used:`);
     for (const p of broken) console.log(`  ${p.name.padEnd(width)}  ${p.ok ? "" : p.error}`);
   }
   return broken.length > 0 ? 1 : 0;
+}
+
+function scheduleRow(schedule: Schedule): { cron: string; timezone: string; next: string | null } {
+  return { cron: schedule.cron, timezone: schedule.timezone, next: schedule.next(new Date())?.toISOString() ?? null };
 }

@@ -9,6 +9,7 @@ type Command = (args: string[]) => Promise<number>;
 const commands: Record<string, { summary: string; load: () => Promise<{ command: Command }> }> = {
   run: { summary: "run <pipeline.ts> [args]    run a pipeline module with live progress", load: () => import("./run.ts") },
   list: { summary: "list [folder]               list the pipeline modules in a folder (default pipelines/)", load: () => import("./list.ts") },
+  schedule: { summary: "schedule <folder>           run the folder's pipelines on their cron schedules (--dry-run: upcoming runs)", load: () => import("./schedule.ts") },
   inspect: { summary: "inspect <dataset|file>      partitions, files, rows, schema and column statistics", load: () => import("./inspect.ts") },
   head: { summary: "head <dataset|file> [-n N] [--json]   the first rows", load: () => import("./head.ts") },
   "dead-letter": {
