@@ -116,8 +116,8 @@ export type Rounds = Record<string, (Measured | undefined)[]>;
 
 type Key = "seconds" | "cpuSeconds" | "peakRssMB";
 
-/** Median over rounds of engine ÷ base, taken round by round (the two ran back to back). */
-export function pairedRatio(rounds: Rounds, engine: string, base: string, key: Key): number {
+/** engine ÷ base for each round where both ran (back to back, so the machine's load was alike). */
+export function pairedRatios(rounds: Rounds, engine: string, base: string, key: Key): number[] {
   const a = rounds[engine] ?? [];
   const b = rounds[base] ?? [];
   const ratios: number[] = [];
@@ -125,8 +125,11 @@ export function pairedRatio(rounds: Rounds, engine: string, base: string, key: K
     const y = b[i];
     if (x && y && !x.error && !y.error) ratios.push(x[key] / y[key]);
   });
-  return median(ratios);
+  return ratios;
 }
+
+/** Median over rounds of engine ÷ base, taken round by round. */
+export const pairedRatio = (rounds: Rounds, engine: string, base: string, key: Key): number => median(pairedRatios(rounds, engine, base, key));
 
 const mb = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
 const n = (x: number) => Math.round(x).toLocaleString("en-US");
@@ -164,12 +167,16 @@ export function printTable(title: string, records: number, rounds: Rounds, basel
   }
   for (const base of baselines) {
     if (!rounds[base]?.some((r) => r && !r.error)) continue;
-    console.log(`\nratios against ${base} (wall, CPU, peak RSS), paired run by run, median`);
+    console.log(`\nratios against ${base}, paired run by run: median (min–max)`);
+    console.log(`  ${"engine".padEnd(22)} ${"wall".padEnd(17)} ${"CPU".padEnd(17)} peak RSS`);
     for (const engine of Object.keys(rounds)) {
       if (engine === base) continue;
-      const r = (key: Key) => pairedRatio(rounds, engine, base, key).toFixed(2);
-      if (Number.isNaN(pairedRatio(rounds, engine, base, "seconds"))) continue;
-      console.log(`  ${engine.padEnd(22)} ${r("seconds")}  ${r("cpuSeconds")}  ${r("peakRssMB")}`);
+      const r = (key: Key) => {
+        const xs = pairedRatios(rounds, engine, base, key);
+        return `${median(xs).toFixed(2)} (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`.padEnd(17);
+      };
+      if (pairedRatios(rounds, engine, base, "seconds").length === 0) continue;
+      console.log(`  ${engine.padEnd(22)} ${r("seconds")} ${r("cpuSeconds")} ${r("peakRssMB")}`);
     }
   }
 }
