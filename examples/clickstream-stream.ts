@@ -136,6 +136,7 @@ export async function consume(options: StreamOptions, outDir: string, signal?: A
 }
 
 if (import.meta.main) {
+  const { NATS_URL } = process.env;
   const { values, positionals } = parseArgs({
     args: Bun.argv.slice(2),
     options: {
@@ -143,7 +144,7 @@ if (import.meta.main) {
       rate: { type: "string", default: "5000" },
       seed: { type: "string", default: "42" },
       stream: { type: "string", default: "sluice-clicks" },
-      servers: { type: "string", default: process.env["NATS_URL"] ?? "nats://127.0.0.1:4222" },
+      servers: { type: "string", default: NATS_URL ?? "nats://127.0.0.1:4222" },
       start: { type: "string" },
       mode: { type: "string", default: "both" },
       json: { type: "boolean", default: false },

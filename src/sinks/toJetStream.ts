@@ -94,7 +94,8 @@ export function toJetStream<T>(options: ToJetStreamOptions<T>): OperatorFunction
  * the subject.
  */
 export async function openJetStreamPublisher(who: string, target: JetStreamTarget): Promise<Publisher> {
-  const given = target.servers ?? process.env["NATS_URL"] ?? "nats://127.0.0.1:4222";
+  const { NATS_URL } = process.env;
+  const given = target.servers ?? NATS_URL ?? "nats://127.0.0.1:4222";
   const servers = (typeof given === "string" ? given.split(",") : [...given]).map((s) => s.trim()).filter((s) => s.length > 0);
   const secrets = secretsOf(servers, "nats");
   const where = `NATS ${servers.map((s) => safeUrl(s, "nats")).join(",")}, subject "${target.subject}"`;

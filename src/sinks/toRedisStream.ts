@@ -60,7 +60,8 @@ export function toRedisStream<T>(options: ToRedisStreamOptions<T>): OperatorFunc
  * naming the URL without credentials, when Redis cannot be reached.
  */
 export async function openRedisStreamPublisher(who: string, target: RedisStreamTarget): Promise<Publisher> {
-  const url = target.url ?? process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379";
+  const { REDIS_URL } = process.env;
+  const url = target.url ?? REDIS_URL ?? "redis://127.0.0.1:6379";
   const secrets = secretsOf([url], "redis");
   const where = `Redis ${safeUrl(url, "redis")}, stream "${target.stream}"`;
   const field = target.field ?? "data";

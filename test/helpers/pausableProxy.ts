@@ -64,10 +64,16 @@ export function pausableProxy(upstreamPort: number): PausableProxy {
               if (!paused) flush(down);
             },
             drain: () => flush(up),
-            close: () => client.end(),
-            error: () => client.end(),
+            close() {
+              client.end();
+            },
+            error() {
+              client.end();
+            },
           },
-        }).catch(() => client.end());
+        }).catch(() => {
+          client.end();
+        });
       },
       data(client, bytes) {
         client.data.up.pending.push(new Uint8Array(bytes));

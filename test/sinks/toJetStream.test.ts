@@ -5,7 +5,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { RedisClient } from "bun";
 import { EMPTY, from, NEVER, Observable, throwError } from "rxjs";
 import * as v from "valibot";
-import { deadLetter } from "../../operators/index.ts";
+import { deadLetter, validate } from "../../operators/index.ts";
 import type { DeadLetter } from "../../src/deadletter/entry.ts";
 import type { Flow } from "../../src/flow/flow.ts";
 import { fromGenerator, fromJetStream, fromNdjson, fromRedisStream, type Published, run, toJetStream, toParquet } from "../../src/index.ts";
@@ -315,7 +315,7 @@ describe("toJetStream", () => {
     const stop = new AbortController();
     let flow: Flow | undefined;
     const out = join(dir.path, "trip");
-    const running = run(fromJetStream({ servers: SERVERS, stream, consumer: "trip" }).pipe(deadLetter(join(out, "dead")), toParquet(join(out, "rows"), { schema: Row })), {
+    const running = run(fromJetStream({ servers: SERVERS, stream, consumer: "trip" }).pipe(validate(Row), deadLetter(join(out, "dead")), toParquet(join(out, "rows"), { schema: Row })), {
       signal: stop.signal,
       onStart: (f) => (flow = f),
     });

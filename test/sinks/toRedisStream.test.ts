@@ -3,7 +3,7 @@ import { RedisClient } from "bun";
 import { join } from "node:path";
 import { from } from "rxjs";
 import * as v from "valibot";
-import { deadLetter } from "../../operators/index.ts";
+import { deadLetter, validate } from "../../operators/index.ts";
 import type { DeadLetter } from "../../src/deadletter/entry.ts";
 import type { Flow } from "../../src/flow/flow.ts";
 import { fromGenerator, fromNdjson, fromRedisStream, type Published, run, toParquet, toRedisStream } from "../../src/index.ts";
@@ -113,7 +113,15 @@ describe("toRedisStream", () => {
     let worst = 0;
     let paused = false;
     const source = fromGenerator({
-      producers: [{ name: "gen", rate: { events: 1_000_000, perMs: 1000 }, make: (_r, i) => ((worst = Math.max(worst, i - acked)), { i }) }],
+      producers: [
+        {
+          name: "gen",
+          rate: { events: 1_000_000, perMs: 1000 }, make: (_r, i) => {
+            worst = Math.max(worst, i - acked);
+            return { i };
+          },
+        },
+      ],
       count: TOTAL,
     });
     const running = run(source.pipe(toRedisStream({ url: `redis://127.0.0.1:${proxy.port}`, stream: key, batchSize: 50, maxInFlight: MAX })), {
@@ -189,6 +197,7 @@ describe("toRedisStream", () => {
       let second: Flow | undefined;
       const reading = run(
         fromRedisStream({ url: REDIS, stream: target, group: "lake", from: "start", blockMs: 50 }).pipe(
+          validate(Row),
           deadLetter(join(out, "dead")),
           toParquet(join(out, "rows"), { schema: Row, partitionBy: ["day"] }),
         ),
@@ -213,7 +222,7 @@ describe("toRedisStream", () => {
     const summary = await run(
       fromNdjson(file).pipe(
         deadLetter((d) => letters.push(d)),
-        toRedisStream({ url: REDIS, stream: key, encode: (r: { id: number }) => (r.id === 2 ? (null as unknown as string) : JSON.stringify(r)) }),
+        toRedisStream({ url: REDIS, stream: key, encode: (r) => ((r as { id: number }).id === 2 ? (null as unknown as string) : JSON.stringify(r)) }),
       ),
     );
     expect(summary.written).toBe(2);
