@@ -91,7 +91,39 @@ export {
   type StatValue,
 } from "./parquet/metadata.ts";
 export { fromCsv, type CsvOptions, type ExtraColumns } from "./sources/csv.ts";
-export { definePipeline, isPipeline, runPipeline, type Pipeline, type PipelineContext } from "./run/pipeline.ts";
+export {
+  definePipeline,
+  isPipeline,
+  parseSchedule,
+  runPipeline,
+  type Pipeline,
+  type PipelineContext,
+  type Schedule,
+  type ScheduleSpec,
+} from "./run/pipeline.ts";
+export {
+  type Clock,
+  ManualClock,
+  scheduledRunId,
+  type ScheduledPipeline,
+  type ScheduleEvent,
+  Scheduler,
+  type SchedulerOptions,
+  systemClock,
+  upcomingRuns,
+} from "./run/schedule.ts";
+export {
+  BackfillError,
+  backfillPipeline,
+  type BackfillOptions,
+  type BackfillPipelineOptions,
+  type BackfillResult,
+  type BackfillState,
+  type DateOutcome,
+  MAX_BACKFILL_DAYS,
+  parseDateRange,
+  runBackfill,
+} from "./run/backfill.ts";
 export { discoverPipelines, loadPipeline, PipelineLoadError, type DiscoveredPipeline } from "./run/discover.ts";
 export {
   metrics,

@@ -1,7 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { datesOf, eventsFor } from "../../examples/platform/daily.ts";
+import { datesOf, eventsFor, runDates } from "../../examples/platform/daily.ts";
+import { discoverPipelines } from "../../src/run/discover.ts";
+import { createLogger } from "../../src/run/log.ts";
+import { parseSchedule } from "../../src/run/pipeline.ts";
+import { ManualClock, Scheduler } from "../../src/run/schedule.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 
 const root = join(import.meta.dir, "../..");
@@ -27,10 +31,10 @@ describe("the platform example", () => {
   });
   afterAll(() => dir.remove());
 
-  test("lists both pipelines, backfills 3 dates with one run each, and re-running replaces rather than duplicates", async () => {
+  test("lists both pipelines and the daily job's schedule, backfills 3 dates with one run each, a re-run skips them, and --restart replaces rather than duplicates", async () => {
     const out = join(dir.path, "platform");
-    const runScript = async () => {
-      const child = Bun.spawn(["bun", join(root, "examples/platform.ts"), out, "--per-day", String(PER_DAY)], { cwd: root, stdout: "pipe", stderr: "pipe" });
+    const runScript = async (...extra: string[]) => {
+      const child = Bun.spawn(["bun", join(root, "examples/platform.ts"), out, "--per-day", String(PER_DAY), ...extra], { cwd: root, stdout: "pipe", stderr: "pipe" });
       const [code, stdout, stderr] = await Promise.all([child.exited, new Response(child.stdout).text(), new Response(child.stderr).text()]);
       expect(stderr).toBe("");
       expect(code).toBe(0);
@@ -39,6 +43,7 @@ describe("the platform example", () => {
     const stdout = await runScript();
     expect(stdout).toMatch(/^ {2}clickstream\s+clickstream NDJSON/m);
     expect(stdout).toMatch(/^ {2}daily\s+daily events job/m);
+    expect(stdout).toMatch(/^ +schedule 0 2 \* \* \* \(UTC\): next runs \d{4}-\d{2}-\d{2}T02:00:00\.000Z, /m);
 
     const expected = Object.fromEntries(DATES.map((d) => [d, validCount(d)]));
     for (const date of DATES) {
@@ -50,7 +55,12 @@ describe("the platform example", () => {
     expect(await partitionCounts(out)).toEqual(expected);
 
     const before = (await readdir(join(out, "events"), { recursive: true })).filter((f) => f.endsWith(".parquet"));
-    await runScript();
+    // The backfill's state says every date is done: nothing runs, nothing changes.
+    const again = await runScript();
+    for (const date of DATES) expect(again).toContain(`  ${date}  already done`);
+    expect((await readdir(join(out, "events"), { recursive: true })).filter((f) => f.endsWith(".parquet")).sort()).toEqual([...before].sort());
+
+    await runScript("--restart");
     expect(await partitionCounts(out)).toEqual(expected);
     const after = (await readdir(join(out, "events"), { recursive: true })).filter((f) => f.endsWith(".parquet"));
     // The files of the first backfill are gone: each date now holds only the second run's files.
@@ -70,6 +80,49 @@ describe("the platform example", () => {
     expect(await sluice(["--date", "2024-03-02"])).toBe(0);
     expect((await readdir(join(out, "events", "event_date=2024-03-01"))).sort()).toEqual(firstDay);
     expect(await partitionCounts(out)).toEqual({ "2024-03-01": validCount("2024-03-01"), "2024-03-02": validCount("2024-03-02") });
+  });
+
+  test("sluice run --backfill gives the daily job one date per run, each replacing its own partition", async () => {
+    const out = join(dir.path, "backfill");
+    const child = Bun.spawn(
+      ["bun", join(root, "src/cli/main.ts"), "run", join(root, "examples/platform/daily.ts"), "--backfill", "2024-03-02..2024-03-03", "--backfill-state", join(out, "state.json"), "--out", out, "--per-day", String(PER_DAY), "--no-progress"],
+      { cwd: dir.path, stdout: "pipe", stderr: "pipe" },
+    );
+    const [code, stderr] = await Promise.all([child.exited, new Response(child.stderr).text()]);
+    expect(code).toBe(0);
+    expect(stderr).toContain("backfill daily 2024-03-02..2024-03-03: done, 2 date(s) run now");
+    expect(await partitionCounts(out)).toEqual({ "2024-03-02": validCount("2024-03-02"), "2024-03-03": validCount("2024-03-03") });
+  });
+
+  test("scheduled at 02:00, the daily job processes the day that has just ended", async () => {
+    const out = join(dir.path, "scheduled");
+    const daily = (await discoverPipelines(join(root, "examples/platform"))).find((p) => p.name === "daily");
+    if (!daily?.ok || !daily.schedule) throw new Error("daily has no schedule");
+    // The module's schedule, with arguments that write into the test's folder.
+    const schedule = parseSchedule({ cron: daily.schedule.cron, timezone: daily.schedule.timezone, args: ["--out", out, "--per-day", String(PER_DAY)] }, daily.path);
+    const clock = new ManualClock("2024-03-02T01:59:00Z");
+    const finished: string[] = [];
+    const scheduler = new Scheduler([{ name: "daily", pipeline: daily.pipeline, schedule }], {
+      clock,
+      logs: join(dir.path, "scheduled-logs"),
+      log: createLogger({ write: () => {} }),
+      onEvent: (e) => {
+        if (e.type === "finished" || e.type === "failed") finished.push(e.type === "failed" ? `failed: ${e.error}` : e.scheduledAt.toISOString());
+      },
+    });
+    scheduler.start();
+    await clock.advanceTo("2024-03-02T02:00:00Z");
+    for (const deadline = Date.now() + 30_000; finished.length === 0 && Date.now() < deadline; ) await Bun.sleep(10);
+    await scheduler.stop();
+    expect(finished).toEqual(["2024-03-02T02:00:00.000Z"]);
+    expect(await partitionCounts(out)).toEqual({ "2024-03-01": validCount("2024-03-01") });
+  });
+
+  test("the daily job's dates come from the backfill or the schedule, and refuse --date beside them", () => {
+    expect(runDates({ args: ["--out", "o"], date: "2024-03-05" })).toEqual(["2024-03-05"]);
+    expect(runDates({ args: ["--out", "o"], scheduledAt: new Date("2024-03-01T02:00:00Z") })).toEqual(["2024-02-29"]);
+    expect(runDates({ args: ["--date", "2024-03-07"] })).toEqual(["2024-03-07"]);
+    expect(() => runDates({ args: ["--date", "2024-03-07"], date: "2024-03-05" })).toThrow("this run is for 2024-03-05 (--backfill); --date, --from and --to cannot be given too");
   });
 
   test("the daily job's dates: one date, an inclusive range, and clear refusals", () => {
