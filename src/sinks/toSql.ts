@@ -22,6 +22,7 @@ import {
   type SqlMode,
   SqlWriteError,
 } from "./sql/dialect.ts";
+import { ClickHouseDialect } from "./sql/clickhouse.ts";
 import { MysqlDialect } from "./sql/mysql.ts";
 import { PostgresDialect } from "./sql/postgres.ts";
 import { SqliteDialect } from "./sql/sqlite.ts";
@@ -90,8 +91,9 @@ function dialectOf(url: string): Dialect {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase();
   if (scheme === "postgres" || scheme === "postgresql") return new PostgresDialect(url);
   if (scheme === "mysql" || scheme === "mariadb") return new MysqlDialect(url);
+  if (scheme === "clickhouse") return new ClickHouseDialect(url);
   if (scheme === undefined || scheme === "sqlite" || scheme === "file") return new SqliteDialect(url);
-  throw new Error(`toSql: unsupported database URL scheme "${scheme}:" (use postgres://, mysql://, mariadb://, sqlite: or a file path)`);
+  throw new Error(`toSql: unsupported database URL scheme "${scheme}:" (use postgres://, mysql://, mariadb://, clickhouse://, sqlite: or a file path)`);
 }
 
 /**
@@ -229,6 +231,11 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
             reject(record, position, value.message);
             return;
           }
+          const refusal = value === null ? undefined : dialect.refuse?.(field.kind, value);
+          if (refusal !== undefined) {
+            reject(record, position, `column "${field.name}": ${refusal}`);
+            return;
+          }
           values[i] = value;
         }
         if (partitionIndexes.length > 0) {
@@ -259,7 +266,17 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
         }
       }
 
+      /** Sends a row the sink or the database refused to the dead letter; a batch's ranges leave its line out. */
       function reject(record: unknown, position: Position | undefined, problem: string) {
+        if (position) {
+          const lines = refusedLines.get(position.input);
+          if (!lines) refusedLines.set(position.input, [position.line]);
+          else {
+            lines.push(position.line);
+            // Only a batch reaching back below lines it already passed (reordered records) needs old ones.
+            if (lines.length > 10_000) lines.splice(0, lines.length - 10_000);
+          }
+        }
         try {
           sendToDeadLetter(flow, "write", problem, record, position);
         } catch (error) {
@@ -336,13 +353,6 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
         for (const { index, message } of refusals) {
           const i = keep[index] as number;
           const position = batch.positions[i] as Position;
-          const lines = refusedLines.get(position.input);
-          if (!lines) refusedLines.set(position.input, [position.line]);
-          else {
-            lines.push(position.line);
-            // Only a later batch reaching back below its own lines (reordered records) needs old ones.
-            if (lines.length > 10_000) lines.splice(0, lines.length - 10_000);
-          }
           reject(batch.records[i], position, `${dialect.target} table "${table}" refused the row: ${message}`);
         }
         return {
@@ -449,4 +459,28 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
       };
     });
   };
+}
+
+/** Options of {@link toClickHouse}: those of {@link toSql}, in `insert` mode; `key` is the table's ORDER BY. */
+export type ClickHouseSinkOptions<T> = Omit<SqlSinkOptions<T>, "mode" | "partitionBy">;
+
+/**
+ * Loads records into a ClickHouse table over its HTTP interface
+ * (`clickhouse://user:password@host:8123/db`): {@link toSql} in `insert` mode, one
+ * `INSERT ... FORMAT JSONEachRow` request per batch. With `create: true` the table is a
+ * `MergeTree` ordered by `key` (or by nothing). Timestamps and dates are stored as ISO-8601
+ * strings (ClickHouse 18.16 has no DateTime64). A batch is atomic, but its ledger row is a second
+ * request, so a run killed between the two and resumed writes that batch again: at least once
+ * after a crash. Completes, errors and unsubscribes as {@link toSql}.
+ *
+ * @example
+ * fromNdjson("events.ndjson").pipe(
+ *   validate(Event),
+ *   deadLetter("out/dead-letter"),
+ *   toClickHouse("clickhouse://default@127.0.0.1:8123/default", "events", { schema: Event, key: ["event_id"], create: true }),
+ * );
+ */
+export function toClickHouse<T>(url: string, table: string, options: ClickHouseSinkOptions<T>): OperatorFunction<T, SqlCommit> {
+  if (!/^clickhouse:\/\//i.test(url)) throw new Error(`toClickHouse ${table}: expected a clickhouse:// URL`);
+  return toSql(url, table, { ...options, mode: "insert" });
 }

@@ -13,7 +13,7 @@ import type { DeadLetter } from "../../src/deadletter/entry.ts";
 import type { Flow } from "../../src/flow/flow.ts";
 import { run } from "../../src/run/run.ts";
 import { isoInstant } from "../../src/schema/instant.ts";
-import { type SqlCommit, SqlWriteError, toSql } from "../../src/sinks/toSql.ts";
+import { type SqlCommit, SqlWriteError, toClickHouse, toSql } from "../../src/sinks/toSql.ts";
 import { fromNdjson } from "../../src/sources/ndjson.ts";
 import { tempDir } from "../helpers/duckdb.ts";
 
@@ -443,4 +443,100 @@ console.log(JSON.stringify(summary));
       expect(summary.skipped).toBeGreaterThanOrEqual(0);
     });
   }
+});
+
+describe("toClickHouse (ClickHouse 18.16 over HTTP on 127.0.0.1:8123)", () => {
+  const CH = "clickhouse://default@127.0.0.1:8123/default";
+  const chTables: string[] = [];
+  async function ch(query: string): Promise<string> {
+    const response = await fetch(`http://127.0.0.1:8123/?database=default`, { method: "POST", body: query });
+    const text = await response.text();
+    if (!response.ok) throw new Error(text);
+    return text;
+  }
+  const rowsOf = (text: string) => text.split("\n").filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+  const quoteCh = (name: string) => `\`${name.replaceAll("\\", "\\\\").replaceAll("`", "\\`")}\``;
+  afterAll(async () => {
+    for (const table of chTables) await ch(`DROP TABLE IF EXISTS ${quoteCh(table)}`).catch(() => {});
+    await ch(`ALTER TABLE _sluice_commits DELETE WHERE table_name LIKE 'sluice_ch_%_${process.pid}_%'`).catch(() => {});
+  });
+  function chTable(stem: string): string {
+    const table = `sluice_ch_${stem}_${process.pid}_${++counter}`;
+    chTables.push(table);
+    return table;
+  }
+
+  test("values of every column type come back as they went in, with lineage and ledger", async () => {
+    const table = chTable("types");
+    // 5e-324, which ClickHouse 18.16 reads as 0, is refused; the other rows come back whole.
+    const all = edgeRows(90);
+    const subnormal = all.filter((r) => r.ratio === 5e-324).map((r) => r.id);
+    const rows = all.filter((r) => r.ratio !== 5e-324);
+    const file = await ndjson("ch-types.ndjson", all);
+    const deadLetters: DeadLetter[] = [];
+    const commits: SqlCommit[] = [];
+    const summary = await run(
+      fromNdjson(file).pipe(
+        withBigints(),
+        deadLetter((e) => deadLetters.push(e)),
+        toClickHouse(CH, table, { schema: Row, key: ["id"], create: true, batchRows: 40, lineage: true }),
+      ),
+      { onValue: (c) => commits.push(c as SqlCommit) },
+    );
+    expect(subnormal.length).toBeGreaterThan(5);
+    expect(deadLetters.map((d) => d.line)).toEqual(subnormal);
+    expect(deadLetters[0]?.error).toBe('column "ratio": 5e-324 is a subnormal float, which ClickHouse 18.16 may read as 0');
+    expect(summary.written).toBe(rows.length);
+    expect(commits.map((c) => c.rows)).toEqual([40, rows.length - 40]);
+    const back = rowsOf(await ch(`SELECT id, name, big, ratio, flag, at, day, tags, doc, extra, _sluice_run_id, _sluice_line FROM ${quoteCh(table)} ORDER BY id FORMAT JSONEachRow`));
+    const json = (x: unknown) => (x === null ? null : JSON.parse(String(x)));
+    expect(
+      back.map((r) => ({
+        id: r.id,
+        name: r.name,
+        big: r.big,
+        ratio: r.ratio,
+        flag: r.flag === null ? null : r.flag === 1,
+        at: r.at,
+        day: r.day,
+        tags: json(r.tags),
+        doc: json(r.doc),
+        extra: json(r.extra),
+      })),
+    ).toEqual(rows.map(expectedOf));
+    expect(back.map((r) => `${r._sluice_run_id}:${r._sluice_line}`)).toEqual(rows.map((r) => `${summary.runId}:${r.id}`));
+    const ledger = rowsOf(await ch(`SELECT first_line, last_line FROM _sluice_commits WHERE table_name = '${table}' ORDER BY first_line FORMAT JSONEachRow`));
+    // Refused lines are not claimed: each range ends before one.
+    const claimed = ledger.flatMap((r) => Array.from({ length: Number(r.last_line) - Number(r.first_line) + 1 }, (_, i) => Number(r.first_line) + i));
+    expect(claimed).toEqual(rows.map((r) => r.id));
+  });
+
+  test("a row ClickHouse refuses (a date it cannot parse, a negative unsigned) is a dead letter; the rest lands", async () => {
+    const table = chTable("refuse");
+    await ch(`CREATE TABLE ${quoteCh(table)} (id Int64, day Date, n UInt8) ENGINE = MergeTree() ORDER BY id`);
+    const Item = v.object({ id: v.pipe(v.number(), v.integer()), day: v.string(), n: v.pipe(v.number(), v.integer()) });
+    const rows = Array.from({ length: 300 }, (_, i) => ({ id: i + 1, day: i + 1 === 77 ? "abc" : "2024-03-01", n: i + 1 === 200 ? -1 : i % 100 }));
+    const file = await ndjson("ch-refuse.ndjson", rows);
+    const { summary, deadLetters } = await load(file, toClickHouse(CH, table, { schema: Item }));
+    expect(summary.written).toBe(298);
+    expect(deadLetters.map((d) => [d.line, d.stage])).toEqual([[77, "write"], [200, "write"]]);
+    expect(deadLetters[0]?.error).toContain("(while read the value of key day): (at row 1)");
+    expect(deadLetters[1]?.error).toContain("Unsigned type must not contain '-' symbol");
+    expect(rowsOf(await ch(`SELECT count() AS n FROM ${quoteCh(table)} FORMAT JSONEachRow`))).toEqual([{ n: "298" }]);
+  });
+
+  test("hostile names are quoted; modes ClickHouse cannot keep and unreachable servers fail with the target named, no password", async () => {
+    const table = chTable("we`ird \\ 'tab\"le");
+    const Odd = v.object({ "a `b` \\ c": v.string(), "d'e": v.nullable(v.number()) });
+    const file = await ndjson("ch-odd.ndjson", [{ "a `b` \\ c": "x`); DROP TABLE t; --", "d'e": null }]);
+    const { summary } = await load(file, toClickHouse(CH, table, { schema: Odd, create: true }));
+    expect(summary.written).toBe(1);
+    expect(rowsOf(await ch(`SELECT * FROM ${quoteCh(table)} FORMAT JSONEachRow`))).toEqual([{ "a `b` \\ c": "x`); DROP TABLE t; --", "d'e": null }]);
+    const upsert = await load(file, toSql(CH, table, { schema: Odd, mode: "upsert", key: ["d'e"] })).catch((e: Error) => e);
+    expect(String(upsert)).toContain('mode "upsert" is not supported by ClickHouse');
+    const down = await load(file, toClickHouse("clickhouse://admin:s3cr3t@127.0.0.1:1/warehouse", "events", { schema: Odd })).catch((e: Error) => e);
+    expect(down).toBeInstanceOf(SqlWriteError);
+    expect((down as Error).message).toContain('clickhouse://127.0.0.1:1/warehouse table "events": cannot connect');
+    expect((down as Error).message).not.toContain("s3cr3t");
+  });
 });

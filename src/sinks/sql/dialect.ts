@@ -81,6 +81,8 @@ export interface Dialect {
   readonly target: string;
   /** Whether a non-finite float (NaN, ±Infinity) can be stored as such. */
   readonly storesNonFinite: boolean;
+  /** Why this database cannot store a checked value faithfully, if it cannot (the row is then a write dead letter). */
+  refuse?(kind: ColumnKind, value: unknown): string | undefined;
   /** Converts a checked value of a column into what the client sends. */
   encode(kind: ColumnKind, value: unknown): unknown;
   /** Connects, then creates the table (when asked) and the ledger, and checks the columns exist. */
