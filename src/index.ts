@@ -154,6 +154,13 @@ export { fromPush, PushSource, type PushOptions, type PushPosition } from "./sou
 export { fromRedisStream, type RedisStreamOptions } from "./sources/redis.ts";
 export { fromJetStream, type JetStreamOptions } from "./sources/jetstream.ts";
 export { toSql, SqlWriteError, type SqlCommit, type SqlMode, type SqlSinkOptions } from "./sinks/toSql.ts";
+export {
+  fromKafka,
+  type KafkaSourceOptions,
+  type KafkaConnectionOptions,
+  type KafkaMessageInfo,
+  type KafkaBytesRecord,
+} from "./sources/kafka.ts";
 export { toJetStream, type ToJetStreamOptions, type JetStreamTarget } from "./sinks/toJetStream.ts";
 export { toRedisStream, type ToRedisStreamOptions, type RedisStreamTarget } from "./sinks/toRedisStream.ts";
 export { encodeJson, type Published, type PublishLimits, type PublishOptions } from "./sinks/publish.ts";

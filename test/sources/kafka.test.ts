@@ -1,0 +1,315 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { Consumer, Producer } from "@platformatic/kafka";
+import * as v from "valibot";
+import { deadLetter, validate } from "../../operators/index.ts";
+import { readDeadLettersSync } from "../../src/deadletter/read.ts";
+import type { Flow } from "../../src/flow/flow.ts";
+import { fromKafka, run, toParquet } from "../../src/index.ts";
+import { dataset, query, tempDir } from "../helpers/duckdb.ts";
+import { type KafkaMock, startKafkaMock } from "../support/kafka-mock/mock.ts";
+
+const Entry = v.object({ id: v.number(), zone: v.picklist(["a", "b", "c"]), n: v.number(), name: v.string() });
+const ZONES = ["a", "b", "c"] as const;
+const TOPICS = ["all", "durable", "resume", "decoders", "empty"];
+
+type Kind = "valid" | "notJson" | "notUtf8" | "hugeNumber" | "deep" | "tombstone" | "invalid";
+
+/** What the message at offset `i` holds; every 97 messages, one of each bad kind. */
+function kindAt(i: number): Kind {
+  const kinds: Record<number, Kind> = { 5: "notJson", 11: "notUtf8", 23: "hugeNumber", 41: "deep", 59: "tombstone", 71: "invalid" };
+  return kinds[i % 97] ?? "valid";
+}
+
+function valueAt(i: number, bad = true): Buffer | undefined {
+  const kind = bad ? kindAt(i) : "valid";
+  switch (kind) {
+    case "notJson":
+      return Buffer.from(`{"id": ${i}, oops`);
+    case "notUtf8":
+      return Buffer.from([0x7b, 0x22, 0x69, 0x22, 0x3a, 0xff, 0xfe, 0x7d]);
+    case "hugeNumber":
+      return Buffer.from(`{"id": ${i}, "zone": "a", "n": 12345678901234567890, "name": "x"}`);
+    case "deep":
+      return Buffer.from(`${"[".repeat(50_000)}${"]".repeat(50_000)}`);
+    case "tombstone":
+      return undefined;
+    case "invalid":
+      return Buffer.from(JSON.stringify({ id: i, zone: "z", n: i, name: "x" }));
+    default:
+      return Buffer.from(JSON.stringify({ id: i, zone: ZONES[i % 3], n: i * 2, name: `é😀 ${i}` }));
+  }
+}
+
+let mock: KafkaMock;
+let producer: Producer;
+let dir: { path: string; remove: () => Promise<void> };
+
+/** Produces offsets `from..to` (one partition, in order, so message `i` is at offset `i`). */
+async function produce(topic: string, from: number, to: number, bad = true): Promise<void> {
+  for (let start = from; start <= to; start += 500) {
+    const messages = [];
+    for (let i = start; i <= Math.min(to, start + 499); i++) {
+      const value = valueAt(i, bad);
+      messages.push({ topic, partition: 0, key: Buffer.from(`k${i}`), ...(value ? { value } : {}) });
+    }
+    await producer.send({ messages, acks: -1 });
+  }
+}
+
+/** The group's committed offset of partition 0 (-1 when none), read by a client that does not join the group. */
+async function committed(topic: string, group: string): Promise<number> {
+  const reader = new Consumer({ clientId: "test-reader", groupId: group, bootstrapBrokers: [mock.brokers] });
+  try {
+    const offsets = await reader.listCommittedOffsets({ topics: [{ topic, partitions: [0] }] });
+    return Number(offsets.get(topic)?.[0] ?? -1n);
+  } finally {
+    await reader.close(true);
+  }
+}
+
+async function until(what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await ok())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(10);
+  }
+}
+
+const parquetIn = (folder: string) => existsSync(folder) && readdirSync(folder, { recursive: true }).some((f) => String(f).endsWith(".parquet"));
+
+beforeAll(async () => {
+  mock = await startKafkaMock(TOPICS);
+  producer = new Producer({ clientId: "test-producer", bootstrapBrokers: [mock.brokers] });
+  dir = await tempDir("sluice-kafka-");
+});
+
+afterAll(async () => {
+  await producer?.close(true);
+  await mock?.stop();
+  await dir?.remove();
+});
+
+describe("fromKafka", () => {
+  test("writes every good message once with its values and dead-letters every bad one with topic, partition and offset", async () => {
+    const COUNT = 1000;
+    await produce("all", 0, COUNT - 1);
+    const out = join(dir.path, "all");
+    const stop = new AbortController();
+    let flow: Flow | undefined;
+    const running = run(
+      fromKafka({ brokers: mock.brokers, topic: "all", group: "all-lake", from: "start" }).pipe(
+        validate(Entry),
+        deadLetter(join(out, "dead"), { maxFileAgeMs: 100 }),
+        toParquet(join(out, "events"), { schema: Entry, partitionBy: ["zone"], maxFileRows: 150 }),
+      ),
+      { signal: stop.signal, onStart: (f) => (flow = f) },
+    );
+    await until("every message read", () => (flow?.stats.in ?? 0) >= COUNT);
+    stop.abort();
+    const summary = await running;
+    expect(summary.in).toBe(COUNT);
+    const ids = Array.from({ length: COUNT }, (_, i) => i);
+    const good = ids.filter((i) => kindAt(i) === "valid");
+    const rows = await query(`SELECT id, zone, n, name FROM ${dataset(join(out, "events"))} ORDER BY id`);
+    expect(rows).toEqual(good.map((i) => ({ id: i, zone: ZONES[i % 3], n: i * 2, name: `é😀 ${i}` })));
+
+    const letters = [...readDeadLettersSync(join(out, "dead"))].map((d) => d.entry);
+    const bad = ids.filter((i) => kindAt(i) !== "valid");
+    expect(letters.map((d) => d.line - 1).sort((a, b) => a - b)).toEqual(bad);
+    for (const d of letters) {
+      const offset = d.line - 1;
+      const kind = kindAt(offset);
+      expect(d.source).toBe("kafka:all/0");
+      expect(d.stage).toBe(kind === "invalid" || kind === "deep" ? "validate" : "parse");
+      if (d.stage === "parse") expect(d.error).toContain(`Kafka topic "all", partition 0, offset ${offset}:`);
+      if (kind === "notJson") expect(d.raw).toBe(`{"id": ${offset}, oops`);
+      if (kind === "notUtf8") {
+        expect(d.error).toContain("not valid UTF-8");
+        expect([...Buffer.from(d.rawBase64 ?? "", "base64")]).toEqual([...(valueAt(offset) ?? [])]);
+      }
+      if (kind === "hugeNumber") expect(d.error).toContain("12345678901234567890");
+      if (kind === "tombstone") expect(d.error).toContain("tombstone");
+    }
+    // Everything read was durable when the run resolved, and committed: the next reader starts after it.
+    expect(await committed("all", "all-lake")).toBe(COUNT);
+  });
+
+  test("commits an offset only once every record below it is in a committed file", async () => {
+    const COUNT = 3000;
+    await produce("durable", 0, COUNT - 1, false);
+    const out = join(dir.path, "durable", "events");
+    const stop = new AbortController();
+    let flow: Flow | undefined;
+    const samples: Promise<{ committed: number; missing: number[] }>[] = [];
+    let commits = 0;
+    // Each sample reads the committed offset first, then the files: files only get added, so every
+    // id below an offset committed earlier must be on disk by then.
+    const sample = async () => {
+      const offset = await committed("durable", "durable-lake");
+      if (offset <= 0 || !parquetIn(out)) return { committed: offset, missing: [] };
+      const rows = await query(`SELECT id FROM ${dataset(out)} WHERE id < ${offset}`);
+      const have = new Set(rows.map((r) => Number(r.id)));
+      return { committed: offset, missing: Array.from({ length: offset }, (_, i) => i).filter((i) => !have.has(i)) };
+    };
+    const running = run(
+      fromKafka({ brokers: mock.brokers, topic: "durable", group: "durable-lake", from: "start", maxUncommitted: 400 }).pipe(
+        validate(Entry),
+        deadLetter(join(dir.path, "durable", "dead")),
+        toParquet(out, { schema: Entry, partitionBy: ["zone"], maxFileRows: 60 }),
+      ),
+      {
+        signal: stop.signal,
+        onStart: (f) => (flow = f),
+        onValue: () => {
+          if (++commits % 8 === 0 && samples.length < 12) samples.push(sample());
+        },
+      },
+    );
+    await until("half the messages read", () => (flow?.stats.in ?? 0) >= COUNT / 2);
+    stop.abort();
+    const summary = await running;
+    const results = await Promise.all(samples);
+    expect(results.length).toBeGreaterThan(0);
+    for (const r of results) expect(r.missing).toEqual([]);
+    // Some samples saw commits while the run went on.
+    expect(results.some((r) => r.committed > 0)).toBe(true);
+    // A clean stop commits exactly what it read and wrote.
+    expect(await committed("durable", "durable-lake")).toBe(summary.in);
+    expect(summary.written).toBe(summary.in);
+    expect(summary.in).toBeLessThan(COUNT);
+  });
+
+  test("pauses at maxUncommitted records until they are durable; a second run resumes from the committed offsets and writes nothing twice", async () => {
+    const COUNT = 2000;
+    await produce("resume", 0, COUNT - 1, false);
+    const out = join(dir.path, "resume", "events");
+    // The mock keeps a member that left until its session timeout: the second run joins after it.
+    const source = () => fromKafka({ brokers: mock.brokers, topic: "resume", group: "resume-lake", from: "start", maxUncommitted: 120, sessionTimeoutMs: 6000 });
+
+    // First run: files never roll while it reads, so nothing is durable and reading stops at 120.
+    const stop = new AbortController();
+    let flow: Flow | undefined;
+    const first = run(
+      source().pipe(
+        validate(Entry),
+        deadLetter(join(dir.path, "resume", "dead")),
+        toParquet(out, { schema: Entry, partitionBy: ["zone"], maxFileRows: 1_000_000, maxFileAgeMs: 600_000 }),
+      ),
+      { signal: stop.signal, onStart: (f) => (flow = f) },
+    );
+    await until("the first records read", () => (flow?.stats.in ?? 0) >= 120);
+    await Bun.sleep(300);
+    expect(flow?.stats.in).toBe(120);
+    expect(await committed("resume", "resume-lake")).toBe(-1);
+    stop.abort();
+    expect((await first).written).toBe(120);
+    expect(await committed("resume", "resume-lake")).toBe(120);
+
+    // Second run: files of 30 rows (below 120 / 3 zones), so records become durable and reading goes on to the end.
+    const again = new AbortController();
+    let second: Flow | undefined;
+    const running = run(
+      source().pipe(
+        validate(Entry),
+        deadLetter(join(dir.path, "resume", "dead")),
+        toParquet(out, { schema: Entry, partitionBy: ["zone"], maxFileRows: 30, mode: "append" }),
+      ),
+      { signal: again.signal, onStart: (f) => (second = f) },
+    );
+    await until("the rest read", () => (second?.stats.in ?? 0) >= COUNT - 120);
+    again.abort();
+    const summary = await running;
+    expect(summary.in).toBe(COUNT - 120);
+    const [row] = await query(`SELECT count(*) AS n, count(DISTINCT id) AS d, min(id) AS lo, max(id) AS hi, min(n = id * 2) AS ok FROM ${dataset(out)}`);
+    expect(row).toEqual({ n: String(COUNT), d: String(COUNT), lo: 0, hi: COUNT - 1, ok: true });
+    expect(await committed("resume", "resume-lake")).toBe(COUNT);
+  });
+
+  test("decodes raw bytes and through a user decoder, whose throw is a parse dead letter", async () => {
+    await produce("decoders", 0, 9, false);
+    await producer.send({
+      messages: [{ topic: "decoders", partition: 0, value: Buffer.from([0, 1, 2, 255]), headers: new Map([[Buffer.from("kind"), Buffer.from("bin")]]) }],
+      acks: -1,
+    });
+    // Two groups read the same topic at once, each with its decoder (joining a group takes the mock seconds).
+    const sides = {
+      bytes: { records: [] as unknown[], letters: [] as { line: number; error: string }[] },
+      custom: { records: [] as unknown[], letters: [] as { line: number; error: string }[] },
+    };
+    const collectWith = async (decode: Parameters<typeof fromKafka>[0]["decode"], group: "bytes" | "custom") => {
+      const side = sides[group];
+      const stop = new AbortController();
+      let flow: Flow | undefined;
+      const running = run(
+        fromKafka({ brokers: mock.brokers, topic: "decoders", group, from: "start", decode }).pipe(
+          deadLetter((d) => side.letters.push({ line: d.line, error: d.error })),
+        ),
+        { signal: stop.signal, onStart: (f) => (flow = f), onValue: (r) => side.records.push(r) },
+      );
+      await until("every message read", () => (flow?.stats.in ?? 0) >= 11);
+      stop.abort();
+      await running;
+    };
+    await Promise.all([
+      collectWith("bytes", "bytes"),
+      collectWith((value, message) => {
+        if (message.headers.get("kind") === "bin") throw new Error("binary payload");
+        return { id: JSON.parse(new TextDecoder().decode(value)).id, offset: Number(message.offset) };
+      }, "custom"),
+    ]);
+    const { bytes, custom } = sides;
+    expect(bytes.letters).toEqual([]);
+    expect(bytes.records.length).toBe(11);
+    expect(bytes.records[10]).toMatchObject({ topic: "decoders", partition: 0, offset: 10, key: null, value: new Uint8Array([0, 1, 2, 255]) });
+    expect(bytes.records[3]).toMatchObject({ offset: 3, key: "k3" });
+    expect(JSON.parse(new TextDecoder().decode((bytes.records[3] as { value: Uint8Array }).value))).toMatchObject({ id: 3 });
+    expect(custom.records).toEqual(Array.from({ length: 10 }, (_, i) => ({ id: i, offset: i })));
+    expect(custom.letters).toEqual([{ line: 11, error: 'Kafka topic "decoders", partition 0, offset 10: decode threw: binary payload' }]);
+  });
+
+  test("an unreachable broker errors the run naming it, never the credentials", async () => {
+    const error = await run(
+      fromKafka({
+        brokers: "127.0.0.1:1",
+        topic: "t",
+        group: "g",
+        sasl: { mechanism: "PLAIN", username: "svc-user", password: "s3cret-pw" },
+        connectTimeoutMs: 1000,
+      }).pipe(deadLetter(() => {})),
+    ).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(error?.message).toContain("fromKafka");
+    expect(error?.message).toContain("127.0.0.1:1");
+    expect(error?.message).toContain('group "g"');
+    expect(error?.message).not.toContain("s3cret-pw");
+    expect(error?.message).not.toContain("svc-user");
+  });
+
+  test("refuses a broker written with credentials, without repeating them", () => {
+    expect(() => fromKafka({ brokers: "kafka://bob:pa55@host:9092", topic: "t", group: "g" })).toThrow(/broker 1 is written with credentials/);
+    expect(() => fromKafka({ brokers: "kafka://bob:pa55@host:9092", topic: "t", group: "g" })).not.toThrow(/pa55/);
+    expect(() => fromKafka({ brokers: "no-port", topic: "t", group: "g" })).toThrow(/broker 1 "no-port" is not host:port/);
+    expect(() => fromKafka({ brokers: "h:1", topic: "", group: "g" })).toThrow(/topic and options.group are required/);
+  });
+
+  test("a stop while the group is being joined ends the run with nothing read and nothing committed", async () => {
+    const stop = new AbortController();
+    const running = run(
+      fromKafka({ brokers: mock.brokers, topic: "empty", group: "empty-lake", from: "start", maxWaitMs: 100 }).pipe(
+        validate(Entry),
+        deadLetter(() => {}),
+        toParquet(join(dir.path, "empty"), { schema: Entry }),
+      ),
+      { signal: stop.signal },
+    );
+    setTimeout(() => stop.abort(), 100);
+    const summary = await running;
+    expect(summary.in).toBe(0);
+    expect(summary.stopped).toBe(true);
+    expect(await committed("empty", "empty-lake")).toBe(-1);
+  });
+});
