@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { SQL } from "bun";
+import type { OperatorFunction } from "rxjs";
 import * as v from "valibot";
 
 const URL = process.env.SLUICE_BENCH_PG ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -32,7 +33,9 @@ const COLUMNS = "event_id text NOT NULL, user_id text NOT NULL, amount double pr
 /** The child: one toSql load of `file` into `table`, printing the run summary as JSON. */
 async function child(file: string, table: string, batchRows: number): Promise<void> {
   const { fromNdjson, run, toSql } = await import("../../src/index.ts");
-  const summary = await run(fromNdjson(file).pipe(toSql(URL, table, { schema: Event, mode: "insert", batchRows })));
+  // No validate step: toSql checks every value against the schema itself.
+  const sink = toSql(URL, table, { schema: Event, mode: "insert", batchRows }) as OperatorFunction<unknown, unknown>;
+  const summary = await run(fromNdjson(file).pipe(sink));
   console.log(JSON.stringify({ rows: summary.written }));
 }
 

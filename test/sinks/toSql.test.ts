@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { join } from "node:path";
 import { SQL } from "bun";
-import { tap } from "rxjs";
+import { map, tap } from "rxjs";
 import * as v from "valibot";
 import { deadLetter } from "../../operators/index.ts";
 import type { DeadLetter } from "../../src/deadletter/entry.ts";
@@ -188,10 +188,15 @@ async function readBack(db: Dialect, table: string): Promise<ReturnType<typeof e
   }));
 }
 
-/** fromNdjson parses numbers as numbers: the bigint column gets its value through a string and this map. */
-function withBigints<T extends { big: string | null }>(): (source: import("rxjs").Observable<T>) => import("rxjs").Observable<T> {
-  return tap((r: T) => {
-    if (typeof r.big === "string") (r as unknown as { big: bigint }).big = BigInt(r.big);
+/**
+ * fromNdjson parses numbers as floats: the bigint column travels as a string and becomes a bigint
+ * here, typed as the schema's record so the sink accepts it.
+ */
+function withBigints(): import("rxjs").OperatorFunction<unknown, v.InferOutput<typeof Row>> {
+  return map((r) => {
+    const row = r as { big: string | bigint | null };
+    if (typeof row.big === "string") row.big = BigInt(row.big);
+    return row as v.InferOutput<typeof Row>;
   });
 }
 
@@ -381,6 +386,7 @@ describe("toSql bounds and resumes", () => {
         tap(() => {
           most = Math.max(most, flow?.stats.buffered ?? 0);
         }),
+        map((r) => r as v.InferOutput<typeof Item>),
         deadLetter((e) => deadLetters.push(e)),
         toSql(PG, table, { schema: Item, mode: "insert", create: true, batchRows: 1000 }),
       ),
