@@ -153,7 +153,15 @@ export { fromJson, type JsonOptions } from "./sources/json.ts";
 export { fromPush, PushSource, type PushOptions, type PushPosition } from "./sources/push.ts";
 export { fromRedisStream, type RedisStreamOptions } from "./sources/redis.ts";
 export { fromJetStream, type JetStreamOptions } from "./sources/jetstream.ts";
-export { toSql, SqlWriteError, type SqlCommit, type SqlMode, type SqlSinkOptions } from "./sinks/toSql.ts";
+export {
+  toSql,
+  toClickHouse,
+  SqlWriteError,
+  type SqlCommit,
+  type SqlMode,
+  type SqlSinkOptions,
+  type ClickHouseSinkOptions,
+} from "./sinks/toSql.ts";
 export {
   fromKafka,
   type KafkaSourceOptions,
