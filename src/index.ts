@@ -74,12 +74,31 @@ export { collect, collectTable, type CollectOptions } from "./notebook/collect.t
 export { formatCount, formatTable, type FormatTableOptions } from "./notebook/table.ts";
 export { formatPreview, type PreviewOptions, withPreview } from "./notebook/view.ts";
 export { type CountRow, countBy } from "./notebook/countBy.ts";
+export { type ColumnDescription, type DescribeOptions, describe } from "./notebook/describe.ts";
+export {
+  type Aggregation,
+  count,
+  type GroupRow,
+  groupBy,
+  max,
+  mean,
+  min,
+  sum,
+  type ValueCount,
+  type ValueCountsOptions,
+  valueCounts,
+} from "./notebook/groupBy.ts";
+export { type Histogram, type HistogramBin, type HistogramOptions, histogram } from "./notebook/histogram.ts";
+export type { ReadOptions, Tabular } from "./notebook/input.ts";
 export {
   readDataset,
   readDatasetBatches,
   type ReadDatasetOptions,
   type PartitionMatch,
   type PartitionValue,
+  type FilterValue,
+  type RowCondition,
+  type ScanReport,
 } from "./dataset/read.ts";
 export {
   inspectDataset,

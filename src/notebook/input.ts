@@ -10,8 +10,8 @@ import { columnNames, isArrowTabular } from "./values.ts";
 /** A table or batch in memory, or the path of a dataset folder or Parquet file. */
 export type Tabular = Table | RecordBatch | string;
 
-/** How a dataset path is read: a row or partition filter, and the batch size. */
-export type ReadOptions = Pick<ReadDatasetOptions, "where" | "batchSize" | "onScan">;
+/** How a dataset path is read: a row or partition filter, the batch size, a row limit, a scan report. */
+export type ReadOptions = Pick<ReadDatasetOptions, "where" | "batchSize" | "limit" | "onScan">;
 
 /**
  * The record batches of `input`, with only `columns` when given (a dataset reads only those
