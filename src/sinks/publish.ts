@@ -91,9 +91,24 @@ export interface Published {
   readonly sources: readonly { readonly source: string; readonly firstLine: number; readonly lastLine: number }[];
 }
 
+/** Messages sent (or to be sent) together, with the lowest line of each input among them. */
 interface Batch {
-  readonly messages: readonly Outgoing[];
-  readonly bytes: number;
+  readonly messages: Outgoing[];
+  bytes: number;
+  readonly lowest: Map<string, number>;
+}
+
+function newBatch(): Batch {
+  return { messages: [], bytes: 0, lowest: new Map() };
+}
+
+function addTo(batch: Batch, message: Outgoing): void {
+  batch.messages.push(message);
+  batch.bytes += message.bytes;
+  if (message.line > 0) {
+    const seen = batch.lowest.get(message.source);
+    if (seen === undefined || message.line < seen) batch.lowest.set(message.source, message.line);
+  }
 }
 
 /**
@@ -106,9 +121,13 @@ export class Outbox {
   readonly #batchSize: number;
   readonly #maxInFlight: number;
   readonly #maxInFlightBytes: number;
-  readonly #queue: Outgoing[] = [];
+  /** Batches waiting to be sent, oldest first; only the last may be short. */
+  readonly #queue: Batch[] = [];
+  #queuedCount = 0;
   #queuedBytes = 0;
   readonly #inflight = new Set<Batch>();
+  /** Batches dropped unsent (a failure, a close before the end): held for good, never durable. */
+  readonly #unsent: Batch[] = [];
   #inflightCount = 0;
   #inflightBytes = 0;
   readonly #answers = new Set<Promise<void>>();
@@ -136,9 +155,11 @@ export class Outbox {
     this.#maxInFlight = Math.max(this.#batchSize, Math.floor(limits.maxInFlight ?? 5000));
     this.#maxInFlightBytes = Math.max(1, Math.floor(limits.maxInFlightBytes ?? 16 * 1024 * 1024));
     // Until acknowledged, a message's record is not durable: sources must not acknowledge it.
+    // Each batch knows its lowest lines, so this costs a few steps per batch, not per message.
     this.#stopHolding = hold(flow, (note) => {
-      for (const message of this.#queue) if (message.line > 0) note(message.source, message.line);
-      for (const batch of this.#inflight) for (const message of batch.messages) if (message.line > 0) note(message.source, message.line);
+      for (const batch of this.#queue) for (const [source, line] of batch.lowest) note(source, line);
+      for (const batch of this.#inflight) for (const [source, line] of batch.lowest) note(source, line);
+      for (const batch of this.#unsent) for (const [source, line] of batch.lowest) note(source, line);
     });
     this.#opening = open().then(
       (publisher) => {
@@ -160,7 +181,7 @@ export class Outbox {
 
   /** Messages queued or sent and not yet acknowledged. */
   get held(): number {
-    return this.#queue.length + this.#inflightCount;
+    return this.#queuedCount + this.#inflightCount;
   }
 
   /** Messages sent and not yet acknowledged. */
@@ -171,7 +192,13 @@ export class Outbox {
   /** Queues a message; it is sent with the next batch. Ignored once the outbox failed or closed. */
   add(message: Outgoing): void {
     if (this.#failure || this.#closed) return;
-    this.#queue.push(message);
+    let last = this.#queue[this.#queue.length - 1];
+    if (!last || last.messages.length >= this.#batchSize) {
+      last = newBatch();
+      this.#queue.push(last);
+    }
+    addTo(last, message);
+    this.#queuedCount++;
     this.#queuedBytes += message.bytes;
     this.#pump(false);
     this.#updateGate();
@@ -180,8 +207,11 @@ export class Outbox {
   /** Sends everything queued and resolves once all of it is acknowledged; rejects with the failure, if any. */
   async drain(): Promise<void> {
     await this.#opening;
-    this.#pump(true);
-    while (this.#answers.size > 0) await Promise.all([...this.#answers]);
+    for (;;) {
+      this.#pump(true);
+      if (this.#answers.size === 0) break;
+      await Promise.all([...this.#answers]);
+    }
     if (this.#failure) throw this.#failure;
   }
 
@@ -192,23 +222,32 @@ export class Outbox {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#queue.length = 0;
-    this.#queuedBytes = 0;
+    this.#dropQueue();
     this.#releaseGate();
     const publisher = await this.#opening;
     await Promise.allSettled([...this.#answers]);
-    this.#stopHolding();
+    // Messages never acknowledged stay held: an upstream source must not acknowledge their records.
+    if (!this.#failure && this.#unsent.length === 0 && this.#inflight.size === 0) this.#stopHolding();
     await publisher?.close().catch(() => {});
   }
 
-  /** Sends full batches; with `all`, the partial one too. A partial batch goes on the next turn of the event loop. */
+  /**
+   * Sends full batches while fewer than `maxInFlight` messages wait for acknowledgements; with
+   * `all`, a short last batch too. A short batch otherwise goes on the next turn of the event loop.
+   * The bound holds even for a source that ignores the gate (RxJS's `from`): its records wait here.
+   */
   #pump(all: boolean): void {
     const publisher = this.#publisher;
-    if (!publisher || this.#failure) return;
-    while (this.#queue.length >= this.#batchSize || (all && this.#queue.length > 0)) {
-      this.#send(publisher, this.#queue.splice(0, this.#batchSize));
+    if (!publisher || this.#failure || this.#closed) return;
+    while (this.#queue.length > 0 && this.#inflightCount < this.#maxInFlight) {
+      const first = this.#queue[0] as Batch;
+      if (!all && this.#queue.length === 1 && first.messages.length < this.#batchSize) break;
+      this.#queue.shift();
+      this.#queuedCount -= first.messages.length;
+      this.#queuedBytes -= first.bytes;
+      this.#send(publisher, first.messages);
     }
-    if (this.#queue.length > 0 && !this.#scheduled) {
+    if (this.#queue.length > 0 && !this.#scheduled && this.#inflightCount < this.#maxInFlight) {
       // Records that arrive in one turn go together; a trickle still goes out at once.
       this.#scheduled = true;
       setImmediate(() => {
@@ -219,24 +258,19 @@ export class Outbox {
   }
 
   #send(publisher: Publisher, taken: Outgoing[]): void {
-    const fits: Outgoing[] = [];
-    let bytes = 0;
+    const batch = newBatch();
     for (let message of taken) {
-      this.#queuedBytes -= message.bytes;
       if (message.bytes > publisher.maxPayload && message.shrink) message = message.shrink();
-      if (message.bytes <= publisher.maxPayload) {
-        fits.push(message);
-        bytes += message.bytes;
-      } else {
-        message.reject(`the message is ${message.bytes} bytes; ${publisher.where} takes at most ${publisher.maxPayload}`);
-      }
+      if (message.bytes <= publisher.maxPayload) addTo(batch, message);
+      else message.reject(`the message is ${message.bytes} bytes; ${publisher.where} takes at most ${publisher.maxPayload}`);
     }
+    const fits = batch.messages;
+    const bytes = batch.bytes;
     if (fits.length === 0) {
       announceDurable(this.#flow);
       this.#updateGate();
       return;
     }
-    const batch: Batch = { messages: fits, bytes };
     this.#inflight.add(batch);
     this.#inflightCount += fits.length;
     this.#inflightBytes += bytes;
@@ -246,6 +280,7 @@ export class Outbox {
         if (this.#failure) return;
         announceDurable(this.#flow);
         this.events.acknowledged(fits, answer, publisher);
+        this.#pump(false);
       },
       (error: unknown) => {
         // Not acknowledged: its records stay held, so nothing upstream treats them as durable.
@@ -272,10 +307,17 @@ export class Outbox {
   #fail(error: Error): void {
     if (this.#failure || this.#closed) return;
     this.#failure = error;
-    this.#queue.length = 0;
-    this.#queuedBytes = 0;
+    this.#dropQueue();
     this.#releaseGate();
     this.events.failed(error);
+  }
+
+  /** Drops what was never sent: those records are never acknowledged, so they are not durable. */
+  #dropQueue(): void {
+    this.#unsent.push(...this.#queue);
+    this.#queue.length = 0;
+    this.#queuedCount = 0;
+    this.#queuedBytes = 0;
   }
 
   #updateGate(): void {
@@ -417,6 +459,14 @@ function rangesOf(batch: readonly Outgoing[]): Published["sources"] {
  * encodeJson({ id: 1n, at: new Date(0) }); // '{"id":1,"at":"1970-01-01T00:00:00.000Z"}'
  */
 export function encodeJson(record: unknown): string {
+  // Fast path: without a replacer. A bigint makes it throw; NaN and Infinity come out as `null`,
+  // so text without "null" cannot hold one. Anything else takes the checking path.
+  try {
+    const plain = JSON.stringify(record);
+    if (plain !== undefined && !plain.includes("null")) return plain;
+  } catch {
+    // A bigint, a cycle, too deep: the checking path says which.
+  }
   const text = JSON.stringify(record, function exact(key, value: unknown) {
     if (typeof value === "number" && !Number.isFinite(value)) {
       throw new Error(`${fieldName(key)} holds ${value}, which JSON cannot hold`);

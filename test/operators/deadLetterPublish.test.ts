@@ -180,6 +180,25 @@ describe("deadLetter(target, { publish })", () => {
     }
   });
 
+  test("an entry too large for the broker (a huge issue list) is published without its issues; the folder keeps them", async () => {
+    const stream = await newStream();
+    const Tags = v.object({ tags: v.array(v.string()) });
+    const out = join(dir.path, "huge");
+    const summary = await run(
+      from([{ tags: Array.from({ length: 30_000 }, (_, i) => i) }, { tags: ["ok"] }]).pipe(
+        validate(Tags),
+        deadLetter(join(out, "dead"), { publish: { jetstream: { servers: SERVERS, subject: `${stream}.dead` } } }),
+      ),
+    );
+    expect(summary.deadLettered).toBe(1);
+    const [kept] = await folderEntries(join(out, "dead"));
+    expect(kept?.issues?.length).toBe(30_000);
+    const [published] = await streamEntries(stream);
+    expect(published?.issues).toBeUndefined();
+    expect(published?.error).toBe(`${kept?.error} (30000 issues left out of the published entry: the dead-letter folder has them)`);
+    expect(published?.raw).toBe(kept?.raw);
+  });
+
   test("a publish target that cannot be reached errors the run, naming it without credentials", async () => {
     const out = join(dir.path, "unreachable");
     const error = await run(

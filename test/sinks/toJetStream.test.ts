@@ -225,6 +225,37 @@ describe("toJetStream", () => {
     }
   });
 
+  test("sends at most maxInFlight messages ahead of the acknowledgements even from a source that ignores the gate", async () => {
+    const stream = await newStream();
+    const proxy = pausableProxy(4222);
+    const MAX = 400;
+    let acked = 0;
+    let paused = false;
+    try {
+      const records = Array.from({ length: 3000 }, (_, i) => ({ i }));
+      const running = run(from(records).pipe(toJetStream({ servers: `nats://127.0.0.1:${proxy.port}`, subject: `${stream}.x`, batchSize: 100, maxInFlight: MAX })), {
+        onValue: (p) => {
+          acked += (p as Published).messages;
+          if (!paused) {
+            paused = true;
+            proxy.pause();
+          }
+        },
+      });
+      await until("the first acknowledgement", () => paused);
+      // The server stores what reaches it: while its answers are held back, that is what was sent.
+      const stored = async () => (await jsm.streams.info(stream)).state.messages;
+      await until("the window sent", async () => (await stored()) >= acked + MAX - 100);
+      await Bun.sleep(200);
+      expect(await stored()).toBeLessThanOrEqual(acked + MAX);
+      proxy.resume();
+      expect((await running).written).toBe(3000);
+    } finally {
+      proxy.resume();
+      proxy.close();
+    }
+  });
+
   test("an unreachable server errors the run, naming it without its credentials", async () => {
     const error = await run(from([{ a: 1 }]).pipe(toJetStream({ servers: "nats://alice:s3cretpw@127.0.0.1:1", subject: "x.y" }))).catch((e: Error) => e);
     expect(error).toBeInstanceOf(Error);
