@@ -400,6 +400,45 @@ describe("toSql bounds and resumes", () => {
     expect([n, d]).toEqual([20_000, 20_000]);
   });
 
+  test("a source error fails the run with that error; batches committed before it stay, the one filling is dropped", async () => {
+    const table = tableName("sqlite", "error");
+    const Item = v.object({ id: v.pipe(v.number(), v.integer()) });
+    const file = await ndjson("error.ndjson", Array.from({ length: 250 }, (_, i) => ({ id: i + 1 })));
+    const pipeline = fromNdjson(file).pipe(
+      map((r, i) => {
+        if (i === 220) throw new Error("upstream broke at record 221");
+        return r as v.InferOutput<typeof Item>;
+      }),
+      deadLetter(() => {}),
+      toSql(urlOf("sqlite"), table, { schema: Item, mode: "insert", create: true, batchRows: 100 }),
+    );
+    const error = await run(pipeline).catch((e: Error) => e);
+    expect(String(error)).toContain("upstream broke at record 221");
+    const [{ n }] = await select("sqlite", `SELECT count(*) AS n FROM "${table}"`);
+    // The first two batches were full before the error; whether their write finished first is a race, never a third batch.
+    expect([0n, 100n, 200n]).toContain(n as bigint);
+  });
+
+  test("an aborted run stops reading, commits what it holds and resolves stopped, with the table matching its summary", async () => {
+    const table = tableName("sqlite", "abort");
+    const Item = v.object({ id: v.pipe(v.number(), v.integer()) });
+    const file = await ndjson("abort.ndjson", Array.from({ length: 200_000 }, (_, i) => ({ id: i + 1 })));
+    const abort = new AbortController();
+    const summary = await run(
+      fromNdjson(file).pipe(
+        map((r) => r as v.InferOutput<typeof Item>),
+        deadLetter(() => {}),
+        toSql(urlOf("sqlite"), table, { schema: Item, mode: "insert", create: true, batchRows: 1000 }),
+      ),
+      { signal: abort.signal, onValue: () => abort.abort() },
+    );
+    expect(summary.stopped).toBe(true);
+    expect(summary.written).toBeLessThan(200_000);
+    expect(summary.in).toBe(summary.written);
+    const [{ n, d }] = await select("sqlite", `SELECT count(*) AS n, count(DISTINCT id) AS d FROM "${table}"`);
+    expect([Number(n), Number(d)]).toEqual([summary.written, summary.written]);
+  });
+
   for (const db of ["pg", "sqlite"] as const) {
     test(`a run killed with SIGKILL mid-load and resumed under its checkpoint writes every row once (${db}, insert mode)`, async () => {
       const table = tableName(db, "resume");
