@@ -190,4 +190,5 @@ export {
 } from "./sources/kafka.ts";
 export { toJetStream, type ToJetStreamOptions, type JetStreamTarget } from "./sinks/toJetStream.ts";
 export { toRedisStream, type ToRedisStreamOptions, type RedisStreamTarget } from "./sinks/toRedisStream.ts";
+export { toKafka, type ToKafkaOptions, type KafkaPublished } from "./sinks/toKafka.ts";
 export { encodeJson, type Published, type PublishLimits, type PublishOptions } from "./sinks/publish.ts";

@@ -1,9 +1,10 @@
 /*
  * A Kafka-protocol broker for tests: librdkafka's mock cluster (Debian's librdkafka-dev) on loopback.
  *
- *   launcher <topic>[:<partitions>] ...
+ *   launcher [--rtt=<ms>] <topic>[:<partitions>] ...
  *
- * Creates one broker and the topics named (1 partition unless given), prints the bootstrap address
+ * Creates one broker and the topics named (1 partition unless given), delays every response by
+ * --rtt milliseconds when given (a slow broker, for backpressure tests), prints the bootstrap address
  * (host:port) on one line of stdout, then serves until it is killed or its stdin reaches end of
  * file: a test runner that dies without killing it closes the pipe, so no broker outlives its test.
  * Build: gcc -O2 -o launcher launcher.c -lrdkafka
@@ -31,6 +32,14 @@ int main(int argc, char **argv) {
     return 1;
   }
   for (int i = 1; i < argc; i++) {
+    if (strncmp(argv[i], "--rtt=", 6) == 0) {
+      int rtt = atoi(argv[i] + 6);
+      if (rtt < 0 || rd_kafka_mock_broker_set_rtt(cluster, 1, rtt)) {
+        fprintf(stderr, "kafka-mock: argument %d: bad round-trip time \"%s\"\n", i, argv[i]);
+        return 2;
+      }
+      continue;
+    }
     char name[256];
     int partitions = 1;
     const char *colon = strrchr(argv[i], ':');

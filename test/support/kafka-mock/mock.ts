@@ -35,11 +35,12 @@ export interface KafkaMock {
   stop(): Promise<void>;
 }
 
-/** Starts a mock cluster with `topics` (`name` or `name:partitions`). */
-export async function startKafkaMock(topics: readonly string[]): Promise<KafkaMock> {
+/** Starts a mock cluster with `topics` (`name` or `name:partitions`); `rttMs` delays every response. */
+export async function startKafkaMock(topics: readonly string[], options: { rttMs?: number } = {}): Promise<KafkaMock> {
   const launcher = buildLauncher();
+  const rtt = options.rttMs ? [`--rtt=${options.rttMs}`] : [];
   // stdin stays open: the launcher exits when it closes, so a test process that dies takes it along.
-  const child = Bun.spawn([launcher, ...topics], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+  const child = Bun.spawn([launcher, ...rtt, ...topics], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
   const reader = child.stdout.getReader();
   let text = "";
   while (!text.includes("\n")) {
