@@ -89,7 +89,10 @@ export class DistinctCounter {
     // bias tables; the classic switch to linear counting was 2.5 % off near its threshold.
     const q = 32; // ranks run 1..33: clz of a 32-bit hash, plus one
     const histogram = new Float64Array(q + 2);
-    for (let i = 0; i < M; i++) histogram[this.registers[i] as number]++;
+    for (let i = 0; i < M; i++) {
+      const r = this.registers[i] as number;
+      histogram[r] = (histogram[r] as number) + 1;
+    }
     let z = M * tau(1 - (histogram[q + 1] as number) / M);
     for (let k = q; k >= 1; k--) z = 0.5 * (z + (histogram[k] as number));
     z += M * sigma((histogram[0] as number) / M);
