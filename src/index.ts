@@ -90,6 +90,7 @@ export {
 } from "./notebook/groupBy.ts";
 export { type Histogram, type HistogramBin, type HistogramOptions, histogram } from "./notebook/histogram.ts";
 export type { ReadOptions, Tabular } from "./notebook/input.ts";
+export { type SqlTable, sql } from "./notebook/sql.ts";
 export {
   readDataset,
   readDatasetBatches,
