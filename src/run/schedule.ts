@@ -298,7 +298,7 @@ export class Scheduler {
       },
     });
     const controller = new AbortController();
-    const fields = (extra: Record<string, unknown> = {}) => (json ? { pipeline: entry.name, runId, logFile, ...extra } : undefined);
+    const fields = (extra: Record<string, unknown> = {}) => (json ? { pipeline: entry.name, run: runId, logFile, ...extra } : undefined);
     this.#log.info(json ? "run started" : `${entry.name}: run ${runId} started (due ${due.toISOString()}), log ${logFile}`, fields({ due: due.toISOString() }));
     this.#options.onEvent?.({ type: "started", pipeline: entry.name, runId, scheduledAt: due, logFile });
     runLog.info(`run ${runId} of ${entry.name}${entry.path ? ` (${entry.path})` : ""} due at ${due.toISOString()}`, {
