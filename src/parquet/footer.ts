@@ -8,6 +8,19 @@
  * protocol reader turns the bytes into field-id maps, and a few functions pick out the fields of
  * `parquet.thrift` that sluice uses. Unknown fields are skipped, as Thrift intends, so files from
  * newer writers still read.
+ *
+ * Why not hyparquet (issue 13 asked to replace this reader with a maintained one if it gives the
+ * same figures). Compared in December with hyparquet 1.33.0's `parquetMetadata` (with parsers
+ * that keep timestamps, dates and strings raw) on the test sample (8 sluice files, 3 partitions,
+ * row groups of 25) and a DuckDB-written file with unsigned, decimal, ns-timestamp, time, blob,
+ * UUID, float and long-string columns: 274 column chunks. Rows, row groups, created_by, key/value
+ * metadata and null counts were equal, and so were min/max except for decimals: hyparquet turns
+ * decimal statistics into floats before any parser sees them (616049377171601.55 became
+ * 616049377171601.5, a DECIMAL(38,3) 1000000000000000089690419062898.688 became 1e+30), while
+ * this reader keeps the unscaled integer and `inspect` shows the exact text. Switching would also
+ * add a run-time dependency for every pipeline (inspect, readDataset's row filters and sql read
+ * footers) to drop a reader whose format does not change. So it stays; `readFooter`,
+ * `decodeFileMetaData` and `readCompactStruct` remain the API other modules use.
  */
 
 /** Thrown when footer bytes are not a valid Parquet footer. */
