@@ -104,11 +104,17 @@ export async function command(args: string[]): Promise<number> {
   }
 
   const logs = values.logs ?? join(folder, ".sluice", "logs");
-  const scheduler = new Scheduler(scheduled, {
-    logs,
-    log,
-    watch: (flow, runLog) => startProgress(flow, { mode: "plain", log: runLog, intervalMs: interval * 1000 }).stop,
-  });
+  let scheduler: Scheduler;
+  try {
+    scheduler = new Scheduler(scheduled, {
+      logs,
+      log,
+      watch: (flow, runLog) => startProgress(flow, { mode: "plain", log: runLog, intervalMs: interval * 1000 }).stop,
+    });
+  } catch (error) {
+    log.error(`sluice schedule: ${(error as Error).message.replace(/^Scheduler: /, "")}`);
+    return 2;
+  }
   for (const p of scheduled) {
     const next = p.schedule.next(new Date());
     log.info(

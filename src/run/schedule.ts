@@ -212,8 +212,10 @@ export class Scheduler {
     this.#entries = pipelines.map((p) => {
       if (names.has(p.name)) throw new Error(`Scheduler: two pipelines are named ${p.name}`);
       names.add(p.name);
-      if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(p.name) || p.name.includes("..")) {
-        throw new Error(`Scheduler: pipeline name ${JSON.stringify(p.name)} cannot name a log folder (letters, digits, '.', '_', '-')`);
+      // The name is a folder of the logs: any file name will do, but not one that leaves it.
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses
+      if (p.name === "" || p.name === "." || p.name === ".." || /[/\\\u0000-\u001f\u007f]/.test(p.name)) {
+        throw new Error(`Scheduler: pipeline name ${JSON.stringify(p.name)} cannot name a log folder (no '/', '\\', control characters, '.' or '..')`);
       }
       if (p.schedule) return { ...p, schedule: p.schedule };
       if (p.pipeline.schedule === undefined) throw new Error(`Scheduler: pipeline ${p.name} has no schedule`);

@@ -280,7 +280,11 @@ describe("Scheduler under a manual clock", () => {
   test("refuses duplicate names, a name that cannot be a folder, and a pipeline without a schedule", () => {
     const p = recording("* * * * *", []);
     expect(() => new Scheduler([{ name: "a", pipeline: p }, { name: "a", pipeline: p }], { logs: "x" })).toThrow("two pipelines are named a");
-    expect(() => new Scheduler([{ name: "../up", pipeline: p }], { logs: "x" })).toThrow("cannot name a log folder");
+    for (const name of ["..", "a/b", "a\\b", "tab\there", ""]) {
+      expect(() => new Scheduler([{ name, pipeline: p }], { logs: "x" })).toThrow("cannot name a log folder");
+    }
+    // Any other file name is a fine folder name.
+    expect(() => new Scheduler([{ name: "événements du jour", pipeline: p }], { logs: "x" })).not.toThrow();
     expect(() => new Scheduler([{ name: "none", pipeline: recording(undefined, []) }], { logs: "x" })).toThrow("pipeline none has no schedule");
   });
 });
