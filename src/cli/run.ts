@@ -114,6 +114,9 @@ function backfillOptions(own: ReadonlyMap<string, string>, restart: boolean): Pi
     return {};
   }
   const state = own.get("--backfill-state");
+  // Each date's run id is <run id>-<date>: it must still be a valid run id.
+  const runId = own.get("--run-id");
+  if (runId !== undefined) checkRunId(`${runId}-2000-01-01`, "--run-id with --backfill (each date's run id is <run id>-<date>)");
   return { backfill: parseDateRange(range, "--backfill"), ...(state ? { backfillState: state } : {}), backfillRestart: restart };
 }
 

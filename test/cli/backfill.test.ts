@@ -171,6 +171,8 @@ describe("sluice run --backfill", () => {
 
   test("--backfill-state without --backfill is a usage error, and --help shows the backfill options", async () => {
     expect(() => parseRunArgs([flaky, "--backfill-state", "x.json", "--out", "o"])).toThrow("--backfill-state and --backfill-restart go with --backfill FROM..TO");
+    // A run id that leaves no room for the date: refused before anything runs.
+    expect(() => parseRunArgs([flaky, "--backfill", "2024-03-01", "--run-id", "r".repeat(120)])).toThrow("--run-id with --backfill (each date's run id is <run id>-<date>)");
     expect(parseRunArgs([flaky, "--backfill", "2024-03-01..2024-03-02", "--backfill-restart", "--out", "o"])).toMatchObject({
       backfill: ["2024-03-01", "2024-03-02"],
       backfillRestart: true,
