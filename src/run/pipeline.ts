@@ -129,6 +129,7 @@ function typeName(value: unknown): string {
  * @example
  * export default definePipeline({
  *   description: "Clickstream NDJSON to date-partitioned Parquet",
+ *   schedule: "0 2 * * *", // for `sluice schedule`: every day at 02:00 UTC
  *   source: ({ args }) => fromNdjson(args[0] ?? "data/*.ndjson"),
  *   process: (records, { replay }) => records.pipe(
  *     validate(Event),
