@@ -1,9 +1,9 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, expectTypeOf, test } from "bun:test";
 import { join } from "node:path";
 import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { RedisClient } from "bun";
-import { EMPTY, from, NEVER, Observable, throwError } from "rxjs";
+import { EMPTY, from, NEVER, Observable, of, throwError } from "rxjs";
 import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
 import type { DeadLetter } from "../../src/deadletter/entry.ts";
@@ -254,6 +254,22 @@ describe("toJetStream", () => {
       proxy.resume();
       proxy.close();
     }
+  });
+
+  test("the record type flows from the pipeline into encode and msgId; the sink emits Published", () => {
+    const Order = v.object({ id: v.string(), amount: v.number() });
+    const out = of({ id: "o1", amount: 2 }).pipe(
+      validate(Order),
+      toJetStream({
+        subject: "orders.x",
+        encode: (order) => {
+          expectTypeOf(order).toEqualTypeOf<{ id: string; amount: number }>();
+          return `${order.id}:${order.amount}`;
+        },
+        msgId: (order) => order.id,
+      }),
+    );
+    expectTypeOf(out).toEqualTypeOf<Observable<Published>>();
   });
 
   test("an unreachable server errors the run, naming it without its credentials", async () => {
