@@ -9,7 +9,7 @@ import { isoDate, isoTimestamp, type Unit } from "../schema/instant.ts";
 import { DistinctCounter } from "./distinct.ts";
 import { batchesOf, type ReadOptions, type Tabular } from "./input.ts";
 import { dataValues, toJson } from "./values.ts";
-import { withPreview } from "./view.ts";
+import { formatPreview } from "./view.ts";
 
 /** One line of {@link describe}'s result. */
 export interface ColumnDescription {
@@ -279,5 +279,12 @@ export async function describe(input: Tabular, options: DescribeOptions = {}): P
     });
   }
   const rows = (stats ?? []).map((s) => s.result());
-  return withPreview(rows, { counts: ["count", "nulls", "distinct"], rows: 1000, maxWidth: 20 });
+  // Printed, means show 6 significant digits (the values keep every digit), so the table fits.
+  const shown = rows.map((r) => ({ ...r, mean: r.mean === null ? null : Number(r.mean.toPrecision(6)) }));
+  Object.defineProperty(rows, Symbol.for("nodejs.util.inspect.custom"), {
+    value: function inspectDescription() {
+      return formatPreview(shown, { counts: ["count", "nulls", "distinct"], rows: 1000, maxWidth: 28 });
+    },
+  });
+  return rows;
 }
