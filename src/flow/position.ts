@@ -32,6 +32,12 @@ export class Position {
     readonly raw: string | undefined,
     /** Byte offset of the record in its input, when the source knows it. */
     readonly offset: number | undefined,
+    /**
+     * Set when a broker delivered this record before (to this reader or another one): when it was
+     * received again (`performance.now()`). Only such records are looked up in the ledgers of
+     * what is committed already (src/sinks/ledger.ts); undefined for every other record.
+     */
+    readonly redelivered: number | undefined = undefined,
   ) {}
 
   /** The input's name: a file path, a URL, a topic partition. */
@@ -130,8 +136,12 @@ export class Input {
     flow.checkpoint?.track(this);
   }
 
-  /** The position of the record at `line`, counted as read. Call once per input record. */
-  at(line: number, raw?: string, offset?: number): Position {
+  /**
+   * The position of the record at `line`, counted as read. Call once per input record. Lines
+   * increase but need not be consecutive: a broker source uses its own sequence numbers, which
+   * may be sparse and large (up to 2^53). `redelivered` is for broker sources: see {@link Position.redelivered}.
+   */
+  at(line: number, raw?: string, offset?: number, redelivered?: number): Position {
     this.flow.stats.in++;
     if (line > this.#last) this.#last = line;
     this.#inflight.push(line);
@@ -139,7 +149,7 @@ export class Input {
     // MAX_IN_FLIGHT records behind it, the oldest is taken to be gone. Only a record held by an
     // operator while that many later ones of its input passed is misjudged (see the limits).
     if (this.#inflight.length - this.#head > MAX_IN_FLIGHT) this.#advance();
-    return new Position(this, line, raw, offset);
+    return new Position(this, line, raw, offset, redelivered);
   }
 
   /**

@@ -30,9 +30,16 @@
  *
  * Everything here is synchronous: a lock is taken once per run, with a few system calls, and
  * `openCheckpoint` (synchronous) takes one.
+ *
+ * Shared locks ({@link acquireSharedLock}) let several writers append to one folder at once (the
+ * workers of a broker's consumer group) while still refusing a writer that needs it alone. Each
+ * shared holder keeps a member file in `<lock>.shared/`; it registers while holding the lock
+ * itself for a moment, and an exclusive taker, once it holds the lock, looks for live members
+ * and gives the lock back when it finds one. Both look while holding the same lock, so an
+ * exclusive writer and a shared one never both write.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeSync } from "node:fs";
 import { fsyncFolder } from "./fsync.ts";
 import { hostname } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
@@ -170,6 +177,102 @@ export function lockPathOf(target: string): string {
  * }
  */
 export function acquireLock(path: string, options: LockOptions): Lock {
+  const lock = takeLock(path, options);
+  try {
+    refuseSharers(path, options.what);
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
+  return lock;
+}
+
+/**
+ * Takes a shared hold on the lock at `path`: any number of shared holders write at once, but none
+ * while an exclusive holder ({@link acquireLock}) has it, and no exclusive one while a shared one
+ * lives. Throws a {@link LockedError} naming the exclusive holder. Release it as any lock; a
+ * holder that died leaves a member file that is stale and passed over.
+ *
+ * @example
+ * const lock = acquireSharedLock(lockPathOf("out/events"), { runId, what: "dataset folder out/events" });
+ */
+export function acquireSharedLock(path: string, options: LockOptions): Lock {
+  let waits = 0;
+  for (;;) {
+    let gate: Lock;
+    try {
+      gate = takeLock(path, { ...options, fields: { ...options.fields, joining: true } });
+    } catch (error) {
+      // Another shared holder registering: it lets go in a few system calls.
+      if (error instanceof LockedError && error.holder?.["joining"] === true && ++waits <= TAKEOVER_WAITS) {
+        Bun.sleepSync(1 + Math.floor(Math.random() * 10));
+        continue;
+      }
+      throw error;
+    }
+    try {
+      const holder: LockHolder = {
+        pid: process.pid,
+        host: hostname(),
+        runId: options.runId,
+        since: new Date().toISOString(),
+        token: randomBytes(8).toString("hex"),
+        shared: true,
+        ...options.fields,
+      };
+      const text = `${JSON.stringify(holder)}\n`;
+      const members = sharersOf(path);
+      mkdirSync(members, { recursive: true });
+      const member = join(members, `${holder.token}.json`);
+      writeDurably(member, text);
+      fsyncFolder(members);
+      held.add(holder.token);
+      return new Lock(member, holder, text);
+    } finally {
+      gate.release();
+    }
+  }
+}
+
+/** The folder of a lock's shared holders' member files. */
+function sharersOf(path: string): string {
+  return `${path}.shared`;
+}
+
+/**
+ * Under the lock at `path`: throws a {@link LockedError} naming a live shared holder, if any, and
+ * removes the member files of shared holders that are gone.
+ */
+function refuseSharers(path: string, what: string): void {
+  const members = sharersOf(path);
+  let names: string[];
+  try {
+    names = readdirSync(members);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw error;
+  }
+  const live: Readonly<Record<string, unknown>>[] = [];
+  for (const name of names) {
+    if (!name.endsWith(".json")) continue;
+    const member = join(members, name);
+    const holder = readLockFile(member);
+    if (holder && isLive(holder)) live.push(holder);
+    else rmSync(member, { force: true });
+  }
+  const first = live[0];
+  if (first) {
+    const more = live.length > 1 ? ` and ${live.length - 1} more` : "";
+    throw new LockedError(
+      path,
+      `${what} is in use by ${describe(first)}${more}, appending to it together (shared lock ${members}). Wait for them to finish or stop them: this writer needs it alone`,
+      first,
+    );
+  }
+}
+
+/** {@link acquireLock} without the look for shared holders (a takeover's guard has none). */
+function takeLock(path: string, options: LockOptions): Lock {
   mkdirSync(dirname(path), { recursive: true });
   const holder: LockHolder = {
     pid: process.pid,
@@ -210,7 +313,7 @@ function place(path: string, fresh: string, options: LockOptions): void {
     if (stale && isLive(stale)) throw new LockedError(path, busyMessage(options.what, path, stale), stale);
     let guard: Lock;
     try {
-      guard = acquireLock(`${path}.takeover-${digest(seen)}`, { runId: options.runId, what: `the takeover of ${path}` });
+      guard = takeLock(`${path}.takeover-${digest(seen)}`, { runId: options.runId, what: `the takeover of ${path}` });
     } catch (error) {
       if (!(error instanceof LockedError)) throw error;
       // Another process is taking it over now: soon its lock is there and it is named as the

@@ -1,12 +1,24 @@
 /**
  * What the broker sources (`fromRedisStream`, `fromJetStream`) share: messages held from their read
- * until what they became is durable, acknowledged in line order as the durable prefix grows
- * (`watchDurable`), and reading paced by the sink's gate and by how many messages are held.
+ * until what they became is durable, positioned by the broker's own sequence, acknowledged as the
+ * durable prefix grows (`watchDurable`), and reading paced by the sink's gate and by how many
+ * messages are held.
  *
  * A broker keeps every message a reader took and did not acknowledge, and gives it to another
  * reader when this one dies. So acknowledging is the commit: it must not run ahead of the files.
+ * What a crash leaves unacknowledged comes back *redelivered*; the sink and the dead letter look
+ * those up in the ledgers of what is committed (src/sinks/ledger.ts) so they are not written twice.
+ *
+ * Why runs of messages: a Parquet file claims ranges of lines (`sluice.sources`), and a range
+ * claims *every* line between its ends for its partition. Several readers share a stream, so the
+ * lines one reader sees have gaps that belong to others. Each run of messages with nothing between
+ * them that another reader may hold gets an {@link Input} of its own (same name, the stream), and
+ * the sink never joins lines of two inputs into one range: a file claims exactly the messages it holds.
  */
+import { watchDurable } from "../flow/durable.ts";
 import { type Flow, waitForGate } from "../flow/flow.ts";
+import { Input, type Position } from "../flow/position.ts";
+import { alreadyDeadLettered } from "../sinks/ledger.ts";
 
 /**
  * Sends the acknowledgement of a batch of messages; settles once the broker has it. A rejection is
@@ -14,53 +26,157 @@ import { type Flow, waitForGate } from "../flow/flow.ts";
  */
 export type Acknowledge<T> = (batch: T[]) => Promise<void>;
 
-/**
- * Messages a broker source has emitted and not acknowledged, by line: acknowledged in line order
- * as the durable prefix grows, every acknowledgement tracked in `flow.settling` until answered.
- */
-export class HeldMessages<T> {
-  readonly #messages = new Map<number, T>();
-  readonly #lines = new Map<T, number>();
-  readonly #inflight = new Set<Promise<void>>();
-  #acked = 0;
+/** How a broker source describes one message it positions. */
+export interface Delivery {
+  /**
+   * The broker's position of the message as a line (JetStream's stream sequence, a Redis id's
+   * line): the same for every reader and every delivery. Undefined when the broker's position
+   * has no exact line: the message is then numbered in this run only (see {@link HeldMessages}).
+   */
+  readonly line: number | undefined;
+  /**
+   * True when no message between the previous first delivery this reader positioned and this one
+   * can be held by another reader (the broker gave them out one after the other, to this reader).
+   */
+  readonly adjacent: boolean;
+  /** The broker delivered it before, to this reader or another. */
+  readonly redelivered: boolean;
+  /** The message's text, kept for a dead letter. */
+  readonly raw?: string;
+}
 
-  /** `maxBatch` caps how many messages one `acknowledge` call carries (a command's size). */
+/** Messages of one input (a run of adjacent deliveries), oldest first. */
+interface Run<K, T> {
+  readonly input: Input;
+  readonly lines: number[];
+  readonly keys: K[];
+  readonly messages: T[];
+  /** Index of the oldest message not acknowledged. */
+  head: number;
+  stopWatching: () => void;
+}
+
+/**
+ * Messages a broker source has emitted and not acknowledged, keyed by the broker's id (`K`), in
+ * runs of adjacent deliveries, each with an {@link Input} of its own: acknowledged, run by run, up
+ * to the line its durable prefix reaches, every acknowledgement tracked in `flow.settling` until
+ * answered. Walks held messages in order: lines may be sparse (stream sequences, Redis ids).
+ */
+export class HeldMessages<K, T> {
+  readonly #runs = new Set<Run<K, T>>();
+  readonly #held = new Map<K, { run: Run<K, T>; line: number }>();
+  readonly #inflight = new Set<Promise<void>>();
+  /** The run adjacent first deliveries join. */
+  #open: Run<K, T> | undefined;
+  /** Messages the broker's position gives no exact line: numbered in this run only. */
+  #local: Run<K, T> | undefined;
+
+  /**
+   * `name` is the input's name (`jetstream:<stream>`); `maxBatch` caps how many messages one
+   * `acknowledge` call carries (a command's size); `onAcked` runs after each acknowledgement sent.
+   */
   constructor(
     readonly flow: Flow,
+    readonly name: string,
     readonly acknowledge: Acknowledge<T>,
     readonly maxBatch = Number.POSITIVE_INFINITY,
+    readonly onAcked: () => void = () => {},
   ) {}
 
   get size(): number {
-    return this.#messages.size;
+    return this.#held.size;
   }
 
-  has(message: T): boolean {
-    return this.#lines.has(message);
+  has(key: K): boolean {
+    return this.#held.has(key);
   }
 
-  add(line: number, message: T): void {
-    this.#messages.set(line, message);
-    this.#lines.set(message, line);
+  /**
+   * A held message delivered again (its keep-alive came late): the newest handle is kept, since
+   * a broker may accept only the latest delivery's acknowledgement; nothing is emitted again.
+   */
+  replace(key: K, message: T): void {
+    const found = this.#held.get(key);
+    if (!found) return;
+    const { run, line } = found;
+    const at = indexOf(run.lines, line, run.head);
+    if (at >= 0) run.messages[at] = message;
   }
 
-  /** The held messages, in the order they were added. */
-  values(): IterableIterator<T> {
-    return this.#messages.values();
-  }
-
-  /** Acknowledges every held message with a line up to `upTo`. */
-  ack(upTo: number): void {
-    const batch: T[] = [];
-    for (let line = this.#acked + 1; line <= upTo; line++) {
-      const message = this.#messages.get(line);
-      if (message === undefined) continue;
-      this.#messages.delete(line);
-      this.#lines.delete(message);
-      batch.push(message);
+  /**
+   * Holds `message` until durable and returns its position, counted as read; or undefined when it
+   * is redelivered and its dead letter is committed already (in a dead-letter folder of the run):
+   * then it is counted as skipped and settled, and acknowledged with the others.
+   */
+  at(key: K, message: T, delivery: Delivery): Position | undefined {
+    const run = this.#runFor(delivery);
+    const line = delivery.line !== undefined && run !== this.#local ? delivery.line : run.input.lastLine + 1;
+    run.lines.push(line);
+    run.keys.push(key);
+    run.messages.push(message);
+    this.#held.set(key, { run, line });
+    const redelivered = delivery.redelivered && run !== this.#local ? performance.now() : undefined;
+    const position = run.input.at(line, delivery.raw, undefined, redelivered);
+    if (redelivered !== undefined && alreadyDeadLettered(this.flow, this.name, line, redelivered)) {
+      this.flow.stats.skipped++;
+      run.input.settle(line);
+      return undefined;
     }
-    this.#acked = Math.max(this.#acked, upTo);
+    return position;
+  }
+
+  #runFor(delivery: Delivery): Run<K, T> {
+    if (delivery.line === undefined || !Number.isSafeInteger(delivery.line) || delivery.line <= 0) {
+      // Unique to this run: the ledgers are never asked about it, so it is at least once.
+      this.#local ??= this.#newRun(`${this.name}~${this.flow.runId}`);
+      return this.#local;
+    }
+    // A redelivered message is a run of its own: the lines around it may be another reader's.
+    if (delivery.redelivered) return this.#newRun(this.name);
+    const open = this.#open;
+    if (open && delivery.adjacent && delivery.line > open.input.lastLine) return open;
+    this.#open = this.#newRun(this.name);
+    if (open) this.#retireIfDone(open);
+    return this.#open;
+  }
+
+  #newRun(name: string): Run<K, T> {
+    const run: Run<K, T> = { input: new Input(this.flow, name), lines: [], keys: [], messages: [], head: 0, stopWatching: () => {} };
+    run.stopWatching = watchDurable(run.input, (upTo) => this.#ack(run, upTo));
+    this.#runs.add(run);
+    return run;
+  }
+
+  /** The held messages, run by run, oldest first. */
+  *values(): IterableIterator<T> {
+    for (const run of this.#runs) for (let i = run.head; i < run.messages.length; i++) yield run.messages[i] as T;
+  }
+
+  /** Acknowledges the messages of `run` with a line up to `upTo`, in order. */
+  #ack(run: Run<K, T>, upTo: number): void {
+    const batch: T[] = [];
+    const { lines, keys, messages } = run;
+    while (run.head < lines.length && (lines[run.head] as number) <= upTo) {
+      batch.push(messages[run.head] as T);
+      this.#held.delete(keys[run.head] as K);
+      run.head++;
+    }
+    if (run.head > 4096 && run.head * 2 > lines.length) {
+      lines.splice(0, run.head);
+      keys.splice(0, run.head);
+      messages.splice(0, run.head);
+      run.head = 0;
+    }
+    this.#retireIfDone(run);
     if (batch.length > 0) this.send(batch);
+    this.onAcked();
+  }
+
+  /** A run no message can join any more, all of it acknowledged, is forgotten. */
+  #retireIfDone(run: Run<K, T>): void {
+    if (run === this.#open || run === this.#local || run.head < run.lines.length) return;
+    run.stopWatching();
+    this.#runs.delete(run);
   }
 
   /** Acknowledges messages now, held or not (one that has nothing to commit). */
@@ -82,6 +198,28 @@ export class HeldMessages<T> {
   async sent(): Promise<void> {
     await Promise.allSettled([...this.#inflight]);
   }
+
+  /** Stops watching for durability: nothing more is acknowledged. */
+  close(): void {
+    for (const run of this.#runs) run.stopWatching();
+    this.#runs.clear();
+    this.#open = undefined;
+    this.#local = undefined;
+  }
+}
+
+/** Index of `line` in the ascending `lines` from `from`, or -1. */
+function indexOf(lines: readonly number[], line: number, from: number): number {
+  let low = from;
+  let high = lines.length - 1;
+  while (low <= high) {
+    const mid = (low + high) >>> 1;
+    const at = lines[mid] as number;
+    if (at === line) return mid;
+    if (at < line) low = mid + 1;
+    else high = mid - 1;
+  }
+  return -1;
 }
 
 /**

@@ -15,9 +15,9 @@
 import { AckPolicy, type Consumer, type ConsumerMessages, type JsMsg, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Observable } from "rxjs";
-import { watchDurable } from "../flow/durable.ts";
+import { announceDurable } from "../flow/durable.ts";
 import { currentFlow, sendToDeadLetter } from "../flow/flow.ts";
-import { Input, stamp } from "../flow/position.ts";
+import { stamp } from "../flow/position.ts";
 import { HeldMessages, Pace } from "./broker.ts";
 
 /** Options of {@link fromJetStream}. */
@@ -93,19 +93,15 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
 
   return new Observable<unknown>((subscriber) => {
     const flow = currentFlow();
-    const input = new Input(flow, `jetstream:${stream}`);
     let nc: NatsConnection | undefined;
-    let held: HeldMessages<JsMsg> | undefined;
+    let held: HeldMessages<number, JsMsg> | undefined;
+    // The last first delivery positioned: the next one joins its input when the consumer's delivery sequence follows on.
+    let previous: { stream: number; delivery: number } | undefined;
     let pull: ConsumerMessages | undefined;
     let finished = false;
     const stopped = () => finished || flow.stopping;
     const done = () => stopped() || subscriber.closed;
     const pacing = new Pace(flow, done, () => (held?.size ?? 0) >= maxAckPending);
-    const stopWatching = watchDurable(input, (upTo) => {
-      held?.ack(upTo);
-      pacing.wake();
-      if (finished && (held?.size ?? 0) === 0) close();
-    });
     const keepAlive = setInterval(() => keepHeld(nc, held), Math.max(1, Math.floor(ackWaitMs / 3)));
     keepAlive.unref();
     const onStop = () => {
@@ -119,7 +115,7 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
     function close() {
       if (closing) return;
       clearInterval(keepAlive);
-      stopWatching();
+      held?.close();
       pull?.stop();
       const connection = nc;
       // The last acks are flushed first: closing drops whatever is still unsent.
@@ -140,12 +136,23 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
       abort(new Error(`fromJetStream: ${what} failed (${where}): ${scrub(error instanceof Error ? error.message : String(error), hide)}`));
 
     function emit(msg: JsMsg): void {
-      const line = input.lastLine + 1;
+      const info = msg.info;
+      const seq = info.streamSequence;
+      // Delivered again while this reader holds it (its keep-alive came late): it is in flight here.
+      if (info.redelivered && held?.has(seq)) {
+        held.replace(seq, msg);
+        return;
+      }
       const data = msg.data;
       const raw = decoder.decode(data);
-      const position = input.at(line, raw);
-      held?.add(line, msg);
       flow.stats.bytesRead += data.length;
+      // First deliveries go out in stream order, numbered by the consumer's delivery sequence: two
+      // that follow on have no message between them that another reader could hold.
+      const adjacent = !info.redelivered && previous !== undefined && info.deliverySequence === previous.delivery + 1 && seq > previous.stream;
+      if (!info.redelivered) previous = { stream: seq, delivery: info.deliverySequence };
+      const position = held?.at(seq, msg, { line: seq, adjacent, redelivered: info.redelivered, raw });
+      // Redelivered, and its dead letter is committed already.
+      if (!position) return;
       let record: unknown;
       try {
         record = options.decode ? options.decode(data) : JSON.parse(raw);
@@ -168,7 +175,7 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
         return;
       }
       const connection = nc;
-      held = new HeldMessages<JsMsg>(flow, (messages) => {
+      held = new HeldMessages<number, JsMsg>(flow, `jetstream:${stream}`, (messages) => {
         for (const msg of messages) msg.ack();
         // Acks carry no reply; a flush returns once the server has processed everything before it.
         return connection.flush().then(
@@ -176,11 +183,14 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
           (error: unknown) => {
             abort(
               new Error(
-                `fromJetStream: acknowledging ${messages.length} committed messages failed (${where}): ${scrub(error instanceof Error ? error.message : String(error), hide)}. They are delivered again: their rows will be written twice`,
+                `fromJetStream: acknowledging ${messages.length} committed messages failed (${where}): ${scrub(error instanceof Error ? error.message : String(error), hide)}. They are delivered again and found in the committed files (see the ledger in docs/brokers.md)`,
               ),
             );
           },
         );
+      }, Number.POSITIVE_INFINITY, () => {
+        pacing.wake();
+        if (finished && (held?.size ?? 0) === 0) close();
       });
       connection.closed().then((error) => {
         if (!finished && !closing) fail("the connection", error ?? new Error("closed by the server"));
@@ -219,6 +229,8 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
             emit(msg);
             if (done()) break;
           }
+          // Records skipped as committed already settle without a commit to announce them.
+          announceDurable(flow);
         } catch (error) {
           if (stopped()) break;
           return fail("pulling messages", error);
@@ -254,7 +266,7 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
 }
 
 /** Tells the server every held message is still being worked on, so it is not delivered again. */
-function keepHeld(connection: NatsConnection | undefined, held: HeldMessages<JsMsg> | undefined): void {
+function keepHeld(connection: NatsConnection | undefined, held: HeldMessages<number, JsMsg> | undefined): void {
   if (!connection || !held || connection.isClosed()) return;
   for (const msg of held.values()) msg.working();
 }

@@ -15,9 +15,9 @@
 import { RedisClient } from "bun";
 import { hostname } from "node:os";
 import { Observable } from "rxjs";
-import { watchDurable } from "../flow/durable.ts";
+import { announceDurable } from "../flow/durable.ts";
 import { currentFlow, sendToDeadLetter } from "../flow/flow.ts";
-import { Input, stamp } from "../flow/position.ts";
+import { stamp } from "../flow/position.ts";
 import { HeldMessages, Pace } from "./broker.ts";
 
 /** Options of {@link fromRedisStream}. */
@@ -107,33 +107,34 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
 
   return new Observable<unknown>((subscriber) => {
     const flow = currentFlow();
-    const input = new Input(flow, `redis:${stream}`);
     const reader = new RedisClient(url, { autoReconnect: false });
     const commands = new RedisClient(url, { autoReconnect: false });
-    const held = new HeldMessages<string>(
+    const held = new HeldMessages<string, string>(
       flow,
+      `redis:${stream}`,
       (ids) =>
         commands.send("XACK", [stream, group, ...ids]).then(
           () => {},
           (error: unknown) => {
             const failure = new Error(
-              `fromRedisStream: acknowledging ${ids.length} committed entries (${ids[0]} ...) failed (${where}): ${scrub(error instanceof Error ? error.message : String(error), hide)}. They stay pending and are read again: their rows will be written twice`,
+              `fromRedisStream: acknowledging ${ids.length} committed entries (${ids[0]} ...) failed (${where}): ${scrub(error instanceof Error ? error.message : String(error), hide)}. They stay pending, are read again and found in the committed files (see the ledger in docs/brokers.md)`,
             );
             abort(failure);
             throw failure;
           },
         ),
       5000,
+      () => {
+        pacing.wake();
+        if (finished && held.size === 0) close();
+      },
     );
     let finished = false;
     const done = () => stopped() || subscriber.closed;
     const stopped = () => finished || flow.stopping;
     const pacing = new Pace(flow, done, () => held.size >= maxUnacked);
-    const stopWatching = watchDurable(input, (upTo) => {
-      held.ack(upTo);
-      pacing.wake();
-      if (finished && held.size === 0) close();
-    });
+    // The last entry of the group's new entries this reader positioned (see `follows`).
+    let lastNew: string | undefined;
     const keepAlive = setInterval(() => keepHeld(commands, stream, group, consumer, held), keepAliveMs);
     keepAlive.unref();
     const onStop = () => {
@@ -145,7 +146,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
 
     function close() {
       clearInterval(keepAlive);
-      stopWatching();
+      held.close();
       reader.close();
       // Closing cancels what is in flight: the last acknowledgements are answered first.
       held.sent().then(() => commands.close());
@@ -162,22 +163,29 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
     const fail = (what: string, error: unknown) =>
       abort(new Error(`fromRedisStream: ${what} failed (${where}): ${scrub(error instanceof Error ? error.message : String(error), hide)}`));
 
-    /** Emits entries as records; returns the id of the last one. */
-    function emit(entries: readonly Entry[]): void {
+    /**
+     * Emits entries as records. `redelivered`: read from a pending list (this consumer's own after
+     * a restart, or claimed from another). `adjacent`: the first entry directly follows the last new
+     * entry this reader positioned in the stream (entries of one read of new entries follow each other).
+     */
+    function emit(entries: readonly Entry[], redelivered: boolean, adjacent: boolean): void {
+      let first = true;
       for (const [id, fields] of entries) {
         // Deleted (XDEL, trimmed) while pending: there is nothing to read, and nothing to keep it for.
         if (fields === null) {
           held.send([id]);
           continue;
         }
-        const line = input.lastLine + 1;
         const values: Record<string, string> = {};
         for (let i = 0; i + 1 < fields.length; i += 2) values[fields[i] as string] = String(fields[i + 1]);
         const text = values[field];
         const raw = text ?? JSON.stringify(values);
-        const position = input.at(line, raw);
-        held.add(line, id);
         flow.stats.bytesRead += raw.length;
+        const position = held.at(id, id, { line: lineOfId(id), adjacent: adjacent || !first, redelivered, raw });
+        first = false;
+        if (!redelivered) lastNew = id;
+        // Redelivered, and its dead letter is committed already.
+        if (!position) continue;
         let record: unknown;
         try {
           if (options.decode) {
@@ -220,7 +228,8 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
         }
         if (entries.length === 0) break;
         after = (entries[entries.length - 1] as Entry)[0];
-        emit(entries);
+        emit(entries.filter(([id]) => !held.has(id)), true, false);
+        announceDurable(flow);
         if (!(await pacing.next())) break;
       }
       let claimCursor = "0-0";
@@ -232,7 +241,8 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
             const reply = (await commands.send("XAUTOCLAIM", [stream, group, consumer, String(claimIdleMs), claimCursor, "COUNT", String(batchSize)])) as [string, Entry[], string[]];
             claimCursor = reply[0];
             // An entry this reader holds can look idle only if the keep-alive ran late: it is in flight here.
-            emit(reply[1].filter(([id]) => !held.has(id)));
+            emit(reply[1].filter(([id]) => !held.has(id)), true, false);
+            announceDurable(flow);
           } catch (error) {
             if (stopped()) break;
             return fail("claiming idle entries (XAUTOCLAIM)", error);
@@ -248,7 +258,17 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
           if (stopped()) break;
           return fail("reading new entries (XREADGROUP)", error);
         }
-        emit(entries);
+        if (entries.length > 0) {
+          let adjacent: boolean;
+          try {
+            adjacent = lastNew !== undefined && (await follows(lastNew, (entries[0] as Entry)[0]));
+          } catch (error) {
+            if (stopped()) break;
+            return fail("reading the stream (XRANGE)", error);
+          }
+          emit(entries, false, adjacent);
+          announceDurable(flow);
+        }
         if (!(await pacing.next())) break;
       }
       if (finished) return;
@@ -258,6 +278,15 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
       subscriber.complete();
       // What was emitted commits after this (the sink flushes on completion); acks close the rest.
       if (held.size === 0) close();
+    }
+
+    /**
+     * True when `next` is the entry right after `previous` in the stream: then no entry between
+     * them can be pending on another consumer, and the two may share an input (see broker.ts).
+     */
+    async function follows(previous: string, next: string): Promise<boolean> {
+      const reply = (await commands.send("XRANGE", [stream, `(${previous}`, "+", "COUNT", "1"])) as Entry[] | null;
+      return reply?.[0]?.[0] === next;
     }
 
     read().catch((error) => fail("reading", error));
@@ -277,8 +306,30 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
   });
 }
 
+/** Lines per millisecond of a Redis id: `<ms>-<seq>` is line `ms × 2048 + seq`. */
+const SEQS_PER_MS = 2048;
+
+/**
+ * The line of a stream entry id `<ms>-<seq>`: `ms × 2048 + seq`. It grows with the id and is
+ * exact (below 2^53) for every id with `ms` below 2^42 (the year 2109) and `seq` below 2048 (ids
+ * Redis makes hold the sequence within one millisecond: 2,048 entries per millisecond of one
+ * stream). Undefined for any other id: such an entry is numbered within its run only.
+ *
+ * @example
+ * lineOfId("1700000000000-3") // 3481600000000003
+ */
+export function lineOfId(id: string): number | undefined {
+  const dash = id.indexOf("-");
+  const ms = Number(id.slice(0, dash));
+  const seq = Number(id.slice(dash + 1));
+  if (dash <= 0 || !Number.isInteger(ms) || !Number.isInteger(seq) || ms < 0 || seq < 0) return undefined;
+  if (ms >= 2 ** 42 || seq >= SEQS_PER_MS) return undefined;
+  const line = ms * SEQS_PER_MS + seq;
+  return line > 0 ? line : undefined;
+}
+
 /** Resets the idle time of every held entry, so no other consumer's XAUTOCLAIM takes it over. */
-function keepHeld(client: RedisClient, stream: string, group: string, consumer: string, held: HeldMessages<string>): void {
+function keepHeld(client: RedisClient, stream: string, group: string, consumer: string, held: HeldMessages<string, string>): void {
   const ids = [...held.values()];
   for (let i = 0; i < ids.length; i += 1000) {
     // JUSTID: the delivery count stays as it is. Failures are left to the next XACK or read to report.

@@ -8,6 +8,7 @@ import { deadLetter, validate } from "../../operators/index.ts";
 import { readDeadLettersSync } from "../../src/deadletter/read.ts";
 import type { Flow } from "../../src/flow/flow.ts";
 import { fromRedisStream, run, toParquet } from "../../src/index.ts";
+import { lineOfId } from "../../src/sources/redis.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 
 const URL = "redis://127.0.0.1:6379";
@@ -217,8 +218,11 @@ describe("fromRedisStream", () => {
     expect(ids.slice(0, 9)).toEqual([1, 2, 3, 4, 5, 6, 8, 9, 10]);
     expect(new Set(ids)).toEqual(new Set(Array.from({ length: 30 }, (_, i) => i + 1).filter((i) => entryAt(i).kind !== "notJson" && entryAt(i).kind !== "noField")));
     expect(Date.now() - started).toBeGreaterThanOrEqual(250);
-    // Nothing was made durable: all 30 stay pending, now all on "me".
-    expect(await pending(stream, group)).toEqual({ total: 30, by: { me: 30 } });
+    // No record was made durable: the 28 stay pending, now all on "me". (A dead letter handed to a
+    // function counts as durable, so a bad entry may be acknowledged.)
+    const left = await pending(stream, group);
+    expect(left.by).toEqual({ me: left.total });
+    expect(left.total).toBeGreaterThanOrEqual(28);
   });
 
   test("keeps held entries from being taken over while it holds them", async () => {
@@ -248,7 +252,7 @@ describe("fromRedisStream", () => {
   test("decodes entries with a custom decoder, and dead-letters the entries it throws on", async () => {
     const { stream, group } = names();
     await redis.send("XADD", [stream, "*", "user", "u1", "amount", "12.5"]);
-    await redis.send("XADD", [stream, "*", "user", "u2", "amount", "lots"]);
+    const second = (await redis.send("XADD", [stream, "*", "user", "u2", "amount", "lots"])) as string;
     const letters: { stage: string; error: string; line: number }[] = [];
     const records: unknown[] = await lastValueFrom(
       fromRedisStream({
@@ -270,7 +274,8 @@ describe("fromRedisStream", () => {
     await until("the second entry dead-lettered", () => letters.length === 1);
     expect(JSON.parse(JSON.stringify(records))).toEqual([{ user: "u1", amount: 12.5 }]);
     expect(letters[0]?.stage).toBe("parse");
-    expect(letters[0]?.line).toBe(2);
+    // The line is the entry id's (ms × 2048 + seq), the same for every reader.
+    expect(letters[0]?.line).toBe(lineOfId(second) as number);
     expect(letters[0]?.error).toContain('decode threw: amount "lots" is not a number');
   });
 

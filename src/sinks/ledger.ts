@@ -1,0 +1,293 @@
+/**
+ * Ledgers of what is durable, read from what is committed: which records (by input and line) a
+ * dataset's Parquet files hold, and which a dead-letter folder holds.
+ *
+ * A broker gives a message it did not see acknowledged to a reader again: after a crash, after a
+ * worker of the group died, after its connection dropped. Files are committed before their
+ * messages are acknowledged, so such a message may already be in a committed file (or dead
+ * letter), written by this worker or by another one writing the same folder. Every committed
+ * Parquet file says which lines it holds in its key-value metadata (`sluice.sources`: ranges of
+ * lines per input, for the file's partition), and files appear only by an atomic rename, as do
+ * dead-letter files: so the committed files themselves are the ledger, shared by every worker,
+ * with nothing else to keep in step.
+ *
+ * Only redelivered records are looked up, so the ordinary path costs nothing. A ledger reads the
+ * files it has not read before; a record not found makes it look again unless it already looked
+ * after the record was received: every file the broker's earlier reader committed was committed
+ * before the broker delivered the message again, so one look after receiving it is enough.
+ *
+ * Reads are synchronous: the sink asks while it appends a record, and a look happens only for a
+ * redelivered record not found, at most once per batch of them.
+ */
+import { openSync, readdirSync, readFileSync, readSync, closeSync, fstatSync } from "node:fs";
+import { join, sep } from "node:path";
+import { decodePartitionText } from "../dataset/files.ts";
+import { listDeadLetterFilesSync } from "../deadletter/read.ts";
+import type { Flow } from "../flow/flow.ts";
+import { decodeFileMetaData } from "../parquet/footer.ts";
+import { NULL_PARTITION } from "../parquet/partition.ts";
+
+/** Ranges of lines, found by binary search once sorted. */
+class Ranges {
+  #firsts: number[] = [];
+  #lasts: number[] = [];
+  /** `#reach[i]`: the highest last line among ranges 0..i (ranges may overlap). */
+  #reach: number[] = [];
+  #sorted = true;
+
+  add(first: number, last: number): void {
+    const n = this.#firsts.length;
+    if (n > 0 && first < (this.#firsts[n - 1] as number)) this.#sorted = false;
+    this.#firsts.push(first);
+    this.#lasts.push(last);
+    this.#reach.push(Math.max(last, n > 0 ? (this.#reach[n - 1] as number) : last));
+  }
+
+  has(line: number): boolean {
+    if (!this.#sorted) this.#sort();
+    const firsts = this.#firsts;
+    let low = 0;
+    let high = firsts.length - 1;
+    // The last range starting at or before `line`.
+    while (low <= high) {
+      const mid = (low + high) >>> 1;
+      if ((firsts[mid] as number) <= line) low = mid + 1;
+      else high = mid - 1;
+    }
+    for (let i = high; i >= 0 && (this.#reach[i] as number) >= line; i--) if ((this.#lasts[i] as number) >= line) return true;
+    return false;
+  }
+
+  #sort(): void {
+    const order = this.#firsts.map((_, i) => i).sort((a, b) => (this.#firsts[a] as number) - (this.#firsts[b] as number));
+    const firsts = order.map((i) => this.#firsts[i] as number);
+    const lasts = order.map((i) => this.#lasts[i] as number);
+    this.#firsts = [];
+    this.#lasts = [];
+    this.#reach = [];
+    this.#sorted = true;
+    for (let i = 0; i < firsts.length; i++) this.add(firsts[i] as number, lasts[i] as number);
+  }
+}
+
+/**
+ * What the committed Parquet files of a dataset folder hold: for each partition (as the sink keys
+ * it: its values as a JSON array of texts, `["2024-03-01"]`; `[]` when not partitioned), input and
+ * line, whether a committed file holds that record. Read from the files' footers.
+ *
+ * Files that are not sluice's, or whose metadata is broken, claim nothing (a record is then
+ * written again rather than lost). Hidden names (`.` or `_` first: temporary files, staging
+ * folders) are not read.
+ *
+ * @example
+ * const ledger = new DatasetLedger("out/events");
+ * ledger.has('["2024-03-01"]', "jetstream:EVENTS", 1234); // true once a committed file holds it
+ */
+export class DatasetLedger {
+  readonly #read = new Set<string>();
+  readonly #ranges = new Map<string, Map<string, Ranges>>();
+  /** When it last looked at the folder (`performance.now()`). */
+  #lookedAt = Number.NEGATIVE_INFINITY;
+
+  constructor(readonly folder: string) {}
+
+  /**
+   * True when a committed file of partition `partitionKey` holds line `line` of `source`. Not
+   * found, it looks at the folder again (files committed since), unless it already looked after
+   * `receivedAt` (`performance.now()` when the record was received; default: always look).
+   */
+  has(partitionKey: string, source: string, line: number, receivedAt = Number.POSITIVE_INFINITY): boolean {
+    if (this.#find(partitionKey, source, line)) return true;
+    if (this.#lookedAt > receivedAt) return false;
+    this.refresh();
+    return this.#find(partitionKey, source, line);
+  }
+
+  #find(partitionKey: string, source: string, line: number): boolean {
+    return this.#ranges.get(partitionKey)?.get(source)?.has(line) ?? false;
+  }
+
+  /** Reads the footers of the files committed since the last look. */
+  refresh(): void {
+    this.#lookedAt = performance.now();
+    let names: string[];
+    try {
+      names = readdirSync(this.folder, { recursive: true, encoding: "utf8" });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw error;
+    }
+    for (const name of names) {
+      if (!name.endsWith(".parquet") || this.#read.has(name)) continue;
+      const parts = name.split(sep);
+      if (parts.some((part) => part.startsWith(".") || part.startsWith("_"))) continue;
+      const sources = sourcesOf(join(this.folder, name));
+      // Gone between the listing and the read (replaced by an overwrite): nothing to learn from it.
+      if (sources === "missing") continue;
+      this.#read.add(name);
+      if (sources.length === 0) continue;
+      const key = partitionKeyOf(parts.slice(0, -1));
+      let bySource = this.#ranges.get(key);
+      if (!bySource) this.#ranges.set(key, (bySource = new Map()));
+      for (const range of sources) {
+        let ranges = bySource.get(range.source);
+        if (!ranges) bySource.set(range.source, (ranges = new Ranges()));
+        ranges.add(range.firstLine, range.lastLine);
+      }
+    }
+  }
+}
+
+/**
+ * What a dead-letter folder holds: for each input and line, whether a committed dead-letter file
+ * has its entry. Lines that are not JSON objects with a `source` and a `line` are passed over.
+ *
+ * @example
+ * const ledger = new DeadLetterLedger("out/dead-letter");
+ * ledger.has("jetstream:EVENTS", 7);
+ */
+export class DeadLetterLedger {
+  readonly #read = new Set<string>();
+  readonly #lines = new Map<string, Set<number>>();
+  #lookedAt = Number.NEGATIVE_INFINITY;
+
+  constructor(readonly folder: string) {}
+
+  /** True when a committed dead letter names line `line` of `source`; looks again as {@link DatasetLedger.has} does. */
+  has(source: string, line: number, receivedAt = Number.POSITIVE_INFINITY): boolean {
+    if (this.#lines.get(source)?.has(line)) return true;
+    if (this.#lookedAt > receivedAt) return false;
+    this.refresh();
+    return this.#lines.get(source)?.has(line) ?? false;
+  }
+
+  /** Reads the dead-letter files committed since the last look. */
+  refresh(): void {
+    this.#lookedAt = performance.now();
+    for (const name of listDeadLetterFilesSync(this.folder)) {
+      if (this.#read.has(name)) continue;
+      let text: string;
+      try {
+        text = readFileSync(join(this.folder, name), "utf8");
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") continue;
+        throw error;
+      }
+      this.#read.add(name);
+      for (const entry of text.split("\n")) {
+        if (entry === "") continue;
+        const found = sourceAndLine(entry);
+        if (!found) continue;
+        let lines = this.#lines.get(found.source);
+        if (!lines) this.#lines.set(found.source, (lines = new Set()));
+        lines.add(found.line);
+      }
+    }
+  }
+}
+
+// Per run, keyed by the flow object: the dead-letter folders its `deadLetter` operators write.
+const deadLetterLedgers = new WeakMap<Flow, DeadLetterLedger[]>();
+
+/**
+ * Registers a dead-letter folder of the run, so broker sources can tell a redelivered message
+ * whose dead letter is committed already (see {@link alreadyDeadLettered}). The `deadLetter`
+ * operator calls it for a folder target.
+ */
+export function watchDeadLetters(flow: Flow, folder: string): void {
+  const ledgers = deadLetterLedgers.get(flow) ?? [];
+  if (!ledgers.some((ledger) => ledger.folder === folder)) ledgers.push(new DeadLetterLedger(folder));
+  deadLetterLedgers.set(flow, ledgers);
+}
+
+/**
+ * True when line `line` of `source` has a committed dead letter in a folder of the run (see
+ * {@link watchDeadLetters}). Meant for redelivered records only, received at `receivedAt`.
+ */
+export function alreadyDeadLettered(flow: Flow, source: string, line: number, receivedAt: number): boolean {
+  return deadLetterLedgers.get(flow)?.some((ledger) => ledger.has(source, line, receivedAt)) ?? false;
+}
+
+/** One range of a file's `sluice.sources`. */
+interface SourceRange {
+  readonly source: string;
+  readonly firstLine: number;
+  readonly lastLine: number;
+}
+
+/**
+ * The line ranges a Parquet file's footer claims (`sluice.sources`), `[]` when it claims none or
+ * cannot be read as Parquet, "missing" when the file is gone.
+ */
+function sourcesOf(path: string): SourceRange[] | "missing" {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return "missing";
+    throw error;
+  }
+  try {
+    const size = fstatSync(fd).size;
+    if (size < 12) return [];
+    const tail = Buffer.alloc(8);
+    readSync(fd, tail, 0, 8, size - 8);
+    if (tail.toString("latin1", 4, 8) !== "PAR1") return [];
+    const length = tail.readUInt32LE(0);
+    if (length > size - 12) return [];
+    const footer = Buffer.alloc(length);
+    readSync(fd, footer, 0, length, size - 8 - length);
+    const value = decodeFileMetaData(footer).keyValueMetadata.find((entry) => entry.key === "sluice.sources")?.value;
+    return value === undefined ? [] : rangesIn(value);
+  } catch {
+    // Not Parquet, or a footer that does not decode: it claims nothing.
+    return [];
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The well-formed ranges of a `sluice.sources` value; anything else in it is passed over. */
+function rangesIn(text: string): SourceRange[] {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(value)) return [];
+  const ranges: SourceRange[] = [];
+  for (const item of value) {
+    if (typeof item !== "object" || item === null) continue;
+    const { source, firstLine, lastLine } = item as Record<string, unknown>;
+    if (typeof source !== "string" || !Number.isSafeInteger(firstLine) || !Number.isSafeInteger(lastLine)) continue;
+    if ((firstLine as number) > (lastLine as number)) continue;
+    ranges.push({ source, firstLine: firstLine as number, lastLine: lastLine as number });
+  }
+  return ranges;
+}
+
+/** The partition key (values as a JSON array of texts) of a file's folders, `key=value` each. */
+function partitionKeyOf(folders: readonly string[]): string {
+  const values: (string | null)[] = [];
+  for (const folder of folders) {
+    const eq = folder.indexOf("=");
+    if (eq <= 0) continue;
+    const value = folder.slice(eq + 1);
+    values.push(value === NULL_PARTITION ? null : decodePartitionText(value));
+  }
+  return JSON.stringify(values);
+}
+
+/** `source` and `line` of a dead-letter line, without trusting its shape. */
+function sourceAndLine(text: string): { source: string; line: number } | undefined {
+  try {
+    const entry = JSON.parse(text) as unknown;
+    if (typeof entry !== "object" || entry === null) return undefined;
+    const { source, line } = entry as Record<string, unknown>;
+    if (typeof source !== "string" || !Number.isSafeInteger(line) || (line as number) <= 0) return undefined;
+    return { source, line: line as number };
+  } catch {
+    return undefined;
+  }
+}
