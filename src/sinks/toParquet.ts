@@ -12,12 +12,13 @@ import { modeUnder } from "../checkpoint/checkpoint.ts";
 import { announceDurable, hold } from "../flow/durable.ts";
 import { currentFlow, holdGate, observeCommitLatency, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
 import type { Input, Position } from "../flow/position.ts";
-import { acquireLock, type Lock, LockedError, lockPathOf } from "../io/lock.ts";
+import { acquireLock, acquireSharedLock, type Lock, LockedError, lockPathOf } from "../io/lock.ts";
 import type { EncodeOptions } from "../parquet/encode.ts";
 import { createEncoders } from "../parquet/encoders.ts";
 import { ParquetWriteError } from "../parquet/errors.ts";
 import { partitionKeyProblem, partitionSegment } from "../parquet/partition.ts";
 import { type ColumnSpec, columnsOf, SchemaError } from "../schema/columns.ts";
+import { DatasetLedger } from "./ledger.ts";
 
 /** What to do when the dataset folder already holds Parquet files. */
 export type WriteMode = "error" | "overwrite" | "append";
@@ -54,6 +55,11 @@ export interface ParquetSinkOptions<T> {
   readonly memoryBudget?: number;
   /** Encoder worker threads (default 1; 0 encodes on the main thread). */
   readonly encoders?: number;
+  /**
+   * Let several sinks (the workers of a broker's consumer group, in this process or others)
+   * append to the folder at once: mode `append` only. See "Several writers" in {@link toParquet}.
+   */
+  readonly shared?: boolean;
 }
 
 /** A committed file, emitted once it is durable under its final name. */
@@ -131,6 +137,13 @@ interface OpenPartition {
  * `LockedError` naming the holder (run id, pid, host, since when) and writes nothing. A lock
  * left by a process that died is taken over. A file is never committed over an existing one.
  *
+ * Several writers: with `shared: true` (mode `append`), any number of sinks append to the folder
+ * at once (each file is named with its run id), holding the lock shared; a sink that needs the
+ * folder alone (`error`, `overwrite`, unshared) is refused while they write, and they while it does.
+ * A record a broker delivered again (a worker died before acknowledging it) is skipped, counted
+ * as skipped, when a committed file of the folder holds it already: every file's footer names
+ * the lines it holds (see src/sinks/ledger.ts). Not in mode `overwrite`.
+ *
  * `overwrite` over an existing dataset writes the new files into a staging folder beside it
  * (`.<folder>.staging-<runId>`). While the run goes on, readers of the folder see the old
  * dataset, whole and unchanged. When the run completes, two renames swap the folders (for that
@@ -180,7 +193,8 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
       // Taken before anything else: a second writer is refused before its source is read.
       let lock: Lock;
       try {
-        lock = acquireLock(lockPathOf(folder), { runId: flow.runId, what: `dataset folder ${folder}` });
+        if (options.shared && mode !== "append") throw new Error(`toParquet: shared: true needs mode "append" (the folder ${folder} is written by several sinks at once), not "${mode}"`);
+        lock = (options.shared ? acquireSharedLock : acquireLock)(lockPathOf(folder), { runId: flow.runId, what: `dataset folder ${folder}` });
       } catch (error) {
         subscriber.error(error instanceof LockedError || !(error as NodeJS.ErrnoException)?.code ? error : new ParquetWriteError(folder, error));
         return;
@@ -199,6 +213,8 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
       // Highest line of each input that an earlier file of each partition claimed (see claim()).
       const claimed = new Map<string, Map<Input, number>>();
       const checkpoint = flow.checkpoint;
+      // What committed files hold, for records a broker delivered again (an overwrite's old files do not count).
+      const ledger = mode !== "overwrite" ? new DatasetLedger(folder) : undefined;
       let lastSave = 0;
       // Rows in buffers and files being written are not durable yet: the checkpoint and sources
       // waiting to acknowledge must not move past them.
@@ -302,6 +318,12 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
           const lookup = lookupKeyOf(row);
           if (checkpoint?.alreadyWritten(open.get(lookup)?.key ?? checkpointKeyOf(row), input.name, position.line)) {
             // Resumed after a crash: an earlier run committed this row already.
+            flow.stats.skipped++;
+            input.settle(position.line);
+            return;
+          }
+          if (position.redelivered !== undefined && ledger?.has(open.get(lookup)?.key ?? checkpointKeyOf(row), input.name, position.line, position.redelivered)) {
+            // A broker delivered it again: a committed file (this worker's or another's) holds it already.
             flow.stats.skipped++;
             input.settle(position.line);
             return;
