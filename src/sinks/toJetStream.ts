@@ -75,8 +75,9 @@ const HEADER_ROOM = 1024;
  * );
  */
 export function toJetStream<T>(options: ToJetStreamOptions<T>): OperatorFunction<T, Published> {
+  const problem = subjectProblem(options.subject);
+  if (problem) throw new Error(`toJetStream: options.subject ${problem}`);
   const { subject } = options;
-  if (!subject) throw new Error("toJetStream: options.subject is required");
   const msgId = options.msgId;
   const idOf =
     msgId === false
@@ -94,6 +95,8 @@ export function toJetStream<T>(options: ToJetStreamOptions<T>): OperatorFunction
  * the subject.
  */
 export async function openJetStreamPublisher(who: string, target: JetStreamTarget): Promise<Publisher> {
+  const problem = subjectProblem(target.subject);
+  if (problem) throw new Error(`${who}: the JetStream subject ${problem}`);
   const { NATS_URL } = process.env;
   const given = target.servers ?? NATS_URL ?? "nats://127.0.0.1:4222";
   const servers = (typeof given === "string" ? given.split(",") : [...given]).map((s) => s.trim()).filter((s) => s.length > 0);
@@ -147,4 +150,15 @@ export async function openJetStreamPublisher(who: string, target: JetStreamTarge
       lost = listener;
     },
   };
+}
+
+/** Why a subject cannot be published to, or undefined: messages go to one literal subject. */
+function subjectProblem(subject: unknown): string | undefined {
+  if (typeof subject !== "string" || subject.length === 0) return "is required";
+  const shown = JSON.stringify(subject);
+  if (/\s/.test(subject)) return `${shown} holds white space`;
+  const tokens = subject.split(".");
+  if (tokens.some((t) => t.length === 0)) return `${shown} has an empty token (a leading, trailing or doubled ".")`;
+  if (tokens.some((t) => t === "*" || t === ">")) return `${shown} holds a wildcard ("*" or ">"): publish to one literal subject`;
+  return undefined;
 }

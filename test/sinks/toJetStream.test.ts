@@ -280,6 +280,24 @@ describe("toJetStream", () => {
     expect((error as Error).message).not.toContain("alice");
   });
 
+  test.each([
+    ["", "is required"],
+    ["orders.>", 'holds a wildcard ("*" or ">")'],
+    ["orders.*.eu", 'holds a wildcard ("*" or ">")'],
+    ["orders. eu", "holds white space"],
+    ["orders..eu", "has an empty token"],
+    ["orders.eu.", "has an empty token"],
+  ])("refuses the subject %j at once: it %s", (subject, problem) => {
+    expect(() => toJetStream({ subject })).toThrow(`toJetStream: options.subject ${subject === "" ? "" : `${JSON.stringify(subject)} `}${problem}`);
+  });
+
+  test("publishes to a subject with non-ASCII tokens", async () => {
+    const stream = await newStream();
+    const summary = await run(from([{ a: "✓" }]).pipe(toJetStream({ servers: SERVERS, subject: `${stream}.bestellungen.ünï` })));
+    expect(summary.written).toBe(1);
+    expect(await payloads(stream)).toEqual([`{"a":"✓"}`]);
+  });
+
   test("a subject no stream takes errors the run at the start, saying so", async () => {
     const error = await run(from([{ a: 1 }]).pipe(toJetStream({ servers: SERVERS, subject: `no-stream-${process.pid}.x` }))).catch((e: Error) => e);
     expect((error as Error).message).toContain(`toJetStream: finding the stream failed (NATS nats://127.0.0.1:4222, subject "no-stream-${process.pid}.x")`);

@@ -90,6 +90,13 @@ describe("toRedisStream", () => {
     expect((await entries(key)).map((f) => JSON.parse(f[1] as string).id)).toEqual([1, 4]);
   });
 
+  test("appends to a key with spaces, a newline and non-ASCII characters", async () => {
+    const key = `${newKey()} odd\nkey ✓`;
+    keys.push(key);
+    expect((await run(from([{ a: 1 }]).pipe(toRedisStream({ url: REDIS, stream: key })))).written).toBe(1);
+    expect(await entries(key)).toEqual([["data", `{"a":1}`]]);
+  });
+
   test("a key holding another type errors the run, naming the stream", async () => {
     const key = newKey();
     await redis.send("SET", [key, "a string"]);
