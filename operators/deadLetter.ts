@@ -6,10 +6,11 @@ import {
   lockDeadLetterFolder,
   openDeadLetterStore,
 } from "../src/deadletter/store.ts";
-import type { Lock } from "../src/io/lock.ts";
+import { acquireSharedLock, type Lock, lockPathOf } from "../src/io/lock.ts";
 import { modeUnder } from "../src/checkpoint/checkpoint.ts";
 import { announceDurable, hold } from "../src/flow/durable.ts";
 import { currentFlow, installDeadLetter, withFlow } from "../src/flow/flow.ts";
+import { watchDeadLetters } from "../src/sinks/ledger.ts";
 import { type Outgoing, Outbox, type Publisher, type PublishLimits } from "../src/sinks/publish.ts";
 import { type JetStreamTarget, openJetStreamPublisher } from "../src/sinks/toJetStream.ts";
 import { openRedisStreamPublisher, type RedisStreamTarget } from "../src/sinks/toRedisStream.ts";
@@ -34,6 +35,11 @@ export interface DeadLetterOptions extends DeadLetterStoreOptions {
    * fails, errors the run, naming the broker.
    */
   readonly publish?: DeadLetterPublish;
+  /**
+   * Let several pipelines (the workers of a broker's consumer group) append to the folder at once,
+   * holding its lock shared (mode `append` only; each file is named with its run id).
+   */
+  readonly shared?: boolean;
 }
 
 /**
@@ -72,7 +78,7 @@ export function deadLetter<T>(
   target: DeadLetterTarget,
   options: DeadLetterOptions = {},
 ): OperatorFunction<T, T> {
-  const { publish, ...storeOptions } = options;
+  const { publish, shared, ...storeOptions } = options;
   return function deadLetterOperator(source) {
     return new Observable<T>((subscriber) => {
       const flow = currentFlow();
@@ -93,7 +99,10 @@ export function deadLetter<T>(
         // Taken before anything is read, so a second writer of the folder is refused at once.
         let lock: Lock;
         try {
-          lock = lockDeadLetterFolder(target, flow.runId);
+          if (shared && (storeOptions.mode ?? "append") !== "append") throw new Error(`deadLetter: shared: true needs mode "append" (the folder ${target} is written by several pipelines at once)`);
+          lock = shared ? acquireSharedLock(lockPathOf(target), { runId: flow.runId, what: `dead-letter folder ${target}` }) : lockDeadLetterFolder(target, flow.runId);
+          // A broker message delivered again whose dead letter is in the folder already is skipped at its source.
+          watchDeadLetters(flow, target);
         } catch (error) {
           subscriber.error(error);
           return;
