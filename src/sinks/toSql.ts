@@ -191,7 +191,11 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
       // chunk outran the gate); the batch being written.
       let pending = newBatch();
       const full: Batch[] = [];
-      let inflight: Batch | undefined;
+      const inflight = new Set<Batch>();
+      // Inserts commute, so two batches may be written at once on two connections: each one's
+      // round trips wait for the event loop, which the sources keep busy parsing. Upserts and
+      // partition replacement depend on the order of their batches: one at a time.
+      const parallel = options.mode === "insert" ? dialect.parallel : 1;
       let release: (() => void) | undefined;
       let completing = false;
       let failed = false;
@@ -203,8 +207,8 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
       const refusedLines = new Map<Input, number[]>();
 
       const stopHolding = hold(flow, (note) => {
-        for (const batch of [pending, ...full, inflight]) {
-          if (batch) for (const [input, span] of batch.spans) note(input.name, span.first);
+        for (const batch of [pending, ...full, ...inflight]) {
+          for (const [input, span] of batch.spans) note(input.name, span.first);
         }
       });
 
@@ -261,7 +265,7 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
         if (pending.rows.length >= batchRows) {
           full.push(pending);
           pending = newBatch();
-          if (!inflight) next();
+          if (inflight.size < parallel) next();
           else release ??= holdGate(flow);
         }
       }
@@ -290,13 +294,13 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
           release();
           release = undefined;
         }
-        inflight = batch;
+        inflight.add(batch);
         const started = performance.now();
         const write = ready
           .then(() => writeBatch(batch))
           .then(
             (commit) => {
-              inflight = undefined;
+              inflight.delete(batch);
               flow.stats.buffered -= batch.rows.length;
               flow.stats.written += commit.rows;
               observeCommitLatency(flow.stats, (performance.now() - started) / 1000);
@@ -306,7 +310,7 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
               next();
             },
             (error) => {
-              inflight = undefined;
+              inflight.delete(batch);
               fail(error instanceof SqlWriteError ? error : new SqlWriteError(dialect.target, table, (error as Error)?.message ?? String(error), error));
             },
           )
@@ -314,16 +318,19 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
         flow.settling.add(write);
       }
 
-      /** With nothing in flight: the next full batch, or at the end the last one, or the end itself. */
+      /** While fewer than `parallel` batches are in flight: the next full one, or at the end the last one; then the end itself. */
       function next() {
-        if (failed || closed || inflight) return;
-        const batch = full.shift();
-        if (batch) send(batch);
-        else if (completing && pending.rows.length > 0) {
-          const last = pending;
-          pending = newBatch();
-          send(last);
-        } else if (completing) finish();
+        if (failed || closed) return;
+        while (inflight.size < parallel) {
+          const batch = full.shift();
+          if (batch) send(batch);
+          else if (completing && pending.rows.length > 0) {
+            const last = pending;
+            pending = newBatch();
+            send(last);
+          } else break;
+        }
+        if (completing && inflight.size === 0) finish();
       }
 
       async function writeBatch(batch: Batch): Promise<SqlCommit> {
@@ -420,7 +427,7 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
 
       const ageTimer = setInterval(
         () => {
-          if (!inflight && full.length === 0 && pending.rows.length > 0 && Date.now() - pending.openedAt >= maxBatchAgeMs) {
+          if (inflight.size < parallel && full.length === 0 && pending.rows.length > 0 && Date.now() - pending.openedAt >= maxBatchAgeMs) {
             const aged = pending;
             pending = newBatch();
             send(aged);
@@ -437,7 +444,7 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
           error: (error) => fail(error),
           complete() {
             completing = true;
-            if (!inflight) next();
+            next();
           },
         }),
       );
@@ -453,7 +460,7 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
             stopHolding();
             dialect.close().catch(() => {});
           };
-          if (inflight) Promise.allSettled([...flow.settling]).then(end);
+          if (inflight.size > 0) Promise.allSettled([...flow.settling]).then(end);
           else end();
         }
       };

@@ -55,6 +55,7 @@ class ClickHouseRowError extends Error {
 
 export class ClickHouseDialect implements Dialect {
   readonly target: string;
+  readonly parallel = 1;
   readonly storesNonFinite = false;
   readonly #endpoint: string;
   readonly #database: string;

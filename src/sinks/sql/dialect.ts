@@ -79,6 +79,8 @@ export interface LedgerContents {
 export interface Dialect {
   /** The target as `scheme://host:port/db` or a file path, never with the password. */
   readonly target: string;
+  /** Batches it can write at once (on as many connections), when their order does not matter. */
+  readonly parallel: number;
   /** Whether a non-finite float (NaN, ±Infinity) can be stored as such. */
   readonly storesNonFinite: boolean;
   /** Why this database cannot store a checked value faithfully, if it cannot (the row is then a write dead letter). */

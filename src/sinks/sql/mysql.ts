@@ -56,6 +56,7 @@ const MAX_PARAMS = 60_000;
 
 export class MysqlDialect implements Dialect {
   readonly target: string;
+  readonly parallel = 2;
   readonly storesNonFinite = false;
   readonly #sql: SQL;
   readonly #password: string;
@@ -64,7 +65,7 @@ export class MysqlDialect implements Dialect {
   constructor(url: string) {
     this.target = describeUrl(url);
     this.#password = passwordOf(url);
-    this.#sql = new SQL({ url, max: 1, connectionTimeout: 10 });
+    this.#sql = new SQL({ url, max: this.parallel, connectionTimeout: 10 });
   }
 
   encode(kind: ColumnKind, value: unknown): unknown {

@@ -55,6 +55,7 @@ const COPY_CHUNK = 1 << 20;
 
 export class PostgresDialect implements Dialect {
   readonly target: string;
+  readonly parallel = 2;
   readonly storesNonFinite = true;
   readonly #sql: SQL;
   readonly #password: string;
@@ -63,7 +64,7 @@ export class PostgresDialect implements Dialect {
   constructor(url: string) {
     this.target = describeUrl(url);
     this.#password = passwordOf(url);
-    this.#sql = new SQL({ url, max: 1, connectionTimeout: 10 });
+    this.#sql = new SQL({ url, max: this.parallel, connectionTimeout: 10 });
   }
 
   encode(kind: ColumnKind, value: unknown): unknown {

@@ -48,6 +48,7 @@ export function sqlitePath(url: string): string {
 
 export class SqliteDialect implements Dialect {
   readonly target: string;
+  readonly parallel = 1;
   readonly storesNonFinite = false;
   readonly #path: string;
   #db: Database | undefined;
