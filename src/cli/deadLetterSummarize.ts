@@ -3,9 +3,10 @@
  * folder, counted by stage, error and field; with `--samples`, examples pointing at the input.
  */
 import { formatDeadLetterSummary, summarizeDeadLetters } from "../deadletter/summarize.ts";
+import { isS3Url, localFolder } from "../io/s3.ts";
 import { parseOptions } from "./args.ts";
 
-const USAGE = `usage: sluice dead-letter summarize <folder> [options]
+const USAGE = `usage: sluice dead-letter summarize <folder or s3://bucket/prefix> [options]
 
 options:
   --json              the summary as one JSON object on stdout
@@ -50,7 +51,15 @@ export async function command(args: string[]): Promise<number> {
 
   const folder = positionals[0] as string;
   try {
-    const summary = await summarizeDeadLetters(folder, { samples, rawChars, includeReplayed: values.all === true });
+    // A folder in a bucket is summarized from a local copy of its objects, named by its URL.
+    const copy = isS3Url(folder) ? await localFolder(folder) : undefined;
+    let summary: Awaited<ReturnType<typeof summarizeDeadLetters>>;
+    try {
+      summary = await summarizeDeadLetters(copy?.path ?? folder, { samples, rawChars, includeReplayed: values.all === true });
+    } finally {
+      copy?.dispose();
+    }
+    if (copy) summary = { ...summary, folder };
     if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
     else process.stdout.write(`${formatDeadLetterSummary(summary, { sections: sections as (typeof known)[number][] | undefined })}\n`);
     return 0;

@@ -8,7 +8,7 @@ import { formatTable } from "../notebook/table.ts";
 import { rowsOf, toJsonLine } from "../notebook/values.ts";
 import { parseOptions } from "./args.ts";
 
-const USAGE = `usage: sluice head <dataset folder or .parquet file> [-n N] [--json] [--columns a,b] [--width W]
+const USAGE = `usage: sluice head <dataset folder, .parquet file or s3://bucket/prefix> [-n N] [--json] [--columns a,b] [--width W]
   -n N          rows to print (default 10)
   --json        one JSON object per line (NDJSON) instead of a table
   --columns     comma-separated columns to print (default: all)
@@ -24,6 +24,9 @@ const CELL_WIDTH = 40;
  * `null`, timestamps as ISO text, lists and structs as JSON, long values cut with `…`; one
  * `column │ value` block per row when the table is wider than `--width`) or, with `--json`, as NDJSON. Reads only the batches it needs and stops after N rows: later files are
  * never opened.
+ *
+ * A dataset in a bucket (`s3://bucket/prefix`, credentials from the AWS_* variables) is read
+ * through a local copy of only the files the first N rows are in.
  *
  * Resolves to 0 on success, 1 when the input cannot be read (the message names it), 2 on wrong
  * arguments.

@@ -5,9 +5,10 @@
 import { formatCount, formatTable } from "../notebook/table.ts";
 import { type ColumnSummary, type DatasetSummary, inspectDataset } from "../parquet/metadata.ts";
 import { formatBytes } from "../run/run.ts";
+import { asRemote, isS3Url, localDataset } from "../io/s3.ts";
 import { parseOptions } from "./args.ts";
 
-const USAGE = `usage: sluice inspect <dataset folder or .parquet file> [--json] [--partitions] [--files]
+const USAGE = `usage: sluice inspect <dataset folder, .parquet file or s3://bucket/prefix> [--json] [--partitions] [--files]
   --json        the full report as JSON (every partition's and file's numbers included)
   --partitions  column statistics for each partition, not only for the whole dataset
   --files       one line per file`;
@@ -112,11 +113,27 @@ export async function command(args: string[]): Promise<number> {
   const path = positionals[0] as string;
   let info: DatasetSummary;
   try {
-    info = await inspectDataset(path);
+    info = await inspectPath(path);
   } catch (error) {
     console.error(`sluice inspect: ${(error as Error).message}`);
     return 1;
   }
   console.log(values.json ? JSON.stringify(info, null, 2) : formatInspection(info, { partitions: values.partitions, files: values.files }));
   return 0;
+}
+
+/**
+ * Inspects a local dataset, or one in a bucket (`s3://bucket/prefix`) through local stand-ins that
+ * hold only each file's footer: two small ranged GETs a file, whatever the file's size.
+ */
+async function inspectPath(path: string): Promise<DatasetSummary> {
+  if (!isS3Url(path)) return inspectDataset(path);
+  const copy = await localDataset(path, { footersOnly: true });
+  try {
+    return { ...(await inspectDataset(copy.path)), path };
+  } catch (error) {
+    throw new Error(asRemote((error as Error).message, copy, path));
+  } finally {
+    copy.dispose();
+  }
 }

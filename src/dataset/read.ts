@@ -15,6 +15,7 @@ import {
 } from "apache-arrow";
 import * as pq from "parquet-wasm";
 import { type DatasetFile, listDataset } from "./files.ts";
+import { asRemote, isS3Url, localDataset } from "../io/s3.ts";
 import { type BoundCondition, bindCondition, folderKey, matchesValue, matchingRows, mayMatch, type RowCondition } from "./filter.ts";
 import { takeRows } from "./take.ts";
 import { withPreview } from "../notebook/view.ts";
@@ -229,6 +230,18 @@ function* partitionOnlyBatches(rows: number, batchSize: number, projection: Proj
  * }
  */
 export async function* readDatasetBatches(path: string, options: ReadDatasetOptions = {}): AsyncGenerator<RecordBatch, void, undefined> {
+  if (isS3Url(path)) {
+    // A dataset in a bucket is read from a local copy: the files a `limit` needs, or all of them.
+    const copy = await localDataset(path, options.limit !== undefined && options.where === undefined ? { rows: options.limit } : {});
+    try {
+      yield* readDatasetBatches(copy.path, options);
+    } catch (error) {
+      throw new Error(asRemote((error as Error).message, copy, path));
+    } finally {
+      copy.dispose();
+    }
+    return;
+  }
   const { files, partitionKeys } = await plan(path, options);
   const conditions = Array.isArray(options.where) && options.where.length > 0 ? (options.where as readonly RowCondition[]) : undefined;
   if (options.where !== undefined && !Array.isArray(options.where) && (typeof options.where !== "object" || options.where === null)) {
@@ -376,6 +389,16 @@ function filteredRows(batch: RecordBatch, conditions: readonly BoundCondition[])
  * console.log(table.numRows, table.getChild("price")?.toArray());
  */
 export async function readDataset(path: string, options: ReadDatasetOptions = {}): Promise<Table> {
+  if (isS3Url(path)) {
+    const copy = await localDataset(path);
+    try {
+      return await readDataset(copy.path, options);
+    } catch (error) {
+      throw new Error(asRemote((error as Error).message, copy, path));
+    } finally {
+      copy.dispose();
+    }
+  }
   const batches: RecordBatch[] = [];
   for await (const batch of readDatasetBatches(path, options)) batches.push(batch);
   if (batches.length > 0) return withPreview(new Table((batches[0] as RecordBatch).schema, batches));

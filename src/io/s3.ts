@@ -17,6 +17,7 @@ import { closeSync, fsyncSync, ftruncateSync, mkdirSync, openSync, renameSync, r
 import { stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { readFooter } from "../parquet/footer.ts";
 import { redactText, scrubText, secretForms } from "../run/redact.ts";
 
 /** A bucket and a key (or key prefix) inside it. */
@@ -730,4 +731,69 @@ export async function copyToLocal(
     throw error;
   }
   return { root, objects, dispose };
+}
+
+/** A local copy of objects under a prefix (a dataset, a dead-letter folder), removed by `dispose`. */
+export interface LocalDataset {
+  /** The folder to read: the copy's root, or the one file of a `.parquet` object URL. */
+  readonly path: string;
+  /** The copy's root folder, to turn local paths in messages back into `s3://` ones. */
+  readonly root: string;
+  dispose(): void;
+}
+
+/**
+ * Copies the Parquet objects of the dataset at `url` (see {@link listDatasetObjects}: its manifest
+ * when it has one) into a temporary folder, so readers of local datasets read it:
+ * - `footersOnly`: sparse stand-ins holding only each file's footer (`inspect`: two small ranged GETs a file);
+ * - `rows`: whole files, in path order, only until they hold that many rows (`head -n`);
+ * - neither: every file, whole.
+ *
+ * Files are copied a range at a time, never whole in memory.
+ *
+ * @example
+ * const copy = await localDataset("s3://lake/events", { rows: 10 });
+ * try { await readDataset(copy.path, { limit: 10 }); } finally { copy.dispose(); }
+ */
+export async function localDataset(url: string, options: { footersOnly?: boolean; rows?: number; s3?: S3Options } = {}): Promise<LocalDataset> {
+  const objects = await listDatasetObjects(url, options.s3);
+  const single = parseS3Url(url).key.endsWith(".parquet") ? [...objects.keys()][0] : undefined;
+  let chosen: ReadonlyMap<string, S3Object> = objects;
+  if (options.rows !== undefined && !options.footersOnly) {
+    // Footers first (small), then the files whose rows are needed.
+    const footers = await copyToLocal(objects, { ...options.s3, footersOnly: true });
+    try {
+      const needed = new Map<string, S3Object>();
+      let rows = 0;
+      for (const [path, object] of objects) {
+        if (needed.size > 0 && rows >= options.rows) break;
+        needed.set(path, object);
+        rows += (await readFooter(join(footers.root, ...path.split("/")))).numRows;
+      }
+      chosen = needed;
+    } finally {
+      footers.dispose();
+    }
+  }
+  const copy = await copyToLocal(chosen, { ...options.s3, footersOnly: options.footersOnly === true });
+  return { path: single === undefined ? copy.root : join(copy.root, single), root: copy.root, dispose: copy.dispose };
+}
+
+/**
+ * Copies every object under the prefix `url` (a dead-letter folder, with its hidden files) into a
+ * temporary folder, a range at a time.
+ */
+export async function localFolder(url: string, options?: S3Options): Promise<LocalDataset> {
+  const { bucket, key } = parseS3Url(url);
+  const prefix = prefixOf(key);
+  const objects = new Map<string, S3Object>();
+  for await (const object of listKeys(formatS3Url(bucket, prefix), options)) objects.set(object.key.slice(prefix.length), object);
+  const copy = await copyToLocal(objects, options);
+  return { path: copy.root, root: copy.root, dispose: copy.dispose };
+}
+
+/** `message` with the local copy's folder named as the `s3://` URL it is a copy of. */
+export function asRemote(message: string, copy: LocalDataset, url: string): string {
+  const base = parseS3Url(url).key.endsWith(".parquet") ? url.slice(0, url.lastIndexOf("/")) : url.replace(/\/$/, "");
+  return message.replaceAll(copy.root, base);
 }
