@@ -45,7 +45,7 @@ export interface SqlSinkOptions<T> {
   readonly partitionBy?: readonly (keyof T & string)[];
   /** Create the table from the schema when it does not exist (default false: it must exist). */
   readonly create?: boolean;
-  /** Rows per batch and transaction (default 10,000). Two batches at most are in memory. */
+  /** Rows per batch and transaction (default 10,000). At most three batches are in memory (one filling, two being written). */
   readonly batchRows?: number;
   /** A batch is written after at most this long, even when not full (default 5,000 ms). */
   readonly maxBatchAgeMs?: number;
@@ -107,6 +107,8 @@ function dialectOf(url: string): Dialect {
  * gathered into batches of `batchRows`; each batch is one transaction that also records its line
  * ranges in the table `_sluice_commits` (created beside it), so the database itself knows what
  * landed. While a batch is being written the next one fills; when it is full the sources wait.
+ * Insert batches into PostgreSQL or MySQL/MariaDB are written two at a time on two connections
+ * (their order does not matter); upserts and partition replacement one at a time.
  *
  * A value that does not fit its column (a string in an integer column, a missing required field)
  * is a dead letter at stage `write` before anything is sent. A row the database refuses (NOT NULL,
