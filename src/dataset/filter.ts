@@ -5,8 +5,8 @@
  *
  * Comparisons follow SQL (and DuckDB): a null never satisfies a comparison (`!=` and `not in`
  * included; ask with `is null`), strings compare by their UTF-8 bytes (the order Parquet
- * statistics use, not JavaScript's UTF-16 order), NaN equals NaN and is greater than every other
- * number, and nothing is converted: a number is compared with numbers, a string with strings,
+ * statistics use, not JavaScript's UTF-16 order), NaN is unequal to everything (IEEE 754, as in
+ * JavaScript and Polars; DuckDB instead orders NaN above every number), and nothing is converted: a number is compared with numbers, a string with strings,
  * timestamps with `Date`s or ISO-8601 text, dates with `YYYY-MM-DD` text or `Date`s.
  */
 import { type Data, type DataType, type Field, type Timestamp, TimeUnit, Type } from "apache-arrow";
@@ -29,7 +29,7 @@ type Key = number | bigint | Uint8Array;
 const OPS = new Set(["=", "!=", "<", "<=", ">", ">=", "in", "not in", "is null", "is not null"]);
 const encoder = new TextEncoder();
 
-/** Orders two keys of one column: bytes as unsigned bytes, numbers with NaN greatest (DuckDB). */
+/** Orders two keys of one column: bytes as unsigned bytes, numbers and bigints by value (callers keep NaN out). */
 export function compareKeys(a: Key, b: Key): number {
   if (a instanceof Uint8Array || b instanceof Uint8Array) {
     const x = a as Uint8Array;
@@ -38,8 +38,6 @@ export function compareKeys(a: Key, b: Key): number {
     for (let i = 0; i < n; i++) if (x[i] !== y[i]) return (x[i] as number) - (y[i] as number);
     return x.length - y.length;
   }
-  if (isNaNKey(a)) return isNaNKey(b) ? 0 : 1;
-  if (isNaNKey(b)) return -1;
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
@@ -168,11 +166,13 @@ function safeText(value: unknown): string {
 
 /** Whether a non-null key satisfies a comparison (not the null tests). */
 function holds(c: BoundCondition, key: Key): boolean {
+  // IEEE 754: NaN equals nothing and orders with nothing; only "!=" and "not in" hold for it.
+  if (isNaNKey(key)) return c.op === "!=" || c.op === "not in";
   switch (c.op) {
     case "=":
       return compareKeys(key, c.keys[0] as Key) === 0;
     case "!=":
-      return compareKeys(key, c.keys[0] as Key) !== 0;
+      return isNaNKey(c.keys[0] as Key) || compareKeys(key, c.keys[0] as Key) !== 0;
     case "<":
       return compareKeys(key, c.keys[0] as Key) < 0;
     case "<=":
@@ -184,7 +184,7 @@ function holds(c: BoundCondition, key: Key): boolean {
     case "in":
       return c.keys.some((k) => compareKeys(key, k) === 0);
     case "not in":
-      return c.keys.every((k) => compareKeys(key, k) !== 0);
+      return c.keys.every((k) => isNaNKey(k) || compareKeys(key, k) !== 0);
     default:
       return false;
   }
@@ -199,8 +199,9 @@ export function matchesValue(c: BoundCondition, key: Key | null): boolean {
 
 /**
  * Whether a row group may hold a matching row, from its statistics alone: false only when the
- * bounds or null count rule every row out. Float columns are never ruled out for `>`, `>=` or
- * `!=` by their max: writers leave NaN (which is greater than every number) out of statistics.
+ * bounds or null count rule every row out. Writers leave NaN out of float statistics (or, old
+ * ones, write it as a bound, which is then ignored): NaN matches no comparison but `!=`, so only
+ * `!=` cannot use a float column's bounds.
  */
 export function mayMatch(c: BoundCondition, bounds: ChunkBounds | undefined, rows: number): boolean {
   if (!bounds) return true;
@@ -210,24 +211,26 @@ export function mayMatch(c: BoundCondition, bounds: ChunkBounds | undefined, row
   if (c.op === "is not null") return !allNull;
   if (allNull && rows > 0) return false;
   const { min, max } = bounds;
-  if (min === undefined || max === undefined) return true;
+  if (min === undefined || max === undefined || isNaNKey(min) || isNaNKey(max)) return true;
   const float = c.kind === "float";
   const key = c.keys[0] as Key;
+  // A NaN value matches no comparison but "!=" (handled below).
+  if ((c.op === "=" || c.op === "<" || c.op === "<=" || c.op === ">" || c.op === ">=") && isNaNKey(key)) return false;
   switch (c.op) {
     case "=":
-      return (float && isNaNKey(key)) || (compareKeys(key, min) >= 0 && compareKeys(key, max) <= 0);
+      return compareKeys(key, min) >= 0 && compareKeys(key, max) <= 0;
     case "in":
-      return c.keys.some((k) => (float && isNaNKey(k)) || (compareKeys(k, min) >= 0 && compareKeys(k, max) <= 0));
+      return c.keys.some((k) => !isNaNKey(k) && compareKeys(k, min) >= 0 && compareKeys(k, max) <= 0);
     case "<":
       return compareKeys(min, key) < 0;
     case "<=":
       return compareKeys(min, key) <= 0;
     case ">":
-      return float || compareKeys(max, key) > 0;
+      return compareKeys(max, key) > 0;
     case ">=":
-      return float || compareKeys(max, key) >= 0;
+      return compareKeys(max, key) >= 0;
     case "!=":
-      return float || !bounds.exact || !(compareKeys(min, key) === 0 && compareKeys(max, key) === 0);
+      return float || isNaNKey(key) || !bounds.exact || !(compareKeys(min, key) === 0 && compareKeys(max, key) === 0);
     default:
       return true;
   }
