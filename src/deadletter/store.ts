@@ -12,12 +12,20 @@
  * stay until the run completes: this run's files wait in a hidden `.staging-<runId>/` folder
  * inside it and replace the earlier ones at `close`; a run that fails or is stopped (`cancel`)
  * leaves the folder as it was.
+ *
+ * The folder may be a prefix in a bucket (`s3://bucket/dead-letter`): each file is written to a
+ * local temporary file and uploaded in one PUT when it commits (a reader sees it whole or not at
+ * all). There `overwrite` deletes the earlier objects after this run's are uploaded, and the lock
+ * is one on this machine: a bucket offers no lock (see docs/limits.md).
  */
-import { readdirSync, renameSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isDeadLetterFileOf } from "../flow/runId.ts";
 import { acquireLock, type Lock, lockPathOf } from "../io/lock.ts";
+import { deleteKey, isS3Url, listKeys, parseS3Url, uploadFile } from "../io/s3.ts";
 import { commitFile } from "../parquet/encode.ts";
 import { type DeadLetter, deadLetterFileName } from "./entry.ts";
 
@@ -86,7 +94,43 @@ export interface DeadLetterStore {
  * const store = await openDeadLetterStore("out/dead-letter", "run-1", { lock });
  */
 export function lockDeadLetterFolder(folder: string, runId: string): Lock {
-  return acquireLock(lockPathOf(folder), { runId, what: `dead-letter folder ${folder}` });
+  // A prefix in a bucket: a lock file on this machine, named after the URL.
+  const path = isS3Url(folder) ? join(tmpdir(), "sluice-locks", `${createHash("sha256").update(folder).digest("hex").slice(0, 32)}.lock`) : lockPathOf(folder);
+  return acquireLock(path, { runId, what: `dead-letter folder ${folder}` });
+}
+
+/** A dead-letter folder that is a prefix in a bucket: its files as objects directly under it. */
+class BucketFolder {
+  readonly prefix: string;
+  constructor(readonly url: string) {
+    const { key } = parseS3Url(url);
+    this.prefix = key === "" || key.endsWith("/") ? url : `${url}/`;
+  }
+
+  /** Names of the dead-letter files under the prefix (not in deeper "folders"). */
+  async names(): Promise<string[]> {
+    const names: string[] = [];
+    for await (const object of listKeys(this.prefix)) {
+      const name = object.url.slice(this.prefix.length);
+      if (!name.includes("/") && name.endsWith(".ndjson")) names.push(name);
+    }
+    return names;
+  }
+
+  /** Writes `bytes` to a local temporary file, uploads it in one PUT, removes the local file. */
+  async put(name: string, bytes: Uint8Array): Promise<void> {
+    const local = join(tmpdir(), `.sluice-${process.pid}-${name}.tmp`);
+    try {
+      writeFileSync(local, bytes);
+      await uploadFile(local, this.prefix + name, { type: "application/x-ndjson" });
+    } finally {
+      rmSync(local, { force: true });
+    }
+  }
+
+  async remove(names: readonly string[]): Promise<void> {
+    for (const name of names) await deleteKey(this.prefix + name);
+  }
 }
 
 /**
@@ -111,17 +155,23 @@ export async function openDeadLetterStore(
   const fileBytes = options.fileBytes ?? 4 * 1024 * 1024;
   const maxFileAgeMs = options.maxFileAgeMs ?? 60_000;
   const lock = options.lock ?? lockDeadLetterFolder(folder, runId);
+  const bucket = isS3Url(folder) ? new BucketFolder(folder) : undefined;
   let staging: string | undefined;
+  // In a bucket, overwrite at close: the earlier objects, deleted once this run's are uploaded.
+  let earlier: string[] = [];
   try {
-    finishEarlierRuns(folder);
-    const existing = await listNdjson(folder);
+    if (!bucket) finishEarlierRuns(folder);
+    const existing = bucket ? await bucket.names() : await listNdjson(folder);
     if (existing.length > 0 && mode === "error") {
       throw new Error(
         `dead-letter folder ${folder} already holds ${existing.length} file(s); use mode "append" or "overwrite"`,
       );
     }
     if (mode === "overwrite" && existing.length > 0) {
-      if (options.replace === "open") for (const name of existing) rmSync(join(folder, name), { force: true });
+      if (options.replace === "open") {
+        if (bucket) await bucket.remove(existing);
+        else for (const name of existing) rmSync(join(folder, name), { force: true });
+      } else if (bucket) earlier = existing;
       else staging = join(folder, `.staging-${runId}`);
     }
   } catch (error) {
@@ -130,6 +180,7 @@ export async function openDeadLetterStore(
   }
   // Where files are committed until close: the staging folder, or the folder itself.
   const target = staging ?? folder;
+  const where = (name: string) => (bucket ? bucket.prefix + name : join(folder, name));
 
   let lines: string[] = [];
   let size = 0;
@@ -154,12 +205,13 @@ export async function openDeadLetterStore(
     // Chained so files are committed in order and a failure is reported by the next flush.
     committing = committing.then(async () => {
       try {
-        await commitFile(join(target, name), join(target, `.${name}.tmp`), Buffer.from(text));
+        if (bucket) await bucket.put(name, Buffer.from(text));
+        else await commitFile(join(target, name), join(target, `.${name}.tmp`), Buffer.from(text));
       } catch (error) {
         // Node's errors name the system call, not the file (ENOSPC ... write): say which file.
-        throw new Error(`cannot commit dead-letter file ${join(folder, name)} (${entries} entries): ${(error as Error).message}`, { cause: error });
+        throw new Error(`cannot commit dead-letter file ${where(name)} (${entries} entries): ${(error as Error).message}`, bucket ? {} : { cause: error });
       }
-      files.push(join(folder, name));
+      files.push(where(name));
       options.onCommitted?.(entries);
     });
     return committing;
@@ -179,6 +231,10 @@ export async function openDeadLetterStore(
     try {
       await commit();
       if (staging) publishStaged(folder, staging, runId);
+      if (bucket && earlier.length > 0) {
+        const mine = new Set(files);
+        await bucket.remove(earlier.filter((name) => !mine.has(where(name))));
+      }
     } finally {
       lock.release();
     }
@@ -186,12 +242,14 @@ export async function openDeadLetterStore(
 
   async function cancel(): Promise<void> {
     if (!lock.held) return;
-    if (!staging) return close();
+    if (!staging && !(bucket && earlier.length > 0)) return close();
     stop();
     lines = [];
     try {
       await committing.catch(() => {});
-      rmSync(staging, { recursive: true, force: true });
+      if (staging) rmSync(staging, { recursive: true, force: true });
+      // The earlier objects stay; this run's go.
+      else await bucket?.remove(files.map((url) => url.slice(bucket.prefix.length)));
     } finally {
       lock.release();
     }

@@ -317,3 +317,45 @@ console.log(JSON.stringify({ in: summary.in, maxRssKiB: Number(hwm) }));
     expect(remote.maxRssKiB - plain.maxRssKiB).toBeLessThan(40 * 1024);
   }, 120_000);
 });
+
+describe("dead letters to a bucket", () => {
+  /** The dead-letter objects under a prefix and their entries, as a reader sees them. */
+  async function lettersIn(url: string) {
+    const { getObject, listKeys } = await import("../../src/io/s3.ts");
+    const names: string[] = [];
+    const entries: DeadLetter[] = [];
+    for await (const object of listKeys(url)) {
+      names.push(object.key);
+      const text = new TextDecoder().decode(await getObject(object.url));
+      for (const line of text.split("\n")) if (line) entries.push(JSON.parse(line) as DeadLetter);
+    }
+    return { names, entries };
+  }
+
+  test("deadLetter('s3://…') uploads each committed file whole; the entries equal a local folder's; overwrite replaces, error refuses", async () => {
+    Object.assign(process.env, server.env);
+    const input = join(dir.path, "letters.ndjson");
+    await Bun.write(input, Array.from({ length: 3000 }, (_, i) => (i % 3 === 0 ? `{"bad": ${i}` : `{"id":${i}}`)).join("\n"));
+    const url = `s3://${BUCKET}/letters/dl`;
+    // Small files, so there are several commits (and uploads).
+    const summary = await run(fromNdjson(input).pipe(deadLetter(url, { fileBytes: 16 * 1024 })), { handleSignals: false });
+    await run(fromNdjson(input).pipe(deadLetter(join(dir.path, "letters-local"), { fileBytes: 16 * 1024 })), { handleSignals: false });
+    const remote = await lettersIn(`${url}/`);
+    expect(summary.deadLettered).toBe(1000);
+    expect(remote.names.length).toBeGreaterThan(3);
+    expect(remote.names.every((n) => /^letters\/dl\/dead-letter-.+-\d{5}\.ndjson$/.test(n))).toBe(true);
+    const local: DeadLetter[] = [];
+    const { readDeadLetters } = await import("../../src/deadletter/read.ts");
+    for await (const entry of readDeadLetters(join(dir.path, "letters-local"))) local.push(entry);
+    const strip = (e: DeadLetter) => ({ ...e, runId: "", at: "" });
+    expect(remote.entries.map(strip)).toEqual(local.map(strip));
+    // No local folder or temporary file named after the URL was left behind.
+    expect(await Bun.file("s3:").exists()).toBe(false);
+
+    const again = await run(fromNdjson(input).pipe(deadLetter(url, { mode: "overwrite", fileBytes: 1024 * 1024 })), { handleSignals: false });
+    const replaced = await lettersIn(`${url}/`);
+    expect(replaced.names).toEqual([`letters/dl/dead-letter-${again.runId}-00000.ndjson`]);
+    expect(replaced.entries.length).toBe(1000);
+    await expect(run(fromNdjson(input).pipe(deadLetter(url, { mode: "error" })), { handleSignals: false })).rejects.toThrow(`dead-letter folder ${url} already holds 1 file(s)`);
+  }, 60_000);
+});
