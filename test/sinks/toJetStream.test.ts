@@ -150,6 +150,31 @@ describe("toJetStream", () => {
     expect(letters[2]?.error).toMatch(/the message is 2097\d{3} bytes; NATS nats:\/\/127\.0\.0\.1:4222, subject "[^"]+" \(stream "[^"]+"\) takes at most \d+/);
   });
 
+  test("msgId from a key of the record de-duplicates by that key; a msgId that throws dead-letters the record", async () => {
+    const stream = await newStream();
+    const letters: DeadLetter[] = [];
+    const batches: Published[] = [];
+    const records = [{ id: "a", v: 1 }, { id: "b", v: 2 }, { id: "a", v: 3 }, { id: "", v: 4 }];
+    const summary = await run(
+      from(records).pipe(
+        deadLetter((d) => letters.push(d)),
+        toJetStream({
+          servers: SERVERS,
+          subject: `${stream}.x`,
+          msgId: (r) => {
+            if (!r.id) throw new Error("no id");
+            return r.id;
+          },
+        }),
+      ),
+      { onValue: (p) => batches.push(p as Published) },
+    );
+    expect(summary.written).toBe(3);
+    expect(batches.reduce((n, b) => n + b.duplicates, 0)).toBe(1);
+    expect((await payloads(stream)).map((p) => JSON.parse(p).v)).toEqual([1, 2]);
+    expect(letters.map((d) => [d.stage, d.line, d.error])).toEqual([["write", 4, `toJetStream: msgId threw for jetstream:${stream}.x: no id`]]);
+  });
+
   test("a re-run of the same input inside the duplicate window stores nothing twice; msgId false stores again", async () => {
     const stream = await newStream();
     const file = join(dir.path, "rerun.ndjson");
