@@ -6,11 +6,13 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { join } from "node:path";
 import { SQL } from "bun";
-import { map, tap } from "rxjs";
+import { map, Observable, tap } from "rxjs";
 import * as v from "valibot";
 import { deadLetter } from "../../operators/index.ts";
 import type { DeadLetter } from "../../src/deadletter/entry.ts";
-import type { Flow } from "../../src/flow/flow.ts";
+import { watchDurable } from "../../src/flow/durable.ts";
+import { currentFlow, type Flow, waitForGate } from "../../src/flow/flow.ts";
+import { Input, stamp } from "../../src/flow/position.ts";
 import { run } from "../../src/run/run.ts";
 import { isoInstant } from "../../src/schema/instant.ts";
 import { type SqlCommit, SqlWriteError, toClickHouse, toSql } from "../../src/sinks/toSql.ts";
@@ -439,6 +441,47 @@ describe("toSql bounds and resumes", () => {
     expect(summary.in).toBe(summary.written);
     const [{ n, d }] = await select("sqlite", `SELECT count(*) AS n, count(DISTINCT id) AS d FROM "${table}"`);
     expect([Number(n), Number(d)]).toEqual([summary.written, summary.written]);
+  });
+
+  test("a source watching durability hears of each line only once its batch has committed", async () => {
+    const table = tableName("sqlite", "durable");
+    const Item = v.object({ id: v.pipe(v.number(), v.integer()) });
+    const heard: { upTo: number; inTable: number }[] = [];
+    const countNow = () => {
+      const sqlite = new Database(sqliteFile, { readonly: true });
+      try {
+        return Number((sqlite.query(`SELECT count(*) AS n FROM "${table}"`).get() as { n: number }).n);
+      } catch {
+        return 0;
+      } finally {
+        sqlite.close();
+      }
+    };
+    // A source like a broker's: it acknowledges what watchDurable says is durable, and keeps
+    // listening after it completes (the sink commits its last batches after that).
+    let stop = () => {};
+    const source = new Observable<v.InferOutput<typeof Item>>((subscriber) => {
+      const flow = currentFlow();
+      const input = new Input(flow, "broker");
+      stop = watchDurable(input, (upTo) => heard.push({ upTo, inTable: countNow() }));
+
+      (async () => {
+        for (let i = 1; i <= 2500; i++) {
+          if (i % 500 === 1) await waitForGate(flow);
+          subscriber.next(stamp({ id: i }, input.at(i)));
+        }
+        subscriber.complete();
+      })();
+    });
+    const summary = await run(
+      source.pipe(deadLetter(() => {}), toSql(urlOf("sqlite"), table, { schema: Item, mode: "insert", create: true, batchRows: 1000 })),
+    );
+    stop();
+    expect(summary.written).toBe(2500);
+    expect(heard.length).toBeGreaterThanOrEqual(2);
+    expect(heard.at(-1)?.upTo).toBe(2500);
+    for (const { upTo, inTable } of heard) expect(inTable).toBeGreaterThanOrEqual(upTo);
+    expect(heard.map((h) => h.upTo)).toEqual([...heard.map((h) => h.upTo)].sort((a, b) => a - b));
   });
 
   for (const db of ["pg", "sqlite"] as const) {
