@@ -25,6 +25,25 @@ export type { Flow, FlowStats } from "./flow/flow.ts";
 export { carry, positionOf, stamp, Input, POSITION, type Position } from "./flow/position.ts";
 export { LockedError, type LockHolder } from "./io/lock.ts";
 export {
+  deleteKey,
+  deleteManifestEntry,
+  listKeys,
+  type ManifestEntry,
+  ObjectStorageError,
+  openObject,
+  parseS3Url,
+  readManifest,
+  type ObjectReadOptions,
+  resolveObjects,
+  type S3ListOptions,
+  type S3Object,
+  type S3Options,
+  statObject,
+  type S3UploadOptions,
+  uploadFile,
+  writeManifestEntry,
+} from "./io/s3.ts";
+export {
   fromHttp,
   HttpSourceError,
   type HttpOptions,

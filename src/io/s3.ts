@@ -212,7 +212,7 @@ export async function statObject(url: string, options?: S3Options): Promise<S3Ob
 }
 
 /** Options of {@link listKeys}. */
-export interface ListOptions {
+export interface S3ListOptions {
   /** Keys asked for per request (default 1000, the most S3 returns). */
   readonly pageSize?: number;
 }
@@ -221,7 +221,7 @@ export interface ListOptions {
  * Every object whose key begins with the key of `url` (`s3://bucket/prefix`), page by page in the
  * store's order (ascending UTF-8 bytes), without holding more than one page.
  */
-export async function* listKeys(url: string, options?: S3Options & ListOptions): AsyncGenerator<S3Object> {
+export async function* listKeys(url: string, options?: S3Options & S3ListOptions): AsyncGenerator<S3Object> {
   const c = at(url, options);
   let continuationToken: string | undefined;
   do {
@@ -250,7 +250,7 @@ const GLOB_MAGIC = /[*?[{]/;
  * for a glob (`*` within one `/`-separated part, `**` across them, `?`, `[...]`, `{a,b}`; the
  * listing starts at the glob's literal prefix). A glob that matches nothing rejects.
  */
-export async function resolveObjects(url: string, who: string, options?: S3Options & ListOptions): Promise<S3Object[]> {
+export async function resolveObjects(url: string, who: string, options?: S3Options & S3ListOptions): Promise<S3Object[]> {
   const { bucket, key } = parseS3Url(url);
   const magic = key.search(GLOB_MAGIC);
   if (magic < 0) {
@@ -275,7 +275,7 @@ export async function resolveObjects(url: string, who: string, options?: S3Optio
 }
 
 /** Options of {@link openObject}. */
-export interface ReadOptions {
+export interface ObjectReadOptions {
   /** Bytes one ranged GET fetches (default 8 MiB); the next range is fetched while this one is read. */
   readonly rangeBytes?: number;
 }
@@ -298,7 +298,7 @@ export class ObjectReader {
     c: BucketClient,
     /** The object as it was when opened: reads stay within its size. */
     readonly object: S3Object,
-    options: ReadOptions = {},
+    options: ObjectReadOptions = {},
   ) {
     this.#c = c;
     this.#rangeBytes = Math.max(64 * 1024, Math.floor(options.rangeBytes ?? 8 * 1024 * 1024));
@@ -377,18 +377,18 @@ export class ObjectReader {
  * const head = new Uint8Array(1024);
  * const n = await object.readAt(head, 0, head.length, 0);
  */
-export async function openObject(url: string, options?: S3Options & ReadOptions): Promise<ObjectReader> {
+export async function openObject(url: string, options?: S3Options & ObjectReadOptions): Promise<ObjectReader> {
   const c = at(url, options);
   return new ObjectReader(c, await statObject(url, options), options);
 }
 
 /** Opens an object already listed (no HEAD). */
-export function objectReader(object: S3Object, options?: S3Options & ReadOptions): ObjectReader {
+export function objectReader(object: S3Object, options?: S3Options & ObjectReadOptions): ObjectReader {
   return new ObjectReader(bucketClient(object.bucket, options), object, options);
 }
 
 /** Options of {@link uploadFile}. */
-export interface UploadOptions {
+export interface S3UploadOptions {
   /** Above this size a file goes up in parts (default and most: 5 GiB, S3's single-PUT limit). */
   readonly singlePutLimit?: number;
   /** Part size of a multipart upload (default 64 MiB). */
@@ -406,7 +406,7 @@ export interface UploadOptions {
  * @example
  * await uploadFile("out/tmp/part-0.parquet", "s3://lake/events/date=2024-03-01/part-0.parquet");
  */
-export async function uploadFile(localPath: string, url: string, options?: S3Options & UploadOptions): Promise<S3Object> {
+export async function uploadFile(localPath: string, url: string, options?: S3Options & S3UploadOptions): Promise<S3Object> {
   const c = at(url, options);
   if (c.key === "" || c.key.endsWith("/")) throw new Error(`uploadFile: ${url} names a prefix, not an object key`);
   let size: number;
@@ -488,7 +488,7 @@ export async function getObject(url: string, options?: S3Options): Promise<Uint8
  * Copies an object to a local file, a range at a time (never the whole object in memory), under a
  * temporary name renamed into place when complete. Resolves the object as it was read.
  */
-export async function downloadObject(object: S3Object, localPath: string, options?: S3Options & ReadOptions): Promise<void> {
+export async function downloadObject(object: S3Object, localPath: string, options?: S3Options & ObjectReadOptions): Promise<void> {
   const reader = objectReader(object, options);
   mkdirSync(dirname(localPath), { recursive: true });
   const temporary = `${localPath}.${process.pid}.download`;
@@ -610,7 +610,7 @@ export async function deleteManifestEntry(datasetUrl: string, path: string, opti
  * manifest (a dataset not written through one: list its objects instead). An entry that is not
  * one (hand-edited, cut short) rejects, naming its key.
  */
-export async function readManifest(datasetUrl: string, options?: S3Options & ListOptions): Promise<ManifestEntry[] | undefined> {
+export async function readManifest(datasetUrl: string, options?: S3Options & S3ListOptions): Promise<ManifestEntry[] | undefined> {
   const { bucket, key } = parseS3Url(datasetUrl);
   const folder = `${prefixOf(key)}${MANIFEST_FOLDER}/`;
   const entries: ManifestEntry[] = [];
@@ -672,7 +672,7 @@ export interface LocalCopy {
  * `*.parquet` key under it. Paths are relative to the prefix; hidden ones (`_`, `.`) are left out
  * as they are locally.
  */
-export async function listDatasetObjects(url: string, options?: S3Options & ListOptions): Promise<Map<string, S3Object>> {
+export async function listDatasetObjects(url: string, options?: S3Options & S3ListOptions): Promise<Map<string, S3Object>> {
   const { bucket, key } = parseS3Url(url);
   const found = new Map<string, S3Object>();
   if (key.endsWith(".parquet")) {
@@ -710,7 +710,7 @@ export async function listDatasetObjects(url: string, options?: S3Options & List
  */
 export async function copyToLocal(
   objects: ReadonlyMap<string, S3Object>,
-  options?: S3Options & ReadOptions & { footersOnly?: boolean; under?: string },
+  options?: S3Options & ObjectReadOptions & { footersOnly?: boolean; under?: string },
 ): Promise<LocalCopy> {
   const root = join(options?.under ?? tmpdir(), `sluice-s3-${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
   mkdirSync(root, { recursive: true });

@@ -22,7 +22,7 @@ import { Observable } from "rxjs";
 import type { StartPoint } from "../checkpoint/checkpoint.ts";
 import { currentFlow, type Flow, waitForGate } from "../flow/flow.ts";
 import { Input } from "../flow/position.ts";
-import { isS3Url, ObjectStorageError, objectReader, type ReadOptions, resolveObjects, type S3Object, type S3Options, statObject } from "../io/s3.ts";
+import { isS3Url, ObjectStorageError, objectReader, type ObjectReadOptions, resolveObjects, type S3Object, type S3Options, statObject } from "../io/s3.ts";
 import type { ReadBytes } from "./lines.ts";
 
 const GLOB_MAGIC = /[*?[{]/;
@@ -69,7 +69,7 @@ export interface FileSourceOptions {
    * `S3_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, ...) and `rangeBytes`, the bytes
    * one ranged GET fetches (default 8 MiB).
    */
-  readonly s3?: S3Options & ReadOptions;
+  readonly s3?: S3Options & ObjectReadOptions;
 }
 
 /** The inputs of a file source, in reading order: local paths and objects in a bucket. */
