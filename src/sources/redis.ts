@@ -319,10 +319,10 @@ const SEQS_PER_MS = 2048;
  * lineOfId("1700000000000-3") // 3481600000000003
  */
 export function lineOfId(id: string): number | undefined {
-  const dash = id.indexOf("-");
-  const ms = Number(id.slice(0, dash));
-  const seq = Number(id.slice(dash + 1));
-  if (dash <= 0 || !Number.isInteger(ms) || !Number.isInteger(seq) || ms < 0 || seq < 0) return undefined;
+  const parts = /^(\d{1,15})-(\d{1,4})$/.exec(id);
+  if (!parts) return undefined;
+  const ms = Number(parts[1]);
+  const seq = Number(parts[2]);
   if (ms >= 2 ** 42 || seq >= SEQS_PER_MS) return undefined;
   const line = ms * SEQS_PER_MS + seq;
   return line > 0 ? line : undefined;
