@@ -111,11 +111,13 @@ export async function consume(options: StreamOptions, outDir: string, signal?: A
   let watch: ReturnType<typeof setInterval> | undefined;
   try {
     return await run(
-      fromJetStream({ servers: options.servers, stream: options.stream, consumer: "lake", ackWaitMs: 30_000 }).pipe(
+      // Messages are held until their file commits: max ack pending must cover maxFileAgeMs of
+      // traffic (50,000 in 2 s: up to 25,000 events/s), or reading waits for the age limit.
+      fromJetStream({ servers: options.servers, stream: options.stream, consumer: "lake", ackWaitMs: 30_000, maxAckPending: 50_000 }).pipe(
         validate(ClickEvent),
         enrich(enrichEvent),
         deadLetter(join(outDir, "dead-letter"), { maxFileAgeMs: 2000, publish: { jetstream: { servers: options.servers, subject: dead } } }),
-        toParquet(join(outDir, "events"), { schema: EnrichedEvent, partitionBy: ["event_date"], mode: "append", maxFileAgeMs: 5000 }),
+        toParquet(join(outDir, "events"), { schema: EnrichedEvent, partitionBy: ["event_date"], mode: "append", maxFileAgeMs: 2000 }),
       ),
       {
         handleSignals: true,
