@@ -61,6 +61,20 @@ describe("sql", () => {
     await expect(sql("SELECT 1", { t: 42 as never })).rejects.toThrow('sql: "t" must be a dataset path or an Arrow table');
   });
 
+  test("without @duckdb/node-api installed, pipelines still run and sql says how to add it", async () => {
+    const script = `
+      import { from } from "rxjs";
+      import { collect, sql } from "${join(import.meta.dir, "..", "..", "src", "index.ts")}";
+      console.log((await collect(from([1, 2, 3]))).length);
+      await sql("SELECT 1").catch((error) => console.log(error.message));
+    `;
+    const proc = Bun.spawn(["bun", "--preload", join(import.meta.dir, "fixtures", "without-duckdb.ts"), "-e", script], { stdout: "pipe", stderr: "pipe" });
+    const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+    expect({ code: await proc.exited, err }).toEqual({ code: 0, err: "" });
+    expect(out.split("\n")[0]).toBe("3");
+    expect(out).toContain("sql: needs DuckDB's client, an optional dependency sluice does not install: run `bun add @duckdb/node-api@1.5.6-r.1` in your project");
+  });
+
   test("a table name needing quotes works, and printed rows form a table", async () => {
     const rows = await sql('SELECT count(*) AS n FROM "my events"', { "my events": folder });
     expect(rows).toEqual([{ n: 400 }]);
