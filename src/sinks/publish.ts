@@ -355,10 +355,18 @@ export function publishSink<T>(
         failed = true;
         subscriber.error(error);
       };
+      const checkpoint = flow.checkpoint;
+      let lastSave = 0;
       const outbox = new Outbox(flow, open, options, {
         acknowledged(batch, answer) {
           flow.stats.written += batch.length;
           flow.stats.buffered -= batch.length;
+          // As the Parquet sink does after commits: resume points move on about once a second, so
+          // a crash re-reads (and publishes again) only what came after.
+          if (checkpoint && Date.now() - lastSave >= 1000) {
+            lastSave = Date.now();
+            checkpoint.save().catch((error: unknown) => fail(new Error(`checkpoint ${checkpoint.path}: could not save resume points: ${(error as Error)?.message ?? String(error)}`, { cause: error })));
+          }
           let bytes = 0;
           for (const message of batch) bytes += message.bytes;
           subscriber.next({ target, messages: batch.length, bytes, duplicates: answer.duplicates, sources: rangesOf(batch) });

@@ -221,6 +221,30 @@ describe("toRedisStream", () => {
     }
   });
 
+  test("under a checkpoint, a stopped run resumed with it appends every line of the file once", async () => {
+    const key = newKey();
+    const file = join(dir.path, "resume.ndjson");
+    // About 5 MB: many read chunks, so the stop lands in the middle.
+    await Bun.write(file, `${Array.from({ length: 20_000 }, (_, i) => JSON.stringify({ id: i + 1, pad: "x".repeat(250) })).join("\n")}\n`);
+    const checkpoint = join(dir.path, "resume.sqlite");
+    const stop = new AbortController();
+    let flow: Flow | undefined;
+    const first = await run(fromNdjson(file).pipe(toRedisStream({ url: REDIS, stream: key, batchSize: 200, maxInFlight: 1000 })), {
+      checkpoint,
+      signal: stop.signal,
+      onStart: (f) => (flow = f),
+      onValue: () => {
+        if ((flow?.stats.written ?? 0) >= 3000) stop.abort();
+      },
+    });
+    expect(first.stopped).toBe(true);
+    expect(first.written).toBeLessThan(20_000);
+    const second = await run(fromNdjson(file).pipe(toRedisStream({ url: REDIS, stream: key })), { checkpoint });
+    expect(first.written + second.written).toBe(20_000);
+    const ids = (await entries(key)).map((f) => JSON.parse(f[1] as string).id as number);
+    expect(ids).toEqual(Array.from({ length: 20_000 }, (_, i) => i + 1));
+  });
+
   test("round trip from a file keeps line positions on the write dead letters", async () => {
     const key = newKey();
     const file = join(dir.path, "lines.ndjson");
