@@ -218,16 +218,22 @@ function* partitionOnlyBatches(rows: number, batchSize: number, projection: Proj
  * file is opened; `columns` limits the column chunks read. Partition columns the files do not
  * hold (other writers leave them out) are added from the folder names as nullable utf8 columns.
  *
+ * With `where` as a list of conditions, each file's footer is read first: row groups whose
+ * statistics rule out every row are not read, and the rows read are filtered exactly (batches
+ * then hold only matching rows, so they may be smaller than `batchSize`). `onScan` reports what
+ * was skipped when reading ends.
+ *
  * An async iterable rather than an Observable: the reader pulls each batch, so nothing is read
  * ahead of the consumer. Breaking out of a `for await` loop (or calling `return()`) closes the
  * open file. Throws, naming the path, the column or the key, when the path is missing, holds no
- * Parquet, a column or partition key does not exist, or a file's columns differ from the first
- * file read.
+ * Parquet, a column or partition key does not exist, a condition is malformed or does not fit its
+ * column's type (naming it and its index), or a file's columns differ from the first file read.
  *
  * @example
  * for await (const batch of readDatasetBatches("out/events", { where: { event_date: "2024-03-01" }, columns: ["event_id", "price"] })) {
  *   console.log(batch.numRows);
  * }
+ * const pricey = readDatasetBatches("out/events", { where: [["price", ">", 400], ["event_type", "in", ["purchase", "checkout"]]], onScan: console.log });
  */
 export async function* readDatasetBatches(path: string, options: ReadDatasetOptions = {}): AsyncGenerator<RecordBatch, void, undefined> {
   if (isS3Url(path)) {

@@ -43,6 +43,8 @@ describe("readDataset row filters", () => {
     ["a partition column held in the files", [["region", "=", "a/b"]], "region = 'a/b'"],
     ["the null partition", [["region", "is null"], ["id", ">", 300]], "region IS NULL AND id > 300"],
     ["nothing matches", [["id", ">", 100000]], "id > 100000"],
+    ["a bigint beyond 64 bits", [["big", "<", 2n ** 70n], ["id", "<", 10]], "big < 1180591620717411303424 AND id < 10"],
+    ["a number beyond 2^1023 and a fraction on an integer column", [["id", "<", 1e308], ["id", "<=", 4.5]], "id < 1e308 AND id <= 4.5"],
   ];
 
   test.each(cases)("returns the rows DuckDB returns for %s", async (_name, where, duckWhere) => {

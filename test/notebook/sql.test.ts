@@ -75,6 +75,13 @@ describe("sql", () => {
     expect(out).toContain("sql: needs DuckDB's client, an optional dependency sluice does not install: run `bun add @duckdb/node-api@1.5.6-r.1` in your project");
   });
 
+  test("a path and a table name holding quotes are passed safely", async () => {
+    const odd = join(dir.path, `it's "odd"`);
+    await writeSample(odd, 40);
+    const rows = await sql(`SELECT count(*) AS n FROM "we""ird"`, { 'we"ird': odd });
+    expect(rows).toEqual([{ n: 40 }]);
+  });
+
   test("a table name needing quotes works, and printed rows form a table", async () => {
     const rows = await sql('SELECT count(*) AS n FROM "my events"', { "my events": folder });
     expect(rows).toEqual([{ n: 400 }]);
