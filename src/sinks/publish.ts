@@ -472,8 +472,9 @@ export function encodeJson(record: unknown): string {
   try {
     const plain = JSON.stringify(record);
     if (plain !== undefined && !plain.includes("null")) return plain;
-  } catch {
-    // A bigint, a cycle, too deep: the checking path says which.
+  } catch (error) {
+    // Nested too deep: walking it again would only overflow again. A bigint or a cycle: the checking path says which.
+    if (error instanceof RangeError) throw new Error(`the record cannot be written as JSON: ${error.message}`);
   }
   const text = JSON.stringify(record, function exact(key, value: unknown) {
     if (typeof value === "number" && !Number.isFinite(value)) {
