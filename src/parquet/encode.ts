@@ -1,6 +1,6 @@
 /**
- * Arrow IPC bytes in, a committed Parquet file out. Runs inside an encoder worker (or inline
- * when workers are turned off), so it only takes plain data.
+ * Arrow IPC bytes in, Parquet bytes out (on an encoder worker, or inline when workers are turned
+ * off, so it only takes plain data); and the atomic commit of a file's bytes.
  */
 import { closeSync, existsSync, fsyncSync, linkSync, openSync, renameSync, rmSync, unlinkSync, writeSync } from "node:fs";
 import { fsyncFolder } from "../io/fsync.ts";
@@ -8,20 +8,13 @@ import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import * as pq from "parquet-wasm";
 
-/** How a file is encoded. */
+/** How rows are encoded. */
 export interface EncodeOptions {
   readonly compression: "zstd" | "snappy" | "gzip" | "brotli" | "lz4" | "none";
+  /** Rows per row group: an encode of more rows gives several row groups. */
   readonly rowGroupSize: number;
-  /** Extra key/value metadata stored in the file footer. */
-  readonly metadata: Record<string, string>;
-}
-
-/** One file to write: the rows, where they go, and the temporary name used until commit. */
-export interface EncodeJob {
-  readonly ipc: Uint8Array;
-  readonly path: string;
-  readonly tempPath: string;
-  readonly options: EncodeOptions;
+  /** Extra key/value metadata stored in the footer. */
+  readonly metadata?: Record<string, string>;
 }
 
 const COMPRESSION: Record<EncodeOptions["compression"], pq.Compression> = {
@@ -41,9 +34,11 @@ export function encodeParquet(ipc: Uint8Array, options: EncodeOptions): Uint8Arr
     .setCompression(COMPRESSION[options.compression])
     .setMaxRowGroupSize(options.rowGroupSize)
     .setDictionaryEnabled(true)
-    .setStatisticsEnabled(pq.EnabledStatistics.Page)
+    // Statistics per column chunk (min, max, nulls): the row groups of a piece are moved into a
+    // larger file (see partFile.ts) without their page indexes.
+    .setStatisticsEnabled(pq.EnabledStatistics.Chunk)
     .setCreatedBy("sluice")
-    .setKeyValueMetadata(new Map(Object.entries(options.metadata)))
+    .setKeyValueMetadata(new Map(Object.entries(options.metadata ?? {})))
     .build();
   return pq.writeParquet(pq.Table.fromIPCStream(ipc), props);
 }
@@ -73,8 +68,16 @@ export async function commitFile(path: string, tempPath: string, bytes: Uint8Arr
     throw error;
   }
   closeSync(fd);
+  publishFile(tempPath, path);
+}
+
+/**
+ * Gives the durable file `tempPath` the name `path`, never replacing a file of that name (see
+ * {@link commitFile}), and makes the name durable. The temporary file is removed when it fails.
+ */
+export function publishFile(tempPath: string, path: string): void {
   try {
-    publish(tempPath, path);
+    link(tempPath, path);
   } catch (error) {
     rmSync(tempPath, { force: true });
     throw error;
@@ -82,8 +85,7 @@ export async function commitFile(path: string, tempPath: string, bytes: Uint8Arr
   fsyncFolder(dirname(path));
 }
 
-/** Gives `tempPath`'s file the name `path`, never replacing a file of that name (see {@link commitFile}). */
-function publish(tempPath: string, path: string): void {
+function link(tempPath: string, path: string): void {
   try {
     linkSync(tempPath, path);
   } catch (error) {
@@ -105,11 +107,4 @@ function alreadyThere(path: string, cause: unknown): Error {
     ),
     { code: "EEXIST" },
   );
-}
-
-/** Encodes and commits one file; returns the size written. */
-export async function runEncodeJob(job: EncodeJob): Promise<number> {
-  const bytes = encodeParquet(job.ipc, job.options);
-  await commitFile(job.path, job.tempPath, bytes);
-  return bytes.length;
 }

@@ -2,17 +2,20 @@
  * Encoder worker: zstd inside parquet-wasm is the most expensive step of the write path and is
  * single-threaded, so it runs here while the main thread goes on parsing and validating.
  */
-import { type EncodeJob, runEncodeJob } from "./encode.ts";
+import { type EncodeOptions, encodeParquet } from "./encode.ts";
+import type { EncodeReply } from "./encoders.ts";
 
 declare const self: Worker;
 
-self.onmessage = async (event: MessageEvent<{ id: number; job: EncodeJob }>) => {
-  const { id, job } = event.data;
+self.onmessage = (event: MessageEvent<{ id: number; ipc: Uint8Array; options: EncodeOptions }>) => {
+  const { id, ipc, options } = event.data;
   try {
-    const bytes = await runEncodeJob(job);
-    self.postMessage({ id, bytes });
+    const bytes = encodeParquet(ipc, options);
+    const buffer = bytes.buffer as ArrayBuffer;
+    const transferable = bytes.byteOffset === 0 && bytes.byteLength === buffer.byteLength;
+    self.postMessage({ id, bytes } satisfies EncodeReply, transferable ? [buffer] : []);
   } catch (error) {
     const e = error as NodeJS.ErrnoException;
-    self.postMessage({ id, error: { message: e?.message ?? String(error), code: e?.code } });
+    self.postMessage({ id, error: { message: e?.message ?? String(error), code: e?.code } } satisfies EncodeReply);
   }
 };

@@ -15,6 +15,7 @@ import type { Input, Position } from "../flow/position.ts";
 import { acquireLock, acquireSharedLock, type Lock, LockedError, lockPathOf } from "../io/lock.ts";
 import type { EncodeOptions } from "../parquet/encode.ts";
 import { createEncoders } from "../parquet/encoders.ts";
+import { PartFile } from "../parquet/partFile.ts";
 import { ParquetWriteError } from "../parquet/errors.ts";
 import { partitionKeyProblem, partitionSegment } from "../parquet/partition.ts";
 import { type ColumnSpec, columnsOf, SchemaError } from "../schema/columns.ts";
@@ -37,20 +38,23 @@ export interface ParquetSinkOptions<T> {
   readonly mode?: WriteMode;
   /** Default `zstd`. */
   readonly compression?: EncodeOptions["compression"];
-  /** Rows per row group inside a file (default 131,072). */
+  /** A row group is written once it holds this many rows (default 131,072). */
   readonly rowGroupSize?: number;
-  /** A partition's file is committed once it holds this many rows (default 1,000,000). */
-  readonly maxFileRows?: number;
   /**
-   * A partition's file is committed once its rows take this many bytes in memory as Arrow
-   * buffers (default 8 MiB). The Parquet file is smaller: this bounds it from above.
+   * A row group is written once its rows take this many bytes in memory as Arrow buffers
+   * (default 16 MiB), or earlier when the memory budget needs the room.
    */
+  readonly rowGroupBytes?: number;
+  /** A partition's file is committed once it holds this many rows (default: no limit). */
+  readonly maxFileRows?: number;
+  /** A partition's file is committed once it has this many bytes of Parquet on disk (default 128 MiB). */
   readonly maxFileBytes?: number;
-  /** A partition's buffer is committed after at most this long, even with no new records (default 60 s). */
+  /** A partition's file is committed at most this long after it was opened, even with no new records (default 60 s). */
   readonly maxFileAgeMs?: number;
   /**
-   * Bytes all open partition buffers and in-flight writes may hold together (default 16 MiB).
-   * When it is full the largest buffers are committed, and the source waits until writes finish.
+   * Bytes all open partition buffers and row groups being encoded may hold together (default
+   * 64 MiB). When it is full the largest buffers become row groups, and the source waits until
+   * encodes finish. Open files hold only their row groups' metadata in memory.
    */
   readonly memoryBudget?: number;
   /** Encoder worker threads (default 1; 0 encodes on the main thread). */
@@ -93,6 +97,10 @@ interface Span {
   last: number;
 }
 
+/**
+ * A partition's open file: the rows of its current row group in `buffer`, its earlier row groups
+ * in `part` (written to its temporary file, or being encoded).
+ */
 interface OpenPartition {
   /** The partition's values as JSON: how the checkpoint names it. */
   readonly key: string;
@@ -101,10 +109,16 @@ interface OpenPartition {
   /** The partition's folder relative to the dataset's (`""` when not partitioned). */
   readonly subfolder: string;
   readonly values: Record<string, string | null>;
-  readonly buffer: RowBuffer;
+  /** The current row group's rows; none between a row group written and the next record. */
+  buffer: RowBuffer | undefined;
   readonly firstIndex: number;
   readonly openedAt: number;
+  /** Bytes of `buffer` when last measured. */
   bytes: number;
+  /** The file's row groups written or being encoded; created with the first. */
+  part: PartFile | undefined;
+  /** Rows in `part`'s row groups. */
+  fileRows: number;
   /** Lines of each input in this buffer, as ascending spans (see {@link claim}). */
   readonly spans: Map<Input, Span[]>;
   /** Lines of this partition the sink dead-lettered while the buffer was open: not in the file. */
@@ -121,10 +135,11 @@ interface OpenPartition {
  * for every file once it is durable.
  *
  * Records are appended straight into Arrow column buffers, one buffer per open partition. A
- * buffer becomes a file when it reaches `maxFileRows` or `maxFileBytes`, when it is older than
- * `maxFileAgeMs`, when the memory budget needs the room, or when the source completes. Files are
- * encoded (zstd by default) on a worker thread and committed atomically: written under a
- * temporary name, fsynced, renamed. File names are `part-<index>.parquet`, where index is the
+ * buffer becomes a row group of the partition's open file when it reaches `rowGroupSize` rows or
+ * `rowGroupBytes`, or when the memory budget needs the room: row groups are encoded (zstd by
+ * default) on a worker thread and appended to the file's temporary name (see partFile.ts). A file
+ * is committed when it reaches `maxFileBytes` on disk or `maxFileRows`, when it is older than
+ * `maxFileAgeMs`, or when the source completes: footer, fsync, its final name. File names are `part-<index>.parquet`, where index is the
  * position of the file's first record among the records the sink received: the same input gives
  * the same names. Partition columns are written inside the files as well as in the folder names.
  *
@@ -182,10 +197,12 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
     return column;
   });
   const mode = options.mode ?? "error";
-  const maxFileRows = options.maxFileRows ?? 1_000_000;
-  const maxFileBytes = options.maxFileBytes ?? 8 * 1024 * 1024;
+  const rowGroupSize = options.rowGroupSize ?? 131_072;
+  const rowGroupBytes = options.rowGroupBytes ?? 16 * 1024 * 1024;
+  const maxFileRows = options.maxFileRows ?? Number.POSITIVE_INFINITY;
+  const maxFileBytes = options.maxFileBytes ?? 128 * 1024 * 1024;
   const maxFileAgeMs = options.maxFileAgeMs ?? 60_000;
-  const memoryBudget = options.memoryBudget ?? 16 * 1024 * 1024;
+  const memoryBudget = options.memoryBudget ?? 64 * 1024 * 1024;
 
   return function parquetSink(source) {
     return new Observable<Commit>((subscriber) => {
@@ -200,11 +217,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         return;
       }
       const encoders = createEncoders(options.encoders ?? 1);
-      const encodeOptions = (sources: readonly CommitRange[]): EncodeOptions => ({
-        compression: options.compression ?? "zstd",
-        rowGroupSize: options.rowGroupSize ?? 131_072,
-        metadata: { "sluice.run_id": flow.runId, "sluice.sources": JSON.stringify(sources) },
-      });
+      const encodeOptions: EncodeOptions = { compression: options.compression ?? "zstd", rowGroupSize };
       const open = new Map<string | symbol, OpenPartition>();
       const single = partitionColumns.length === 1 ? partitionColumns[0] : undefined;
       const writes = new Set<Promise<void>>();
@@ -293,6 +306,8 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
             firstIndex: received,
             openedAt: Date.now(),
             bytes: 0,
+            part: undefined,
+            fileRows: 0,
             spans: new Map(),
             rejected: new Map(),
             lastInput: undefined,
@@ -335,13 +350,13 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         }
         let problem: string | undefined;
         try {
-          problem = partition.buffer.append(row);
+          problem = (partition.buffer ??= new RowBuffer(columns)).append(row);
         } catch (error) {
           // A value no column can take without failing (nested too deep to serialise).
           problem = `the record cannot be written: ${(error as Error).message}`;
         }
         if (problem !== undefined) {
-          if (partition.buffer.rows === 0) {
+          if (partition.buffer?.rows === 0 && partition.part === undefined) {
             open.delete(partition.lookup);
             flow.stats.openPartitions = open.size;
           } else {
@@ -356,9 +371,10 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         flow.stats.buffered++;
         claim(partition, input, position.line);
         input.settle(position.line);
-        const rows = partition.buffer.rows;
+        const rows = (partition.buffer as RowBuffer).rows;
         if (rows === 1 || (rows & 1023) === 0) measure(partition);
-        if (rows >= maxFileRows || partition.bytes >= maxFileBytes) flush(partition);
+        if (partition.fileRows + rows >= maxFileRows) roll(partition);
+        else if (rows >= rowGroupSize || partition.bytes >= rowGroupBytes) writeRowGroup(partition);
         if (bufferedBytes + inflightBytes > memoryBudget) relieve();
       }
 
@@ -432,21 +448,21 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
       }
 
       function measure(partition: OpenPartition) {
-        const bytes = partition.buffer.byteSize();
+        const bytes = partition.buffer?.byteSize() ?? 0;
         bufferedBytes += bytes - partition.bytes;
         partition.bytes = bytes;
         flow.stats.bufferedBytes = bufferedBytes + inflightBytes;
       }
 
-      // Over budget: commit the largest buffers until half the budget is free for new rows, and
-      // hold the source until the writes in flight bring the total back under the budget.
+      // Over budget: write the largest buffers as row groups until half the budget is free for new
+      // rows, and hold the source until the encodes in flight bring the total back under the budget.
       function relieve() {
         for (const partition of open.values()) measure(partition);
-        while (bufferedBytes > memoryBudget / 2 && open.size > 0) {
+        while (bufferedBytes > memoryBudget / 2) {
           let largest: OpenPartition | undefined;
           for (const partition of open.values()) if (!largest || partition.bytes > largest.bytes) largest = partition;
-          if (!largest) break;
-          flush(largest);
+          if (!largest?.buffer) break;
+          writeRowGroup(largest);
         }
         updateGate();
       }
@@ -461,44 +477,78 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         flow.stats.bufferedBytes = bufferedBytes + inflightBytes;
       }
 
-      function flush(partition: OpenPartition) {
-        open.delete(partition.lookup);
-        flow.stats.openPartitions = open.size;
-        const flushedAt = performance.now();
-        const rows = partition.buffer.rows;
-        if (rows === 0) return;
-        measure(partition);
-        bufferedBytes -= partition.bytes;
-        const ipc = partition.buffer.toIPC();
-        const size = ipc.byteLength;
-        inflightBytes += size;
+      /** The file's name: the position of its first record among those the sink received. */
+      function nameOf(partition: OpenPartition): string {
         // A checkpointed run adds to what earlier runs wrote, so its names carry its run id too.
         const withRunId = mode === "append" || checkpoint !== undefined;
-        const name = `part-${withRunId ? `${flow.runId}-` : ""}${String(partition.firstIndex).padStart(12, "0")}.parquet`;
+        return `part-${withRunId ? `${flow.runId}-` : ""}${String(partition.firstIndex).padStart(12, "0")}.parquet`;
+      }
+
+      /** Sends the buffer's rows to be encoded as a row group and appended to the partition's file. */
+      function writeRowGroup(partition: OpenPartition) {
+        const buffer = partition.buffer;
+        measure(partition);
+        bufferedBytes -= partition.bytes;
+        partition.buffer = undefined;
+        partition.bytes = 0;
+        const rows = buffer?.rows ?? 0;
+        if (!buffer || rows === 0) return;
+        const ipc = buffer.toIPC();
+        partition.fileRows += rows;
+        const size = ipc.byteLength;
+        inflightBytes += size;
+        const name = nameOf(partition);
         // Where the file is once the run is over; an overwrite writes it in its staging folder first.
-        const path = join(folder, partition.subfolder, name);
+        const part = (partition.part ??= new PartFile(
+          ready.then((target) => ({
+            path: join(target.root, partition.subfolder, name),
+            tempPath: join(target.root, partition.subfolder, `.${name}.${process.pid}.tmp`),
+          })),
+        ));
+        const written: Promise<void> = part
+          .append(encoders.encode(ipc, encodeOptions))
+          .then(
+            () => {
+              if (open.get(partition.lookup) === partition && part.bytes >= maxFileBytes) roll(partition);
+            },
+            (error) => fail(error instanceof ParquetWriteError ? error : new ParquetWriteError(join(folder, partition.subfolder, name), error)),
+          )
+          .finally(() => {
+            inflightBytes -= size;
+            writes.delete(written);
+            flow.settling.delete(written);
+            updateGate();
+          });
+        writes.add(written);
+        flow.settling.add(written);
+      }
+
+      /** Closes the partition's file: its last row group, then the footer, fsync and its final name. */
+      function roll(partition: OpenPartition) {
+        if (open.get(partition.lookup) !== partition) return;
+        open.delete(partition.lookup);
+        flow.stats.openPartitions = open.size;
+        const rolledAt = performance.now();
+        writeRowGroup(partition);
+        const part = partition.part;
+        if (!part) return;
+        const rows = partition.fileRows;
+        const path = join(folder, partition.subfolder, nameOf(partition));
         const sources = rangesOf(partition);
         inflightRanges.add(sources);
         if (checkpoint) {
           try {
             checkpoint.intent(path, partition.key, sources);
           } catch (error) {
-            // Without its intent a file would be invisible to a resume: it is not written at all.
+            // Without its intent a file would be invisible to a resume: it is not committed at all.
             inflightRanges.delete(sources);
-            inflightBytes -= size;
+            part.discard();
             fail(checkpointFailure(checkpoint.path, `record ${path} before committing it`, error));
             return;
           }
         }
-        const write = ready
-          .then((target) =>
-            encoders.encode({
-              ipc,
-              path: join(target.root, partition.subfolder, name),
-              tempPath: join(target.root, partition.subfolder, `.${name}.${process.pid}.tmp`),
-              options: encodeOptions(sources),
-            }),
-          )
+        const write: Promise<void> = part
+          .commit({ "sluice.run_id": flow.runId, "sluice.sources": JSON.stringify(sources) })
           .then(
             (bytes) => {
               if (staged) {
@@ -510,7 +560,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
               flow.stats.bytes += bytes;
               flow.stats.written += rows;
               flow.stats.buffered -= rows;
-              observeCommitLatency(flow.stats, (performance.now() - flushedAt) / 1000);
+              observeCommitLatency(flow.stats, (performance.now() - rolledAt) / 1000);
               inflightRanges.delete(sources);
               announceDurable(flow);
               if (checkpoint) {
@@ -527,11 +577,11 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
             },
             (error) => {
               inflightRanges.delete(sources);
+              part.discard();
               fail(error instanceof ParquetWriteError ? error : new ParquetWriteError(path, error));
             },
           )
           .finally(() => {
-            inflightBytes -= size;
             writes.delete(write);
             flow.settling.delete(write);
             updateGate();
@@ -544,7 +594,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         () => {
           const now = Date.now();
           for (const partition of [...open.values()]) {
-            if (now - partition.openedAt >= maxFileAgeMs) flush(partition);
+            if (now - partition.openedAt >= maxFileAgeMs) roll(partition);
           }
           updateGate();
         },
@@ -558,7 +608,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
           },
           error: (error) => fail(error),
           async complete() {
-            for (const partition of [...open.values()]) flush(partition);
+            for (const partition of [...open.values()]) roll(partition);
             while (writes.size > 0) await Promise.all([...writes]);
             if (failed) return;
             const target = await ready.catch(() => undefined);
@@ -596,6 +646,8 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         clearInterval(ageTimer);
         subscription.unsubscribe();
         release?.();
+        // Files not committed are dropped, once the row groups being written are.
+        for (const partition of open.values()) partition.part?.discard();
         open.clear();
         flow.stats.openPartitions = 0;
         // Files in flight finish (they are whole) before the workers stop; until then the folder
