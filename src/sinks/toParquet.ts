@@ -561,8 +561,12 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
               flow.stats.written += rows;
               flow.stats.buffered -= rows;
               observeCommitLatency(flow.stats, (performance.now() - rolledAt) / 1000);
-              inflightRanges.delete(sources);
-              announceDurable(flow);
+              // A file in an overwrite's staging folder is not durable in the dataset until the
+              // swap: a stopped run drops it, so a broker must not be told yet.
+              if (!staged) {
+                inflightRanges.delete(sources);
+                announceDurable(flow);
+              }
               if (checkpoint) {
                 try {
                   checkpoint.committed(path);
@@ -620,6 +624,8 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
                 else {
                   if (staged) staged.ended = true;
                   await swapIn(folder, target.root, flow.runId);
+                  inflightRanges.clear();
+                  announceDurable(flow);
                 }
               } catch (error) {
                 fail(new ParquetWriteError(folder, error));

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { delay, mergeMap, Observable, of } from "rxjs";
+import { delay, mergeMap, Observable, of, tap } from "rxjs";
 import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
 import { watchDurable } from "../../src/flow/durable.ts";
@@ -99,5 +99,43 @@ describe("durability announcements", () => {
     expect(previous).toBe(COUNT);
     // Some announcement came while zone "c"'s buffer still held early records: the prefix waited for it.
     expect(announcements[0]?.upTo).toBeLessThan(COUNT);
+  });
+
+  test("an overwrite that replaces a dataset announces nothing before the swap: a stopped run drops its staged files, so nothing was durable", async () => {
+    const out = join(dir.path, "replaced");
+    const dead = join(dir.path, "replaced-dead");
+    await run(of({ id: 0, zone: "a", value: 0 }).pipe(toParquet(out, { schema: Reading, partitionBy: ["zone"] })));
+    const stopped: { upTo: number; files: Set<string>; deadLetters: Set<number> }[] = [];
+    const stop = new AbortController();
+    let seen = 0;
+    const summary = await run(
+      stream(stopped, out, dead).pipe(
+        validate(Reading),
+        deadLetter(dead, { maxFileAgeMs: 20 }),
+        // Small files: many commit into the staging folder before the stop.
+        toParquet(out, { schema: Reading, partitionBy: ["zone"], mode: "overwrite", maxFileRows: 100 }),
+        tap(() => {
+          if (++seen === 5) stop.abort();
+        }),
+      ),
+      { signal: stop.signal },
+    );
+    expect(summary.stopped).toBe(true);
+    // The old dataset stays, and no line was ever announced durable.
+    expect(readdirSync(out, { recursive: true }).map(String).filter((f) => f.endsWith(".parquet")).length).toBe(1);
+    expect(stopped).toEqual([]);
+
+    // Completed, the same overwrite announces every line once the new dataset is in place.
+    const completed: { upTo: number; files: Set<string>; deadLetters: Set<number> }[] = [];
+    await run(
+      stream(completed, out, join(dir.path, "completed-dead")).pipe(
+        validate(Reading),
+        deadLetter(join(dir.path, "completed-dead"), { maxFileAgeMs: 20 }),
+        toParquet(out, { schema: Reading, partitionBy: ["zone"], mode: "overwrite", maxFileRows: 100 }),
+      ),
+    );
+    expect(completed.at(-1)?.upTo).toBe(COUNT);
+    // The first announcement came after the swap: the files it saw are the new dataset's.
+    expect(completed[0]?.files.size).toBeGreaterThan(5);
   });
 });
