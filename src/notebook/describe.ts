@@ -6,9 +6,8 @@
 import { type Data, type DataType, type Field, makeData, Null, type Timestamp, TimeUnit, Type } from "apache-arrow";
 import { dictionaryValues, takeData } from "../dataset/take.ts";
 import { isoDate, isoTimestamp, type Unit } from "../schema/instant.ts";
-import { DistinctCounter } from "./distinct.ts";
+import { DistinctCounter, ValueHasher } from "./distinct.ts";
 import { batchesOf, type ReadOptions, type Tabular } from "./input.ts";
-import { dataValues, toJson } from "./values.ts";
 import { formatPreview } from "./view.ts";
 
 /** One line of {@link describe}'s result. */
@@ -92,14 +91,18 @@ function kindOf(type: DataType): Kind {
   }
 }
 
-function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return (a[i] as number) - (b[i] as number);
-  return a.length - b.length;
+/** Orders `bytes[start, end)` against `other` as unsigned bytes (UTF-8 byte order). */
+function compareBytes(bytes: Uint8Array, start: number, end: number, other: Uint8Array): number {
+  const n = Math.min(end - start, other.length);
+  for (let i = 0; i < n; i++) {
+    const a = bytes[start + i] as number;
+    const b = other[i] as number;
+    if (a !== b) return a - b;
+  }
+  return end - start - other.length;
 }
 
 const utf8 = new TextDecoder();
-const hashBytes = new TextEncoder();
 
 /** Running figures of one column. */
 class ColumnStats {
@@ -172,9 +175,9 @@ class ColumnStats {
           if (!valid(i)) continue;
           const start = offsets[i] as number;
           const end = offsets[i + 1] as number;
-          const v = bytes.subarray(start, end);
-          if (this.min === undefined || compareBytes(v, this.min as Uint8Array) < 0) this.min = v.slice();
-          if (this.max === undefined || compareBytes(v, this.max as Uint8Array) > 0) this.max = v.slice();
+          // Compared in place: a view per value would be millions of short-lived objects.
+          if (this.min === undefined || compareBytes(bytes, start, end, this.min as Uint8Array) < 0) this.min = bytes.slice(start, end);
+          if (this.max === undefined || compareBytes(bytes, start, end, this.max as Uint8Array) > 0) this.max = bytes.slice(start, end);
           this.distinct.addBytes(bytes, start, end);
         }
         return;
@@ -191,9 +194,14 @@ class ColumnStats {
         return;
       }
       default: {
-        // Nested and rare types: distinct values by their JSON text, no order.
-        const values = dataValues(data);
-        for (const v of values) if (v !== null) this.distinct.addBytes(hashBytes.encode(typeof v === "string" ? v : toJson(v)));
+        // Nested and rare types: distinct values by a hash of their buffers, no order.
+        const feed = feeder(data);
+        for (let i = 0; i < n; i++) {
+          if (!valid(i)) continue;
+          hasher.reset();
+          feed(i);
+          this.distinct.addHashed(hasher);
+        }
       }
     }
   }
@@ -222,6 +230,73 @@ class ColumnStats {
       mean: numeric && this.count > 0 ? this.sum / this.count : null,
       distinct: this.distinct.count(),
     };
+  }
+}
+
+const hasher = new ValueHasher();
+const NULL_WORD = 0x6e756c6c; // "null": a null item inside a list or struct
+
+/**
+ * A function feeding row `i` of `data` (any type) to the shared {@link hasher}: fixed-width values
+ * by their bytes, strings and binary by their bytes and length, lists by their length and items,
+ * structs by their fields, dictionaries by the value a key points to.
+ */
+function feeder(data: Data): (i: number) => void {
+  const valid = (i: number) => data.nullCount === 0 || data.getValid(i);
+  const withNulls = (feed: (i: number) => void) => (i: number) => (valid(i) ? feed(i) : hasher.word(NULL_WORD));
+  switch (data.type.typeId) {
+    case Type.Null:
+      return () => hasher.word(NULL_WORD);
+    case Type.Bool: {
+      const bits = data.values as Uint8Array;
+      return withNulls((i) => hasher.word(((bits[(data.offset + i) >> 3] as number) >> ((data.offset + i) & 7)) & 1));
+    }
+    case Type.Utf8:
+    case Type.Binary:
+    case Type.LargeUtf8:
+    case Type.LargeBinary: {
+      const offsets = data.valueOffsets as Int32Array | BigInt64Array;
+      const bytes = data.values as Uint8Array;
+      return withNulls((i) => hasher.bytes(bytes, Number(offsets[i]), Number(offsets[i + 1])));
+    }
+    case Type.List:
+    case Type.LargeList:
+    case Type.Map: {
+      const offsets = data.valueOffsets as Int32Array | BigInt64Array;
+      const item = feeder(data.children[0] as Data);
+      return withNulls((i) => {
+        const start = Number(offsets[i]);
+        const end = Number(offsets[i + 1]);
+        hasher.word(end - start);
+        for (let k = start; k < end; k++) item(k);
+      });
+    }
+    case Type.FixedSizeList: {
+      const size = (data.type as unknown as { listSize: number }).listSize;
+      const item = feeder(data.children[0] as Data);
+      return withNulls((i) => {
+        for (let k = 0; k < size; k++) item((data.offset + i) * size + k);
+      });
+    }
+    case Type.Struct: {
+      const fields = data.children.map((child) => feeder(child as Data));
+      return withNulls((i) => {
+        for (const field of fields) field(i);
+      });
+    }
+    case Type.Dictionary: {
+      const dictionary = dictionaryValues(data);
+      const keys = data.values as Int32Array;
+      const value = dictionary ? feeder(dictionary) : () => hasher.word(NULL_WORD);
+      return withNulls((i) => value(Number(keys[i])));
+    }
+    default: {
+      // Fixed-width values (numbers, timestamps, dates, decimals, intervals): their bytes.
+      const values = data.values as Int32Array;
+      const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+      const width = data.length === 0 ? 0 : values.byteLength / data.length;
+      return withNulls((i) => hasher.bytes(bytes, i * width, i * width + width));
+    }
   }
 }
 
