@@ -373,7 +373,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         input.settle(position.line);
         const rows = (partition.buffer as RowBuffer).rows;
         if (rows === 1 || (rows & 1023) === 0) measure(partition);
-        if (partition.fileRows + rows >= maxFileRows) roll(partition);
+        if (partition.fileRows + rows >= maxFileRows || (partition.part?.bytes ?? 0) >= maxFileBytes) roll(partition);
         else if (rows >= rowGroupSize || partition.bytes >= rowGroupBytes) writeRowGroup(partition);
         if (bufferedBytes + inflightBytes > memoryBudget) relieve();
       }
