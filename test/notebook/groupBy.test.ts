@@ -1,8 +1,8 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, expectTypeOf, test } from "bun:test";
 import { join } from "node:path";
 import { tableFromArrays } from "apache-arrow";
 import { readDataset } from "../../src/dataset/read.ts";
-import { count, groupBy, max, mean, min, sum, valueCounts } from "../../src/notebook/groupBy.ts";
+import { count, groupBy, max, mean, min, sum, type ValueCount, valueCounts } from "../../src/notebook/groupBy.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 import { writeSample } from "../helpers/sample.ts";
 
@@ -75,6 +75,16 @@ describe("groupBy and valueCounts", () => {
     expect(counts.length).toBe(want.size);
     for (const c of counts) expect(want.get(JSON.stringify(c[column]))).toBe(c.count);
     for (let i = 1; i < counts.length; i++) expect((counts[i - 1] as { count: number }).count).toBeGreaterThanOrEqual((counts[i] as { count: number }).count);
+  });
+
+  test("valueCounts rows are typed by the column's name", async () => {
+    const rows = await valueCounts(tableFromArrays({ shop: ["a", "b", "a"] }), "shop");
+    expectTypeOf(rows).toEqualTypeOf<ValueCount<"shop">[]>();
+    expectTypeOf<(typeof rows)[number]["count"]>().toEqualTypeOf<number>();
+    expect(rows).toEqual([
+      { shop: "a", count: 2 },
+      { shop: "b", count: 1 },
+    ]);
   });
 
   test("valueCounts keeps the most frequent values with limit and prints as a table", async () => {
