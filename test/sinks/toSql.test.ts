@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { join } from "node:path";
 import { SQL } from "bun";
-import { map, Observable, tap } from "rxjs";
+import { map, Observable, of, tap } from "rxjs";
 import * as v from "valibot";
 import { deadLetter } from "../../operators/index.ts";
 import type { DeadLetter } from "../../src/deadletter/entry.ts";
@@ -312,6 +312,48 @@ describe.each(DIALECTS)("toSql into %s", (db) => {
     expect(deadLetters.map((d) => [d.line, d.stage])).toEqual([[2, "write"], [3, "write"], [4, "write"], [5, "write"], [6, "write"]]);
     expect(deadLetters[0]?.error).toBe('column "id" expects a safe integer or a bigint within 64 bits, got string "2"');
     expect(deadLetters[4]?.error).toBe('column "at" is required but the value is missing');
+  });
+
+  test("hostile values (nesting too deep for JSON, integers beyond 64 bits or 2^53, a NUL in text) are dead letters naming the column", async () => {
+    const table = tableName(db, "hostile");
+    const Item = v.object({ id: v.pipe(v.number(), v.integer()), big: v.nullable(v.bigint()), doc: v.unknown(), text: v.string() });
+    // Too deep for JSON.stringify (it overflows the stack at about 50,000 levels, slowly): checked
+    // once, the refusal happens before any database is involved.
+    let deep: unknown = [1];
+    if (db === "sqlite") for (let i = 0; i < 50_000; i++) deep = [deep];
+    const records = [
+      { id: 1, big: 1n, doc: { ok: true }, text: "fine" },
+      { id: 2, big: 2n ** 63n, doc: null, text: "x" },
+      { id: 2 ** 53 + 2, big: null, doc: null, text: "x" },
+      { id: 4, big: null, doc: deep, text: "x" },
+      { id: 5, big: -(2n ** 63n), doc: [1, "two"], text: "also fine" },
+      { id: 6, big: null, doc: null, text: "nul \u0000 inside" },
+    ];
+    const deadLetters: DeadLetter[] = [];
+    const summary = await run(
+      of(...records).pipe(
+        deadLetter((e) => deadLetters.push(e)),
+        toSql(urlOf(db), table, { schema: Item, mode: "insert", create: true }),
+      ),
+    );
+    // PostgreSQL's text cannot hold a NUL: its refusal is a dead letter; the others store it as it is.
+    const nulRefused = db === "pg";
+    const deepRefused = db === "sqlite";
+    expect(summary.written).toBe(2 + (nulRefused ? 0 : 1) + (deepRefused ? 0 : 1));
+    expect(deadLetters.map((d) => d.line)).toEqual([2, 3, ...(deepRefused ? [4] : []), ...(nulRefused ? [6] : [])]);
+    expect(deadLetters.every((d) => d.stage === "write")).toBe(true);
+    if (nulRefused) expect(deadLetters.at(-1)?.error).toContain("0x00");
+    if (deepRefused) expect(deadLetters[2]?.error).toMatch(/^column "doc" cannot be written as JSON: /);
+    expect(deadLetters[0]?.error).toBe('column "big" expects a safe integer or a bigint within 64 bits, got bigint 9223372036854775808n');
+    expect(deadLetters[1]?.error).toContain('column "id" expects a safe integer');
+    const q = db === "my" ? "`" : '"';
+    const back = await select(db, `SELECT CAST(big AS ${db === "my" ? "CHAR" : "TEXT"}) AS big, text FROM ${q}${table}${q} AS src ORDER BY src.id`);
+    expect(back).toEqual([
+      { big: "1", text: "fine" },
+      ...(deepRefused ? [] : [{ big: null, text: "x" }]),
+      { big: "-9223372036854775808", text: "also fine" },
+      ...(nulRefused ? [] : [{ big: null, text: "nul \u0000 inside" }]),
+    ]);
   });
 
   test("a table and columns named with quotes, spaces and SQL are quoted, never run", async () => {
