@@ -179,10 +179,13 @@ describe("reading objects in a bucket", () => {
 
 describe("resuming objects under a checkpoint", () => {
   const total = 12_000;
+  let size = 0;
 
   beforeAll(async () => {
     const lines = Array.from({ length: total }, (_, i) => JSON.stringify({ id: i, text: `row ${i} ${"x".repeat(i % 50)}` }));
-    await putObject(`s3://${BUCKET}/resume/big.ndjson`, `${lines.join("\n")}\n`, s3);
+    const text = `${lines.join("\n")}\n`;
+    size = Buffer.byteLength(text);
+    await putObject(`s3://${BUCKET}/resume/big.ndjson`, text, s3);
   });
 
   /**
@@ -249,6 +252,8 @@ console.log(JSON.stringify(summary));
     // The second run read only the rest of the object (from a resume point at or after the one seen).
     expect(summary.in).toBeLessThanOrEqual(total - (resumedAt?.line ?? 0));
     expect(summary.in).toBeLessThan(total);
+    // ...by a ranged read from the byte offset: the bytes before it were not fetched again.
+    expect(summary.bytesRead).toBeLessThanOrEqual(size - (resumedAt?.byte_offset ?? 0));
     const [counts] = await query(`SELECT count(*)::INTEGER AS n, count(DISTINCT id)::INTEGER AS d, min(id) AS lo, max(id) AS hi FROM ${dataset(join(out, "data"))}`);
     expect(counts).toEqual({ n: total, d: total, lo: 0, hi: total - 1 });
   }, 120_000);
