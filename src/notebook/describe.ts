@@ -3,7 +3,8 @@
  * as Polars' `describe` and DuckDB's `SUMMARIZE` give, computed in one pass over record batches
  * so a dataset larger than memory is summarised in 64 KB per column.
  */
-import { type Data, type DataType, type Field, makeData, Null, type Timestamp, TimeUnit, Type } from "apache-arrow";
+import { type Data, type DataType, type Field, makeData, Null, Schema, type Timestamp, TimeUnit, Type } from "apache-arrow";
+import { readDataset } from "../dataset/read.ts";
 import { dictionaryValues, takeData } from "../dataset/take.ts";
 import { isoDate, isoTimestamp, type Unit } from "../schema/instant.ts";
 import { DistinctCounter, ValueHasher } from "./distinct.ts";
@@ -325,6 +326,12 @@ function plainData(data: Data): Data {
   } as never);
 }
 
+async function schemaOf(input: Tabular, columns: readonly string[] | undefined): Promise<Schema> {
+  if (typeof input === "string") return (await readDataset(input, { limit: 0, ...(columns ? { columns } : {}) })).schema;
+  if (!columns) return input.schema;
+  return new Schema(columns.map((name) => input.schema.fields.find((f) => f.name === name)).filter((f): f is Field => f !== undefined));
+}
+
 /**
  * Describes every column of a table, a record batch or a dataset (a folder or a Parquet file,
  * read one batch at a time with only the columns asked for): type, non-null count, nulls, min,
@@ -353,7 +360,12 @@ export async function describe(input: Tabular, options: DescribeOptions = {}): P
       (columns[c] as ColumnStats).add(plainData(child as Data));
     });
   }
-  const rows = (stats ?? []).map((s) => s.result());
+  // No rows (a filter that matches nothing, an empty table): every column, counted zero.
+  stats ??= (await schemaOf(input, columns)).fields.map((field) => {
+    const type = field.type.typeId === Type.Dictionary ? (field.type as unknown as { dictionary: DataType }).dictionary : field.type;
+    return new ColumnStats(field, kindOf(type));
+  });
+  const rows = stats.map((s) => s.result());
   // Printed, means show 6 significant digits (the values keep every digit), so the table fits.
   const shown = rows.map((r) => ({ ...r, mean: r.mean === null ? null : Number(r.mean.toPrecision(6)) }));
   Object.defineProperty(rows, Symbol.for("nodejs.util.inspect.custom"), {

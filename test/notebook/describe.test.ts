@@ -103,8 +103,11 @@ group("describe", () => {
     expect(rows[0]).toMatchObject({ count: 5, nulls: 0, min: -5, distinct: 4 });
     expect(rows[0]?.max).toBeNaN();
     expect(rows[1]).toMatchObject({ min: "", max: "b", distinct: 3, mean: null });
-    const empty = await describe(folder, { columns: ["id"], where: [["id", "<", 0]] });
-    expect(empty).toEqual([]);
+    const empty = await describe(folder, { columns: ["id", "name"], where: [["id", "<", 0]] });
+    expect(empty).toEqual([
+      { column: "id", type: "int64", count: 0, nulls: 0, min: null, max: null, mean: null, distinct: 0 },
+      { column: "name", type: "string", count: 0, nulls: 0, min: null, max: null, mean: null, distinct: 0 },
+    ]);
     const nulls = (await describe(folder, { columns: ["score"], where: [["score", "is null"]] }))[0];
     expect(nulls).toMatchObject({ count: 0, nulls: 80, min: null, max: null, mean: null, distinct: 0 });
   });
