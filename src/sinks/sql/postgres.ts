@@ -171,9 +171,15 @@ export class PostgresDialect implements Dialect {
             await copyRows(sql, `COPY ${stage} (${names}, sluice_ord) FROM STDIN`, batch.rows, indexes, true);
             await sql.unsafe(insert);
           };
-          if (isolate) await landRows(all, (indexes) => tx.savepoint((sp) => attempt(sp, indexes)), refused);
-          else await attempt(tx, all);
-          await writeLedger(tx, setup.table, batch, refused);
+          if (isolate) {
+            await landRows(all, (indexes) => tx.savepoint((sp) => attempt(sp, indexes)), refused);
+            await writeLedger(tx, setup.table, batch, refused);
+          } else {
+            // The ledger INSERT is queued behind the COPY on the connection, saving a wait for the
+            // event loop between them; if the COPY fails, the INSERT fails in the aborted transaction.
+            const results = await Promise.allSettled([attempt(tx, all), writeLedger(tx, setup.table, batch, refused)]);
+            for (const result of results) if (result.status === "rejected") throw result.reason;
+          }
         });
         return refused;
       } catch (error) {
