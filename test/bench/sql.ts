@@ -133,6 +133,7 @@ async function main(): Promise<void> {
     });
   } finally {
     await sql.unsafe(`DROP TABLE IF EXISTS ${table}`).catch(() => {});
+    await sql.unsafe("DELETE FROM _sluice_commits WHERE table_name = $1", [table]).catch(() => {});
     await sql.close();
     rmSync(folder, { recursive: true, force: true });
   }
