@@ -282,7 +282,16 @@ export async function resolveObjects(url: string, who: string, options?: S3Optio
 export interface ObjectReadOptions {
   /** Bytes one ranged GET fetches (default 8 MiB); the next range is fetched while this one is read. */
   readonly rangeBytes?: number;
+  /**
+   * Tries of a ranged GET the store answers with a transient error (503 SlowDown, 500, a reset
+   * connection), waiting `retryDelayMs` (default 250), then twice as long, between them (default 4).
+   */
+  readonly attempts?: number;
+  readonly retryDelayMs?: number;
 }
+
+/** Error codes a later try of the same request may not get. */
+const TRANSIENT = new Set(["SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "ConnectionClosed", "ConnectionRefused", "ECONNRESET", "ETIMEDOUT", "UnknownError"]);
 
 /**
  * Reads one object by ranges: `readAt` copies from the range in hand, or fetches the range that
@@ -295,6 +304,8 @@ export interface ObjectReadOptions {
 export class ObjectReader {
   readonly #c: BucketClient;
   readonly #rangeBytes: number;
+  readonly #attempts: number;
+  readonly #retryDelayMs: number;
   #current: { start: number; bytes: Uint8Array } | undefined;
   #next: { start: number; bytes: Promise<Uint8Array> } | undefined;
 
@@ -306,6 +317,8 @@ export class ObjectReader {
   ) {
     this.#c = c;
     this.#rangeBytes = Math.max(64 * 1024, Math.floor(options.rangeBytes ?? 8 * 1024 * 1024));
+    this.#attempts = Math.max(1, Math.floor(options.attempts ?? 4));
+    this.#retryDelayMs = Math.max(0, options.retryDelayMs ?? 250);
   }
 
   get size(): number {
@@ -355,11 +368,18 @@ export class ObjectReader {
 
   async #fetch(start: number): Promise<Uint8Array> {
     const end = Math.min(this.object.size, start + this.#rangeBytes);
-    let bytes: Uint8Array;
-    try {
-      bytes = await this.#c.client.file(this.object.key).slice(start, end).bytes();
-    } catch (error) {
-      throw storageError(this.#c, this.object.key, `read bytes ${start}-${end - 1}`, error);
+    let bytes: Uint8Array | undefined;
+    for (let attempt = 1; !bytes; attempt++) {
+      try {
+        bytes = await this.#c.client.file(this.object.key).slice(start, end).bytes();
+      } catch (error) {
+        const code = (error as { code?: unknown })?.code;
+        // A busy or briefly unreachable store is asked again; anything else is an answer.
+        if (attempt >= this.#attempts || typeof code !== "string" || !TRANSIENT.has(code)) {
+          throw storageError(this.#c, this.object.key, `read bytes ${start}-${end - 1}`, error);
+        }
+        await Bun.sleep(this.#retryDelayMs * 2 ** (attempt - 1));
+      }
     }
     if (bytes.length !== end - start) {
       throw new ObjectStorageError(

@@ -140,6 +140,46 @@ describe("ranged reads", () => {
     expect(await object.readAt(new Uint8Array(4), 0, 4, bytes.length)).toBe(0);
   });
 
+  test("a ranged GET the store answers 503 SlowDown is tried again; one that keeps failing errors naming the object and the code", async () => {
+    const bytes = new Uint8Array(200_000).map((_, i) => i % 241);
+    await putObject("s3://io-test/flaky.bin", bytes, s3);
+    let failures = 0;
+    let ranged = 0;
+    const proxy = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      async fetch(request) {
+        const url = new URL(request.url);
+        if (request.headers.get("range")) {
+          ranged++;
+          if (failures > 0) {
+            failures--;
+            return new Response('<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>', {
+              status: 503,
+              headers: { "content-type": "application/xml" },
+            });
+          }
+        }
+        return fetch(`${server.endpoint}${url.pathname}${url.search}`, { method: request.method, headers: request.headers, decompress: false });
+      },
+    });
+    try {
+      const options = { ...s3, endpoint: `http://127.0.0.1:${proxy.port}`, rangeBytes: 64 * 1024, retryDelayMs: 1 };
+      failures = 2;
+      const object = await openObject("s3://io-test/flaky.bin", options);
+      const copy = new Uint8Array(bytes.length);
+      expect(await object.readAt(copy, 0, copy.length, 0)).toBe(bytes.length);
+      expect(Buffer.compare(copy, bytes)).toBe(0);
+      // Four ranges, two of them refused once each (or one twice) before they came.
+      expect(ranged).toBe(4 + 2);
+      failures = 100;
+      const again = await openObject("s3://io-test/flaky.bin", { ...options, attempts: 3 });
+      await expect(again.readAt(copy, 0, 10, 0)).rejects.toThrow("s3://io-test/flaky.bin: cannot read bytes 0-65535: SlowDown: Please reduce your request rate.");
+    } finally {
+      proxy.stop(true);
+    }
+  });
+
   test("a missing key, a missing bucket and wrong credentials are errors naming bucket and key, never the secret", async () => {
     const secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzzSECRET";
     await expect(statObject("s3://io-test/nope.csv", s3)).rejects.toThrow('s3://io-test/nope.csv: cannot read: no object with key "nope.csv" in bucket io-test');
