@@ -279,6 +279,37 @@ describe("fromRedisStream", () => {
     expect(letters[0]?.error).toContain('decode threw: amount "lots" is not a number');
   });
 
+  test("entries whose ids have no exact line (explicit ids with a huge sequence) are still written, numbered in their run", async () => {
+    const { stream, group } = names();
+    // 5-4096 and 5-99999999 are beyond 2048 entries a millisecond; 2^42 ms is beyond the year 2109.
+    const ids = ["1-1", "5-4096", "5-99999999", `${2 ** 42}-0`, `${2 ** 42}-1`];
+    for (const [i, id] of ids.entries()) {
+      const fields = i === 2 ? ["data", "{oops"] : ["data", JSON.stringify({ id: i + 1, zone: "a", n: (i + 1) * 2 })];
+      await redis.send("XADD", [stream, id, ...fields]);
+    }
+    const out = join(dir.path, "odd-ids");
+    const stop = new AbortController();
+    let flow: Flow | undefined;
+    const running = run(
+      fromRedisStream({ url: URL, stream, group, from: "start", blockMs: 50 }).pipe(
+        validate(Entry),
+        deadLetter(join(out, "dead"), { maxFileAgeMs: 50 }),
+        toParquet(join(out, "events"), { schema: Entry, mode: "append" }),
+      ),
+      { signal: stop.signal, onStart: (f) => (flow = f), runId: "odd-ids" },
+    );
+    await until("every entry read", () => (flow?.stats.in ?? 0) >= ids.length);
+    stop.abort();
+    expect(await running).toMatchObject({ in: 5, written: 4, deadLettered: 1 });
+    const [row] = await query(`SELECT count(*)::INT AS n, count(DISTINCT id)::INT AS d FROM ${dataset(join(out, "events"))}`);
+    expect(row).toEqual({ n: 4, d: 4 });
+    const [letter] = [...readDeadLettersSync(join(out, "dead"))].map((d) => d.entry);
+    // Its id has no exact line: it is numbered in this run's own input.
+    expect(letter?.source).toBe(`redis:${stream}~odd-ids`);
+    expect(letter?.error).toContain("entry 5-99999999");
+    expect((await pending(stream, group)).total).toBe(0);
+  });
+
   test("a Redis that cannot be reached fails the run, naming the URL without its password", async () => {
     const { stream, group } = names();
     const error = await run(fromRedisStream({ url: "redis://app:s3cr3t-pw@127.0.0.1:1", stream, group }).pipe(toArray())).then(
