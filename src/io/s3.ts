@@ -169,7 +169,7 @@ export function storageError(c: BucketClient, key: string, doing: string, error:
   switch (code) {
     case "NoSuchKey":
     case "NotFound":
-      what = `no object with key "${key}" in bucket ${c.bucket}`;
+      what = `no object with key ${JSON.stringify(key)} in bucket ${c.bucket}`;
       break;
     case "NoSuchBucket":
       what = `bucket ${c.bucket} does not exist at ${c.endpoint}`;
