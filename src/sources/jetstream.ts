@@ -49,8 +49,8 @@ export interface JetStreamOptions {
 /**
  * Reads a JetStream stream through a durable pull consumer and emits one record per message: the
  * JSON in its payload (or what `decode` makes of it). Each record's position is the input
- * `jetstream:<stream>` and its number in the order this reader emitted it; a message whose payload
- * is not JSON goes to the dead letter at stage `parse`, naming the stream and stream sequence.
+ * `jetstream:<stream>` and its stream sequence as the line, the same for every reader; a message
+ * whose payload is not JSON goes to the dead letter at stage `parse`, naming the stream and sequence.
  *
  * The consumer is created if missing (ack policy explicit, `ackWaitMs`, `maxAckPending`,
  * `subject`); an existing one is used as it is. Reading waits while the sink's memory budget is
@@ -58,8 +58,11 @@ export interface JetStreamOptions {
  *
  * A message is acknowledged only once every record up to it is durable: in a committed Parquet
  * file or a committed dead letter. Messages read when the run stops, errors or crashes are not
- * acknowledged and are delivered again after `ack_wait`, to this consumer's next reader: delivery
- * is at least once. Under `run()`, the run resolves after the server has received the last acks.
+ * acknowledged and are delivered again after `ack_wait`, to this consumer's next reader, marked
+ * redelivered: those a committed file or dead letter already holds are skipped (src/sinks/ledger.ts),
+ * so each is written once, also when several workers share the consumer and one dataset
+ * (`shared: true` on the sink and the dead letter). Under `run()`, the run resolves after the
+ * server has received the last acks.
  *
  * Never completes on its own: a stop request (an AbortSignal, SIGINT/SIGTERM under `run`) ends the
  * pull at once and completes. Errors, naming the servers without credentials and the stream, when

@@ -60,8 +60,9 @@ type Entry = [id: string, fields: string[] | null];
 /**
  * Reads a Redis stream as a member of a consumer group and emits one record per entry: the JSON
  * in the entry's `field` (or what `decode` makes of its fields). Each record's position is the
- * input `redis:<stream>` and its number in the order this reader emitted it; an entry whose field
- * is missing or not JSON goes to the dead letter at stage `parse`, naming the stream and entry id.
+ * input `redis:<stream>` and its entry id's line ({@link lineOfId}), the same for every reader; an
+ * entry whose field is missing or not JSON goes to the dead letter at stage `parse`, naming the
+ * stream and entry id.
  *
  * The group is created if missing (`from` says where it starts). After a restart with the same
  * `consumer`, the entries it had read and not acknowledged come first; then new entries, with
@@ -70,9 +71,10 @@ type Entry = [id: string, fields: string[] | null];
  *
  * An entry is acknowledged (XACK) only once every record up to it is durable: in a committed
  * Parquet file or a committed dead letter. Entries read when the run stops, errors or crashes
- * stay pending and are read again later: delivery is at least once (a crash between a file's
- * commit and its XACK delivers that file's entries again). Under `run()`, the run resolves after
- * the last acknowledgement is answered.
+ * stay pending and are read again later, marked redelivered: those a committed file or dead letter
+ * already holds are skipped (src/sinks/ledger.ts), so each is written once, also when several
+ * workers share the group and one dataset (`shared: true` on the sink and the dead letter). Under
+ * `run()`, the run resolves after the last acknowledgement is answered.
  *
  * Never completes on its own: a stop request (an AbortSignal, SIGINT/SIGTERM under `run`) ends
  * the blocking read at once and completes. Errors, naming the URL without its password and the
