@@ -156,6 +156,35 @@ describe("reading objects in a bucket", () => {
     expect(remote).toEqual(items);
   }, 60_000);
 
+  test("edge objects (empty, a byte order mark only, no final newline, an odd key) and a list mixing local paths and URLs read as their local copies", async () => {
+    const cases: [string, string][] = [
+      ["edge/empty.ndjson", ""],
+      ["edge/bom.ndjson", "\uFEFF"],
+      ["edge/no-newline.ndjson", '{"id":1,"text":"a"}\n{"id":2,"text":"ü"}'],
+      ["edge/odd key with spaces, ü & #.ndjson", '{"id":3,"text":"odd"}\n{"id":'],
+    ];
+    for (const [name, content] of cases) await both(name, content);
+    const read = async (inputs: string[], options: object) => {
+      const values: unknown[] = [];
+      const entries: DeadLetter[] = [];
+      const summary = await run(fromNdjson(inputs, options).pipe(deadLetter((e) => entries.push(e))), { handleSignals: false, onValue: (value) => values.push(value) });
+      return { values, entries: entries.map((e) => [e.source.slice(e.source.lastIndexOf("/") + 1), e.line, e.raw]), in: summary.in };
+    };
+    const names = cases.map(([name]) => name);
+    const local = await read(
+      names.map((n) => join(dir.path, "local", n)),
+      {},
+    );
+    // Half from the bucket, half from disk, in one list.
+    const mixed = await read(
+      names.map((n, i) => (i % 2 ? `s3://${BUCKET}/${n}` : join(dir.path, "local", n))),
+      { s3 },
+    );
+    expect(local.values).toEqual([{ id: 1, text: "a" }, { id: 2, text: "ü" }, { id: 3, text: "odd" }]);
+    expect(mixed).toEqual(local);
+    expect(local.entries).toEqual([["odd key with spaces, ü & #.ndjson", 2, '{"id":']]);
+  }, 60_000);
+
   test("a missing key, a missing bucket, an empty glob and wrong credentials fail the run naming bucket and key, never the secret", async () => {
     const secret = "s3cr3t/Value+With=Signs";
     const attempt = async (input: string, options: object) => {
