@@ -76,6 +76,14 @@ export interface Checkpoint {
   intent(path: string, partitionKey: string, ranges: readonly CommitRange[]): void;
   /** Called once the file is durable. */
   committed(path: string): void;
+  /**
+   * Files in a bucket (`s3://`) an earlier run recorded and did not mark committed: whether they
+   * are committed is found in the bucket (see src/sinks/bucket.ts `settleObjects`), before the
+   * run reads anything.
+   */
+  pendingObjects(): { path: string; partitionKey: string }[];
+  /** Settles a pending object: committed (its rows are skipped) or not (they are written again). */
+  resolveObject(path: string, committed: boolean): void;
   /** Runs before each save: the dead letter makes what it gathered durable. Returns a remover. */
   beforeSave(flush: () => Promise<void>): () => void;
 
@@ -165,6 +173,8 @@ function openLocked(path: string, runId: string, lock: Lock): Checkpoint {
   // A crash between recording a file and renaming it: the file decides.
   const intents = db.query("SELECT DISTINCT path FROM commits WHERE durable = 0").all() as { path: string }[];
   for (const { path: file } of intents) {
+    // A file in a bucket is settled by the run, which can ask the bucket (pendingObjects).
+    if (file.startsWith("s3://")) continue;
     if (existsSync(file)) db.query("UPDATE commits SET durable = 1 WHERE path = ?").run(file);
     else db.query("DELETE FROM commits WHERE path = ?").run(file);
   }
@@ -359,6 +369,20 @@ function openLocked(path: string, runId: string, lock: Lock): Checkpoint {
       // run's reconciliation finds the file under its final name.
       if (closed) return;
       markDurable.run(file);
+    },
+
+    pendingObjects() {
+      return (
+        db.query("SELECT DISTINCT path, partition_key FROM commits WHERE durable = 0 AND path LIKE 's3://%'").all() as {
+          path: string;
+          partition_key: string;
+        }[]
+      ).map((row) => ({ path: row.path, partitionKey: row.partition_key }));
+    },
+
+    resolveObject(file, committed) {
+      if (committed) markDurable.run(file);
+      else db.query("DELETE FROM commits WHERE path = ?").run(file);
     },
 
     beforeSave(flush) {

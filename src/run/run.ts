@@ -93,7 +93,6 @@ export function run(pipeline: Observable<unknown>, options: RunOptions = {}): Pr
     return Promise.reject(error);
   }
   const started = performance.now();
-  let emitted = 0;
   let checkpoint: Checkpoint | undefined;
   try {
     if (options.checkpoint) {
@@ -104,6 +103,32 @@ export function run(pipeline: Observable<unknown>, options: RunOptions = {}): Pr
   } catch (error) {
     return Promise.reject(error);
   }
+  // Files an interrupted run left half-committed in a bucket are settled before anything is read.
+  if (checkpoint && checkpoint.pendingObjects().length > 0) {
+    const opened = checkpoint;
+    const ready = flow;
+    return import("../sinks/bucket.ts")
+      .then(({ settleObjects }) => settleObjects(opened))
+      .then(
+        () => start(pipeline, options, ready, opened, started),
+        (error) => {
+          opened.close();
+          throw error;
+        },
+      );
+  }
+  return start(pipeline, options, flow, checkpoint, started);
+}
+
+/** Subscribes to the pipeline in the run's context and resolves with its summary. */
+function start(
+  pipeline: Observable<unknown>,
+  options: RunOptions,
+  flow: Flow,
+  checkpoint: Checkpoint | undefined,
+  started: number,
+): Promise<RunSummary> {
+  let emitted = 0;
   options.onStart?.(flow);
 
   return new Promise<RunSummary>((resolve, reject) => {

@@ -16,6 +16,8 @@ import { acquireLock, acquireSharedLock, type Lock, LockedError, lockPathOf } fr
 import type { EncodeOptions } from "../parquet/encode.ts";
 import { createEncoders } from "../parquet/encoders.ts";
 import { PartFile } from "../parquet/partFile.ts";
+import type { S3Options } from "../io/s3.ts";
+import { type BucketTarget, isS3Url, openBucketTarget } from "./bucket.ts";
 import { ParquetWriteError } from "../parquet/errors.ts";
 import { partitionKeyProblem, partitionSegment } from "../parquet/partition.ts";
 import { type ColumnSpec, columnsOf, SchemaError } from "../schema/columns.ts";
@@ -64,6 +66,11 @@ export interface ParquetSinkOptions<T> {
    * append to the folder at once: mode `append` only. See "Several writers" in {@link toParquet}.
    */
   readonly shared?: boolean;
+  /**
+   * For a dataset in a bucket (`toParquet("s3://bucket/prefix", …)`): endpoint and credentials;
+   * by default from the environment (`S3_ENDPOINT`/`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, …).
+   */
+  readonly s3?: S3Options;
 }
 
 /** A committed file, emitted once it is durable under its final name. */
@@ -208,10 +215,15 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
     return new Observable<Commit>((subscriber) => {
       const flow = currentFlow();
       // Taken before anything else: a second writer is refused before its source is read.
-      let lock: Lock;
+      const inBucket = isS3Url(folder);
+      let lock: Pick<Lock, "release">;
       try {
+        // A bucket has no lock: its files are named with the run id (mode append) or it is empty (mode error).
+        if (inBucket) lock = { release() {} };
+        else {
         if (options.shared && mode !== "append") throw new Error(`toParquet: shared: true needs mode "append" (the folder ${folder} is written by several sinks at once), not "${mode}"`);
         lock = (options.shared ? acquireSharedLock : acquireLock)(lockPathOf(folder), { runId: flow.runId, what: `dataset folder ${folder}` });
+        }
       } catch (error) {
         subscriber.error(error instanceof LockedError || !(error as NodeJS.ErrnoException)?.code ? error : new ParquetWriteError(folder, error));
         return;
@@ -227,7 +239,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
       const claimed = new Map<string, Map<Input, number>>();
       const checkpoint = flow.checkpoint;
       // What committed files hold, for records a broker delivered again (an overwrite's old files do not count).
-      const ledger = mode !== "overwrite" ? new DatasetLedger(folder) : undefined;
+      const ledger = mode !== "overwrite" && !inBucket ? new DatasetLedger(folder) : undefined;
       let lastSave = 0;
       // Rows in buffers and files being written are not durable yet: the checkpoint and sources
       // waiting to acknowledge must not move past them.
@@ -254,7 +266,14 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
       let staged: { rows: number; files: number; bytes: number; ended: boolean } | undefined;
       let readyState: "pending" | "ok" | "failed" = "pending";
       // A folder that cannot be made (a file in the way, no permission) is a write failure like any other.
-      const ready = prepareFolder(folder, modeUnder(flow.checkpoint, mode), flow.runId, checkpoint !== undefined).then(
+      let bucket: BucketTarget | undefined;
+      const prepared: Promise<Target> = inBucket
+        ? openBucketTarget(folder, modeUnder(flow.checkpoint, mode), options.s3).then((target) => {
+            bucket = target;
+            return { root: target.localRoot, staged: false };
+          })
+        : prepareFolder(folder, modeUnder(flow.checkpoint, mode), flow.runId, checkpoint !== undefined);
+      const ready = prepared.then(
         (target) => {
           readyState = "ok";
           if (target.staged) staged = { rows: 0, files: 0, bytes: 0, ended: false };
@@ -533,7 +552,8 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         const part = partition.part;
         if (!part) return;
         const rows = partition.fileRows;
-        const path = join(folder, partition.subfolder, nameOf(partition));
+        const name = nameOf(partition);
+        const path = inBucket ? objectUrlOf(folder, partition.subfolder, name) : join(folder, partition.subfolder, name);
         const sources = rangesOf(partition);
         inflightRanges.add(sources);
         if (checkpoint) {
@@ -549,6 +569,8 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         }
         const write: Promise<void> = part
           .commit({ "sluice.run_id": flow.runId, "sluice.sources": JSON.stringify(sources) })
+          // In a bucket the committed local file goes up, then into the manifest: only then is it in the dataset.
+          .then(async (bytes) => (bucket ? bucket.publish(await part.location.then((l) => l.path), partition.subfolder, name, rows, flow.runId) : bytes))
           .then(
             (bytes) => {
               if (staged) {
@@ -632,6 +654,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
                 return;
               }
             }
+            await bucket?.close();
             lock.release();
             subscriber.complete();
           },
@@ -663,6 +686,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
           stopHolding();
           encoders.close();
           dropStaging();
+          bucket?.close();
           lock.release();
         };
         // Nothing can still be written (the folder was never ready, or nothing is in flight): at once,
@@ -683,6 +707,12 @@ function checkpointFailure(path: string, doing: string, cause: unknown): Error {
     `checkpoint ${path}: could not ${doing}: ${reason}. Files already committed are whole; a re-run with the same checkpoint reconciles them`,
     { cause },
   );
+}
+
+/** The URL of a file of a dataset in a bucket (`path.join` would fold `s3://` into `s3:/`). */
+function objectUrlOf(folder: string, subfolder: string, name: string): string {
+  const base = folder.replace(/\/+$/, "");
+  return subfolder ? `${base}/${subfolder.split(/[\\/]/).join("/")}/${name}` : `${base}/${name}`;
 }
 
 /** The text a partition value takes in its folder name, or null. */
