@@ -104,7 +104,7 @@ describe("durability announcements", () => {
   test("an overwrite that replaces a dataset announces nothing before the swap: a stopped run drops its staged files, so nothing was durable", async () => {
     const out = join(dir.path, "replaced");
     const dead = join(dir.path, "replaced-dead");
-    await run(of({ id: 0, zone: "a", value: 0 }).pipe(toParquet(out, { schema: Reading, partitionBy: ["zone"] })));
+    await run(of({ id: 0, zone: "a" as const, value: 0 }).pipe(toParquet(out, { schema: Reading, partitionBy: ["zone"] })));
     const stopped: { upTo: number; files: Set<string>; deadLetters: Set<number> }[] = [];
     const stop = new AbortController();
     let seen = 0;
