@@ -314,7 +314,7 @@ export function fileSource(
       try {
         const head = new Uint8Array(HEAD_BYTES);
         const compression = compressionOf(head.subarray(0, await readRange(head, 0)), who, object.url);
-        if (compression) await readCompressed(object.url, readRange, object.size, compression);
+        if (compression) await readCompressed(object.url, readRange, object.size, compression, object.etag);
         else await readPlainObject(object, readRange);
         if (stopped()) return;
         const now = await statObject(object.url, options.s3).catch((error) => Promise.reject(named(who, error)));
@@ -353,6 +353,8 @@ export function fileSource(
       readRange: (buffer: Uint8Array, position: number) => Promise<number>,
       size: number,
       compression: Compression,
+      /** An object's ETag: the checkpoint refuses to resume one that was replaced. */
+      version?: string,
     ): Promise<void> {
       const checkpoint = flow.checkpoint;
       let resume: StartPoint | "done" | undefined;
@@ -360,8 +362,8 @@ export function fileSource(
         // The checkpoint checks an input's size against how far earlier runs read it, but here
         // offsets count decompressed bytes, whose total is known only at the end. So it is asked
         // with no limit first, then with the size it recorded: "done" only for a finished file.
-        resume = checkpoint.startOf(path, Number.MAX_SAFE_INTEGER);
-        if (resume !== undefined && resume !== "done") resume = checkpoint.startOf(path, resume.byteOffset);
+        resume = checkpoint.startOf(path, Number.MAX_SAFE_INTEGER, version);
+        if (resume !== undefined && resume !== "done") resume = checkpoint.startOf(path, resume.byteOffset, version);
       }
       // A resume reads the compressed bytes again from the start: only a finished file shrinks the total.
       if (resume === "done") {

@@ -311,6 +311,21 @@ console.log(JSON.stringify(summary));
     expect(await attempt()).toMatch(new RegExp(`input ${url.replaceAll("/", "\\/").replaceAll(".", "\\.")} was replaced \\(ETag "[0-9a-f]+" when an earlier run read \\d+ bytes of it, "[0-9a-f]+" now\\)`));
     await putObject(url, original.slice(0, 100), s3);
     expect(await attempt()).toContain(`input ${url} is 100 bytes but an earlier run already read`);
+    // A compressed object too (offsets count decompressed bytes; the ETag still tells).
+    const gz = `s3://${BUCKET}/resume/replaced.ndjson.gz`;
+    await putObject(gz, gzipSync(original), s3);
+    const gzPath = join(dir.path, "replaced-gz", "checkpoint.sqlite");
+    const before = openCheckpoint(gzPath, "earlier");
+    before.startOf(gz, Number.MAX_SAFE_INTEGER, (await statObject(gz, s3)).etag);
+    before.mark(gz, 50, original.indexOf(`{"id":50`));
+    await before.save();
+    before.close();
+    await putObject(gz, gzipSync(original.replaceAll('"a"', '"b"')), s3);
+    const replacedGz = await run(fromNdjson(gz, { s3 }), { handleSignals: false, checkpoint: gzPath }).then(
+      () => "ran",
+      (error: Error) => error.message,
+    );
+    expect(replacedGz).toContain(`input ${gz} was replaced (ETag`);
   }, 60_000);
 });
 
