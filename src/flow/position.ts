@@ -33,9 +33,10 @@ export class Position {
     /** Byte offset of the record in its input, when the source knows it. */
     readonly offset: number | undefined,
     /**
-     * Set when a broker delivered this record before (to this reader or another one): when it was
-     * received again (`performance.now()`). Only such records are looked up in the ledgers of
-     * what is committed already (src/sinks/ledger.ts); undefined for every other record.
+     * Set when a broker delivered this record before (to this reader or another one): a moment
+     * (`performance.now()`) by which every earlier reader had committed whatever it committed of
+     * it (see `Delivery` in src/sources/broker.ts). Only such records are looked up in the ledgers
+     * of what is committed already (src/sinks/ledger.ts); undefined for every other record.
      */
     readonly redelivered: number | undefined = undefined,
   ) {}

@@ -39,8 +39,18 @@ export interface Delivery {
    * can be held by another reader (the broker gave them out one after the other, to this reader).
    */
   readonly adjacent: boolean;
-  /** The broker delivered it before, to this reader or another. */
-  readonly redelivered: boolean;
+  /**
+   * Set when the broker delivered it before, to this reader or another: a moment
+   * (`performance.now()`) by which any earlier reader had committed whatever it committed of it.
+   * The ledgers then need one look after that moment (see src/sinks/ledger.ts), so the messages
+   * of one redelivered batch share a look. A source derives it from how the broker hands a
+   * message on: JetStream only `ack_wait` after the holder's last `working()`, which it sends
+   * every third of `ack_wait` while it holds the message, so a holder that died committed at least
+   * two thirds of `ack_wait` before (the source takes a third); Redis's XAUTOCLAIM only after
+   * `claimIdleMs` idle, the holder resetting it every `keepAliveMs`; a restarted consumer's own
+   * pending entries only after the process that read them ended.
+   */
+  readonly redelivered: number | undefined;
   /** The message's text, kept for a dead letter. */
   readonly raw?: string;
 }
@@ -115,7 +125,7 @@ export class HeldMessages<K, T> {
     run.keys.push(key);
     run.messages.push(message);
     this.#held.set(key, { run, line });
-    const redelivered = delivery.redelivered && run !== this.#local ? performance.now() : undefined;
+    const redelivered = run !== this.#local ? delivery.redelivered : undefined;
     const position = run.input.at(line, delivery.raw, undefined, redelivered);
     if (redelivered !== undefined && alreadyDeadLettered(this.flow, this.name, line, redelivered)) {
       this.flow.stats.skipped++;
@@ -132,7 +142,7 @@ export class HeldMessages<K, T> {
       return this.#local;
     }
     // A redelivered message is a run of its own: the lines around it may be another reader's.
-    if (delivery.redelivered) return this.#newRun(this.name);
+    if (delivery.redelivered !== undefined) return this.#newRun(this.name);
     const open = this.#open;
     if (open && delivery.adjacent && delivery.line > open.input.lastLine) return open;
     this.#open = this.#newRun(this.name);

@@ -153,7 +153,9 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
       // that follow on have no message between them that another reader could hold.
       const adjacent = !info.redelivered && previous !== undefined && info.deliverySequence === previous.delivery + 1 && seq > previous.stream;
       if (!info.redelivered) previous = { stream: seq, delivery: info.deliverySequence };
-      const position = held?.at(seq, msg, { line: seq, adjacent, redelivered: info.redelivered, raw });
+      // Delivered again only ack_wait after its holder's last working(), sent every third of it.
+      const redelivered = info.redelivered ? performance.now() - ackWaitMs / 3 : undefined;
+      const position = held?.at(seq, msg, { line: seq, adjacent, redelivered, raw });
       // Redelivered, and its dead letter is committed already.
       if (!position) return;
       let record: unknown;

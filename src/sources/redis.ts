@@ -109,6 +109,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
 
   return new Observable<unknown>((subscriber) => {
     const flow = currentFlow();
+    const startedAt = performance.now();
     const reader = new RedisClient(url, { autoReconnect: false });
     const commands = new RedisClient(url, { autoReconnect: false });
     const held = new HeldMessages<string, string>(
@@ -167,10 +168,12 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
 
     /**
      * Emits entries as records. `redelivered`: read from a pending list (this consumer's own after
-     * a restart, or claimed from another). `adjacent`: the first entry directly follows the last new
-     * entry this reader positioned in the stream (entries of one read of new entries follow each other).
+     * a restart, or claimed from another), with the moment by which their earlier readers had
+     * committed them (see `Delivery.redelivered`). `adjacent`: the first entry directly follows
+     * the last new entry this reader positioned in the stream (entries of one read of new entries
+     * follow each other).
      */
-    function emit(entries: readonly Entry[], redelivered: boolean, adjacent: boolean): void {
+    function emit(entries: readonly Entry[], redelivered: number | undefined, adjacent: boolean): void {
       let first = true;
       for (const [id, fields] of entries) {
         // Deleted (XDEL, trimmed) while pending: there is nothing to read, and nothing to keep it for.
@@ -185,7 +188,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
         flow.stats.bytesRead += raw.length;
         const position = held.at(id, id, { line: lineOfId(id), adjacent: adjacent || !first, redelivered, raw });
         first = false;
-        if (!redelivered) lastNew = id;
+        if (redelivered === undefined) lastNew = id;
         // Redelivered, and its dead letter is committed already.
         if (!position) continue;
         let record: unknown;
@@ -230,7 +233,8 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
         }
         if (entries.length === 0) break;
         after = (entries[entries.length - 1] as Entry)[0];
-        emit(entries.filter(([id]) => !held.has(id)), true, false);
+        // Read before this process started: whoever read them (this consumer, earlier) has ended.
+        emit(entries.filter(([id]) => !held.has(id)), startedAt, false);
         announceDurable(flow);
         if (!(await pacing.next())) break;
       }
@@ -240,10 +244,12 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
         if (Date.now() >= claimAt) {
           // Entries a dead consumer left idle: one page per turn, so new entries are not starved.
           try {
+            const claimedAt = performance.now();
             const reply = (await commands.send("XAUTOCLAIM", [stream, group, consumer, String(claimIdleMs), claimCursor, "COUNT", String(batchSize)])) as [string, Entry[], string[]];
             claimCursor = reply[0];
             // An entry this reader holds can look idle only if the keep-alive ran late: it is in flight here.
-            emit(reply[1].filter(([id]) => !held.has(id)), true, false);
+            // Idle claimIdleMs: their holder stopped resetting that keepAliveMs after its last commit.
+            emit(reply[1].filter(([id]) => !held.has(id)), Math.min(performance.now(), claimedAt - claimIdleMs + keepAliveMs), false);
             announceDurable(flow);
           } catch (error) {
             if (stopped()) break;
@@ -268,7 +274,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
             if (stopped()) break;
             return fail("reading the stream (XRANGE)", error);
           }
-          emit(entries, false, adjacent);
+          emit(entries, undefined, adjacent);
           announceDurable(flow);
         }
         if (!(await pacing.next())) break;

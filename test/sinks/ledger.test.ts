@@ -48,7 +48,7 @@ function fakeBroker(name: string, messages: readonly Fake[], acked: number[]): O
       acked.push(...lines);
     });
     for (const m of messages) {
-      const position = held.at(m.line, m.line, { line: m.line, adjacent: m.adjacent, redelivered: m.redelivered ?? false, raw: JSON.stringify(m.record) });
+      const position = held.at(m.line, m.line, { line: m.line, adjacent: m.adjacent, redelivered: m.redelivered ? performance.now() : undefined, raw: JSON.stringify(m.record) });
       if (position) subscriber.next(stamp(m.record as v.InferOutput<typeof Row>, position));
     }
     subscriber.complete();
