@@ -207,7 +207,7 @@ describe("reading objects in a bucket", () => {
 });
 
 describe("resuming objects under a checkpoint", () => {
-  const total = 12_000;
+  const total = 8_000;
   let size = 0;
 
   beforeAll(async () => {
@@ -252,7 +252,7 @@ console.log(JSON.stringify(summary));
 
   test("a run killed (SIGKILL) mid-object resumes with a ranged read from its byte offset and duplicates nothing", async () => {
     const out = join(dir.path, "resume-out");
-    const first = job(out, 3_000);
+    const first = job(out, 2_000);
     // Waits until the checkpoint holds a resume point inside the object, then kills.
     const checkpoint = join(out, "checkpoint.sqlite");
     let resumedAt = null as { line: number; byte_offset: number } | null;
