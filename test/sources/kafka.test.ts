@@ -91,8 +91,9 @@ afterAll(async () => {
   await dir?.remove();
 });
 
+// Forming a group takes the mock about 3 s: the tests (each with its own topic and group) run at once.
 describe("fromKafka", () => {
-  test("writes every good message once with its values and dead-letters every bad one with topic, partition and offset", async () => {
+  test.concurrent("writes every good message once with its values and dead-letters every bad one with topic, partition and offset", async () => {
     const COUNT = 1000;
     await produce("all", 0, COUNT - 1);
     const out = join(dir.path, "all");
@@ -136,7 +137,7 @@ describe("fromKafka", () => {
     expect(await committed("all", "all-lake")).toBe(COUNT);
   });
 
-  test("commits an offset only once every record below it is in a committed file", async () => {
+  test.concurrent("commits an offset only once every record below it is in a committed file", async () => {
     const COUNT = 3000;
     await produce("durable", 0, COUNT - 1, false);
     const out = join(dir.path, "durable", "events");
@@ -181,7 +182,7 @@ describe("fromKafka", () => {
     expect(summary.in).toBeLessThan(COUNT);
   });
 
-  test("pauses at maxUncommitted records until they are durable; a second run resumes from the committed offsets and writes nothing twice", async () => {
+  test.concurrent("pauses at maxUncommitted records until they are durable; a second run resumes from the committed offsets and writes nothing twice", async () => {
     const COUNT = 2000;
     await produce("resume", 0, COUNT - 1, false);
     const out = join(dir.path, "resume", "events");
@@ -227,7 +228,7 @@ describe("fromKafka", () => {
     expect(await committed("resume", "resume-lake")).toBe(COUNT);
   });
 
-  test("decodes raw bytes and through a user decoder, whose throw is a parse dead letter", async () => {
+  test.concurrent("decodes raw bytes and through a user decoder, whose throw is a parse dead letter", async () => {
     await produce("decoders", 0, 9, false);
     await producer.send({
       messages: [{ topic: "decoders", partition: 0, value: Buffer.from([0, 1, 2, 255]), headers: new Map([[Buffer.from("kind"), Buffer.from("bin")]]) }],
@@ -269,7 +270,7 @@ describe("fromKafka", () => {
     expect(custom.letters).toEqual([{ line: 11, error: 'Kafka topic "decoders", partition 0, offset 10: decode threw: binary payload' }]);
   });
 
-  test("an unreachable broker errors the run naming it, never the credentials", async () => {
+  test.concurrent("an unreachable broker errors the run naming it, never the credentials", async () => {
     const error = await run(
       fromKafka({
         brokers: "127.0.0.1:1",
@@ -289,14 +290,14 @@ describe("fromKafka", () => {
     expect(error?.message).not.toContain("svc-user");
   });
 
-  test("refuses a broker written with credentials, without repeating them", () => {
+  test.concurrent("refuses a broker written with credentials, without repeating them", () => {
     expect(() => fromKafka({ brokers: "kafka://bob:pa55@host:9092", topic: "t", group: "g" })).toThrow(/broker 1 is written with credentials/);
     expect(() => fromKafka({ brokers: "kafka://bob:pa55@host:9092", topic: "t", group: "g" })).not.toThrow(/pa55/);
     expect(() => fromKafka({ brokers: "no-port", topic: "t", group: "g" })).toThrow(/broker 1 "no-port" is not host:port/);
     expect(() => fromKafka({ brokers: "h:1", topic: "", group: "g" })).toThrow(/topic and options.group are required/);
   });
 
-  test("a stop while the group is being joined ends the run with nothing read and nothing committed", async () => {
+  test.concurrent("a stop while the group is being joined ends the run with nothing read and nothing committed", async () => {
     const stop = new AbortController();
     const running = run(
       fromKafka({ brokers: mock.brokers, topic: "empty", group: "empty-lake", from: "start", maxWaitMs: 100 }).pipe(
