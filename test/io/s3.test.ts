@@ -5,6 +5,7 @@ import { join } from "node:path";
 import {
   deleteKey,
   deleteManifestEntry,
+  downloadParquetFooter,
   getObject,
   listKeys,
   type ManifestEntry,
@@ -213,6 +214,30 @@ describe("ranged reads", () => {
     } finally {
       Object.assign(process.env, saved);
     }
+  });
+});
+
+describe("footer stand-ins", () => {
+  test("a Parquet footer longer than the first 64 KiB fetched is fetched whole; the stand-in has the object's size and tail", async () => {
+    const footer = new Uint8Array(100_000).map((_, i) => (i * 31) % 256);
+    const body = new Uint8Array(300_000).fill(9);
+    const object = new Uint8Array(4 + body.length + footer.length + 8);
+    object.set(new TextEncoder().encode("PAR1"), 0);
+    object.set(body, 4);
+    object.set(footer, 4 + body.length);
+    new DataView(object.buffer).setUint32(object.length - 8, footer.length, true);
+    object.set(new TextEncoder().encode("PAR1"), object.length - 4);
+    await putObject("s3://io-test/footers/big-footer.parquet", object, s3);
+    const stat = await statObject("s3://io-test/footers/big-footer.parquet", s3);
+    const local = join(dir.path, "stand-in.parquet");
+    await downloadParquetFooter(stat, local, s3);
+    const copy = await Bun.file(local).bytes();
+    expect(copy.length).toBe(object.length);
+    expect(Buffer.compare(copy.subarray(copy.length - footer.length - 8), object.subarray(object.length - footer.length - 8))).toBe(0);
+    expect(copy.subarray(4, 4 + body.length).every((b) => b === 0)).toBe(true);
+    // Not Parquet: named.
+    await putObject("s3://io-test/footers/not.parquet", "hello, this is not parquet", s3);
+    await expect(downloadParquetFooter(await statObject("s3://io-test/footers/not.parquet", s3), local, s3)).rejects.toThrow("s3://io-test/footers/not.parquet: not a Parquet file");
   });
 });
 
