@@ -153,7 +153,7 @@ export function startPredictionApi(): { url: string; calls: () => number; stop: 
  * the right row) and pauses the source while calls fall behind. A failed call (after callApi's
  * retries) errors the run: the API is infrastructure.
  */
-function classify(api: string) {
+export function classify(api: string) {
   return enrichBatch(
     async (txs: (Transaction & { tx_date: string })[]): Promise<Classified[]> => {
       const predictions = await callApi(api, txs);
@@ -183,7 +183,7 @@ async function callApi(url: string, batch: readonly Transaction[]) {
 }
 
 /** Adds the UTC day of the transaction, the partition key. */
-function withDate(tx: Transaction): Transaction & { tx_date: string } {
+export function withDate(tx: Transaction): Transaction & { tx_date: string } {
   return { ...tx, tx_date: civilFromDays(Math.floor(parseIsoMicros(tx.at) / 86_400_000_000)) };
 }
 
