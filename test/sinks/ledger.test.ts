@@ -115,7 +115,7 @@ describe("the dataset ledger", () => {
     writeFileSync(join(out, "day=x", "garbage-footer.parquet"), Buffer.concat([Buffer.from("PAR1"), garbage, Buffer.from([64, 0, 0, 0]), Buffer.from("PAR1")]));
     // Real Parquet files whose sluice.sources is hostile: not JSON, not an array, wrong types, a reversed range, huge numbers.
     const hostile = ["not json", '{"source":"unnamed","firstLine":1,"lastLine":5}', '[{"source":"unnamed","firstLine":"1","lastLine":5}]', '[{"source":"unnamed","firstLine":9,"lastLine":2}]', '[{"source":"unnamed","firstLine":1,"lastLine":1e400}]', "[null, 1, []]"];
-    hostile.forEach((value, i) => writeFileSync(join(out, "day=x", `hostile-${i}.parquet`), parquetWith(value)));
+    for (const [i, value] of hostile.entries()) writeFileSync(join(out, "day=x", `hostile-${i}.parquet`), parquetWith(value));
     // A file without sluice's metadata (another writer's).
     writeFileSync(join(out, "day=x", "foreign.parquet"), parquetWith(undefined));
     // A hidden file (a temporary name) is not read even when it claims the line.
