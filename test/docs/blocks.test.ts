@@ -24,7 +24,9 @@ import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 
 const ROOT = join(import.meta.dir, "..", "..");
-const BLOCKS = join(import.meta.dir, ".blocks");
+// A folder of this process's own: two runs of this test at once (two checkouts' CI, a developer and
+// a watcher) must not delete each other's modules.
+const BLOCKS = join(import.meta.dir, ".blocks", String(process.pid));
 
 /** Commands the test does not run, and why. Matched against one command (a line, or one side of `&&`). */
 const SKIP: readonly { readonly pattern: RegExp; readonly reason: string }[] = [
@@ -83,7 +85,7 @@ function moduleText(b: Block): string {
 }
 
 mkdirSync(BLOCKS, { recursive: true });
-writeFileSync(join(BLOCKS, "tsconfig.json"), JSON.stringify({ extends: "../../../tsconfig.json", include: ["*.ts"] }));
+writeFileSync(join(BLOCKS, "tsconfig.json"), JSON.stringify({ extends: "../../../../tsconfig.json", include: ["*.ts"] }));
 for (const b of tsBlocks) writeFileSync(join(BLOCKS, fileName(b)), moduleText(b));
 
 const temps: string[] = [];
@@ -248,5 +250,5 @@ function missingLines(expected: string, output: string): string[] {
 test("every skipped command has a reason (listed for the record)", () => {
   for (const s of skipped) expect(s.reason.length).toBeGreaterThan(10);
   if (skipped.length) console.log(skipped.map((s) => `skipped ${s.block} \`${s.command}\`: ${s.reason}`).join("\n"));
-  expect(relative(ROOT, BLOCKS)).toBe(join("test", "docs", ".blocks"));
+  expect(relative(ROOT, dirname(BLOCKS))).toBe(join("test", "docs", ".blocks"));
 });

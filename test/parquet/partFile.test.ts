@@ -3,7 +3,7 @@
  * every field, and readers sluice did not write (DuckDB, Polars) read every value back.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { tableFromArrays, tableToIPC } from "apache-arrow";
 import pl from "nodejs-polars";
@@ -145,13 +145,27 @@ describe("one Parquet file per partition, row group by row group", () => {
   test("a file rolls at maxFileBytes of Parquet on disk, every row in exactly one file", async () => {
     const input = rows(30_000);
     const out = join(dir.path, "rolled");
+    mkdirSync(out, { recursive: true });
     const commits: Commit[] = [];
-    // A source that pauses after each row group's worth of rows, as a file source does between chunks.
+    // A source that, after each row group's worth of rows, waits until that row group is on disk
+    // (the bytes under the folder grew), as a file source is held while the sink catches up.
+    const sizeOf = (f: string) => {
+      try {
+        const info = statSync(join(out, f));
+        return info.isFile() ? info.size : 0;
+      } catch {
+        return 0; // renamed away between the listing and the stat
+      }
+    };
+    const onDisk = () => readdirSync(out, { recursive: true }).map(String).reduce((sum, f) => sum + sizeOf(f), 0);
     const paced = new Observable<Row>((subscriber) => {
       (async () => {
         for (const [i, row] of input.entries()) {
+          if (i % 2_000 === 0 && i > 0) {
+            const before = onDisk();
+            for (let waited = 0; onDisk() === before && waited < 10_000; waited += 5) await Bun.sleep(5);
+          }
           subscriber.next(row);
-          if (i % 2_000 === 1_999) await Bun.sleep(50);
         }
         subscriber.complete();
       })();
