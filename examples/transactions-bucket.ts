@@ -4,7 +4,7 @@
  * the bucket AND the same classified rows upserted into PostgreSQL, in one run.
  *
  *   bun examples/transactions-bucket.ts --bucket s3://lake[/prefix] [--checkpoint file]
- *     [--database url] [--table name] [--count rows-per-file]
+ *     [--database url] [--table name] [--count rows-per-file] [--batch-rows n] [--max-file-rows n]
  *
  * The endpoint and credentials come from the standard variables (S3_ENDPOINT or AWS_ENDPOINT_URL,
  * AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION). The script uploads the three seeded CSV
@@ -56,6 +56,10 @@ export interface BucketJob {
   readonly table: string;
   /** The prediction API's URL. */
   readonly api: string;
+  /** Rows per PostgreSQL batch and transaction (toSql's `batchRows`, default 10,000). */
+  readonly batchRows?: number;
+  /** Rows per Parquet object at most (toParquet's `maxFileRows`, default unlimited). */
+  readonly maxFileRows?: number;
 }
 
 /** The URLs a job's bucket holds. */
@@ -124,8 +128,19 @@ export async function classifyBucket(job: BucketJob): Promise<BucketRunResult> {
     // points stay below the lowest line either holds uncommitted.
     connect((classified) =>
       merge(
-        classified.pipe(toParquet(dataset, { schema: Classified, partitionBy: ["tx_date"], mode: "error" })),
-        classified.pipe(toSql(job.database, job.table, { schema: Classified, mode: "upsert", key: ["tx_id"], create: true, lineage: true })),
+        classified.pipe(
+          toParquet(dataset, { schema: Classified, partitionBy: ["tx_date"], mode: "error", ...(job.maxFileRows ? { maxFileRows: job.maxFileRows } : {}) }),
+        ),
+        classified.pipe(
+          toSql(job.database, job.table, {
+            schema: Classified,
+            mode: "upsert",
+            key: ["tx_id"],
+            create: true,
+            lineage: true,
+            ...(job.batchRows ? { batchRows: job.batchRows } : {}),
+          }),
+        ),
       ),
     ),
   );
@@ -168,15 +183,24 @@ if (import.meta.main) {
   };
   const bucket = option("--bucket");
   if (!bucket?.startsWith("s3://")) {
-    console.error("usage: bun examples/transactions-bucket.ts --bucket s3://bucket[/prefix] [--checkpoint file] [--database url] [--table name] [--count rows-per-file]");
+    console.error(
+      "usage: bun examples/transactions-bucket.ts --bucket s3://bucket[/prefix] [--checkpoint file] [--database url] [--table name] [--count rows-per-file] [--batch-rows n] [--max-file-rows n]",
+    );
     process.exit(2);
   }
-  const countText = option("--count");
-  const count = countText === undefined ? undefined : Number(countText);
-  if (count !== undefined && !(Number.isSafeInteger(count) && count > 0)) {
-    console.error(`--count ${JSON.stringify(countText)}: expected a positive whole number of rows per input file`);
-    process.exit(2);
-  }
+  /** A positive whole number given as `name`, or undefined; exits with a usage error otherwise. */
+  const positive = (name: string) => {
+    const text = option(name);
+    const value = text === undefined ? undefined : Number(text);
+    if (value !== undefined && !(Number.isSafeInteger(value) && value > 0)) {
+      console.error(`${name} ${JSON.stringify(text)}: expected a positive whole number`);
+      process.exit(2);
+    }
+    return value;
+  };
+  const count = positive("--count");
+  const batchRows = positive("--batch-rows");
+  const maxFileRows = positive("--max-file-rows");
   const uploaded = await uploadInputs(bucket, count === undefined ? {} : { count });
   console.log(`uploaded ${uploaded.length} input object(s) to ${bucketLayout(bucket).input}/`);
   const api = startPredictionApi();
@@ -187,6 +211,8 @@ if (import.meta.main) {
       database: option("--database") ?? "postgres://postgres@127.0.0.1:5432/test",
       table: option("--table") ?? "transactions",
       api: api.url,
+      ...(batchRows ? { batchRows } : {}),
+      ...(maxFileRows ? { maxFileRows } : {}),
     };
     const result = await classifyBucket(job);
     console.log(formatBucketRun(result, job));
