@@ -23,9 +23,10 @@
 import { type ConsumerGroupJoinPayload, Consumer, findErrorBy, type Message, type MessagesStream, type SASLMechanismValue } from "@platformatic/kafka";
 import type { ConnectionOptions as TlsOptions } from "node:tls";
 import { Observable } from "rxjs";
-import { watchDurable } from "../flow/durable.ts";
+import { announceDurable, watchDurable } from "../flow/durable.ts";
 import { currentFlow, sendToDeadLetter } from "../flow/flow.ts";
 import { Input, stamp } from "../flow/position.ts";
+import { alreadyDeadLettered } from "../sinks/ledger.ts";
 import { Pace } from "./broker.ts";
 import { describeNumberLoss, numberLoss } from "./json/numbers.ts";
 
@@ -191,6 +192,11 @@ interface PartitionState {
   owned: boolean;
   /** The offset this reader last asked to commit (its highest durable line). */
   committed: number;
+  /**
+   * When this reader was given the partition (`performance.now()`): every record read since is
+   * marked redelivered as of then, so the ledgers of what is committed are read once after it.
+   */
+  since: number;
   /** Set when a partition comes back after a revoke, until a message shows where the group's offset is. */
   floorUnknown: boolean;
   /** The leader epoch of the last message read, which a commit carries. */
@@ -261,6 +267,9 @@ export function fromKafka(options: KafkaSourceOptions): Observable<unknown> {
     const done = () => stopped() || subscriber.closed;
     const pacing = new Pace(flow, done, () => heldCount >= maxUncommitted);
     let resuming = false;
+    // When the group last gave this reader its partitions.
+    let joinedAt = performance.now();
+    let announceSoon = false;
 
     const onStop = () => {
       // Nothing more is emitted: what is buffered in the client is read again by the next reader.
@@ -280,11 +289,30 @@ export function fromKafka(options: KafkaSourceOptions): Observable<unknown> {
     // The client's messages are not kept as the cause: they may quote what was configured.
     const fail = (what: string, error: unknown) => abort(new Error(`fromKafka: ${what} failed (${where}): ${kafkaReason(error, connection.secrets)}`));
 
+    /**
+     * Records skipped as durable already (here, or by the sink from its ledger) settle without any
+     * file committing: nothing would announce them, and their offsets would never be committed.
+     */
+    function announceLater() {
+      if (announceSoon) return;
+      announceSoon = true;
+      queueMicrotask(() => {
+        announceSoon = false;
+        announceDurable(flow);
+      });
+    }
+    const announcer = setInterval(() => {
+      if (heldCount > 0) announceDurable(flow);
+    }, 500);
+    announcer.unref();
+
     function complete() {
       if (finished) return;
       finished = true;
       flow.onStop.delete(onStop);
       stream?.pause();
+      // Records the sink skipped from its ledger are committed now, inside the run.
+      announceDurable(flow);
       subscriber.complete();
       // What was emitted commits after this (the sink flushes on completion); commits close the rest.
       closeWhenSettled();
@@ -299,6 +327,7 @@ export function fromKafka(options: KafkaSourceOptions): Observable<unknown> {
     /** Closes the stream and leaves the group, after the commits sent so far are answered (unless `now`). */
     function close(now: boolean) {
       if (closing) return;
+      clearInterval(announcer);
       for (const stop of stopWatching) stop();
       pacing.wake();
       const c = consumer;
@@ -326,6 +355,7 @@ export function fromKafka(options: KafkaSourceOptions): Observable<unknown> {
           input: new Input(flow, `kafka:${topic}/${partition}`),
           owned: true,
           committed: 0,
+          since: joinedAt,
           floorUnknown: false,
           epoch: -1,
           held: [],
@@ -408,6 +438,7 @@ export function fromKafka(options: KafkaSourceOptions): Observable<unknown> {
     }
 
     function onJoin(payload: ConsumerGroupJoinPayload) {
+      joinedAt = performance.now();
       const assigned = new Set<string>();
       for (const a of payload.assignments ?? []) for (const p of a.partitions) assigned.add(keyOf(a.topic, p));
       for (const [key, state] of partitions) {
@@ -422,6 +453,7 @@ export function fromKafka(options: KafkaSourceOptions): Observable<unknown> {
           // Given back: another reader may have committed further meanwhile. Nothing is committed
           // until the first message read again shows where the group's offset is.
           state.floorUnknown = true;
+          state.since = joinedAt;
         }
         state.owned = owned;
       }
@@ -446,10 +478,20 @@ export function fromKafka(options: KafkaSourceOptions): Observable<unknown> {
           text = new TextDecoder().decode(bytes);
         }
       }
-      const position = state.input.at(line, text);
+      // Kafka has no redelivery flag: a record read after a crash may be in a file the crashed reader
+      // committed. Every record is marked redelivered as of the assignment, so the sink and the dead
+      // letter look it up in the ledgers of what is committed, which they read once after it.
+      const position = state.input.at(line, text, undefined, state.since);
       state.held.push(line);
       heldCount++;
       if (message.leaderEpoch >= 0) state.epoch = message.leaderEpoch;
+      if (alreadyDeadLettered(flow, state.input.name, line, state.since)) {
+        // Its dead letter is committed already: skipped, settled, and committed with the rest.
+        flow.stats.skipped++;
+        state.input.settle(line);
+        announceLater();
+        return;
+      }
       const reject = (why: string) =>
         sendToDeadLetter(flow, "parse", `${at}: ${why}`, undefined, position, bytes && (notUtf8 || decode !== "json") ? { rawBase64: bytes.toString("base64") } : {});
       let record: unknown;
