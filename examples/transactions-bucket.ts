@@ -201,23 +201,29 @@ if (import.meta.main) {
   const count = positive("--count");
   const batchRows = positive("--batch-rows");
   const maxFileRows = positive("--max-file-rows");
-  const uploaded = await uploadInputs(bucket, count === undefined ? {} : { count });
-  console.log(`uploaded ${uploaded.length} input object(s) to ${bucketLayout(bucket).input}/`);
-  const api = startPredictionApi();
+  // A failure prints its message alone (it names the bucket, key or table, never a credential).
   try {
-    const job: BucketJob = {
-      bucket,
-      checkpoint: option("--checkpoint") ?? "out/transactions-bucket.sqlite",
-      database: option("--database") ?? "postgres://postgres@127.0.0.1:5432/test",
-      table: option("--table") ?? "transactions",
-      api: api.url,
-      ...(batchRows ? { batchRows } : {}),
-      ...(maxFileRows ? { maxFileRows } : {}),
-    };
-    const result = await classifyBucket(job);
-    console.log(formatBucketRun(result, job));
-    console.log(`prediction API calls ${api.calls()}`);
-  } finally {
-    api.stop();
+    const uploaded = await uploadInputs(bucket, count === undefined ? {} : { count });
+    console.log(`uploaded ${uploaded.length} input object(s) to ${bucketLayout(bucket).input}/`);
+    const api = startPredictionApi();
+    try {
+      const job: BucketJob = {
+        bucket,
+        checkpoint: option("--checkpoint") ?? "out/transactions-bucket.sqlite",
+        database: option("--database") ?? "postgres://postgres@127.0.0.1:5432/test",
+        table: option("--table") ?? "transactions",
+        api: api.url,
+        ...(batchRows ? { batchRows } : {}),
+        ...(maxFileRows ? { maxFileRows } : {}),
+      };
+      const result = await classifyBucket(job);
+      console.log(formatBucketRun(result, job));
+      console.log(`prediction API calls ${api.calls()}`);
+    } finally {
+      api.stop();
+    }
+  } catch (error) {
+    console.error(`transactions-bucket: ${error instanceof Error ? error.message : String(error)}`);
+    process.exitCode = 1;
   }
 }
