@@ -16,7 +16,7 @@
  *
  * The client (`@platformatic/kafka`) has no awaited "partitions revoked" hook. On a rebalance the
  * revoked partitions stop being committed here (their held records are dropped from the count, and
- * whatever this reader wrote of them is written again by the new owner: at least once). After
+ * the new owner skips what this reader committed before it read the ledgers). After
  * every rejoin the client fetches its partitions again from their committed offsets; records this
  * reader already emitted are skipped, so lines never go back.
  */
@@ -217,8 +217,10 @@ interface PartitionState {
  * start) and waits while the sink's memory budget is spent and while `maxUncommitted` records are
  * emitted and not durable. A partition's offset is committed only up to its durable prefix: every
  * record of it up to there is in a committed Parquet file or a committed dead letter. Records read
- * when the run stops, errors or crashes are read again by the group's next reader: delivery is at
- * least once. Under `run()`, the run resolves after the last commit is answered.
+ * when the run stops, errors or crashes are read again by the group's next reader; every record is
+ * marked redelivered as of its partition's assignment, so one already in a committed file or dead
+ * letter (the ledgers, src/sinks/ledger.ts) is skipped, not written twice. Under `run()`, the run
+ * resolves after the last commit is answered.
  *
  * Never completes on its own: a stop request (an AbortSignal, SIGINT/SIGTERM under `run`) pauses
  * reading at once and completes; the consumer leaves the group once everything emitted is durable
