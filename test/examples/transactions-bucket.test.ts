@@ -17,7 +17,8 @@ import { S3RVER_KEY, S3RVER_SECRET, type S3rverHandle, startS3rver } from "../he
 const DATABASE = "postgres://postgres@127.0.0.1:5432/test";
 const EXAMPLE = join(import.meta.dir, "../../examples/transactions-bucket.ts");
 const LAKE = "lake";
-const CRASH = "crash";
+// A prefix and a table name that need quoting and escaping everywhere they go.
+const CRASH = "crash/runs/2024 Q2 ü&co";
 const COUNT = 1000;
 
 interface Outcome {
@@ -49,7 +50,7 @@ describe("the transactions example on a bucket and PostgreSQL", () => {
   let s3: S3Options;
   let dir: { path: string; remove: () => Promise<void> };
   const table = `tx_bucket_${process.pid}_${Date.now()}`;
-  const crashTable = `${table}_crash`;
+  const crashTable = `${table} Crash Ä`;
   const sql = new SQL(DATABASE);
   let first: Outcome;
   let second: Outcome;
@@ -107,7 +108,7 @@ describe("the transactions example on a bucket and PostgreSQL", () => {
     const local = join(dir.path, `dead-letter-${Math.random().toString(36).slice(2)}`);
     mkdirSync(local, { recursive: true });
     for await (const object of listKeys(`s3://${bucket}/dead-letter/`, s3)) {
-      await Bun.write(join(local, object.key.slice("dead-letter/".length)), await getObject(object.url, s3));
+      await Bun.write(join(local, object.key.slice(object.key.lastIndexOf("/") + 1)), await getObject(object.url, s3));
     }
     const entries: DeadLetter[] = [];
     for await (const entry of readDeadLetters(local)) entries.push(entry);
@@ -116,7 +117,7 @@ describe("the transactions example on a bucket and PostgreSQL", () => {
   const key = (source: string, line: number) => `${source}:${line}`;
 
   beforeAll(async () => {
-    server = await startS3rver([LAKE, CRASH]);
+    server = await startS3rver([LAKE, "crash"]);
     s3 = { endpoint: server.endpoint, accessKeyId: S3RVER_KEY, secretAccessKey: S3RVER_SECRET };
     dir = await tempDir("sluice-transactions-bucket-");
     const checkpoint = join(dir.path, "checkpoint.sqlite");
@@ -200,7 +201,7 @@ describe("the transactions example on a bucket and PostgreSQL", () => {
     expect(bucketAfter[2]).toEqual(bucketAfter[0] as string[]);
   });
 
-  test("a run killed (SIGKILL) once both sinks have committed part of the input, run again with its checkpoint, leaves every valid row once in the bucket and in the table", async () => {
+  test("a run killed (SIGKILL) once both sinks have committed part of the input, run again with its checkpoint, leaves every valid row once in the bucket and in the table (a prefix and a table name with spaces, ü and &)", async () => {
     const checkpoint = join(dir.path, "crash.sqlite");
     // Small batches and files, so both sinks commit while the input is still being read.
     const small = ["--batch-rows", "200", "--max-file-rows", "150"];
