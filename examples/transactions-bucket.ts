@@ -27,7 +27,7 @@
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { connect, merge } from "rxjs";
 import {
   type Commit,
@@ -77,12 +77,14 @@ export async function uploadInputs(bucket: string, options: { count?: number } =
   const { input } = bucketLayout(bucket);
   const present = new Set<string>();
   for await (const object of listKeys(`${input}/`)) present.add(object.url);
+  // The names writeTransactions gives its three files: generate nothing when all are there.
+  if ([0, 1, 2].every((f) => present.has(`${input}/transactions-${f}.csv`))) return [];
   const local = await mkdtemp(join(tmpdir(), "sluice-transactions-input-"));
   try {
     const files = await writeTransactions(local, options.count === undefined ? {} : { count: options.count });
     const uploaded: string[] = [];
     for (const { path } of files) {
-      const url = `${input}/${path.slice(local.length + 1)}`;
+      const url = `${input}/${basename(path)}`;
       if (present.has(url)) continue;
       await uploadFile(path, url);
       uploaded.push(url);
