@@ -6,8 +6,9 @@
  * once. So each row group is encoded on its own, as a small complete file, on an encoder worker;
  * its column chunks are appended here to the partition's temporary file, and their metadata
  * (offsets moved to where the chunks now are) is kept. Committing writes one footer over every
- * row group, then fsync and the final name (see {@link commitFile}). An open file holds only its
- * row groups' metadata in memory, however large it grows.
+ * row group, then fsync and the final name (see {@link commitFile}). An open file keeps only its
+ * row groups' metadata in memory (encoded, a few hundred bytes a column chunk), however large it
+ * grows on disk.
  *
  * The page indexes of the encoded pieces (column and offset indexes) are not carried over:
  * statistics per row group (min, max, null count) stay in each column chunk's metadata.
@@ -16,7 +17,7 @@ import { type FileHandle, open, rm } from "node:fs/promises";
 import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import { publishFile } from "./encode.ts";
-import { T, type TList, ThriftReader, type TStruct, type TValue, ThriftWriter } from "./thrift.ts";
+import { encodeStruct, T, type TEncoded, type TList, ThriftReader, type TStruct, type TValue, ThriftWriter } from "./thrift.ts";
 
 const MAGIC = new Uint8Array([0x50, 0x41, 0x52, 0x31]); // "PAR1"
 
@@ -74,7 +75,9 @@ export function splitParquet(file: Uint8Array): EncodedPiece {
   const footerLength = new DataView(file.buffer, file.byteOffset + n - 8, 4).getUint32(0, true);
   const footerStart = n - 8 - footerLength;
   if (footerStart < 4) throw new Error("an encoded row group's footer is longer than the file");
-  const meta = new ThriftReader(file, footerStart, n - 8).readStruct();
+  // Read from a copy of the footer: byte fields are views into what they were read from, and the
+  // encoded file (megabytes) must not stay alive for as long as the metadata is kept.
+  const meta = new ThriftReader(file.slice(footerStart, n - 8)).readStruct();
   const rowGroups = listOf(meta, FILE_META.rowGroups);
   let end = 4n;
   for (const rowGroup of rowGroups) {
@@ -112,7 +115,9 @@ export class PartFile {
   #chain: Promise<void> = Promise.resolve();
   #offset = 4;
   #meta: TStruct | undefined;
-  readonly #rowGroups: TStruct[] = [];
+  /** Each row group's metadata, offsets moved, as compact-protocol bytes (a few hundred bytes a column). */
+  readonly #rowGroups: TEncoded[] = [];
+  #metaBytes = 0;
   #rows = 0n;
   #discarded = false;
 
@@ -127,11 +132,19 @@ export class PartFile {
     return this.#offset;
   }
 
+  /** Bytes of row-group metadata held for the footer: the memory an open file keeps. */
+  get metaBytes(): number {
+    return this.#metaBytes;
+  }
+
   /**
    * Appends the row groups of an encoded piece once it and every earlier piece are written.
    * The returned promise settles when this piece is on its way to disk (written, not synced).
    */
   append(encoded: Promise<Uint8Array>): Promise<void> {
+    // An encode that fails after an earlier step failed is never awaited by the chain: its
+    // rejection is this step's, not an unhandled one.
+    encoded.catch(() => undefined);
     const step = this.#chain.then(() => encoded).then((bytes) => this.#write(bytes));
     this.#chain = step;
     return step;
@@ -163,7 +176,9 @@ export class PartFile {
       const ordinal = this.#rowGroups.length;
       if (ordinal <= 0x7fff) rowGroup.set(ROW_GROUP.ordinal, { type: T.I16, value: ordinal });
       else rowGroup.delete(ROW_GROUP.ordinal);
-      this.#rowGroups.push(rowGroup);
+      const encoded = encodeStruct(rowGroup);
+      this.#rowGroups.push(encoded);
+      this.#metaBytes += encoded.bytes.length;
       this.#rows += i64(rowGroup, 3) ?? 0n;
     }
     this.#meta ??= piece.meta;

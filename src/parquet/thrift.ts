@@ -43,8 +43,14 @@ export interface TMap {
   readonly entries: [TAny, TAny][];
 }
 
+/** A struct already written (by {@link encodeStruct}): written again byte for byte. */
+export interface TEncoded {
+  readonly kind: "encoded";
+  readonly bytes: Uint8Array;
+}
+
 /** Any value: booleans, numbers (i8 to i32, double), bigints (i64), bytes, lists, maps, structs. */
-export type TAny = boolean | number | bigint | Uint8Array | TList | TMap | TStruct;
+export type TAny = boolean | number | bigint | Uint8Array | TList | TMap | TStruct | TEncoded;
 
 /** A field's value with its wire type, so that writing it back keeps the type. */
 export interface TValue {
@@ -266,11 +272,18 @@ export class ThriftWriter {
         return;
       }
       case T.Struct:
-        this.writeStruct(value as TStruct);
+        if (value instanceof Map) this.writeStruct(value);
+        else this.raw((value as TEncoded).bytes);
         return;
       default:
         throw new Error(`thrift: cannot write type ${type}`);
     }
+  }
+
+  private raw(bytes: Uint8Array): void {
+    this.reserve(bytes.length);
+    this.buffer.set(bytes, this.length);
+    this.length += bytes.length;
   }
 
   private reserve(n: number): void {
@@ -302,4 +315,11 @@ export class ThriftWriter {
     }
     this.byte(Number(n));
   }
+}
+
+/** A struct as compact-protocol bytes of its own (a copy), to keep or to write inside another. */
+export function encodeStruct(fields: TStruct): TEncoded {
+  const writer = new ThriftWriter();
+  writer.writeStruct(fields);
+  return { kind: "encoded", bytes: writer.bytes().slice() };
 }

@@ -49,14 +49,18 @@ export interface ParquetSinkOptions<T> {
   readonly rowGroupBytes?: number;
   /** A partition's file is committed once it holds this many rows (default: no limit). */
   readonly maxFileRows?: number;
-  /** A partition's file is committed once it has this many bytes of Parquet on disk (default 128 MiB). */
+  /**
+   * A partition's file is committed once it has this many bytes of Parquet on disk (default
+   * 128 MiB), checked as row groups land: row groups still being encoded can take it past.
+   */
   readonly maxFileBytes?: number;
   /** A partition's file is committed at most this long after it was opened, even with no new records (default 60 s). */
   readonly maxFileAgeMs?: number;
   /**
    * Bytes all open partition buffers and row groups being encoded may hold together (default
    * 64 MiB). When it is full the largest buffers become row groups, and the source waits until
-   * encodes finish. Open files hold only their row groups' metadata in memory.
+   * encodes finish. Open files keep only their row groups' metadata in memory (about 100 bytes a
+   * column a row group; a file whose metadata reaches 4 MiB is committed).
    */
   readonly memoryBudget?: number;
   /** Encoder worker threads (default 1; 0 encodes on the main thread). */
@@ -146,9 +150,10 @@ interface OpenPartition {
  * `rowGroupBytes`, or when the memory budget needs the room: row groups are encoded (zstd by
  * default) on a worker thread and appended to the file's temporary name (see partFile.ts). A file
  * is committed when it reaches `maxFileBytes` on disk or `maxFileRows`, when it is older than
- * `maxFileAgeMs`, or when the source completes: footer, fsync, its final name. File names are `part-<index>.parquet`, where index is the
- * position of the file's first record among the records the sink received: the same input gives
- * the same names. Partition columns are written inside the files as well as in the folder names.
+ * `maxFileAgeMs`, or when the source completes: footer, fsync, its final name. File names are
+ * `part-<index>.parquet`, where index is the position of the file's first record among the
+ * records the sink received (rolled by `maxFileRows`, the same input gives the same names; by size
+ * or age, boundaries depend on timing). Partition columns are written inside the files as well as in the folder names.
  *
  * A record whose value does not fit its column (a string in an integer column, a missing required
  * field) is sent to the dead letter with stage `write`; nothing is converted.
@@ -272,7 +277,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
             bucket = target;
             return { root: target.localRoot, staged: false };
           })
-        : prepareFolder(folder, modeUnder(flow.checkpoint, mode), flow.runId, checkpoint !== undefined);
+        : prepareFolder(folder, modeUnder(flow.checkpoint, mode), flow.runId, checkpoint !== undefined, options.shared === true);
       const ready = prepared.then(
         (target) => {
           readyState = "ok";
@@ -528,7 +533,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
           .append(encoders.encode(ipc, encodeOptions))
           .then(
             () => {
-              if (open.get(partition.lookup) === partition && part.bytes >= maxFileBytes) roll(partition);
+              if (open.get(partition.lookup) === partition && (part.bytes >= maxFileBytes || part.metaBytes >= MAX_FOOTER_BYTES)) roll(partition);
             },
             (error) => fail(error instanceof ParquetWriteError ? error : new ParquetWriteError(join(folder, partition.subfolder, name), error)),
           )
@@ -700,6 +705,12 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
 
 const NULL_KEY: unique symbol = Symbol("null partition");
 
+/**
+ * An open file's row-group metadata, kept in memory for its footer, is capped: a file of very many
+ * small row groups (hundreds of partitions sharing the budget) is committed at this size.
+ */
+const MAX_FOOTER_BYTES = 4 * 1024 * 1024;
+
 /** A checkpoint write that failed (disk full, I/O error), as an error that says where and what is safe. */
 function checkpointFailure(path: string, doing: string, cause: unknown): Error {
   const reason = cause instanceof Error ? cause.message : String(cause);
@@ -739,8 +750,11 @@ interface Target {
  * Applies the write mode to the dataset folder before the first file is committed. Runs under the
  * folder's lock, so what it finds beside the folder was left by runs that ended.
  */
-async function prepareFolder(folder: string, mode: WriteMode, runId: string, inPlace: boolean): Promise<Target> {
+async function prepareFolder(folder: string, mode: WriteMode, runId: string, inPlace: boolean, shared: boolean): Promise<Target> {
   finishEarlierRuns(folder);
+  // Alone in the folder (its lock is held), every file still open under a temporary name was left
+  // by a run that was killed. Shared, the others' open files look the same: they are left alone.
+  if (!shared) await removeTemporaries(folder);
   const existing = await countParquet(folder);
   if (existing > 0 && mode === "error") {
     throw new Error(
@@ -815,6 +829,20 @@ function finishEarlierRuns(folder: string): void {
   for (const runId of runsOf("removed")) rmSync(besideOf(folder, "removed", runId), { recursive: true, force: true });
 }
 
+
+/** Removes the temporary files (`.part-….parquet.<pid>.tmp`) of killed runs under a dataset folder. */
+async function removeTemporaries(folder: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(folder, { recursive: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT" || (error as NodeJS.ErrnoException).code === "ENOTDIR") return;
+    throw error;
+  }
+  for (const entry of entries) {
+    if (/^\.part-.*\.parquet\.\d+\.tmp$/.test(basename(entry))) await rm(join(folder, entry), { force: true });
+  }
+}
 
 /** Parquet files under a folder, or -1 when the folder does not exist. */
 async function countParquet(folder: string): Promise<number> {

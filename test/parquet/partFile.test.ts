@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { tableFromArrays, tableToIPC } from "apache-arrow";
 import pl from "nodejs-polars";
 import { from, Observable } from "rxjs";
@@ -178,5 +178,58 @@ describe("one Parquet file per partition, row group by row group", () => {
     const [counts] = await query(`SELECT count(*) AS n, count(DISTINCT id) AS d FROM ${dataset(out)}`);
     expect(Number(counts?.n)).toBe(input.length);
     expect(Number(counts?.d)).toBe(input.length);
+  });
+
+  test("the metadata kept for an open file does not keep the encoded piece's bytes alive", () => {
+    const table = tableFromArrays({ id: Int32Array.from({ length: 50_000 }, (_, i) => i), name: Array.from({ length: 50_000 }, (_, i) => `name ${i}`) });
+    const file = encodeParquet(tableToIPC(table, "stream"), { compression: "none", rowGroupSize: 100_000 });
+    const piece = splitParquet(file);
+    const buffers = new Set<ArrayBufferLike>();
+    const visit = (value: unknown): void => {
+      if (value instanceof Uint8Array) buffers.add(value.buffer);
+      else if (value instanceof Map) for (const field of value.values()) visit((field as { value: unknown }).value);
+      else if (value && typeof value === "object" && "items" in value) for (const item of (value as { items: unknown[] }).items) visit(item);
+    };
+    visit(piece.meta);
+    expect(buffers.size).toBeGreaterThan(0);
+    for (const buffer of buffers) {
+      expect(buffer).not.toBe(file.buffer);
+      expect(buffer.byteLength).toBeLessThan(file.length / 10);
+    }
+  });
+
+  test("a piece whose encode fails after an earlier write failed is not an unhandled rejection", async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      // The folder cannot be made: a regular file stands where it goes.
+      const blocked = join(dir.path, "blocked-file");
+      await Bun.write(blocked, "x");
+      const part = new PartFile(Promise.resolve({ path: join(blocked, "a.parquet"), tempPath: join(blocked, ".a.tmp") }));
+      const piece = encodeParquet(tableToIPC(tableFromArrays({ id: Int32Array.from([1]) }), "stream"), { compression: "none", rowGroupSize: 10 });
+      const first = part.append(Promise.resolve(piece));
+      // Still encoding when the first write fails; then its encoder is closed under it.
+      const second = part.append(Bun.sleep(50).then(() => Promise.reject(new Error("parquet encoders were closed"))));
+      expect(((await first.catch((e) => e)) as NodeJS.ErrnoException).code).toBe("EEXIST");
+      // The failure every later step reports is the first one.
+      expect(((await second.catch((e) => e)) as NodeJS.ErrnoException).code).toBe("EEXIST");
+      await part.discard();
+      await Bun.sleep(100);
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
+  });
+
+  test("a run removes the temporary files killed runs left in the folder, and never reads them", async () => {
+    const out = join(dir.path, "leftovers");
+    mkdirSync(join(out, "day=2024-03-01"), { recursive: true });
+    const left = join(out, "day=2024-03-01", ".part-20240301T000000Z-dead00-000000000000.parquet.4242.tmp");
+    await Bun.write(left, "PAR1 half a file");
+    await run(from(rows(10)).pipe(toParquet(out, { schema: Row, partitionBy: ["day"], mode: "append" })));
+    expect(readdirSync(join(out, "day=2024-03-01"))).not.toContain(basename(left));
+    const [counts] = await query(`SELECT count(*) AS n FROM ${dataset(out)}`);
+    expect(Number(counts?.n)).toBe(10);
   });
 });
