@@ -44,7 +44,7 @@ export interface ParquetSinkOptions<T> {
   readonly rowGroupSize?: number;
   /**
    * A row group is written once its rows take this many bytes in memory as Arrow buffers
-   * (default 16 MiB), or earlier when the memory budget needs the room.
+   * (default 4 MiB), or earlier when the memory budget needs the room.
    */
   readonly rowGroupBytes?: number;
   /** A partition's file is committed once it holds this many rows (default: no limit). */
@@ -58,7 +58,7 @@ export interface ParquetSinkOptions<T> {
   readonly maxFileAgeMs?: number;
   /**
    * Bytes all open partition buffers and row groups being encoded may hold together (default
-   * 64 MiB). When it is full the largest buffers become row groups, and the source waits until
+   * 16 MiB). When it is full the largest buffers become row groups, and the source waits until
    * encodes finish. Open files keep only their row groups' metadata in memory (about 100 bytes a
    * column a row group; a file whose metadata reaches 4 MiB is committed).
    */
@@ -210,11 +210,11 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
   });
   const mode = options.mode ?? "error";
   const rowGroupSize = options.rowGroupSize ?? 131_072;
-  const rowGroupBytes = options.rowGroupBytes ?? 16 * 1024 * 1024;
+  const rowGroupBytes = options.rowGroupBytes ?? 4 * 1024 * 1024;
   const maxFileRows = options.maxFileRows ?? Number.POSITIVE_INFINITY;
   const maxFileBytes = options.maxFileBytes ?? 128 * 1024 * 1024;
   const maxFileAgeMs = options.maxFileAgeMs ?? 60_000;
-  const memoryBudget = options.memoryBudget ?? 64 * 1024 * 1024;
+  const memoryBudget = options.memoryBudget ?? 16 * 1024 * 1024;
 
   return function parquetSink(source) {
     return new Observable<Commit>((subscriber) => {
