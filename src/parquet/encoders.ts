@@ -21,7 +21,7 @@ interface Pending {
 export interface EncodeReply {
   readonly id: number;
   readonly bytes?: Uint8Array;
-  readonly error?: { message: string; code?: string };
+  readonly error?: { message: string; code?: string | undefined };
 }
 
 /**
