@@ -399,7 +399,8 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         if (rows === 1 || (rows & 1023) === 0) measure(partition);
         if (partition.fileRows + rows >= maxFileRows || (partition.part?.bytes ?? 0) >= maxFileBytes) roll(partition);
         else if (rows >= rowGroupSize || partition.bytes >= rowGroupBytes) writeRowGroup(partition);
-        if (bufferedBytes + inflightBytes > memoryBudget) relieve();
+        if (bufferedBytes > memoryBudget / 2) relieve();
+        else if (bufferedBytes + inflightBytes > memoryBudget) updateGate();
       }
 
       function reject(record: T, position: Position | undefined, problem: string) {
@@ -478,11 +479,13 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         flow.stats.bufferedBytes = bufferedBytes + inflightBytes;
       }
 
-      // Over budget: write the largest buffers as row groups until half the budget is free for new
-      // rows, and hold the source until the encodes in flight bring the total back under the budget.
+      // Buffers past half the budget: write the largest as row groups until they hold a quarter, and
+      // hold the source while buffers and encodes in flight together are over the budget. Decided
+      // on buffered bytes alone (measured every 1,024 rows), not on how fast encodes finish, so the
+      // same input cuts the same row groups.
       function relieve() {
         for (const partition of open.values()) measure(partition);
-        while (bufferedBytes > memoryBudget / 2) {
+        while (bufferedBytes > memoryBudget / 4) {
           let largest: OpenPartition | undefined;
           for (const partition of open.values()) if (!largest || partition.bytes > largest.bytes) largest = partition;
           if (!largest?.buffer) break;
