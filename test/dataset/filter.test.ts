@@ -1,25 +1,17 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { Float64, Int32, Table, tableFromArrays, tableToIPC, vectorFromArray } from "apache-arrow";
 import * as pq from "parquet-wasm";
 import { readDataset, readDatasetBatches, type RowCondition, type ScanReport } from "../../src/dataset/read.ts";
 import { takeRows } from "../../src/dataset/take.ts";
 import { rowsOf } from "../../src/notebook/values.ts";
-import { dataset, query, tempDir } from "../helpers/duckdb.ts";
-import { writeSample } from "../helpers/sample.ts";
+import { dataset, query } from "../helpers/duckdb.ts";
+import { sampleDataset } from "../helpers/sample.ts";
 
 const sql = (text: string) => text.replaceAll("'", "''");
 
 describe("readDataset row filters", () => {
-  let dir: { path: string; remove: () => Promise<void> };
-  let folder: string;
-
-  beforeAll(async () => {
-    dir = await tempDir();
-    folder = join(dir.path, "sample");
-    await writeSample(folder);
-  });
-  afterAll(() => dir.remove());
+  const sample = sampleDataset();
 
   const SELECT = `id::INT AS id, name, score, strftime("at", '%Y-%m-%dT%H:%M:%S.%fZ') AS "at", strftime("day", '%Y-%m-%d') AS "day", ok, region`;
   const COLUMNS = ["id", "name", "score", "at", "day", "ok", "region"];
@@ -49,17 +41,17 @@ describe("readDataset row filters", () => {
 
   test.each(cases)("returns the rows DuckDB returns for %s", async (_name, where, duckWhere) => {
     const reports: ScanReport[] = [];
-    const table = await readDataset(folder, { where, columns: COLUMNS, onScan: (r) => reports.push(r) });
-    const expected = await query(`SELECT ${SELECT} FROM ${dataset(folder)} WHERE ${duckWhere} ORDER BY id`);
+    const table = await readDataset(sample.folder, { where, columns: COLUMNS, onScan: (r) => reports.push(r) });
+    const expected = await query(`SELECT ${SELECT} FROM ${dataset(sample.folder)} WHERE ${duckWhere} ORDER BY id`);
     expect(byId(rowsOf(table))).toEqual(expected);
     expect(reports).toHaveLength(1);
     expect(reports[0]?.rowsMatched).toBe(expected.length);
   });
 
   test("skips row groups whose statistics rule every row out, and says how many", async () => {
-    const [{ groups }] = (await query(`SELECT count(DISTINCT (file_name, row_group_id))::INT AS groups FROM parquet_metadata('${sql(folder)}/**/*.parquet')`)) as [{ groups: number }];
+    const [{ groups }] = (await query(`SELECT count(DISTINCT (file_name, row_group_id))::INT AS groups FROM parquet_metadata('${sql(sample.folder)}/**/*.parquet')`)) as [{ groups: number }];
     let report: ScanReport | undefined;
-    const table = await readDataset(folder, { where: [["id", "<", 30]], columns: ["id"], onScan: (r) => { report = r; } });
+    const table = await readDataset(sample.folder, { where: [["id", "<", 30]], columns: ["id"], onScan: (r) => { report = r; } });
     expect(table.numRows).toBe(30);
     expect(report?.rowGroups).toBe(groups);
     // ids ascend within each partition's files, so most row groups start above 30.
@@ -67,13 +59,13 @@ describe("readDataset row filters", () => {
     expect(report?.rowsRead).toBeLessThan(400);
     // Rows read are those of the row groups kept: check it against the footers' row counts.
     const [{ kept }] = (await query(
-      `SELECT sum(row_group_num_rows)::INT AS kept FROM (SELECT DISTINCT file_name, row_group_id, row_group_num_rows FROM parquet_metadata('${sql(folder)}/**/*.parquet') WHERE path_in_schema = 'id' AND stats_min_value::BIGINT < 30)`,
+      `SELECT sum(row_group_num_rows)::INT AS kept FROM (SELECT DISTINCT file_name, row_group_id, row_group_num_rows FROM parquet_metadata('${sql(sample.folder)}/**/*.parquet') WHERE path_in_schema = 'id' AND stats_min_value::BIGINT < 30)`,
     )) as [{ kept: number }];
     expect(report?.rowsRead).toBe(kept);
   });
 
   test("a condition on a partition column only in folder names skips whole files", async () => {
-    const other = join(dir.path, "duck");
+    const other = join(sample.path, "duck");
     await query(`COPY (SELECT i AS n, ['p', 'q', 'r/s'][i % 3 + 1] AS k FROM range(30) t(i)) TO '${sql(other)}' (FORMAT parquet, PARTITION_BY (k))`);
     let report: ScanReport | undefined;
     const table = await readDataset(other, { where: [["k", "!=", "q"], ["n", ">", 5]], onScan: (r) => { report = r; } });
@@ -85,7 +77,7 @@ describe("readDataset row filters", () => {
 
   test("NaN matches no comparison but != (IEEE 754, as in JavaScript); float statistics skip row groups, a NaN bound is ignored", async () => {
     // Written with parquet-wasm (sluice's writer refuses NaN; DuckDB's ignores small row groups).
-    const file = join(dir.path, "nan.parquet");
+    const file = join(sample.path, "nan.parquet");
     const x = Array.from({ length: 200 }, (_, i) => (i % 7 === 0 && i < 60 ? Number.NaN : i % 11 === 0 ? null : i / 4));
     const table = new Table({ id: vectorFromArray(Array.from({ length: 200 }, (_, i) => i), new Int32()), x: vectorFromArray(x, new Float64()) });
     const props = new pq.WriterPropertiesBuilder().setMaxRowGroupSize(20).setStatisticsEnabled(pq.EnabledStatistics.Chunk).build();
@@ -104,7 +96,7 @@ describe("readDataset row filters", () => {
 
   test("the limit counts matching rows, and batches hold only matching rows", async () => {
     let total = 0;
-    for await (const batch of readDatasetBatches(folder, { where: [["ok", "=", false]], columns: ["id", "ok"], batchSize: 7, limit: 50 })) {
+    for await (const batch of readDatasetBatches(sample.folder, { where: [["ok", "=", false]], columns: ["id", "ok"], batchSize: 7, limit: 50 })) {
       expect(batch.getChild("ok")?.toArray().every((v: boolean) => v === false)).toBe(true);
       total += batch.numRows;
     }
@@ -112,15 +104,15 @@ describe("readDataset row filters", () => {
   });
 
   test("filters on a column it does not return", async () => {
-    const table = await readDataset(folder, { where: [["score", ">", 10]], columns: ["id"] });
-    const expected = await query(`SELECT id::INT AS id FROM ${dataset(folder)} WHERE score > 10 ORDER BY id`);
+    const table = await readDataset(sample.folder, { where: [["score", ">", 10]], columns: ["id"] });
+    const expected = await query(`SELECT id::INT AS id FROM ${dataset(sample.folder)} WHERE score > 10 ORDER BY id`);
     expect(table.schema.fields.map((f) => f.name)).toEqual(["id"]);
     expect(byId(rowsOf(table))).toEqual(expected);
   });
 
   test("lists, structs and nulls survive the row picking whole", async () => {
-    const table = await readDataset(folder, { where: [["id", "in", [3, 9, 18, 19, 100]]], columns: ["id", "tags", "nested", "note"] });
-    const expected = await query(`SELECT id::INT AS id, tags, {'a': nested.a::INT, 'b': nested.b} AS nested, note FROM ${dataset(folder)} WHERE id IN (3, 9, 18, 19, 100) ORDER BY id`);
+    const table = await readDataset(sample.folder, { where: [["id", "in", [3, 9, 18, 19, 100]]], columns: ["id", "tags", "nested", "note"] });
+    const expected = await query(`SELECT id::INT AS id, tags, {'a': nested.a::INT, 'b': nested.b} AS nested, note FROM ${dataset(sample.folder)} WHERE id IN (3, 9, 18, 19, 100) ORDER BY id`);
     expect(byId(rowsOf(table))).toEqual(expected);
   });
 
@@ -133,7 +125,7 @@ describe("readDataset row filters", () => {
     [[["tags", "=", "x"]], 'column "tags" is List<Utf8>; conditions compare numbers'],
     [[["id", "in", 3]], '"in" takes a list of values'],
   ] as const)("refuses a bad condition with a message naming it: %j", async (where, message) => {
-    await expect(readDataset(folder, { where: where as unknown as RowCondition[] })).rejects.toThrow(message);
+    await expect(readDataset(sample.folder, { where: where as unknown as RowCondition[] })).rejects.toThrow(message);
   });
 });
 

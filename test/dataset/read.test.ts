@@ -1,26 +1,18 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { readDataset, readDatasetBatches } from "../../src/dataset/read.ts";
 import { rowsOf } from "../../src/notebook/values.ts";
-import { dataset, query, tempDir } from "../helpers/duckdb.ts";
-import { writeSample } from "../helpers/sample.ts";
+import { dataset, query } from "../helpers/duckdb.ts";
+import { sampleDataset } from "../helpers/sample.ts";
 
 const sql = (text: string) => text.replaceAll("'", "''");
 
 describe("readDataset", () => {
-  let dir: { path: string; remove: () => Promise<void> };
-  let folder: string;
-
-  beforeAll(async () => {
-    dir = await tempDir();
-    folder = join(dir.path, "sample");
-    await writeSample(folder);
-  });
-  afterAll(() => dir.remove());
+  const sample = sampleDataset();
 
   /** The rows DuckDB reads for a filter, in the shape rowsOf gives, sorted by id. */
   async function duck(where: string, select = `id::INT AS id, name, score, strftime("at", '%Y-%m-%dT%H:%M:%S.%fZ') AS "at", tags, region`) {
-    return query(`SELECT ${select} FROM ${dataset(folder)} WHERE ${where} ORDER BY id`);
+    return query(`SELECT ${select} FROM ${dataset(sample.folder)} WHERE ${where} ORDER BY id`);
   }
   const byId = (rows: Record<string, unknown>[]) => rows.sort((a, b) => (a.id as number) - (b.id as number));
 
@@ -31,7 +23,7 @@ describe("readDataset", () => {
     ["a predicate", { region: (value: string | null) => value !== null && value.length === 2 }, "length(region) = 2"],
   ] as const)("filters partitions by %s and returns the chosen columns, as DuckDB reads them", async (_name, where, duckWhere) => {
     const columns = ["id", "name", "score", "at", "tags", "region"];
-    const table = await readDataset(folder, { where, columns });
+    const table = await readDataset(sample.folder, { where, columns });
     expect(table.schema.fields.map((f) => f.name)).toEqual(columns);
     const expected = await duck(duckWhere);
     expect(expected.length).toBeGreaterThan(0);
@@ -39,8 +31,8 @@ describe("readDataset", () => {
   });
 
   test("reads every column of every partition with the types the schema gave them", async () => {
-    const table = await readDataset(folder);
-    const [count] = await query(`SELECT count(*)::INT AS n FROM ${dataset(folder)}`);
+    const table = await readDataset(sample.folder);
+    const [count] = await query(`SELECT count(*)::INT AS n FROM ${dataset(sample.folder)}`);
     expect(table.numRows).toBe(count.n as number);
     expect(Object.fromEntries(table.schema.fields.map((f) => [f.name, String(f.type)]))).toMatchObject({
       id: "Int64",
@@ -52,39 +44,39 @@ describe("readDataset", () => {
   });
 
   test("prunes partitions before opening files: a broken file in another partition is never read", async () => {
-    const broken = join(folder, "region=zz", "part-0.parquet");
+    const broken = join(sample.folder, "region=zz", "part-0.parquet");
     await Bun.write(broken, "not parquet");
     try {
-      const table = await readDataset(folder, { where: { region: "eu" }, columns: ["id"] });
+      const table = await readDataset(sample.folder, { where: { region: "eu" }, columns: ["id"] });
       expect(table.numRows).toBe(100);
-      await expect(readDataset(folder, { columns: ["id"] })).rejects.toThrow(broken);
+      await expect(readDataset(sample.folder, { columns: ["id"] })).rejects.toThrow(broken);
     } finally {
       await Bun.file(broken).delete();
     }
   });
 
   test("returns an empty table with the chosen columns when no partition matches", async () => {
-    const table = await readDataset(folder, { where: { region: "nowhere" }, columns: ["name", "id"] });
+    const table = await readDataset(sample.folder, { where: { region: "nowhere" }, columns: ["name", "id"] });
     expect(table.numRows).toBe(0);
     expect(table.schema.fields.map((f) => `${f.name}: ${f.type}`)).toEqual(["name: Utf8", "id: Int64"]);
   });
 
   test("streams batches of batchSize rows and stops at the limit", async () => {
     const sizes: number[] = [];
-    for await (const batch of readDatasetBatches(folder, { columns: ["id"], batchSize: 16, limit: 70 })) sizes.push(batch.numRows);
+    for await (const batch of readDatasetBatches(sample.folder, { columns: ["id"], batchSize: 16, limit: 70 })) sizes.push(batch.numRows);
     expect(sizes.reduce((a, b) => a + b, 0)).toBe(70);
     expect(Math.max(...sizes)).toBeLessThanOrEqual(16);
   });
 
   test("closes the file when the reader stops early", async () => {
-    const batches = readDatasetBatches(folder, { batchSize: 10 });
+    const batches = readDatasetBatches(sample.folder, { batchSize: 10 });
     const first = await batches.next();
     expect(first.done).toBe(false);
     expect(await batches.return(undefined)).toEqual({ done: true, value: undefined });
   });
 
   test("adds partition columns that only live in folder names, as DuckDB's hive partitioning does", async () => {
-    const other = join(dir.path, "duck");
+    const other = join(sample.path, "duck");
     await query(`COPY (SELECT i AS n, ['p', 'q', 'r/s'][i % 3 + 1] AS k FROM range(30) t(i)) TO '${sql(other)}' (FORMAT parquet, PARTITION_BY (k))`);
     const table = await readDataset(other, { where: { k: ["q", "r/s"] } });
     expect(table.schema.fields.map((f) => `${f.name}: ${f.type}`)).toEqual(["n: Int64", "k: Utf8"]);
@@ -96,8 +88,8 @@ describe("readDataset", () => {
   });
 
   test("names the unknown key, the unknown column or the missing path", async () => {
-    await expect(readDataset(folder, { where: { country: "DE" } })).rejects.toThrow('"country" is not a partition key of');
-    await expect(readDataset(folder, { columns: ["id", "wat"] })).rejects.toThrow('column "wat" is not in');
-    await expect(readDataset(join(dir.path, "nope"))).rejects.toThrow(`${join(dir.path, "nope")} does not exist`);
+    await expect(readDataset(sample.folder, { where: { country: "DE" } })).rejects.toThrow('"country" is not a partition key of');
+    await expect(readDataset(sample.folder, { columns: ["id", "wat"] })).rejects.toThrow('column "wat" is not in');
+    await expect(readDataset(join(sample.path, "nope"))).rejects.toThrow(`${join(sample.path, "nope")} does not exist`);
   });
 });

@@ -5,11 +5,14 @@
  * UTF-16 orders differ, strings long enough for writers to truncate their statistics, lists and
  * structs.
  */
+import { afterAll, beforeAll } from "bun:test";
+import { join } from "node:path";
 import { from } from "rxjs";
 import * as v from "valibot";
 import { run } from "../../src/run/run.ts";
 import { isoInstant } from "../../src/schema/instant.ts";
 import { toParquet } from "../../src/sinks/toParquet.ts";
+import { tempDir } from "./duckdb.ts";
 
 export const SampleRow = v.object({
   id: v.pipe(v.number(), v.integer()),
@@ -67,4 +70,29 @@ export async function writeSample(folder: string, count = 400): Promise<SampleRo
     { handleSignals: false },
   );
   return rows;
+}
+
+/**
+ * The sample dataset in a temporary folder for the enclosing `describe`'s tests: written before
+ * them (in `<path>/sample`, see {@link writeSample}) and removed with the folder after them. `path`
+ * is the temporary folder, free for a test's other files; `folder` is the dataset.
+ */
+export function sampleDataset() {
+  let dir: { path: string; remove: () => Promise<void> } | undefined;
+  beforeAll(async () => {
+    dir = await tempDir();
+    await writeSample(join(dir.path, "sample"));
+  });
+  afterAll(async () => {
+    await dir?.remove();
+  });
+  return {
+    get path(): string {
+      if (!dir) throw new Error("sampleDataset: used outside a test");
+      return dir.path;
+    },
+    get folder(): string {
+      return join(this.path, "sample");
+    },
+  };
 }

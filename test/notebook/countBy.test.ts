@@ -1,25 +1,17 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { join } from "node:path";
+import { describe, expect, test } from "bun:test";
 import { tableFromArrays } from "apache-arrow";
 import { readDataset } from "../../src/dataset/read.ts";
 import { countBy } from "../../src/notebook/countBy.ts";
-import { dataset, query, tempDir } from "../helpers/duckdb.ts";
-import { writeSample } from "../helpers/sample.ts";
+import { dataset, query } from "../helpers/duckdb.ts";
+import { sampleDataset } from "../helpers/sample.ts";
 
 describe("countBy", () => {
-  let dir: Awaited<ReturnType<typeof tempDir>>;
-  let folder: string;
-  beforeAll(async () => {
-    dir = await tempDir();
-    folder = join(dir.path, "sample");
-    await writeSample(folder);
-  });
-  afterAll(() => dir.remove());
+  const sample = sampleDataset();
 
   test.each(["region", "day", "ok", "note"])("counts a dataset's rows by %s as DuckDB's GROUP BY does", async (column) => {
-    const table = await readDataset(folder);
+    const table = await readDataset(sample.folder);
     const counts = countBy(table, column);
-    const expected = await query(`SELECT "${column}"::VARCHAR AS key, count(*)::INT AS n FROM ${dataset(folder)} GROUP BY ALL`);
+    const expected = await query(`SELECT "${column}"::VARCHAR AS key, count(*)::INT AS n FROM ${dataset(sample.folder)} GROUP BY ALL`);
     const text = (value: unknown) => (value === null ? null : String(value));
     const byKey = (rows: { key: string | null; n: number }[]) => rows.sort((a, b) => String(a.key).localeCompare(String(b.key)));
     expect(byKey(counts.map((c) => ({ key: text(c[column]), n: c.count })))).toEqual(

@@ -1,21 +1,14 @@
-import { afterAll, beforeAll, describe as group, expect, test } from "bun:test";
+import { describe as group, expect, test } from "bun:test";
 import { join } from "node:path";
 import { tableFromArrays } from "apache-arrow";
 import { readDataset } from "../../src/dataset/read.ts";
 import { describe } from "../../src/notebook/describe.ts";
 import { DistinctCounter, EXACT_LIMIT } from "../../src/notebook/distinct.ts";
-import { dataset, query, tempDir } from "../helpers/duckdb.ts";
-import { writeSample } from "../helpers/sample.ts";
+import { dataset, query } from "../helpers/duckdb.ts";
+import { sampleDataset } from "../helpers/sample.ts";
 
 group("describe", () => {
-  let dir: Awaited<ReturnType<typeof tempDir>>;
-  let folder: string;
-  beforeAll(async () => {
-    dir = await tempDir();
-    folder = join(dir.path, "sample");
-    await writeSample(folder);
-  });
-  afterAll(() => dir.remove());
+  const sample = sampleDataset();
 
   /** DuckDB's figures for one column, in describe's shapes (timestamps and dates as ISO text, int64 as numbers). */
   async function duck(column: string, kind: "number" | "string" | "timestamp" | "date" | "boolean" | "nested", where = "true") {
@@ -24,7 +17,7 @@ group("describe", () => {
     const minMax = kind === "nested" ? "NULL AS min, NULL AS max" : `${shown(`min(${c})`)} AS min, ${shown(`max(${c})`)} AS max`;
     const mean = kind === "number" ? `avg(${c})::DOUBLE` : "NULL";
     const [row] = await query(
-      `SELECT count(${c})::INT AS count, (count(*) - count(${c}))::INT AS nulls, ${minMax}, ${mean} AS mean, count(DISTINCT ${c})::INT AS distinct FROM ${dataset(folder)} WHERE ${where}`,
+      `SELECT count(${c})::INT AS count, (count(*) - count(${c}))::INT AS nulls, ${minMax}, ${mean} AS mean, count(DISTINCT ${c})::INT AS distinct FROM ${dataset(sample.folder)} WHERE ${where}`,
     );
     const r = row as Record<string, unknown>;
     // DuckDB's JSON rows give BIGINT min/max as text.
@@ -48,7 +41,7 @@ group("describe", () => {
   } as const;
 
   test("gives DuckDB's count, nulls, min, max, mean and exact distinct counts for every kind of column of a dataset", async () => {
-    const rows = await describe(folder, { batchSize: 37 });
+    const rows = await describe(sample.folder, { batchSize: 37 });
     for (const [column, kind] of Object.entries(KINDS)) {
       const got = rows.find((r) => r.column === column);
       const expected = await duck(column, kind);
@@ -61,16 +54,16 @@ group("describe", () => {
   });
 
   test("keeps int64 values beyond 2^53 exact in min and max", async () => {
-    const [{ min, max }] = (await query(`SELECT min(big)::VARCHAR AS min, max(big)::VARCHAR AS max FROM ${dataset(folder)}`)) as [{ min: string; max: string }];
-    const big = (await describe(folder, { columns: ["big"] }))[0];
+    const [{ min, max }] = (await query(`SELECT min(big)::VARCHAR AS min, max(big)::VARCHAR AS max FROM ${dataset(sample.folder)}`)) as [{ min: string; max: string }];
+    const big = (await describe(sample.folder, { columns: ["big"] }))[0];
     expect(String(big?.min)).toBe(min);
     expect(String(big?.max)).toBe(max);
   });
 
   test("describes a table in memory the same as the dataset it was read from, and filters rows first with where", async () => {
-    const table = await readDataset(folder);
-    expect(await describe(table)).toEqual(await describe(folder));
-    const filtered = await describe(folder, { columns: ["score"], where: [["region", "=", "eu"]] });
+    const table = await readDataset(sample.folder);
+    expect(await describe(table)).toEqual(await describe(sample.folder));
+    const filtered = await describe(sample.folder, { columns: ["score"], where: [["region", "=", "eu"]] });
     const expected = await duck("score", "number", "region = 'eu'");
     expect(filtered[0]).toMatchObject({ count: expected.count, nulls: expected.nulls, min: expected.min, max: expected.max, distinct: expected.distinct });
   });
@@ -103,24 +96,24 @@ group("describe", () => {
     expect(rows[0]).toMatchObject({ count: 5, nulls: 0, min: -5, distinct: 4 });
     expect(rows[0]?.max).toBeNaN();
     expect(rows[1]).toMatchObject({ min: "", max: "b", distinct: 3, mean: null });
-    const empty = await describe(folder, { columns: ["id", "name"], where: [["id", "<", 0]] });
+    const empty = await describe(sample.folder, { columns: ["id", "name"], where: [["id", "<", 0]] });
     expect(empty).toEqual([
       { column: "id", type: "int64", count: 0, nulls: 0, min: null, max: null, mean: null, distinct: 0 },
       { column: "name", type: "string", count: 0, nulls: 0, min: null, max: null, mean: null, distinct: 0 },
     ]);
-    const nulls = (await describe(folder, { columns: ["score"], where: [["score", "is null"]] }))[0];
+    const nulls = (await describe(sample.folder, { columns: ["score"], where: [["score", "is null"]] }))[0];
     expect(nulls).toMatchObject({ count: 0, nulls: 80, min: null, max: null, mean: null, distinct: 0 });
   });
 
   test("prints as a table with thousands separators in the counts", async () => {
-    const text = Bun.inspect(await describe(folder, { columns: ["id", "day"] }));
+    const text = Bun.inspect(await describe(sample.folder, { columns: ["id", "day"] }));
     expect(text.split("\n")[0]).toMatch(/^column │ type\s+│ count │ nulls │ min\s+│ max\s+│ mean\s+│ distinct$/);
     expect(text).toContain("2 rows");
   });
 
   test("names a missing column or path", async () => {
-    await expect(describe(folder, { columns: ["wat"] })).rejects.toThrow('column "wat" is not in');
+    await expect(describe(sample.folder, { columns: ["wat"] })).rejects.toThrow('column "wat" is not in');
     await expect(describe(tableFromArrays({ a: [1] }), { columns: ["b"] })).rejects.toThrow('describe: no column "b"; the table has a');
-    await expect(describe(join(dir.path, "nope"))).rejects.toThrow("does not exist");
+    await expect(describe(join(sample.path, "nope"))).rejects.toThrow("does not exist");
   });
 });

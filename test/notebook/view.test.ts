@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { tableFromArrays } from "apache-arrow";
 import { from } from "rxjs";
@@ -7,21 +7,13 @@ import { readDataset } from "../../src/dataset/read.ts";
 import { collect, collectTable } from "../../src/notebook/collect.ts";
 import { formatTable } from "../../src/notebook/table.ts";
 import { formatPreview, withPreview } from "../../src/notebook/view.ts";
-import { tempDir } from "../helpers/duckdb.ts";
-import { writeSample } from "../helpers/sample.ts";
+import { sampleDataset } from "../helpers/sample.ts";
 
 describe("the compact view of tables and arrays in a REPL", () => {
-  let dir: Awaited<ReturnType<typeof tempDir>>;
-  let folder: string;
-  beforeAll(async () => {
-    dir = await tempDir();
-    folder = join(dir.path, "sample");
-    await writeSample(folder);
-  });
-  afterAll(() => dir.remove());
+  const sample = sampleDataset();
 
   test("a table from readDataset prints its first 10 rows and its size, not Arrow's internals", async () => {
-    const table = await readDataset(folder, { columns: ["id", "name", "score"] });
+    const table = await readDataset(sample.folder, { columns: ["id", "name", "score"] });
     const printed = Bun.inspect(table);
     expect(printed).toBe(`${formatTable(table, undefined, { limit: 10, width: 100 })}\n400 rows × 3 columns`);
     expect(printed.split("\n")).toHaveLength(2 + 10 + 1 + 1);
@@ -30,7 +22,7 @@ describe("the compact view of tables and arrays in a REPL", () => {
   });
 
   test("a table too wide for the width prints its rows as column │ value blocks", async () => {
-    const table = await readDataset(folder);
+    const table = await readDataset(sample.folder);
     const printed = formatPreview(table, { width: 80 });
     expect(printed.split("\n")[0]).toStartWith("─[ row 1 ]─");
     for (const line of printed.split("\n")) expect(Bun.stringWidth(line)).toBeLessThanOrEqual(80);
@@ -38,8 +30,8 @@ describe("the compact view of tables and arrays in a REPL", () => {
   });
 
   test("an empty result and a one-row table say so", async () => {
-    expect(Bun.inspect(await readDataset(folder, { where: { region: "nowhere" }, columns: ["id"] })).split("\n").at(-1)).toBe("0 rows × 1 column");
-    expect(Bun.inspect(await readDataset(folder, { limit: 1, columns: ["id"] })).split("\n").at(-1)).toBe("1 row × 1 column");
+    expect(Bun.inspect(await readDataset(sample.folder, { where: { region: "nowhere" }, columns: ["id"] })).split("\n").at(-1)).toBe("0 rows × 1 column");
+    expect(Bun.inspect(await readDataset(sample.folder, { limit: 1, columns: ["id"] })).split("\n").at(-1)).toBe("1 row × 1 column");
   });
 
   test("collect and collectTable results print compactly too; the values are otherwise untouched", async () => {
