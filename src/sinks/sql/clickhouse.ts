@@ -15,18 +15,20 @@
  */
 import type { ColumnKind } from "../../schema/columns.ts";
 import {
-  addLedgerRow,
   type BatchWrite,
   type Dialect,
+  LEDGER_COLUMNS,
   LEDGER_TABLE,
   type LedgerContents,
+  ledgerContents,
+  ledgerRows,
   landRows,
-  messageOf,
   type Refusal,
   redact,
   type SqlColumn,
   SqlWriteError,
   type TableSetup,
+  writeFailure,
 } from "./dialect.ts";
 
 /** A backtick-quoted ClickHouse identifier: backslash and backtick escaped with a backslash. */
@@ -108,7 +110,7 @@ export class ClickHouseDialect implements Dialect {
   }
 
   #fail(table: string, what: string, error: unknown, advice = ""): SqlWriteError {
-    return new SqlWriteError(this.target, table, `${what} (${redact(messageOf(error), this.#password)})${advice ? `: ${advice}` : ""}`, error);
+    return writeFailure(this.target, table, what, error, this.#password, advice);
   }
 
   async prepare(setup: TableSetup): Promise<void> {
@@ -162,11 +164,9 @@ export class ClickHouseDialect implements Dialect {
         },
         refused,
       );
-      const { runId, checkpoint } = batch.ledger;
-      const lines = batch.ledger
-        .ranges(refused)
-        .map((r) => JSON.stringify({ table_name: setup.table, checkpoint, run_id: runId, source: r.source, first_line: r.firstLine, last_line: r.lastLine, replaced: null }));
-      if (lines.length > 0) await this.#send(`INSERT INTO ${q(LEDGER_TABLE)} (table_name, checkpoint, run_id, source, first_line, last_line, replaced) FORMAT JSONEachRow`, `${lines.join("\n")}\n`);
+      const columns = LEDGER_COLUMNS.split(", ");
+      const lines = ledgerRows(setup.table, batch, refused).map((row) => JSON.stringify(Object.fromEntries(row.map((value, c) => [columns[c], value]))));
+      if (lines.length > 0) await this.#send(`INSERT INTO ${q(LEDGER_TABLE)} (${LEDGER_COLUMNS}) FORMAT JSONEachRow`, `${lines.join("\n")}\n`);
     } catch (error) {
       throw this.#fail(setup.table, "the batch could not be written", error);
     }
@@ -175,7 +175,6 @@ export class ClickHouseDialect implements Dialect {
 
   async readLedger(checkpoint: string): Promise<LedgerContents> {
     const setup = this.#setup as TableSetup;
-    const contents: LedgerContents = { ranges: new Map(), replaced: new Set() };
     let text: string;
     try {
       text = await this.#send(
@@ -184,12 +183,8 @@ export class ClickHouseDialect implements Dialect {
     } catch (error) {
       throw this.#fail(setup.table, `cannot read the ledger ${LEDGER_TABLE}`, error);
     }
-    for (const line of text.split("\n")) {
-      if (!line) continue;
-      const row = JSON.parse(line) as { source: string; first_line: string | number; last_line: string | number };
-      addLedgerRow(contents, row.source, Number(row.first_line), Number(row.last_line), null);
-    }
-    return contents;
+    const lines = text.split("\n").filter((line) => line !== "");
+    return ledgerContents(lines.map((line) => JSON.parse(line) as { source: string; first_line: string | number; last_line: string | number }));
   }
 
   async clearLedger(checkpoint: string): Promise<void> {

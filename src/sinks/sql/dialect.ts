@@ -1,8 +1,8 @@
 /**
- * What `toSql` needs from a database, and what the three dialects share: identifier quoting, the
+ * What `toSql` needs from a database, and what the dialects share: identifier quoting, the
  * conversion of record values into column values (checked, never coerced), errors that name the
- * target without its password, and the split of a batch the database refused into the rows it
- * takes and the ones it does not.
+ * target without its password, the split of a batch the database refused into the rows it
+ * takes and the ones it does not, and the ledger rows a batch writes and a resumed run reads.
  *
  * A dialect knows SQL and its client; it knows nothing of flows, positions or checkpoints: the sink
  * hands it rows as arrays of already-checked values and the line ranges to record, and it answers
@@ -101,6 +101,31 @@ export interface Dialect {
 /** The ledger table, created beside the target table. */
 export const LEDGER_TABLE = "_sluice_commits";
 
+/** The ledger's columns a batch writes, in the order of {@link ledgerRows}' values. */
+export const LEDGER_COLUMNS = "table_name, checkpoint, run_id, source, first_line, last_line, replaced";
+
+/**
+ * The ledger rows of a batch written into `table`, as values in {@link LEDGER_COLUMNS} order: one
+ * per line range it claims once `refused` is left out, the replaced partitions on the first. A
+ * batch that claims no range but replaced partitions records them in a row of its own (empty
+ * source), so a resumed run does not replace them again.
+ */
+export function ledgerRows(table: string, batch: BatchWrite, refused: readonly Refusal[]): unknown[][] {
+  const { runId, checkpoint, replaced } = batch.ledger;
+  const rows: unknown[][] = batch.ledger.ranges(refused).map((r, i) => [table, checkpoint, runId, r.source, r.firstLine, r.lastLine, i === 0 ? replaced : null]);
+  if (rows.length === 0 && replaced !== null) rows.push([table, checkpoint, runId, "", 0, 0, replaced]);
+  return rows;
+}
+
+/** What ledger rows read back say (integers may come as text, as PostgreSQL's bigint does). */
+export function ledgerContents(
+  rows: Iterable<{ source: string; first_line: number | string; last_line: number | string; replaced?: string | null }>,
+): LedgerContents {
+  const contents: LedgerContents = { ranges: new Map(), replaced: new Set() };
+  for (const row of rows) addLedgerRow(contents, row.source, Number(row.first_line), Number(row.last_line), row.replaced ?? null);
+  return contents;
+}
+
 /** The lineage columns `lineage: true` adds. */
 export const LINEAGE_COLUMNS: readonly SqlColumn[] = [
   { name: "_sluice_run_id", kind: "utf8", nullable: false, key: false, indexed: false },
@@ -119,6 +144,35 @@ export class SqlWriteError extends Error {
     this.target = target;
     this.table = table;
   }
+}
+
+/**
+ * The {@link SqlWriteError} for `what` failing on `table`: the database's message in parentheses
+ * with `password` redacted, then what to do (`advice`), if anything.
+ */
+export function writeFailure(target: string, table: string, what: string, error: unknown, password: string, advice = ""): SqlWriteError {
+  return new SqlWriteError(target, table, `${what} (${redact(messageOf(error), password)})${advice ? `: ${advice}` : ""}`, error);
+}
+
+/**
+ * The column definitions of a `CREATE TABLE` for `setup`: each column with its type and
+ * `NOT NULL` unless nullable, then the primary key when there is one.
+ */
+export function columnDefinitions(setup: TableSetup, quote: (name: string) => string, typeOf: (column: SqlColumn) => string): string[] {
+  const columns = setup.columns.map((c) => `${quote(c.name)} ${typeOf(c)}${c.nullable ? "" : " NOT NULL"}`);
+  if (setup.key.length > 0) columns.push(`PRIMARY KEY (${setup.key.map(quote).join(", ")})`);
+  return columns;
+}
+
+/**
+ * The clause that makes an `INSERT` an upsert where the database has `ON CONFLICT` (PostgreSQL,
+ * SQLite): a row whose key is taken updates the other columns, or is left alone when every column
+ * is part of the key.
+ */
+export function onConflictUpdate(setup: TableSetup, quote: (name: string) => string): string {
+  const rest = setup.columns.filter((c) => !c.key);
+  const update = rest.length === 0 ? "NOTHING" : `UPDATE SET ${rest.map((c) => `${quote(c.name)} = EXCLUDED.${quote(c.name)}`).join(", ")}`;
+  return ` ON CONFLICT (${setup.key.map(quote).join(", ")}) DO ${update}`;
 }
 
 /**
@@ -312,7 +366,7 @@ export function partitionKeyOf(values: readonly unknown[]): string {
 }
 
 /** Adds one ledger row to what was read: ranges by input, partitions replaced. */
-export function addLedgerRow(contents: LedgerContents, source: string, first: number, last: number, replaced: string | null): void {
+function addLedgerRow(contents: LedgerContents, source: string, first: number, last: number, replaced: string | null): void {
   if (replaced) for (const key of JSON.parse(replaced) as string[]) contents.replaced.add(key);
   if (!source) return;
   const ranges = contents.ranges.get(source);

@@ -11,21 +11,23 @@
 import { SQL } from "bun";
 import type { ColumnKind } from "../../schema/columns.ts";
 import {
-  addLedgerRow,
   type BatchWrite,
+  columnDefinitions,
   type Dialect,
   describeUrl,
+  LEDGER_COLUMNS,
   LEDGER_TABLE,
   type LedgerContents,
+  ledgerContents,
+  ledgerRows,
   landRows,
-  messageOf,
   passwordOf,
   quoteIdentifier,
   type Refusal,
-  redact,
   type SqlColumn,
-  SqlWriteError,
+  type SqlWriteError,
   type TableSetup,
+  writeFailure,
 } from "./dialect.ts";
 
 const q = (name: string) => quoteIdentifier(name, "`", 64);
@@ -75,7 +77,7 @@ export class MysqlDialect implements Dialect {
   }
 
   #fail(table: string, what: string, error: unknown, advice = ""): SqlWriteError {
-    return new SqlWriteError(this.target, table, `${what} (${redact(messageOf(error), this.#password)})${advice ? `: ${advice}` : ""}`, error);
+    return writeFailure(this.target, table, what, error, this.#password, advice);
   }
 
   async prepare(setup: TableSetup): Promise<void> {
@@ -87,8 +89,7 @@ export class MysqlDialect implements Dialect {
       throw this.#fail(setup.table, "cannot connect to the server", error, "check that it is running and the URL, user and password");
     }
     if (setup.create) {
-      const columns = setup.columns.map((c) => `${q(c.name)} ${typeOf(c)}${c.nullable ? "" : " NOT NULL"}`);
-      if (setup.key.length > 0) columns.push(`PRIMARY KEY (${setup.key.map(q).join(", ")})`);
+      const columns = columnDefinitions(setup, q, typeOf);
       await this.#ddl(setup.table, `CREATE TABLE IF NOT EXISTS ${table} (${columns.join(", ")}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`, "cannot create the table");
     }
     try {
@@ -162,7 +163,6 @@ export class MysqlDialect implements Dialect {
 
   async readLedger(checkpoint: string): Promise<LedgerContents> {
     const setup = this.#setup as TableSetup;
-    const contents: LedgerContents = { ranges: new Map(), replaced: new Set() };
     let rows: { source: string; first_line: number | string; last_line: number | string; replaced: string | null }[];
     try {
       rows = await this.#sql.unsafe(
@@ -172,8 +172,7 @@ export class MysqlDialect implements Dialect {
     } catch (error) {
       throw this.#fail(setup.table, `cannot read the ledger ${LEDGER_TABLE}`, error);
     }
-    for (const row of rows) addLedgerRow(contents, row.source, Number(row.first_line), Number(row.last_line), row.replaced);
-    return contents;
+    return ledgerContents(rows);
   }
 
   async clearLedger(checkpoint: string): Promise<void> {
@@ -191,14 +190,11 @@ export class MysqlDialect implements Dialect {
 }
 
 async function writeLedger(tx: SQL, table: string, batch: BatchWrite, refused: readonly Refusal[]): Promise<void> {
-  const { runId, checkpoint, replaced } = batch.ledger;
-  const ranges = batch.ledger.ranges(refused);
-  const rows: unknown[][] = ranges.map((r, i) => [table, checkpoint, runId, r.source, r.firstLine, r.lastLine, i === 0 ? replaced : null]);
-  if (rows.length === 0 && replaced !== null) rows.push([table, checkpoint, runId, "", 0, 0, replaced]);
+  const rows = ledgerRows(table, batch, refused);
   for (let start = 0; start < rows.length; start += 1000) {
     const part = rows.slice(start, start + 1000);
     await tx.unsafe(
-      `INSERT INTO ${q(LEDGER_TABLE)} (table_name, checkpoint, run_id, source, first_line, last_line, replaced) VALUES ${part.map(() => "(?, ?, ?, ?, ?, ?, ?)").join(", ")}`,
+      `INSERT INTO ${q(LEDGER_TABLE)} (${LEDGER_COLUMNS}) VALUES ${part.map(() => "(?, ?, ?, ?, ?, ?, ?)").join(", ")}`,
       part.flat(),
     );
   }

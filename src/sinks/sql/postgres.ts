@@ -12,21 +12,24 @@
 import { SQL } from "bun";
 import type { ColumnKind } from "../../schema/columns.ts";
 import {
-  addLedgerRow,
   type BatchWrite,
+  columnDefinitions,
   type Dialect,
   describeUrl,
   isRowError,
+  LEDGER_COLUMNS,
   LEDGER_TABLE,
   type LedgerContents,
+  ledgerContents,
+  ledgerRows,
   landRows,
-  messageOf,
+  onConflictUpdate,
   passwordOf,
   quoteIdentifier,
   type Refusal,
-  redact,
-  SqlWriteError,
+  type SqlWriteError,
   type TableSetup,
+  writeFailure,
 } from "./dialect.ts";
 
 const q = (name: string) => quoteIdentifier(name, '"', 63);
@@ -82,7 +85,7 @@ export class PostgresDialect implements Dialect {
   }
 
   #fail(table: string, what: string, error: unknown, advice = ""): SqlWriteError {
-    return new SqlWriteError(this.target, table, `${what} (${redact(messageOf(error), this.#password)})${advice ? `: ${advice}` : ""}`, error);
+    return writeFailure(this.target, table, what, error, this.#password, advice);
   }
 
   async prepare(setup: TableSetup): Promise<void> {
@@ -94,8 +97,7 @@ export class PostgresDialect implements Dialect {
       throw this.#fail(setup.table, "cannot connect to the server", error, "check that it is running and the URL, user and password");
     }
     if (setup.create) {
-      const columns = setup.columns.map((c) => `${q(c.name)} ${TYPES[c.kind]}${c.nullable ? "" : " NOT NULL"}`);
-      if (setup.key.length > 0) columns.push(`PRIMARY KEY (${setup.key.map(q).join(", ")})`);
+      const columns = columnDefinitions(setup, q, (c) => TYPES[c.kind]);
       await this.#ddl(setup.table, `CREATE TABLE IF NOT EXISTS ${table} (${columns.join(", ")})`, "cannot create the table");
     }
     try {
@@ -140,12 +142,7 @@ export class PostgresDialect implements Dialect {
     // An upsert batch may hold a key twice, which one INSERT ... ON CONFLICT refuses: the staging
     // rows carry their order, and the last row of each key is the one written.
     let insert = `INSERT INTO ${table} (${names}) SELECT DISTINCT ON (${keys}) ${names} FROM ${stage} ORDER BY ${keys}, sluice_ord DESC`;
-    if (upsert) {
-      const rest = setup.columns.filter((c) => !c.key);
-      insert += ` ON CONFLICT (${keys}) DO ${
-        rest.length === 0 ? "NOTHING" : `UPDATE SET ${rest.map((c) => `${q(c.name)} = EXCLUDED.${q(c.name)}`).join(", ")}`
-      }`;
-    }
+    if (upsert) insert += onConflictUpdate(setup, q);
     const all = batch.rows.map((_, i) => i);
     // Each statement waits for a turn of the event loop, which the sources keep busy parsing the
     // next batch: the common case, a batch the database takes whole, goes without savepoints (four
@@ -191,7 +188,6 @@ export class PostgresDialect implements Dialect {
 
   async readLedger(checkpoint: string): Promise<LedgerContents> {
     const setup = this.#setup as TableSetup;
-    const contents: LedgerContents = { ranges: new Map(), replaced: new Set() };
     let rows: { source: string; first_line: string; last_line: string; replaced: string | null }[];
     try {
       rows = await this.#sql.unsafe(
@@ -201,8 +197,7 @@ export class PostgresDialect implements Dialect {
     } catch (error) {
       throw this.#fail(setup.table, `cannot read the ledger ${LEDGER_TABLE}`, error);
     }
-    for (const row of rows) addLedgerRow(contents, row.source, Number(row.first_line), Number(row.last_line), row.replaced);
-    return contents;
+    return ledgerContents(rows);
   }
 
   async clearLedger(checkpoint: string): Promise<void> {
@@ -243,15 +238,12 @@ async function copyRows(sql: SQL, statement: string, rows: readonly (readonly un
 
 /** The ledger rows of a batch, inside its transaction: the database itself records what landed. */
 async function writeLedger(tx: SQL, table: string, batch: BatchWrite, refused: readonly Refusal[]): Promise<void> {
-  const { runId, checkpoint, replaced } = batch.ledger;
-  const ranges = batch.ledger.ranges(refused);
-  const rows: unknown[][] = ranges.map((r, i) => [table, checkpoint, runId, r.source, r.firstLine, r.lastLine, i === 0 ? replaced : null]);
-  if (rows.length === 0 && replaced !== null) rows.push([table, checkpoint, runId, "", 0, 0, replaced]);
+  const rows = ledgerRows(table, batch, refused);
   for (let start = 0; start < rows.length; start += 1000) {
     const part = rows.slice(start, start + 1000);
     const values = part.map((_, r) => `(${[1, 2, 3, 4, 5, 6, 7].map((c) => `$${r * 7 + c}`).join(", ")})`).join(", ");
     await tx.unsafe(
-      `INSERT INTO ${q(LEDGER_TABLE)} (table_name, checkpoint, run_id, source, first_line, last_line, replaced) VALUES ${values}`,
+      `INSERT INTO ${q(LEDGER_TABLE)} (${LEDGER_COLUMNS}) VALUES ${values}`,
       part.flat(),
     );
   }

@@ -13,17 +13,22 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import type { ColumnKind } from "../../schema/columns.ts";
 import {
-  addLedgerRow,
   type BatchWrite,
+  columnDefinitions,
   type Dialect,
   isRowError,
+  LEDGER_COLUMNS,
   LEDGER_TABLE,
   type LedgerContents,
+  ledgerContents,
+  ledgerRows,
   messageOf,
+  onConflictUpdate,
   quoteIdentifier,
   type Refusal,
-  SqlWriteError,
+  type SqlWriteError,
   type TableSetup,
+  writeFailure,
 } from "./dialect.ts";
 
 const q = (name: string) => quoteIdentifier(name, '"', 1024);
@@ -66,7 +71,8 @@ export class SqliteDialect implements Dialect {
   }
 
   #fail(table: string, what: string, error: unknown): SqlWriteError {
-    return new SqlWriteError(this.target, table, `${what} (${messageOf(error)})`, error);
+    // A file path holds no password to redact.
+    return writeFailure(this.target, table, what, error, "");
   }
 
   async prepare(setup: TableSetup): Promise<void> {
@@ -84,8 +90,7 @@ export class SqliteDialect implements Dialect {
     }
     try {
       if (setup.create) {
-        const columns = setup.columns.map((c) => `${q(c.name)} ${TYPES[c.kind]}${c.nullable ? "" : " NOT NULL"}`);
-        if (setup.key.length > 0) columns.push(`PRIMARY KEY (${setup.key.map(q).join(", ")})`);
+        const columns = columnDefinitions(setup, q, (c) => TYPES[c.kind]);
         db.run(`CREATE TABLE IF NOT EXISTS ${table} (${columns.join(", ")}) STRICT`);
       }
     } catch (error) {
@@ -98,12 +103,7 @@ export class SqliteDialect implements Dialect {
       throw this.#fail(setup.table, "the table is missing or lacks a column", error);
     }
     let sql = `INSERT INTO ${table} (${names}) VALUES (${setup.columns.map(() => "?").join(", ")})`;
-    if (setup.mode === "upsert") {
-      const rest = setup.columns.filter((c) => !c.key);
-      sql += ` ON CONFLICT (${setup.key.map(q).join(", ")}) DO ${
-        rest.length === 0 ? "NOTHING" : `UPDATE SET ${rest.map((c) => `${q(c.name)} = excluded.${q(c.name)}`).join(", ")}`
-      }`;
-    }
+    if (setup.mode === "upsert") sql += onConflictUpdate(setup, q);
     try {
       this.#insert = db.prepare(sql);
       db.run(`CREATE TABLE IF NOT EXISTS ${q(LEDGER_TABLE)} (table_name TEXT NOT NULL, checkpoint TEXT, run_id TEXT NOT NULL,
@@ -139,15 +139,8 @@ export class SqliteDialect implements Dialect {
           refused.push({ index: i, message: messageOf(error) });
         }
       }
-      const ledger = db.prepare(
-        `INSERT INTO ${q(LEDGER_TABLE)} (table_name, checkpoint, run_id, source, first_line, last_line, replaced) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      );
-      const { runId, checkpoint, replaced } = batch.ledger;
-      const ranges = batch.ledger.ranges(refused);
-      ranges.forEach((r, i) => {
-        ledger.run(setup.table, checkpoint, runId, r.source, r.firstLine, r.lastLine, i === 0 ? replaced : null);
-      });
-      if (ranges.length === 0 && replaced !== null) ledger.run(setup.table, checkpoint, runId, "", 0, 0, replaced);
+      const ledger = db.prepare(`INSERT INTO ${q(LEDGER_TABLE)} (${LEDGER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)`);
+      for (const row of ledgerRows(setup.table, batch, refused)) ledger.run(...(row as never[]));
       db.run("COMMIT");
     } catch (error) {
       try {
@@ -162,12 +155,10 @@ export class SqliteDialect implements Dialect {
 
   async readLedger(checkpoint: string): Promise<LedgerContents> {
     const setup = this.#setup as TableSetup;
-    const contents: LedgerContents = { ranges: new Map(), replaced: new Set() };
     const rows = (this.#db as Database)
       .query(`SELECT source, first_line, last_line, replaced FROM ${q(LEDGER_TABLE)} WHERE table_name = ? AND checkpoint = ?`)
       .all(setup.table, checkpoint) as { source: string; first_line: number; last_line: number; replaced: string | null }[];
-    for (const row of rows) addLedgerRow(contents, row.source, row.first_line, row.last_line, row.replaced);
-    return contents;
+    return ledgerContents(rows);
   }
 
   async clearLedger(checkpoint: string): Promise<void> {
