@@ -1,71 +1,35 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { RedisClient } from "bun";
 import { join } from "node:path";
-import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { from } from "rxjs";
 import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
 import type { DeadLetter } from "../../src/deadletter/entry.ts";
 import type { Flow } from "../../src/flow/flow.ts";
 import { fromNdjson, fromRedisStream, readDeadLetters, run, toParquet } from "../../src/index.ts";
+import { jetStreams, NATS as SERVERS, REDIS, redisStreams, until } from "../helpers/brokers.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 import { pausableProxy } from "../helpers/pausableProxy.ts";
 
-const SERVERS = "nats://127.0.0.1:4222";
-const REDIS = "redis://127.0.0.1:6379";
 const Row = v.object({ id: v.number(), day: v.pipe(v.string(), v.isoDate()) });
 
-let nc: NatsConnection;
-let jsm: JetStreamManager;
-let redis: RedisClient;
+const js = jetStreams("sluice-dlpub");
+const redis = redisStreams("sluice-dlpub");
 let dir: { path: string; remove: () => Promise<void> };
-const streams: string[] = [];
-const keys: string[] = [];
-let serial = 0;
 
-async function newStream(): Promise<string> {
-  const name = `sluice-dlpub-${process.pid}-${Date.now()}-${++serial}`;
-  streams.push(name);
-  await jsm.streams.add({ name, subjects: [`${name}.>`] });
-  return name;
-}
-
-function newKey(): string {
-  const key = `sluice-dlpub-${process.pid}-${Date.now()}-${++serial}`;
-  keys.push(key);
-  return key;
-}
-
+/** The dead letters published to a JetStream stream, in stream order. */
 async function streamEntries(stream: string): Promise<DeadLetter[]> {
-  const { state } = await jsm.streams.info(stream);
-  const out: DeadLetter[] = [];
-  if (state.messages === 0) return out;
-  const messages = await (await jetstream(nc).consumers.get(stream)).fetch({ max_messages: state.messages, expires: 5000 });
-  for await (const m of messages) {
-    out.push(m.json<DeadLetter>());
-    if (out.length === state.messages) break;
-  }
-  return out;
+  return (await js.payloads(stream)).map((text) => JSON.parse(text) as DeadLetter);
 }
 
+/** The dead letters published to a Redis stream, in stream order. */
 async function redisEntries(key: string): Promise<DeadLetter[]> {
-  const reply = (await redis.send("XRANGE", [key, "-", "+"])) as [string, string[]][];
-  return reply.map(([, fields]) => JSON.parse(fields[1] as string) as DeadLetter);
+  return (await redis.entries(key)).map((fields) => JSON.parse(fields[1] as string) as DeadLetter);
 }
 
 async function folderEntries(folder: string): Promise<DeadLetter[]> {
   const out: DeadLetter[] = [];
   for await (const entry of readDeadLetters(folder)) out.push(entry);
   return out;
-}
-
-async function until(what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await ok())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(5);
-  }
 }
 
 /** NDJSON lines: every 7th fails validation, every 11th is not JSON, line 50 holds a huge raw text. */
@@ -90,24 +54,16 @@ async function input(name: string, count: number): Promise<{ file: string; bad: 
 }
 
 beforeAll(async () => {
-  nc = await connect({ servers: SERVERS });
-  jsm = await jetstreamManager(nc);
-  redis = new RedisClient(REDIS);
-  await redis.connect();
   dir = await tempDir("sluice-dlpub-");
 });
 
 afterAll(async () => {
-  for (const stream of streams) await jsm.streams.delete(stream).catch(() => {});
-  for (const key of keys) await redis.send("DEL", [key]).catch(() => {});
-  await nc.close();
-  redis.close();
   await dir.remove();
 });
 
 describe("deadLetter(target, { publish })", () => {
   test("publishes every dead letter to a JetStream subject as the same entry the folder holds, once each", async () => {
-    const stream = await newStream();
+    const stream = await js.create();
     const { file, bad } = await input("js", 600);
     const out = join(dir.path, "js");
     const summary = await run(
@@ -127,7 +83,7 @@ describe("deadLetter(target, { publish })", () => {
   });
 
   test("publishes every dead letter to a Redis stream, with a function target as well", async () => {
-    const key = newKey();
+    const key = redis.key();
     const { file, bad } = await input("redis", 300);
     const handed: DeadLetter[] = [];
     const summary = await run(fromNdjson(file).pipe(validate(Row), deadLetter((d) => handed.push(d), { publish: { redis: { url: REDIS, stream: key } } })));
@@ -136,12 +92,12 @@ describe("deadLetter(target, { publish })", () => {
   });
 
   test("a dead letter is durable only once published: a broker source does not acknowledge it while the broker's ack is late", async () => {
-    const stream = await newStream();
-    const source = newKey();
+    const stream = await js.create();
+    const source = redis.key();
     const proxy = pausableProxy(4222);
     const out = join(dir.path, "durable");
     try {
-      await redis.send("XGROUP", ["CREATE", source, "g", "0", "MKSTREAM"]);
+      await redis.client.send("XGROUP", ["CREATE", source, "g", "0", "MKSTREAM"]);
       const stop = new AbortController();
       let flow: Flow | undefined;
       const running = run(
@@ -157,9 +113,9 @@ describe("deadLetter(target, { publish })", () => {
       proxy.pause();
       for (let i = 1; i <= 100; i++) {
         const data = i === 40 ? JSON.stringify({ id: i, day: "never" }) : JSON.stringify({ id: i, day: "2024-02-01" });
-        await redis.send("XADD", [source, "*", "data", data]);
+        await redis.client.send("XADD", [source, "*", "data", data]);
       }
-      const pending = async () => ((await redis.send("XPENDING", [source, "g"])) as [number])[0];
+      const pending = async () => ((await redis.client.send("XPENDING", [source, "g"])) as [number])[0];
       await until("every entry read", () => (flow?.stats.in ?? 0) >= 100);
       // The rows before line 40 commit and are acknowledged; line 40's dead letter is in its file but not on the stream.
       await until("the rows before the dead letter acknowledged", async () => (await pending()) === 61);
@@ -181,7 +137,7 @@ describe("deadLetter(target, { publish })", () => {
   });
 
   test("an entry too large for the broker (a huge issue list) is published without its issues; the folder keeps them", async () => {
-    const stream = await newStream();
+    const stream = await js.create();
     const Tags = v.object({ tags: v.array(v.string()) });
     const out = join(dir.path, "huge");
     const summary = await run(

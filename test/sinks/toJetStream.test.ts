@@ -1,65 +1,24 @@
 import { afterAll, beforeAll, describe, expect, expectTypeOf, test } from "bun:test";
 import { join } from "node:path";
-import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { RedisClient } from "bun";
 import { EMPTY, from, NEVER, Observable, of, throwError } from "rxjs";
 import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
 import type { DeadLetter } from "../../src/deadletter/entry.ts";
 import type { Flow } from "../../src/flow/flow.ts";
-import { fromGenerator, fromJetStream, fromNdjson, fromRedisStream, type Published, run, toJetStream, toParquet } from "../../src/index.ts";
+import { fromGenerator, fromJetStream, fromNdjson, type Published, run, toJetStream, toParquet } from "../../src/index.ts";
+import { expectAckedAfterReply, jetStreams, NATS as SERVERS, redisStreams, until } from "../helpers/brokers.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 import { pausableProxy } from "../helpers/pausableProxy.ts";
 
-const SERVERS = "nats://127.0.0.1:4222";
-const REDIS = "redis://127.0.0.1:6379";
-
-let nc: NatsConnection;
-let jsm: JetStreamManager;
+const js = jetStreams("sluice-pub");
+const redis = redisStreams("sluice-chain-js");
 let dir: { path: string; remove: () => Promise<void> };
-const streams: string[] = [];
-let serial = 0;
-
-/** A new stream taking `<name>.>`, deleted after the tests; returns its name (also the subject prefix). */
-async function newStream(): Promise<string> {
-  const name = `sluice-pub-${process.pid}-${Date.now()}-${++serial}`;
-  streams.push(name);
-  await jsm.streams.add({ name, subjects: [`${name}.>`] });
-  return name;
-}
-
-/** Every message's payload text in a stream, in stream order, read with the NATS client (not sluice). */
-async function payloads(stream: string): Promise<string[]> {
-  const { state } = await jsm.streams.info(stream);
-  const out: string[] = [];
-  if (state.messages === 0) return out;
-  const consumer = await jetstream(nc).consumers.get(stream);
-  const messages = await consumer.fetch({ max_messages: state.messages, expires: 5000 });
-  for await (const m of messages) {
-    out.push(m.string());
-    if (out.length === state.messages) break;
-  }
-  return out;
-}
-
-async function until(what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await ok())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(5);
-  }
-}
 
 beforeAll(async () => {
-  nc = await connect({ servers: SERVERS });
-  jsm = await jetstreamManager(nc);
   dir = await tempDir("sluice-tojetstream-");
 });
 
 afterAll(async () => {
-  for (const stream of streams) await jsm.streams.delete(stream).catch(() => {});
-  await nc.close();
   await dir.remove();
 });
 
@@ -77,7 +36,7 @@ function edgeRecord(i: number): Record<string, unknown> {
 
 describe("toJetStream", () => {
   test.each([0, 1, 499, 500, 501, 1234])("publishes %i records in order with their values unchanged, one Published per acknowledged batch", async (count) => {
-    const stream = await newStream();
+    const stream = await js.create();
     const records = Array.from({ length: count }, (_, i) => edgeRecord(i));
     const batches: Published[] = [];
     const summary = await run(from(records).pipe(toJetStream({ servers: SERVERS, subject: `${stream}.edge`, batchSize: 500 })), {
@@ -87,11 +46,11 @@ describe("toJetStream", () => {
     expect(summary.in).toBe(count);
     expect(batches.reduce((n, b) => n + b.messages, 0)).toBe(count);
     expect(batches.every((b) => b.target === `jetstream:${stream}.edge` && b.messages <= 500 && b.duplicates === 0)).toBe(true);
-    expect((await payloads(stream)).map((p) => JSON.parse(p))).toEqual(records);
+    expect((await js.payloads(stream)).map((p) => JSON.parse(p))).toEqual(records);
   });
 
   test("writes a bigint within 2^53 as a number and dead-letters what JSON would change, naming the field and the record's line", async () => {
-    const stream = await newStream();
+    const stream = await js.create();
     const deep: Record<string, unknown> = {};
     let cursor = deep;
     for (let i = 0; i < 60_000; i++) cursor = cursor.a = {};
@@ -110,7 +69,7 @@ describe("toJetStream", () => {
     const summary = await run(from(records).pipe(deadLetter((d) => letters.push(d)), toJetStream({ servers: SERVERS, subject: `${stream}.x` })));
     expect(summary.written).toBe(2);
     expect(summary.deadLetteredByStage).toEqual({ write: 5 });
-    expect((await payloads(stream)).map((p) => JSON.parse(p))).toEqual([{ id: 1, big: 9007199254740991 }, { id: 7, ok: "last" }]);
+    expect((await js.payloads(stream)).map((p) => JSON.parse(p))).toEqual([{ id: 1, big: 9007199254740991 }, { id: 7, ok: "last" }]);
     expect(letters.map((d) => d.line)).toEqual([2, 3, 4, 5, 6]);
     expect(letters[0]?.error).toContain(`field "price" holds NaN`);
     expect(letters[1]?.error).toContain(`field "price" holds Infinity`);
@@ -119,7 +78,7 @@ describe("toJetStream", () => {
   });
 
   test("dead-letters a message larger than the server's max_payload and an encode that throws or returns a non-string, and publishes the rest", async () => {
-    const stream = await newStream();
+    const stream = await js.create();
     const records = [{ id: 1, s: "x".repeat(2 * 1024 * 1024) }, { id: 2, s: "ok" }, { id: 3, s: "throw" }, { id: 4, s: "number" }, { id: 5, s: "ok" }];
     const letters: DeadLetter[] = [];
     const summary = await run(
@@ -139,7 +98,7 @@ describe("toJetStream", () => {
     expect(summary.written).toBe(2);
     expect(summary.in).toBe(5);
     expect(summary.dropped).toBe(0);
-    expect((await payloads(stream)).map((p) => JSON.parse(p).id)).toEqual([2, 5]);
+    expect((await js.payloads(stream)).map((p) => JSON.parse(p).id)).toEqual([2, 5]);
     expect(letters.map((d) => [d.line, d.stage])).toEqual([
       [3, "write"],
       [4, "write"],
@@ -151,7 +110,7 @@ describe("toJetStream", () => {
   });
 
   test("msgId from a key of the record de-duplicates by that key; a msgId that throws dead-letters the record", async () => {
-    const stream = await newStream();
+    const stream = await js.create();
     const letters: DeadLetter[] = [];
     const batches: Published[] = [];
     const records = [{ id: "a", v: 1 }, { id: "b", v: 2 }, { id: "a", v: 3 }, { id: "", v: 4 }];
@@ -171,12 +130,12 @@ describe("toJetStream", () => {
     );
     expect(summary.written).toBe(3);
     expect(batches.reduce((n, b) => n + b.duplicates, 0)).toBe(1);
-    expect((await payloads(stream)).map((p) => JSON.parse(p).v)).toEqual([1, 2]);
+    expect((await js.payloads(stream)).map((p) => JSON.parse(p).v)).toEqual([1, 2]);
     expect(letters.map((d) => [d.stage, d.line, d.error])).toEqual([["write", 4, `toJetStream: msgId threw for jetstream:${stream}.x: no id`]]);
   });
 
   test("a re-run of the same input inside the duplicate window stores nothing twice; msgId false stores again", async () => {
-    const stream = await newStream();
+    const stream = await js.create();
     const file = join(dir.path, "rerun.ndjson");
     await Bun.write(file, `${Array.from({ length: 1200 }, (_, i) => JSON.stringify({ id: i })).join("\n")}\n`);
     const publish = (options: { msgId?: false }) => {
@@ -187,16 +146,16 @@ describe("toJetStream", () => {
     };
     expect(await publish({})).toBe(0);
     expect(await publish({})).toBe(1200);
-    expect((await jsm.streams.info(stream)).state.messages).toBe(1200);
+    expect(await js.count(stream)).toBe(1200);
     // Another payload at the same place is another message.
     await Bun.write(file, `${Array.from({ length: 1200 }, (_, i) => JSON.stringify({ id: i, v: 2 })).join("\n")}\n`);
     expect(await publish({})).toBe(0);
     expect(await publish({ msgId: false })).toBe(0);
-    expect((await jsm.streams.info(stream)).state.messages).toBe(3600);
+    expect(await js.count(stream)).toBe(3600);
   });
 
   test("holds the gate while maxInFlight messages wait for acknowledgements: a slow broker stops the source", async () => {
-    const stream = await newStream();
+    const stream = await js.create();
     const proxy = pausableProxy(4222);
     const MAX = 300;
     const TOTAL = 3000;
@@ -238,12 +197,12 @@ describe("toJetStream", () => {
       expect(held).toBeLessThan(TOTAL);
       expect(held - acked).toBeLessThanOrEqual(MAX);
       // The broker stored what was sent: only its answers are late.
-      expect((await jsm.streams.info(stream)).state.messages).toBeGreaterThan(acked);
+      expect(await js.count(stream)).toBeGreaterThan(acked);
       proxy.resume();
       const summary = await running;
       expect(summary.written).toBe(TOTAL);
       expect(worst).toBeLessThanOrEqual(MAX);
-      expect((await payloads(stream)).map((p) => JSON.parse(p).i)).toEqual(Array.from({ length: TOTAL }, (_, i) => i));
+      expect((await js.payloads(stream)).map((p) => JSON.parse(p).i)).toEqual(Array.from({ length: TOTAL }, (_, i) => i));
     } finally {
       proxy.resume();
       proxy.close();
@@ -251,7 +210,7 @@ describe("toJetStream", () => {
   });
 
   test("sends at most maxInFlight messages ahead of the acknowledgements even from a source that ignores the gate", async () => {
-    const stream = await newStream();
+    const stream = await js.create();
     const proxy = pausableProxy(4222);
     const MAX = 400;
     let acked = 0;
@@ -269,7 +228,7 @@ describe("toJetStream", () => {
       });
       await until("the first acknowledgement", () => paused);
       // The server stores what reaches it: while its answers are held back, that is what was sent.
-      const stored = async () => (await jsm.streams.info(stream)).state.messages;
+      const stored = () => js.count(stream);
       await until("the window sent", async () => (await stored()) >= acked + MAX - 100);
       await Bun.sleep(200);
       expect(await stored()).toBeLessThanOrEqual(acked + MAX);
@@ -317,10 +276,10 @@ describe("toJetStream", () => {
   });
 
   test("publishes to a subject with non-ASCII tokens", async () => {
-    const stream = await newStream();
+    const stream = await js.create();
     const summary = await run(from([{ a: "✓" }]).pipe(toJetStream({ servers: SERVERS, subject: `${stream}.bestellungen.ünï` })));
     expect(summary.written).toBe(1);
-    expect(await payloads(stream)).toEqual([`{"a":"✓"}`]);
+    expect(await js.payloads(stream)).toEqual([`{"a":"✓"}`]);
   });
 
   test("a subject no stream takes errors the run at the start, saying so", async () => {
@@ -330,7 +289,7 @@ describe("toJetStream", () => {
   });
 
   test("completes on an empty source, passes a source error on, and an unsubscribe leaves no message half-held", async () => {
-    const stream = await newStream();
+    const stream = await js.create();
     expect((await run(EMPTY.pipe(toJetStream({ servers: SERVERS, subject: `${stream}.x` })))).written).toBe(0);
     const failure = await run(throwError(() => new Error("source broke")).pipe(toJetStream({ servers: SERVERS, subject: `${stream}.x` }))).catch((e: Error) => e);
     expect((failure as Error).message).toBe("source broke");
@@ -343,60 +302,20 @@ describe("toJetStream", () => {
       .subscribe((p) => published.push(p));
     await until("the record published", () => published.length === 1);
     subscription.unsubscribe();
-    expect((await payloads(stream)).map((p) => JSON.parse(p))).toEqual([{ n: 1 }]);
+    expect((await js.payloads(stream)).map((p) => JSON.parse(p))).toEqual([{ n: 1 }]);
   });
 
   test("chain: fromRedisStream acknowledges an entry only after toJetStream's PubAck for it", async () => {
-    const stream = await newStream();
-    const redis = new RedisClient(REDIS);
-    const key = `sluice-chain-js-${process.pid}-${Date.now()}`;
-    const proxy = pausableProxy(4222);
-    try {
-      for (let i = 1; i <= 1000; i++) await redis.send("XADD", [key, "*", "data", JSON.stringify({ id: i })]);
-      const stop = new AbortController();
-      let flow: Flow | undefined;
-      let acked = 0;
-      let paused = false;
-      const running = run(
-        fromRedisStream({ url: REDIS, stream: key, group: "g", from: "start", blockMs: 50, batchSize: 200 }).pipe(
-          toJetStream({ servers: `nats://127.0.0.1:${proxy.port}`, subject: `${stream}.x`, batchSize: 100, maxInFlight: 2000 }),
-        ),
-        {
-          signal: stop.signal,
-          onStart: (f) => (flow = f),
-          onValue: (p) => {
-            acked += (p as Published).messages;
-            if (!paused) {
-              paused = true;
-              proxy.pause();
-            }
-          },
-        },
-      );
-      await until("every entry read", () => (flow?.stats.in ?? 0) >= 1000);
-      const pending = async () => ((await redis.send("XPENDING", [key, "g"])) as [number])[0];
-      // Entries are acknowledged only up to what the broker acknowledged; the rest stay pending.
-      for (let i = 0; i < 20; i++) {
-        expect(await pending()).toBeGreaterThanOrEqual(1000 - acked);
-        await Bun.sleep(10);
-      }
-      expect(acked).toBeLessThan(1000);
-      proxy.resume();
-      await until("every entry acknowledged", async () => (await pending()) === 0);
-      stop.abort();
-      const summary = await running;
-      expect(summary.written).toBe(1000);
-      expect((await payloads(stream)).map((p) => JSON.parse(p).id)).toEqual(Array.from({ length: 1000 }, (_, i) => i + 1));
-    } finally {
-      proxy.resume();
-      proxy.close();
-      await redis.send("DEL", [key]);
-      redis.close();
-    }
+    const stream = await js.create();
+    const summary = await expectAckedAfterReply(redis.client, redis.key(), (i) => ({ id: i }), 4222, (port) =>
+      toJetStream({ servers: `nats://127.0.0.1:${port}`, subject: `${stream}.x`, batchSize: 100, maxInFlight: 2000 }),
+    );
+    expect(summary.written).toBe(1000);
+    expect((await js.payloads(stream)).map((p) => JSON.parse(p).id)).toEqual(Array.from({ length: 1000 }, (_, i) => i + 1));
   });
 
   test("round trip: NDJSON → toJetStream → fromJetStream → Parquet, read back with DuckDB", async () => {
-    const stream = await newStream();
+    const stream = await js.create();
     const file = join(dir.path, "trip.ndjson");
     const rows = Array.from({ length: 2500 }, (_, i) => ({ id: i, name: `n${i % 7}-✓`, amount: i / 4, tags: i % 3 === 0 ? [] : ["a", `t${i}`] }));
     await Bun.write(file, `${rows.map((r) => JSON.stringify(r)).join("\n")}\n`);

@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { RedisClient } from "bun";
 import { join } from "node:path";
 import { from } from "rxjs";
 import * as v from "valibot";
@@ -7,67 +6,41 @@ import { deadLetter, validate } from "../../operators/index.ts";
 import type { DeadLetter } from "../../src/deadletter/entry.ts";
 import type { Flow } from "../../src/flow/flow.ts";
 import { fromGenerator, fromNdjson, fromRedisStream, type Published, run, toParquet, toRedisStream } from "../../src/index.ts";
+import { expectAckedAfterReply, REDIS, redisStreams, until } from "../helpers/brokers.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 import { pausableProxy } from "../helpers/pausableProxy.ts";
 
-const REDIS = "redis://127.0.0.1:6379";
-let redis: RedisClient;
+const redis = redisStreams("sluice-toredis");
 let dir: { path: string; remove: () => Promise<void> };
-const keys: string[] = [];
-let serial = 0;
-
-function newKey(): string {
-  const key = `sluice-toredis-${process.pid}-${Date.now()}-${++serial}`;
-  keys.push(key);
-  return key;
-}
-
-/** Every entry of a stream as [field, value, ...], read with XRANGE (not sluice). */
-async function entries(key: string): Promise<string[][]> {
-  const reply = (await redis.send("XRANGE", [key, "-", "+"])) as [string, string[]][];
-  return reply.map(([, fields]) => fields);
-}
-
-async function until(what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await ok())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(5);
-  }
-}
 
 beforeAll(async () => {
-  redis = new RedisClient(REDIS);
-  await redis.connect();
   dir = await tempDir("sluice-toredis-");
 });
 
 afterAll(async () => {
-  for (const key of keys) await redis.send("DEL", [key]).catch(() => {});
-  redis.close();
   await dir.remove();
 });
 
 describe("toRedisStream", () => {
   test.each([0, 1, 499, 500, 501, 1234])("appends %i records in order, values unchanged, under the field fromRedisStream reads", async (count) => {
-    const key = newKey();
+    const key = redis.key();
     const records = Array.from({ length: count }, (_, i) => ({ i, s: ["", "ünï ✓ 𝄞", "a\nb\"c\\", "\u0000"][i % 4], n: i % 2 ? null : -(i + 1) / 3, nested: { l: [i] } }));
     const batches: Published[] = [];
     const summary = await run(from(records).pipe(toRedisStream({ url: REDIS, stream: key, batchSize: 500 })), { onValue: (p) => batches.push(p as Published) });
     expect(summary.written).toBe(count);
     expect(batches.reduce((n, b) => n + b.messages, 0)).toBe(count);
     expect(batches.every((b) => b.target === `redis:${key}` && b.messages <= 500)).toBe(true);
-    const got = await entries(key);
+    const got = await redis.entries(key);
     expect(got.map((f) => f[0])).toEqual(records.map(() => "data"));
     expect(got.map((f) => JSON.parse(f[1] as string))).toEqual(records);
   });
 
   test("a custom field, an encoder and MAXLEN ~ trimming", async () => {
-    const key = newKey();
+    const key = redis.key();
     const records = Array.from({ length: 5000 }, (_, i) => ({ id: i }));
     const summary = await run(from(records).pipe(toRedisStream({ url: REDIS, stream: key, field: "payload", maxLen: 1000, encode: (r) => `id=${r.id}` })));
     expect(summary.written).toBe(5000);
-    const got = await entries(key);
+    const got = await redis.entries(key);
     // "~": Redis trims whole nodes, so it keeps at least 1000 and fewer than all.
     expect(got.length).toBeGreaterThanOrEqual(1000);
     expect(got.length).toBeLessThan(5000);
@@ -76,7 +49,7 @@ describe("toRedisStream", () => {
   });
 
   test("dead-letters records JSON would change and an encoder's throw, and appends the rest", async () => {
-    const key = newKey();
+    const key = redis.key();
     const letters: DeadLetter[] = [];
     const summary = await run(
       from([{ id: 1 }, { id: 2, x: Number.NaN }, { id: 3, big: 2n ** 64n }, { id: 4 }]).pipe(deadLetter((d) => letters.push(d)), toRedisStream({ url: REDIS, stream: key })),
@@ -87,19 +60,18 @@ describe("toRedisStream", () => {
       ["write", 3],
     ]);
     expect(letters[1]?.error).toContain(`toRedisStream: cannot encode the record for redis:${key}: field "big" holds 18446744073709551616, beyond 2^53`);
-    expect((await entries(key)).map((f) => JSON.parse(f[1] as string).id)).toEqual([1, 4]);
+    expect((await redis.entries(key)).map((f) => JSON.parse(f[1] as string).id)).toEqual([1, 4]);
   });
 
   test("appends to a key with spaces, a newline and non-ASCII characters", async () => {
-    const key = `${newKey()} odd\nkey ✓`;
-    keys.push(key);
+    const key = redis.track(`${redis.key()} odd\nkey ✓`);
     expect((await run(from([{ a: 1 }]).pipe(toRedisStream({ url: REDIS, stream: key })))).written).toBe(1);
-    expect(await entries(key)).toEqual([["data", `{"a":1}`]]);
+    expect(await redis.entries(key)).toEqual([["data", `{"a":1}`]]);
   });
 
   test("a key holding another type errors the run, naming the stream", async () => {
-    const key = newKey();
-    await redis.send("SET", [key, "a string"]);
+    const key = redis.key();
+    await redis.client.send("SET", [key, "a string"]);
     const error = await run(from([{ id: 1 }]).pipe(toRedisStream({ url: REDIS, stream: key }))).catch((e: Error) => e);
     expect((error as Error).message).toContain(`toRedisStream: appending 1 entries (XADD) failed (Redis redis://127.0.0.1:6379, stream "${key}"): WRONGTYPE`);
   });
@@ -111,7 +83,7 @@ describe("toRedisStream", () => {
   });
 
   test("holds the gate while maxInFlight entries wait for replies: a slow Redis stops the source", async () => {
-    const key = newKey();
+    const key = redis.key();
     const proxy = pausableProxy(6379);
     const MAX = 200;
     const TOTAL = 2000;
@@ -152,7 +124,7 @@ describe("toRedisStream", () => {
       proxy.resume();
       expect((await running).written).toBe(TOTAL);
       expect(worst).toBeLessThanOrEqual(MAX);
-      expect((await entries(key)).map((f) => JSON.parse(f[1] as string).i)).toEqual(Array.from({ length: TOTAL }, (_, i) => i));
+      expect((await redis.entries(key)).map((f) => JSON.parse(f[1] as string).i)).toEqual(Array.from({ length: TOTAL }, (_, i) => i));
     } finally {
       proxy.resume();
       proxy.close();
@@ -160,69 +132,34 @@ describe("toRedisStream", () => {
   });
 
   test("chain: fromRedisStream acknowledges an entry only after toRedisStream's reply for it, then Parquet from the second stream", async () => {
-    const source = newKey();
-    const target = newKey();
-    const proxy = pausableProxy(6379);
-    try {
-      for (let i = 1; i <= 1000; i++) await redis.send("XADD", [source, "*", "data", JSON.stringify({ id: i, day: `2024-03-0${(i % 3) + 1}` })]);
-      const stop = new AbortController();
-      let flow: Flow | undefined;
-      let acked = 0;
-      let paused = false;
-      const running = run(
-        fromRedisStream({ url: REDIS, stream: source, group: "g", from: "start", blockMs: 50, batchSize: 200 }).pipe(
-          toRedisStream({ url: `redis://127.0.0.1:${proxy.port}`, stream: target, batchSize: 100, maxInFlight: 2000 }),
-        ),
-        {
-          signal: stop.signal,
-          onStart: (f) => (flow = f),
-          onValue: (p) => {
-            acked += (p as Published).messages;
-            if (!paused) {
-              paused = true;
-              proxy.pause();
-            }
-          },
-        },
-      );
-      await until("every entry read", () => (flow?.stats.in ?? 0) >= 1000);
-      const pending = async () => ((await redis.send("XPENDING", [source, "g"])) as [number])[0];
-      for (let i = 0; i < 20; i++) {
-        expect(await pending()).toBeGreaterThanOrEqual(1000 - acked);
-        await Bun.sleep(10);
-      }
-      expect(acked).toBeLessThan(1000);
-      proxy.resume();
-      await until("every entry acknowledged", async () => (await pending()) === 0);
-      stop.abort();
-      expect((await running).written).toBe(1000);
+    const target = redis.key();
+    const summary = await expectAckedAfterReply(redis.client, redis.key(), (i) => ({ id: i, day: `2024-03-0${(i % 3) + 1}` }), 6379, (port) =>
+      toRedisStream({ url: `redis://127.0.0.1:${port}`, stream: target, batchSize: 100, maxInFlight: 2000 }),
+    );
+    expect(summary.written).toBe(1000);
 
-      // The second stream, read by sluice again, holds each record once.
-      const Row = v.object({ id: v.number(), day: v.string() });
-      const out = join(dir.path, "chain");
-      const again = new AbortController();
-      let second: Flow | undefined;
-      const reading = run(
-        fromRedisStream({ url: REDIS, stream: target, group: "lake", from: "start", blockMs: 50 }).pipe(
-          validate(Row),
-          deadLetter(join(out, "dead")),
-          toParquet(join(out, "rows"), { schema: Row, partitionBy: ["day"] }),
-        ),
-        { signal: again.signal, onStart: (f) => (second = f) },
-      );
-      await until("the second stream read", () => (second?.stats.in ?? 0) >= 1000);
-      again.abort();
-      expect((await reading).written).toBe(1000);
-      const [row] = await query(`SELECT count(*)::INT AS n, count(DISTINCT id)::INT AS d, min(id)::INT AS lo, max(id)::INT AS hi FROM ${dataset(join(out, "rows"))}`);
-      expect(row).toEqual({ n: 1000, d: 1000, lo: 1, hi: 1000 });
-    } finally {
-      proxy.resume();
-      proxy.close();
-    }
+    // The second stream, read by sluice again, holds each record once.
+    const Row = v.object({ id: v.number(), day: v.string() });
+    const out = join(dir.path, "chain");
+    const again = new AbortController();
+    let second: Flow | undefined;
+    const reading = run(
+      fromRedisStream({ url: REDIS, stream: target, group: "lake", from: "start", blockMs: 50 }).pipe(
+        validate(Row),
+        deadLetter(join(out, "dead")),
+        toParquet(join(out, "rows"), { schema: Row, partitionBy: ["day"] }),
+      ),
+      { signal: again.signal, onStart: (f) => (second = f) },
+    );
+    await until("the second stream read", () => (second?.stats.in ?? 0) >= 1000);
+    again.abort();
+    expect((await reading).written).toBe(1000);
+    const [row] = await query(`SELECT count(*)::INT AS n, count(DISTINCT id)::INT AS d, min(id)::INT AS lo, max(id)::INT AS hi FROM ${dataset(join(out, "rows"))}`);
+    expect(row).toEqual({ n: 1000, d: 1000, lo: 1, hi: 1000 });
   });
 
   test("under a checkpoint, a stopped run resumed with it appends every line of the file once", async () => {
-    const key = newKey();
+    const key = redis.key();
     const file = join(dir.path, "resume.ndjson");
     // About 5 MB: many read chunks, so the stop lands in the middle.
     await Bun.write(file, `${Array.from({ length: 20_000 }, (_, i) => JSON.stringify({ id: i + 1, pad: "x".repeat(250) })).join("\n")}\n`);
@@ -241,12 +178,12 @@ describe("toRedisStream", () => {
     expect(first.written).toBeLessThan(20_000);
     const second = await run(fromNdjson(file).pipe(toRedisStream({ url: REDIS, stream: key })), { checkpoint });
     expect(first.written + second.written).toBe(20_000);
-    const ids = (await entries(key)).map((f) => JSON.parse(f[1] as string).id as number);
+    const ids = (await redis.entries(key)).map((f) => JSON.parse(f[1] as string).id as number);
     expect(ids).toEqual(Array.from({ length: 20_000 }, (_, i) => i + 1));
   });
 
   test("round trip from a file keeps line positions on the write dead letters", async () => {
-    const key = newKey();
+    const key = redis.key();
     const file = join(dir.path, "lines.ndjson");
     await Bun.write(file, `{"id":1}\n{"id":2}\n{"id":3}\n`);
     const letters: DeadLetter[] = [];
