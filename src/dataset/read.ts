@@ -283,22 +283,13 @@ export async function* readDatasetBatches(path: string, options: ReadDatasetOpti
         }
         const rowFilter = filter && filter.onRows.length > 0 ? filter : undefined;
         const groups = filter && filter.rowGroups.length < groupCount ? filter.rowGroups : undefined;
-        if (!rowFilter && !groups && projection.fromFile?.length === 0) {
-          const rows = Math.min(parquet.metadata().fileMetadata().numRows(), remaining);
-          report.rowsRead += rows;
-          report.rowsMatched += rows;
-          for (const batch of partitionOnlyBatches(rows, batchSize, projection, file, schema)) {
-            remaining -= batch.numRows;
-            yield batch;
-          }
-          continue;
-        }
         // A filter needs its columns read even when they are not returned.
         const read = projection.fromFile && rowFilter ? [...new Set([...projection.fromFile, ...rowFilter.fileColumns])] : projection.fromFile;
         if (read?.length === 0) {
-          // Only partition columns asked for, and the folder decided: count the rows of the row groups kept.
+          // Only partition columns asked for, and the folder decided: count the rows of the file, or of the row groups kept.
           const meta = parquet.metadata();
-          const rows = Math.min((groups ?? [...Array(groupCount).keys()]).reduce((sum, g) => sum + meta.rowGroup(g).numRows(), 0), remaining);
+          const kept = groups ? groups.reduce((sum, g) => sum + meta.rowGroup(g).numRows(), 0) : meta.fileMetadata().numRows();
+          const rows = Math.min(kept, remaining);
           report.rowsRead += rows;
           report.rowsMatched += rows;
           for (const batch of partitionOnlyBatches(rows, batchSize, projection, file, schema)) {
