@@ -3,6 +3,7 @@
  */
 import { Field, makeData, RecordBatch, Schema, Struct, Table, tableToIPC } from "apache-arrow";
 import type { ColumnSpec } from "../schema/columns.ts";
+import { previewValue } from "../schema/preview.ts";
 import { builderFor, type ColumnBuilder } from "./columns.ts";
 
 /** Rows held as Arrow column buffers, with the means to take back a row that does not fit. */
@@ -77,17 +78,6 @@ function describeMismatch(spec: ColumnSpec, value: unknown): string {
   }
   return `column "${spec.name}" expects ${EXPECTED[spec.kind]}${
     spec.kind === "list" || spec.kind === "struct" ? " of the declared types" : ""
-  }, got ${preview(value)}`;
+  }, got ${previewValue(value)}`;
 }
 
-function preview(value: unknown): string {
-  const kind = Array.isArray(value) ? "array" : value instanceof Date ? "Date" : typeof value;
-  let text: string;
-  try {
-    text = typeof value === "bigint" ? `${value}n` : (JSON.stringify(value) ?? String(value));
-  } catch (error) {
-    // Too deep to serialise (the stack overflows) or a cycle: String() would recurse the same way.
-    text = `(not shown: ${error instanceof Error ? error.message : "cannot be serialised"})`;
-  }
-  return `${kind} ${text.length > 80 ? `${text.slice(0, 77)}...` : text}`;
-}

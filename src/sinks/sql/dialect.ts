@@ -10,6 +10,7 @@
  */
 import type { ColumnKind, ColumnSpec } from "../../schema/columns.ts";
 import { isoTimestamp, parseIsoDays, parseIsoMicrosExact } from "../../schema/instant.ts";
+import { previewValue } from "../../schema/preview.ts";
 
 /** A column of the target table: a schema field, or one of the lineage columns. */
 export interface SqlColumn {
@@ -338,7 +339,7 @@ export function canonicalValue(column: ColumnSpec, value: unknown, nonFinite: bo
       break;
     }
   }
-  return new Mismatch(`column "${column.name}" expects ${EXPECTED[column.kind]}, got ${preview(value)}`);
+  return new Mismatch(`column "${column.name}" expects ${EXPECTED[column.kind]}, got ${previewValue(value)}`);
 }
 
 /** Microseconds since the epoch as ISO-8601 UTC with six fraction digits. */
@@ -347,17 +348,6 @@ function isoMicros(micros: number): string {
   if (ms < FIRST_MS || ms >= LAST_MS || !Number.isSafeInteger(micros)) return isoTimestamp(BigInt(micros), "us", true);
   const below = micros - ms * 1000;
   return `${new Date(ms).toISOString().slice(0, 23)}${below < 10 ? "00" : below < 100 ? "0" : ""}${below}Z`;
-}
-
-function preview(value: unknown): string {
-  const kind = Array.isArray(value) ? "array" : value instanceof Date ? "Date" : typeof value;
-  let text: string;
-  try {
-    text = typeof value === "bigint" ? `${value}n` : (JSON.stringify(value) ?? String(value));
-  } catch (error) {
-    text = `(not shown: ${messageOf(error)})`;
-  }
-  return `${kind} ${text.length > 80 ? `${text.slice(0, 77)}...` : text}`;
 }
 
 /** The JSON key of a row's partition values: how replaced partitions are remembered. */
