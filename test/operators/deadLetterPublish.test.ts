@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { from } from "rxjs";
 import * as v from "valibot";
@@ -7,14 +7,15 @@ import type { DeadLetter } from "../../src/deadletter/entry.ts";
 import type { Flow } from "../../src/flow/flow.ts";
 import { fromNdjson, fromRedisStream, readDeadLetters, run, toParquet } from "../../src/index.ts";
 import { jetStreams, NATS as SERVERS, REDIS, redisStreams, until } from "../helpers/brokers.ts";
-import { dataset, query, tempDir } from "../helpers/duckdb.ts";
+import { dataset, query } from "../helpers/duckdb.ts";
+import { inputFolder } from "../helpers/inputs.ts";
 import { pausableProxy } from "../helpers/pausableProxy.ts";
 
 const Row = v.object({ id: v.number(), day: v.pipe(v.string(), v.isoDate()) });
 
 const js = jetStreams("sluice-dlpub");
 const redis = redisStreams("sluice-dlpub");
-let dir: { path: string; remove: () => Promise<void> };
+const dir = inputFolder("sluice-dlpub-", ".ndjson");
 
 /** The dead letters published to a JetStream stream, in stream order. */
 async function streamEntries(stream: string): Promise<DeadLetter[]> {
@@ -52,14 +53,6 @@ async function input(name: string, count: number): Promise<{ file: string; bad: 
   await Bun.write(file, `${lines.join("\n")}\n`);
   return { file, bad };
 }
-
-beforeAll(async () => {
-  dir = await tempDir("sluice-dlpub-");
-});
-
-afterAll(async () => {
-  await dir.remove();
-});
 
 describe("deadLetter(target, { publish })", () => {
   test("publishes every dead letter to a JetStream subject as the same entry the folder holds, once each", async () => {

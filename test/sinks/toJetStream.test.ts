@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, expectTypeOf, test } from "bun:test";
+import { describe, expect, expectTypeOf, test } from "bun:test";
 import { join } from "node:path";
 import { EMPTY, from, NEVER, Observable, of, throwError } from "rxjs";
 import * as v from "valibot";
@@ -7,20 +7,13 @@ import type { DeadLetter } from "../../src/deadletter/entry.ts";
 import type { Flow } from "../../src/flow/flow.ts";
 import { fromGenerator, fromJetStream, fromNdjson, type Published, run, toJetStream, toParquet } from "../../src/index.ts";
 import { expectAckedAfterReply, jetStreams, NATS as SERVERS, redisStreams, until } from "../helpers/brokers.ts";
-import { dataset, query, tempDir } from "../helpers/duckdb.ts";
+import { dataset, query } from "../helpers/duckdb.ts";
+import { inputFolder } from "../helpers/inputs.ts";
 import { pausableProxy } from "../helpers/pausableProxy.ts";
 
 const js = jetStreams("sluice-pub");
 const redis = redisStreams("sluice-chain-js");
-let dir: { path: string; remove: () => Promise<void> };
-
-beforeAll(async () => {
-  dir = await tempDir("sluice-tojetstream-");
-});
-
-afterAll(async () => {
-  await dir.remove();
-});
+const dir = inputFolder("sluice-tojetstream-", ".ndjson");
 
 /** Records with the values a JSON message must carry unchanged. */
 function edgeRecord(i: number): Record<string, unknown> {

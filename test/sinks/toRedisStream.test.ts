@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { from } from "rxjs";
 import * as v from "valibot";
@@ -7,19 +7,12 @@ import type { DeadLetter } from "../../src/deadletter/entry.ts";
 import type { Flow } from "../../src/flow/flow.ts";
 import { fromGenerator, fromNdjson, fromRedisStream, type Published, run, toParquet, toRedisStream } from "../../src/index.ts";
 import { expectAckedAfterReply, REDIS, redisStreams, until } from "../helpers/brokers.ts";
-import { dataset, query, tempDir } from "../helpers/duckdb.ts";
+import { dataset, query } from "../helpers/duckdb.ts";
+import { inputFolder } from "../helpers/inputs.ts";
 import { pausableProxy } from "../helpers/pausableProxy.ts";
 
 const redis = redisStreams("sluice-toredis");
-let dir: { path: string; remove: () => Promise<void> };
-
-beforeAll(async () => {
-  dir = await tempDir("sluice-toredis-");
-});
-
-afterAll(async () => {
-  await dir.remove();
-});
+const dir = inputFolder("sluice-toredis-", ".ndjson");
 
 describe("toRedisStream", () => {
   test.each([0, 1, 499, 500, 501, 1234])("appends %i records in order, values unchanged, under the field fromRedisStream reads", async (count) => {
