@@ -1,8 +1,9 @@
 /**
  * The local brokers as tests of the publishing sinks see them, through the brokers' own clients
  * (not sluice): JetStream streams and Redis stream keys made for a test file and removed after it,
- * read back whole; a wait for a condition; and the check that a Redis stream source acknowledges
- * an entry only once the sink downstream has its broker's reply.
+ * read back whole; a wait for a condition; and two checks every publishing sink must pass with a
+ * broker whose replies are late: the source is held at the gate, and a Redis stream source
+ * acknowledges an entry only once the sink downstream has its broker's reply.
  */
 import { afterAll, beforeAll, expect } from "bun:test";
 import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
@@ -10,7 +11,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { RedisClient } from "bun";
 import type { OperatorFunction } from "rxjs";
 import type { Flow } from "../../src/flow/flow.ts";
-import { fromRedisStream, type Published, type RunSummary, run } from "../../src/index.ts";
+import { fromGenerator, fromRedisStream, type Published, type RunSummary, run } from "../../src/index.ts";
 import { pausableProxy } from "./pausableProxy.ts";
 
 export const NATS = "nats://127.0.0.1:4222";
@@ -152,6 +153,68 @@ export async function expectAckedAfterReply(
     await until("every entry acknowledged", async () => (await pending()) === 0);
     stop.abort();
     return await running;
+  } finally {
+    proxy.resume();
+    proxy.close();
+  }
+}
+
+/**
+ * Runs `total` generated records `{ i }` into `sink`, which reaches its broker through a proxy on
+ * `brokerPort` paused at the sink's first acknowledgement, and checks that the source is then held
+ * at the gate, with at most `maxInFlight` records read and not acknowledged; `whileHeld` may check
+ * more at that point. Then resumes and checks that every record was written and that no more than
+ * `maxInFlight` were ever outstanding.
+ */
+export async function expectHeldAtGate(
+  brokerPort: number,
+  maxInFlight: number,
+  total: number,
+  sink: (proxyPort: number) => OperatorFunction<{ i: number }, Published>,
+  whileHeld: (acked: number) => Promise<void> = async () => {},
+): Promise<void> {
+  const proxy = pausableProxy(brokerPort);
+  let flow: Flow | undefined;
+  let acked = 0;
+  let worst = 0;
+  let paused = false;
+  const source = fromGenerator({
+    producers: [
+      {
+        name: "gen",
+        rate: { events: 1_000_000, perMs: 1000 },
+        make: (_r, i) => {
+          // Counted when the source makes record i + 1: how many are read and not acknowledged.
+          worst = Math.max(worst, i - acked);
+          return { i };
+        },
+      },
+    ],
+    count: total,
+  });
+  const running = run(source.pipe(sink(proxy.port)), {
+    onStart: (f) => (flow = f),
+    onValue: (p) => {
+      acked += (p as Published).messages;
+      if (!paused) {
+        // From the first acknowledgement on, the broker's answers are held back.
+        paused = true;
+        proxy.pause();
+      }
+    },
+  });
+  try {
+    await until("the source to be held at the gate", () => flow?.gate !== undefined && paused);
+    const held = flow?.stats.in ?? 0;
+    for (let i = 0; i < 50; i++) await new Promise((resolve) => setImmediate(resolve));
+    await Bun.sleep(200);
+    expect(flow?.stats.in).toBe(held);
+    expect(held).toBeLessThan(total);
+    expect(held - acked).toBeLessThanOrEqual(maxInFlight);
+    await whileHeld(acked);
+    proxy.resume();
+    expect((await running).written).toBe(total);
+    expect(worst).toBeLessThanOrEqual(maxInFlight);
   } finally {
     proxy.resume();
     proxy.close();

@@ -5,11 +5,10 @@ import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
 import type { DeadLetter } from "../../src/deadletter/entry.ts";
 import type { Flow } from "../../src/flow/flow.ts";
-import { fromGenerator, fromNdjson, fromRedisStream, type Published, run, toParquet, toRedisStream } from "../../src/index.ts";
-import { expectAckedAfterReply, REDIS, redisStreams, until } from "../helpers/brokers.ts";
+import { fromNdjson, fromRedisStream, type Published, run, toParquet, toRedisStream } from "../../src/index.ts";
+import { expectAckedAfterReply, expectHeldAtGate, REDIS, redisStreams, until } from "../helpers/brokers.ts";
 import { dataset, query } from "../helpers/duckdb.ts";
 import { inputFolder } from "../helpers/inputs.ts";
-import { pausableProxy } from "../helpers/pausableProxy.ts";
 
 const redis = redisStreams("sluice-toredis");
 const dir = inputFolder("sluice-toredis-", ".ndjson");
@@ -77,51 +76,9 @@ describe("toRedisStream", () => {
 
   test("holds the gate while maxInFlight entries wait for replies: a slow Redis stops the source", async () => {
     const key = redis.key();
-    const proxy = pausableProxy(6379);
-    const MAX = 200;
     const TOTAL = 2000;
-    let flow: Flow | undefined;
-    let acked = 0;
-    let worst = 0;
-    let paused = false;
-    const source = fromGenerator({
-      producers: [
-        {
-          name: "gen",
-          rate: { events: 1_000_000, perMs: 1000 }, make: (_r, i) => {
-            worst = Math.max(worst, i - acked);
-            return { i };
-          },
-        },
-      ],
-      count: TOTAL,
-    });
-    const running = run(source.pipe(toRedisStream({ url: `redis://127.0.0.1:${proxy.port}`, stream: key, batchSize: 50, maxInFlight: MAX })), {
-      onStart: (f) => (flow = f),
-      onValue: (p) => {
-        acked += (p as Published).messages;
-        if (!paused) {
-          paused = true;
-          proxy.pause();
-        }
-      },
-    });
-    try {
-      await until("the source to be held at the gate", () => flow?.gate !== undefined && paused);
-      const held = flow?.stats.in ?? 0;
-      for (let i = 0; i < 50; i++) await new Promise((resolve) => setImmediate(resolve));
-      await Bun.sleep(200);
-      expect(flow?.stats.in).toBe(held);
-      expect(held).toBeLessThan(TOTAL);
-      expect(held - acked).toBeLessThanOrEqual(MAX);
-      proxy.resume();
-      expect((await running).written).toBe(TOTAL);
-      expect(worst).toBeLessThanOrEqual(MAX);
-      expect((await redis.entries(key)).map((f) => JSON.parse(f[1] as string).i)).toEqual(Array.from({ length: TOTAL }, (_, i) => i));
-    } finally {
-      proxy.resume();
-      proxy.close();
-    }
+    await expectHeldAtGate(6379, 200, TOTAL, (port) => toRedisStream({ url: `redis://127.0.0.1:${port}`, stream: key, batchSize: 50, maxInFlight: 200 }));
+    expect((await redis.entries(key)).map((f) => JSON.parse(f[1] as string).i)).toEqual(Array.from({ length: TOTAL }, (_, i) => i));
   });
 
   test("chain: fromRedisStream acknowledges an entry only after toRedisStream's reply for it, then Parquet from the second stream", async () => {
