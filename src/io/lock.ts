@@ -211,15 +211,7 @@ export function acquireSharedLock(path: string, options: LockOptions): Lock {
       throw error;
     }
     try {
-      const holder: LockHolder = {
-        pid: process.pid,
-        host: hostname(),
-        runId: options.runId,
-        since: new Date().toISOString(),
-        token: randomBytes(8).toString("hex"),
-        shared: true,
-        ...options.fields,
-      };
+      const holder = holderOf(options, { shared: true });
       const text = `${JSON.stringify(holder)}\n`;
       const members = sharersOf(path);
       mkdirSync(members, { recursive: true });
@@ -271,17 +263,23 @@ function refuseSharers(path: string, what: string): void {
   }
 }
 
-/** {@link acquireLock} without the look for shared holders (a takeover's guard has none). */
-function takeLock(path: string, options: LockOptions): Lock {
-  mkdirSync(dirname(path), { recursive: true });
-  const holder: LockHolder = {
+/** A new holder of a lock: this process and run, since now, a fresh token, then `extra` and the caller's fields. */
+function holderOf(options: LockOptions, extra?: { shared: true }): LockHolder {
+  return {
     pid: process.pid,
     host: hostname(),
     runId: options.runId,
     since: new Date().toISOString(),
     token: randomBytes(8).toString("hex"),
+    ...extra,
     ...options.fields,
   };
+}
+
+/** {@link acquireLock} without the look for shared holders (a takeover's guard has none). */
+function takeLock(path: string, options: LockOptions): Lock {
+  mkdirSync(dirname(path), { recursive: true });
+  const holder = holderOf(options);
   const text = `${JSON.stringify(holder)}\n`;
   const fresh = `${path}.${holder.token}.new`;
   writeDurably(fresh, text);
