@@ -2,7 +2,7 @@
  * Live progress of a run: a block redrawn in place on a terminal, or a plain line every few
  * seconds for CI and log files, plus the summary table printed at the end.
  */
-import type { Flow } from "../flow/flow.ts";
+import type { Flow, SourceLag } from "../flow/flow.ts";
 import { formatBytes, formatSummary, type RunSummary } from "../run/run.ts";
 import type { Logger } from "../run/log.ts";
 import { type MetricsSnapshot, snapshotMetrics } from "../run/metrics.ts";
@@ -46,7 +46,8 @@ export interface ProgressDisplay {
  * Shows the flow's progress until `stop()`. On a terminal the block shows a bar and an ETA when
  * the sources reported their input's size ({@link addInputTotal}), records in / written /
  * dead-lettered, rows/s and MiB/s (over the last few seconds), files and bytes written,
- * buffered rows and memory. In `plain` mode a line goes through the logger every `intervalMs`
+ * buffered rows and memory, and the consumer lag of broker sources (total, and the partition
+ * lagging most) when they report it. In `plain` mode a line goes through the logger every `intervalMs`
  * (a JSON object with the same figures under `--log-format json`).
  *
  * @example
@@ -142,6 +143,25 @@ function deadTotal(snapshot: MetricsSnapshot): number {
   return Object.values(snapshot.deadLettered).reduce((a, b) => a + b, 0);
 }
 
+/** Total consumer lag over the source partitions, and the partition lagging most; undefined when no source reports lag. */
+export function lagSummary(snapshot: MetricsSnapshot): { total: number; worst: SourceLag } | undefined {
+  let worst: SourceLag | undefined;
+  let total = 0;
+  for (const lag of snapshot.lag) {
+    total += lag.messages;
+    if (!worst || lag.messages > worst.messages) worst = lag;
+  }
+  return worst ? { total, worst } : undefined;
+}
+
+function lagText(snapshot: MetricsSnapshot): string | undefined {
+  const lag = lagSummary(snapshot);
+  if (!lag) return undefined;
+  const { worst } = lag;
+  const more = snapshot.lag.length > 1 ? `, worst ${worst.source}/${worst.partition} ${n(worst.messages)}` : "";
+  return `lag ${n(lag.total)}${more}`;
+}
+
 /** Seconds as `m:ss` or `h:mm:ss`. */
 export function formatDuration(seconds: number): string {
   const total = Math.max(0, Math.round(seconds));
@@ -177,6 +197,8 @@ export function renderProgressBlock(snapshot: MetricsSnapshot, rates: ProgressRa
     `files ${n(snapshot.files)} (${formatBytes(snapshot.bytes)})  buffered ${n(snapshot.buffered)} rows in ${n(snapshot.openPartitions)} partitions` +
       `  rss ${formatBytes(snapshot.rssBytes)}${rates.fraction === undefined ? `  ${elapsed}` : ""}${snapshot.stopping ? "  stopping…" : ""}`,
   );
+  const lag = lagText(snapshot);
+  if (lag) lines.push(`${lag} (messages not acknowledged, as the broker reports)`);
   return lines.map((text) => (text.length > width ? `${text.slice(0, width - 1)}…` : text));
 }
 
@@ -190,6 +212,7 @@ export function renderProgressLine(snapshot: MetricsSnapshot, rates: ProgressRat
     `read ${formatBytes(snapshot.bytesRead)} (${formatBytes(rates.bytesPerSecond)}/s)`,
     `files ${n(snapshot.files)} (${formatBytes(snapshot.bytes)})`,
     `buffered ${n(snapshot.buffered)}`,
+    ...(snapshot.lag.length > 0 ? [lagText(snapshot) as string] : []),
     `rss ${formatBytes(snapshot.rssBytes)}`,
     `elapsed ${formatDuration(rates.elapsedSeconds)}`,
   ];
@@ -216,7 +239,15 @@ export function progressFields(snapshot: MetricsSnapshot, rates: ProgressRates):
     ...(rates.fraction !== undefined ? { fraction: Math.round(rates.fraction * 1000) / 1000 } : {}),
     ...(rates.etaSeconds !== undefined ? { etaSeconds: Math.round(rates.etaSeconds) } : {}),
     ...(snapshot.stopping ? { stopping: true } : {}),
+    ...lagFields(snapshot),
   };
+}
+
+function lagFields(snapshot: MetricsSnapshot): Record<string, unknown> {
+  const lag = lagSummary(snapshot);
+  if (!lag) return {};
+  const { source, partition, group, messages } = lag.worst;
+  return { lag: lag.total, lagWorst: { source, partition, group, messages } };
 }
 
 /** The end-of-run table: {@link formatSummary} plus throughput and peak memory. */

@@ -55,6 +55,27 @@ export interface FlowStats {
   openPartitions: number;
   /** Time from a buffer's flush to its file being durable, as a histogram over {@link COMMIT_LATENCY_BUCKETS}. */
   commitLatency: { count: number; sumSeconds: number; buckets: number[] };
+  /**
+   * Consumer lag per source partition, as the broker last reported it, keyed by source, partition
+   * and group (see `setLag` in run/metrics.ts). Broker sources fill it while they read.
+   */
+  lag: Map<string, SourceLag>;
+}
+
+/** One source partition's consumer lag, as its broker reported it. */
+export interface SourceLag {
+  /** The input's name without the partition: `redis:<stream>`, `jetstream:<stream>`, `kafka:<topic>`. */
+  readonly source: string;
+  /** The partition (Kafka's number; `0` for Redis and JetStream streams, which have one). */
+  readonly partition: string;
+  /** The consumer group (Redis group, JetStream durable consumer, Kafka group). */
+  readonly group: string;
+  /** Messages the group has not acknowledged: not yet delivered, plus delivered and not acknowledged. */
+  readonly messages: number;
+  /** Of those, delivered and not acknowledged, when the broker says (Redis, JetStream). */
+  readonly pending: number | undefined;
+  /** When the broker answered, epoch milliseconds. */
+  readonly at: number;
 }
 
 /** Upper bounds, in seconds, of the commit latency histogram's buckets (the last one is +Inf). */
@@ -125,6 +146,7 @@ export function createFlow(runId = newRunId()): Flow {
       skipped: 0,
       openPartitions: 0,
       commitLatency: { count: 0, sumSeconds: 0, buckets: COMMIT_LATENCY_BUCKETS.map(() => 0).concat(0) },
+      lag: new Map(),
     },
     stopping: false,
     deadLetterHandler: undefined,

@@ -3,7 +3,7 @@
  * of them, their Prometheus text exposition and a small HTTP server for `/metrics` and `/health`.
  */
 import { map, type Observable, type SchedulerLike, timer } from "rxjs";
-import { COMMIT_LATENCY_BUCKETS, type Flow, type FlowStats } from "../flow/flow.ts";
+import { COMMIT_LATENCY_BUCKETS, type Flow, type FlowStats, type SourceLag } from "../flow/flow.ts";
 
 /** The figures of a run at one moment. Counters only grow; gauges go up and down. */
 export interface MetricsSnapshot {
@@ -38,6 +38,8 @@ export interface MetricsSnapshot {
   readonly rssBytes: number;
   /** True once the run was asked to stop (SIGINT/SIGTERM or an abort). */
   readonly stopping: boolean;
+  /** Consumer lag per source partition, as the brokers last reported it (gauges), sorted by source, partition, group. */
+  readonly lag: readonly SourceLag[];
 }
 
 // Input totals are optional figures a source may report; until FlowStats declares them they
@@ -60,6 +62,38 @@ export function addInputTotal(flow: Flow, total: { readonly bytes?: number; read
   const stats = flow.stats as FlowStats & InputTotals;
   if (total.bytes !== undefined) stats.bytesTotal = (stats.bytesTotal ?? 0) + total.bytes;
   if (total.records !== undefined) stats.recordsTotal = (stats.recordsTotal ?? 0) + total.records;
+}
+
+/** Which source partition a lag figure belongs to. */
+export interface LagWhere {
+  /** The input's name without the partition (`redis:<stream>`, `jetstream:<stream>`, `kafka:<topic>`). */
+  readonly source: string;
+  readonly partition: string;
+  readonly group: string;
+}
+
+function lagKey(where: LagWhere): string {
+  return JSON.stringify([where.source, where.partition, where.group]);
+}
+
+/**
+ * Records a source partition's consumer lag as its broker reports it: `messages` the group has not
+ * acknowledged (not yet delivered plus delivered and not acknowledged), `pending` the delivered
+ * part when the broker says. A broker source calls it every few seconds while it reads; the
+ * figure stays as last reported once the source ends. Names only, never URLs or credentials.
+ *
+ * @example
+ * setLag(flow, { source: "redis:events", partition: "0", group: "lake" }, { messages: 120, pending: 20 });
+ */
+export function setLag(flow: Flow, where: LagWhere, figures: { readonly messages: number; readonly pending?: number | undefined }): void {
+  if (!Number.isFinite(figures.messages)) return;
+  const pending = figures.pending !== undefined && Number.isFinite(figures.pending) ? figures.pending : undefined;
+  flow.stats.lag.set(lagKey(where), { ...where, messages: Math.max(0, figures.messages), pending, at: Date.now() });
+}
+
+/** Forgets a source partition's lag (a Kafka partition that went to another reader of the group). */
+export function deleteLag(flow: Flow, where: LagWhere): void {
+  flow.stats.lag.delete(lagKey(where));
 }
 
 /** The flow's figures now. Copies everything, so the snapshot does not change afterwards. */
@@ -88,6 +122,9 @@ export function snapshotMetrics(flow: Flow): MetricsSnapshot {
     },
     rssBytes: process.memoryUsage.rss(),
     stopping: flow.stopping,
+    lag: [...(s.lag?.values() ?? [])].sort(
+      (a, b) => a.source.localeCompare(b.source) || a.partition.localeCompare(b.partition, undefined, { numeric: true }) || a.group.localeCompare(b.group),
+    ),
   };
 }
 
@@ -178,6 +215,15 @@ export function formatPrometheus(snapshot: MetricsSnapshot): string {
   sample("sluice_commit_latency_seconds_bucket", snapshot.commitLatency.count, { le: "+Inf" });
   sample("sluice_commit_latency_seconds_sum", snapshot.commitLatency.sumSeconds);
   sample("sluice_commit_latency_seconds_count", snapshot.commitLatency.count);
+  if (snapshot.lag.length > 0) {
+    family("sluice_source_lag", "gauge", "Messages of a source partition its consumer group has not acknowledged (not yet delivered, plus delivered and not acknowledged), as the broker last reported it.");
+    for (const lag of snapshot.lag) sample("sluice_source_lag", lag.messages, lagLabels(lag));
+    const pending = snapshot.lag.filter((lag) => lag.pending !== undefined);
+    if (pending.length > 0) {
+      family("sluice_source_pending", "gauge", "Of a source partition's lag, the messages delivered and not acknowledged, as the broker last reported it.");
+      for (const lag of pending) sample("sluice_source_pending", lag.pending as number, lagLabels(lag));
+    }
+  }
   family("sluice_stopping", "gauge", "1 once the run was asked to stop (SIGINT/SIGTERM), else 0.");
   sample("sluice_stopping", snapshot.stopping ? 1 : 0);
   family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
@@ -187,6 +233,10 @@ export function formatPrometheus(snapshot: MetricsSnapshot): string {
 
 /** The content type of {@link formatPrometheus}'s text. */
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+function lagLabels(lag: SourceLag): Record<string, string> {
+  return { source: lag.source, partition: lag.partition, group: lag.group };
+}
 
 function formatLabels(labels: Record<string, string> | undefined): string {
   if (!labels) return "";

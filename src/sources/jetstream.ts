@@ -12,12 +12,13 @@
  * Acks are published without a reply (one per message, as explicit acking requires); a flush (a
  * PING the server answers after everything sent before it) is what `run()` waits for.
  */
-import { AckPolicy, type Consumer, type ConsumerMessages, type JsMsg, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { AckPolicy, type Consumer, type ConsumerMessages, type JetStreamManager, type JsMsg, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Observable } from "rxjs";
 import { announceDurable } from "../flow/durable.ts";
 import { currentFlow, sendToDeadLetter } from "../flow/flow.ts";
 import { stamp } from "../flow/position.ts";
+import { setLag } from "../run/metrics.ts";
 import { HeldMessages, Pace } from "./broker.ts";
 
 /** Options of {@link fromJetStream}. */
@@ -44,6 +45,11 @@ export interface JetStreamOptions {
   readonly ackWaitMs?: number;
   /** Turns a message's payload into the record instead of `JSON.parse` of its text; a throw dead-letters the message. */
   readonly decode?: (data: Uint8Array) => unknown;
+  /**
+   * How often the consumer's lag is read (consumer info: `num_pending` + `num_ack_pending`;
+   * default 2,000 ms; 0: never) for the metrics (`sluice_source_lag`) and the live progress.
+   */
+  readonly lagIntervalMs?: number;
 }
 
 /**
@@ -90,6 +96,7 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
   const expiresMs = Math.max(1000, Math.floor(options.expiresMs ?? 1000));
   const maxAckPending = Math.max(batch, Math.floor(options.maxAckPending ?? 10_000));
   const ackWaitMs = Math.max(1, Math.floor(options.ackWaitMs ?? 30_000));
+  const lagIntervalMs = Math.max(0, Math.floor(options.lagIntervalMs ?? 2000));
   const hide = servers.flatMap(secretsOf);
   const where = `NATS ${servers.map(safeUrl).join(",")}, stream "${stream}", consumer "${consumer}"`;
   const decoder = new TextDecoder();
@@ -107,6 +114,25 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
     const pacing = new Pace(flow, done, () => (held?.size ?? 0) >= maxAckPending);
     const keepAlive = setInterval(() => keepHeld(nc, held), Math.max(1, Math.floor(ackWaitMs / 3)));
     keepAlive.unref();
+    // The consumer's lag, read from the server every lagIntervalMs once the consumer exists, and once more after the last acks.
+    let manager: JetStreamManager | undefined;
+    let lagTimer: ReturnType<typeof setInterval> | undefined;
+    let lagRead: Promise<void> | undefined;
+    const readLag = () => {
+      const jsm = manager;
+      if (!jsm || nc?.isClosed()) return Promise.resolve();
+      lagRead ??= jsm.consumers
+        .info(stream, consumer)
+        .then(
+          (info) => setLag(flow, { source: `jetstream:${stream}`, partition: "0", group: consumer }, { messages: info.num_pending + info.num_ack_pending, pending: info.num_ack_pending }),
+          // Failures are left to the pulls and acks to report.
+          () => {},
+        )
+        .finally(() => {
+          lagRead = undefined;
+        });
+      return lagRead;
+    };
     const onStop = () => {
       // Ends a pull waiting on the server now rather than after expiresMs.
       pull?.stop();
@@ -118,11 +144,18 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
     function close() {
       if (closing) return;
       clearInterval(keepAlive);
+      const lagging = lagTimer !== undefined;
+      clearInterval(lagTimer);
+      lagTimer = undefined;
       held?.close();
       pull?.stop();
       const connection = nc;
-      // The last acks are flushed first: closing drops whatever is still unsent.
-      closing = (held?.sent() ?? Promise.resolve()).then(() => connection?.close()).catch(() => {});
+      // The last acks are flushed first: closing drops whatever is still unsent. The lag is read
+      // once more after them, so the last figure is the one after the last acks.
+      closing = (held?.sent() ?? Promise.resolve())
+        .then(() => (lagging ? readLag() : undefined))
+        .then(() => connection?.close())
+        .catch(() => {});
       flow.settling.add(closing);
       closing.finally(() => flow.settling.delete(closing as Promise<void>));
     }
@@ -221,9 +254,15 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
           });
         }
         source = await jetstream(connection).consumers.get(stream, consumer);
+        manager = jsm;
       } catch (error) {
         if (stopped()) return complete();
         return fail("setting up the consumer", error);
+      }
+      if (lagIntervalMs > 0 && !finished) {
+        readLag();
+        lagTimer = setInterval(readLag, lagIntervalMs);
+        lagTimer.unref();
       }
       while (!done()) {
         if (!(await pacing.next())) break;

@@ -16,8 +16,9 @@ import { RedisClient } from "bun";
 import { hostname } from "node:os";
 import { Observable } from "rxjs";
 import { announceDurable } from "../flow/durable.ts";
-import { currentFlow, sendToDeadLetter } from "../flow/flow.ts";
+import { currentFlow, type Flow, sendToDeadLetter } from "../flow/flow.ts";
 import { stamp } from "../flow/position.ts";
+import { setLag } from "../run/metrics.ts";
 import { HeldMessages, Pace } from "./broker.ts";
 
 /** Options of {@link fromRedisStream}. */
@@ -52,6 +53,11 @@ export interface RedisStreamOptions {
   readonly keepAliveMs?: number;
   /** Reading pauses while this many entries are read and not acknowledged (default 10,000). */
   readonly maxUnacked?: number;
+  /**
+   * How often the group's lag is read (XINFO GROUPS, default 2,000 ms; 0: never) for the metrics
+   * (`sluice_source_lag`) and the live progress. Redis 7 or later reports it.
+   */
+  readonly lagIntervalMs?: number;
 }
 
 /** One stream entry as Redis replies: its id and its fields as `[name, value, ...]` (null once deleted). */
@@ -104,6 +110,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
   const claimIdleMs = Math.max(1, Math.floor(options.claimIdleMs ?? 60_000));
   const keepAliveMs = Math.max(1, Math.floor(options.keepAliveMs ?? claimIdleMs / 3));
   const maxUnacked = Math.max(batchSize, Math.floor(options.maxUnacked ?? 10_000));
+  const lagIntervalMs = Math.max(0, Math.floor(options.lagIntervalMs ?? 2000));
   const where = `Redis ${safeUrl(url)}, stream "${stream}", group "${group}"`;
   const hide = secretsOf(url);
 
@@ -140,6 +147,15 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
     let lastNew: string | undefined;
     const keepAlive = setInterval(() => keepHeld(commands, stream, group, consumer, held), keepAliveMs);
     keepAlive.unref();
+    // The group's lag, read from Redis every lagIntervalMs once the group exists, and once more after the last acks.
+    let lagTimer: ReturnType<typeof setInterval> | undefined;
+    let lagRead: Promise<void> | undefined;
+    const readLag = () => {
+      lagRead ??= reportLag(flow, commands, stream, group).finally(() => {
+        lagRead = undefined;
+      });
+      return lagRead;
+    };
     const onStop = () => {
       // Ends a read blocked in Redis now rather than after blockMs.
       reader.close();
@@ -149,10 +165,17 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
 
     function close() {
       clearInterval(keepAlive);
+      const lagging = lagTimer !== undefined;
+      clearInterval(lagTimer);
+      lagTimer = undefined;
       held.close();
       reader.close();
-      // Closing cancels what is in flight: the last acknowledgements are answered first.
-      held.sent().then(() => commands.close());
+      // Closing cancels what is in flight: the last acknowledgements are answered first, then the
+      // lag is read once more so the last figure is the one after them.
+      held
+        .sent()
+        .then(() => (lagging ? readLag() : undefined))
+        .then(() => commands.close());
     }
 
     function abort(error: Error) {
@@ -220,6 +243,11 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
         await commands.send("XGROUP", ["CREATE", stream, group, options.from === "start" ? "0" : "$", "MKSTREAM"]);
       } catch (error) {
         if (!String((error as Error).message).startsWith("BUSYGROUP")) return fail("creating the consumer group", error);
+      }
+      if (lagIntervalMs > 0 && !finished) {
+        readLag();
+        lagTimer = setInterval(readLag, lagIntervalMs);
+        lagTimer.unref();
       }
       // Entries this consumer read before a restart and never acknowledged.
       let after = "0";
@@ -334,6 +362,38 @@ export function lineOfId(id: string): number | undefined {
   if (ms >= 2 ** 42 || seq >= SEQS_PER_MS) return undefined;
   const line = ms * SEQS_PER_MS + seq;
   return line > 0 ? line : undefined;
+}
+
+/**
+ * Reads the group's lag from XINFO GROUPS and records it: entries not yet delivered to the group
+ * (`lag`, Redis 7+) plus entries delivered and not acknowledged (`pending`). Nothing is recorded
+ * when Redis cannot say (`lag` is null after some deletions, or missing before Redis 7). Failures
+ * are left to the reads and acknowledgements to report.
+ */
+async function reportLag(flow: Flow, client: RedisClient, stream: string, group: string): Promise<void> {
+  let reply: unknown;
+  try {
+    reply = await client.send("XINFO", ["GROUPS", stream]);
+  } catch {
+    return;
+  }
+  for (const item of Array.isArray(reply) ? reply : []) {
+    const info = fieldsOf(item) as { name?: unknown; lag?: unknown; pending?: unknown };
+    if (String(info.name) !== group) continue;
+    if (info.lag === null || info.lag === undefined) return;
+    const undelivered = Number(info.lag);
+    const pending = Number(info.pending);
+    setLag(flow, { source: `redis:${stream}`, partition: "0", group }, { messages: undelivered + pending, pending });
+    return;
+  }
+}
+
+/** A reply's map as an object: RESP3 gives one, RESP2 a flat `[name, value, ...]` list. */
+function fieldsOf(item: unknown): Record<string, unknown> {
+  if (!Array.isArray(item)) return (item ?? {}) as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i + 1 < item.length; i += 2) out[String(item[i])] = item[i + 1];
+  return out;
 }
 
 /** Resets the idle time of every held entry, so no other consumer's XAUTOCLAIM takes it over. */
