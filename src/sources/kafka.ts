@@ -25,6 +25,7 @@ import type { ConnectionOptions as TlsOptions } from "node:tls";
 import { Observable } from "rxjs";
 import { announceDurable, watchDurable } from "../flow/durable.ts";
 import { currentFlow, sendToDeadLetter } from "../flow/flow.ts";
+import { deleteLag, type LagWhere, setLag } from "../run/metrics.ts";
 import { Input, stamp } from "../flow/position.ts";
 import { alreadyDeadLettered } from "../sinks/ledger.ts";
 import { Pace } from "./broker.ts";
@@ -96,6 +97,12 @@ export interface KafkaSourceOptions extends KafkaConnectionOptions {
   readonly maxFetchBytes?: number;
   /** The group's session timeout (default 30,000 ms): how long a reader that stopped heartbeating keeps its partitions. */
   readonly sessionTimeoutMs?: number;
+  /**
+   * How often the lag of this reader's partitions is read (default 2,000 ms; 0: never) for the
+   * metrics (`sluice_source_lag`) and the live progress: the high watermark (ListOffsets) minus the
+   * group's committed offset (OffsetFetch), per assigned partition.
+   */
+  readonly lagIntervalMs?: number;
 }
 
 /** The connection settings a client takes, with what may be shown of them and the secrets to scrub. */
@@ -250,6 +257,7 @@ export function fromKafka(options: KafkaSourceOptions): Observable<unknown> {
   const maxWaitMs = Math.max(1, Math.floor(options.maxWaitMs ?? 1000));
   const maxFetchBytes = Math.max(1024, Math.floor(options.maxFetchBytes ?? 8 * 1024 * 1024));
   const sessionTimeoutMs = Math.max(6000, Math.floor(options.sessionTimeoutMs ?? 30_000));
+  const lagIntervalMs = Math.max(0, Math.floor(options.lagIntervalMs ?? 2000));
   const where = `${connection.where}, topic${topics.length > 1 ? "s" : ""} ${topics.map((t) => `"${t}"`).join(",")}, group "${group}"`;
   const utf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -308,6 +316,61 @@ export function fromKafka(options: KafkaSourceOptions): Observable<unknown> {
     }, 500);
     announcer.unref();
 
+    // The lag of the partitions assigned here, read every lagIntervalMs once the group is joined,
+    // and once more after the last commit.
+    let lagTimer: ReturnType<typeof setInterval> | undefined;
+    let lagRead: Promise<void> | undefined;
+    const lagShown = new Map<string, LagWhere>();
+    const readLag = () => {
+      const c = consumer;
+      if (!c) return Promise.resolve();
+      lagRead ??= reportLag(c)
+        // Failures (a rebalance under way, a broker away) are left to the fetches and commits to report.
+        .catch(() => {})
+        .finally(() => {
+          lagRead = undefined;
+        });
+      return lagRead;
+    };
+
+    /** High watermark minus committed offset for each assigned partition (from the log start when none is committed and `from` is "start"). */
+    async function reportLag(c: Consumer): Promise<void> {
+      const assigned = (c.assignments ?? []).filter((a) => a.partitions.length > 0);
+      const owned = new Set(assigned.flatMap((a) => a.partitions.map((p) => keyOf(a.topic, p))));
+      // Partitions gone to another reader: their lag is that reader's to report.
+      for (const [key, where] of lagShown) {
+        if (owned.has(key)) continue;
+        deleteLag(flow, where);
+        lagShown.delete(key);
+      }
+      if (assigned.length > 0) {
+        const topicsOf = assigned.map((a) => a.topic);
+        const partitionsOf = Object.fromEntries(assigned.map((a) => [a.topic, a.partitions]));
+        const [latest, committed] = await Promise.all([
+          c.listOffsets({ topics: topicsOf, partitions: partitionsOf }),
+          c.listCommittedOffsets({ topics: assigned }),
+        ]);
+        let earliest: Map<string, bigint[]> | undefined;
+        for (const { topic, partitions: list } of assigned) {
+          for (const partition of list) {
+            const high = latest.get(topic)?.[partition];
+            let base = committed.get(topic)?.[partition];
+            if (high === undefined) continue;
+            if (base === undefined || base < 0n) {
+              // Nothing committed yet: a group reading from the start lags by the whole log; one reading new records is not reported until its first commit.
+              if (options.from !== "start") continue;
+              earliest ??= await c.listOffsets({ topics: topicsOf, partitions: partitionsOf, timestamp: -2n });
+              base = earliest.get(topic)?.[partition];
+              if (base === undefined) continue;
+            }
+            const where = { source: `kafka:${topic}`, partition: String(partition), group };
+            lagShown.set(keyOf(topic, partition), where);
+            setLag(flow, where, { messages: Number(high - base) });
+          }
+        }
+      }
+    }
+
     function complete() {
       if (finished) return;
       finished = true;
@@ -330,11 +393,15 @@ export function fromKafka(options: KafkaSourceOptions): Observable<unknown> {
     function close(now: boolean) {
       if (closing) return;
       clearInterval(announcer);
+      const lagging = lagTimer !== undefined && !now;
+      clearInterval(lagTimer);
+      lagTimer = undefined;
       for (const stop of stopWatching) stop();
       pacing.wake();
       const c = consumer;
       const s = stream;
       closing = (now ? Promise.resolve() : commitChain)
+        .then(() => (lagging ? readLag() : undefined))
         .then(() => s?.close())
         .catch(() => {})
         .then(() => c?.close(true))
@@ -589,6 +656,11 @@ export function fromKafka(options: KafkaSourceOptions): Observable<unknown> {
         // Closed while the group was being joined: the stream started after the close is closed too.
         if (closing) await stream.close().catch(() => {});
         return;
+      }
+      if (lagIntervalMs > 0 && !closing) {
+        readLag();
+        lagTimer = setInterval(readLag, lagIntervalMs);
+        lagTimer.unref();
       }
       stream.on("data", onData);
       stream.on("error", (error: Error) => {

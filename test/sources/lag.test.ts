@@ -9,11 +9,13 @@ import { concatMap, type OperatorFunction } from "rxjs";
 import * as v from "valibot";
 import { lagSummary, renderProgressLine, progressFields, progressRates } from "../../src/cli/progress.ts";
 import { createFlow, type Flow, type SourceLag } from "../../src/flow/flow.ts";
-import { formatPrometheus, fromJetStream, fromRedisStream, run, snapshotMetrics, toParquet } from "../../src/index.ts";
+import { formatPrometheus, fromJetStream, fromKafka, fromRedisStream, run, snapshotMetrics, toParquet } from "../../src/index.ts";
 import { jetStreams, NATS, REDIS, redisStreams, until } from "../helpers/brokers.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 import { connect } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Consumer, Producer } from "@platformatic/kafka";
+import { startKafkaMock } from "../support/kafka-mock/mock.ts";
 
 const Entry = v.object({ id: v.number() });
 const COUNT = 300;
@@ -147,6 +149,52 @@ describe("consumer lag", () => {
       gate.open();
       stop.abort();
       await nc.close();
+      await dir.remove();
+    }
+  });
+
+  test("fromKafka reports the high watermark minus the group's committed offset, and 0 once every offset is committed", async () => {
+    const mock = await startKafkaMock(["lag"]);
+    const producer = new Producer({ clientId: "test-producer", bootstrapBrokers: [mock.brokers] });
+    const reader = new Consumer({ clientId: "test-reader", groupId: "lag-lake", bootstrapBrokers: [mock.brokers] });
+    const dir = await tempDir("sluice-lag-kafka-");
+    const gate = valve<v.InferOutput<typeof Entry>>();
+    const stop = new AbortController();
+    let flow: Flow | undefined;
+    try {
+      const messages = Array.from({ length: COUNT }, (_, i) => ({ topic: "lag", partition: 0, value: Buffer.from(JSON.stringify({ id: i + 1 })) }));
+      await producer.send({ messages, acks: -1 });
+      const brokerSays = async () => {
+        const [high, committed] = await Promise.all([
+          reader.listOffsets({ topics: ["lag"], partitions: { lag: [0] } }),
+          reader.listCommittedOffsets({ topics: [{ topic: "lag", partitions: [0] }] }),
+        ]);
+        return { high: Number(high.get("lag")?.[0]), committed: Number(committed.get("lag")?.[0] ?? -1n) };
+      };
+      const running = run(
+        fromKafka({ brokers: mock.brokers, topic: "lag", group: "lag-lake", from: "start", maxUncommitted: HELD, lagIntervalMs: 20 }).pipe(
+          gate.operator,
+          toParquet(join(dir.path, "events"), { schema: Entry, maxFileAgeMs: 50 }),
+        ),
+        { signal: stop.signal, onStart: (f) => (flow = f) },
+      );
+      // Nothing is committed while the valve holds the records: the lag is the whole log.
+      await until("the partition's lag reported", async () => lagOf(flow, "kafka:lag")?.messages === COUNT);
+      expect(await brokerSays()).toEqual({ high: COUNT, committed: -1 });
+      expect(lagOf(flow, "kafka:lag")).toMatchObject({ partition: "0", group: "lag-lake", pending: undefined });
+      expect(sample(formatPrometheus(snapshotMetrics(flow as Flow)), "sluice_source_lag", '{source="kafka:lag",partition="0",group="lag-lake"}')).toBe(COUNT);
+
+      gate.open();
+      await until("every offset committed and a lag of 0 reported", async () => lagOf(flow, "kafka:lag")?.messages === 0 && (flow?.stats.written ?? 0) === COUNT);
+      expect(await brokerSays()).toEqual({ high: COUNT, committed: COUNT });
+      stop.abort();
+      expect((await running).written).toBe(COUNT);
+    } finally {
+      gate.open();
+      stop.abort();
+      await reader.close(true);
+      await producer.close(true);
+      await mock.stop();
       await dir.remove();
     }
   });
