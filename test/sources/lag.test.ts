@@ -7,9 +7,9 @@ import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { concatMap, type OperatorFunction } from "rxjs";
 import * as v from "valibot";
-import { lagSummary, renderProgressLine, progressFields, progressRates } from "../../src/cli/progress.ts";
+import { lagSummary, progressFields, progressRates, renderProgressBlock, renderProgressLine } from "../../src/cli/progress.ts";
 import { createFlow, type Flow, type SourceLag } from "../../src/flow/flow.ts";
-import { formatPrometheus, fromJetStream, fromKafka, fromRedisStream, run, snapshotMetrics, toParquet } from "../../src/index.ts";
+import { deleteLag, formatPrometheus, fromJetStream, fromKafka, fromRedisStream, run, setLag, snapshotMetrics, toParquet } from "../../src/index.ts";
 import { jetStreams, NATS, REDIS, redisStreams, until } from "../helpers/brokers.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 import { connect } from "@nats-io/transport-node";
@@ -197,6 +197,31 @@ describe("consumer lag", () => {
       await mock.stop();
       await dir.remove();
     }
+  });
+
+  test("several partitions: the progress shows the total and the worst, Prometheus one escaped series each, a revoked one disappears", () => {
+    const flow = createFlow();
+    const odd = 'ev"ents\\\n2';
+    setLag(flow, { source: "kafka:events", partition: "10", group: "lake" }, { messages: 5 });
+    setLag(flow, { source: "kafka:events", partition: "2", group: "lake" }, { messages: 20_000 });
+    setLag(flow, { source: `redis:${odd}`, partition: "0", group: "g" }, { messages: 7, pending: 3 });
+    // Not a number of messages: ignored, the last figure stays.
+    setLag(flow, { source: "kafka:events", partition: "10", group: "lake" }, { messages: Number.NaN });
+    const snapshot = snapshotMetrics(flow);
+    expect(snapshot.lag.map((l) => `${l.source}/${l.partition}`)).toEqual(["kafka:events/2", "kafka:events/10", `redis:${odd}/0`]);
+    const rates = progressRates(snapshot, snapshot, snapshot.at);
+    expect(renderProgressBlock(snapshot, rates, 200).at(-1)).toStartWith("lag 20,012, worst kafka:events/2 20,000");
+    expect(renderProgressLine(snapshot, rates)).toContain("lag 20,012, worst kafka:events/2 20,000");
+    const text = formatPrometheus(snapshot);
+    expect(text).toContain('sluice_source_lag{source="kafka:events",partition="10",group="lake"} 5\n');
+    expect(text).toContain('sluice_source_lag{source="redis:ev\\"ents\\\\\\n2",partition="0",group="g"} 7\n');
+    expect(text).toContain('sluice_source_pending{source="redis:ev\\"ents\\\\\\n2",partition="0",group="g"} 3\n');
+    // Only Redis and JetStream say how many are pending.
+    expect(text).not.toContain('sluice_source_pending{source="kafka');
+    // Every sample line is one line: the newline in the name is escaped.
+    for (const line of text.split("\n").filter((l) => l.startsWith("sluice_source_"))) expect(line).toMatch(/ \d+$/);
+    deleteLag(flow, { source: "kafka:events", partition: "2", group: "lake" });
+    expect(lagSummary(snapshotMetrics(flow))).toMatchObject({ total: 12, worst: { source: `redis:${odd}`, messages: 7 } });
   });
 
   test("a run without broker sources has no lag figures, and the progress shows none", () => {
