@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { concatMap, type OperatorFunction } from "rxjs";
+import { concatMap, type Observable, type OperatorFunction } from "rxjs";
 import * as v from "valibot";
 import { lagSummary, progressFields, progressRates, renderProgressBlock, renderProgressLine } from "../../src/cli/progress.ts";
 import { createFlow, type Flow, type SourceLag } from "../../src/flow/flow.ts";
@@ -195,6 +195,36 @@ describe("consumer lag", () => {
       await reader.close(true);
       await producer.close(true);
       await mock.stop();
+      await dir.remove();
+    }
+  });
+
+  test("fromJetStream reads the lag once more after the last acks, so the figure after the run is the broker's final one", async () => {
+    const stream = await nats.create();
+    const nc = await connect({ servers: NATS });
+    const dir = await tempDir("sluice-lag-last-");
+    const stop = new AbortController();
+    let flow: Flow | undefined;
+    try {
+      const js = jetstream(nc);
+      for (let i = 1; i <= COUNT; i++) await js.publish(`${stream}.e`, JSON.stringify({ id: i }));
+      // No periodic reading during the run: only the first one, and the one after the last acks.
+      const running = run(
+        (fromJetStream({ servers: NATS, stream, consumer: "last", lagIntervalMs: 600_000 }) as Observable<v.InferOutput<typeof Entry>>).pipe(toParquet(join(dir.path, "events"), { schema: Entry, maxFileAgeMs: 50 })),
+        { signal: stop.signal, onStart: (f) => (flow = f) },
+      );
+      await until("the first lag read", () => lagOf(flow, `jetstream:${stream}`) !== undefined);
+      expect(lagOf(flow, `jetstream:${stream}`)?.messages).toBe(COUNT);
+      await until("every message written", () => (flow?.stats.written ?? 0) === COUNT);
+      expect(lagOf(flow, `jetstream:${stream}`)?.messages).toBe(COUNT);
+      stop.abort();
+      await running;
+      expect(lagOf(flow, `jetstream:${stream}`)).toMatchObject({ messages: 0, pending: 0 });
+      const info = await (await jetstreamManager(nc)).consumers.info(stream, "last");
+      expect(info.num_pending + info.num_ack_pending).toBe(0);
+    } finally {
+      stop.abort();
+      await nc.close();
       await dir.remove();
     }
   });
