@@ -236,10 +236,10 @@ describe("the transactions example on a bucket and PostgreSQL", () => {
     expect(dataset).toEqual(expected);
     const rows = await tableRows(crashTable);
     expect(withoutLineage(rows)).toEqual(expected);
-    // Rows from both runs, each naming its own input object and line.
+    // Each row names its own input object and line (an upsert by the resumed run may re-stamp a
+    // row the killed run wrote, so which run id a row carries depends on when the kill landed).
     const lineOf = new Map(validRows(CRASH).map((row) => [row.tx_id, key(row.source, row.line)]));
     expect(rows.every((row) => key(row._sluice_input as string, row._sluice_line as number) === lineOf.get(row.tx_id as string))).toBe(true);
-    expect(new Set(rows.map((row) => row._sluice_run_id)).size).toBe(2);
     expect(atKill.tableRows).toBeLessThan(rows.length);
     // Every bad row is dead-lettered (a crash may repeat some in a bucket: docs/limits.md).
     const defects = inputRows(CRASH).filter((row) => row.defect);
