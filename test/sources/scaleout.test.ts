@@ -16,6 +16,14 @@ import { connect } from "@nats-io/transport-node";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 
 const FIXTURE = join(import.meta.dir, "..", "fixtures", "broker-scaleout.ts");
+/**
+ * The broker's ack wait (JetStream) and claim idle time (Redis). Exactly once holds only while no
+ * live worker goes longer than this without keeping its messages alive: a broker restart, or a
+ * stall on a loaded machine, longer than it lets another worker take messages the first still
+ * writes (docs/limits.md). 3 s gave 9,113 duplicates of 19,600 once with both cores kept busy
+ * during the NATS restart; the setting that follows is well above the longest outage expected.
+ */
+const ACK_WAIT_MS = 12_000;
 const TOTAL = 20_000;
 const DAYS = ["2024-03-01", "2024-03-02", "2024-03-03"];
 
@@ -144,7 +152,7 @@ describe("three workers on one consumer group writing one dataset folder", () =>
       }
     };
     const out = join(dir.path, "redis-out");
-    const workers = new Workers((slot) => ["redis", url, stream, "lake", `w${slot}`, out, "3000"], 3);
+    const workers = new Workers((slot) => ["redis", url, stream, "lake", `w${slot}`, out, String(ACK_WAIT_MS)], 3);
     try {
       await produce(1, 7000);
       await until("files from the workers", () => parquetFiles(join(out, "events")) >= 6);
@@ -189,7 +197,7 @@ describe("three workers on one consumer group writing one dataset folder", () =>
     let jsm = await jetstreamManager(nc);
     await jsm.streams.add({ name: stream, subjects: ["events.>"] });
     // Created once here, so the three workers do not race to create it.
-    await jsm.consumers.add(stream, { durable_name: "lake", ack_policy: "explicit" as never, ack_wait: 3_000_000_000, max_ack_pending: 20_000 });
+    await jsm.consumers.add(stream, { durable_name: "lake", ack_policy: "explicit" as never, ack_wait: ACK_WAIT_MS * 1_000_000, max_ack_pending: 20_000 });
     let js = jetstream(nc);
     const produce = async (from: number, to: number) => {
       for (let start = from; start <= to; start += 1000) {
@@ -200,7 +208,7 @@ describe("three workers on one consumer group writing one dataset folder", () =>
       }
     };
     const out = join(dir.path, "nats-out");
-    const workers = new Workers((slot) => ["jetstream", servers, stream, "lake", `w${slot}`, out, "3000"], 3);
+    const workers = new Workers((slot) => ["jetstream", servers, stream, "lake", `w${slot}`, out, String(ACK_WAIT_MS)], 3);
     try {
       await produce(1, 7000);
       await until("files from the workers", () => parquetFiles(join(out, "events")) >= 6);
