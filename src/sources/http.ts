@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { Observable } from "rxjs";
 import { currentFlow, type Flow, recordText, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
 import { Input, stamp } from "../flow/position.ts";
+import { isS3Url, putObject, type S3Options } from "../io/s3.ts";
 import { commitFile } from "../parquet/encode.ts";
 import { isCredentialName, scrubBytes, scrubText, secretForms } from "../run/redact.ts";
 import { recordLosses } from "./http/numbers.ts";
@@ -139,9 +140,13 @@ export interface HttpOptions {
   /**
    * A folder for the raw zone: every response body is written as received to
    * `<folder>/YYYY-MM-DD/<runId>-<page>.json` (UTC day of the response; `.txt` when the body is
-   * not JSON), atomically, with the credentials' values replaced by `REDACTED`.
+   * not JSON), atomically, with the credentials' values replaced by `REDACTED`. An
+   * `s3://bucket/prefix` archive puts each body with one PUT (atomic), endpoint and credentials from
+   * `archiveS3` or the environment.
    */
   readonly archive?: string;
+  /** For an `s3://` archive: endpoint and credentials (default: the environment's). */
+  readonly archiveS3?: S3Options;
 }
 
 /** The source failed for good: a page that could not be fetched or used, with where it stopped. */
@@ -359,9 +364,12 @@ async function extract(
     if (!options.archive || response.noContent) return undefined;
     const day = new Date().toISOString().slice(0, 10);
     const name = `${flow.runId}-${String(page).padStart(6, "0")}.${response.invalid ? "txt" : "json"}`;
-    const path = join(options.archive, day, name);
+    const inBucket = isS3Url(options.archive);
+    const path = inBucket ? `${options.archive.replace(/\/+$/, "")}/${day}/${name}` : join(options.archive, day, name);
     try {
-      await commitFile(path, join(options.archive, day, `.${name}.${process.pid}.tmp`), scrubBytes(response.bytes, secrets, REDACTED));
+      const bytes = scrubBytes(response.bytes, secrets, REDACTED);
+      if (inBucket) await putObject(path, bytes, { ...options.archiveS3, type: response.invalid ? "text/plain" : "application/json" });
+      else await commitFile(path, join(options.archive, day, `.${name}.${process.pid}.tmp`), bytes);
     } catch (error) {
       throw fail(page, response.url, `could not be archived to ${path}: ${(error as Error).message}`, response.status, error);
     }

@@ -12,7 +12,9 @@ import { toParquet } from "../../src/sinks/toParquet.ts";
 import { fromHttp, type HttpOptions, HttpSourceError } from "../../src/sources/http.ts";
 import { backoffDelay, backoffWithDefaults, parseRetryAfter } from "../../src/sources/http/retry.ts";
 import { nextFromLinkHeader, redactUrl } from "../../src/sources/http/url.ts";
+import { getObject, listKeys } from "../../src/io/s3.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
+import { S3RVER_KEY, S3RVER_SECRET, type S3rverHandle, startS3rver } from "../helpers/s3rver.ts";
 
 /** The records the fake API serves, in order: unicode, nulls, nested lists, numbers of every size. */
 interface Item {
@@ -793,6 +795,30 @@ describe("fromHttp lifecycle", () => {
     } finally {
       await dir.remove();
     }
+  });
+});
+
+describe("fromHttp's raw archive in a bucket", () => {
+  let s3: S3rverHandle;
+  beforeAll(async () => {
+    s3 = await startS3rver(["raw"]);
+  });
+  afterAll(() => s3.stop());
+
+  test("puts every response body as received under s3://…/YYYY-MM-DD, non-JSON as .txt", async () => {
+    const options = { endpoint: s3.endpoint, accessKeyId: S3RVER_KEY, secretAccessKey: S3RVER_SECRET };
+    api.fault = ({ page }) => (page === "page=3" ? new Response("<html>down</html>") : undefined);
+    const runId = "archive-bucket";
+    const { entries } = await extract({ pagination: { type: "page", size: 100 }, archive: "s3://raw/zone", archiveS3: options, retries: 0 }, { runId });
+    const day = new Date().toISOString().slice(0, 10);
+    const keys: string[] = [];
+    for await (const object of listKeys("s3://raw/zone/", options)) keys.push(object.key);
+    expect(keys.sort()).toEqual(["000001", "000002", "000003", "000004", "000005", "000006", "000007"].map((n) => `zone/${day}/${runId}-${n}.${n === "000003" ? "txt" : "json"}`));
+    for (const [index, key] of keys.entries()) {
+      const text = new TextDecoder().decode(await getObject(`s3://raw/${key}`, options));
+      expect(text).toBe(index === 2 ? "<html>down</html>" : (api.bodies.get(`page=${index + 1}`) as string));
+    }
+    expect(entries[0]?.error).toContain(`archived at s3://raw/zone/${day}/${runId}-000003.txt`);
   });
 });
 
