@@ -43,6 +43,8 @@ export function createEncoders(count: number): Encoders {
   }
 
   const workers: { worker: Worker; busy: number; jobs: Set<number>; stopListening: () => void }[] = [];
+  // Every worker started, also those whose thread already ended: close() terminates each once.
+  const started: { worker: Worker; stopListening: () => void }[] = [];
   const pending = new Map<number, Pending>();
   let nextId = 0;
   let closing = false;
@@ -79,6 +81,7 @@ export function createEncoders(count: number): Encoders {
     worker.addEventListener("close", onClose);
     slot.stopListening = () => worker.removeEventListener("close", onClose);
     workers.push(slot);
+    started.push(slot);
     return slot;
   }
 
@@ -97,10 +100,11 @@ export function createEncoders(count: number): Encoders {
     },
     close() {
       closing = true;
-      for (const { worker, stopListening } of workers) {
+      for (const { worker, stopListening } of started) {
         stopListening();
         worker.terminate();
       }
+      started.length = 0;
       workers.length = 0;
       for (const [id, job] of pending) {
         job.reject(new Error("parquet encoders were closed"));
