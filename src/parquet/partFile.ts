@@ -38,7 +38,7 @@ export interface EncodedPiece {
 
 // Field ids of parquet.thrift's structs that hold file offsets.
 const FILE_META = { numRows: 3, rowGroups: 4, keyValue: 5 } as const;
-const ROW_GROUP = { columns: 1, fileOffset: 5, ordinal: 7 } as const;
+const ROW_GROUP = { columns: 1, numRows: 3, fileOffset: 5, ordinal: 7 } as const;
 const COLUMN_CHUNK = { fileOffset: 2, meta: 3, offsetIndexOffset: 4, offsetIndexLength: 5, columnIndexOffset: 6, columnIndexLength: 7 } as const;
 const COLUMN_META = { compressedSize: 7, dataPageOffset: 9, indexPageOffset: 10, dictionaryPageOffset: 11, bloomOffset: 14, bloomLength: 15 } as const;
 
@@ -62,10 +62,29 @@ function shift(struct: TStruct, id: number, delta: bigint): void {
   if (f && typeof f.value === "bigint") f.value += delta;
 }
 
+/** Moves every file offset a row group's metadata holds by `delta` bytes. */
+function moveOffsets(rowGroup: TStruct, delta: bigint): void {
+  for (const chunk of listOf(rowGroup, ROW_GROUP.columns)) {
+    const columnMeta = field(chunk, COLUMN_CHUNK.meta)?.value as TStruct;
+    for (const id of [COLUMN_META.dataPageOffset, COLUMN_META.indexPageOffset, COLUMN_META.dictionaryPageOffset]) shift(columnMeta, id, delta);
+    shift(chunk, COLUMN_CHUNK.fileOffset, delta);
+  }
+  shift(rowGroup, ROW_GROUP.fileOffset, delta);
+}
+
+/** Writes all of `bytes` at `position`. */
+async function writeAt(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) {
+    const { bytesWritten } = await handle.write(bytes, written, bytes.length - written, position + written);
+    written += bytesWritten;
+  }
+}
+
 /**
  * Cuts an encoded file into its column chunks and its footer; offsets in the returned row groups
- * count from the start of `body` (the byte after the leading magic). Throws when the bytes are
- * not a Parquet file laid out as one writer writes it (chunks first, contiguous).
+ * are still the encoded file's (`body` begins at byte 4, after the leading magic). Throws when the
+ * bytes are not a Parquet file laid out as one writer writes it (chunks first, contiguous).
  */
 export function splitParquet(file: Uint8Array): EncodedPiece {
   const n = file.length;
@@ -94,10 +113,7 @@ export function splitParquet(file: Uint8Array): EncodedPiece {
       }
       columnMeta.delete(COLUMN_META.bloomOffset);
       columnMeta.delete(COLUMN_META.bloomLength);
-      for (const id of [COLUMN_META.dataPageOffset, COLUMN_META.indexPageOffset, COLUMN_META.dictionaryPageOffset]) shift(columnMeta, id, -4n);
-      shift(chunk, COLUMN_CHUNK.fileOffset, -4n);
     }
-    shift(rowGroup, ROW_GROUP.fileOffset, -4n);
   }
   if (end > BigInt(footerStart)) throw new Error("an encoded row group's column chunks overlap its footer");
   return { body: file.subarray(4, Number(end)), meta, rowGroups };
@@ -159,29 +175,24 @@ export class PartFile {
       this.#handle = await open(location.tempPath, "w");
       await this.#handle.write(MAGIC, 0, 4, 0);
     }
-    const handle = this.#handle;
-    let written = 0;
-    while (written < piece.body.length) {
-      const { bytesWritten } = await handle.write(piece.body, written, piece.body.length - written, this.#offset + written);
-      written += bytesWritten;
-    }
-    const delta = BigInt(this.#offset);
+    await writeAt(this.#handle, piece.body, this.#offset);
+    // The piece's body began at its byte 4; here it begins at this file's offset.
+    const delta = BigInt(this.#offset - 4);
     for (const rowGroup of piece.rowGroups) {
-      for (const chunk of listOf(rowGroup, ROW_GROUP.columns)) {
-        const columnMeta = field(chunk, COLUMN_CHUNK.meta)?.value as TStruct;
-        for (const id of [COLUMN_META.dataPageOffset, COLUMN_META.indexPageOffset, COLUMN_META.dictionaryPageOffset]) shift(columnMeta, id, delta);
-        shift(chunk, COLUMN_CHUNK.fileOffset, delta);
-      }
-      shift(rowGroup, ROW_GROUP.fileOffset, delta);
+      moveOffsets(rowGroup, delta);
       const ordinal = this.#rowGroups.length;
       if (ordinal <= 0x7fff) rowGroup.set(ROW_GROUP.ordinal, { type: T.I16, value: ordinal });
       else rowGroup.delete(ROW_GROUP.ordinal);
       const encoded = encodeStruct(rowGroup);
       this.#rowGroups.push(encoded);
       this.#metaBytes += encoded.bytes.length;
-      this.#rows += i64(rowGroup, 3) ?? 0n;
+      this.#rows += i64(rowGroup, ROW_GROUP.numRows) ?? 0n;
     }
-    this.#meta ??= piece.meta;
+    if (!this.#meta) {
+      // The rest of the footer (schema, key/value metadata) is the first piece's; row groups are kept encoded.
+      this.#meta = piece.meta;
+      this.#meta.delete(FILE_META.rowGroups);
+    }
     this.#offset += piece.body.length;
   }
 
@@ -206,9 +217,10 @@ export class PartFile {
     meta.set(FILE_META.numRows, { type: T.I64, value: this.#rows });
     meta.set(FILE_META.rowGroups, { type: T.List, value: { kind: "list", elementType: T.Struct, items: this.#rowGroups } });
     const encoder = new TextEncoder();
+    const decoder = new TextDecoder();
     const entries = listOf(meta, FILE_META.keyValue).filter((kv) => {
       const key = kv.get(1)?.value;
-      return !(key instanceof Uint8Array && new TextDecoder().decode(key) in metadata);
+      return !(key instanceof Uint8Array && decoder.decode(key) in metadata);
     });
     for (const [key, value] of Object.entries(metadata)) {
       entries.push(
@@ -226,11 +238,7 @@ export class PartFile {
     tail.set(footer);
     new DataView(tail.buffer).setUint32(footer.length, footer.length, true);
     tail.set(MAGIC, footer.length + 4);
-    let written = 0;
-    while (written < tail.length) {
-      const { bytesWritten } = await handle.write(tail, written, tail.length - written, this.#offset + written);
-      written += bytesWritten;
-    }
+    await writeAt(handle, tail, this.#offset);
     await handle.sync();
     await handle.close();
     this.#handle = undefined;

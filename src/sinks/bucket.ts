@@ -38,6 +38,16 @@ export interface BucketTarget {
   close(): Promise<void>;
 }
 
+/** A file's key relative to the dataset prefix: its partition folders (`/` between), then its name. */
+function keyOf(subfolder: string, name: string): string {
+  return subfolder ? `${subfolder.split(/[\\/]/).join("/")}/${name}` : name;
+}
+
+/** The URL of a file of a dataset in a bucket (`path.join` would fold `s3://` into `s3:/`). */
+export function objectUrl(dataset: string, subfolder: string, name: string): string {
+  return `${dataset.replace(/\/+$/, "")}/${keyOf(subfolder, name)}`;
+}
+
 /**
  * Opens the bucket target for a write `mode`: `error` refuses a prefix that already holds Parquet
  * objects, `append` adds to it; `overwrite` is not offered (a bucket has no atomic swap).
@@ -63,13 +73,12 @@ export async function openBucketTarget(url: string, mode: string, s3: S3Options 
     }
   }
   const localRoot = await mkdtemp(join(tmpdir(), "sluice-upload-"));
-  const relative = (subfolder: string, name: string) => (subfolder ? `${subfolder}/${name}` : name);
   return {
     url: base,
     localRoot,
     async publish(localPath, subfolder, name, rows, runId) {
-      const path = relative(subfolder, name);
-      const object = await uploadFile(localPath, `${base}/${path}`, s3);
+      const path = keyOf(subfolder, name);
+      const object = await uploadFile(localPath, objectUrl(base, subfolder, name), s3);
       await writeManifestEntry(base, { path, size: object.size, etag: object.etag, rows, runId, committedAt: new Date().toISOString() }, s3);
       await rm(localPath, { force: true });
       return object.size;

@@ -17,7 +17,7 @@ import type { EncodeOptions } from "../parquet/encode.ts";
 import { createEncoders } from "../parquet/encoders.ts";
 import { PartFile } from "../parquet/partFile.ts";
 import type { S3Options } from "../io/s3.ts";
-import { type BucketTarget, isS3Url, openBucketTarget } from "./bucket.ts";
+import { type BucketTarget, isS3Url, objectUrl, openBucketTarget } from "./bucket.ts";
 import { ParquetWriteError } from "../parquet/errors.ts";
 import { partitionKeyProblem, partitionSegment } from "../parquet/partition.ts";
 import { type ColumnSpec, columnsOf, SchemaError } from "../schema/columns.ts";
@@ -561,7 +561,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         if (!part) return;
         const rows = partition.fileRows;
         const name = nameOf(partition);
-        const path = inBucket ? objectUrlOf(folder, partition.subfolder, name) : join(folder, partition.subfolder, name);
+        const path = inBucket ? objectUrl(folder, partition.subfolder, name) : join(folder, partition.subfolder, name);
         const sources = rangesOf(partition);
         inflightRanges.add(sources);
         if (checkpoint) {
@@ -721,12 +721,6 @@ function checkpointFailure(path: string, doing: string, cause: unknown): Error {
     `checkpoint ${path}: could not ${doing}: ${reason}. Files already committed are whole; a re-run with the same checkpoint reconciles them`,
     { cause },
   );
-}
-
-/** The URL of a file of a dataset in a bucket (`path.join` would fold `s3://` into `s3:/`). */
-function objectUrlOf(folder: string, subfolder: string, name: string): string {
-  const base = folder.replace(/\/+$/, "");
-  return subfolder ? `${base}/${subfolder.split(/[\\/]/).join("/")}/${name}` : `${base}/${name}`;
 }
 
 /** The text a partition value takes in its folder name, or null. */
