@@ -13,7 +13,8 @@ import {
   tableFromIPC,
   Utf8,
 } from "apache-arrow";
-import * as pq from "parquet-wasm";
+import type * as pq from "parquet-wasm";
+import { parquetWasm } from "../parquet/wasm.ts";
 import { type DatasetFile, listDataset } from "./files.ts";
 import { asRemote, isS3Url, localDataset } from "../io/s3.ts";
 import { type BoundCondition, bindCondition, folderKey, matchesValue, matchingRows, mayMatch, type RowCondition } from "./filter.ts";
@@ -193,7 +194,7 @@ function describeColumns(schema: Schema): string {
 async function openFile(file: DatasetFile): Promise<{ parquet: pq.ParquetFile; schema: Schema }> {
   let parquet: pq.ParquetFile;
   try {
-    parquet = await pq.ParquetFile.fromFile(Bun.file(file.path));
+    parquet = await (await parquetWasm()).ParquetFile.fromFile(Bun.file(file.path));
   } catch (error) {
     throw new Error(`readDataset: ${file.path} is not a readable Parquet file (${String(error)})`);
   }

@@ -19,7 +19,7 @@ import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type RecordBatch, Table, tableToIPC } from "apache-arrow";
-import * as pq from "parquet-wasm";
+import { parquetWasm } from "../parquet/wasm.ts";
 import { listDataset } from "../dataset/files.ts";
 import { readFooter } from "../parquet/footer.ts";
 import { isoDate, isoTime, isoTimestamp } from "../schema/instant.ts";
@@ -74,6 +74,7 @@ async function datasetSource(name: string, path: string): Promise<string> {
 
 /** Writes a table to a Parquet file DuckDB can read (uncompressed: it is read once, at once). */
 async function writeTable(table: Table, path: string): Promise<void> {
+  const pq = await parquetWasm();
   const props = new pq.WriterPropertiesBuilder().setCompression(pq.Compression.UNCOMPRESSED).setMaxRowGroupSize(122_880).build();
   const bytes = pq.writeParquet(pq.Table.fromIPCStream(tableToIPC(table, "stream")), props);
   await Bun.write(path, bytes);

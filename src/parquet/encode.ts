@@ -1,12 +1,11 @@
 /**
- * Arrow IPC bytes in, Parquet bytes out (on an encoder worker, or inline when workers are turned
- * off, so it only takes plain data); and the atomic commit of a file's bytes.
+ * How row groups are encoded (see encodeParquet.ts, which does it), and the atomic commit of a
+ * file's bytes. This module does not load parquet-wasm: the threads that commit files need not.
  */
 import { closeSync, existsSync, fsyncSync, linkSync, openSync, renameSync, rmSync, unlinkSync, writeSync } from "node:fs";
 import { fsyncFolder } from "../io/fsync.ts";
 import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
-import * as pq from "parquet-wasm";
 
 /** How rows are encoded. */
 export interface EncodeOptions {
@@ -15,32 +14,6 @@ export interface EncodeOptions {
   readonly rowGroupSize: number;
   /** Extra key/value metadata stored in the footer. */
   readonly metadata?: Record<string, string>;
-}
-
-const COMPRESSION: Record<EncodeOptions["compression"], pq.Compression> = {
-  zstd: pq.Compression.ZSTD,
-  snappy: pq.Compression.SNAPPY,
-  gzip: pq.Compression.GZIP,
-  brotli: pq.Compression.BROTLI,
-  lz4: pq.Compression.LZ4_RAW,
-  none: pq.Compression.UNCOMPRESSED,
-};
-
-/** Encodes Arrow IPC stream bytes as Parquet bytes. */
-export function encodeParquet(ipc: Uint8Array, options: EncodeOptions): Uint8Array {
-  // parquet-wasm consumes both the table and the properties: reusing properties would write
-  // the next file uncompressed without a word, so they are built fresh every time.
-  const props = new pq.WriterPropertiesBuilder()
-    .setCompression(COMPRESSION[options.compression])
-    .setMaxRowGroupSize(options.rowGroupSize)
-    .setDictionaryEnabled(true)
-    // Statistics per column chunk (min, max, nulls): the row groups of a piece are moved into a
-    // larger file (see partFile.ts) without their page indexes.
-    .setStatisticsEnabled(pq.EnabledStatistics.Chunk)
-    .setCreatedBy("sluice")
-    .setKeyValueMetadata(new Map(Object.entries(options.metadata ?? {})))
-    .build();
-  return pq.writeParquet(pq.Table.fromIPCStream(ipc), props);
 }
 
 /**
@@ -54,8 +27,11 @@ export function encodeParquet(ipc: Uint8Array, options: EncodeOptions): Uint8Arr
  * without hard links (EPERM, ENOTSUP), the name is checked and then renamed to: that is only safe
  * because every writer of a sluice folder holds its lock (src/io/lock.ts), so nobody else can
  * take the name between the check and the rename.
+ *
+ * `beforePublish` runs synchronously right before the final name is given (nothing else of the
+ * process runs in between): a throw removes the temporary file and rejects with it.
  */
-export async function commitFile(path: string, tempPath: string, bytes: Uint8Array): Promise<void> {
+export async function commitFile(path: string, tempPath: string, bytes: Uint8Array, beforePublish?: () => void): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const fd = openSync(tempPath, "w");
   try {
@@ -68,6 +44,12 @@ export async function commitFile(path: string, tempPath: string, bytes: Uint8Arr
     throw error;
   }
   closeSync(fd);
+  try {
+    beforePublish?.();
+  } catch (error) {
+    rmSync(tempPath, { force: true });
+    throw error;
+  }
   publishFile(tempPath, path);
 }
 

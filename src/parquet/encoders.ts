@@ -2,7 +2,7 @@
  * A small pool of encoder workers. Jobs go to the least busy worker; bytes are transferred both
  * ways, not copied (a 10 MB transfer costs about 0.6 ms, a copy about 20 ms).
  */
-import { type EncodeOptions, encodeParquet } from "./encode.ts";
+import type { EncodeOptions } from "./encode.ts";
 
 /** Encodes Arrow IPC bytes as Parquet off the main thread. */
 export interface Encoders {
@@ -31,13 +31,8 @@ export interface EncodeReply {
 export function createEncoders(count: number): Encoders {
   if (count <= 0) {
     return {
-      encode: (ipc, options) => {
-        try {
-          return Promise.resolve(encodeParquet(ipc, options));
-        } catch (error) {
-          return Promise.reject(error);
-        }
-      },
+      // Loaded on first use, like the workers: a sink that never encodes does not load parquet-wasm.
+      encode: (ipc, options) => import("./encodeParquet.ts").then(({ encodeParquet }) => encodeParquet(ipc, options)),
       close() {},
     };
   }

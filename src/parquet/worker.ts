@@ -2,7 +2,8 @@
  * Encoder worker: zstd inside parquet-wasm is the most expensive step of the write path and is
  * single-threaded, so it runs here while the main thread goes on parsing and validating.
  */
-import { type EncodeOptions, encodeParquet } from "./encode.ts";
+import type { EncodeOptions } from "./encode.ts";
+import { encodeParquet } from "./encodeParquet.ts";
 import type { EncodeReply } from "./encoders.ts";
 
 declare const self: Worker;

@@ -11,7 +11,7 @@
  * `maxInFlightBytes` of payload) are queued or waiting for their acknowledgement it holds the
  * flow's gate, and sluice sources stop reading until acknowledgements free room.
  */
-import { Producer } from "@platformatic/kafka";
+import type { Producer } from "@platformatic/kafka";
 import { Observable, type OperatorFunction } from "rxjs";
 import { announceDurable, hold } from "../flow/durable.ts";
 import { currentFlow, deadLetterRoute, holdGate, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
@@ -125,11 +125,17 @@ export function toKafka<T>(options: ToKafkaOptions<T>): OperatorFunction<T, Kafk
     return new Observable<KafkaPublished>((subscriber) => {
       const flow = currentFlow();
       const route = deadLetterRoute(flow);
-      const producer = new Producer({
-        ...connection.client,
-        acks: -1,
-        ...(options.compression ? { compression: options.compression } : {}),
-      });
+      // The client is loaded on first use: importing it costs about 60 MB of memory that a
+      // process that never publishes to Kafka should not pay.
+      const producer: Promise<Producer> = import("@platformatic/kafka").then(
+        ({ Producer }) =>
+          new Producer({
+            ...connection.client,
+            acks: -1,
+            ...(options.compression ? { compression: options.compression } : {}),
+          }),
+      );
+      const closeProducer = (force?: boolean) => producer.then((p) => p.close(force));
       let current = new Batch();
       const inflight = new Set<Batch>();
       let unacknowledged = 0;
@@ -149,7 +155,7 @@ export function toKafka<T>(options: ToKafkaOptions<T>): OperatorFunction<T, Kafk
         failed = true;
         if (scheduled) clearImmediate(scheduled);
         releaseGate();
-        producer.close(true).catch(() => {});
+        closeProducer(true).catch(() => {});
         subscriber.error(error);
       }
 
@@ -212,7 +218,7 @@ export function toKafka<T>(options: ToKafkaOptions<T>): OperatorFunction<T, Kafk
         current = new Batch();
         inflight.add(batch);
         const sent = producer
-          .send({ messages: batch.messages.map((m) => ({ topic, value: m.value, ...(m.key ? { key: m.key } : {}) })), acks: -1 })
+          .then((p) => p.send({ messages: batch.messages.map((m) => ({ topic, value: m.value, ...(m.key ? { key: m.key } : {}) })), acks: -1 }))
           .then(
             (result) => acknowledged(batch, result.offsets ?? []),
             (error: unknown) => {
@@ -248,7 +254,7 @@ export function toKafka<T>(options: ToKafkaOptions<T>): OperatorFunction<T, Kafk
         if (!upstreamDone || failed || closed || inflight.size > 0 || current.messages.length > 0) return;
         closed = true;
         stopHolding();
-        producer.close().then(
+        closeProducer().then(
           () => subscriber.complete(),
           () => subscriber.complete(),
         );
@@ -263,7 +269,7 @@ export function toKafka<T>(options: ToKafkaOptions<T>): OperatorFunction<T, Kafk
             if (failed) return;
             failed = true;
             releaseGate();
-            producer.close(true).catch(() => {});
+            closeProducer(true).catch(() => {});
             subscriber.error(error);
           },
           complete: () => {
@@ -280,7 +286,7 @@ export function toKafka<T>(options: ToKafkaOptions<T>): OperatorFunction<T, Kafk
         releaseGate();
         if (!closed) {
           closed = true;
-          producer.close(true).catch(() => {});
+          closeProducer(true).catch(() => {});
           // Records never acknowledged stay held: nothing upstream may take them as durable.
           if (inflight.size === 0 && current.messages.length === 0) stopHolding();
         }

@@ -20,7 +20,7 @@
  * every rejoin the client fetches its partitions again from their committed offsets; records this
  * reader already emitted are skipped, so lines never go back.
  */
-import { type ConsumerGroupJoinPayload, Consumer, findErrorBy, type Message, type MessagesStream, type SASLMechanismValue } from "@platformatic/kafka";
+import type { ConsumerGroupJoinPayload, Consumer, Message, MessagesStream, SASLMechanismValue } from "@platformatic/kafka";
 import type { ConnectionOptions as TlsOptions } from "node:tls";
 import { Observable } from "rxjs";
 import { announceDurable, watchDurable } from "../flow/durable.ts";
@@ -483,6 +483,7 @@ export function fromKafka(options: KafkaSourceOptions): Observable<unknown> {
         try {
           await c.commit({ offsets });
         } catch (error) {
+          const { findErrorBy } = await import("@platformatic/kafka");
           if (findErrorBy(error as Error, "needsRejoin", true)) {
             // A rebalance is under way: sent again after the rejoin, for the partitions still owned.
             for (const o of offsets) if (!pendingCommits.has(keyOf(o.topic, o.partition))) pendingCommits.set(keyOf(o.topic, o.partition), o);
@@ -628,6 +629,10 @@ export function fromKafka(options: KafkaSourceOptions): Observable<unknown> {
 
     async function read(): Promise<void> {
       try {
+        // Loaded on first use: importing the client costs about 60 MB that a process without Kafka should not pay.
+        const { Consumer } = await import("@platformatic/kafka");
+        // Closed while the client was loading: no consumer to close, so none is made.
+        if (closing) return;
         consumer = new Consumer({
           ...connection.client,
           groupId: group,

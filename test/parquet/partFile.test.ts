@@ -10,7 +10,7 @@ import pl from "nodejs-polars";
 import { from, Observable } from "rxjs";
 import * as v from "valibot";
 import { type Commit, run, toParquet } from "../../src/index.ts";
-import { encodeParquet } from "../../src/parquet/encode.ts";
+import { encodeParquet } from "../../src/parquet/encodeParquet.ts";
 import { PartFile, splitParquet } from "../../src/parquet/partFile.ts";
 import { ThriftReader, ThriftWriter } from "../../src/parquet/thrift.ts";
 import { seededRandom } from "../../src/generate/random.ts";
