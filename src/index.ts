@@ -214,4 +214,4 @@ export {
 export { toJetStream, type ToJetStreamOptions, type JetStreamTarget } from "./sinks/toJetStream.ts";
 export { toRedisStream, type ToRedisStreamOptions, type RedisStreamTarget } from "./sinks/toRedisStream.ts";
 export { toKafka, type ToKafkaOptions, type KafkaPublished } from "./sinks/toKafka.ts";
-export { encodeJson, type Published, type PublishLimits, type PublishOptions } from "./sinks/publish.ts";
+export { encodeJson, type Published, type PublishLimits, type PublishOptions, type RetryOptions } from "./sinks/publish.ts";

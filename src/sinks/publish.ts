@@ -12,6 +12,13 @@
  * RxJS has no backpressure, so the outbox bounds itself: while `maxInFlight` messages (or
  * `maxInFlightBytes`) are queued or waiting for their acknowledgement it holds the flow's gate,
  * and sources stop reading until acknowledgements free room.
+ *
+ * A broker restart or a dropped connection is an outage, not the end of the run: the outbox
+ * drops the connection, waits (exponential backoff with jitter), connects again and sends again
+ * what was not acknowledged, in its order, for as long as `retry` allows. Meanwhile nothing is
+ * acknowledged upstream and the gate holds the sources once `maxInFlight` messages wait. A message
+ * sent again may already be stored (its acknowledgement was lost): JetStream drops it by its
+ * `Nats-Msg-Id` within the stream's duplicate window; Redis stores it twice (at least once).
  */
 import { Observable, type OperatorFunction } from "rxjs";
 import { announceDurable, hold } from "../flow/durable.ts";
@@ -30,6 +37,45 @@ export interface PublishLimits {
   readonly maxInFlight?: number;
   /** Payload bytes queued or sent and not yet acknowledged (default 16 MiB); the gate is held above it. */
   readonly maxInFlightBytes?: number;
+  /**
+   * How a lost connection, a broker that cannot be reached or a publish that fails for a reason
+   * that may pass (a timeout, a restart) is retried; `false`: not at all, the run errors at once.
+   * Errors that cannot pass (no stream takes the subject, a key of another type, refused
+   * credentials) are never retried.
+   */
+  readonly retry?: RetryOptions | false;
+}
+
+/**
+ * Retries of a broker sink (defaults as Kafka Connect's `errors.retry.timeout` / Vector's
+ * `retry_max_duration_secs` would be set for a sink that must not lose messages). An outage starts
+ * at the first failure after an acknowledgement and ends with the next acknowledgement; the run
+ * errors once an outage lasted `timeoutMs` or took `maxAttempts` attempts.
+ */
+export interface RetryOptions {
+  /** How long one outage is retried before the run errors (default 60,000 ms). */
+  readonly timeoutMs?: number;
+  /** Attempts (a connect, or a send again) in one outage before the run errors (default: no bound but `timeoutMs`). */
+  readonly maxAttempts?: number;
+  /** Wait before the first attempt again (default 100 ms); doubled each attempt, with ±20% jitter. */
+  readonly initialBackoffMs?: number;
+  /** Longest wait between attempts (default 5,000 ms). */
+  readonly maxBackoffMs?: number;
+}
+
+/**
+ * A broker failure as a publisher reports it: `transient` when trying again may succeed (a lost
+ * connection, a timeout, a broker not ready), and, for a batch, the messages it did not get an
+ * acknowledgement for (undefined: all of them).
+ */
+export class PublishError extends Error {
+  constructor(
+    message: string,
+    readonly transient: boolean,
+    readonly unsent?: readonly Outgoing[],
+  ) {
+    super(message);
+  }
 }
 
 /** Options every broker sink takes. */
@@ -69,7 +115,10 @@ export interface Publisher {
   readonly where: string;
   /** The largest payload the broker takes; larger ones are rejected (a dead letter), not sent. */
   readonly maxPayload: number;
-  /** Publishes a batch in order; resolves once the broker acknowledged all of it; rejects with an error naming `where`. */
+  /**
+   * Publishes a batch in order; resolves once the broker acknowledged all of it; rejects with an
+   * error naming `where` (a {@link PublishError} says whether to retry and what is unacknowledged).
+   */
   send(batch: readonly Outgoing[]): Promise<BatchAnswer>;
   /** Closes the connection (after what was sent is answered). */
   close(): Promise<void>;
@@ -93,13 +142,39 @@ export interface Published {
 
 /** Messages sent (or to be sent) together, with the lowest line of each input among them. */
 interface Batch {
-  readonly messages: Outgoing[];
+  /** Order of creation: batches sent again go back into the queue in this order. */
+  readonly seq: number;
+  /** What is (still) to send. */
+  messages: Outgoing[];
   bytes: number;
   readonly lowest: Map<string, number>;
+  /** What the batch held when first sent (after dropping what is too large): reported once acknowledged. */
+  sent?: Outgoing[];
 }
 
-function newBatch(): Batch {
-  return { messages: [], bytes: 0, lowest: new Map() };
+let batches = 0;
+
+function newBatch(seq = ++batches): Batch {
+  return { seq, messages: [], bytes: 0, lowest: new Map() };
+}
+
+/** The retry settings with their defaults; undefined for none. */
+function retrySettings(retry: RetryOptions | false | undefined): Required<RetryOptions> | undefined {
+  if (retry === false) return undefined;
+  const whole = (value: number | undefined, fallback: number, least: number) => Math.max(least, Math.floor(value ?? fallback));
+  return {
+    timeoutMs: whole(retry?.timeoutMs, 60_000, 0),
+    maxAttempts: retry?.maxAttempts === undefined ? Number.POSITIVE_INFINITY : whole(retry.maxAttempts, 0, 0),
+    initialBackoffMs: whole(retry?.initialBackoffMs, 100, 1),
+    maxBackoffMs: whole(retry?.maxBackoffMs, 5000, 1),
+  };
+}
+
+/** An outage: since when, how many attempts, and the last error. */
+interface Outage {
+  readonly since: number;
+  attempts: number;
+  last: Error;
 }
 
 function addTo(batch: Batch, message: Outgoing): void {
@@ -118,10 +193,12 @@ function addTo(batch: Batch, message: Outgoing): void {
  */
 export class Outbox {
   readonly #flow: Flow;
+  readonly #open: () => Promise<Publisher>;
   readonly #batchSize: number;
   readonly #maxInFlight: number;
   readonly #maxInFlightBytes: number;
-  /** Batches waiting to be sent, oldest first; only the last may be short. */
+  readonly #retry: Required<RetryOptions> | undefined;
+  /** Batches waiting to be sent, oldest first (by `seq`): batches sent again go back in order. */
   readonly #queue: Batch[] = [];
   #queuedCount = 0;
   #queuedBytes = 0;
@@ -131,8 +208,13 @@ export class Outbox {
   #inflightCount = 0;
   #inflightBytes = 0;
   readonly #answers = new Set<Promise<void>>();
+  /** The open connection; undefined while connecting (at the start, and again after an outage). */
   #publisher: Publisher | undefined;
-  readonly #opening: Promise<Publisher | undefined>;
+  /** Connecting (again): settles once a publisher is open, or the outbox failed or closed. */
+  #connecting: Promise<void>;
+  #outage: Outage | undefined;
+  /** Ends a backoff wait early (on close). */
+  #wake: (() => void) | undefined;
   #failure: Error | undefined;
   #closed = false;
   #scheduled = false;
@@ -146,14 +228,16 @@ export class Outbox {
     readonly events: {
       /** After each acknowledged batch (and after the holder let go of it). */
       readonly acknowledged: (batch: readonly Outgoing[], answer: BatchAnswer, publisher: Publisher) => void;
-      /** Once, when connecting or publishing failed or the connection was lost. */
+      /** Once, when connecting or publishing failed for good (retries ran out, or an error that cannot pass). */
       readonly failed: (error: Error) => void;
     },
   ) {
     this.#flow = flow;
+    this.#open = open;
     this.#batchSize = Math.max(1, Math.floor(limits.batchSize ?? 500));
     this.#maxInFlight = Math.max(this.#batchSize, Math.floor(limits.maxInFlight ?? 5000));
     this.#maxInFlightBytes = Math.max(1, Math.floor(limits.maxInFlightBytes ?? 16 * 1024 * 1024));
+    this.#retry = retrySettings(limits.retry);
     // Until acknowledged, a message's record is not durable: sources must not acknowledge it.
     // Each batch knows its lowest lines, so this costs a few steps per batch, not per message.
     this.#stopHolding = hold(flow, (note) => {
@@ -161,22 +245,7 @@ export class Outbox {
       for (const batch of this.#inflight) for (const [source, line] of batch.lowest) note(source, line);
       for (const batch of this.#unsent) for (const [source, line] of batch.lowest) note(source, line);
     });
-    this.#opening = open().then(
-      (publisher) => {
-        if (this.#closed) {
-          publisher.close().catch(() => {});
-          return undefined;
-        }
-        this.#publisher = publisher;
-        publisher.onLost((error) => this.#fail(error));
-        this.#pump(false);
-        return publisher;
-      },
-      (error: unknown) => {
-        this.#fail(error instanceof Error ? error : new Error(String(error)));
-        return undefined;
-      },
-    );
+    this.#connecting = this.#connect(false);
   }
 
   /** Messages queued or sent and not yet acknowledged. */
@@ -193,7 +262,7 @@ export class Outbox {
   add(message: Outgoing): void {
     if (this.#failure || this.#closed) return;
     let last = this.#queue[this.#queue.length - 1];
-    if (!last || last.messages.length >= this.#batchSize) {
+    if (!last || last.messages.length >= this.#batchSize || last.sent) {
       last = newBatch();
       this.#queue.push(last);
     }
@@ -204,31 +273,127 @@ export class Outbox {
     this.#updateGate();
   }
 
-  /** Sends everything queued and resolves once all of it is acknowledged; rejects with the failure, if any. */
+  /**
+   * Sends everything queued and resolves once all of it is acknowledged, reconnecting as `retry`
+   * allows; rejects with the failure, if any.
+   */
   async drain(): Promise<void> {
-    await this.#opening;
     for (;;) {
+      await this.#connecting;
+      if (this.#failure || this.#closed) break;
       this.#pump(true);
-      if (this.#answers.size === 0) break;
+      if (this.#answers.size === 0 && this.#queue.length === 0) break;
       await Promise.all([...this.#answers]);
+      // An answer that failed started connecting again: wait for it before pumping what came back.
+      await this.#connecting;
     }
     if (this.#failure) throw this.#failure;
   }
 
   /**
    * Stops taking messages and closes the connection once what was sent is answered. Messages still
-   * queued are dropped (never acknowledged, so their records are not durable).
+   * queued (also those waiting to be sent again) are dropped (never acknowledged, so their records
+   * are not durable).
    */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#wake?.();
     this.#dropQueue();
     this.#releaseGate();
-    const publisher = await this.#opening;
+    await this.#connecting;
+    const publisher = this.#publisher;
     await Promise.allSettled([...this.#answers]);
+    // Batches answered with a failure meanwhile went back to the queue: they are dropped too.
+    this.#dropQueue();
     // Messages never acknowledged stay held: an upstream source must not acknowledge their records.
     if (!this.#failure && this.#unsent.length === 0 && this.#inflight.size === 0) this.#stopHolding();
     await publisher?.close().catch(() => {});
+  }
+
+  /**
+   * Opens a publisher; while that fails for a reason that may pass, waits and tries again as
+   * `retry` allows. `again`: after a lost connection, so the first try waits too.
+   */
+  async #connect(again: boolean): Promise<void> {
+    let wait = again;
+    for (;;) {
+      if (wait && !(await this.#backoff())) return;
+      wait = true;
+      if (this.#closed || this.#failure) return;
+      let publisher: Publisher;
+      try {
+        publisher = await this.#open();
+      } catch (error) {
+        if (!this.#mayRetry(asError(error))) return;
+        continue;
+      }
+      if (this.#closed || this.#failure) {
+        publisher.close().catch(() => {});
+        return;
+      }
+      this.#publisher = publisher;
+      publisher.onLost((error) => this.#lost(publisher, error));
+      this.#pump(false);
+      return;
+    }
+  }
+
+  /**
+   * Counts a failed attempt against the outage and says whether to try again; when not, fails the
+   * outbox with the error (and how long it was retried).
+   */
+  #mayRetry(error: Error): boolean {
+    if (this.#closed || this.#failure) return false;
+    const retry = this.#retry;
+    if (!retry || (error instanceof PublishError && !error.transient)) {
+      this.#fail(error);
+      return false;
+    }
+    const now = performance.now();
+    const outage = this.#outage ?? { since: now, attempts: 0, last: error };
+    this.#outage = outage;
+    outage.attempts++;
+    outage.last = error;
+    if (outage.attempts > retry.maxAttempts || now - outage.since >= retry.timeoutMs) {
+      const seconds = ((now - outage.since) / 1000).toFixed(1);
+      this.#fail(new Error(`${error.message} (gave up after ${outage.attempts} failed attempts over ${seconds} s: retry.timeoutMs ${retry.timeoutMs}, retry.maxAttempts ${retry.maxAttempts})`));
+      return false;
+    }
+    return true;
+  }
+
+  /** Waits before the next attempt: resolves false when the outbox closed or failed meanwhile. */
+  async #backoff(): Promise<boolean> {
+    const retry = this.#retry;
+    if (!retry || this.#closed || this.#failure) return false;
+    const attempts = this.#outage?.attempts ?? 1;
+    const base = Math.min(retry.maxBackoffMs, retry.initialBackoffMs * 2 ** Math.min(30, attempts - 1));
+    const left = this.#outage ? retry.timeoutMs - (performance.now() - this.#outage.since) : base;
+    // The last attempt lands at the deadline rather than after it.
+    const ms = Math.max(0, Math.min(base * (0.8 + Math.random() * 0.4), left));
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.#wake = undefined;
+    return !this.#closed && !this.#failure;
+  }
+
+  /**
+   * The connection of `publisher` is gone (lost, or a send failed): it is dropped, and once every
+   * answer it still owes is in (failed batches back in the queue, in order), connecting again starts.
+   */
+  #lost(publisher: Publisher, error: Error): void {
+    if (this.#publisher !== publisher) return;
+    this.#publisher = undefined;
+    publisher.close().catch(() => {});
+    if (!this.#mayRetry(error)) return;
+    const answers = [...this.#answers];
+    this.#connecting = Promise.allSettled(answers).then(() => this.#connect(true));
   }
 
   /**
@@ -241,11 +406,11 @@ export class Outbox {
     if (!publisher || this.#failure || this.#closed) return;
     while (this.#queue.length > 0 && this.#inflightCount < this.#maxInFlight) {
       const first = this.#queue[0] as Batch;
-      if (!all && this.#queue.length === 1 && first.messages.length < this.#batchSize) break;
+      if (!all && !first.sent && this.#queue.length === 1 && first.messages.length < this.#batchSize) break;
       this.#queue.shift();
       this.#queuedCount -= first.messages.length;
       this.#queuedBytes -= first.bytes;
-      this.#send(publisher, first.messages);
+      this.#send(publisher, first);
     }
     if (this.#queue.length > 0 && !this.#scheduled && this.#inflightCount < this.#maxInFlight) {
       // Records that arrive in one turn go together; a trickle still goes out at once.
@@ -257,15 +422,19 @@ export class Outbox {
     }
   }
 
-  #send(publisher: Publisher, taken: Outgoing[]): void {
-    const batch = newBatch();
-    for (let message of taken) {
-      if (message.bytes > publisher.maxPayload && message.shrink) message = message.shrink();
-      if (message.bytes <= publisher.maxPayload) addTo(batch, message);
-      else message.reject(`the message is ${message.bytes} bytes; ${publisher.where} takes at most ${publisher.maxPayload}`);
+  #send(publisher: Publisher, taken: Batch): void {
+    let batch = taken;
+    if (!taken.sent) {
+      // First sent: what the broker cannot take is dropped (a dead letter) once, here.
+      batch = newBatch(taken.seq);
+      for (let message of taken.messages) {
+        if (message.bytes > publisher.maxPayload && message.shrink) message = message.shrink();
+        if (message.bytes <= publisher.maxPayload) addTo(batch, message);
+        else message.reject(`the message is ${message.bytes} bytes; ${publisher.where} takes at most ${publisher.maxPayload}`);
+      }
+      batch.sent = batch.messages;
     }
     const fits = batch.messages;
-    const bytes = batch.bytes;
     if (fits.length === 0) {
       announceDurable(this.#flow);
       this.#updateGate();
@@ -273,18 +442,27 @@ export class Outbox {
     }
     this.#inflight.add(batch);
     this.#inflightCount += fits.length;
-    this.#inflightBytes += bytes;
+    this.#inflightBytes += batch.bytes;
     const answered = publisher.send(fits).then(
       (answer) => {
         this.#settle(batch);
         if (this.#failure) return;
+        this.#outage = undefined;
         announceDurable(this.#flow);
-        this.events.acknowledged(fits, answer, publisher);
+        this.events.acknowledged(batch.sent ?? fits, answer, publisher);
         this.#pump(false);
       },
-      (error: unknown) => {
+      (reason: unknown) => {
+        const error = asError(reason);
+        if (this.#retry && !this.#closed && !this.#failure && !(error instanceof PublishError && !error.transient)) {
+          // Sent again once connected again: the messages not acknowledged, in the batch's place.
+          this.#settle(batch);
+          this.#requeue(batch, error instanceof PublishError && error.unsent ? [...error.unsent] : fits);
+          this.#lost(publisher, error);
+          return;
+        }
         // Not acknowledged: its records stay held, so nothing upstream treats them as durable.
-        this.#fail(error instanceof Error ? error : new Error(String(error)));
+        this.#fail(error);
         this.#settle(batch, false);
       },
     );
@@ -297,6 +475,20 @@ export class Outbox {
     });
   }
 
+  /** Puts a batch whose send failed back into the queue, in its place, with what is left to send. */
+  #requeue(batch: Batch, messages: Outgoing[]): void {
+    batch.messages = messages;
+    let bytes = 0;
+    for (const message of messages) bytes += message.bytes;
+    batch.bytes = bytes;
+    let at = this.#queue.findIndex((queued) => queued.seq > batch.seq);
+    if (at < 0) at = this.#queue.length;
+    this.#queue.splice(at, 0, batch);
+    this.#queuedCount += messages.length;
+    this.#queuedBytes += bytes;
+    this.#updateGate();
+  }
+
   #settle(batch: Batch, forget = true): void {
     if (forget) this.#inflight.delete(batch);
     this.#inflightCount -= batch.messages.length;
@@ -307,8 +499,12 @@ export class Outbox {
   #fail(error: Error): void {
     if (this.#failure || this.#closed) return;
     this.#failure = error;
+    this.#wake?.();
     this.#dropQueue();
     this.#releaseGate();
+    const publisher = this.#publisher;
+    this.#publisher = undefined;
+    publisher?.close().catch(() => {});
     this.events.failed(error);
   }
 
@@ -330,6 +526,10 @@ export class Outbox {
     this.#release?.();
     this.#release = undefined;
   }
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
 }
 
 /**
@@ -543,11 +743,11 @@ export function secretsOf(urls: readonly string[], scheme: string): string[] {
 /**
  * An error for a broker failure: `<who>: <what> failed (<where>): <reason>`, with the credentials
  * removed from the client's own message (which may quote a URL); the client's error is not kept as
- * the cause, since it may hold them.
+ * the cause, since it may hold them. `transient`: trying again may succeed (see {@link PublishError}).
  */
-export function brokerError(who: string, what: string, where: string, error: unknown, secrets: readonly string[]): Error {
+export function brokerError(who: string, what: string, where: string, error: unknown, secrets: readonly string[], transient = false, unsent?: readonly Outgoing[]): PublishError {
   let reason = redactText(error instanceof Error ? error.message : String(error));
   // Very short values (a user "u") would mangle every word they occur in; the URL form is masked above.
   for (const secret of secrets) if (secret.length >= 4) reason = reason.replaceAll(secret, "***");
-  return new Error(`${who}: ${what} failed (${where}): ${reason}`);
+  return new PublishError(`${who}: ${what} failed (${where}): ${reason}`, transient, unsent);
 }

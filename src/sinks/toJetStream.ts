@@ -59,11 +59,18 @@ const HEADER_ROOM = 1024;
  * JSON would change) or whose message is larger than the server's `max_payload` less 1 KiB is sent
  * to the dead letter at stage `write`.
  *
+ * When NATS cannot be reached, the connection drops or a PubAck does not come within
+ * `ackTimeoutMs`, it connects again and sends again the messages without a PubAck, in order, with
+ * backoff, for as long as `retry` allows (default: an outage of up to 60 s). A message stored
+ * whose PubAck was lost is dropped by the stream by its `Nats-Msg-Id`, so each record is stored
+ * once as long as the outage is shorter than the stream's duplicate window (and `msgId` is not
+ * `false`).
+ *
  * Completes once every message is acknowledged and the connection is closed. Errors, naming the
- * servers without credentials and the subject, when NATS cannot be reached, no stream takes the
- * subject, a PubAck does not come within `ackTimeoutMs` or the connection is lost; messages not
- * acknowledged then are not durable (their records are never acknowledged upstream). Unsubscribing
- * drops what is queued and closes the connection.
+ * servers without credentials and the subject, when no stream takes the subject, the server
+ * refuses a message for good, or `retry` runs out; messages not acknowledged then are not durable
+ * (their records are never acknowledged upstream). Unsubscribing drops what is queued and closes
+ * the connection.
  *
  * @example
  * await run(
@@ -105,9 +112,11 @@ export async function openJetStreamPublisher(who: string, target: JetStreamTarge
   const timeout = Math.max(1, Math.floor(target.ackTimeoutMs ?? 30_000));
   let nc: Awaited<ReturnType<typeof connect>>;
   try {
-    nc = await connect({ servers, name: `sluice ${who} ${target.subject}` });
+    // No reconnecting inside the client: a dropped connection closes, and the outbox connects
+    // again and sends again what was not acknowledged (its `retry`), within its own deadline.
+    nc = await connect({ servers, name: `sluice ${who} ${target.subject}`, reconnect: false });
   } catch (error) {
-    throw brokerError(who, "connecting", where, error, secrets);
+    throw brokerError(who, "connecting", where, error, secrets, !refused(error));
   }
   let stream: string;
   try {
@@ -115,15 +124,17 @@ export async function openJetStreamPublisher(who: string, target: JetStreamTarge
     stream = await jsm.streams.find(target.subject);
   } catch (error) {
     await nc.close().catch(() => {});
-    const reason = /no stream matches subject/i.test(String((error as Error)?.message)) ? "no JetStream stream takes this subject: add one whose subjects match it" : error;
-    throw brokerError(who, "finding the stream", where, reason, secrets);
+    const missing = /no stream matches subject/i.test(String((error as Error)?.message));
+    const reason = missing ? "no JetStream stream takes this subject: add one whose subjects match it" : error;
+    // JetStream answers "no responders" (503) for a while after the server starts: that passes.
+    throw brokerError(who, "finding the stream", where, reason, secrets, !missing && !refused(error));
   }
   const js = jetstream(nc, { timeout });
   const shown = `${where} (stream "${stream}")`;
   let closing = false;
   let lost: ((error: Error) => void) | undefined;
   nc.closed().then((error) => {
-    if (!closing) lost?.(brokerError(who, "the connection", shown, error ?? new Error("closed by the server"), secrets));
+    if (!closing) lost?.(brokerError(who, "the connection", shown, error ?? new Error("closed by the server"), secrets, !refused(error)));
   });
   return {
     where: shown,
@@ -136,10 +147,18 @@ export async function openJetStreamPublisher(who: string, target: JetStreamTarge
         ),
       );
       let duplicates = 0;
-      for (const answer of answers) {
-        if (answer.status === "rejected") throw brokerError(who, `publishing ${batch.length} messages`, shown, answer.reason, secrets);
-        if (answer.value.duplicate) duplicates++;
-      }
+      let failed: unknown;
+      const unsent: Outgoing[] = [];
+      answers.forEach((answer, i) => {
+        if (answer.status === "fulfilled") {
+          if (answer.value.duplicate) duplicates++;
+          return;
+        }
+        failed ??= answer.reason;
+        unsent.push(batch[i] as Outgoing);
+      });
+      // Sent again, only the messages without a PubAck; one stored whose PubAck was lost is dropped by its id.
+      if (failed !== undefined) throw brokerError(who, `publishing ${batch.length} messages`, shown, failed, secrets, !refused(failed), unsent);
       return { duplicates };
     },
     async close() {
@@ -150,6 +169,16 @@ export async function openJetStreamPublisher(who: string, target: JetStreamTarge
       lost = listener;
     },
   };
+}
+
+/**
+ * True for an answer that trying again cannot change: the message is too large, the subject is
+ * not the stream's, the credentials or permissions are refused. Anything else (a lost connection,
+ * a timeout, JetStream not ready after a restart) may pass.
+ */
+function refused(error: unknown): boolean {
+  const text = String((error as Error)?.message ?? error);
+  return /maximum (payload|message)|message size exceeds|expected stream|wrong last|permissions violation|authorization|authentication|user not found/i.test(text);
 }
 
 /** Why a subject cannot be published to, or undefined: messages go to one literal subject. */

@@ -3,7 +3,9 @@
  * entry's id) before the record counts as durable.
  *
  * Redis has no de-duplication of entries: a re-run publishes again, and delivery is at least once.
- * A Redis without persistence (AOF or RDB) loses acknowledged entries when it restarts.
+ * So is a retry: an XADD whose reply was lost when the connection dropped may have been applied,
+ * and is sent again. A Redis without persistence (AOF or RDB) loses acknowledged entries when it
+ * restarts.
  */
 import { RedisClient } from "bun";
 import type { OperatorFunction } from "rxjs";
@@ -38,10 +40,16 @@ const MAX_BULK = 512 * 1024 * 1024;
  * the flow's gate and sources stop reading. A record `encode` throws on goes to the dead letter
  * at stage `write`.
  *
+ * When Redis cannot be reached or the connection drops, it connects again and sends again the
+ * entries without a reply, in order, with backoff, for as long as `retry` allows (default: an
+ * outage of up to 60 s). An entry whose XADD was applied but whose reply was lost is appended
+ * twice: delivery is at least once (a reader that must not see it twice de-duplicates by a key of
+ * the record).
+ *
  * Completes once every entry is answered and the connection is closed. Errors, naming the URL
- * without its credentials and the stream, when Redis cannot be reached, refuses an XADD (the key
- * holds another type, out of memory) or the connection drops. Unsubscribing drops what is queued
- * and closes the connection.
+ * without its credentials and the stream, when Redis refuses an XADD for good (the key holds
+ * another type, refused credentials or permissions) or `retry` runs out. Unsubscribing drops what
+ * is queued and closes the connection.
  *
  * @example
  * await run(fromNdjson("events.ndjson").pipe(toRedisStream({ stream: "events", maxLen: 1_000_000 })));
@@ -71,12 +79,12 @@ export async function openRedisStreamPublisher(who: string, target: RedisStreamT
     await client.connect();
   } catch (error) {
     client.close();
-    throw brokerError(who, "connecting", where, error, secrets);
+    throw brokerError(who, "connecting", where, error, secrets, !refused(error));
   }
   let closing = false;
   let lost: ((error: Error) => void) | undefined;
   client.onclose = (error) => {
-    if (!closing) lost?.(brokerError(who, "the connection", where, error ?? new Error("closed"), secrets));
+    if (!closing) lost?.(brokerError(who, "the connection", where, error ?? new Error("closed"), secrets, true));
   };
   return {
     where,
@@ -88,9 +96,15 @@ export async function openRedisStreamPublisher(who: string, target: RedisStreamT
           client.send("XADD", [target.stream, ...trim, "*", field, typeof m.payload === "string" ? m.payload : (Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength) as unknown as string)]),
         ),
       );
-      for (const reply of replies) {
-        if (reply.status === "rejected") throw brokerError(who, `appending ${batch.length} entries (XADD)`, where, reply.reason, secrets);
-      }
+      let failed: unknown;
+      const unsent: Outgoing[] = [];
+      replies.forEach((reply, i) => {
+        if (reply.status === "fulfilled") return;
+        failed ??= reply.reason;
+        unsent.push(batch[i] as Outgoing);
+      });
+      // Sent again, only the entries without a reply (at least once: one may have been applied).
+      if (failed !== undefined) throw brokerError(who, `appending ${batch.length} entries (XADD)`, where, failed, secrets, !refused(failed), unsent);
       return { duplicates: 0 };
     },
     async close() {
@@ -101,4 +115,14 @@ export async function openRedisStreamPublisher(who: string, target: RedisStreamT
       lost = listener;
     },
   };
+}
+
+/**
+ * True for a Redis error that trying again cannot change: the key holds another type, the
+ * credentials or permissions are refused, the command is refused. A lost connection, a timeout,
+ * `LOADING` after a restart or `OOM` may pass.
+ */
+function refused(error: unknown): boolean {
+  const text = String((error as Error)?.message ?? error);
+  return /WRONGTYPE|NOPERM|NOAUTH|WRONGPASS|invalid password|ERR (unknown|wrong|syntax|value|invalid|The ID)/i.test(text);
 }

@@ -148,15 +148,16 @@ describe("deadLetter(target, { publish })", () => {
     expect(published?.raw).toBe(kept?.raw);
   });
 
-  test("a publish target that cannot be reached errors the run, naming it without credentials", async () => {
+  test("a publish target that cannot be reached errors the run once retry runs out, naming it without credentials", async () => {
     const out = join(dir.path, "unreachable");
     const error = await run(
       from([{ id: "not a number", day: "2024-01-01" }]).pipe(
         validate(Row),
-        deadLetter(join(out, "dead"), { publish: { redis: { url: "redis://ops:topsecret99@127.0.0.1:1", stream: "dead" } } }),
+        deadLetter(join(out, "dead"), { publish: { redis: { url: "redis://ops:topsecret99@127.0.0.1:1", stream: "dead" }, retry: { timeoutMs: 300, initialBackoffMs: 20 } } }),
       ),
     ).catch((e: Error) => e);
     expect((error as Error).message).toMatch(/^deadLetter: connecting failed \(Redis redis:\/\/\*\*\*:\*\*\*@127\.0\.0\.1:1, stream "dead"\)/);
+    expect((error as Error).message).toContain("gave up after");
     expect((error as Error).message).not.toContain("topsecret99");
     // The folder is still the record of what was rejected.
     expect((await folderEntries(join(out, "dead"))).length).toBe(1);

@@ -68,9 +68,11 @@ describe("toRedisStream", () => {
     expect((error as Error).message).toContain(`toRedisStream: appending 1 entries (XADD) failed (Redis redis://127.0.0.1:6379, stream "${key}"): WRONGTYPE`);
   });
 
-  test("an unreachable Redis errors the run, naming it without the password", async () => {
-    const error = await run(from([{ id: 1 }]).pipe(toRedisStream({ url: "redis://app:hunter22secret@127.0.0.1:1/0", stream: "s" }))).catch((e: Error) => e);
+  test("an unreachable Redis errors the run once retry runs out, naming it without the password", async () => {
+    const sink = toRedisStream({ url: "redis://app:hunter22secret@127.0.0.1:1/0", stream: "s", retry: { timeoutMs: 300, initialBackoffMs: 20 } });
+    const error = await run(from([{ id: 1 }]).pipe(sink)).catch((e: Error) => e);
     expect((error as Error).message).toMatch(/^toRedisStream: connecting failed \(Redis redis:\/\/\*\*\*:\*\*\*@127\.0\.0\.1:1\/0, stream "s"\)/);
+    expect((error as Error).message).toContain("gave up after");
     expect((error as Error).message).not.toContain("hunter22secret");
   });
 
