@@ -15,6 +15,7 @@ import type { PipelineContext } from "../run/pipeline.ts";
 import { formatRunTable, type ProgressDisplay, type ProgressMode, startProgress } from "./progress.ts";
 import { BackfillError, defaultBackfillState, parseDateRange, runBackfill } from "../run/backfill.ts";
 import { basename, extname } from "node:path";
+import { checkJobName } from "../distribute/queue.ts";
 
 /** Exit codes of `sluice run`. */
 export const EXIT = {
@@ -47,6 +48,13 @@ options (before or after the module path; everything after -- goes to the pipeli
   --backfill-state <file.json>     where the backfill records finished dates
                                    (default .sluice/backfill/<pipeline>/FROM..TO.json beside the module)
   --backfill-restart               forget the recorded dates and run every date again
+  --distribute <url>               be one worker of a distributed run: file inputs are cut into splits shared through a
+                                   work queue on redis://host:port (or nats://host:port); start the same command on
+                                   every machine. Not with --checkpoint: the queue records what is done
+  --job <name>                     the distributed job's name, the same for every worker (default: the module's name);
+                                   a finished job stays finished: give a new name to run it again
+  --split-bytes <size>             about how much of a large NDJSON/CSV file one split holds (default 64MiB; 512KiB, 1GiB, ...)
+  --lease <seconds>                how long a dead worker's splits wait before another worker takes them (default 60)
 
 exit codes: 0 finished (bad records are in the dead letter), 1 run failed (input/output/disk),
 2 usage or module error, 130 stopped by SIGINT, 143 stopped by SIGTERM (both after committing).`;
@@ -67,9 +75,25 @@ export interface RunCommandOptions {
   readonly backfill?: readonly string[];
   readonly backfillState?: string;
   readonly backfillRestart?: boolean;
+  /** `--distribute` and its settings; undefined without it. */
+  readonly distribute?: { readonly url: string; readonly job?: string; readonly splitBytes?: number; readonly leaseMs?: number };
 }
 
-const VALUE_OPTIONS = new Set(["--checkpoint", "--progress", "--progress-interval", "--log-format", "--metrics", "--metrics-linger", "--run-id", "--backfill", "--backfill-state"]);
+const VALUE_OPTIONS = new Set([
+  "--checkpoint",
+  "--progress",
+  "--progress-interval",
+  "--log-format",
+  "--metrics",
+  "--metrics-linger",
+  "--run-id",
+  "--backfill",
+  "--backfill-state",
+  "--distribute",
+  "--job",
+  "--split-bytes",
+  "--lease",
+]);
 
 /**
  * Splits `sluice run`'s arguments into its own options, the module path and the pipeline's
@@ -104,7 +128,39 @@ export function parseRunArgs(args: readonly string[]): RunCommandOptions {
     checkpoint: own.get("--checkpoint"),
     help,
     ...backfillOptions(own, line.flags.has("--backfill-restart")),
+    ...distributeOptions(own),
   };
+}
+
+function distributeOptions(own: ReadonlyMap<string, string>): Pick<RunCommandOptions, "distribute"> {
+  const url = own.get("--distribute");
+  if (url === undefined) {
+    const stray = ["--job", "--split-bytes", "--lease"].find((name) => own.has(name));
+    if (stray) throw new Error(`${stray} goes with --distribute <url>`);
+    return {};
+  }
+  if (own.has("--checkpoint")) throw new Error("--distribute and --checkpoint do not go together: the work queue records what is done");
+  if (own.has("--backfill")) throw new Error("--distribute and --backfill do not go together: run one distributed job per date with --job");
+  const job = own.get("--job");
+  const split = own.get("--split-bytes");
+  const lease = own.get("--lease");
+  return {
+    distribute: {
+      url,
+      ...(job !== undefined ? { job: checkJobName(job, "--job") } : {}),
+      ...(split !== undefined ? { splitBytes: parseSize(split, "--split-bytes") } : {}),
+      ...(lease !== undefined ? { leaseMs: seconds(lease, "--lease", 0.3) * 1000 } : {}),
+    },
+  };
+}
+
+/** `67108864`, `64MiB`, `512KiB`, `1GiB` (also KB/MB/GB, as powers of 1024) → bytes. */
+function parseSize(text: string, name: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*(|B|KiB|KB|K|MiB|MB|M|GiB|GB|G)$/i.exec(text.trim());
+  const units: Record<string, number> = { "": 1, b: 1, kib: 1024, kb: 1024, k: 1024, mib: 1024 ** 2, mb: 1024 ** 2, m: 1024 ** 2, gib: 1024 ** 3, gb: 1024 ** 3, g: 1024 ** 3 };
+  const bytes = match ? Math.floor(Number(match[1]) * (units[(match[2] ?? "").toLowerCase()] ?? Number.NaN)) : Number.NaN;
+  if (!(bytes >= 4096)) throw new Error(`${name} takes a size of at least 4KiB, such as 64MiB or 1048576, not ${text}`);
+  return bytes;
 }
 
 function backfillOptions(own: ReadonlyMap<string, string>, restart: boolean): Pick<RunCommandOptions, "backfill" | "backfillState" | "backfillRestart"> {
@@ -306,6 +362,7 @@ async function runModule(options: RunCommandOptions, runId: string, log: Logger,
       signal: controller.signal,
       runId,
       ...(options.checkpoint ? { checkpoint: options.checkpoint } : {}),
+      ...(options.distribute ? { distribute: { job: jobNameOf(modulePath), ...options.distribute } } : {}),
       onStart(started) {
         flow = started;
         // Started even with no display: it tracks the peak memory shown in the summary.
@@ -374,6 +431,12 @@ async function runModule(options: RunCommandOptions, runId: string, log: Logger,
   });
   await finish(server, options.metricsLingerMs, log);
   return code;
+}
+
+/** A distributed job's default name: the pipeline module's file name, made a valid job name. */
+function jobNameOf(modulePath: string): string {
+  const name = basename(modulePath, extname(modulePath)).replace(/[^A-Za-z0-9._-]/g, "_").replace(/^[._-]+/, "");
+  return name.slice(0, 100) || "sluice";
 }
 
 async function finish(server: MetricsServer | undefined, lingerMs: number, log: Logger): Promise<void> {

@@ -133,6 +133,11 @@ export class Input {
   constructor(
     readonly flow: Flow,
     readonly name: string,
+    /**
+     * Set when the input is a split of a distributed run that another worker held before: the
+     * {@link Position.redelivered} of every record it hands out.
+     */
+    readonly redelivered: number | undefined = undefined,
   ) {
     flow.checkpoint?.track(this);
   }
@@ -150,7 +155,7 @@ export class Input {
     // MAX_IN_FLIGHT records behind it, the oldest is taken to be gone. Only a record held by an
     // operator while that many later ones of its input passed is misjudged (see the limits).
     if (this.#inflight.length - this.#head > MAX_IN_FLIGHT) this.#advance();
-    return new Position(this, line, raw, offset, redelivered);
+    return new Position(this, line, raw, offset, redelivered ?? this.redelivered);
   }
 
   /**

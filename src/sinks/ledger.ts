@@ -198,6 +198,7 @@ export function watchDeadLetters(flow: Flow, folder: string): void {
   const ledgers = deadLetterLedgers.get(flow) ?? [];
   if (!ledgers.some((ledger) => ledger.folder === folder)) ledgers.push(new DeadLetterLedger(folder));
   deadLetterLedgers.set(flow, ledgers);
+  flow.deadLettered ??= (source, line, receivedAt) => alreadyDeadLettered(flow, source, line, receivedAt);
 }
 
 /**

@@ -85,7 +85,8 @@ export function fromCsv(input: string | readonly string[], options: CsvOptions =
   // Given names are checked now, so a mistake fails before any file is opened.
   const givenPlan = givenNames ? planRecords(givenNames, fields, options, "fromCsv: the given header") : undefined;
 
-  return fileSource("fromCsv", input, options, (file) => readCsv(file, dialect, fields, givenPlan, options)) as Observable<
+  const rule = { kind: "csv", delimiter: dialect.delimiter.charCodeAt(0), quote: dialect.quote.charCodeAt(0) } as const;
+  return fileSource("fromCsv", input, options, (file) => readCsv(file, dialect, fields, givenPlan, options), rule) as Observable<
     Record<string, unknown>
   >;
 }

@@ -22,8 +22,11 @@ import { Observable } from "rxjs";
 import type { StartPoint } from "../checkpoint/checkpoint.ts";
 import { currentFlow, type Flow, waitForGate } from "../flow/flow.ts";
 import { Input } from "../flow/position.ts";
-import { isS3Url, ObjectStorageError, objectReader, type ObjectReadOptions, resolveObjects, type S3Object, type S3Options, statObject } from "../io/s3.ts";
+import { shortHash } from "../distribute/queue.ts";
+import { isS3Url, parseS3Url, ObjectStorageError, objectReader, type ObjectReadOptions, resolveObjects, type S3Object, type S3Options, statObject } from "../io/s3.ts";
 import type { ReadBytes } from "./lines.ts";
+import { cutSplits, fileVersion, readSplits, type SplitRule } from "./splits.ts";
+import type { Split } from "../distribute/queue.ts";
 
 const GLOB_MAGIC = /[*?[{]/;
 
@@ -89,7 +92,17 @@ function named(who: string, error: unknown): Error {
   return error instanceof ObjectStorageError ? new ObjectStorageError(`${who}: ${error.message}`, error.bucket, error.key, error.code) : (error as Error);
 }
 
-export type { StartPoint };
+export type { StartPoint, SplitRule };
+
+/** A split of a distributed run being read: its records' input, where it begins, where it ends. */
+interface Part {
+  readonly input: Input;
+  readonly start: StartPoint;
+  /** The byte after the split's last (the file's size for a whole file). */
+  readonly end: number;
+  /** The input's version when the job was listed: a file changed since fails the run. */
+  readonly version: string;
+}
 
 /** What a file source's per-file reader gets. */
 export interface FileReading {
@@ -198,6 +211,8 @@ export function fileSource(
   input: string | readonly string[],
   options: FileSourceOptions,
   readFile: (reading: FileReading) => Promise<void>,
+  /** Where a distributed run may cut an input into splits (default: whole inputs only). */
+  rule: SplitRule = { kind: "whole" },
 ): Observable<unknown> {
   const concurrency = Math.max(1, Math.floor(options.concurrency ?? 1));
   return new Observable<unknown>((subscriber) => {
@@ -219,16 +234,20 @@ export function fileSource(
       readAt: FileReading["readAt"],
       mark: FileReading["mark"],
       mayGrow = false,
+      part?: Part,
     ): FileReading {
       let position = start.byteOffset;
+      const end = part?.end ?? Number.POSITIVE_INFINITY;
       return {
         flow,
         path,
-        input: new Input(flow, path),
+        input: part?.input ?? new Input(flow, path),
         size,
         start,
         read: async (buffer, offset, length) => {
-          const n = await readAt(buffer, offset, length, position);
+          // A split ends where the next begins: on a record boundary, found when the job was listed.
+          if (position >= end) return 0;
+          const n = await readAt(buffer, offset, Math.min(length, end - position), position);
           position += n;
           return n;
         },
@@ -245,9 +264,9 @@ export function fileSource(
       };
     }
 
-    async function readOne(target: string | S3Object): Promise<void> {
+    async function readOne(target: string | S3Object, part?: Part): Promise<void> {
       if (stopped()) return;
-      if (typeof target !== "string") return readObject(target);
+      if (typeof target !== "string") return readObject(target, part);
       const path = target;
       let info: Stats;
       try {
@@ -257,6 +276,9 @@ export function fileSource(
       }
       // Opening a pipe blocks until a writer opens it: only a regular file is opened here.
       if (!info.isFile()) return readPipe(path);
+      if (part && fileVersion(info) !== part.version) {
+        throw new Error(`${who}: ${path} changed since the distributed job was listed (${part.version}, now ${fileVersion(info)}, as modification time:size); run the job again under a new name to read it as it is now`);
+      }
       let handle: FileHandle;
       try {
         handle = await open(path, "r");
@@ -269,16 +291,16 @@ export function fileSource(
         const head = new Uint8Array(HEAD_BYTES);
         const { bytesRead } = await handle.read(head, 0, head.length, 0);
         const compression = compressionOf(head.subarray(0, bytesRead), who, path);
-        if (compression) await readCompressed(path, (buffer, position) => handle.read(buffer, 0, buffer.length, position).then((r) => r.bytesRead), size, compression);
-        else await readPlain(path, handle, size);
+        if (compression) await readCompressed(path, (buffer, position) => handle.read(buffer, 0, buffer.length, position).then((r) => r.bytesRead), size, compression, undefined, part);
+        else await readPlain(path, handle, size, part);
       } finally {
         handles.delete(handle);
         await handle.close();
       }
     }
 
-    async function readPlain(path: string, handle: FileHandle, size: number): Promise<void> {
-      const resume = flow.checkpoint?.startOf(path, size);
+    async function readPlain(path: string, handle: FileHandle, size: number, part?: Part): Promise<void> {
+      const resume = part ? part.start : flow.checkpoint?.startOf(path, size);
       // What a resume skips is not read: the progress total shrinks by it.
       flow.stats.bytesTotal -= resume === "done" ? size : (resume?.byteOffset ?? 0);
       if (resume === "done") return;
@@ -291,6 +313,7 @@ export function fileSource(
           throw new Error(`${who}: cannot read ${path}: ${(error as Error).message}`, { cause: error });
         }
       };
+      if (part) return readFile(reading(path, size, part.start, readAt, () => {}, false, part));
       const mark = (line: number, byteOffset: number) => flow.checkpoint?.mark(path, line, byteOffset);
       await readFile(reading(path, size, resume ?? { line: 0, byteOffset: 0 }, readAt, mark, flow.checkpoint !== undefined));
       if (!stopped()) flow.checkpoint?.ended(path, size);
@@ -301,7 +324,7 @@ export function fileSource(
      * offset); compressed, as a stream of ranges from its start. Once read, its ETag is asked
      * again: an object replaced while it was read fails the run rather than mixing two versions.
      */
-    async function readObject(object: S3Object): Promise<void> {
+    async function readObject(object: S3Object, part?: Part): Promise<void> {
       const reader = objectReader(object, options.s3);
       readers.add(reader);
       const readRange = async (buffer: Uint8Array, position: number) => {
@@ -314,8 +337,8 @@ export function fileSource(
       try {
         const head = new Uint8Array(HEAD_BYTES);
         const compression = compressionOf(head.subarray(0, await readRange(head, 0)), who, object.url);
-        if (compression) await readCompressed(object.url, readRange, object.size, compression, object.etag);
-        else await readPlainObject(object, readRange);
+        if (compression) await readCompressed(object.url, readRange, object.size, compression, object.etag, part);
+        else await readPlainObject(object, readRange, part);
         if (stopped()) return;
         const now = await statObject(object.url, options.s3).catch((error) => Promise.reject(named(who, error)));
         if (now.etag !== object.etag || now.size !== object.size) {
@@ -332,9 +355,9 @@ export function fileSource(
       }
     }
 
-    async function readPlainObject(object: S3Object, readRange: (buffer: Uint8Array, position: number) => Promise<number>): Promise<void> {
+    async function readPlainObject(object: S3Object, readRange: (buffer: Uint8Array, position: number) => Promise<number>, part?: Part): Promise<void> {
       const path = object.url;
-      const resume = flow.checkpoint?.startOf(path, object.size, object.etag);
+      const resume = part ? part.start : flow.checkpoint?.startOf(path, object.size, object.etag);
       flow.stats.bytesTotal -= resume === "done" ? object.size : (resume?.byteOffset ?? 0);
       if (resume === "done") return;
       const readAt = async (buffer: Uint8Array, offset: number, length: number, at: number) => {
@@ -342,6 +365,7 @@ export function fileSource(
         count(n);
         return n;
       };
+      if (part) return readFile(reading(path, object.size, part.start, readAt, () => {}, false, part));
       const mark = (line: number, byteOffset: number) => flow.checkpoint?.mark(path, line, byteOffset);
       // An object is replaced whole, never appended to: its last line is complete as it is.
       await readFile(reading(path, object.size, resume ?? { line: 0, byteOffset: 0 }, readAt, mark, false));
@@ -355,8 +379,10 @@ export function fileSource(
       compression: Compression,
       /** An object's ETag: the checkpoint refuses to resume one that was replaced. */
       version?: string,
+      /** A distributed run's split: always the whole file, from its start. */
+      part?: Part,
     ): Promise<void> {
-      const checkpoint = flow.checkpoint;
+      const checkpoint = part ? undefined : flow.checkpoint;
       let resume: StartPoint | "done" | undefined;
       if (checkpoint) {
         // The checkpoint checks an input's size against how far earlier runs read it, but here
@@ -398,7 +424,7 @@ export function fileSource(
       };
       const mark = (line: number, byteOffset: number) => checkpoint?.mark(path, line, byteOffset);
       try {
-        await readFile(reading(path, size, start, readAt, mark));
+        await readFile(reading(path, size, start, readAt, mark, false, part));
         if (stopped() || !checkpoint) return;
         // The checkpoint records the input as finished at its decompressed size; a reader may stop
         // before the end (a JSON document's last bracket), so the rest is counted, not parsed.
@@ -464,7 +490,59 @@ export function fileSource(
       }
     }
 
-    (async () => {
+    /** Reads one split a distributed run took from its work queue. */
+    function readSplit(split: Split, splitInput: Input): Promise<void> {
+      const part: Part = { input: splitInput, start: { line: split.line, byteOffset: split.start }, end: split.end, version: split.version };
+      if (!isS3Url(split.input)) return readOne(split.input, part);
+      const { bucket, key } = parseS3Url(split.input);
+      return readOne({ url: split.input, bucket, key, size: split.size, etag: split.version }, part);
+    }
+
+    /** A distributed run: splits from the job's work queue instead of every input. */
+    async function distributed(): Promise<void> {
+      const distribution = flow.distribution as NonNullable<Flow["distribution"]>;
+      const patterns = typeof input === "string" ? [input] : [...input];
+      // The same in every worker: the source and what it was given to read.
+      const key = `${who}.${shortHash(JSON.stringify([who, patterns]))}`;
+      let lost: Error | undefined;
+      const queue = await distribution.open(key, (error) => {
+        lost ??= error;
+        subscriber.error(error);
+      });
+      // No file commits once this worker may have lost a split to another (see checkLeases).
+      const leased = () => queue.assertHeld();
+      flow.leases.add(leased);
+      // Splits read are acknowledged after the last commits, so the queue closes once they are, or when the run ends.
+      flow.onEnd.add(() => {
+        flow.leases.delete(leased);
+        void queue.close();
+      });
+      try {
+        await readSplits(queue, {
+          flow,
+          who,
+          concurrency,
+          stopped: () => stopped() || lost !== undefined,
+          list: async function* () {
+            yield* cutSplits(who, await resolveTargets(input, who, options.s3), rule, distribution.splitBytes, options.s3);
+          },
+          read: (split, splitInput) => {
+            flow.stats.bytesTotal += split.end - split.start;
+            return readSplit(split, splitInput);
+          },
+        });
+      } catch (error) {
+        await queue.close();
+        throw error;
+      }
+    }
+
+    (flow.distribution ? distributed() : readAll()).then(
+      () => subscriber.complete(),
+      (error) => subscriber.error(error),
+    );
+
+    async function readAll(): Promise<void> {
       const paths = await resolveTargets(input, who, options.s3);
       // Progress bars and ETAs need the total before the first byte is read.
       for (const path of paths) flow.stats.bytesTotal += typeof path === "string" ? (await stat(path).catch(() => ({ size: 0 }))).size : path.size;
@@ -474,10 +552,7 @@ export function fileSource(
         while (next < paths.length && !stopped()) await readOne(paths[next++] as string | S3Object);
       };
       await Promise.all(Array.from({ length: Math.min(concurrency, paths.length) }, lane));
-    })().then(
-      () => subscriber.complete(),
-      (error) => subscriber.error(error),
-    );
+    }
 
     return () => {
       unsubscribed = true;

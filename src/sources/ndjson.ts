@@ -34,8 +34,12 @@ export interface NdjsonOptions extends LineOptions, FileSourceOptions {}
  * fromNdjson("exports/*.ndjson").pipe(validate(Event), deadLetter("out/dead-letter"))
  */
 export function fromNdjson(input: string | readonly string[], options: NdjsonOptions = {}): Observable<unknown> {
-  return fileSource("fromNdjson", input, options, (file) =>
-    readNdjson(file.input, file.read, file.emit, file.stopped, options, file, file.mayGrow),
+  return fileSource(
+    "fromNdjson",
+    input,
+    options,
+    (file) => readNdjson(file.input, file.read, file.emit, file.stopped, options, file, file.mayGrow),
+    { kind: "lines" },
   );
 }
 

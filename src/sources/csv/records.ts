@@ -64,13 +64,13 @@ const CR = 13;
 
 // Byte-scanner states: the same grammar as the text parser, used where text cannot be used
 // (a record larger than the limit, a chunk that is not UTF-8).
-const FIELD_START = 0;
+export const FIELD_START = 0;
 const UNQUOTED = 1;
 const QUOTED = 2;
 const QUOTE_IN_QUOTED = 3;
 
 /** A record boundary finder on bytes that can carry its state across chunks. */
-interface ByteScan {
+export interface ByteScan {
   state: number;
   /** Line feeds seen inside the current record. */
   newlines: number;
@@ -80,7 +80,7 @@ interface ByteScan {
  * Advances `scan` over `bytes[from, to)`; returns the index just past the line feed that ends
  * the record, or -1 when the record goes on past `to`.
  */
-function scanRecord(bytes: Uint8Array, from: number, to: number, scan: ByteScan, delimiter: number, quote: number): number {
+export function scanRecord(bytes: Uint8Array, from: number, to: number, scan: ByteScan, delimiter: number, quote: number): number {
   let state = scan.state;
   for (let i = from; i < to; i++) {
     const c = bytes[i] as number;

@@ -1,0 +1,193 @@
+/**
+ * Distributed batch runs: the inputs of a file source cut into splits (whole files, or byte ranges
+ * of large NDJSON and CSV files cut at record boundaries) and shared by any number of worker
+ * processes through a work queue on a broker (a Redis stream with a consumer group, or a NATS
+ * JetStream work-queue stream).
+ *
+ * A split is taken like a broker message and acknowledged like one: only once every record read
+ * from it is durable (in a committed Parquet file or a committed dead letter). A worker that dies
+ * stops keeping its splits alive; after the lease another worker takes them over, and reads them
+ * as *redelivered*: each record is looked up in the ledgers of what is committed (the dataset's
+ * footers, the dead-letter files), so what the dead worker committed is not written twice. Split
+ * boundaries are fixed when the job is listed, so every delivery of a split holds the same
+ * records, under the same input name and line numbers as a single process reading the file.
+ */
+import { hostname } from "node:os";
+
+/** One piece of the job: a byte range of one input, with the number of lines before it. */
+export interface Split {
+  /** The split's place in the job, from 1: the order of listing (inputs by name, then by offset). */
+  readonly seq: number;
+  /** The input's path or `s3://` URL, as the source names it on positions. */
+  readonly input: string;
+  /** The input's size when listed, and its version (a file's mtime, an object's ETag): a changed input fails the run. */
+  readonly size: number;
+  readonly version: string;
+  /** First byte of the split, and the byte after its last (`size` for the last split). */
+  readonly start: number;
+  readonly end: number;
+  /** Lines (line feeds) before `start`: the first record of the split is on line `line + 1`. */
+  readonly line: number;
+  /** True when the input cannot be cut (compressed, a JSON document): read whole, from its start. */
+  readonly whole: boolean;
+}
+
+/** A split one worker holds, from its take until its acknowledgement. */
+export interface Taken {
+  readonly split: Split;
+  /**
+   * Set when another worker held it before (it died, or lost its lease): a moment
+   * (`performance.now()`) after which every file that worker committed exists. The records are
+   * then looked up in the ledgers (see `Position.redelivered`).
+   */
+  readonly redelivered: number | undefined;
+}
+
+/** The work queue of one source of a distributed job. */
+export interface SplitQueue {
+  /** Where it is, for messages (no credentials). */
+  readonly where: string;
+  /**
+   * The next split to read: a new one, or one a dead worker held. Lists the job first when no
+   * worker has (or the one that began died): `list` yields the splits in order. Resolves
+   * undefined once the job is done for this worker: every split listed, and every split not yet
+   * acknowledged held by this worker; or when `stopped()`. Calls `waiting()` when it begins
+   * to wait for splits other workers hold (they may die and leave them to this one): what this
+   * worker holds should be committed meanwhile.
+   */
+  take(list: () => AsyncIterable<Split>, stopped: () => boolean, waiting: () => void): Promise<Taken | undefined>;
+  /**
+   * Throws when this worker may have lost a split it holds to another worker (its keep-alives did
+   * not reach the broker for most of the lease): called right before a file commits, so nothing
+   * is committed twice.
+   */
+  assertHeld(): void;
+  /** Acknowledges a split whose records are all durable. */
+  ack(taken: Taken): Promise<void>;
+  /** Stops keeping splits alive and closes the connections; splits not acknowledged go to another worker after the lease. */
+  close(): Promise<void>;
+}
+
+/** Settings of a distributed run (`sluice run --distribute <url>`, or `run(…, { distribute })`). */
+export interface DistributeOptions {
+  /** The broker: `redis://…` (or `rediss://`) for a Redis stream, `nats://…` for a JetStream work-queue stream. */
+  readonly url: string;
+  /**
+   * The job's name, the same in every worker (default `sluice`; `sluice run` uses the pipeline
+   * module's name). A job that finished stays finished: workers started again with the same name
+   * read nothing, as a re-run with a checkpoint does. Give a new name to run it again.
+   */
+  readonly job?: string;
+  /** Bytes a split of a large NDJSON or CSV input holds, about (default 64 MiB). */
+  readonly splitBytes?: number;
+  /**
+   * How long a split a worker stopped keeping alive stays its own before another worker takes
+   * it (default 60 s). Workers keep theirs alive every third of it.
+   */
+  readonly leaseMs?: number;
+  /** This worker's name in the queue (default `<hostname>-<pid>`). */
+  readonly worker?: string;
+}
+
+/** A run's distribution: opens the queue of each source. */
+export interface Distribution {
+  readonly job: string;
+  readonly splitBytes: number;
+  readonly leaseMs: number;
+  /** Opens the queue of one source, `key` naming it within the job (the same in every worker). */
+  open(key: string, onLost: (error: Error) => void): Promise<SplitQueue>;
+}
+
+/** The URL as it may be shown: without its password. */
+export function safeUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    if (parsed.username && parsed.protocol.startsWith("nats")) parsed.username = "***";
+    return parsed.toString().replace(/\/$/, "");
+  } catch {
+    return "(an unparsable URL)";
+  }
+}
+
+/** A short stable hash of a text (FNV-1a, 52 bits, base 36): queue keys from a source's inputs. */
+export function shortHash(text: string): string {
+  let hash = 0xcbf29ce484222325n;
+  const bytes = new TextEncoder().encode(text);
+  for (const byte of bytes) hash = ((hash ^ BigInt(byte)) * 0x100000001b3n) & 0xfffffffffffffn;
+  return hash.toString(36);
+}
+
+/** Checks a job name: letters, digits, `.`, `_`, `-` (it becomes part of broker keys and subjects). */
+export function checkJobName(name: string, what: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/.test(name)) throw new Error(`${what} must be 1 to 100 letters, digits, '.', '_' or '-' (starting with a letter or digit), not ${JSON.stringify(name)}`);
+  return name;
+}
+
+/**
+ * The distribution of a run: checks the options and picks the queue by the URL's scheme. The
+ * broker is reached only when a source opens its queue.
+ */
+export function createDistribution(options: DistributeOptions): Distribution {
+  const { url } = options;
+  let protocol: string;
+  try {
+    protocol = new URL(url).protocol;
+  } catch {
+    throw new Error(`distribute: ${safeUrl(url)} is not a URL; give redis://host:port or nats://host:port`);
+  }
+  const job = checkJobName(options.job ?? "sluice", "distribute: the job name");
+  const splitBytes = Math.floor(options.splitBytes ?? 64 * 1024 * 1024);
+  if (!(splitBytes >= 4096)) throw new Error(`distribute: splitBytes must be at least 4096, not ${options.splitBytes}`);
+  const leaseMs = Math.floor(options.leaseMs ?? 60_000);
+  if (!(leaseMs >= 300)) throw new Error(`distribute: leaseMs must be at least 300, not ${options.leaseMs}`);
+  const worker = options.worker ?? `${hostname()}-${process.pid}`;
+  const settings = { url, job, leaseMs, worker };
+  if (protocol === "redis:" || protocol === "rediss:") {
+    return {
+      job,
+      splitBytes,
+      leaseMs,
+      open: async (key, onLost) => (await import("./redis.ts")).openRedisQueue({ ...settings, key }, onLost),
+    };
+  }
+  if (protocol === "nats:" || protocol === "tls:") {
+    return {
+      job,
+      splitBytes,
+      leaseMs,
+      open: async (key, onLost) => (await import("./jetstream.ts")).openJetStreamQueue({ ...settings, key }, onLost),
+    };
+  }
+  throw new Error(`distribute: ${safeUrl(url)}: the work queue is a Redis stream (redis://, rediss://) or a NATS JetStream stream (nats://), not ${protocol.replace(/:$/, "")}`);
+}
+
+/** What a queue implementation is opened with. */
+export interface QueueSettings {
+  readonly url: string;
+  readonly job: string;
+  /** The source's key within the job. */
+  readonly key: string;
+  readonly leaseMs: number;
+  readonly worker: string;
+}
+
+/** A split as the queue carries it: JSON. */
+export function encodeSplit(split: Split): string {
+  return JSON.stringify(split);
+}
+
+/** A split read back from the queue; throws, naming the queue, on anything else. */
+export function decodeSplit(text: string, where: string): Split {
+  let value: Partial<Split>;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new Error(`distribute: the work queue ${where} holds a message that is not a split: ${text.slice(0, 200)}`);
+  }
+  const numbers = ["seq", "size", "start", "end", "line"] as const;
+  if (typeof value.input !== "string" || typeof value.version !== "string" || typeof value.whole !== "boolean" || numbers.some((k) => !Number.isSafeInteger(value[k]))) {
+    throw new Error(`distribute: the work queue ${where} holds a message that is not a split: ${text.slice(0, 200)}`);
+  }
+  return value as Split;
+}

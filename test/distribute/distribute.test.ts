@@ -1,0 +1,225 @@
+/**
+ * Distributed runs (`run(…, { distribute })`, `sluice run --distribute`): inputs cut into splits
+ * and shared by several workers through a work queue on the real Redis. What a user relies on:
+ * the workers together write exactly what one process writes (DuckDB reads both and compares),
+ * with every bad record once in the dead letter at the line one process names, also when a worker
+ * is killed mid-run and its splits go to another.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { RedisClient } from "bun";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { mergeMap } from "rxjs";
+import * as v from "valibot";
+import { deadLetter, validate } from "../../operators/index.ts";
+import { fromCsv, fromNdjson, readDeadLetters, run, toParquet } from "../../src/index.ts";
+import { cutSplits } from "../../src/sources/splits.ts";
+import { dataset, query, tempDir } from "../helpers/duckdb.ts";
+
+const REDIS = process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379";
+const DAYS = ["2024-03-01", "2024-03-02", "2024-03-03"];
+const Event = v.object({ id: v.pipe(v.number(), v.integer()), day: v.picklist(DAYS), n: v.number() });
+const MAIN = join(import.meta.dir, "..", "..", "src", "cli", "main.ts");
+const PIPELINE = join(import.meta.dir, "..", "fixtures", "distributed-pipeline.ts");
+
+let dir: { path: string; remove: () => Promise<void> };
+const jobs: string[] = [];
+beforeAll(async () => {
+  dir = await tempDir("sluice-distribute-");
+});
+afterAll(async () => {
+  const redis = new RedisClient(REDIS);
+  for (const job of jobs) {
+    const keys = (await redis.send("KEYS", [`sluice:job:${job}:*`])) as string[];
+    if (keys.length > 0) await redis.send("DEL", keys);
+  }
+  redis.close();
+  await dir.remove();
+});
+
+function newJob(): string {
+  const job = `test-${process.pid}-${jobs.length}-${Date.now()}`;
+  jobs.push(job);
+  return job;
+}
+
+/** Line `i` (from 1) of an NDJSON input: 1 in 100 is not JSON, 1 in 100 fails validation. */
+function ndjsonLine(i: number): string {
+  if (i % 100 === 7) return `{"id": ${i}, broken`;
+  if (i % 100 === 29) return JSON.stringify({ id: i, day: "someday", n: i });
+  return JSON.stringify({ id: i, day: DAYS[i % 3], n: i * 2 });
+}
+
+/**
+ * Row `i` of a CSV input: 1 in 97 has a quoted day holding a line break (a record over two lines,
+ * which fails validation), 1 in 101 has a field too many; the others are good.
+ */
+function csvRow(i: number): string {
+  if (i % 97 === 5) return `${i},"2024-03-\n01",${i * 2}`;
+  if (i % 101 === 3) return `${i},${DAYS[i % 3]},${i * 2},extra`;
+  return `${i},"${DAYS[i % 3]}",${i * 2}`;
+}
+
+async function writeInput(name: string, lines: number, line: (i: number) => string, header = ""): Promise<string> {
+  const path = join(dir.path, name);
+  const writer = Bun.file(path).writer();
+  if (header) writer.write(`${header}\n`);
+  for (let i = 1; i <= lines; i++) writer.write(`${line(i)}\n`);
+  await writer.end();
+  return path;
+}
+
+/** The same pipeline for one process and for each worker, with an asynchronous step that reorders. */
+function pipeline(input: string, out: string) {
+  const source = input.endsWith(".csv") ? fromCsv(input, { schema: Event }) : fromNdjson(input);
+  return source.pipe(
+    mergeMap(async (record) => {
+      if (Math.random() < 0.01) await Bun.sleep(1);
+      return record;
+    }, 8),
+    validate(Event),
+    deadLetter(join(out, "dead-letter"), { maxFileAgeMs: 200 }),
+    toParquet(join(out, "events"), { schema: Event, partitionBy: ["day"], maxFileRows: 4000, maxFileAgeMs: 500 }),
+  );
+}
+
+/** Dead letters of a folder as sorted `stage source:line` texts. */
+async function letters(folder: string): Promise<string[]> {
+  const found: string[] = [];
+  for await (const letter of readDeadLetters(folder)) found.push(`${letter.stage} ${letter.source}:${letter.line}`);
+  return found.sort();
+}
+
+/** Asserts that two datasets hold the same rows, each once, as DuckDB reads them. */
+async function expectSameRows(actual: string, expected: string): Promise<void> {
+  const [counts] = await query(`SELECT count(*)::INT AS n, count(DISTINCT id)::INT AS ids FROM ${dataset(actual)}`);
+  const [reference] = await query(`SELECT count(*)::INT AS n FROM ${dataset(expected)}`);
+  expect(counts).toEqual({ n: reference?.["n"], ids: reference?.["n"] });
+  const differ = await query(
+    `SELECT count(*)::INT AS n FROM ((SELECT id, day, n FROM ${dataset(actual)} EXCEPT ALL SELECT id, day, n FROM ${dataset(expected)}) UNION ALL (SELECT id, day, n FROM ${dataset(expected)} EXCEPT ALL SELECT id, day, n FROM ${dataset(actual)}))`,
+  );
+  expect(differ[0]?.["n"]).toBe(0);
+}
+
+describe("cutting inputs into splits", () => {
+  for (const kind of ["ndjson", "csv"] as const) {
+    test(`${kind} splits cover the input end to end, begin on a record and know the line they begin on`, async () => {
+      const path = kind === "csv" ? await writeInput("cut.csv", 3000, csvRow, "id,day,n") : await writeInput("cut.ndjson", 3000, ndjsonLine);
+      const bytes = new Uint8Array(await Bun.file(path).arrayBuffer());
+      const rule = kind === "csv" ? ({ kind: "csv", delimiter: 44, quote: 34 } as const) : ({ kind: "lines" } as const);
+      const splits = [];
+      for await (const split of cutSplits("test", [path], rule, 4096)) splits.push(split);
+      expect(splits.length).toBeGreaterThan(10);
+      expect(splits[0]?.start).toBe(0);
+      expect(splits.at(-1)?.end).toBe(bytes.length);
+      const text = new TextDecoder().decode(bytes);
+      for (const [i, split] of splits.entries()) {
+        expect(split.seq).toBe(i + 1);
+        expect(split.whole).toBe(false);
+        if (i > 0) expect(split.start).toBe(splits[i - 1]?.end as number);
+        expect(split.end - split.start).toBeGreaterThanOrEqual(i === splits.length - 1 ? 1 : 4096);
+        const before = text.slice(0, split.start);
+        expect(split.line).toBe(before.split("\n").length - 1);
+        if (split.start > 0) expect(bytes[split.start - 1]).toBe(10);
+        // CSV: never inside a quoted field (an even number of quotes before the cut).
+        if (kind === "csv") expect(before.split('"').length % 2).toBe(1);
+      }
+    });
+  }
+
+  test("a compressed input is one whole split, however large", async () => {
+    const path = join(dir.path, "cut.ndjson.gz");
+    await Bun.write(path, Bun.gzipSync(new TextEncoder().encode(Array.from({ length: 5000 }, (_, i) => ndjsonLine(i + 1)).join("\n"))));
+    const splits = [];
+    for await (const split of cutSplits("test", [path], { kind: "lines" }, 4096)) splits.push(split);
+    expect(splits.map((s) => [s.start, s.whole])).toEqual([[0, true]]);
+  });
+});
+
+describe("workers sharing a job", () => {
+  for (const kind of ["ndjson", "csv"] as const) {
+    test(`3 concurrent ${kind} workers write what one process writes, each record once`, async () => {
+      const input = kind === "csv" ? await writeInput("in.csv", 30_000, csvRow, "id,day,n") : await writeInput("in.ndjson", 30_000, ndjsonLine);
+      const single = join(dir.path, `${kind}-single`);
+      const shared = join(dir.path, `${kind}-shared`);
+      const alone = await run(pipeline(input, single));
+      const job = newJob();
+      const distribute = { url: REDIS, job, splitBytes: 32 * 1024, leaseMs: 10_000 };
+      const summaries = await Promise.all([1, 2, 3].map((w) => run(pipeline(input, shared), { distribute: { ...distribute, worker: `w${w}` } })));
+
+      // Each worker read a part; together, every record once.
+      expect(summaries.every((s) => s.in > 0)).toBe(true);
+      expect(summaries.reduce((sum, s) => sum + s.in, 0)).toBe(alone.in);
+      expect(summaries.reduce((sum, s) => sum + s.written, 0)).toBe(alone.written);
+      await expectSameRows(join(shared, "events"), join(single, "events"));
+      expect(await letters(join(shared, "dead-letter"))).toEqual(await letters(join(single, "dead-letter")));
+      // Every split was acknowledged: nothing is left pending in the queue.
+      const redis = new RedisClient(REDIS);
+      const streams = (await redis.send("KEYS", [`sluice:job:${job}:*:splits`])) as string[];
+      expect(streams.length).toBe(1);
+      const [pending] = (await redis.send("XPENDING", [streams[0] as string, "workers"])) as [number];
+      expect(pending).toBe(0);
+      redis.close();
+
+      // The job is finished: a worker started again with its name reads nothing and writes nothing.
+      const again = await run(pipeline(input, shared), { distribute: { ...distribute, worker: "w4" } });
+      expect([again.in, again.written]).toEqual([0, 0]);
+    });
+  }
+
+  test("a changed input fails the worker that finds it, naming the input", async () => {
+    const input = await writeInput("changing.ndjson", 5000, ndjsonLine);
+    const job = newJob();
+    const redis = new RedisClient(REDIS);
+    // List the job by hand: its first split records the input as it was.
+    const { size, mtimeMs } = await Bun.file(input).stat();
+    const key = (await import("../../src/distribute/queue.ts")).shortHash(JSON.stringify(["fromNdjson", [input]]));
+    const stream = `sluice:job:${job}:fromNdjson.${key}:splits`;
+    await redis.send("XGROUP", ["CREATE", stream, "workers", "0", "MKSTREAM"]);
+    const split = { seq: 1, input, size, version: `${Math.floor(mtimeMs) - 1000}:${size}`, start: 0, end: size, line: 0, whole: false };
+    await redis.send("XADD", [stream, "1-1", "split", JSON.stringify(split)]);
+    await redis.send("HSET", [`sluice:job:${job}:fromNdjson.${key}:plan`, "total", "1"]);
+    redis.close();
+    const failed = run(pipeline(input, join(dir.path, "changed")), { distribute: { url: REDIS, job, leaseMs: 10_000 } });
+    await expect(failed).rejects.toThrow(`${input} changed since the distributed job was listed`);
+  });
+});
+
+describe("sluice run --distribute", () => {
+  test("2M lines over 3 workers, one killed mid-run and started again, equal the single-process result", async () => {
+    const input = await writeInput("big.ndjson", 2_000_000, ndjsonLine);
+    const single = join(dir.path, "big-single");
+    const shared = join(dir.path, "big-shared");
+    const job = newJob();
+    const worker = (id: string) =>
+      Bun.spawn(
+        ["bun", MAIN, "run", "--no-progress", "--run-id", id, "--distribute", REDIS, "--job", job, "--split-bytes", "2MiB", "--lease", "15", PIPELINE, input, shared, "--pause-every", "2000"],
+        { stdout: "pipe", stderr: "pipe" },
+      );
+    const workers = [worker("w1"), worker("w2"), worker("w3")];
+    // Killed once a file of its own is committed (its names carry its run id), with input left.
+    const committed = () => {
+      try {
+        return readdirSync(join(shared, "events"), { recursive: true, encoding: "utf8" }).some((name) => name.includes("part-w2-") && name.endsWith(".parquet"));
+      } catch {
+        return false;
+      }
+    };
+    const deadline = Date.now() + 60_000;
+    while (!committed() && Date.now() < deadline) await Bun.sleep(20);
+    expect(committed()).toBe(true);
+    workers[1]?.kill("SIGKILL");
+    await workers[1]?.exited;
+    const restarted = worker("w2b");
+    const codes = await Promise.all([workers[0]?.exited, workers[2]?.exited, restarted.exited]);
+    const errors = await Promise.all([workers[0], workers[2], restarted].map((w) => new Response(w?.stderr).text()));
+    expect({ codes, errors: codes.some((c) => c !== 0) ? errors : [] }).toEqual({ codes: [0, 0, 0], errors: [] });
+
+    const reference = Bun.spawn(["bun", MAIN, "run", "--no-progress", PIPELINE, input, single], { stdout: "pipe", stderr: "pipe" });
+    expect(await reference.exited).toBe(0);
+    await expectSameRows(join(shared, "events"), join(single, "events"));
+    const expectedLetters = await letters(join(single, "dead-letter"));
+    expect(expectedLetters.length).toBe(40_000);
+    expect(await letters(join(shared, "dead-letter"))).toEqual(expectedLetters);
+  }, 240_000);
+});
