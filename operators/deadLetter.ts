@@ -8,7 +8,7 @@ import {
 } from "../src/deadletter/store.ts";
 import { acquireSharedLock, type Lock, lockPathOf } from "../src/io/lock.ts";
 import { modeUnder } from "../src/checkpoint/checkpoint.ts";
-import { announceDurable, hold } from "../src/flow/durable.ts";
+import { announceDurable, checkLeases, hold } from "../src/flow/durable.ts";
 import { currentFlow, installDeadLetter, withFlow } from "../src/flow/flow.ts";
 import { watchDeadLetters } from "../src/sinks/ledger.ts";
 import { type Outgoing, Outbox, type Publisher, type PublishLimits } from "../src/sinks/publish.ts";
@@ -121,6 +121,8 @@ export function deadLetter<T>(
           // A checkpoint's later runs resume into the folder: they must find this run's files there.
           replace: flow.checkpoint ? "open" : "close",
           lock,
+          // No dead letter lands once a broker source may have lost hold of its messages.
+          beforeCommit: () => checkLeases(flow),
           onCommitted(entries) {
             // The oldest `entries` waiting are in a durable file now.
             waiting.splice(0, entries);

@@ -62,6 +62,12 @@ export interface DeadLetterStoreOptions {
    * durable.
    */
   readonly onCommitted?: (entries: number) => void;
+  /**
+   * Runs synchronously right before a file takes its final name (before the upload, in a bucket);
+   * a throw keeps the file from landing and fails the commit. The `deadLetter` operator checks
+   * there that the run's broker sources still hold their messages (`checkLeases`).
+   */
+  readonly beforeCommit?: () => void;
 }
 
 /**
@@ -205,8 +211,10 @@ export async function openDeadLetterStore(
     // Chained so files are committed in order and a failure is reported by the next flush.
     committing = committing.then(async () => {
       try {
-        if (bucket) await bucket.put(name, Buffer.from(text));
-        else await commitFile(join(target, name), join(target, `.${name}.tmp`), Buffer.from(text));
+        if (bucket) {
+          options.beforeCommit?.();
+          await bucket.put(name, Buffer.from(text));
+        } else await commitFile(join(target, name), join(target, `.${name}.tmp`), Buffer.from(text), options.beforeCommit);
       } catch (error) {
         // Node's errors name the system call, not the file (ENOSPC ... write): say which file.
         throw new Error(`cannot commit dead-letter file ${where(name)} (${entries} entries): ${(error as Error).message}`, bucket ? {} : { cause: error });

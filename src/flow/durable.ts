@@ -77,3 +77,18 @@ export function announceDurable(flow: Flow): void {
     }
   }
 }
+
+/**
+ * Throws when a broker source of the run may have lost hold of messages it has not acknowledged:
+ * its keep-alives have not reached the broker for so long that the broker may give them to
+ * another reader, which writes them too. A stage calls it synchronously right before a commit
+ * takes effect (the link that gives a file its final name), so no file lands once the lease is
+ * lost; the error says which source lost what.
+ *
+ * @example
+ * checkLeases(flow);
+ * publishFile(tempPath, path);
+ */
+export function checkLeases(flow: Flow): void {
+  for (const check of flow.leases) check();
+}

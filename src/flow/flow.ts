@@ -121,6 +121,11 @@ export interface Flow {
   readonly holders: Set<Holder>;
   /** Sources waiting to hear how far their input is durable, with the last line announced. */
   readonly watched: Map<Input, { readonly listener: (upTo: number) => void; upTo: number }>;
+  /**
+   * One check per broker source that holds messages lent by its broker: it throws once the source
+   * may have lost hold of them (see `checkLeases`), so nothing is committed from then on.
+   */
+  readonly leases: Set<() => void>;
   /** Values that are not objects, emitted by sources and not yet claimed, oldest first (see `stamp`). */
   readonly scalars: { readonly value: unknown; readonly position: Position }[];
 }
@@ -158,6 +163,7 @@ export function createFlow(runId = newRunId()): Flow {
     settling: new Set(),
     holders: new Set(),
     watched: new Map(),
+    leases: new Set(),
     scalars: [],
   };
 }

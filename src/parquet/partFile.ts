@@ -199,9 +199,11 @@ export class PartFile {
   /**
    * Writes the footer over every row group appended (with `metadata` replacing key/value entries
    * of the same key), fsyncs, and gives the file its final name. Resolves with the file's size.
+   * `beforePublish` runs synchronously right before the name is given: a throw keeps the file
+   * from landing (its temporary file stays until {@link discard}) and rejects with it.
    */
-  commit(metadata: Readonly<Record<string, string>>): Promise<number> {
-    const step = this.#chain.then(() => this.#commit(metadata));
+  commit(metadata: Readonly<Record<string, string>>, beforePublish?: () => void): Promise<number> {
+    const step = this.#chain.then(() => this.#commit(metadata, beforePublish));
     this.#chain = step.then(
       () => undefined,
       () => undefined,
@@ -209,7 +211,7 @@ export class PartFile {
     return step;
   }
 
-  async #commit(metadata: Readonly<Record<string, string>>): Promise<number> {
+  async #commit(metadata: Readonly<Record<string, string>>, beforePublish?: () => void): Promise<number> {
     const handle = this.#handle;
     const meta = this.#meta;
     const location = this.#location;
@@ -242,6 +244,7 @@ export class PartFile {
     await handle.sync();
     await handle.close();
     this.#handle = undefined;
+    beforePublish?.();
     publishFile(location.tempPath, location.path);
     return this.#offset + tail.length;
   }

@@ -9,7 +9,7 @@ import { Observable, type OperatorFunction } from "rxjs";
 import type * as v from "valibot";
 import { RowBuffer } from "../arrow/rows.ts";
 import { modeUnder } from "../checkpoint/checkpoint.ts";
-import { announceDurable, hold } from "../flow/durable.ts";
+import { announceDurable, checkLeases, hold } from "../flow/durable.ts";
 import { currentFlow, holdGate, observeCommitLatency, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
 import type { Input, Position } from "../flow/position.ts";
 import { acquireLock, acquireSharedLock, type Lock, LockedError, lockPathOf } from "../io/lock.ts";
@@ -575,10 +575,16 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
             return;
           }
         }
+        // No file lands once a broker source may have lost hold of its messages (see checkLeases).
+        const leased = () => checkLeases(flow);
         const write: Promise<void> = part
-          .commit({ "sluice.run_id": flow.runId, "sluice.sources": JSON.stringify(sources) })
+          .commit({ "sluice.run_id": flow.runId, "sluice.sources": JSON.stringify(sources) }, bucket ? undefined : leased)
           // In a bucket the committed local file goes up, then into the manifest: only then is it in the dataset.
-          .then(async (bytes) => (bucket ? bucket.publish(await part.location.then((l) => l.path), partition.subfolder, name, rows, flow.runId) : bytes))
+          .then(async (bytes) => {
+            if (!bucket) return bytes;
+            leased();
+            return bucket.publish(await part.location.then((l) => l.path), partition.subfolder, name, rows, flow.runId);
+          })
           .then(
             (bytes) => {
               if (staged) {

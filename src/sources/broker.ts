@@ -44,15 +44,138 @@ export interface Delivery {
    * (`performance.now()`) by which any earlier reader had committed whatever it committed of it.
    * The ledgers then need one look after that moment (see src/sinks/ledger.ts), so the messages
    * of one redelivered batch share a look. A source derives it from how the broker hands a
-   * message on: JetStream only `ack_wait` after the holder's last `working()`, which it sends
-   * every third of `ack_wait` while it holds the message, so a holder that died committed at least
-   * two thirds of `ack_wait` before (the source takes a third); Redis's XAUTOCLAIM only after
-   * `claimIdleMs` idle, the holder resetting it every `keepAliveMs`; a restarted consumer's own
-   * pending entries only after the process that read them ended.
+   * message on: JetStream only `ack_wait` after the holder's last `working()`, Redis's XAUTOCLAIM
+   * only `claimIdleMs` after its last reset, and a holder, dead or alive, commits nothing later
+   * than its {@link Lease}'s margin before that (a sixth of `ack_wait`; `keepAliveMs`): so the
+   * moment is that margin before the redelivery arrived. A restarted consumer's own pending
+   * entries: the start of the process, as the one that read them had ended.
    */
   readonly redelivered: number | undefined;
   /** The message's text, kept for a dead letter. */
   readonly raw?: string;
+}
+
+/**
+ * How long a broker source may be sure that the messages it holds are still its own, and the
+ * fence when it no longer can.
+ *
+ * A broker lends a message for a lease (JetStream's `ack_wait`, Redis's `claimIdleMs`), renewed
+ * by each keep-alive that reaches it, and hands it to another reader once the lease runs out. A
+ * reader that is alive but cannot renew (the broker restarted or is unreachable, the process
+ * stalled) must not commit those messages any more: the other reader writes them too, and the
+ * ledger of committed files (src/sinks/ledger.ts) only sees what was committed before it looked.
+ *
+ * What is proven: a keep-alive round started at `t` and answered before the lease could have run
+ * out renews every message held at `t` until at least `t + leaseMs` (the broker restarts the
+ * lease when it receives the round, after `t`); a message taken by a read started at `r` is the
+ * reader's until at least `r + leaseMs`. So every held message is the reader's until
+ * `expiry = min(last answered round's start, earliest read start of messages taken since) +
+ * leaseMs`. Commits stop `marginMs` before that (the `deadline`): a redelivered message is looked
+ * up in the ledgers as of `marginMs` before its redelivery (`Delivery.redelivered`), so whatever
+ * this reader committed is visible by then. Past the deadline with messages held, {@link check}
+ * throws (and `onLost` fails the source): sinks call it, through `checkLeases`, right before a
+ * file takes its final name.
+ */
+export class Lease {
+  /** Start of the last keep-alive round answered in time (+Infinity before any message is held). */
+  #provenAt = Number.POSITIVE_INFINITY;
+  /** Earliest read start of the messages taken since that round started. */
+  #oldest = Number.POSITIVE_INFINITY;
+  /** The round in flight: when it started, and the earliest read start of messages taken since. */
+  #round: { startedAt: number; oldest: number } | undefined;
+  #lost: Error | undefined;
+  #revoked: Error | undefined;
+
+  /**
+   * `held()` counts the messages held; `lost(held, silentMs)` makes the error that says this
+   * reader lost hold of them; `onLost(error)` runs once, when that is found. `leaseMs` may change
+   * once the broker says what it is (an existing consumer's own `ack_wait`).
+   */
+  constructor(
+    public leaseMs: number,
+    public marginMs: number,
+    readonly held: () => number,
+    readonly lost: (held: number, silentMs: number) => Error,
+    readonly onLost: (error: Error) => void,
+  ) {}
+
+  /** Until when (`performance.now()`) every held message is surely this reader's. */
+  get expiry(): number {
+    return Math.min(this.#provenAt, this.#oldest) + this.leaseMs;
+  }
+
+  /** Until when commits may land. */
+  get deadline(): number {
+    return this.expiry - this.marginMs;
+  }
+
+  /** Messages were taken by a read that started at `readAt`. */
+  taken(readAt: number): void {
+    if (readAt < this.#oldest) this.#oldest = readAt;
+    if (this.#round && readAt < this.#round.oldest) this.#round.oldest = readAt;
+  }
+
+  /**
+   * Starts a keep-alive round: returns its start, to hand to {@link renewed} once the broker
+   * answers, or undefined when there is nothing to renew or a round is still in flight (or the
+   * lease is lost). Take the list of messages to keep alive right after it, synchronously.
+   */
+  renewing(): number | undefined {
+    if (this.#lost || this.#revoked || this.#round) return undefined;
+    const now = performance.now();
+    if (this.held() === 0) {
+      this.#provenAt = now;
+      this.#oldest = Number.POSITIVE_INFINITY;
+      return undefined;
+    }
+    // Too late to renew what may be someone else's already: the check fences it.
+    if (!this.#alive(now)) return undefined;
+    this.#round = { startedAt: now, oldest: Number.POSITIVE_INFINITY };
+    return now;
+  }
+
+  /** The broker answered the round started at `startedAt`. */
+  renewed(startedAt: number): void {
+    const round = this.#round;
+    if (!round || round.startedAt !== startedAt) return;
+    this.#round = undefined;
+    // Answered after the lease could have run out: the broker may have handed them on before it renewed.
+    if (this.#lost || this.#revoked || performance.now() >= this.expiry) return;
+    this.#provenAt = startedAt;
+    this.#oldest = round.oldest;
+  }
+
+  /** The round started at `startedAt` failed: the lease stands as it was. */
+  failed(startedAt: number): void {
+    if (this.#round?.startedAt === startedAt) this.#round = undefined;
+  }
+
+  #alive(now: number): boolean {
+    return this.held() === 0 || now <= this.deadline;
+  }
+
+  /**
+   * Throws when commits must stop: the lease of held messages may run out before a commit lands
+   * (the first time, `onLost` is told), or the reader gave its messages back ({@link revoke}).
+   */
+  readonly check = (): void => {
+    if (this.#revoked) throw this.#revoked;
+    if (this.#lost) throw this.#lost;
+    const now = performance.now();
+    if (this.#alive(now)) return;
+    const silentMs = Math.round(now - Math.min(this.#provenAt, this.#oldest));
+    this.#lost = this.lost(this.held(), silentMs);
+    this.onLost(this.#lost);
+    throw this.#lost;
+  };
+
+  /**
+   * The reader gives its messages back (a `nak`): nothing may be committed from now on, and
+   * `check` throws `error`.
+   */
+  revoke(error: Error): void {
+    this.#revoked ??= error;
+  }
 }
 
 /** Messages of one input (a run of adjacent deliveries), oldest first. */
@@ -209,10 +332,12 @@ export class HeldMessages<K, T> {
     await Promise.allSettled([...this.#inflight]);
   }
 
-  /** Stops watching for durability: nothing more is acknowledged. */
+  /**
+   * Stops watching for durability: nothing more is acknowledged. The messages still held stay
+   * listed ({@link values}), to keep alive or give back.
+   */
   close(): void {
     for (const run of this.#runs) run.stopWatching();
-    this.#runs.clear();
     this.#open = undefined;
     this.#local = undefined;
   }

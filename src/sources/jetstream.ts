@@ -6,8 +6,10 @@
  * acknowledged as pending, and delivers it again once `ack_wait` passes without an ack. So a
  * message is acknowledged only when its row is in a committed Parquet file or its dead letter is
  * committed (`watchDurable`); until then this reader tells the server it is still working on it
- * (`msg.working()`, every `ackWait / 3`) so it is not delivered again meanwhile. A reader that
- * dies stops doing so, and its messages go to the next one after `ack_wait`.
+ * (`msg.working()`, every `ackWait / 6`) so it is not delivered again meanwhile. A reader that
+ * dies stops doing so, and its messages go to the next one after `ack_wait`. A reader that lives
+ * but cannot reach the server for that long stops committing and fails the run (see `Lease`):
+ * the server may have given its messages to another reader.
  *
  * Acks are published without a reply (one per message, as explicit acking requires); a flush (a
  * PING the server answers after everything sent before it) is what `run()` waits for.
@@ -16,10 +18,10 @@ import { AckPolicy, type Consumer, type ConsumerMessages, type JetStreamManager,
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Observable } from "rxjs";
 import { announceDurable } from "../flow/durable.ts";
-import { currentFlow, sendToDeadLetter } from "../flow/flow.ts";
+import { currentFlow, type Flow, sendToDeadLetter } from "../flow/flow.ts";
 import { stamp } from "../flow/position.ts";
 import { setLag } from "../run/metrics.ts";
-import { HeldMessages, Pace } from "./broker.ts";
+import { HeldMessages, Lease, Pace } from "./broker.ts";
 
 /** Options of {@link fromJetStream}. */
 export interface JetStreamOptions {
@@ -41,7 +43,10 @@ export interface JetStreamOptions {
    * the message rate times the sink's roll interval.
    */
   readonly maxAckPending?: number;
-  /** The consumer's `ack_wait` when created here (default 30,000 ms): held messages are kept alive every third of it. */
+  /**
+   * The consumer's `ack_wait` when created here (default 30,000 ms): held messages are kept alive
+   * every sixth of it, and the run fails when no keep-alive reached the server for five sixths of it.
+   */
   readonly ackWaitMs?: number;
   /** Turns a message's payload into the record instead of `JSON.parse` of its text; a throw dead-letters the message. */
   readonly decode?: (data: Uint8Array) => unknown;
@@ -112,8 +117,36 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
     const stopped = () => finished || flow.stopping;
     const done = () => stopped() || subscriber.closed;
     const pacing = new Pace(flow, done, () => (held?.size ?? 0) >= maxAckPending);
-    const keepAlive = setInterval(() => keepHeld(nc, held), Math.max(1, Math.floor(ackWaitMs / 3)));
-    keepAlive.unref();
+    // Held messages are lent for ack_wait (an existing consumer's own, once known), kept alive every
+    // sixth of it; commits stop a sixth of it before the lease could run out (see Lease).
+    const lease: Lease = new Lease(
+      ackWaitMs,
+      ackWaitMs / 6,
+      () => held?.size ?? 0,
+      (count, silentMs): Error =>
+        new Error(
+          `fromJetStream: lost hold of ${count} messages (${where}): no keep-alive (working()) has reached the server for ${silentMs} ms, and after ack_wait (${lease.leaseMs} ms) it may deliver them to another reader, which writes them too. This run stops without committing them; they are delivered again and written once (restart the worker). If the server was not down, the process stalled: raise ackWaitMs`,
+        ),
+      (error) => {
+        if (!finished) abort(error);
+        else close(error);
+      },
+    );
+    // Stays registered for the run: once lost or given back, nothing more may commit.
+    flow.leases.add(lease.check);
+    // The lease is checked more often than it is renewed, so a lost one fails the run soon.
+    let keepAlive: ReturnType<typeof setInterval> | undefined;
+    let fence: ReturnType<typeof setInterval> | undefined;
+    const startKeepingAlive = () => {
+      keepAlive = setInterval(() => keepHeld(nc, held, lease), Math.max(1, Math.floor(lease.marginMs)));
+      keepAlive.unref();
+      fence = setInterval(() => lease.check(), Math.max(10, Math.floor(lease.marginMs / 4)));
+      fence.unref();
+    };
+    const stopKeepingAlive = () => {
+      clearInterval(keepAlive);
+      clearInterval(fence);
+    };
     // The consumer's lag, read from the server every lagIntervalMs once the consumer exists, and once more after the last acks.
     let manager: JetStreamManager | undefined;
     let lagTimer: ReturnType<typeof setInterval> | undefined;
@@ -141,37 +174,64 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
     flow.onStop.add(onStop);
 
     let closing: Promise<void> | undefined;
-    function close() {
+    /**
+     * Closes the connection once the last acks are flushed. On an unclean stop (`giveBack`: the
+     * run failed, or the lease was lost) the messages still held are not durable: they are given
+     * back with `nak()` so the server delivers them again at once rather than after ack_wait. When
+     * this source failed, the lease is revoked first, so nothing in flight commits them after the
+     * nak; when the run failed downstream (`afterOthers`), what other stages have in flight
+     * finishes first (kept alive meanwhile, up to the lease's deadline).
+     */
+    function close(giveBack?: Error, afterOthers = false) {
       if (closing) return;
-      clearInterval(keepAlive);
       const lagging = lagTimer !== undefined;
       clearInterval(lagTimer);
       lagTimer = undefined;
       held?.close();
       pull?.stop();
       const connection = nc;
+      const mine = new Set<Promise<void>>();
+      const returned = giveBack && held && held.size > 0 ? returnHeld(connection, giveBack, afterOthers ? mine : undefined) : Promise.resolve();
       // The last acks are flushed first: closing drops whatever is still unsent. The lag is read
       // once more after them, so the last figure is the one after the last acks.
-      closing = (held?.sent() ?? Promise.resolve())
+      const ended = returned
+        .then(() => held?.sent())
         .then(() => (lagging ? readLag() : undefined))
         .then(() => connection?.close())
-        .catch(() => {});
-      flow.settling.add(closing);
-      closing.finally(() => flow.settling.delete(closing as Promise<void>));
+        .catch(() => {})
+        .finally(stopKeepingAlive);
+      closing = ended;
+      mine.add(ended);
+      flow.settling.add(ended);
+      ended.finally(() => flow.settling.delete(ended));
+      if (!giveBack) stopKeepingAlive();
+    }
+
+    /** Gives the held messages back (`nak`), after revoking the lease so none of them is committed later. */
+    async function returnHeld(connection: NatsConnection | undefined, why: Error, waitFor: Set<Promise<void>> | undefined): Promise<void> {
+      if (waitFor) await othersSettled(flow, waitFor, () => lease.deadline);
+      const messages = [...(held?.values() ?? [])];
+      if (messages.length === 0) return;
+      lease.revoke(new Error(`fromJetStream: ${messages.length} messages were given back to the server (nak, ${where}) as the run did not end cleanly, so nothing holding them is committed: ${why.message}`));
+      stopKeepingAlive();
+      if (!connection || connection.isClosed()) return;
+      for (const msg of messages) msg.nak();
+      // While the server is unreachable the naks cannot go: the messages come back after ack_wait.
+      await Promise.race([connection.flush(), Bun.sleep(2000)]);
     }
 
     function abort(error: Error) {
       if (finished) return;
       finished = true;
       flow.onStop.delete(onStop);
-      close();
+      close(error);
       subscriber.error(error);
     }
     // The client's own message may quote a server URL: credentials are scrubbed, and it is not kept as the cause.
     const fail = (what: string, error: unknown) =>
       abort(new Error(`fromJetStream: ${what} failed (${where}): ${scrub(error instanceof Error ? error.message : String(error), hide)}`));
 
-    function emit(msg: JsMsg): void {
+    function emit(msg: JsMsg, readAt: number): void {
       const info = msg.info;
       const seq = info.streamSequence;
       // Delivered again while this reader holds it (its keep-alive came late): it is in flight here.
@@ -186,8 +246,10 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
       // that follow on have no message between them that another reader could hold.
       const adjacent = !info.redelivered && previous !== undefined && info.deliverySequence === previous.delivery + 1 && seq > previous.stream;
       if (!info.redelivered) previous = { stream: seq, delivery: info.deliverySequence };
-      // Delivered again only ack_wait after its holder's last working(), sent every third of it.
-      const redelivered = info.redelivered ? performance.now() - ackWaitMs / 3 : undefined;
+      // Delivered again only ack_wait after its holder's last working(); a holder commits nothing
+      // later than a sixth of ack_wait before that (its lease's deadline, see Lease).
+      const redelivered = info.redelivered ? performance.now() - lease.marginMs : undefined;
+      lease.taken(readAt);
       const position = held?.at(seq, msg, { line: seq, adjacent, redelivered, raw });
       // Redelivered, and its dead letter is committed already.
       if (!position) return;
@@ -244,7 +306,14 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
             throw error;
           },
         );
-        if (!exists) {
+        if (exists) {
+          // An existing consumer keeps its own ack_wait: that is the lease held messages have.
+          const wait = (await jsm.consumers.info(stream, consumer)).config.ack_wait;
+          if (wait !== undefined && wait > 0) {
+            lease.leaseMs = Math.max(1, Math.floor(wait / 1_000_000));
+            lease.marginMs = lease.leaseMs / 6;
+          }
+        } else {
           await jsm.consumers.add(stream, {
             durable_name: consumer,
             ack_policy: AckPolicy.Explicit,
@@ -259,6 +328,7 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
         if (stopped()) return complete();
         return fail("setting up the consumer", error);
       }
+      if (!finished) startKeepingAlive();
       if (lagIntervalMs > 0 && !finished) {
         readLag();
         lagTimer = setInterval(readLag, lagIntervalMs);
@@ -268,9 +338,10 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
         if (!(await pacing.next())) break;
         const room = Math.min(batch, maxAckPending - (held?.size ?? 0));
         try {
+          const readAt = performance.now();
           pull = await source.fetch({ max_messages: room, expires: expiresMs });
           for await (const msg of pull) {
-            emit(msg);
+            emit(msg, readAt);
             if (done()) break;
           }
           // Records skipped as committed already settle without a commit to announce them.
@@ -301,18 +372,45 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
       pacing.wake();
       if (!finished) {
         // Unsubscribed before completing (the pipeline errored, the app let go): messages in
-        // flight are not acknowledged and are delivered again after ack_wait.
+        // flight are not acknowledged; once what is being written has landed, they are given back.
         finished = true;
-        close();
+        close(new Error("the run stopped before they were committed"), true);
       }
     };
   });
 }
 
-/** Tells the server every held message is still being worked on, so it is not delivered again. */
-function keepHeld(connection: NatsConnection | undefined, held: HeldMessages<number, JsMsg> | undefined): void {
+/**
+ * Tells the server every held message is still being worked on, so it is not delivered again: a
+ * keep-alive round of the lease, renewed once a flush (answered after everything sent before it)
+ * comes back.
+ */
+function keepHeld(connection: NatsConnection | undefined, held: HeldMessages<number, JsMsg> | undefined, lease: Lease): void {
   if (!connection || !held || connection.isClosed()) return;
+  const startedAt = lease.renewing();
+  if (startedAt === undefined) return;
   for (const msg of held.values()) msg.working();
+  connection.flush().then(
+    () => lease.renewed(startedAt),
+    () => lease.failed(startedAt),
+  );
+}
+
+/**
+ * Settles once every promise in `flow.settling` but `mine` has settled (files being written,
+ * acknowledgements), or once `deadline()` passes, whichever comes first.
+ */
+async function othersSettled(flow: Flow, mine: ReadonlySet<Promise<void>>, deadline: () => number): Promise<void> {
+  await Promise.resolve();
+  for (;;) {
+    const others = [...flow.settling].filter((p) => !mine.has(p as Promise<void>));
+    const left = deadline() - performance.now();
+    if (others.length === 0 || left <= 0) return;
+    const all = Promise.allSettled(others).then(() => true);
+    if (await Promise.race([all, Bun.sleep(Math.min(left, 250)).then(() => false)])) {
+      if ([...flow.settling].every((p) => mine.has(p as Promise<void>))) return;
+    }
+  }
 }
 
 /** A server URL as it may be shown: without user or password. */

@@ -19,7 +19,7 @@ import { announceDurable } from "../flow/durable.ts";
 import { currentFlow, type Flow, sendToDeadLetter } from "../flow/flow.ts";
 import { stamp } from "../flow/position.ts";
 import { setLag } from "../run/metrics.ts";
-import { HeldMessages, Pace } from "./broker.ts";
+import { HeldMessages, Lease, Pace } from "./broker.ts";
 
 /** Options of {@link fromRedisStream}. */
 export interface RedisStreamOptions {
@@ -49,7 +49,10 @@ export interface RedisStreamOptions {
    * XAUTOCLAIM: that consumer is taken to be dead. Must be longer than any pause of this process.
    */
   readonly claimIdleMs?: number;
-  /** How often held entries have their idle time reset (default `claimIdleMs / 3`). */
+  /**
+   * How often held entries have their idle time reset (default `claimIdleMs / 6`, at most half of
+   * it). Commits stop once no reset has been answered for `claimIdleMs - keepAliveMs`.
+   */
   readonly keepAliveMs?: number;
   /** Reading pauses while this many entries are read and not acknowledged (default 10,000). */
   readonly maxUnacked?: number;
@@ -108,7 +111,10 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
   const blockMs = Math.max(1, Math.floor(options.blockMs ?? 1000));
   const field = options.field ?? "data";
   const claimIdleMs = Math.max(1, Math.floor(options.claimIdleMs ?? 60_000));
-  const keepAliveMs = Math.max(1, Math.floor(options.keepAliveMs ?? claimIdleMs / 3));
+  const keepAliveMs = Math.max(1, Math.floor(options.keepAliveMs ?? claimIdleMs / 6));
+  if (keepAliveMs * 2 > claimIdleMs) {
+    throw new Error(`fromRedisStream: keepAliveMs (${keepAliveMs}) must be at most half of claimIdleMs (${claimIdleMs}): held entries would be taken over between two keep-alives`);
+  }
   const maxUnacked = Math.max(batchSize, Math.floor(options.maxUnacked ?? 10_000));
   const lagIntervalMs = Math.max(0, Math.floor(options.lagIntervalMs ?? 2000));
   const where = `Redis ${safeUrl(url)}, stream "${stream}", group "${group}"`;
@@ -145,8 +151,26 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
     const pacing = new Pace(flow, done, () => held.size >= maxUnacked);
     // The last entry of the group's new entries this reader positioned (see `follows`).
     let lastNew: string | undefined;
-    const keepAlive = setInterval(() => keepHeld(commands, stream, group, consumer, held), keepAliveMs);
+    // Held entries are lent for claimIdleMs, renewed by each keep-alive that Redis answers.
+    const lease: Lease = new Lease(
+      claimIdleMs,
+      keepAliveMs,
+      () => held.size,
+      (count, silentMs): Error =>
+        new Error(
+          `fromRedisStream: lost hold of ${count} entries (${where}, consumer "${consumer}"): no keep-alive (XCLAIM) has been answered for ${silentMs} ms, and after claimIdleMs (${claimIdleMs} ms) another consumer may take them over (XAUTOCLAIM) and write them too. This run stops without committing them; they are read again and written once (restart the worker). If Redis was not down, the process stalled: raise claimIdleMs`,
+        ),
+      (error) => {
+        if (!finished) abort(error);
+        else close();
+      },
+    );
+    // Stays registered for the run: once lost, nothing more may commit.
+    flow.leases.add(lease.check);
+    const keepAlive = setInterval(() => keepHeld(commands, stream, group, consumer, held, lease), keepAliveMs);
     keepAlive.unref();
+    const fence = setInterval(() => lease.check(), Math.max(10, Math.floor(keepAliveMs / 4)));
+    fence.unref();
     // The group's lag, read from Redis every lagIntervalMs once the group exists, and once more after the last acks.
     let lagTimer: ReturnType<typeof setInterval> | undefined;
     let lagRead: Promise<void> | undefined;
@@ -165,6 +189,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
 
     function close() {
       clearInterval(keepAlive);
+      clearInterval(fence);
       const lagging = lagTimer !== undefined;
       clearInterval(lagTimer);
       lagTimer = undefined;
@@ -194,9 +219,10 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
      * a restart, or claimed from another), with the moment by which their earlier readers had
      * committed them (see `Delivery.redelivered`). `adjacent`: the first entry directly follows
      * the last new entry this reader positioned in the stream (entries of one read of new entries
-     * follow each other).
+     * follow each other). `readAt`: when the read that returned them was sent (their lease's start).
      */
-    function emit(entries: readonly Entry[], redelivered: number | undefined, adjacent: boolean): void {
+    function emit(entries: readonly Entry[], redelivered: number | undefined, adjacent: boolean, readAt: number): void {
+      if (entries.length > 0) lease.taken(readAt);
       let first = true;
       for (const [id, fields] of entries) {
         // Deleted (XDEL, trimmed) while pending: there is nothing to read, and nothing to keep it for.
@@ -253,6 +279,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
       let after = "0";
       while (!done()) {
         let entries: Entry[];
+        const readAt = performance.now();
         try {
           entries = entriesOf(await reader.send("XREADGROUP", ["GROUP", group, consumer, "COUNT", String(batchSize), "STREAMS", stream, after]), stream);
         } catch (error) {
@@ -262,7 +289,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
         if (entries.length === 0) break;
         after = (entries[entries.length - 1] as Entry)[0];
         // Read before this process started: whoever read them (this consumer, earlier) has ended.
-        emit(entries.filter(([id]) => !held.has(id)), startedAt, false);
+        emit(entries.filter(([id]) => !held.has(id)), startedAt, false, readAt);
         announceDurable(flow);
         if (!(await pacing.next())) break;
       }
@@ -276,8 +303,9 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
             const reply = (await commands.send("XAUTOCLAIM", [stream, group, consumer, String(claimIdleMs), claimCursor, "COUNT", String(batchSize)])) as [string, Entry[], string[]];
             claimCursor = reply[0];
             // An entry this reader holds can look idle only if the keep-alive ran late: it is in flight here.
-            // Idle claimIdleMs: their holder stopped resetting that keepAliveMs after its last commit.
-            emit(reply[1].filter(([id]) => !held.has(id)), Math.min(performance.now(), claimedAt - claimIdleMs + keepAliveMs), false);
+            // Idle claimIdleMs: their holder, dead or alive, committed nothing after keepAliveMs
+            // before that (its lease's deadline, see Lease), so nothing later than keepAliveMs ago.
+            emit(reply[1].filter(([id]) => !held.has(id)), performance.now() - keepAliveMs, false, claimedAt);
             announceDurable(flow);
           } catch (error) {
             if (stopped()) break;
@@ -288,6 +316,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
           if (claimCursor !== "0-0") continue;
         }
         let entries: Entry[];
+        const readAt = performance.now();
         try {
           entries = entriesOf(await reader.send("XREADGROUP", ["GROUP", group, consumer, "COUNT", String(batchSize), "BLOCK", String(blockMs), "STREAMS", stream, ">"]), stream);
         } catch (error) {
@@ -302,7 +331,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
             if (stopped()) break;
             return fail("reading the stream (XRANGE)", error);
           }
-          emit(entries, undefined, adjacent);
+          emit(entries, undefined, adjacent, readAt);
           announceDurable(flow);
         }
         if (!(await pacing.next())) break;
@@ -396,13 +425,21 @@ function fieldsOf(item: unknown): Record<string, unknown> {
   return out;
 }
 
-/** Resets the idle time of every held entry, so no other consumer's XAUTOCLAIM takes it over. */
-function keepHeld(client: RedisClient, stream: string, group: string, consumer: string, held: HeldMessages<string, string>): void {
+/**
+ * Resets the idle time of every held entry, so no other consumer's XAUTOCLAIM takes it over: a
+ * keep-alive round of the lease, renewed once Redis has answered every XCLAIM of it.
+ */
+function keepHeld(client: RedisClient, stream: string, group: string, consumer: string, held: HeldMessages<string, string>, lease: Lease): void {
+  const startedAt = lease.renewing();
+  if (startedAt === undefined) return;
   const ids = [...held.values()];
-  for (let i = 0; i < ids.length; i += 1000) {
-    // JUSTID: the delivery count stays as it is. Failures are left to the next XACK or read to report.
-    client.send("XCLAIM", [stream, group, consumer, "0", ...ids.slice(i, i + 1000), "JUSTID"]).catch(() => {});
-  }
+  const sent: Promise<unknown>[] = [];
+  // JUSTID: the delivery count stays as it is. Failures are left to the next XACK or read to report, and to the lease.
+  for (let i = 0; i < ids.length; i += 1000) sent.push(client.send("XCLAIM", [stream, group, consumer, "0", ...ids.slice(i, i + 1000), "JUSTID"]));
+  Promise.all(sent).then(
+    () => lease.renewed(startedAt),
+    () => lease.failed(startedAt),
+  );
 }
 
 /** The entries of `stream` in an XREADGROUP reply (a map by stream name; null when BLOCK timed out). */
