@@ -1,17 +1,18 @@
 /**
  * Encoder worker: zstd inside parquet-wasm is the most expensive step of the write path and is
- * single-threaded, so it runs here while the main thread goes on parsing and validating.
+ * single-threaded, so it runs here while the main thread goes on parsing and validating. The rows
+ * arrive as column buffers and are serialised to Arrow IPC here too, off the main thread.
  */
-import type { EncodeOptions } from "./encode.ts";
+import { columnsToIPC } from "../arrow/rows.ts";
 import { encodeParquet } from "./encodeParquet.ts";
-import type { EncodeReply } from "./encoders.ts";
+import type { EncodeJob, EncodeReply } from "./encoders.ts";
 
 declare const self: Worker;
 
-self.onmessage = (event: MessageEvent<{ id: number; ipc: Uint8Array; options: EncodeOptions }>) => {
-  const { id, ipc, options } = event.data;
+self.onmessage = (event: MessageEvent<EncodeJob>) => {
+  const { id, rows, options } = event.data;
   try {
-    const bytes = encodeParquet(ipc, options);
+    const bytes = encodeParquet(columnsToIPC(rows), options);
     const buffer = bytes.buffer as ArrayBuffer;
     const transferable = bytes.byteOffset === 0 && bytes.byteLength === buffer.byteLength;
     self.postMessage({ id, bytes } satisfies EncodeReply, transferable ? [buffer] : []);

@@ -520,9 +520,9 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         partition.bytes = 0;
         const rows = buffer?.rows ?? 0;
         if (!buffer || rows === 0) return;
-        const ipc = buffer.toIPC();
+        // The column buffers move to the encoder worker; until it is done they count as in flight.
+        const { columns: rowColumns, transfer, bytes: size } = buffer.toColumns();
         partition.fileRows += rows;
-        const size = ipc.byteLength;
         inflightBytes += size;
         const name = nameOf(partition);
         // Where the file is once the run is over; an overwrite writes it in its staging folder first.
@@ -533,7 +533,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
           })),
         ));
         const written: Promise<void> = part
-          .append(encoders.encode(ipc, encodeOptions))
+          .append(encoders.encode(rowColumns, transfer, encodeOptions))
           .then(
             () => {
               if (open.get(partition.lookup) === partition && (part.bytes >= maxFileBytes || part.metaBytes >= MAX_FOOTER_BYTES)) roll(partition);

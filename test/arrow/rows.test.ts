@@ -1,0 +1,78 @@
+import { describe, expect, test } from "bun:test";
+import { tableFromIPC } from "apache-arrow";
+import * as v from "valibot";
+import { columnsToIPC, RowBuffer } from "../../src/arrow/rows.ts";
+import { columnsOf } from "../../src/schema/columns.ts";
+import { isoInstant } from "../../src/schema/instant.ts";
+
+// Every column kind, nullable and not, nested in lists and structs.
+const Row = v.object({
+  text: v.nullable(v.string()),
+  required: v.string(),
+  n: v.nullish(v.pipe(v.number(), v.integer())),
+  big: v.nullable(v.bigint()),
+  x: v.optional(v.number()),
+  ok: v.nullable(v.boolean()),
+  at: v.nullable(isoInstant()),
+  day: v.optional(v.pipe(v.string(), v.isoDate())),
+  tags: v.array(v.nullable(v.string())),
+  place: v.nullable(v.object({ city: v.string(), zip: v.optional(v.string()) })),
+  anything: v.unknown(),
+});
+
+const TEXTS = ["", "a", "é", "日本語", "🙂 emoji", "quote \" and \\ backslash", "x".repeat(5000)];
+
+function rowAt(i: number): Record<string, unknown> {
+  const text = TEXTS[i % TEXTS.length] as string;
+  return {
+    text: i % 4 === 0 ? null : text,
+    required: text,
+    n: i % 5 === 0 ? undefined : i % 3 === 0 ? null : i * 1_000_003 - 7,
+    big: i % 6 === 0 ? null : (BigInt(i) * 9_007_199_254_740_993n - 5n) % 2n ** 62n,
+    x: i % 7 === 0 ? undefined : i % 2 ? Number.NaN : -i / 3,
+    ok: i % 3 === 0 ? null : i % 2 === 0,
+    at: i % 8 === 0 ? null : `2026-0${1 + (i % 9)}-1${i % 10}T0${i % 10}:00:00.${String(i % 1_000_000).padStart(6, "0")}Z`,
+    day: i % 9 === 0 ? undefined : `2026-12-${String(1 + (i % 28)).padStart(2, "0")}`,
+    tags: i % 10 === 0 ? [] : [text, null, `t${i}`].slice(0, 1 + (i % 3)),
+    place: i % 11 === 0 ? null : { city: text, ...(i % 2 ? { zip: `${i}` } : {}) },
+    anything: i % 12 === 0 ? null : { i, list: [text] },
+  };
+}
+
+describe("RowBuffer.toColumns: the form rows take to an encoder worker", () => {
+  // 0 and 1 rows, and lengths around the builders' first growth (1,024 values, 16 KiB of text).
+  for (const count of [0, 1, 7, 1023, 1024, 1025, 4099]) {
+    test(`${count} rows sent as column buffers give the same Arrow IPC bytes as the buffer itself`, () => {
+      const columns = columnsOf(Row as never);
+      const direct = new RowBuffer(columns);
+      const sent = new RowBuffer(columns);
+      for (let i = 0; i < count; i++) {
+        expect(direct.append(rowAt(i))).toBeUndefined();
+        expect(sent.append(rowAt(i))).toBeUndefined();
+      }
+      const expected = direct.toIPC();
+      const { columns: rows, transfer, bytes } = sent.toColumns();
+      // As a worker receives them: moved, not shared.
+      const received = structuredClone(rows, { transfer });
+      for (const buffer of transfer) expect(buffer.byteLength).toBe(0);
+      expect(bytes).toBeGreaterThanOrEqual(0);
+      const ipc = columnsToIPC(received);
+      expect(Buffer.from(ipc).equals(Buffer.from(expected))).toBe(true);
+      const table = tableFromIPC(ipc);
+      expect(table.numRows).toBe(count);
+      if (count > 0) expect(table.get(count - 1)?.toJSON().required).toBe(rowAt(count - 1).required);
+    });
+  }
+
+  test("a row taken back (a wrong type in a later column) is not sent", () => {
+    const columns = columnsOf(Row as never);
+    const buffer = new RowBuffer(columns);
+    buffer.append(rowAt(1));
+    expect(buffer.append({ ...rowAt(2), tags: "not a list" })).toContain('column "tags"');
+    buffer.append(rowAt(3));
+    const { columns: rows, transfer } = buffer.toColumns();
+    const table = tableFromIPC(columnsToIPC(structuredClone(rows, { transfer })));
+    expect(table.numRows).toBe(2);
+    expect(table.getChild("required")?.toArray()).toEqual([rowAt(1).required, rowAt(3).required]);
+  });
+});
