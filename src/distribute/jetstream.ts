@@ -81,13 +81,13 @@ class JetStreamQueue implements SplitQueue {
   #acksStarted = 0;
   /**
    * What proves the held splits are this worker's: the start of the last keep-alive round the
-   * server answered, and the earliest start of a look that took a split since (a split taken by a
-   * look started at `r` is this worker's until `r + lease`).
+   * server answered, and the earliest arrival of a split taken since (its own keep-alive, sent on
+   * arrival and answered, makes it this worker's until arrival + lease).
    */
   #provenAt = Number.POSITIVE_INFINITY;
   #oldest = Number.POSITIVE_INFINITY;
   #round: { startedAt: number; oldest: number } | undefined;
-  #lost = false;
+  #lost: Error | undefined;
   #timers: ReturnType<typeof setInterval>[] = [];
   #closed = false;
 
@@ -154,20 +154,24 @@ class JetStreamQueue implements SplitQueue {
   /** Creates the stream, or checks that the one there is a queue of this kind. */
   async #stream(config: Partial<StreamConfig> & { name: string }): Promise<void> {
     const jsm = this.#jsm as JetStreamManager;
-    const info = await jsm.streams.info(config.name).catch((error: unknown) => {
-      if (/stream not found/i.test(String((error as Error)?.message))) return undefined;
-      throw error;
-    });
+    const find = () =>
+      jsm.streams.info(config.name).catch((error: unknown) => {
+        if (/stream not found/i.test(String((error as Error)?.message))) return undefined;
+        throw error;
+      });
+    let info = await find();
     if (!info) {
       try {
         await jsm.streams.add(config);
         return;
       } catch (error) {
-        // Another worker made it first (with other settings: another leaseMs).
-        if (!/already in use/i.test(String((error as Error)?.message))) throw error;
+        // Another worker made it at the same time (the server then says "already in use" or
+        // "subjects overlap"); any other failure, or an overlap with another stream, stands.
+        info = await find();
+        if (!info) throw error;
       }
     }
-    const { retention, subjects } = (info ?? (await jsm.streams.info(config.name))).config;
+    const { retention, subjects } = info.config;
     if (retention !== config.retention || subjects?.join() !== config.subjects?.join()) {
       throw new Error(`stream "${config.name}" exists with retention ${retention} and subjects ${subjects?.join(", ")}, not what a sluice work queue makes; remove it or give the job another name`);
     }
@@ -185,23 +189,32 @@ class JetStreamQueue implements SplitQueue {
       for (;;) {
         if (stopped() || this.#closed) return undefined;
         if (!this.#listed) await this.#readPlan(list, stopped);
+        if (this.#listed) {
+          const { fresh, done } = await this.#state();
+          if (done) return undefined;
+          // Nothing new to deliver: the rest is held by workers that may die and leave it to this
+          // one. Asked on every look: records of its splits may still have been on their way to the sink.
+          if (fresh === 0) waiting();
+        }
         const lookedAt = performance.now();
         const msg = await (this.#source as Consumer).next({ expires: LOOK_MS });
-        if (msg && (this.#closed || stopped())) {
+        if (!msg) continue;
+        // The lease runs from the delivery, which a look that waited on the server does not date
+        // (it may have come at the end of a look as long as the lease): a keep-alive sent on
+        // arrival and answered in time does.
+        const arrivedAt = performance.now();
+        msg.working();
+        await (this.#nc as NatsConnection).flush();
+        const answeredAt = performance.now();
+        if (this.#closed || stopped()) {
           // Taken as the run stops: given back at once rather than after the lease.
           if (!this.#closed) msg.nak();
           return undefined;
         }
-        if (msg) {
-          const taken = this.#hold(msg, lookedAt);
-          if (taken) return taken;
-          continue;
-        }
-        if (this.#listed) {
-          if (await this.#done()) return undefined;
-          // Again on every look: records of its splits may still have been on their way to the sink.
-          waiting();
-        }
+        // Answered too late to know it is this worker's: left for the next look (after the lease).
+        if (answeredAt >= lookedAt + this.#leaseMs || answeredAt >= arrivedAt + (this.#leaseMs * 2) / 3) continue;
+        const taken = this.#hold(msg, arrivedAt);
+        if (taken) return taken;
       }
     } catch (error) {
       if (this.#closed) return undefined;
@@ -291,7 +304,8 @@ class JetStreamQueue implements SplitQueue {
     }
   }
 
-  #hold(msg: JsMsg, lookedAt: number): Taken | undefined {
+  /** Holds a split, this worker's for a lease from `since` at least. */
+  #hold(msg: JsMsg, since: number): Taken | undefined {
     const seq = msg.seq;
     const held = this.#held.get(seq);
     if (held) {
@@ -303,23 +317,29 @@ class JetStreamQueue implements SplitQueue {
     // Delivered again only a lease after its holder's last keep-alive; the holder commits nothing
     // later than a third of a lease before that (see #check), so the ledgers are read as of then.
     const taken: Taken = { split: decodeSplit(msg.string(), this.where), redelivered: msg.info.redelivered ? performance.now() - this.#leaseMs / 3 : undefined };
+    if (this.#held.size === 0) {
+      // Nothing held until now: a round answered meanwhile proves nothing about this one.
+      this.#provenAt = Number.POSITIVE_INFINITY;
+      this.#oldest = Number.POSITIVE_INFINITY;
+    }
     this.#held.set(seq, { taken, msg });
-    this.#oldest = Math.min(this.#oldest, lookedAt);
-    if (this.#round) this.#round.oldest = Math.min(this.#round.oldest, lookedAt);
+    this.#oldest = Math.min(this.#oldest, since);
+    if (this.#round) this.#round.oldest = Math.min(this.#round.oldest, since);
     return taken;
   }
 
   /**
-   * Done for this worker once every split is listed, none is left to deliver, and every one not
-   * acknowledged is held here. Read between acknowledgements only: one answered while the
-   * consumer's count is read would make another worker's split look like this one's.
+   * Splits not yet delivered, and whether the job is done for this worker (once listed): none is
+   * left to deliver, and every one not acknowledged is held here. Done is read between
+   * acknowledgements only: one answered while the consumer's count is read would make another
+   * worker's split look like this one's.
    */
-  async #done(): Promise<boolean> {
-    if (this.#acking > 0) return false;
+  async #state(): Promise<{ fresh: number; done: boolean }> {
     const started = this.#acksStarted;
+    const settled = this.#acking === 0;
     const info = await (this.#jsm as JetStreamManager).consumers.info(this.#splitsStream, this.#consumer);
-    if (this.#acking > 0 || started !== this.#acksStarted) return false;
-    return info.num_pending === 0 && info.num_ack_pending === this.#held.size;
+    const between = settled && this.#acking === 0 && started === this.#acksStarted;
+    return { fresh: info.num_pending, done: between && info.num_pending === 0 && info.num_ack_pending === this.#held.size };
   }
 
   async ack(taken: Taken): Promise<void> {
@@ -369,25 +389,30 @@ class JetStreamQueue implements SplitQueue {
     return Math.min(this.#provenAt, this.#oldest) + this.#leaseMs;
   }
 
-  /** False (and onLost told) once the held splits may be another worker's within a third of a lease. */
+  /**
+   * False (and onLost told) once the held splits may be another worker's within a third of a
+   * lease: a redelivered split's ledgers are read as of a third of a lease before its redelivery.
+   */
   #check(): boolean {
     if (this.#lost) return false;
     if (this.#closed || this.#held.size === 0) return true;
     const deadline = this.#expiry() - this.#leaseMs / 3;
     if (performance.now() <= deadline) return true;
-    this.#lose(`its keep-alives did not reach the server for ${Math.round(performance.now() - Math.min(this.#provenAt, this.#oldest))} ms of a ${this.#leaseMs} ms lease`);
+    this.#lose(`its keep-alives did not reach the server for ${Math.round(performance.now() - Math.min(this.#provenAt, this.#oldest))} ms of a ${this.#leaseMs} ms lease; a busy machine needs a longer lease (--lease)`);
     return false;
+  }
+
+  assertHeld(): void {
+    if (!this.#check()) throw this.#lost;
   }
 
   #lose(why: string): void {
     if (this.#lost) return;
-    this.#lost = true;
     const splits = [...this.#held.values()].map(({ taken: { split } }) => `${split.input} bytes ${split.start}-${split.end}`);
-    this.onLost(
-      new Error(
-        `distribute: this worker may have lost ${splits.length} split(s) (${splits.join(", ")}) to another worker of ${this.where}: ${why}. What it read of them is not committed; the other worker writes them`,
-      ),
+    this.#lost = new Error(
+      `distribute: this worker may have lost ${splits.length} split(s) (${splits.join(", ")}) to another worker of ${this.where}: ${why}. It commits nothing more of them and stops; the other worker writes them`,
     );
+    this.onLost(this.#lost);
   }
 
   async close(): Promise<void> {

@@ -54,8 +54,8 @@ function splitAt(seq: number): Split {
   return { seq, input: `/data/in-${Math.ceil(seq / 4)}.ndjson`, size: 4000, version: "1700000000000:4000", start: ((seq - 1) % 4) * 1000, end: ((seq - 1) % 4) * 1000 + 1000, line: ((seq - 1) % 4) * 10, whole: false };
 }
 
-async function open(job: string, worker: string, lost?: Error[]): Promise<SplitQueue> {
-  const queue = await openJetStreamQueue({ url: URL, job, key: "fromNdjson.k1", leaseMs: LEASE_MS, worker }, (error) => lost?.push(error));
+async function open(job: string, worker: string, lost?: Error[], leaseMs = LEASE_MS): Promise<SplitQueue> {
+  const queue = await openJetStreamQueue({ url: URL, job, key: "fromNdjson.k1", leaseMs, worker }, (error) => lost?.push(error));
   opened.push(queue);
   return queue;
 }
@@ -139,13 +139,16 @@ describe("JetStream work queue", () => {
 
   test("an acknowledged split leaves the queue; one not acknowledged stays", async () => {
     const job = newJob();
-    const queue = await open(job, "w1");
+    // A lease no stall of a busy machine reaches: the splits stay this worker's throughout.
+    const queue = await open(job, "w1", undefined, 60_000);
     const first = await queue.take(splitsOf(3), () => false, () => {});
     const second = await queue.take(splitsOf(3), () => false, () => {});
     if (!first || !second) throw new Error("expected two splits");
     const { splits } = await streamsOf(job);
     expect((await storedSplits(splits)).map((s) => s.split.seq)).toEqual([1, 2, 3]);
 
+    // Held and kept alive: its records may commit.
+    expect(() => queue.assertHeld()).not.toThrow();
     await queue.ack(second);
     expect((await storedSplits(splits)).map((s) => s.split.seq)).toEqual([1, 3]);
     await queue.ack(first);
@@ -273,6 +276,8 @@ describe("JetStream work queue", () => {
     expect(lost.length).toBe(1);
     expect(lost[0]?.message).toContain("lost 1 split(s) (/data/in-1.ndjson bytes 0-1000)");
     expect(lost[0]?.message).toContain("SLUICE_JOB_");
+    // Nothing of it may commit any more.
+    expect(() => stalled.assertHeld()).toThrow(lost[0] as Error);
 
     const other = await open(job, "w2");
     const again = await other.take(splitsOf(1), () => false, () => {});
