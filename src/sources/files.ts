@@ -492,7 +492,9 @@ export function fileSource(
 
     /** Reads one split a distributed run took from its work queue. */
     function readSplit(split: Split, splitInput: Input): Promise<void> {
-      const part: Part = { input: splitInput, start: { line: split.line, byteOffset: split.start }, end: split.end, version: split.version };
+      // A whole split (a compressed file) is read to its end: its offsets count decompressed bytes.
+      const end = split.whole ? Number.POSITIVE_INFINITY : split.end;
+      const part: Part = { input: splitInput, start: { line: split.line, byteOffset: split.start }, end, version: split.version };
       if (!isS3Url(split.input)) return readOne(split.input, part);
       const { bucket, key } = parseS3Url(split.input);
       return readOne({ url: split.input, bucket, key, size: split.size, etag: split.version }, part);

@@ -14,7 +14,9 @@ import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
 import { fromCsv, fromNdjson, readDeadLetters, run, toParquet } from "../../src/index.ts";
 import { cutSplits } from "../../src/sources/splits.ts";
+import { uploadFile } from "../../src/io/s3.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
+import { S3RVER_KEY, S3RVER_SECRET, startS3rver } from "../helpers/s3rver.ts";
 
 const REDIS = process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379";
 const DAYS = ["2024-03-01", "2024-03-02", "2024-03-03"];
@@ -166,6 +168,39 @@ describe("workers sharing a job", () => {
       expect([again.in, again.written]).toEqual([0, 0]);
     });
   }
+
+  test("objects in a bucket are cut and shared too: plain ones by byte ranges, a gzip one whole", async () => {
+    const server = await startS3rver(["dist-test"]);
+    try {
+      const s3 = { endpoint: server.endpoint, accessKeyId: S3RVER_KEY, secretAccessKey: S3RVER_SECRET };
+      const plain = await writeInput("s3-in.ndjson", 20_000, ndjsonLine);
+      await uploadFile(plain, "s3://dist-test/in/a.ndjson", s3);
+      const gz = join(dir.path, "s3-in.ndjson.gz");
+      await Bun.write(gz, Bun.gzipSync(new TextEncoder().encode(`${Array.from({ length: 5000 }, (_, i) => ndjsonLine(100_001 + i)).join("\n")}\n`)));
+      await uploadFile(gz, "s3://dist-test/in/b.ndjson.gz", s3);
+      const read = (out: string, options = {}) =>
+        run(
+          fromNdjson("s3://dist-test/in/*", { s3 }).pipe(
+            validate(Event),
+            deadLetter(join(out, "dead-letter"), { maxFileAgeMs: 200 }),
+            toParquet(join(out, "events"), { schema: Event, partitionBy: ["day"], maxFileAgeMs: 500 }),
+          ),
+          options,
+        );
+      const single = join(dir.path, "s3-single");
+      const shared = join(dir.path, "s3-shared");
+      const alone = await read(single);
+      const job = newJob();
+      const summaries = await Promise.all(["a", "b"].map((worker) => read(shared, { distribute: { url: REDIS, job, splitBytes: 64 * 1024, leaseMs: 10_000, worker } })));
+      expect(summaries.reduce((sum, s) => sum + s.in, 0)).toBe(alone.in);
+      await expectSameRows(join(shared, "events"), join(single, "events"));
+      const expected = await letters(join(single, "dead-letter"));
+      expect(expected.some((l) => l.includes("s3://dist-test/in/b.ndjson.gz:"))).toBe(true);
+      expect(await letters(join(shared, "dead-letter"))).toEqual(expected);
+    } finally {
+      await server.stop();
+    }
+  });
 
   test("a changed input fails the worker that finds it, naming the input", async () => {
     const input = await writeInput("changing.ndjson", 5000, ndjsonLine);
