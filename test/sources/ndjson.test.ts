@@ -307,6 +307,30 @@ describe("fromNdjson", () => {
     }
   });
 
+  test("reads a file of several megabytes with every kind of line and lines longer than the 64 KiB pieces a chunk is decoded in", async () => {
+    // Chunks of whole lines are decoded 64 KiB at a time, cut at line ends: lines on both sides of
+    // every cut, lines longer than a piece (and than a chunk), CRLF and bad UTF-8 next to a cut.
+    const next = random(99);
+    const parts: Uint8Array[] = [];
+    for (let i = 0; i < 400; i++) {
+      const messy = messyFile(1000 + i);
+      // Without a byte order mark (it counts only at the start), and ending with a newline.
+      const body = messy[0] === 0xef && messy[1] === 0xbb && messy[2] === 0xbf ? messy.subarray(3) : messy;
+      parts.push(body, body[body.length - 1] === 10 ? new Uint8Array() : bytes("\n"));
+      if (next() < 0.05) parts.push(bytes(JSON.stringify({ long: "é".repeat(20_000 + Math.floor(next() * 600_000)) }), next() < 0.5 ? "\r\n" : "\n"));
+    }
+    const content = Buffer.concat(parts);
+    expect(content.length).toBeGreaterThan(2 * 1024 * 1024);
+    const path = await file(content);
+    const want = expected(content);
+    for (const chunkBytes of [undefined, 256 * 1024, 100_003]) {
+      const { values, entries, summary } = await read(path, { chunkBytes });
+      expect(summary.in).toBe(want.lines);
+      expect(values).toEqual(want.values);
+      expect(rejects(entries)).toEqual(want.entries);
+    }
+  });
+
   test.each([
     [16, 64],
     [7, 64],
