@@ -187,6 +187,11 @@ interface Run<K, T> {
   /** Index of the oldest message not acknowledged. */
   head: number;
   stopWatching: () => void;
+  /**
+   * Its messages are found by line (their keys give it, `lineOf`), not through the key map: a run
+   * of first deliveries, whose lines ascend. Saves two map operations per message.
+   */
+  readonly byLine: boolean;
 }
 
 /**
@@ -197,7 +202,11 @@ interface Run<K, T> {
  */
 export class HeldMessages<K, T> {
   readonly #runs = new Set<Run<K, T>>();
+  /** Held messages of the runs found by key (not `byLine`): redelivered ones and those without an exact line. */
   readonly #held = new Map<K, { run: Run<K, T>; line: number }>();
+  /** The runs whose messages are found by line. */
+  readonly #byLine = new Set<Run<K, T>>();
+  #size = 0;
   readonly #inflight = new Set<Promise<void>>();
   /** The run adjacent first deliveries join. */
   #open: Run<K, T> | undefined;
@@ -207,6 +216,8 @@ export class HeldMessages<K, T> {
   /**
    * `name` is the input's name (`jetstream:<stream>`); `maxBatch` caps how many messages one
    * `acknowledge` call carries (a command's size); `onAcked` runs after each acknowledgement sent.
+   * `lineOf` gives the line a key is delivered at (the `Delivery.line` of its message), when the
+   * broker's id says it: first deliveries are then found by line, without a map entry each.
    */
   constructor(
     readonly flow: Flow,
@@ -214,14 +225,15 @@ export class HeldMessages<K, T> {
     readonly acknowledge: Acknowledge<T>,
     readonly maxBatch = Number.POSITIVE_INFINITY,
     readonly onAcked: () => void = () => {},
+    readonly lineOf?: (key: K) => number | undefined,
   ) {}
 
   get size(): number {
-    return this.#held.size;
+    return this.#size;
   }
 
   has(key: K): boolean {
-    return this.#held.has(key);
+    return this.#find(key) !== undefined;
   }
 
   /**
@@ -229,11 +241,27 @@ export class HeldMessages<K, T> {
    * a broker may accept only the latest delivery's acknowledgement; nothing is emitted again.
    */
   replace(key: K, message: T): void {
-    const found = this.#held.get(key);
-    if (!found) return;
-    const { run, line } = found;
-    const at = indexOf(run.lines, line, run.head);
-    if (at >= 0) run.messages[at] = message;
+    const found = this.#find(key);
+    if (found) found.run.messages[found.at] = message;
+  }
+
+  /** The run holding `key` and its index there, or undefined when it is not held. */
+  #find(key: K): { run: Run<K, T>; at: number } | undefined {
+    const keyed = this.#held.get(key);
+    if (keyed) {
+      const at = indexOf(keyed.run.lines, keyed.line, keyed.run.head);
+      return at >= 0 ? { run: keyed.run, at } : undefined;
+    }
+    const line = this.#byLine.size > 0 ? this.lineOf?.(key) : undefined;
+    if (line === undefined) return undefined;
+    // A few runs at a time (one per batch another reader's interleave): looked up on redeliveries only.
+    for (const run of this.#byLine) {
+      const { lines, head } = run;
+      if (head >= lines.length || line < (lines[head] as number) || line > (lines[lines.length - 1] as number)) continue;
+      const at = indexOf(lines, line, head);
+      if (at >= 0) return { run, at };
+    }
+    return undefined;
   }
 
   /**
@@ -245,9 +273,12 @@ export class HeldMessages<K, T> {
     const run = this.#runFor(delivery);
     const line = delivery.line !== undefined && run !== this.#local ? delivery.line : run.input.lastLine + 1;
     run.lines.push(line);
-    run.keys.push(key);
     run.messages.push(message);
-    this.#held.set(key, { run, line });
+    if (!run.byLine) {
+      run.keys.push(key);
+      this.#held.set(key, { run, line });
+    }
+    this.#size++;
     const redelivered = run !== this.#local ? delivery.redelivered : undefined;
     const position = run.input.at(line, delivery.raw, undefined, redelivered);
     if (redelivered !== undefined && alreadyDeadLettered(this.flow, this.name, line, redelivered)) {
@@ -261,22 +292,23 @@ export class HeldMessages<K, T> {
   #runFor(delivery: Delivery): Run<K, T> {
     if (delivery.line === undefined || !Number.isSafeInteger(delivery.line) || delivery.line <= 0) {
       // Unique to this run: the ledgers are never asked about it, so it is at least once.
-      this.#local ??= this.#newRun(`${this.name}~${this.flow.runId}`);
+      this.#local ??= this.#newRun(`${this.name}~${this.flow.runId}`, false);
       return this.#local;
     }
     // A redelivered message is a run of its own: the lines around it may be another reader's.
-    if (delivery.redelivered !== undefined) return this.#newRun(this.name);
+    if (delivery.redelivered !== undefined) return this.#newRun(this.name, false);
     const open = this.#open;
     if (open && delivery.adjacent && delivery.line > open.input.lastLine) return open;
-    this.#open = this.#newRun(this.name);
+    this.#open = this.#newRun(this.name, this.lineOf !== undefined);
     if (open) this.#retireIfDone(open);
     return this.#open;
   }
 
-  #newRun(name: string): Run<K, T> {
-    const run: Run<K, T> = { input: new Input(this.flow, name), lines: [], keys: [], messages: [], head: 0, stopWatching: () => {} };
+  #newRun(name: string, byLine: boolean): Run<K, T> {
+    const run: Run<K, T> = { input: new Input(this.flow, name), lines: [], keys: [], messages: [], head: 0, stopWatching: () => {}, byLine };
     run.stopWatching = watchDurable(run.input, (upTo) => this.#ack(run, upTo));
     this.#runs.add(run);
+    if (byLine) this.#byLine.add(run);
     return run;
   }
 
@@ -289,11 +321,13 @@ export class HeldMessages<K, T> {
   #ack(run: Run<K, T>, upTo: number): void {
     const batch: T[] = [];
     const { lines, keys, messages } = run;
+    const start = run.head;
     while (run.head < lines.length && (lines[run.head] as number) <= upTo) {
       batch.push(messages[run.head] as T);
-      this.#held.delete(keys[run.head] as K);
+      if (!run.byLine) this.#held.delete(keys[run.head] as K);
       run.head++;
     }
+    this.#size -= run.head - start;
     if (run.head > 4096 && run.head * 2 > lines.length) {
       lines.splice(0, run.head);
       keys.splice(0, run.head);
@@ -310,6 +344,7 @@ export class HeldMessages<K, T> {
     if (run === this.#open || run === this.#local || run.head < run.lines.length) return;
     run.stopWatching();
     this.#runs.delete(run);
+    this.#byLine.delete(run);
   }
 
   /** Acknowledges messages now, held or not (one that has nothing to commit). */
