@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { lastValueFrom, take, toArray } from "rxjs";
+import { lastValueFrom, map, take, toArray } from "rxjs";
 import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
 import { readDeadLettersSync } from "../../src/deadletter/read.ts";
@@ -196,6 +196,47 @@ describe("fromJetStream", () => {
     stop.abort();
     await running;
     expect((await consumerState(stream, "lake")).ackPending).toBe(0);
+  });
+
+  test("gives back what it held when the run fails downstream: another reader gets those messages at once, not after ack_wait, and writes each once", async () => {
+    const stream = await newStream();
+    await produce(stream, 1, 300);
+    const out = join(dir.path, "nak");
+    // Every message is read and held (the files never roll), then a step after them fails the run.
+    const failing = run(
+      fromJetStream({ servers: SERVERS, stream, consumer: "lake", ackWaitMs: 120_000 }).pipe(
+        validate(Entry),
+        deadLetter(join(out, "dead"), { maxFileAgeMs: 100 }),
+        map((record) => {
+          if (record.id === 300) throw new Error("a step failed");
+          return record;
+        }),
+        toParquet(join(out, "events"), { schema: Entry, partitionBy: ["zone"], mode: "append", maxFileRows: 1_000_000, maxFileAgeMs: 600_000 }),
+      ),
+    );
+    expect(failing).rejects.toThrow("a step failed");
+    await failing.catch(() => {});
+    // Given back (nak): the next reader gets all 300 well inside the 120 s ack wait.
+    const stop = new AbortController();
+    const again = run(
+      fromJetStream({ servers: SERVERS, stream, consumer: "lake" }).pipe(
+        validate(Entry),
+        deadLetter(join(out, "dead"), { maxFileAgeMs: 100 }),
+        toParquet(join(out, "events"), { schema: Entry, partitionBy: ["zone"], mode: "append", maxFileAgeMs: 100 }),
+      ),
+      { signal: stop.signal },
+    );
+    await until("every message delivered again and acknowledged", async () => {
+      const state = await consumerState(stream, "lake");
+      return state.undelivered === 0 && state.ackPending === 0;
+    }, 30_000);
+    stop.abort();
+    await again;
+    const [row] = await query(`SELECT count(*) AS n, count(DISTINCT id) AS d FROM ${dataset(join(out, "events"))}`);
+    expect(Number(row?.d)).toBe(valid(1, 300));
+    expect(Number(row?.n)).toBe(valid(1, 300));
+    const letters = [...readDeadLettersSync(join(out, "dead"))].map((d) => d.entry.line);
+    expect(letters.sort((a, b) => a - b)).toEqual([7, 29]);
   });
 
   test("decodes payloads with a custom decoder, and dead-letters the messages it throws on", async () => {
