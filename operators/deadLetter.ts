@@ -99,8 +99,16 @@ export function deadLetter<T>(
         // Taken before anything is read, so a second writer of the folder is refused at once.
         let lock: Lock;
         try {
-          if (shared && (storeOptions.mode ?? "append") !== "append") throw new Error(`deadLetter: shared: true needs mode "append" (the folder ${target} is written by several pipelines at once)`);
-          lock = shared ? acquireSharedLock(lockPathOf(target), { runId: flow.runId, what: `dead-letter folder ${target}` }) : lockDeadLetterFolder(target, flow.runId);
+          // The workers of a distributed run add to one folder together.
+          const together = shared === true || flow.distribution !== undefined;
+          if (together && (storeOptions.mode ?? "append") !== "append") {
+            throw new Error(
+              flow.distribution
+                ? `deadLetter: a distributed run adds to ${target} from every worker: mode "${storeOptions.mode}" cannot be shared; use "append" (the default)`
+                : `deadLetter: shared: true needs mode "append" (the folder ${target} is written by several pipelines at once)`,
+            );
+          }
+          lock = together ? acquireSharedLock(lockPathOf(target), { runId: flow.runId, what: `dead-letter folder ${target}` }) : lockDeadLetterFolder(target, flow.runId);
           // A broker message delivered again whose dead letter is in the folder already is skipped at its source.
           watchDeadLetters(flow, target);
         } catch (error) {

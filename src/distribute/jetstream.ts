@@ -88,12 +88,14 @@ class JetStreamQueue implements SplitQueue {
   #oldest = Number.POSITIVE_INFINITY;
   #round: { startedAt: number; oldest: number } | undefined;
   #lost: Error | undefined;
+  /** Splits taken by `state()`, for the next round's `take()`. */
+  readonly #ready: Taken[] = [];
   #timers: ReturnType<typeof setInterval>[] = [];
   #closed = false;
 
   constructor(
     readonly settings: QueueSettings,
-    readonly onLost: (error: Error) => void,
+    public onLost: (error: Error) => void,
   ) {
     this.#servers = settings.url
       .split(",")
@@ -184,42 +186,67 @@ class JetStreamQueue implements SplitQueue {
     });
   }
 
-  async take(list: () => AsyncIterable<Split>, stopped: () => boolean, waiting: () => void): Promise<Taken | undefined> {
+  async take(list: () => AsyncIterable<Split>, stopped: () => boolean): Promise<Taken | undefined> {
     try {
       for (;;) {
         if (stopped() || this.#closed) return undefined;
+        const ready = this.#ready.shift();
+        if (ready) return ready;
         if (!this.#listed) await this.#readPlan(list, stopped);
-        if (this.#listed) {
-          const { fresh, done } = await this.#state();
-          if (done) return undefined;
-          // Nothing new to deliver: the rest is held by workers that may die and leave it to this
-          // one. Asked on every look: records of its splits may still have been on their way to the sink.
-          if (fresh === 0) waiting();
-        }
-        const lookedAt = performance.now();
-        const msg = await (this.#source as Consumer).next({ expires: LOOK_MS });
-        if (!msg) continue;
-        // The lease runs from the delivery, which a look that waited on the server does not date
-        // (it may have come at the end of a look as long as the lease): a keep-alive sent on
-        // arrival and answered in time does.
-        const arrivedAt = performance.now();
-        msg.working();
-        await (this.#nc as NatsConnection).flush();
-        const answeredAt = performance.now();
-        if (this.#closed || stopped()) {
-          // Taken as the run stops: given back at once rather than after the lease.
-          if (!this.#closed) msg.nak();
-          return undefined;
-        }
-        // Answered too late to know it is this worker's: left for the next look (after the lease).
-        if (answeredAt >= lookedAt + this.#leaseMs || answeredAt >= arrivedAt + (this.#leaseMs * 2) / 3) continue;
-        const taken = this.#hold(msg, arrivedAt);
-        if (taken) return taken;
+        const found = await this.#look(stopped);
+        if (found) return found;
+        // Every split is given out: this round is over. While another worker lists, more may come.
+        if (this.#listed && (await this.#consumerInfo())?.num_pending === 0) return undefined;
       }
     } catch (error) {
       if (this.#closed) return undefined;
       throw this.failure("cannot take a split", error);
     }
+  }
+
+  async state(): Promise<"done" | "ready" | "held"> {
+    if (this.#ready.length > 0) return "ready";
+    try {
+      if (!this.#listed) {
+        const jsm = this.#jsm as JetStreamManager;
+        this.#listed = (await jsm.streams.getMessage(this.#planStream, { last_by_subj: `${this.#planSubject}.total` })) !== null;
+      }
+      // Not listed yet, and the lister may have died: the next round's take lists or waits.
+      if (!this.#listed) return "ready";
+      const info = await this.#consumerInfo();
+      if (info && info.num_pending === 0 && info.num_ack_pending === 0) return "done";
+      // A split past its lease is delivered again by the server: taken here, kept for the next round.
+      const found = await this.#look(() => false);
+      if (found) {
+        this.#ready.push(found);
+        return "ready";
+      }
+      return "held";
+    } catch (error) {
+      throw this.failure("cannot see where the job stands", error);
+    }
+  }
+
+  /** One look for a split: a new one, or one the server delivers again after its lease. */
+  async #look(stopped: () => boolean): Promise<Taken | undefined> {
+    const lookedAt = performance.now();
+    const msg = await (this.#source as Consumer).next({ expires: LOOK_MS });
+    if (!msg) return undefined;
+    // The lease runs from the delivery, which a look that waited on the server does not date
+    // (it may have come at the end of a look as long as the lease): a keep-alive sent on
+    // arrival and answered in time does.
+    const arrivedAt = performance.now();
+    msg.working();
+    await (this.#nc as NatsConnection).flush();
+    const answeredAt = performance.now();
+    if (this.#closed || stopped()) {
+      // Taken as the run stops: given back at once rather than after the lease.
+      if (!this.#closed) msg.nak();
+      return undefined;
+    }
+    // Answered too late to know it is this worker's: left for a later look (after the lease).
+    if (answeredAt >= lookedAt + this.#leaseMs || answeredAt >= arrivedAt + (this.#leaseMs * 2) / 3) return undefined;
+    return this.#hold(msg, arrivedAt);
   }
 
   /** Reads the plan; lists the job when no worker has and no lister is alive. */
@@ -326,20 +353,6 @@ class JetStreamQueue implements SplitQueue {
     this.#oldest = Math.min(this.#oldest, since);
     if (this.#round) this.#round.oldest = Math.min(this.#round.oldest, since);
     return taken;
-  }
-
-  /**
-   * Splits not yet delivered, and whether the job is done for this worker (once listed): none is
-   * left to deliver, and every one not acknowledged is held here. Done is read between
-   * acknowledgements only: one answered while the consumer's count is read would make another
-   * worker's split look like this one's.
-   */
-  async #state(): Promise<{ fresh: number; done: boolean }> {
-    const started = this.#acksStarted;
-    const settled = this.#acking === 0;
-    const info = await (this.#jsm as JetStreamManager).consumers.info(this.#splitsStream, this.#consumer);
-    const between = settled && this.#acking === 0 && started === this.#acksStarted;
-    return { fresh: info.num_pending, done: between && info.num_pending === 0 && info.num_ack_pending === this.#held.size };
   }
 
   async ack(taken: Taken): Promise<void> {

@@ -50,12 +50,16 @@ export interface SplitQueue {
   /**
    * The next split to read: a new one, or one a dead worker held. Lists the job first when no
    * worker has (or the one that began died): `list` yields the splits in order. Resolves
-   * undefined once the job is done for this worker: every split listed, and every split not yet
-   * acknowledged held by this worker; or when `stopped()`. Calls `waiting()` when it begins
-   * to wait for splits other workers hold (they may die and leave them to this one): what this
-   * worker holds should be committed meanwhile.
+   * undefined when there is nothing to take now (every split listed and given out) or when
+   * `stopped()`.
    */
-  take(list: () => AsyncIterable<Split>, stopped: () => boolean, waiting: () => void): Promise<Taken | undefined>;
+  take(list: () => AsyncIterable<Split>, stopped: () => boolean): Promise<Taken | undefined>;
+  /**
+   * Where the job stands, for a worker whose pipeline has ended: `done` once every split is
+   * acknowledged; `ready` when there is a split to take (one a dead worker held, now past its
+   * lease: it is taken and kept for the next `take`); `held` while other workers hold the rest.
+   */
+  state(): Promise<"done" | "ready" | "held">;
   /**
    * Throws when this worker may have lost a split it holds to another worker (its keep-alives did
    * not reach the broker for most of the lease): called right before a file commits, so nothing
@@ -66,6 +70,8 @@ export interface SplitQueue {
   ack(taken: Taken): Promise<void>;
   /** Stops keeping splits alive and closes the connections; splits not acknowledged go to another worker after the lease. */
   close(): Promise<void>;
+  /** Told when this worker lost a split it holds: set by the source that reads from the queue now. */
+  onLost: (error: Error) => void;
 }
 
 /** Settings of a distributed run (`sluice run --distribute <url>`, or `run(…, { distribute })`). */
@@ -89,13 +95,21 @@ export interface DistributeOptions {
   readonly worker?: string;
 }
 
-/** A run's distribution: opens the queue of each source. */
+/**
+ * A worker's part in a distributed job: the queue of each source, opened once and kept over the
+ * worker's rounds (see `run()`): a round reads until there is nothing to take, and the worker
+ * runs another when a dead worker's splits come free, until the job is done.
+ */
 export interface Distribution {
   readonly job: string;
   readonly splitBytes: number;
   readonly leaseMs: number;
-  /** Opens the queue of one source, `key` naming it within the job (the same in every worker). */
-  open(key: string, onLost: (error: Error) => void): Promise<SplitQueue>;
+  /** The queue of one source, `key` naming it within the job (the same in every worker); opened on first use. */
+  open(key: string): Promise<SplitQueue>;
+  /** Where the job stands over every queue opened (see {@link SplitQueue.state}); `done` when none was. */
+  state(): Promise<"done" | "ready" | "held">;
+  /** Closes every queue. */
+  close(): Promise<void>;
 }
 
 /** The URL as it may be shown: without its password. */
@@ -143,23 +157,35 @@ export function createDistribution(options: DistributeOptions): Distribution {
   if (!(leaseMs >= 300)) throw new Error(`distribute: leaseMs must be at least 300, not ${options.leaseMs}`);
   const worker = options.worker ?? `${hostname()}-${process.pid}`;
   const settings = { url, job, leaseMs, worker };
-  if (protocol === "redis:" || protocol === "rediss:") {
-    return {
-      job,
-      splitBytes,
-      leaseMs,
-      open: async (key, onLost) => (await import("./redis.ts")).openRedisQueue({ ...settings, key }, onLost),
-    };
-  }
-  if (protocol === "nats:" || protocol === "tls:") {
-    return {
-      job,
-      splitBytes,
-      leaseMs,
-      open: async (key, onLost) => (await import("./jetstream.ts")).openJetStreamQueue({ ...settings, key }, onLost),
-    };
-  }
-  throw new Error(`distribute: ${safeUrl(url)}: the work queue is a Redis stream (redis://, rediss://) or a NATS JetStream stream (nats://), not ${protocol.replace(/:$/, "")}`);
+  let opener: (settings: QueueSettings) => Promise<SplitQueue>;
+  if (protocol === "redis:" || protocol === "rediss:") opener = async (s) => (await import("./redis.ts")).openRedisQueue(s, () => {});
+  else if (protocol === "nats:" || protocol === "tls:") opener = async (s) => (await import("./jetstream.ts")).openJetStreamQueue(s, () => {});
+  else throw new Error(`distribute: ${safeUrl(url)}: the work queue is a Redis stream (redis://, rediss://) or a NATS JetStream stream (nats://), not ${protocol.replace(/:$/, "")}`);
+  const queues = new Map<string, Promise<SplitQueue>>();
+  return {
+    job,
+    splitBytes,
+    leaseMs,
+    open(key) {
+      let queue = queues.get(key);
+      if (!queue) {
+        queue = opener({ ...settings, key });
+        queues.set(key, queue);
+        // A queue that could not be opened is tried again by the next round.
+        queue.catch(() => queues.delete(key));
+      }
+      return queue;
+    },
+    async state() {
+      const states = await Promise.all([...queues.values()].map(async (queue) => (await queue).state()));
+      return states.includes("ready") ? "ready" : states.includes("held") ? "held" : "done";
+    },
+    async close() {
+      const opened = await Promise.allSettled([...queues.values()]);
+      queues.clear();
+      await Promise.all(opened.map((o) => (o.status === "fulfilled" ? o.value.close() : undefined)));
+    },
+  };
 }
 
 /** What a queue implementation is opened with. */

@@ -36,12 +36,14 @@ class RedisQueue implements SplitQueue {
   /** When the last keep-alive that succeeded was sent: the server reset the splits' idle time after it. */
   #lastAlive = performance.now();
   #lost: Error | undefined;
+  /** Splits taken by `state()`, for the next round's `take()`. */
+  readonly #ready: Taken[] = [];
   #timer: ReturnType<typeof setInterval> | undefined;
   #closed = false;
 
   constructor(
     readonly settings: QueueSettings,
-    readonly onLost: (error: Error) => void,
+    public onLost: (error: Error) => void,
   ) {
     this.#prefix = `sluice:job:${settings.job}:${settings.key}`;
     this.#splits = `${this.#prefix}:splits`;
@@ -60,35 +62,56 @@ class RedisQueue implements SplitQueue {
     this.#timer.unref();
   }
 
-  async take(list: () => AsyncIterable<Split>, stopped: () => boolean, waiting: () => void): Promise<Taken | undefined> {
+  async take(list: () => AsyncIterable<Split>, stopped: () => boolean): Promise<Taken | undefined> {
     const { worker, leaseMs } = this.settings;
     try {
       for (let idle = 0; ; idle++) {
         if (stopped() || this.#closed) return undefined;
+        const ready = this.#ready.shift();
+        if (ready) return ready;
         if (!this.#listed) {
           this.#listed = (await this.#client.send("HGET", [`${this.#prefix}:plan`, "total"])) !== null;
           if (!this.#listed && (await this.#client.send("SET", [`${this.#prefix}:lister`, worker, "NX", "PX", String(leaseMs)])) !== null) {
             await this.#list(list, stopped);
           }
         }
-        // A split whose worker stopped keeping it alive: that worker died or lost its lease.
-        const claimed = (await this.#client.send("XAUTOCLAIM", [this.#splits, this.#group, worker, String(leaseMs), "0-0", "COUNT", "1"])) as [string, Entry[]];
-        const [old] = claimed[1] ?? [];
-        if (old) return this.#hold(old, performance.now());
-        const reply = await this.#client.send("XREADGROUP", ["GROUP", this.#group, worker, "COUNT", "1", "STREAMS", this.#splits, ">"]);
-        const [fresh] = entriesOf(reply, this.#splits);
-        if (fresh) return this.#hold(fresh, undefined);
-        if (this.#listed) {
-          // Done for this worker once every split not acknowledged is its own.
-          const pending = (await this.#client.send("XPENDING", [this.#splits, this.#group, "-", "+", "1000"])) as [string, string, number, number][];
-          if (pending.every(([, owner]) => owner === worker)) return undefined;
-          // Again on every look: records of its splits may still have been on their way to the sink.
-          waiting();
-        }
+        const found = await this.#look();
+        if (found) return found;
+        // Every split is given out: this round is over. While another worker lists, more may come.
+        if (this.#listed) return undefined;
         await Bun.sleep(Math.min(1000, 50 * (idle + 1)));
       }
     } catch (error) {
       throw this.#failure("cannot take a split", error);
+    }
+  }
+
+  /** A split to take now: one whose worker stopped keeping it alive (it died or lost its lease), or a new one. */
+  async #look(): Promise<Taken | undefined> {
+    const { worker, leaseMs } = this.settings;
+    const claimed = (await this.#client.send("XAUTOCLAIM", [this.#splits, this.#group, worker, String(leaseMs), "0-0", "COUNT", "1"])) as [string, Entry[]];
+    const [old] = claimed[1] ?? [];
+    if (old) return this.#hold(old, performance.now());
+    const reply = await this.#client.send("XREADGROUP", ["GROUP", this.#group, worker, "COUNT", "1", "STREAMS", this.#splits, ">"]);
+    const [fresh] = entriesOf(reply, this.#splits);
+    return fresh ? this.#hold(fresh, undefined) : undefined;
+  }
+
+  async state(): Promise<"done" | "ready" | "held"> {
+    if (this.#ready.length > 0) return "ready";
+    try {
+      if (!this.#listed) this.#listed = (await this.#client.send("HGET", [`${this.#prefix}:plan`, "total"])) !== null;
+      // Not listed yet, and the lister may have died: the next round's take lists or waits.
+      if (!this.#listed) return "ready";
+      const found = await this.#look();
+      if (found) {
+        this.#ready.push(found);
+        return "ready";
+      }
+      const [pending] = (await this.#client.send("XPENDING", [this.#splits, this.#group])) as [number];
+      return pending === 0 ? "done" : "held";
+    } catch (error) {
+      throw this.#failure("cannot see where the job stands", error);
     }
   }
 

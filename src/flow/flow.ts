@@ -21,6 +21,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Checkpoint } from "../checkpoint/checkpoint.ts";
 import type { DeadLetter } from "../deadletter/entry.ts";
+import type { Distribution } from "../distribute/queue.ts";
 import type { Holder } from "./durable.ts";
 import { newRunId } from "./runId.ts";
 import { Input, type Position, positionOf } from "./position.ts";
@@ -128,6 +129,22 @@ export interface Flow {
   readonly leases: Set<() => void>;
   /** Values that are not objects, emitted by sources and not yet claimed, oldest first (see `stamp`). */
   readonly scalars: { readonly value: unknown; readonly position: Position }[];
+  /**
+   * Set for a distributed run (`run(…, { distribute })`): file sources take their inputs as
+   * splits from the job's work queue, and sinks add to their folders together with the other workers.
+   */
+  distribution: Distribution | undefined;
+  /**
+   * Called once when the pipeline under `run()` has ended: `completed` (every record reached its
+   * end; what a piece starts now, in `settling`, is waited for) or failed.
+   */
+  readonly onEnd: Set<(completed: boolean) => void>;
+  /**
+   * Tells whether a dead letter for line `line` of `source` is committed already, looking again
+   * when it has not since `receivedAt` (the dead-letter folders' ledgers, src/sinks/ledger.ts).
+   * Asked for redelivered records only.
+   */
+  deadLettered: ((source: string, line: number, receivedAt: number) => boolean) | undefined;
 }
 
 const scope = new AsyncLocalStorage<Flow>();
@@ -165,6 +182,9 @@ export function createFlow(runId = newRunId()): Flow {
     watched: new Map(),
     leases: new Set(),
     scalars: [],
+    distribution: undefined,
+    onEnd: new Set(),
+    deadLettered: undefined,
   };
 }
 
@@ -310,6 +330,11 @@ export function sendToDeadLetter(
   position?.input.settle(line);
   const checkpoint = flow.checkpoint;
   if (checkpoint && position && checkpoint.alreadyDeadLettered(source, line)) {
+    flow.stats.skipped++;
+    return;
+  }
+  // Delivered again (a broker message, a distributed split): its dead letter may be committed already.
+  if (position?.redelivered !== undefined && flow.deadLettered?.(source, line, position.redelivered)) {
     flow.stats.skipped++;
     return;
   }

@@ -7,6 +7,7 @@ import { heldLines } from "../flow/durable.ts";
 import { createFlow, type Flow, stopFlow, withFlow } from "../flow/flow.ts";
 import { unstamp } from "../flow/position.ts";
 import { checkRunId, newRunId } from "../flow/runId.ts";
+import { createDistribution, type DistributeOptions, type Distribution } from "../distribute/queue.ts";
 
 /** Options of {@link run}. */
 export interface RunOptions {
@@ -34,6 +35,16 @@ export interface RunOptions {
    * applies only to the first run). File sources resume; other sources read everything again.
    */
   readonly checkpoint?: string;
+  /**
+   * Makes this process one worker of a distributed run: its file sources take their inputs, as
+   * splits (whole files, or byte ranges of large NDJSON and CSV files), from the job's work queue
+   * on a broker (`redis://…` or `nats://…`), shared with every other worker started with the same
+   * URL and job name, and sinks add to their folders together with them. A split is acknowledged
+   * once what it became is durable; a dead worker's splits go to another after the lease. A URL
+   * alone uses the defaults (see {@link DistributeOptions}). Not with `checkpoint`: the queue is
+   * the job's checkpoint.
+   */
+  readonly distribute?: string | DistributeOptions;
 }
 
 /** What a run did. `in = written + deadLettered + skipped + dropped`. */
@@ -86,12 +97,97 @@ export interface RunSummary {
  * console.log(formatSummary(summary));
  */
 export function run(pipeline: Observable<unknown>, options: RunOptions = {}): Promise<RunSummary> {
+  return options.distribute === undefined ? runOnce(pipeline, options, options.runId) : runWorker(pipeline, options);
+}
+
+/**
+ * A worker of a distributed run, in rounds: a round runs the pipeline until its sources find
+ * nothing more to take, and completes (its sinks commit, its splits are acknowledged). While other
+ * workers hold the rest of the job, the worker waits; when a split comes free (its worker died,
+ * and the lease passed), it runs another round, with run id `<runId>.<round>`. It resolves once
+ * every split of the job is acknowledged, with the rounds' summaries added up.
+ */
+async function runWorker(pipeline: Observable<unknown>, options: RunOptions): Promise<RunSummary> {
+  if (options.checkpoint) throw new Error("run(): distribute and checkpoint do not go together: the work queue records what is done");
+  const runId = checkRunId(options.runId ?? newRunId(), "run(): options.runId");
+  const distribution = createDistribution(typeof options.distribute === "string" ? { url: options.distribute } : (options.distribute as DistributeOptions));
+  const started = performance.now();
+  const rounds: RunSummary[] = [];
+  // A stop between rounds ends the wait at once.
+  let stopping = options.signal?.aborted === true;
+  const wake = new Set<() => void>();
+  const stop = () => {
+    stopping = true;
+    for (const w of wake) w();
+  };
+  options.signal?.addEventListener("abort", stop, { once: true });
+  if (options.handleSignals === true) {
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
+  }
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        wake.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      wake.add(done);
+    });
+  try {
+    for (let round = 1; ; round++) {
+      const { onStart, ...rest } = options;
+      const summary = await runOnce(pipeline, round === 1 ? options : rest, round === 1 ? runId : `${runId}.${round}`, distribution);
+      rounds.push(summary);
+      if (summary.stopped || stopping) break;
+      let state = await distribution.state();
+      while (state === "held" && !stopping) {
+        await pause(Math.min(1000, distribution.leaseMs / 4));
+        state = await distribution.state();
+      }
+      if (state === "done" || stopping) break;
+    }
+  } finally {
+    options.signal?.removeEventListener("abort", stop);
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+    await distribution.close();
+  }
+  return addUp(rounds, runId, performance.now() - started, stopping);
+}
+
+/** The summaries of a worker's rounds as one. */
+function addUp(rounds: readonly RunSummary[], runId: string, durationMs: number, stopped: boolean): RunSummary {
+  const sum = (pick: (s: RunSummary) => number) => rounds.reduce((total, s) => total + pick(s), 0);
+  const byStage: Record<string, number> = {};
+  for (const s of rounds) for (const [stage, n] of Object.entries(s.deadLetteredByStage)) byStage[stage] = (byStage[stage] ?? 0) + n;
+  return {
+    runId,
+    in: sum((s) => s.in),
+    written: sum((s) => s.written),
+    deadLettered: sum((s) => s.deadLettered),
+    deadLetteredByStage: byStage,
+    skipped: sum((s) => s.skipped),
+    dropped: sum((s) => s.dropped),
+    emitted: sum((s) => s.emitted),
+    files: sum((s) => s.files),
+    bytes: sum((s) => s.bytes),
+    bytesRead: sum((s) => s.bytesRead),
+    durationMs: Math.round(durationMs),
+    stopped: stopped || rounds.some((s) => s.stopped),
+  };
+}
+
+/** One run of the pipeline in a flow of its own. */
+function runOnce(pipeline: Observable<unknown>, options: RunOptions, runId: string | undefined, distribution?: Distribution): Promise<RunSummary> {
   let flow: Flow;
   try {
-    flow = createFlow(checkRunId(options.runId ?? newRunId(), "run(): options.runId"));
+    flow = createFlow(checkRunId(runId ?? newRunId(), "run(): options.runId"));
   } catch (error) {
     return Promise.reject(error);
   }
+  flow.distribution = distribution;
   const started = performance.now();
   let checkpoint: Checkpoint | undefined;
   try {
@@ -158,11 +254,15 @@ function start(
           // have, so the next run that opens it reconciles them.
           Promise.allSettled([...flow.settling]).then(() => {
             checkpoint?.close();
+            end(flow, false);
             reject(error);
           });
         },
         complete() {
           cleanup();
+          // Pieces that finish their work once the pipeline has (a distributed source acknowledging
+          // the splits it read) do so now, and that is settled below too.
+          end(flow, true);
           // Work started by the last commits (a broker source acknowledging what they made durable)
           // is answered before the run resolves, so a process that exits then loses none of it.
           const settled = Promise.all([...flow.settling]);
@@ -186,6 +286,12 @@ function start(
       }),
     );
   });
+}
+
+/** Tells the pieces that wait for the end of the run that it ended: `completed`, or failed. */
+function end(flow: Flow, completed: boolean): void {
+  for (const onEnd of flow.onEnd) onEnd(completed);
+  flow.onEnd.clear();
 }
 
 function summarize(flow: Flow, emitted: number, durationMs: number): RunSummary {

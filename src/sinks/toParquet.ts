@@ -208,7 +208,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
     }
     return column;
   });
-  const mode = options.mode ?? "error";
+  const givenMode = options.mode ?? "error";
   const rowGroupSize = options.rowGroupSize ?? 131_072;
   const rowGroupBytes = options.rowGroupBytes ?? 4 * 1024 * 1024;
   const maxFileRows = options.maxFileRows ?? Number.POSITIVE_INFINITY;
@@ -219,6 +219,9 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
   return function parquetSink(source) {
     return new Observable<Commit>((subscriber) => {
       const flow = currentFlow();
+      // The workers of a distributed run add to one dataset together: shared, mode append.
+      const shared = options.shared === true || flow.distribution !== undefined;
+      const mode: WriteMode = flow.distribution !== undefined && givenMode === "error" ? "append" : givenMode;
       // Taken before anything else: a second writer is refused before its source is read.
       const inBucket = isS3Url(folder);
       let lock: Pick<Lock, "release">;
@@ -226,8 +229,14 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         // A bucket has no lock: its files are named with the run id (mode append) or it is empty (mode error).
         if (inBucket) lock = { release() {} };
         else {
-        if (options.shared && mode !== "append") throw new Error(`toParquet: shared: true needs mode "append" (the folder ${folder} is written by several sinks at once), not "${mode}"`);
-        lock = (options.shared ? acquireSharedLock : acquireLock)(lockPathOf(folder), { runId: flow.runId, what: `dataset folder ${folder}` });
+        if (shared && mode !== "append") {
+          throw new Error(
+            flow.distribution
+              ? `toParquet: a distributed run adds to ${folder} from every worker: mode "${mode}" cannot be shared; use "append" (the default there)`
+              : `toParquet: shared: true needs mode "append" (the folder ${folder} is written by several sinks at once), not "${mode}"`,
+          );
+        }
+        lock = (shared ? acquireSharedLock : acquireLock)(lockPathOf(folder), { runId: flow.runId, what: `dataset folder ${folder}` });
         }
       } catch (error) {
         subscriber.error(error instanceof LockedError || !(error as NodeJS.ErrnoException)?.code ? error : new ParquetWriteError(folder, error));
@@ -277,7 +286,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
             bucket = target;
             return { root: target.localRoot, staged: false };
           })
-        : prepareFolder(folder, modeUnder(flow.checkpoint, mode), flow.runId, checkpoint !== undefined, options.shared === true);
+        : prepareFolder(folder, modeUnder(flow.checkpoint, mode), flow.runId, checkpoint !== undefined, shared);
       const ready = prepared.then(
         (target) => {
           readyState = "ok";

@@ -25,7 +25,7 @@ import { Input } from "../flow/position.ts";
 import { shortHash } from "../distribute/queue.ts";
 import { isS3Url, parseS3Url, ObjectStorageError, objectReader, type ObjectReadOptions, resolveObjects, type S3Object, type S3Options, statObject } from "../io/s3.ts";
 import type { ReadBytes } from "./lines.ts";
-import { cutSplits, fileVersion, readSplits, type SplitRule } from "./splits.ts";
+import { cutSplits, fileVersion, type ReadSplits, readSplits, type SplitRule } from "./splits.ts";
 import type { Split } from "../distribute/queue.ts";
 
 const GLOB_MAGIC = /[*?[{]/;
@@ -507,20 +507,24 @@ export function fileSource(
       // The same in every worker: the source and what it was given to read.
       const key = `${who}.${shortHash(JSON.stringify([who, patterns]))}`;
       let lost: Error | undefined;
-      const queue = await distribution.open(key, (error) => {
+      const queue = await distribution.open(key);
+      queue.onLost = (error) => {
         lost ??= error;
         subscriber.error(error);
-      });
+      };
       // No file commits once this worker may have lost a split to another (see checkLeases).
       const leased = () => queue.assertHeld();
       flow.leases.add(leased);
-      // Splits read are acknowledged after the last commits, so the queue closes once they are, or when the run ends.
-      flow.onEnd.add(() => {
+      const read: ReadSplits = new Map();
+      flow.onEnd.add((completed) => {
         flow.leases.delete(leased);
-        void queue.close();
+        // Completed: every record of the splits read has reached its end (committed, dead-lettered,
+        // or dropped by an operator), so those not yet acknowledged are now.
+        if (completed) for (const ack of [...read.values()]) ack();
       });
-      try {
-        await readSplits(queue, {
+      await readSplits(
+        queue,
+        {
           flow,
           who,
           concurrency,
@@ -532,11 +536,9 @@ export function fileSource(
             flow.stats.bytesTotal += split.end - split.start;
             return readSplit(split, splitInput);
           },
-        });
-      } catch (error) {
-        await queue.close();
-        throw error;
-      }
+        },
+        read,
+      );
     }
 
     (flow.distribution ? distributed() : readAll()).then(

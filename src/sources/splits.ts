@@ -12,7 +12,7 @@
  */
 import { type FileHandle, open } from "node:fs/promises";
 import { watchDurable, durableUpTo } from "../flow/durable.ts";
-import { commitHeld, type Flow } from "../flow/flow.ts";
+import type { Flow } from "../flow/flow.ts";
 import { Input } from "../flow/position.ts";
 import type { Split, SplitQueue, Taken } from "../distribute/queue.ts";
 import { objectReader, type S3Object, type S3Options, type ObjectReadOptions } from "../io/s3.ts";
@@ -173,34 +173,38 @@ export interface SplitReader {
   readonly stopped: () => boolean;
 }
 
+/** Splits read to their end and not yet acknowledged, with what acknowledges each. */
+export type ReadSplits = Map<Taken, () => void>;
+
 /**
- * Takes splits from `queue` and reads them until the job is done for this worker (or the run
- * stops). A split is acknowledged once read to its end and every record of it is durable; a split
- * whose reading stopped part-way is left for another take (its records are found in the ledgers).
+ * Takes splits from `queue` and reads them until there is nothing to take (or the run stops). A
+ * split is acknowledged once read to its end and every record of it is durable; `read` keeps those
+ * read to their end and not yet acknowledged, which the run acknowledges when it completes (every
+ * record has then reached its end: committed, dead-lettered, or dropped by an operator such as
+ * `filter`). A split whose reading stopped part-way is left for another take (its records are
+ * found in the ledgers).
  */
-export async function readSplits(queue: SplitQueue, reader: SplitReader): Promise<void> {
+export async function readSplits(queue: SplitQueue, reader: SplitReader, read: ReadSplits): Promise<void> {
   const { flow } = reader;
   const lane = async () => {
     for (;;) {
       if (reader.stopped()) return;
-      const taken = await queue.take(reader.list, reader.stopped, () => commitHeld(flow));
+      const taken = await queue.take(reader.list, reader.stopped);
       if (!taken) return;
       const input = new Input(flow, taken.split.input, taken.redelivered);
       await reader.read(taken.split, input);
       if (reader.stopped()) return;
-      acknowledgeWhenDurable(queue, taken, input, flow);
+      acknowledgeWhenDurable(queue, taken, input, flow, read);
     }
   };
   await Promise.all(Array.from({ length: reader.concurrency }, lane));
 }
 
-/** Acknowledges `taken` once every record `input` read from it is durable. */
-function acknowledgeWhenDurable(queue: SplitQueue, taken: Taken, input: Input, flow: Flow): void {
-  let done = false;
+/** Acknowledges `taken` once every record `input` read from it is durable (or when the run completes). */
+function acknowledgeWhenDurable(queue: SplitQueue, taken: Taken, input: Input, flow: Flow, read: ReadSplits): void {
   const last = input.lastLine;
-  const ack = (upTo: number) => {
-    if (done || upTo < last) return;
-    done = true;
+  const ack = () => {
+    if (!read.delete(taken)) return;
     stop();
     const sent = queue.ack(taken);
     flow.settling.add(sent);
@@ -209,7 +213,10 @@ function acknowledgeWhenDurable(queue: SplitQueue, taken: Taken, input: Input, f
       () => flow.settling.delete(sent),
     );
   };
-  const stop = watchDurable(input, ack);
+  read.set(taken, ack);
+  const stop = watchDurable(input, (upTo) => {
+    if (upTo >= last) ack();
+  });
   // Nothing of it may be held any more (every record dead-lettered and committed, or skipped).
-  ack(durableUpTo(input));
+  if (durableUpTo(input) >= last) ack();
 }

@@ -102,7 +102,7 @@ async function drain(queue: SplitQueue, list: () => AsyncIterable<Split>, lanes 
   const got: Taken[] = [];
   const lane = async () => {
     for (;;) {
-      const taken = await queue.take(list, () => false, () => {});
+      const taken = await queue.take(list, () => false);
       if (!taken) return;
       got.push(taken);
       await queue.ack(taken);
@@ -141,8 +141,8 @@ describe("JetStream work queue", () => {
     const job = newJob();
     // A lease no stall of a busy machine reaches: the splits stay this worker's throughout.
     const queue = await open(job, "w1", undefined, 60_000);
-    const first = await queue.take(splitsOf(3), () => false, () => {});
-    const second = await queue.take(splitsOf(3), () => false, () => {});
+    const first = await queue.take(splitsOf(3), () => false);
+    const second = await queue.take(splitsOf(3), () => false);
     if (!first || !second) throw new Error("expected two splits");
     const { splits } = await streamsOf(job);
     expect((await storedSplits(splits)).map((s) => s.split.seq)).toEqual([1, 2, 3]);
@@ -158,70 +158,56 @@ describe("JetStream work queue", () => {
   test("a split held by a worker that died goes to another after the lease, marked redelivered", async () => {
     const job = newJob();
     const dead = await open(job, "w1");
-    const held = await dead.take(splitsOf(1), () => false, () => {});
+    const held = await dead.take(splitsOf(1), () => false);
     expect(held?.split.seq).toBe(1);
     await dead.close();
 
     const lost: Error[] = [];
     const other = await open(job, "w2", lost);
-    const taken = await other.take(splitsOf(1), () => false, () => {});
+    // Held by the dead worker until its lease passes; then ready to take.
+    await until("the dead worker's split to come free", async () => (await other.state()) === "ready");
+    const taken = await other.take(splitsOf(1), () => false);
     expect(taken?.split).toEqual(splitAt(1));
     // A moment in the past: the ledgers are read as of then.
     expect(typeof taken?.redelivered).toBe("number");
     expect(taken?.redelivered as number).toBeLessThan(performance.now());
     await other.ack(taken as Taken);
-    expect(await other.take(splitsOf(1), () => false, () => {})).toBeUndefined();
+    expect(await other.take(splitsOf(1), () => false)).toBeUndefined();
+    expect(await other.state()).toBe("done");
     expect(lost).toEqual([]);
   });
 
-  test("a worker is done only once every split not acknowledged is its own, and a finished job stays finished", async () => {
+  test("a round ends when nothing is left to take; the job is held while another worker holds a split, and done once all are acknowledged", async () => {
     const job = newJob();
-    const a = await open(job, "w1");
-    const b = await open(job, "w2");
-    const taken = await a.take(splitsOf(1), () => false, () => {});
+    const a = await open(job, "w1", undefined, 60_000);
+    const b = await open(job, "w2", undefined, 60_000);
+    const taken = await a.take(splitsOf(1), () => false);
     if (!taken) throw new Error("expected a split");
 
-    // `a` holds the only split: it is done (its run commits and acknowledges what it holds).
-    expect(await a.take(splitsOf(1), () => false, () => {})).toBeUndefined();
-    // `b` is not: `a` may die and leave it the split. It keeps asking its sink to commit.
-    let waits = 0;
-    let settled = false;
-    const bDone = b.take(splitsOf(1), () => false, () => waits++).then((t) => {
-      settled = true;
-      return t;
-    });
-    await until("b to wait for the split a holds", () => waits >= 2);
-    expect(settled).toBe(false);
+    // Nothing left to take for either: their rounds end.
+    expect(await a.take(splitsOf(1), () => false)).toBeUndefined();
+    expect(await b.take(splitsOf(1), () => false)).toBeUndefined();
+    // `a` holds the only split: the job is not done (a may die and leave it to b).
+    expect(await b.state()).toBe("held");
     await a.ack(taken);
-    expect(await bDone).toBeUndefined();
+    expect(await b.state()).toBe("done");
 
     // A worker started again under the same job name lists and reads nothing.
     const counter = { lists: 0 };
     const again = await open(job, "w3");
-    expect(await again.take(splitsOf(1, counter), () => false, () => {})).toBeUndefined();
+    expect(await again.take(splitsOf(1, counter), () => false)).toBeUndefined();
+    expect(await again.state()).toBe("done");
     expect(counter.lists).toBe(0);
   });
 
-  test("a take resolves undefined once the run stops, also while it waits for another worker's split", async () => {
+  test("a take resolves undefined once the run stops", async () => {
     const job = newJob();
     const counter = { lists: 0 };
     const a = await open(job, "w1");
-    expect(await a.take(splitsOf(1, counter), () => true, () => {})).toBeUndefined();
+    expect(await a.take(splitsOf(1, counter), () => true)).toBeUndefined();
     expect(counter.lists).toBe(0);
-    const held = await a.take(splitsOf(1, counter), () => false, () => {});
+    const held = await a.take(splitsOf(1, counter), () => false);
     expect(held?.split.seq).toBe(1);
-
-    const b = await open(job, "w2");
-    let stop = false;
-    const waited = b.take(
-      splitsOf(1, counter),
-      () => stop,
-      () => {
-        stop = true;
-      },
-    );
-    expect(await waited).toBeUndefined();
-    expect(stop).toBe(true);
     expect(counter.lists).toBe(1);
   });
 
@@ -241,7 +227,7 @@ describe("JetStream work queue", () => {
       }
       await gate;
     };
-    const dyingTake = dying.take(partial, () => false, () => {});
+    const dyingTake = dying.take(partial, () => false);
     const { splits } = await streamsOf(job);
     await until("the lister to add 4 splits", async () => listed === 4 && (await jsm.streams.info(splits)).state.last_seq === 4);
     await dying.close();
@@ -268,7 +254,7 @@ describe("JetStream work queue", () => {
     const job = newJob();
     const lost: Error[] = [];
     const stalled = await open(job, "w1", lost);
-    const taken = await stalled.take(splitsOf(1), () => false, () => {});
+    const taken = await stalled.take(splitsOf(1), () => false);
     expect(taken?.split.seq).toBe(1);
     // The whole process stalls (a long synchronous step): no keep-alive goes out for a lease.
     Bun.sleepSync(LEASE_MS * 1.2);
@@ -280,7 +266,8 @@ describe("JetStream work queue", () => {
     expect(() => stalled.assertHeld()).toThrow(lost[0] as Error);
 
     const other = await open(job, "w2");
-    const again = await other.take(splitsOf(1), () => false, () => {});
+    await until("the stalled worker's split to come free", async () => (await other.state()) === "ready");
+    const again = await other.take(splitsOf(1), () => false);
     expect(again?.split.seq).toBe(1);
     expect(again?.redelivered).toBeDefined();
   });
