@@ -76,9 +76,6 @@ class JetStreamQueue implements SplitQueue {
   #listing: Promise<void> | undefined;
   /** The lister's claim as first seen here, to tell when it stopped changing. */
   #claimSeen: { seq: number; at: number } | undefined;
-  /** Acknowledgements sent and not answered, and how many were ever started: done is read only between them. */
-  #acking = 0;
-  #acksStarted = 0;
   /**
    * What proves the held splits are this worker's: the start of the last keep-alive round the
    * server answered, and the earliest arrival of a split taken since (its own keep-alive, sent on
@@ -359,8 +356,6 @@ class JetStreamQueue implements SplitQueue {
     const entry = [...this.#held].find(([, h]) => h.taken === taken);
     if (!entry) return;
     const [seq, held] = entry;
-    this.#acking++;
-    this.#acksStarted++;
     try {
       await held.msg.ackAck();
     } catch (error) {
@@ -371,7 +366,6 @@ class JetStreamQueue implements SplitQueue {
         this.#provenAt = Number.POSITIVE_INFINITY;
         this.#oldest = Number.POSITIVE_INFINITY;
       }
-      this.#acking--;
     }
   }
 
