@@ -52,6 +52,16 @@ class RedisQueue implements SplitQueue {
   }
 
   async open(): Promise<void> {
+    // Reached once without retries first: an address that is wrong fails at once, not after the
+    // reconnection attempts that carry a running worker over a short outage.
+    const probe = new RedisClient(this.settings.url, { autoReconnect: false, connectionTimeout: 10_000 });
+    try {
+      await probe.connect();
+    } catch (error) {
+      throw this.#failure("cannot reach Redis", error);
+    } finally {
+      probe.close();
+    }
     try {
       await this.#client.send("XGROUP", ["CREATE", this.#splits, this.#group, "0", "MKSTREAM"]);
     } catch (error) {

@@ -250,6 +250,14 @@ describe("workers sharing a job", () => {
     }
   });
 
+  test("a queue that cannot be reached fails the run, naming it without its password", async () => {
+    const input = await writeInput("unreachable.ndjson", 10, ndjsonLine);
+    const error = await run(pipeline(input, join(dir.path, "unreachable")), { distribute: { url: "redis://app:s3cret@127.0.0.1:1", job: newJob() } }).catch((e: Error) => e);
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).toContain("cannot reach Redis (Redis redis://app:***@127.0.0.1:1");
+    expect((error as Error).message).not.toContain("s3cret");
+  });
+
   test("a changed input fails the worker that finds it, naming the input", async () => {
     const input = await writeInput("changing.ndjson", 5000, ndjsonLine);
     const job = newJob();
