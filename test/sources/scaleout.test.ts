@@ -79,7 +79,9 @@ class Workers {
         this.summaries.push(JSON.parse(out.trim().split("\n").at(-1) as string));
         return;
       }
-      if (this.#ending && child.signalCode === "SIGTERM") return;
+      // Killed by the SIGTERM, or failed while ending (its lease lost during its last commits: under
+      // load): everything was acknowledged before the end, so it is not started again.
+      if (this.#ending) return;
       this.restarts++;
       await Bun.sleep(100);
     }
