@@ -159,7 +159,7 @@ function newBatch(seq = ++batches): Batch {
 }
 
 /** The retry settings with their defaults; undefined for none. */
-function retrySettings(retry: RetryOptions | false | undefined): Required<RetryOptions> | undefined {
+export function retrySettings(retry: RetryOptions | false | undefined): Required<RetryOptions> | undefined {
   if (retry === false) return undefined;
   const whole = (value: number | undefined, fallback: number, least: number) => Math.max(least, Math.floor(value ?? fallback));
   return {
@@ -168,6 +168,20 @@ function retrySettings(retry: RetryOptions | false | undefined): Required<RetryO
     initialBackoffMs: whole(retry?.initialBackoffMs, 100, 1),
     maxBackoffMs: whole(retry?.maxBackoffMs, 5000, 1),
   };
+}
+
+/**
+ * The wait before attempt `attempts + 1` of an outage `elapsedMs` old: `initialBackoffMs` doubled
+ * each attempt up to `maxBackoffMs`, ±20% jitter, never past the outage's deadline.
+ */
+export function backoffMs(retry: Required<RetryOptions>, attempts: number, elapsedMs: number): number {
+  const base = Math.min(retry.maxBackoffMs, retry.initialBackoffMs * 2 ** Math.min(30, Math.max(0, attempts - 1)));
+  return Math.max(0, Math.min(base * (0.8 + Math.random() * 0.4), retry.timeoutMs - elapsedMs));
+}
+
+/** The end of an error's message when retries ran out: how many attempts over how long, and the bounds. */
+export function gaveUp(retry: Required<RetryOptions>, attempts: number, elapsedMs: number): string {
+  return `(gave up after ${attempts} failed attempts over ${(elapsedMs / 1000).toFixed(1)} s: retry.timeoutMs ${retry.timeoutMs}, retry.maxAttempts ${retry.maxAttempts})`;
 }
 
 /** An outage: since when, how many attempts, and the last error. */
@@ -356,8 +370,7 @@ export class Outbox {
     outage.attempts++;
     outage.last = error;
     if (outage.attempts > retry.maxAttempts || now - outage.since >= retry.timeoutMs) {
-      const seconds = ((now - outage.since) / 1000).toFixed(1);
-      this.#fail(new Error(`${error.message} (gave up after ${outage.attempts} failed attempts over ${seconds} s: retry.timeoutMs ${retry.timeoutMs}, retry.maxAttempts ${retry.maxAttempts})`));
+      this.#fail(new Error(`${error.message} ${gaveUp(retry, outage.attempts, now - outage.since)}`));
       return false;
     }
     return true;
@@ -367,11 +380,8 @@ export class Outbox {
   async #backoff(): Promise<boolean> {
     const retry = this.#retry;
     if (!retry || this.#closed || this.#failure) return false;
-    const attempts = this.#outage?.attempts ?? 1;
-    const base = Math.min(retry.maxBackoffMs, retry.initialBackoffMs * 2 ** Math.min(30, attempts - 1));
-    const left = this.#outage ? retry.timeoutMs - (performance.now() - this.#outage.since) : base;
     // The last attempt lands at the deadline rather than after it.
-    const ms = Math.max(0, Math.min(base * (0.8 + Math.random() * 0.4), left));
+    const ms = backoffMs(retry, this.#outage?.attempts ?? 1, this.#outage ? performance.now() - this.#outage.since : 0);
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, ms);
       this.#wake = () => {

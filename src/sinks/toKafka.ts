@@ -16,6 +16,7 @@ import { Observable, type OperatorFunction } from "rxjs";
 import { announceDurable, hold } from "../flow/durable.ts";
 import { currentFlow, deadLetterRoute, holdGate, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
 import { type KafkaConnectionOptions, kafkaConnection, kafkaReason } from "../sources/kafka.ts";
+import { backoffMs, gaveUp, type RetryOptions, retrySettings } from "./publish.ts";
 
 /** Options of {@link toKafka}. */
 export interface ToKafkaOptions<T> extends KafkaConnectionOptions {
@@ -41,6 +42,14 @@ export interface ToKafkaOptions<T> extends KafkaConnectionOptions {
   readonly maxMessageBytes?: number;
   /** Compression of each batch (default `"none"`). */
   readonly compression?: "none" | "gzip" | "snappy" | "lz4" | "zstd";
+  /**
+   * How a batch the cluster did not acknowledge (a broker restart, a lost connection, a timeout,
+   * after the client's own 3 quick tries) is sent again: as the other broker sinks' `retry`
+   * (default: an outage of up to 60 s, backoff from 100 ms to 5 s); `false`: the run errors at
+   * once. A batch stored whose answer was lost is stored twice: at least once (no idempotent
+   * producer, see docs/brokers.md). Refused credentials or a record too large are not retried.
+   */
+  readonly retry?: RetryOptions | false;
 }
 
 /** One acknowledged batch, as {@link toKafka} emits it. */
@@ -120,6 +129,7 @@ export function toKafka<T>(options: ToKafkaOptions<T>): OperatorFunction<T, Kafk
   const where = `${connection.where}, topic "${topic}"`;
   const keyOf = keyFunction(options.key);
   const encode = options.encode ?? encodeJson;
+  const retry = retrySettings(options.retry);
 
   return function toKafkaOperator(source) {
     return new Observable<KafkaPublished>((subscriber) => {
@@ -143,6 +153,8 @@ export function toKafka<T>(options: ToKafkaOptions<T>): OperatorFunction<T, Kafk
       let release: (() => void) | undefined;
       let scheduled: ReturnType<typeof setImmediate> | undefined;
       let upstreamDone = false;
+      /** Failed sends with no acknowledgement since: since when, and how many. */
+      let outage: { since: number; attempts: number } | undefined;
       let failed = false;
       let closed = false;
       // Records queued or in flight are not durable: sources must not acknowledge past them.
@@ -217,12 +229,34 @@ export function toKafka<T>(options: ToKafkaOptions<T>): OperatorFunction<T, Kafk
         if (batch.messages.length === 0 || failed) return;
         current = new Batch();
         inflight.add(batch);
+        transmit(batch);
+      }
+
+      /** Sends a batch; one the cluster did not acknowledge goes again after a wait, as `retry` allows. */
+      function transmit(batch: Batch) {
         const sent = producer
           .then((p) => p.send({ messages: batch.messages.map((m) => ({ topic, value: m.value, ...(m.key ? { key: m.key } : {}) })), acks: -1 }))
           .then(
-            (result) => acknowledged(batch, result.offsets ?? []),
+            (result) => {
+              outage = undefined;
+              acknowledged(batch, result.offsets ?? []);
+            },
             (error: unknown) => {
-              fail(new Error(`toKafka: publishing ${batch.messages.length} records failed (${where}): ${kafkaReason(error, connection.secrets)}`));
+              if (failed || closed) return;
+              const reason = kafkaReason(error, connection.secrets);
+              const message = `toKafka: publishing ${batch.messages.length} records failed (${where}): ${reason}`;
+              if (!retry || refused(reason)) return fail(new Error(message));
+              const now = performance.now();
+              outage ??= { since: now, attempts: 0 };
+              outage.attempts++;
+              const elapsed = now - outage.since;
+              if (outage.attempts > retry.maxAttempts || elapsed >= retry.timeoutMs) return fail(new Error(`${message} ${gaveUp(retry, outage.attempts, elapsed)}`));
+              // The client connects again on its own; the batch stays held (in flight) meanwhile.
+              const again = Bun.sleep(backoffMs(retry, outage.attempts, elapsed)).then(() => {
+                if (!failed && !closed) transmit(batch);
+              });
+              flow.settling.add(again);
+              again.finally(() => flow.settling.delete(again));
             },
           );
         flow.settling.add(sent);
@@ -293,6 +327,11 @@ export function toKafka<T>(options: ToKafkaOptions<T>): OperatorFunction<T, Kafk
       };
     });
   };
+}
+
+/** True for a reason trying again cannot change: refused credentials or permissions, a record the broker refuses. */
+function refused(reason: string): boolean {
+  return /authoriz|authenticat|SASL|too large|MESSAGE_TOO_LARGE|RecordTooLarge|InvalidRecord|CorruptRecord|UnsupportedVersion|InvalidTopic/i.test(reason);
 }
 
 /** A record as JSON text; a bigint as its digits. Throws for a cycle, nesting too deep, or a value without a JSON form. */

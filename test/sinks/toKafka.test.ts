@@ -202,7 +202,7 @@ describe("toKafka", () => {
     expect(error?.message).toBe("source broke at 3");
   });
 
-  test("an unreachable broker errors the run naming it and the topic, never the credentials", async () => {
+  test("an unreachable broker errors the run once retry runs out, naming it and the topic, never the credentials", async () => {
     const error = await run(
       from([{ id: 1 }]).pipe(
         toKafka({
@@ -210,6 +210,7 @@ describe("toKafka", () => {
           topic: "t",
           sasl: { mechanism: "SCRAM-SHA-256", username: "svc-user", password: "s3cret-pw" },
           connectTimeoutMs: 1000,
+          retry: { timeoutMs: 500, initialBackoffMs: 50 },
         }),
       ),
     ).then(
@@ -218,6 +219,7 @@ describe("toKafka", () => {
     );
     expect(error?.message).toContain("toKafka: publishing 1 records failed");
     expect(error?.message).toContain('Kafka 127.0.0.1:1, topic "t"');
+    expect(error?.message).toMatch(/gave up after [2-9]\d* failed attempts over \d+\.\d s: retry\.timeoutMs 500/);
     expect(error?.message).not.toContain("s3cret-pw");
     expect(error?.message).not.toContain("svc-user");
   });
