@@ -10,12 +10,29 @@
  * the stream's last, so a worker that takes over from a lister that died adds only what is
  * missing. A worker reads new splits with `XREADGROUP … >`, takes a dead worker's with `XAUTOCLAIM`
  * (idle for longer than the lease), keeps its own alive with `XCLAIM … JUSTID` every third of the
- * lease after checking in `XPENDING` that they are still its own, and acknowledges with `XACK`.
+ * lease after checking in `XPENDING` that they are still its own (one script, so no other worker's
+ * take-over falls between the check and the claim), and acknowledges with `XACK`.
  */
 import { RedisClient } from "bun";
 import { decodeSplit, encodeSplit, type QueueSettings, safeUrl, type Split, type SplitQueue, type Taken } from "./queue.ts";
 
 type Entry = [id: string, fields: string[]];
+
+/**
+ * The keep-alive (KEYS[1] the stream, ARGV the group, the worker, then the ids it holds): resets
+ * the idle time of each split still pending on this worker, and returns the ids that are not.
+ */
+const KEEP_ALIVE = `
+local lost = {}
+for i = 3, #ARGV do
+  local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if pending[1] ~= nil and pending[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+return lost`;
 
 /** Opens (creating when missing) the queue of one source of a job. `onLost` is told when this worker lost a split it holds. */
 export async function openRedisQueue(settings: QueueSettings, onLost: (error: Error) => void): Promise<SplitQueue> {
@@ -183,14 +200,14 @@ class RedisQueue implements SplitQueue {
     const { worker, leaseMs } = this.settings;
     try {
       const sent = performance.now();
-      const mine = (await this.#client.send("XPENDING", [this.#splits, this.#group, "-", "+", String(Math.max(1000, this.#held.size)), worker])) as [string][];
-      const owned = new Set(mine.map(([id]) => id));
-      const lost = [...this.#held].filter(([id]) => !owned.has(id));
+      // Checked and renewed in one step: a split another worker took between a check and a
+      // renewal sent apart would be claimed back from it, and both would write it.
+      const gone = new Set((await this.#client.send("EVAL", [KEEP_ALIVE, "1", this.#splits, this.#group, worker, ...this.#held.keys()])) as string[]);
+      const lost = [...this.#held].filter(([id]) => gone.has(id));
       if (lost.length > 0) {
         this.#lose(new Error(`distribute: this worker lost ${lost.length} split(s) (${lost.map(([, t]) => `${t.split.input} bytes ${t.split.start}-${t.split.end}`).join(", ")}) to another worker of ${this.where}: it could not keep them alive within the lease (${leaseMs} ms). What it read of them is not committed; the other worker writes them`));
         return;
       }
-      await this.#client.send("XCLAIM", [this.#splits, this.#group, worker, "0", ...this.#held.keys(), "JUSTID"]);
       this.#lastAlive = sent;
     } catch (error) {
       if (performance.now() - this.#lastAlive > (leaseMs * 2) / 3) {

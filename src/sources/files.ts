@@ -94,6 +94,9 @@ function named(who: string, error: unknown): Error {
 
 export type { StartPoint, SplitRule };
 
+/** Per run, how many times a distributed file source with the same queue key subscribed. */
+const subscriptions = new WeakMap<Flow, Map<string, number>>();
+
 /** A split of a distributed run being read: its records' input, where it begins, where it ends. */
 interface Part {
   readonly input: Input;
@@ -504,8 +507,16 @@ export function fileSource(
     async function distributed(): Promise<void> {
       const distribution = flow.distribution as NonNullable<Flow["distribution"]>;
       const patterns = typeof input === "string" ? [input] : [...input];
-      // The same in every worker: the source and what it was given to read.
-      const key = `${who}.${shortHash(JSON.stringify([who, patterns]))}`;
+      // The same in every worker: the source and what it was given to read, and which subscription
+      // of such a source this is (a source used by two branches reads its inputs twice, as one
+      // process does: each subscription needs its own queue). Counted before any await, so in
+      // the order the pipeline subscribes, which is the same in every worker.
+      const base = `${who}.${shortHash(JSON.stringify([who, patterns]))}`;
+      const seen = subscriptions.get(flow) ?? new Map<string, number>();
+      subscriptions.set(flow, seen);
+      const nth = (seen.get(base) ?? 0) + 1;
+      seen.set(base, nth);
+      const key = nth === 1 ? base : `${base}.${nth}`;
       let lost: Error | undefined;
       const queue = await distribution.open(key);
       queue.onLost = (error) => {
