@@ -31,8 +31,9 @@ export interface DeadLetterOptions extends DeadLetterStoreOptions {
   /**
    * Also publish every dead letter to a JetStream subject or a Redis stream. A dead letter is
    * durable only once it is in its folder file *and* acknowledged by the broker: a broker source
-   * above acknowledges its message only then. A broker that cannot be reached, or a publish that
-   * fails, errors the run, naming the broker.
+   * above acknowledges its message only then. A lost connection or a broker that cannot be
+   * reached is retried as the broker sinks do (`retry`, default: an outage of up to 60 s); when
+   * retries run out or the broker refuses for good, the run errors, naming the broker.
    */
   readonly publish?: DeadLetterPublish;
   /**
@@ -64,8 +65,9 @@ export interface DeadLetterOptions extends DeadLetterStoreOptions {
  *
  * With `publish`, each entry is also published (the same JSON as its folder line) to a JetStream
  * subject or a Redis stream, and counts as durable only once the broker acknowledged it too.
- * Completion waits for those acknowledgements; a broker that cannot be reached or a publish that
- * fails errors the pipeline, naming the broker without credentials.
+ * Completion waits for those acknowledgements; publishing is retried through a lost connection
+ * (`publish.retry`), and a broker that stays out of reach longer, or refuses for good, errors the
+ * pipeline, naming the broker without credentials.
  *
  * @example
  * fromNdjson("events.ndjson").pipe(
