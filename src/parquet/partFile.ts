@@ -13,6 +13,7 @@
  * The page indexes of the encoded pieces (column and offset indexes) are not carried over:
  * statistics per row group (min, max, null count) stay in each column chunk's metadata.
  */
+import { rmSync } from "node:fs";
 import { type FileHandle, open, rm } from "node:fs/promises";
 import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
@@ -200,7 +201,7 @@ export class PartFile {
    * Writes the footer over every row group appended (with `metadata` replacing key/value entries
    * of the same key), fsyncs, and gives the file its final name. Resolves with the file's size.
    * `beforePublish` runs synchronously right before the name is given: a throw keeps the file
-   * from landing (its temporary file stays until {@link discard}) and rejects with it.
+   * from landing (its temporary file is removed) and rejects with it.
    */
   commit(metadata: Readonly<Record<string, string>>, beforePublish?: () => void): Promise<number> {
     const step = this.#chain.then(() => this.#commit(metadata, beforePublish));
@@ -244,7 +245,13 @@ export class PartFile {
     await handle.sync();
     await handle.close();
     this.#handle = undefined;
-    beforePublish?.();
+    try {
+      beforePublish?.();
+    } catch (error) {
+      // Whole and closed, but not to land: gone at once, not when the file is discarded.
+      rmSync(location.tempPath, { force: true });
+      throw error;
+    }
     publishFile(location.tempPath, location.path);
     return this.#offset + tail.length;
   }

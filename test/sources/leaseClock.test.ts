@@ -4,15 +4,25 @@
  * are in lease.test.ts.
  */
 import { afterEach, beforeEach, describe, expect, spyOn, test } from "bun:test";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { from } from "rxjs";
+import * as v from "valibot";
+import { deadLetter, validate } from "../../operators/index.ts";
+import { run, toParquet } from "../../src/index.ts";
 import { Lease } from "../../src/sources/broker.ts";
+import { tempDir } from "../helpers/duckdb.ts";
 
 let now = 0;
-let clock: ReturnType<typeof spyOn>;
-beforeEach(() => {
+let clock: ReturnType<typeof spyOn> | undefined;
+const moveClock = () => {
   now = 1_000;
   clock = spyOn(performance, "now").mockImplementation(() => now);
+};
+afterEach(() => {
+  clock?.mockRestore();
+  clock = undefined;
 });
-afterEach(() => clock.mockRestore());
 
 /** A lease of 1,000 ms with a margin of 100 ms over `held` messages, recording what it reports. */
 function leaseOver(held: { count: number }) {
@@ -37,6 +47,7 @@ const checks = (lease: Lease) => {
 };
 
 describe("Lease", () => {
+  beforeEach(moveClock);
   test("holding nothing, it never fences, however long nothing is renewed", () => {
     const held = { count: 0 };
     const { lease, lost } = leaseOver(held);
@@ -132,5 +143,42 @@ describe("Lease", () => {
     expect(checks(lease)).toBe("given back");
     expect(lease.renewing()).toBeUndefined();
     expect(lost).toEqual([]);
+  });
+});
+
+describe("a lost lease stops every commit of the run", () => {
+  test("no Parquet file and no dead-letter file lands once a lease check throws, and no temporary file is left", async () => {
+    const dir = await tempDir("sluice-fenced-");
+    try {
+      const Row = v.object({ id: v.number(), day: v.string() });
+      const records = [
+        { id: 1, day: "2024-03-01" },
+        { id: 2, day: "2024-03-02" },
+        { id: "three", day: "2024-03-02" },
+      ];
+      const error = await run(
+        from(records).pipe(
+          validate(Row),
+          deadLetter(join(dir.path, "dead")),
+          toParquet(join(dir.path, "events"), { schema: Row, partitionBy: ["day"] }),
+        ),
+        {
+          // What a broker source registers; here it has lost hold of its messages before anything commits.
+          onStart: (flow) =>
+            flow.leases.add(() => {
+              throw new Error("fromJetStream: lost hold of 3 messages");
+            }),
+        },
+      ).then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      expect(error?.message).toContain("lost hold of 3 messages");
+      const files = (folder: string) => (existsSync(folder) ? readdirSync(folder, { recursive: true }).map(String) : []);
+      expect(files(join(dir.path, "events")).filter((f) => f.endsWith(".parquet") || f.endsWith(".tmp"))).toEqual([]);
+      expect(files(join(dir.path, "dead")).filter((f) => f.endsWith(".ndjson") || f.endsWith(".tmp"))).toEqual([]);
+    } finally {
+      await dir.remove();
+    }
   });
 });
