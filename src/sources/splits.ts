@@ -80,7 +80,8 @@ async function* cutPoints(bytes: Bytes, rule: Exclude<SplitRule, { kind: "whole"
   while (base < bytes.size) {
     const n = await bytes.readAt(buffer, base);
     if (n === 0) break;
-    let i = 0;
+    // The reader skips a byte order mark, so a quote right after it opens a field: scan as it reads.
+    let i = base === 0 && rule.kind === "csv" && n >= 3 && buffer[0] === 0xef && buffer[1] === 0xbb && buffer[2] === 0xbf ? 3 : 0;
     while (i < n) {
       // The next place a cut may go: after a line feed (NDJSON) or after a record's line feed (CSV).
       let next: number;

@@ -203,3 +203,18 @@ describe("one input read by two branches of a pipeline", () => {
     }
   }, 120_000);
 });
+
+describe("a CSV input that begins with a byte order mark", () => {
+  test("is never cut inside its first record's quoted field", async () => {
+    // No header (the names are given): the first record's quoted field holds line breaks and is
+    // longer than a split. The reader skips the mark and reads the quote as opening the field.
+    const path = join(dir.path, "bom.csv");
+    const first = `"${"note line\n".repeat(1000)}",1\n`;
+    await Bun.write(path, `\uFEFF${first}${Array.from({ length: 2000 }, (_, i) => `plain ${i},${i}\n`).join("")}`);
+    const splits: Split[] = [];
+    for await (const split of cutSplits("test", [path], { kind: "csv", delimiter: 44, quote: 34 }, 4096)) splits.push(split);
+    expect(splits.length).toBeGreaterThan(2);
+    // The first cut comes after the first record, never inside it.
+    expect(splits[1]?.start).toBeGreaterThanOrEqual(3 + Buffer.byteLength(first));
+  });
+});
