@@ -101,6 +101,12 @@ describe("a worker that cannot keep its messages alive stops committing them", (
       expect(code).not.toBe(0);
       expect(stderr).toContain("fromJetStream: lost hold of");
       expect(stderr).toContain(`stream "${stream}", consumer "lake"`);
+    } catch (error) {
+      // Failed before the server was thawed: it is not left running.
+      broker.signal("SIGCONT");
+      await nc.close().catch(() => {});
+      await broker.stop();
+      throw error;
     } finally {
       first.child.kill("SIGKILL");
       broker.signal("SIGCONT");
