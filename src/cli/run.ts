@@ -15,7 +15,7 @@ import type { PipelineContext } from "../run/pipeline.ts";
 import { formatRunTable, type ProgressDisplay, type ProgressMode, startProgress } from "./progress.ts";
 import { BackfillError, defaultBackfillState, parseDateRange, runBackfill } from "../run/backfill.ts";
 import { basename, extname } from "node:path";
-import { checkJobName } from "../distribute/queue.ts";
+import { checkJobName, checkQueueUrl, safeUrl } from "../distribute/queue.ts";
 
 /** Exit codes of `sluice run`. */
 export const EXIT = {
@@ -50,9 +50,9 @@ options (before or after the module path; everything after -- goes to the pipeli
   --backfill-restart               forget the recorded dates and run every date again
   --distribute <url>               be one worker of a distributed run: file inputs are cut into splits shared through a
                                    work queue on redis://host:port (or nats://host:port); start the same command on
-                                   every machine. Not with --checkpoint: the queue records what is done
-  --job <name>                     the distributed job's name, the same for every worker (default: the module's name);
-                                   a finished job stays finished: give a new name to run it again
+                                   every machine. Needs --job. Not with --checkpoint: the queue records what is done
+  --job <name>                     the distributed job's name, the same for every worker; a finished job stays
+                                   finished: give a new name (clicks-2024-03-01, ...) to run it again
   --split-bytes <size>             about how much of a large NDJSON/CSV file one split holds (default 64MiB; 512KiB, 1GiB, ...)
   --lease <seconds>                how long a dead worker's splits wait before another worker takes them (default 60)
 
@@ -76,7 +76,7 @@ export interface RunCommandOptions {
   readonly backfillState?: string;
   readonly backfillRestart?: boolean;
   /** `--distribute` and its settings; undefined without it. */
-  readonly distribute?: { readonly url: string; readonly job?: string; readonly splitBytes?: number; readonly leaseMs?: number };
+  readonly distribute?: { readonly url: string; readonly job: string; readonly splitBytes?: number; readonly leaseMs?: number };
 }
 
 const VALUE_OPTIONS = new Set([
@@ -142,12 +142,14 @@ function distributeOptions(own: ReadonlyMap<string, string>): Pick<RunCommandOpt
   if (own.has("--checkpoint")) throw new Error("--distribute and --checkpoint do not go together: the work queue records what is done");
   if (own.has("--backfill")) throw new Error("--distribute and --backfill do not go together: run one distributed job per date with --job");
   const job = own.get("--job");
+  if (job === undefined) throw new Error("--distribute needs --job <name>: every worker of one job gives the same name, and a finished job stays finished (name each run of it: clicks-2024-03-01)");
+  checkQueueUrl(url, "--distribute");
   const split = own.get("--split-bytes");
   const lease = own.get("--lease");
   return {
     distribute: {
       url,
-      ...(job !== undefined ? { job: checkJobName(job, "--job") } : {}),
+      job: checkJobName(job, "--job"),
       ...(split !== undefined ? { splitBytes: parseSize(split, "--split-bytes") } : {}),
       ...(lease !== undefined ? { leaseMs: seconds(lease, "--lease", 0.3) * 1000 } : {}),
     },
@@ -337,6 +339,11 @@ async function runModule(options: RunCommandOptions, runId: string, log: Logger,
     json ? { module: modulePath, description: pipeline.description, args: redactArgs(options.pipelineArgs) } : undefined,
   );
   if (server) log.info(json ? "metrics served" : `metrics on ${server.url}`, json ? { url: server.url } : undefined);
+  const distributed = options.distribute;
+  if (distributed) {
+    const queue = safeUrl(distributed.url);
+    log.info(json ? "distributed run" : `worker of job "${distributed.job}" on the work queue ${queue}`, json ? { job: distributed.job, queue } : undefined);
+  }
 
   const controller = new AbortController();
   let stoppedBy: NodeJS.Signals | undefined;
@@ -362,7 +369,7 @@ async function runModule(options: RunCommandOptions, runId: string, log: Logger,
       signal: controller.signal,
       runId,
       ...(options.checkpoint ? { checkpoint: options.checkpoint } : {}),
-      ...(options.distribute ? { distribute: { job: jobNameOf(modulePath), ...options.distribute } } : {}),
+      ...(options.distribute ? { distribute: options.distribute } : {}),
       onStart(started) {
         flow = started;
         // Started even with no display: it tracks the peak memory shown in the summary.
@@ -411,7 +418,14 @@ async function runModule(options: RunCommandOptions, runId: string, log: Logger,
   display?.stop();
   backfill?.onEnd({ summary });
   const code = stoppedBy === "SIGINT" ? EXIT.interrupted : stoppedBy ? EXIT.terminated : EXIT.ok;
-  const status = stoppedBy ? `stopped by ${stoppedBy} (exit ${code}); the rest of the input was not read` : "finished";
+  const status = stoppedBy
+    ? `stopped by ${stoppedBy} (exit ${code}); ${distributed ? "the splits it did not finish go to the other workers" : "the rest of the input was not read"}`
+    : "finished";
+  if (distributed && !stoppedBy && summary.in === 0) {
+    log.warn(
+      `this worker read nothing: the other workers took every split of job "${distributed.job}", or the job finished earlier (a finished job stays finished: give a new --job to read its inputs again)`,
+    );
+  }
   const peakRssBytes = display?.peakRss() ?? process.memoryUsage.rss();
   if (json) {
     const { runId: _runId, ...figures } = summary;
@@ -431,12 +445,6 @@ async function runModule(options: RunCommandOptions, runId: string, log: Logger,
   });
   await finish(server, options.metricsLingerMs, log);
   return code;
-}
-
-/** A distributed job's default name: the pipeline module's file name, made a valid job name. */
-function jobNameOf(modulePath: string): string {
-  const name = basename(modulePath, extname(modulePath)).replace(/[^A-Za-z0-9._-]/g, "_").replace(/^[._-]+/, "");
-  return name.slice(0, 100) || "sluice";
 }
 
 async function finish(server: MetricsServer | undefined, lingerMs: number, log: Logger): Promise<void> {

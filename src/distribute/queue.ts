@@ -79,11 +79,11 @@ export interface DistributeOptions {
   /** The broker: `redis://…` (or `rediss://`) for a Redis stream, `nats://…` for a JetStream work-queue stream. */
   readonly url: string;
   /**
-   * The job's name, the same in every worker (default `sluice`; `sluice run` uses the pipeline
-   * module's name). A job that finished stays finished: workers started again with the same name
-   * read nothing, as a re-run with a checkpoint does. Give a new name to run it again.
+   * The job's name, the same in every worker. A job that finished stays finished: workers started
+   * again with the same name read nothing, as a re-run with a checkpoint does. Give each run of a
+   * job a name of its own (`clicks-2024-03-01`).
    */
-  readonly job?: string;
+  readonly job: string;
   /** Bytes a split of a large NDJSON or CSV input holds, about (default 64 MiB). */
   readonly splitBytes?: number;
   /**
@@ -142,25 +142,35 @@ export function checkJobName(name: string, what: string): string {
  * The distribution of a run: checks the options and picks the queue by the URL's scheme. The
  * broker is reached only when a source opens its queue.
  */
-export function createDistribution(options: DistributeOptions): Distribution {
-  const { url } = options;
+/** Checks that `url` names a work queue sluice can use; returns its scheme (`redis:`, `nats:`, ...). */
+export function checkQueueUrl(url: string, what: string): string {
   let protocol: string;
   try {
     protocol = new URL(url).protocol;
   } catch {
-    throw new Error(`distribute: ${safeUrl(url)} is not a URL; give redis://host:port or nats://host:port`);
+    throw new Error(`${what}: ${safeUrl(url)} is not a URL; give redis://host:port or nats://host:port`);
   }
-  const job = checkJobName(options.job ?? "sluice", "distribute: the job name");
+  if (!["redis:", "rediss:", "nats:", "tls:"].includes(protocol)) {
+    throw new Error(`${what}: ${safeUrl(url)}: the work queue is a Redis stream (redis://, rediss://) or a NATS JetStream stream (nats://), not ${protocol.replace(/:$/, "")}`);
+  }
+  return protocol;
+}
+
+export function createDistribution(options: DistributeOptions): Distribution {
+  const { url } = options;
+  const protocol = checkQueueUrl(url, "distribute");
+  if (options.job === undefined) throw new Error("distribute: a job name is required (job), the same in every worker of the job");
+  const job = checkJobName(options.job, "distribute: the job name");
   const splitBytes = Math.floor(options.splitBytes ?? 64 * 1024 * 1024);
   if (!(splitBytes >= 4096)) throw new Error(`distribute: splitBytes must be at least 4096, not ${options.splitBytes}`);
   const leaseMs = Math.floor(options.leaseMs ?? 60_000);
   if (!(leaseMs >= 300)) throw new Error(`distribute: leaseMs must be at least 300, not ${options.leaseMs}`);
   const worker = options.worker ?? `${hostname()}-${process.pid}`;
   const settings = { url, job, leaseMs, worker };
-  let opener: (settings: QueueSettings) => Promise<SplitQueue>;
-  if (protocol === "redis:" || protocol === "rediss:") opener = async (s) => (await import("./redis.ts")).openRedisQueue(s, () => {});
-  else if (protocol === "nats:" || protocol === "tls:") opener = async (s) => (await import("./jetstream.ts")).openJetStreamQueue(s, () => {});
-  else throw new Error(`distribute: ${safeUrl(url)}: the work queue is a Redis stream (redis://, rediss://) or a NATS JetStream stream (nats://), not ${protocol.replace(/:$/, "")}`);
+  const opener: (settings: QueueSettings) => Promise<SplitQueue> =
+    protocol === "redis:" || protocol === "rediss:"
+      ? async (s) => (await import("./redis.ts")).openRedisQueue(s, () => {})
+      : async (s) => (await import("./jetstream.ts")).openJetStreamQueue(s, () => {});
   const queues = new Map<string, Promise<SplitQueue>>();
   return {
     job,

@@ -40,11 +40,11 @@ export interface RunOptions {
    * splits (whole files, or byte ranges of large NDJSON and CSV files), from the job's work queue
    * on a broker (`redis://…` or `nats://…`), shared with every other worker started with the same
    * URL and job name, and sinks add to their folders together with them. A split is acknowledged
-   * once what it became is durable; a dead worker's splits go to another after the lease. A URL
-   * alone uses the defaults (see {@link DistributeOptions}). Not with `checkpoint`: the queue is
+   * once what it became is durable; a dead worker's splits go to another after the lease (see
+   * {@link DistributeOptions}: `url` and `job` are required). Not with `checkpoint`: the queue is
    * the job's checkpoint.
    */
-  readonly distribute?: string | DistributeOptions;
+  readonly distribute?: DistributeOptions;
 }
 
 /** What a run did. `in = written + deadLettered + skipped + dropped`. */
@@ -110,7 +110,7 @@ export function run(pipeline: Observable<unknown>, options: RunOptions = {}): Pr
 async function runWorker(pipeline: Observable<unknown>, options: RunOptions): Promise<RunSummary> {
   if (options.checkpoint) throw new Error("run(): distribute and checkpoint do not go together: the work queue records what is done");
   const runId = checkRunId(options.runId ?? newRunId(), "run(): options.runId");
-  const distribution = createDistribution(typeof options.distribute === "string" ? { url: options.distribute } : (options.distribute as DistributeOptions));
+  const distribution = createDistribution(options.distribute as DistributeOptions);
   const started = performance.now();
   const rounds: RunSummary[] = [];
   // A stop between rounds ends the wait at once.

@@ -277,6 +277,25 @@ describe("workers sharing a job", () => {
 });
 
 describe("sluice run --distribute", () => {
+  test("its options are checked before anything runs: a job name, a queue URL sluice can use, sizes", async () => {
+    const { parseRunArgs } = await import("../../src/cli/run.ts");
+    expect(parseRunArgs(["--distribute", "redis://h:1", "--job", "clicks-1", "--split-bytes", "512KiB", "--lease", "20", "p.ts", "x"]).distribute).toEqual({
+      url: "redis://h:1",
+      job: "clicks-1",
+      splitBytes: 512 * 1024,
+      leaseMs: 20_000,
+    });
+    expect(() => parseRunArgs(["--distribute", "redis://h:1", "p.ts"])).toThrow("--distribute needs --job <name>");
+    expect(() => parseRunArgs(["--distribute", "http://u:pw@h:1", "--job", "j", "p.ts"])).toThrow("--distribute: http://u:***@h:1: the work queue is a Redis stream");
+    expect(() => parseRunArgs(["--job", "j", "p.ts"])).toThrow("--job goes with --distribute <url>");
+    expect(() => parseRunArgs(["--distribute", "nats://h:1", "--job", "bad job", "p.ts"])).toThrow("--job must be 1 to 100 letters");
+    expect(() => parseRunArgs(["--distribute", "nats://h:1", "--job", "j", "--split-bytes", "12", "p.ts"])).toThrow("--split-bytes takes a size of at least 4KiB");
+    expect(() => parseRunArgs(["--distribute", "nats://h:1", "--job", "j", "--checkpoint", "c.sqlite", "p.ts"])).toThrow("--distribute and --checkpoint do not go together");
+    // A usage error exits 2, before the run starts.
+    const proc = Bun.spawn(["bun", MAIN, "run", "--distribute", "ftp://h", "--job", "j", PIPELINE, "x", "y"], { stdout: "pipe", stderr: "pipe" });
+    expect(await proc.exited).toBe(2);
+  });
+
   test("2M lines over 3 workers, one killed mid-run and started again, equal the single-process result", async () => {
     const input = await writeInput("big.ndjson", 2_000_000, ndjsonLine);
     const single = join(dir.path, "big-single");
