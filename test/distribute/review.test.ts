@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { RedisClient } from "bun";
-import { filter, merge, type Observable } from "rxjs";
+import { filter, merge, type Observable, take } from "rxjs";
 import * as v from "valibot";
 import type { Split } from "../../src/distribute/queue.ts";
 import { openRedisQueue } from "../../src/distribute/redis.ts";
@@ -217,4 +217,20 @@ describe("a CSV input that begins with a byte order mark", () => {
     // The first cut comes after the first record, never inside it.
     expect(splits[1]?.start).toBeGreaterThanOrEqual(3 + Buffer.byteLength(first));
   });
+});
+
+describe("a pipeline that completes before its input ends", () => {
+  // Known bug, not fixed here: `take(10)` unsubscribes the source part-way through a split. The
+  // split is neither acknowledged nor given back: the queue keeps it alive across rounds, so
+  // state() says "held" forever and the worker never ends. `test.failing` until it is fixed.
+  test.failing("a worker whose pipeline takes only the first records ends", async () => {
+    const input = join(dir.path, "take.ndjson");
+    await Bun.write(input, Array.from({ length: 20_000 }, (_, i) => `${JSON.stringify({ id: i + 1 })}\n`).join(""));
+    const running = run((fromNdjson(input) as Observable<{ id: number }>).pipe(take(10), toParquet(join(dir.path, "take"), { schema: v.object({ id: v.number() }) })), {
+      distribute: { url: REDIS, job: newJob(), splitBytes: 4096, leaseMs: 600 },
+    });
+    // Ending takes well under a second; 15 s (25 leases) without an end is a worker that waits forever.
+    const outcome = await Promise.race([running.then(() => "ended"), Bun.sleep(15_000).then(() => "still waiting")]);
+    expect(outcome).toBe("ended");
+  }, 60_000);
 });
