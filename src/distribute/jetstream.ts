@@ -338,9 +338,10 @@ class JetStreamQueue implements SplitQueue {
       held.msg = msg;
       return undefined;
     }
-    // Delivered again only a lease after its holder's last keep-alive; the holder commits nothing
-    // later than a third of a lease before that (see #check), so the ledgers are read as of then.
-    const taken: Taken = { split: decodeSplit(msg.string(), this.where), redelivered: msg.info.redelivered ? performance.now() - this.#leaseMs / 3 : undefined };
+    // Delivered again a lease after its holder's last keep-alive (it commits nothing after its
+    // fence, which comes before that: see #check), or at once after it gave the split back (once
+    // nothing more of it could commit): either way every commit of it came before this arrival.
+    const taken: Taken = { split: decodeSplit(msg.string(), this.where), redelivered: msg.info.redelivered ? performance.now() : undefined };
     if (this.#held.size === 0) {
       // Nothing held until now: a round answered meanwhile proves nothing about this one.
       this.#provenAt = Number.POSITIVE_INFINITY;
@@ -350,6 +351,15 @@ class JetStreamQueue implements SplitQueue {
     this.#oldest = Math.min(this.#oldest, since);
     if (this.#round) this.#round.oldest = Math.min(this.#round.oldest, since);
     return taken;
+  }
+
+  async release(taken: Taken): Promise<void> {
+    const entry = [...this.#held].find(([, h]) => h.taken === taken);
+    if (!entry) return;
+    const [seq, held] = entry;
+    this.#held.delete(seq);
+    // Delivered again at once, to whichever worker looks next.
+    if (!this.#closed) held.msg.nak();
   }
 
   async ack(taken: Taken): Promise<void> {

@@ -66,6 +66,11 @@ export interface SplitQueue {
    * is committed twice.
    */
   assertHeld(): void;
+  /**
+   * Gives a split back at once for another worker to take (this one stopped inside it), instead of
+   * after the lease. Call it only once nothing more of it can commit here.
+   */
+  release(taken: Taken): Promise<void>;
   /** Acknowledges a split whose records are all durable. */
   ack(taken: Taken): Promise<void>;
   /** Stops keeping splits alive and closes the connections; splits not acknowledged go to another worker after the lease. */
@@ -110,6 +115,11 @@ export interface Distribution {
   state(): Promise<"done" | "ready" | "held">;
   /** Closes every queue. */
   close(): Promise<void>;
+  /**
+   * Set by a source whose pipeline stopped reading it before its input ended (RxJS's `take`,
+   * `first`): the worker runs no further round; the split it was in goes back to the queue.
+   */
+  endedEarly: boolean;
 }
 
 /** The URL as it may be shown: without its password. */
@@ -176,6 +186,7 @@ export function createDistribution(options: DistributeOptions): Distribution {
     job,
     splitBytes,
     leaseMs,
+    endedEarly: false,
     open(key) {
       let queue = queues.get(key);
       if (!queue) {

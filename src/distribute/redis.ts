@@ -178,6 +178,16 @@ class RedisQueue implements SplitQueue {
     return taken;
   }
 
+  async release(taken: Taken): Promise<void> {
+    const id = [...this.#held].find(([, t]) => t === taken)?.[0];
+    if (id === undefined) return;
+    this.#held.delete(id);
+    // Idle for the lease already: the next XAUTOCLAIM of any worker takes it.
+    await this.#client
+      .send("XCLAIM", [this.#splits, this.#group, this.settings.worker, "0", id, "IDLE", String(this.settings.leaseMs + 1000), "JUSTID"])
+      .catch(() => {});
+  }
+
   async ack(taken: Taken): Promise<void> {
     const id = [...this.#held].find(([, t]) => t === taken)?.[0];
     if (id === undefined) return;

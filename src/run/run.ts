@@ -140,7 +140,7 @@ async function runWorker(pipeline: Observable<unknown>, options: RunOptions): Pr
       const { onStart, ...rest } = options;
       const summary = await runOnce(pipeline, round === 1 ? options : rest, round === 1 ? runId : `${runId}.${round}`, distribution);
       rounds.push(summary);
-      if (summary.stopped || stopping) break;
+      if (summary.stopped || stopping || distribution.endedEarly) break;
       let state = await distribution.state();
       while (state === "held" && !stopping) {
         await pause(Math.min(1000, distribution.leaseMs / 4));

@@ -17,7 +17,7 @@
  */
 import type { Stats } from "node:fs";
 import { type FileHandle, open, stat } from "node:fs/promises";
-import { isAbsolute, join } from "node:path";
+import { isAbsolute, join, resolve } from "node:path";
 import { Observable } from "rxjs";
 import type { StartPoint } from "../checkpoint/checkpoint.ts";
 import { currentFlow, type Flow, waitForGate } from "../flow/flow.ts";
@@ -506,7 +506,9 @@ export function fileSource(
     /** A distributed run: splits from the job's work queue instead of every input. */
     async function distributed(): Promise<void> {
       const distribution = flow.distribution as NonNullable<Flow["distribution"]>;
-      const patterns = typeof input === "string" ? [input] : [...input];
+      // Local inputs by their absolute path: a worker started in another folder names them the same
+      // and can open them (on positions they are named so too).
+      const patterns = (typeof input === "string" ? [input] : [...input]).map((p) => (isS3Url(p) ? p : resolve(p)));
       // The same in every worker: the source and what it was given to read, and which subscription
       // of such a source this is (a source used by two branches reads its inputs twice, as one
       // process does: each subscription needs its own queue). Counted before any await, so in
@@ -526,12 +528,24 @@ export function fileSource(
       // No file commits once this worker may have lost a split to another (see checkLeases).
       const leased = () => queue.assertHeld();
       flow.leases.add(leased);
-      const read: ReadSplits = new Map();
+      const splits: ReadSplits = { read: new Map(), unfinished: new Set() };
       flow.onEnd.add((completed) => {
         flow.leases.delete(leased);
         // Completed: every record of the splits read has reached its end (committed, dead-lettered,
-        // or dropped by an operator), so those not yet acknowledged are now.
-        if (completed) for (const ack of [...read.values()]) ack();
+        // or dropped by an operator), so those not yet acknowledged are now. Nothing more commits
+        // here: the splits read only in part (a stop), and after a failure the rest too, go back to
+        // the queue for another worker at once (what was committed of them is in the ledgers).
+        if (completed) for (const ack of [...splits.read.values()]) ack();
+        // The pipeline let go of this source before it was done (take, first): no further round.
+        if (completed && unsubscribed && splits.unfinished.size > 0) distribution.endedEarly = true;
+        const giveBack = [...splits.unfinished, ...(completed ? [] : splits.read.keys())];
+        splits.unfinished.clear();
+        splits.read.clear();
+        for (const taken of giveBack) {
+          const released = queue.release(taken);
+          flow.settling.add(released);
+          released.finally(() => flow.settling.delete(released));
+        }
       });
       await readSplits(
         queue,
@@ -541,14 +555,12 @@ export function fileSource(
           concurrency,
           stopped: () => stopped() || lost !== undefined,
           list: async function* () {
-            yield* cutSplits(who, await resolveTargets(input, who, options.s3), rule, distribution.splitBytes, options.s3);
+            yield* cutSplits(who, await resolveTargets(patterns, who, options.s3), rule, distribution.splitBytes, options.s3);
           },
-          read: (split, splitInput) => {
-            flow.stats.bytesTotal += split.end - split.start;
-            return readSplit(split, splitInput);
-          },
+          // The progress has no total: how much of the job this worker reads is not known.
+          read: readSplit,
         },
-        read,
+        splits,
       );
     }
 

@@ -258,9 +258,11 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
       // that follow on have no message between them that another reader could hold.
       const adjacent = !info.redelivered && previous !== undefined && info.deliverySequence === previous.delivery + 1 && seq > previous.stream;
       if (!info.redelivered) previous = { stream: seq, delivery: info.deliverySequence };
-      // Delivered again only ack_wait after its holder's last working(); a holder commits nothing
-      // later than a sixth of ack_wait before that (its lease's deadline, see Lease).
-      const redelivered = info.redelivered ? performance.now() - lease.marginMs : undefined;
+      // Delivered again only ack_wait after its holder's last working() (a holder commits nothing
+      // after its lease's deadline, a sixth of ack_wait before that: see Lease), or at once after a
+      // holder nak'd it, which it does only once nothing more of it can commit there. Either way
+      // every commit of it came before it arrived here: the ledgers are read as of its arrival.
+      const redelivered = info.redelivered ? performance.now() : undefined;
       lease.taken(readAt);
       const position = held?.at(seq, msg, { line: seq, adjacent, redelivered, raw });
       // Redelivered, and its dead letter is committed already.

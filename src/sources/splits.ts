@@ -174,8 +174,14 @@ export interface SplitReader {
   readonly stopped: () => boolean;
 }
 
-/** Splits read to their end and not yet acknowledged, with what acknowledges each. */
-export type ReadSplits = Map<Taken, () => void>;
+/**
+ * Splits read to their end and not yet acknowledged, with what acknowledges each; and splits whose
+ * reading stopped part-way (a stop, a failure), given back when the run has ended.
+ */
+export interface ReadSplits {
+  readonly read: Map<Taken, () => void>;
+  readonly unfinished: Set<Taken>;
+}
 
 /**
  * Takes splits from `queue` and reads them until there is nothing to take (or the run stops). A
@@ -185,7 +191,7 @@ export type ReadSplits = Map<Taken, () => void>;
  * `filter`). A split whose reading stopped part-way is left for another take (its records are
  * found in the ledgers).
  */
-export async function readSplits(queue: SplitQueue, reader: SplitReader, read: ReadSplits): Promise<void> {
+export async function readSplits(queue: SplitQueue, reader: SplitReader, splits: ReadSplits): Promise<void> {
   const { flow } = reader;
   const lane = async () => {
     for (;;) {
@@ -193,16 +199,18 @@ export async function readSplits(queue: SplitQueue, reader: SplitReader, read: R
       const taken = await queue.take(reader.list, reader.stopped);
       if (!taken) return;
       const input = new Input(flow, taken.split.input, taken.redelivered);
+      splits.unfinished.add(taken);
       await reader.read(taken.split, input);
       if (reader.stopped()) return;
-      acknowledgeWhenDurable(queue, taken, input, flow, read);
+      splits.unfinished.delete(taken);
+      acknowledgeWhenDurable(queue, taken, input, flow, splits.read);
     }
   };
   await Promise.all(Array.from({ length: reader.concurrency }, lane));
 }
 
 /** Acknowledges `taken` once every record `input` read from it is durable (or when the run completes). */
-function acknowledgeWhenDurable(queue: SplitQueue, taken: Taken, input: Input, flow: Flow, read: ReadSplits): void {
+function acknowledgeWhenDurable(queue: SplitQueue, taken: Taken, input: Input, flow: Flow, read: Map<Taken, () => void>): void {
   const last = input.lastLine;
   const ack = () => {
     if (!read.delete(taken)) return;

@@ -217,6 +217,35 @@ describe("workers sharing a job", () => {
     });
   }
 
+  test("a worker stopped part-way gives its split back once its commits are done: another takes it at once, not after the lease", async () => {
+    const input = await writeInput("stopped.ndjson", 20_000, ndjsonLine);
+    const single = join(dir.path, "stopped-single");
+    const shared = join(dir.path, "stopped-shared");
+    await run(pipeline(input, single));
+    const job = newJob();
+    // A lease longer than this test may take: only a split given back lets the second worker finish.
+    const distribute = { url: REDIS, job, splitBytes: 16 * 1024, leaseMs: 600_000 };
+    const stop = new AbortController();
+    const first = await run(pipeline(input, shared), {
+      signal: stop.signal,
+      distribute: { ...distribute, worker: "stops" },
+      onStart: (flow) => {
+        const timer = setInterval(() => {
+          if (flow.stats.in >= 3000) {
+            clearInterval(timer);
+            stop.abort();
+          }
+        }, 1);
+      },
+    });
+    expect(first.stopped).toBe(true);
+    expect(first.in).toBeLessThan(20_000);
+    const second = await run(pipeline(input, shared), { distribute: { ...distribute, worker: "finishes" } });
+    expect(first.in + second.in - second.skipped).toBe(20_000);
+    await expectSameRows(join(shared, "events"), join(single, "events"));
+    expect(await letters(join(shared, "dead-letter"))).toEqual(await letters(join(single, "dead-letter")));
+  }, 90_000);
+
   test("objects in a bucket are cut and shared too: plain ones by byte ranges, a gzip one whole", async () => {
     const server = await startS3rver(["dist-test"]);
     try {
