@@ -22,6 +22,7 @@
  */
 import { AckPolicy, type Consumer, type JetStreamClient, type JetStreamManager, type JsMsg, jetstream, jetstreamManager, RetentionPolicy, StorageType, type StreamConfig } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { secretsOf } from "../io/credentials.ts";
 import { decodeSplit, encodeSplit, type QueueSettings, safeUrl, shortHash, type Split, type SplitQueue, type Taken } from "./queue.ts";
 
 /** The server's answer to a publish whose expected last (subject) sequence does not hold. */
@@ -98,7 +99,7 @@ class JetStreamQueue implements SplitQueue {
       .split(",")
       .map((s) => s.trim())
       .filter((s) => s.length > 0);
-    this.#secrets = this.#servers.flatMap(secretsOf);
+    this.#secrets = this.#servers.flatMap((server) => secretsOf(server, { scheme: "nats", hideUser: true }));
     const name = queueName(settings.job, settings.key);
     this.#splitsStream = `SLUICE_JOB_${name}`;
     this.#planStream = `SLUICE_PLAN_${name}`;
@@ -467,13 +468,3 @@ function wrongLastSequence(error: unknown): boolean {
   return code === WRONG_LAST_SEQUENCE || /wrong last sequence/i.test(String((error as Error)?.message));
 }
 
-/** The credentials in a server URL, as written and decoded, to remove from any message the client produces. */
-function secretsOf(server: string): string[] {
-  try {
-    const { username, password } = new URL(server.includes("://") ? server : `nats://${server}`);
-    const found = [username, password].filter((s) => s.length > 0).flatMap((s) => [s, decodeURIComponent(s)]);
-    return [...new Set(found)].sort((a, b) => b.length - a.length);
-  } catch {
-    return [];
-  }
-}

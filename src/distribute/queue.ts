@@ -13,6 +13,7 @@
  * records, under the same input name and line numbers as a single process reading the file.
  */
 import { hostname } from "node:os";
+import { safeUrl as shownUrl } from "../io/credentials.ts";
 
 /** One piece of the job: a byte range of one input, with the number of lines before it. */
 export interface Split {
@@ -122,16 +123,9 @@ export interface Distribution {
   endedEarly: boolean;
 }
 
-/** The URL as it may be shown: without its password. */
+/** The queue's URL as it may be shown: without its password (nor a NATS user name, which may be a token). */
 export function safeUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "***";
-    if (parsed.username && parsed.protocol.startsWith("nats")) parsed.username = "***";
-    return parsed.toString().replace(/\/$/, "");
-  } catch {
-    return "(an unparsable URL)";
-  }
+  return shownUrl(url, { hideUser: /^(nats|tls):/i.test(url) });
 }
 
 /** A short stable hash of a text (FNV-1a, 52 bits, base 36): queue keys from a source's inputs. */

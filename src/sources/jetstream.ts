@@ -21,6 +21,7 @@ import { announceDurable } from "../flow/durable.ts";
 import { currentFlow, type Flow, sendToDeadLetter } from "../flow/flow.ts";
 import { stamp } from "../flow/position.ts";
 import { setLag } from "../run/metrics.ts";
+import { safeUrl as shownUrl, scrub, secretsOf as credentialsOf } from "../io/credentials.ts";
 import { HeldMessages, Lease, Pace } from "./broker.ts";
 import { deliveryOf, sendAcks } from "./natsAcks.ts";
 
@@ -429,31 +430,8 @@ async function othersSettled(flow: Flow, mine: ReadonlySet<Promise<void>>, deadl
   }
 }
 
-/** A server URL as it may be shown: without user or password. */
-function safeUrl(server: string): string {
-  try {
-    const parsed = new URL(server.includes("://") ? server : `nats://${server}`);
-    if (parsed.username) parsed.username = "***";
-    if (parsed.password) parsed.password = "***";
-    return parsed.toString().replace(/\/$/, "");
-  } catch {
-    return "(an unparsable URL)";
-  }
-}
-
-/** The credentials in a server URL, as written and decoded, to remove from any message a client produces. */
-function secretsOf(server: string): string[] {
-  try {
-    const { username, password } = new URL(server.includes("://") ? server : `nats://${server}`);
-    const found = [username, password].filter((s) => s.length > 0).flatMap((s) => [s, decodeURIComponent(s)]);
-    return [...new Set(found)].sort((a, b) => b.length - a.length);
-  } catch {
-    return [];
-  }
-}
-
-function scrub(text: string, secrets: readonly string[]): string {
-  let out = text;
-  for (const secret of secrets) out = out.replaceAll(secret, "***");
-  return out;
-}
+const NATS = { scheme: "nats", hideUser: true } as const;
+/** A server as it may be shown: user (a token, for NATS) and password as `***`. */
+const safeUrl = (server: string) => shownUrl(server, NATS);
+/** The credentials in a server URL, to remove from any message a client produces. */
+const secretsOf = (server: string) => credentialsOf(server, NATS);

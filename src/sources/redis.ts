@@ -19,6 +19,7 @@ import { announceDurable } from "../flow/durable.ts";
 import { currentFlow, type Flow, sendToDeadLetter } from "../flow/flow.ts";
 import { stamp } from "../flow/position.ts";
 import { setLag } from "../run/metrics.ts";
+import { safeUrl, scrub, secretsOf } from "../io/credentials.ts";
 import { HeldMessages, Lease, Pace } from "./broker.ts";
 
 /** Options of {@link fromRedisStream}. */
@@ -467,31 +468,5 @@ function entriesOf(reply: unknown, stream: string): Entry[] {
   return (reply as Record<string, Entry[]>)[stream] ?? [];
 }
 
-/** The URL as it may be shown: without its password. */
-function safeUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "***";
-    return parsed.toString().replace(/\/$/, "");
-  } catch {
-    return "(an unparsable URL)";
-  }
-}
 
-/** The credentials in a URL, as written and decoded, to remove from any message a client produces. */
-function secretsOf(url: string): string[] {
-  try {
-    const { password } = new URL(url);
-    if (!password) return [];
-    const decoded = decodeURIComponent(password);
-    return [...new Set([password, decoded])].filter((s) => s.length > 0).sort((a, b) => b.length - a.length);
-  } catch {
-    return [];
-  }
-}
 
-function scrub(text: string, secrets: readonly string[]): string {
-  let out = text;
-  for (const secret of secrets) out = out.replaceAll(secret, "***");
-  return out;
-}
