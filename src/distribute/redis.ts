@@ -14,9 +14,10 @@
  * take-over falls between the check and the claim), and acknowledges with `XACK`.
  */
 import { RedisClient } from "bun";
+import { entriesOf, type StreamEntry } from "../io/redisStreams.ts";
 import { decodeSplit, encodeSplit, type QueueSettings, safeUrl, type Split, type SplitQueue, type Taken } from "./queue.ts";
 
-type Entry = [id: string, fields: string[]];
+type Entry = StreamEntry;
 
 /**
  * The keep-alive (KEYS[1] the stream, ARGV the group, the worker, then the ids it holds): resets
@@ -171,7 +172,7 @@ class RedisQueue implements SplitQueue {
   }
 
   #hold([id, fields]: Entry, redelivered: number | undefined): Taken {
-    const text = fields[fields.indexOf("split") + 1] ?? "";
+    const text = fields ? (fields[fields.indexOf("split") + 1] ?? "") : "";
     const taken: Taken = { split: decodeSplit(text, this.where), redelivered };
     if (this.#held.size === 0) this.#lastAlive = performance.now();
     this.#held.set(id, taken);
@@ -254,11 +255,3 @@ class RedisQueue implements SplitQueue {
   }
 }
 
-function entriesOf(reply: unknown, stream: string): Entry[] {
-  if (reply === null || reply === undefined) return [];
-  if (Array.isArray(reply)) {
-    for (const item of reply as [string, Entry[]][]) if (item[0] === stream) return item[1] ?? [];
-    return [];
-  }
-  return (reply as Record<string, Entry[]>)[stream] ?? [];
-}

@@ -13,6 +13,7 @@
  * reads block on one of their own and acknowledgements, claims and heartbeats use the other.
  */
 import { RedisClient } from "bun";
+import { entriesOf, type StreamEntry } from "../io/redisStreams.ts";
 import { hostname } from "node:os";
 import { Observable } from "rxjs";
 import { announceDurable } from "../flow/durable.ts";
@@ -65,7 +66,7 @@ export interface RedisStreamOptions {
 }
 
 /** One stream entry as Redis replies: its id and its fields as `[name, value, ...]` (null once deleted). */
-type Entry = [id: string, fields: string[] | null];
+type Entry = StreamEntry;
 
 /**
  * Reads a Redis stream as a member of a consumer group and emits one record per entry: the JSON
@@ -457,16 +458,6 @@ function keepHeld(client: RedisClient, stream: string, group: string, consumer: 
   );
 }
 
-/** The entries of `stream` in an XREADGROUP reply (a map by stream name; null when BLOCK timed out). */
-function entriesOf(reply: unknown, stream: string): Entry[] {
-  if (reply === null || reply === undefined) return [];
-  if (Array.isArray(reply)) {
-    // RESP2 form: [[stream, entries], ...].
-    for (const item of reply as [string, Entry[]][]) if (item[0] === stream) return item[1] ?? [];
-    return [];
-  }
-  return (reply as Record<string, Entry[]>)[stream] ?? [];
-}
 
 
 
