@@ -15,7 +15,8 @@ import type { PipelineContext } from "../run/pipeline.ts";
 import { formatRunTable, type ProgressDisplay, type ProgressMode, startProgress } from "./progress.ts";
 import { BackfillError, defaultBackfillState, parseDateRange, runBackfill } from "../run/backfill.ts";
 import { basename, extname } from "node:path";
-import { checkJobName, checkQueueUrl, safeUrl } from "../distribute/queue.ts";
+import { checkJobName, checkQueueUrl } from "../distribute/distribution.ts";
+import { safeUrl } from "../distribute/queue.ts";
 
 /** Exit codes of `sluice run`. */
 export const EXIT = {

@@ -21,7 +21,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Checkpoint } from "../checkpoint/checkpoint.ts";
 import type { DeadLetter } from "../deadletter/entry.ts";
-import type { Distribution } from "../distribute/queue.ts";
+import type { Distribution } from "../distribute/distribution.ts";
 import type { Holder } from "./durable.ts";
 import { newRunId } from "./runId.ts";
 import { Input, type Position, positionOf } from "./position.ts";

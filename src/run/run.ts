@@ -7,7 +7,7 @@ import { heldLines } from "../flow/durable.ts";
 import { createFlow, type Flow, stopFlow, withFlow } from "../flow/flow.ts";
 import { unstamp } from "../flow/position.ts";
 import { checkRunId, newRunId } from "../flow/runId.ts";
-import { createDistribution, type DistributeOptions, type Distribution } from "../distribute/queue.ts";
+import { createDistribution, type DistributeOptions, type Distribution } from "../distribute/distribution.ts";
 
 /** Options of {@link run}. */
 export interface RunOptions {

@@ -200,7 +200,7 @@ describe("workers sharing a job", () => {
       const job = newJob();
       const distribute = { url, job, splitBytes: 16 * 1024, leaseMs: 2000 };
       // A worker that takes the first split and dies: its queue closes without acknowledging it.
-      const { createDistribution } = await import("../../src/distribute/queue.ts");
+      const { createDistribution } = await import("../../src/distribute/distribution.ts");
       const dying = createDistribution({ ...distribute, worker: "dies" });
       const key = `fromNdjson.${shortHash(JSON.stringify(["fromNdjson", [input]]))}`;
       const queue = await dying.open(key);
