@@ -629,7 +629,7 @@ function prefixOf(key: string): string {
 }
 
 /** The key of the manifest entry of `path` (one flat, escaped name per committed file). */
-function manifestKeyOf(datasetKey: string, path: string): string {
+export function manifestKeyOf(datasetKey: string, path: string): string {
   return `${prefixOf(datasetKey)}${MANIFEST_FOLDER}/${encodeURIComponent(path)}.json`;
 }
 
@@ -658,9 +658,13 @@ export async function deleteManifestEntry(datasetUrl: string, path: string, opti
 /**
  * The committed objects of the dataset at `datasetUrl`, sorted by path; `undefined` when it has no
  * manifest (a dataset not written through one: list its objects instead). An entry that is not
- * one (hand-edited, cut short) rejects, naming its key.
+ * JSON (hand-edited, cut short) rejects, naming its key; or, with `cutShort`, is handed to it and
+ * left out (settling an interrupted run: a PUT cut short by a crash committed nothing).
  */
-export async function readManifest(datasetUrl: string, options?: S3Options & S3ListOptions): Promise<ManifestEntry[] | undefined> {
+export async function readManifest(
+  datasetUrl: string,
+  options?: S3Options & S3ListOptions & { readonly cutShort?: (entryUrl: string) => void },
+): Promise<ManifestEntry[] | undefined> {
   const { bucket, key } = parseS3Url(datasetUrl);
   const folder = `${prefixOf(key)}${MANIFEST_FOLDER}/`;
   const entries: ManifestEntry[] = [];
@@ -673,6 +677,10 @@ export async function readManifest(datasetUrl: string, options?: S3Options & S3L
     try {
       entry = JSON.parse(text);
     } catch (error) {
+      if (options?.cutShort) {
+        options.cutShort(object.url);
+        continue;
+      }
       throw new Error(`manifest entry ${object.url} is not JSON (${(error as Error).message})`);
     }
     checkEntry(entry, object.url);

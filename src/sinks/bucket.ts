@@ -16,8 +16,11 @@ import { join } from "node:path";
 import type { Checkpoint } from "../checkpoint/checkpoint.ts";
 import {
   deleteKey,
+  formatS3Url,
   isS3Url,
   listKeys,
+  manifestKeyOf,
+  parseS3Url,
   readManifest,
   type S3Options,
   uploadFile,
@@ -90,10 +93,13 @@ export async function openBucketTarget(url: string, mode: string, s3: S3Options 
 /**
  * Settles the files an interrupted run recorded in `checkpoint` for a bucket and did not mark
  * committed: a file whose manifest entry exists is committed; any other is deleted (it was never
- * part of the dataset) and its rows are written again.
+ * part of the dataset) and its rows are written again. An entry that is not whole (its PUT was cut
+ * short by the crash: S3 refuses such a PUT, a simpler store may keep what arrived) committed
+ * nothing: it is deleted with its file.
  */
 export async function settleObjects(checkpoint: Checkpoint, s3?: S3Options): Promise<void> {
   const manifests = new Map<string, Set<string>>();
+  const broken = new Map<string, Set<string>>();
   for (const { path, partitionKey } of checkpoint.pendingObjects()) {
     // The dataset's URL: the object's, less its partition folders and its name.
     const depth = (JSON.parse(partitionKey) as unknown[]).length + 1;
@@ -102,11 +108,16 @@ export async function settleObjects(checkpoint: Checkpoint, s3?: S3Options): Pro
     const relative = parts.slice(parts.length - depth).join("/");
     let listed = manifests.get(dataset);
     if (!listed) {
-      listed = new Set((await readManifest(dataset, s3))?.map((entry) => entry.path) ?? []);
+      const cutShort = new Set<string>();
+      listed = new Set((await readManifest(dataset, { ...s3, cutShort: (url) => cutShort.add(url) }))?.map((entry) => entry.path) ?? []);
       manifests.set(dataset, listed);
+      broken.set(dataset, cutShort);
     }
     if (listed.has(relative)) checkpoint.resolveObject(path, true);
     else {
+      const { bucket, key } = parseS3Url(dataset);
+      const entry = formatS3Url(bucket, manifestKeyOf(key, relative));
+      if (broken.get(dataset)?.has(entry)) await deleteKey(entry, s3);
       await deleteKey(path, s3);
       checkpoint.resolveObject(path, false);
     }

@@ -227,7 +227,7 @@ describe("the transactions example on a bucket and PostgreSQL", () => {
     expect(exited && atKill.objects === 0 ? "the run ended before both sinks committed" : "killed").toBe("killed");
 
     const resumed = await example(CRASH, crashTable, checkpoint, small);
-    expect(resumed.code).toBe(0);
+    expect({ code: resumed.code, stderr: resumed.code === 0 ? "" : resumed.stderr }).toEqual({ code: 0, stderr: "" });
     // The resumed run had work left: the kill came before the end.
     expect(Number(/^records in\s+([\d,]+)/m.exec(resumed.stdout)?.[1]?.replaceAll(",", ""))).toBeGreaterThan(0);
 
@@ -240,7 +240,9 @@ describe("the transactions example on a bucket and PostgreSQL", () => {
     // row the killed run wrote, so which run id a row carries depends on when the kill landed).
     const lineOf = new Map(validRows(CRASH).map((row) => [row.tx_id, key(row.source, row.line)]));
     expect(rows.every((row) => key(row._sluice_input as string, row._sluice_line as number) === lineOf.get(row.tx_id as string))).toBe(true);
-    expect(atKill.tableRows).toBeLessThan(rows.length);
+    // (The table may hold every row by the kill when its batches outran the bucket's first file:
+    // the resumed run still had input to read, checked above, and its upserts change nothing.)
+    expect(atKill.tableRows).toBeLessThanOrEqual(rows.length);
     // Every bad row is dead-lettered (a crash may repeat some in a bucket: docs/limits.md).
     const defects = inputRows(CRASH).filter((row) => row.defect);
     const entries = await deadLetters(CRASH);

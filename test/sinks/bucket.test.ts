@@ -103,6 +103,11 @@ describe("toParquet into a bucket", () => {
       s3,
     );
     await uploadFile(local, orphan, s3);
+    // The orphan's manifest entry was being written when the run was killed: a store that keeps a
+    // cut-short PUT (s3rver does; S3 refuses it) holds half of it.
+    const brokenEntry = `${url}/_manifest/${encodeURIComponent("day=2024-03-02/part-20240301T000000Z-killed-000000000001.parquet")}.json`;
+    await putObject(brokenEntry, '{"path":"day=2024-03-02/part-2024', s3);
+    await expect(readManifest(url, s3)).rejects.toThrow("is not JSON");
 
     const reopened = openCheckpoint(checkpointPath, "20240301T000001Z-check");
     expect(reopened.pendingObjects().map((p) => p.path).sort()).toEqual([kept, orphan].sort());
@@ -124,5 +129,8 @@ describe("toParquet into a bucket", () => {
     for await (const o of listKeys(`${url}/`, s3)) keys.push(`s3://${BUCKET}/${o.key}`);
     expect(keys).toContain(kept);
     expect(keys).not.toContain(orphan);
+    // The cut-short entry committed nothing: it went with its file, and the manifest reads again.
+    expect(keys).not.toContain(brokenEntry);
+    expect((await readManifest(url, s3))?.map((e) => e.path)).toEqual(["day=2024-03-01/part-20240301T000000Z-killed-000000000000.parquet"]);
   });
 });
