@@ -258,8 +258,17 @@ describe("fromKafka", () => {
     const watch = setInterval(() => {
       if (flow?.gate && flow.stats.in < COUNT) gateSeen = true;
     }, 1);
-    await until("every message read", () => (flow?.stats.in ?? 0) >= COUNT);
-    clearInterval(watch);
+    try {
+      // Waits on state: with a 64 KiB budget the sink commits many small row groups, slow on a busy machine.
+      await until("every message read", () => (flow?.stats.in ?? 0) >= COUNT, 120_000);
+    } catch (error) {
+      // The run must not outlive the test (its broker goes away with the file's mock).
+      stop.abort();
+      await running.catch(() => {});
+      throw error;
+    } finally {
+      clearInterval(watch);
+    }
     stop.abort();
     const summary = await running;
     expect(summary.written).toBe(COUNT);
@@ -268,7 +277,7 @@ describe("fromKafka", () => {
     expect(gateSeen).toBe(true);
     const [row] = await query(`SELECT count(*) AS n, count(DISTINCT id) AS d FROM ${dataset(join(out, "events"))}`);
     expect(row).toEqual({ n: String(COUNT), d: String(COUNT) });
-  });
+  }, 180_000);
 
   test.concurrent("a worker killed mid-stream and started again loses nothing and writes nothing twice", async () => {
     const COUNT = 3000;
