@@ -332,7 +332,7 @@ describe("sluice run --distribute", () => {
     const job = newJob();
     const worker = (id: string) =>
       Bun.spawn(
-        ["bun", MAIN, "run", "--no-progress", "--run-id", id, "--distribute", REDIS, "--job", job, "--split-bytes", "2MiB", "--lease", "15", PIPELINE, input, shared, "--pause-every", "2000"],
+        ["bun", MAIN, "run", "--no-progress", "--run-id", id, "--distribute", REDIS, "--job", job, "--split-bytes", "2MiB", "--lease", "15", PIPELINE, input, shared, "--pause-every", "20000"],
         { stdout: "pipe", stderr: "pipe" },
       );
     const workers = [worker("w1"), worker("w2"), worker("w3")];
