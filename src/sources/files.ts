@@ -22,11 +22,10 @@ import { Observable } from "rxjs";
 import type { StartPoint } from "../checkpoint/checkpoint.ts";
 import { currentFlow, type Flow, waitForGate } from "../flow/flow.ts";
 import { Input } from "../flow/position.ts";
-import { shortHash } from "../distribute/queue.ts";
+import { type Split, shortHash } from "../distribute/queue.ts";
 import { isS3Url, parseS3Url, ObjectStorageError, objectReader, type ObjectReadOptions, resolveObjects, type S3Object, type S3Options, statObject } from "../io/s3.ts";
 import type { ReadBytes } from "./lines.ts";
 import { cutSplits, fileVersion, type ReadSplits, readSplits, type SplitRule } from "./splits.ts";
-import type { Split } from "../distribute/queue.ts";
 
 const GLOB_MAGIC = /[*?[{]/;
 
@@ -303,7 +302,8 @@ export function fileSource(
     }
 
     async function readPlain(path: string, handle: FileHandle, size: number, part?: Part): Promise<void> {
-      const resume = part ? part.start : flow.checkpoint?.startOf(path, size);
+      // A split starts where the job's listing put it; the checkpoint and the progress total are not its.
+      const resume = part ? undefined : flow.checkpoint?.startOf(path, size);
       // What a resume skips is not read: the progress total shrinks by it.
       flow.stats.bytesTotal -= resume === "done" ? size : (resume?.byteOffset ?? 0);
       if (resume === "done") return;
@@ -360,7 +360,7 @@ export function fileSource(
 
     async function readPlainObject(object: S3Object, readRange: (buffer: Uint8Array, position: number) => Promise<number>, part?: Part): Promise<void> {
       const path = object.url;
-      const resume = part ? part.start : flow.checkpoint?.startOf(path, object.size, object.etag);
+      const resume = part ? undefined : flow.checkpoint?.startOf(path, object.size, object.etag);
       flow.stats.bytesTotal -= resume === "done" ? object.size : (resume?.byteOffset ?? 0);
       if (resume === "done") return;
       const readAt = async (buffer: Uint8Array, offset: number, length: number, at: number) => {
