@@ -7,8 +7,6 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { RedisClient } from "bun";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { filter, mergeMap } from "rxjs";
@@ -18,6 +16,7 @@ import { fromCsv, fromNdjson, readDeadLetters, run, toParquet } from "../../src/
 import { cutSplits } from "../../src/sources/splits.ts";
 import { shortHash } from "../../src/distribute/queue.ts";
 import { uploadFile } from "../../src/io/s3.ts";
+import { forgetJobs } from "../helpers/distributedJobs.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 import { S3RVER_KEY, S3RVER_SECRET, startS3rver } from "../helpers/s3rver.ts";
 
@@ -34,19 +33,7 @@ beforeAll(async () => {
   dir = await tempDir("sluice-distribute-");
 });
 afterAll(async () => {
-  const redis = new RedisClient(REDIS);
-  for (const job of jobs) {
-    const keys = (await redis.send("KEYS", [`sluice:job:${job}:*`])) as string[];
-    if (keys.length > 0) await redis.send("DEL", keys);
-  }
-  redis.close();
-  // The JetStream queues' streams (their names begin with the job's).
-  const nc = await connect({ servers: NATS });
-  const jsm = await jetstreamManager(nc);
-  const names: string[] = [];
-  for await (const info of jsm.streams.list()) names.push(info.config.name);
-  for (const name of names.filter((n) => jobs.some((job) => n.includes(job)))) await jsm.streams.delete(name).catch(() => {});
-  await nc.close();
+  await forgetJobs(jobs, REDIS, NATS);
   await dir.remove();
 });
 

@@ -12,6 +12,7 @@ import type { Split } from "../../src/distribute/queue.ts";
 import { openRedisQueue } from "../../src/distribute/redis.ts";
 import { fromNdjson, run, toParquet } from "../../src/index.ts";
 import { cutSplits } from "../../src/sources/splits.ts";
+import { forgetJobs } from "../helpers/distributedJobs.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 
 const REDIS = process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379";
@@ -22,12 +23,7 @@ beforeAll(async () => {
   dir = await tempDir("sluice-distribute-review-");
 });
 afterAll(async () => {
-  const redis = new RedisClient(REDIS);
-  for (const job of jobs) {
-    const keys = (await redis.send("KEYS", [`sluice:job:${job}:*`])) as string[];
-    if (keys.length > 0) await redis.send("DEL", keys);
-  }
-  redis.close();
+  await forgetJobs(jobs, REDIS);
   await dir.remove();
 });
 
