@@ -23,6 +23,7 @@ import {
 } from "apache-arrow";
 import type { ColumnSpec } from "../schema/columns.ts";
 import { parseIsoDays, parseIsoMicrosExact } from "../schema/instant.ts";
+import { giveBack, sizeClass, takeBuffer } from "./memory.ts";
 
 const TWO_32 = 4_294_967_296;
 const MS_PER_DAY = 86_400_000;
@@ -31,7 +32,7 @@ const MS_PER_DAY = 86_400_000;
 export abstract class ColumnBuilder {
   length = 0;
   nullCount = 0;
-  protected validity = new Uint8Array(128);
+  protected validity = new Uint8Array(takeBuffer(128));
 
   constructor(readonly spec: ColumnSpec) {}
 
@@ -102,12 +103,25 @@ export abstract class ColumnBuilder {
   }
 }
 
+/** A typed array of `length` elements on memory from the pool (see memory.ts), not zeroed. */
+function typed<T extends Uint8Array | Int32Array | Float64Array>(Type: new (buffer: ArrayBuffer) => T, length: number, bytesPerElement: number): T {
+  return new Type(takeBuffer(length * bytesPerElement));
+}
+
+/** A copy of `array` with room for `minLength` elements; the old memory goes back to the pool. */
 function grow<T extends Uint8Array | Int32Array | Float64Array>(array: T, minLength: number): T {
-  let length = Math.max(array.length * 2, 16);
-  while (length < minLength) length *= 2;
-  const next = new (array.constructor as new (n: number) => T)(length);
+  const Type = array.constructor as new (buffer: ArrayBuffer) => T;
+  const next = new Type(takeBuffer(sizeClass(Math.max(minLength, array.length * 2) * array.BYTES_PER_ELEMENT)));
   next.set(array);
+  giveBack(array.buffer as ArrayBuffer);
   return next;
+}
+
+/** Offsets of a column with no rows yet: the first is 0, the rest are written as rows come. */
+function firstOffsets(): Int32Array {
+  const offsets = typed(Int32Array, 1024, 4);
+  offsets[0] = 0;
+  return offsets;
 }
 
 // Buffer#utf8Write skips write()'s argument parsing: about 3x faster for short strings.
@@ -116,8 +130,8 @@ interface Utf8Writable {
 }
 
 class Utf8Builder extends ColumnBuilder {
-  private offsets = new Int32Array(1024);
-  private bytes = Buffer.allocUnsafe(16_384);
+  private offsets = firstOffsets();
+  private bytes = Buffer.from(takeBuffer(16_384));
   private end = 0;
   constructor(
     spec: ColumnSpec,
@@ -135,8 +149,9 @@ class Utf8Builder extends ColumnBuilder {
     // A UTF-16 code unit never takes more than three UTF-8 bytes.
     const worst = this.end + text.length * 3;
     if (worst > this.bytes.length) {
-      const next = Buffer.allocUnsafe(Math.max(this.bytes.length * 2, worst));
+      const next = Buffer.from(takeBuffer(Math.max(this.bytes.length * 2, worst)));
       this.bytes.copy(next, 0, 0, this.end);
+      giveBack(this.bytes.buffer as ArrayBuffer);
       this.bytes = next;
     }
     this.end += (this.bytes as unknown as Utf8Writable).utf8Write(text, this.end);
@@ -169,7 +184,7 @@ class Utf8Builder extends ColumnBuilder {
 }
 
 class Float64Builder extends ColumnBuilder {
-  private values = new Float64Array(1024);
+  private values = typed(Float64Array, 1024, 8);
   arrowType() {
     return new Float64();
   }
@@ -205,7 +220,7 @@ class Float64Builder extends ColumnBuilder {
  * exact and avoids a `BigInt` allocation per value.
  */
 abstract class Int64LikeBuilder extends ColumnBuilder {
-  private halves = new Int32Array(2048);
+  private halves = typed(Int32Array, 2048, 4);
   protected putInteger(value: number) {
     if (this.length * 2 + 2 > this.halves.length) this.halves = grow(this.halves, this.length * 2 + 2);
     this.halves[this.length * 2] = value | 0;
@@ -288,7 +303,7 @@ class TimestampBuilder extends Int64LikeBuilder {
 }
 
 class DateBuilder extends ColumnBuilder {
-  private values = new Int32Array(1024);
+  private values = typed(Int32Array, 1024, 4);
   arrowType() {
     return new DateDay();
   }
@@ -324,7 +339,7 @@ class DateBuilder extends ColumnBuilder {
 }
 
 class BoolBuilder extends ColumnBuilder {
-  private bits = new Uint8Array(128);
+  private bits = typed(Uint8Array, 128, 1);
   arrowType() {
     return new Bool();
   }
@@ -358,7 +373,7 @@ class BoolBuilder extends ColumnBuilder {
 }
 
 class ListBuilder extends ColumnBuilder {
-  private offsets = new Int32Array(1024);
+  private offsets = firstOffsets();
   private readonly child: ColumnBuilder;
   constructor(spec: ColumnSpec) {
     super(spec);

@@ -10,12 +10,13 @@ import type { EncodeJob, EncodeReply } from "./encoders.ts";
 declare const self: Worker;
 
 self.onmessage = (event: MessageEvent<EncodeJob>) => {
-  const { id, rows, options } = event.data;
+  const { id, rows, options, memory } = event.data;
   try {
     const bytes = encodeParquet(columnsToIPC(rows), options);
     const buffer = bytes.buffer as ArrayBuffer;
     const transferable = bytes.byteOffset === 0 && bytes.byteLength === buffer.byteLength;
-    self.postMessage({ id, bytes } satisfies EncodeReply, transferable ? [buffer] : []);
+    // The column buffers are done with once encoded: they go back for the next row groups.
+    self.postMessage({ id, bytes, memory } satisfies EncodeReply, transferable ? [buffer, ...memory] : memory);
   } catch (error) {
     const e = error as NodeJS.ErrnoException;
     self.postMessage({ id, error: { message: e?.message ?? String(error), code: e?.code } } satisfies EncodeReply);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { from, map, Subject, tap } from "rxjs";
+import { concatMap, from, map, Subject, tap } from "rxjs";
 import * as v from "valibot";
 import { type Commit, type DeadLetter, fromNdjson, run, toParquet } from "../../src/index.ts";
 import { deadLetter } from "../../operators/index.ts";
@@ -138,6 +138,43 @@ describe("toParquet", () => {
     expect(Number(groups[0].n)).toBeGreaterThan(4);
     // One chunk of input may land after the budget is reached, before the source sees the gate.
     expect(peak).toBeLessThan(budget * 2);
+  });
+
+  test("concurrent runs reusing each other's column memory write only their own values", async () => {
+    // Column buffers go back to a pool once encoded and are filled again without being cleared:
+    // a value, a null bit or an offset left over from another run's rows would show here.
+    const Item = v.object({
+      id: v.pipe(v.number(), v.integer()),
+      name: v.nullable(v.string()),
+      tags: v.array(v.string()),
+      flag: v.nullable(v.boolean()),
+      score: v.nullable(v.number()),
+    });
+    type Item = v.InferOutput<typeof Item>;
+    const long = (i: number): Item => ({ id: i, name: `${"long-name-".repeat(20)}${i}é`, tags: ["a", "bb", "ccc", `t${i}`], flag: true, score: i * 1.5 });
+    const short = (i: number): Item => ({ id: i, name: i % 3 === 0 ? null : `s${i}`, tags: i % 2 ? [] : [`x${i}`], flag: i % 4 === 0 ? null : false, score: i % 5 ? null : i });
+    // Row groups past 32,768 rows grow null bitmaps into the size class new offsets start in.
+    const count = 40_000;
+    const write = (name: string, make: (i: number) => Item) =>
+      run(
+        from(Array.from({ length: count }, (_, i) => make(i))).pipe(
+          concatMap(async (item) => (item.id % 2_000 === 0 ? new Promise<Item>((r) => setTimeout(() => r(item), 1)) : item)),
+          toParquet(folder(name), { schema: Item, rowGroupSize: 35_000, memoryBudget: 256 * 1024 * 1024 }),
+        ),
+      );
+    await Promise.all([write("pool-long", long), write("pool-short", short)]);
+    for (const [name, make] of [["pool-long", long], ["pool-short", short]] as const) {
+      const got = await query(`SELECT id, name, tags, flag, score FROM ${dataset(folder(name))} ORDER BY id`);
+      const want = Array.from({ length: count }, (_, i) => make(i));
+      expect(got.length).toBe(want.length);
+      for (let i = 0; i < want.length; i++) {
+        const row = got[i] as Record<string, unknown>;
+        const item = want[i] as Item;
+        if (row.name !== item.name || JSON.stringify(row.tags) !== JSON.stringify(item.tags) || row.flag !== item.flag || row.score !== item.score) {
+          expect({ name, row }).toEqual({ name, row: item as unknown as Record<string, unknown> });
+        }
+      }
+    }
   });
 
   test("rejects a schema field it cannot store, naming it, when the sink is created", () => {
