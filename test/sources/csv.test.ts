@@ -206,6 +206,16 @@ describe("fromCsv: splitting records (RFC 4180)", () => {
     ]);
   });
 
+  test.each(CHUNKS)("reads a record holding U+FFFD itself as that character next to one that is not UTF-8 (chunkBytes %p)", async (chunkBytes) => {
+    const path = await file(bytes("a,b\nx", [0xef, 0xbf, 0xbd], ",1\nbad,", [0xff], "\n", [0xef, 0xbf, 0xbd], ",é\n"));
+    const { values, entries } = await read(path, { chunkBytes });
+    expect(values).toEqual([
+      { a: "x\uFFFD", b: "1" },
+      { a: "\uFFFD", b: "é" },
+    ]);
+    expect(brief(entries)).toEqual([[3, "record is not valid UTF-8"]]);
+  });
+
   test.each([";", "\t", "|"])("reads with the delimiter %p", async (delimiter) => {
     const d = delimiter;
     const path = await file(`a${d}b\n1${d}"x${d}y"\n2,5${d}z\n`);

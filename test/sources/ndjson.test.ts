@@ -261,6 +261,13 @@ describe("fromNdjson", () => {
     }
   });
 
+  test("reads a valid line holding U+FFFD itself as that character, not as a decoding error", async () => {
+    const path = await file(bytes('{"s":"a', [0xef, 0xbf, 0xbd], 'b"}\n{"s":"', [0xef, 0xbf, 0xbd], '", "t":"é"}\n'));
+    const { values, entries } = await read(path);
+    expect(values).toEqual([{ s: "a\uFFFDb" }, { s: "\uFFFD", t: "é" }]);
+    expect(entries).toEqual([]);
+  });
+
   test("keeps the CR out of the bytes of a CRLF line that is not UTF-8", async () => {
     const path = await file(bytes('{"n":1}\r\n', [0xff, 0xfe], "\r\n", '{"n":3}\r\n'));
     const { values, entries } = await read(path, { chunkBytes: 7 });

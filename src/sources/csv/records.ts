@@ -9,7 +9,7 @@
  * character. A chunk that is not valid UTF-8 is walked record by record on bytes, so a bad byte
  * only spoils its own record.
  */
-import { fatal, lenient, type ReadBytes } from "../lines.ts";
+import { lenient, type ReadBytes, utf8Text } from "../lines.ts";
 
 /** The characters that shape a CSV file. Each is one ASCII character. */
 export interface CsvDialect {
@@ -262,13 +262,7 @@ function parseBytes(p: TextParse, bytes: Uint8Array, from: number, to: number, a
       if (!atEnd) return at;
       end = to;
     }
-    const record = bytes.subarray(at, end);
-    let text: string | undefined;
-    try {
-      text = fatal.decode(record);
-    } catch {
-      text = undefined;
-    }
+    const text = utf8Text(bytes, at, end);
     if (text !== undefined) {
       parseText(p, text, atEnd);
     } else {
@@ -315,12 +309,7 @@ export async function splitRecords(
   // While skipping an overlong record: its first bytes (for the dead letter) and its scan state.
   let skipping: { head: Uint8Array; line: number; from: number; scan: ByteScan; last: number } | undefined;
   const parse = (from: number, to: number, atEnd: boolean): number => {
-    let text: string | undefined;
-    try {
-      text = fatal.decode(buffer.subarray(from, to));
-    } catch {
-      text = undefined;
-    }
+    const text = utf8Text(buffer, from, to);
     if (text === undefined) return parseBytes(p, buffer, from, to, atEnd);
     const rest = parseText(p, text, atEnd);
     return rest === text.length ? to : to - Buffer.byteLength(text.slice(rest));
