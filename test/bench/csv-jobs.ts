@@ -13,7 +13,6 @@
  *   into a BIGINT column instead of refusing it (docs/benchmarks.md).
  */
 import { join } from "node:path";
-import { DuckDBInstance } from "@duckdb/node-api";
 import * as v from "valibot";
 import { civilFromDays, fromCsv, isoInstant, parseIsoMicros, run, toParquet } from "sluice";
 import { deadLetter, enrich, validate } from "sluice/operators";
@@ -51,6 +50,8 @@ function sluiceCsv(input: string, out: string) {
 const sq = (s: string) => `'${s.replaceAll("'", "''")}'`;
 
 async function duckdbCsv(input: string, out: string): Promise<{ rows: number; rejected: number }> {
+  // Loaded here, not at the top: sluice's process must not pay for DuckDB's native library.
+  const { DuckDBInstance } = await import("@duckdb/node-api");
   const c = await (await DuckDBInstance.create(":memory:")).connect();
   await c.run("SET TimeZone = 'UTC'");
   await c.run(`

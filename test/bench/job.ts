@@ -10,13 +10,13 @@
  * examples/clickstream.ts as it is.
  */
 import { join } from "node:path";
-import { run, toParquet } from "sluice";
-import { deadLetter, enrich, validate } from "sluice/operators";
-import { fromNdjson } from "sluice";
-import { ClickEvent, clickstream, EnrichedEvent, enrichEvent } from "../../examples/clickstream.ts";
-import { duckdbChecked, duckdbDefault, duckdbStrict } from "./duckdb-jobs.ts";
 import { runJob } from "./harness.ts";
-import { polarsChecked, polarsDefault } from "./polars-jobs.ts";
+
+// Each engine loads only its own modules: DuckDB's and Polars's native libraries loaded in
+// sluice's process (and sluice in theirs) would be charged to the engine measured.
+const sluice = () => Promise.all([import("sluice"), import("sluice/operators"), import("../../examples/clickstream.ts")]);
+const duckdb = () => import("./duckdb-jobs.ts");
+const polars = () => import("./polars-jobs.ts");
 
 type Compression = "zstd" | "snappy" | "lz4" | "none";
 
@@ -29,7 +29,8 @@ async function countLines(path: string): Promise<number> {
 }
 
 /** examples/clickstream.ts's pipeline with another `compression` for the sink. */
-function clickstreamWith(input: string, out: string, compression: Compression) {
+async function clickstreamWith(input: string, out: string, compression: Compression) {
+  const [{ fromNdjson, run, toParquet }, { deadLetter, enrich, validate }, { ClickEvent, EnrichedEvent, enrichEvent }] = await sluice();
   return run(
     fromNdjson(input).pipe(
       validate(ClickEvent),
@@ -46,23 +47,25 @@ const rejects = (out: string) => join(out, "rejects.ndjson");
 await runJob(
   {
     async sluice(input, out, compression) {
-      const summary = compression ? await clickstreamWith(input, out, compression as Compression) : await clickstream(input, out);
+      const summary = compression
+        ? await clickstreamWith(input, out, compression as Compression)
+        : await (await import("../../examples/clickstream.ts")).clickstream(input, out);
       return { rows: summary.written, rejected: summary.deadLettered };
     },
-    "duckdb-strict": (input, out, compression) => duckdbStrict(input, events(out), compression),
+    "duckdb-strict": async (input, out, compression) => (await duckdb()).duckdbStrict(input, events(out), compression),
     async "duckdb-checked"(input, out) {
-      const rows = await duckdbChecked(input, events(out), rejects(out));
+      const rows = await (await duckdb()).duckdbChecked(input, events(out), rejects(out));
       return { rows, rejected: await countLines(rejects(out)) };
     },
     async "duckdb-default"(input, out) {
-      return { rows: await duckdbDefault(input, events(out)), rejected: null };
+      return { rows: await (await duckdb()).duckdbDefault(input, events(out)), rejected: null };
     },
     async "polars-checked"(input, out) {
-      const rows = await polarsChecked(input, events(out), rejects(out));
+      const rows = await (await polars()).polarsChecked(input, events(out), rejects(out));
       return { rows, rejected: await countLines(rejects(out)) };
     },
     async "polars-default"(input, out) {
-      return { rows: await polarsDefault(input, events(out)), rejected: null };
+      return { rows: await (await polars()).polarsDefault(input, events(out)), rejected: null };
     },
   },
   Bun.argv.slice(2),

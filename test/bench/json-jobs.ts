@@ -13,7 +13,6 @@ import { join } from "node:path";
 import { fromJson, run, toParquet } from "sluice";
 import { deadLetter, enrich, validate } from "sluice/operators";
 import { ClickEvent, EnrichedEvent, enrichEvent } from "../../examples/clickstream.ts";
-import { duckdbStrict } from "./duckdb-jobs.ts";
 import { runJob } from "./harness.ts";
 
 if (import.meta.main) {
@@ -30,7 +29,8 @@ if (import.meta.main) {
         );
         return { rows: summary.written, rejected: summary.deadLettered };
       },
-      "duckdb-strict": (input, out) => duckdbStrict(input, join(out, "events"), "zstd", "array"),
+      // Loaded on use: sluice's process must not pay for DuckDB's native library.
+      "duckdb-strict": async (input, out) => (await import("./duckdb-jobs.ts")).duckdbStrict(input, join(out, "events"), "zstd", "array"),
     },
     Bun.argv.slice(2),
   );
