@@ -12,15 +12,16 @@
  * Two connections: a blocking XREADGROUP stalls every other command sent on its connection, so
  * reads block on one of their own and acknowledgements, claims and heartbeats use the other.
  */
-import { RedisClient } from "bun";
-import { entriesOf, type StreamEntry } from "../io/redisStreams.ts";
+
 import { hostname } from "node:os";
+import { RedisClient } from "bun";
 import { Observable } from "rxjs";
 import { announceDurable } from "../flow/durable.ts";
 import { currentFlow, type Flow, sendToDeadLetter } from "../flow/flow.ts";
 import { stamp } from "../flow/position.ts";
-import { setLag } from "../run/metrics.ts";
 import { safeUrl, scrub, secretsOf } from "../io/credentials.ts";
+import { entriesOf, type StreamEntry } from "../io/redisStreams.ts";
+import { setLag } from "../run/metrics.ts";
 import { HeldMessages, Lease, Pace } from "./broker.ts";
 
 /** Options of {@link fromRedisStream}. */
@@ -63,6 +64,12 @@ export interface RedisStreamOptions {
    * (`sluice_source_lag`) and the live progress. Redis 7 or later reports it.
    */
   readonly lagIntervalMs?: number;
+}
+
+/** A read of new entries in flight: its entries, and the id of the entry after the last one read before them. */
+interface NewRead {
+  readonly readAt: number;
+  readonly reply: Promise<[entries: StreamEntry[], following: string | undefined]>;
 }
 
 /** One stream entry as Redis replies: its id and its fields as `[name, value, ...]` (null once deleted). */
@@ -300,8 +307,10 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
       }
       let claimCursor = "0-0";
       let claimAt = 0;
+      // The next read of new entries, sent before the batch in hand is emitted (see below).
+      let ahead: NewRead | undefined;
       while (!done()) {
-        if (Date.now() >= claimAt) {
+        if (ahead === undefined && Date.now() >= claimAt) {
           // Entries a dead consumer left idle: one page per turn, so new entries are not starved.
           try {
             const claimedAt = performance.now();
@@ -320,24 +329,26 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
           if (!(await pacing.next())) break;
           if (claimCursor !== "0-0") continue;
         }
+        const current = ahead ?? readNew(lastNew);
+        ahead = undefined;
         let entries: Entry[];
-        const readAt = performance.now();
+        let following: string | undefined;
         try {
-          entries = entriesOf(await reader.send("XREADGROUP", ["GROUP", group, consumer, "COUNT", String(batchSize), "BLOCK", String(blockMs), "STREAMS", stream, ">"]), stream);
+          [entries, following] = await current.reply;
         } catch (error) {
           if (stopped()) break;
-          return fail("reading new entries (XREADGROUP)", error);
+          return fail("reading new entries (XREADGROUP, XRANGE)", error);
         }
         if (entries.length > 0) {
-          let adjacent: boolean;
-          try {
-            adjacent = lastNew !== undefined && (await follows(lastNew, (entries[0] as Entry)[0]));
-          } catch (error) {
-            if (stopped()) break;
-            return fail("reading the stream (XRANGE)", error);
-          }
-          emit(entries, undefined, adjacent, readAt);
+          // The next read goes out before this batch is emitted, so Redis prepares it while this
+          // process emits (a read waited as long as the emit took). Only when the pace would let
+          // reading go on after the batch, and no claim is due: its entries are emitted as soon
+          // as they arrive, whatever the pace says by then (an overshoot of one batch, as a file
+          // source's chunk), since entries read and not held have no keep-alive.
+          if (!flow.gate && held.size + entries.length < maxUnacked && Date.now() < claimAt) ahead = readNew((entries[entries.length - 1] as Entry)[0]);
+          emit(entries, undefined, following !== undefined && following === (entries[0] as Entry)[0], current.readAt);
           announceDurable(flow);
+          if (ahead) continue;
         }
         if (!(await pacing.next())) break;
       }
@@ -351,12 +362,21 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
     }
 
     /**
-     * True when `next` is the entry right after `previous` in the stream: then no entry between
-     * them can be pending on another consumer, and the two may share an input (see broker.ts).
+     * Sends a read of new entries and, right behind it on the same connection, a look at the
+     * entry after `previous` (the last new entry this reader positioned), with no round trip of
+     * its own. Redis answers the look after the read: the read's first entry exists by then, and
+     * when it is the entry right after `previous`, no entry between them can be pending on another
+     * consumer, so the two may share an input (see broker.ts). `readAt`: when the read was sent.
      */
-    async function follows(previous: string, next: string): Promise<boolean> {
-      const reply = (await commands.send("XRANGE", [stream, `(${previous}`, "+", "COUNT", "1"])) as Entry[] | null;
-      return reply?.[0]?.[0] === next;
+    function readNew(previous: string | undefined): NewRead {
+      const readAt = performance.now();
+      const reply = Promise.all([
+        reader.send("XREADGROUP", ["GROUP", group, consumer, "COUNT", String(batchSize), "BLOCK", String(blockMs), "STREAMS", stream, ">"]).then((r) => entriesOf(r, stream)),
+        previous === undefined ? undefined : reader.send("XRANGE", [stream, `(${previous}`, "+", "COUNT", "1"]).then((r) => (r as Entry[] | null)?.[0]?.[0]),
+      ]);
+      // A read still in flight when reading ends is never awaited: closing the connection rejects it.
+      reply.catch(() => {});
+      return { readAt, reply };
     }
 
     read().catch((error) => fail("reading", error));
