@@ -9,7 +9,6 @@
  * and every line cut from it too, which `JSON.parse` and the heap then pay for (reading and
  * parsing the 1M clickstream, where about a quarter of the lines hold a non-ASCII character).
  */
-import { isAscii } from "node:buffer";
 
 /** Reads up to `length` bytes into `buffer` at `offset`; resolves 0 at the end of input. */
 export type ReadBytes = (buffer: Uint8Array, offset: number, length: number) => Promise<number>;
@@ -197,24 +196,50 @@ function emitLines(
 ): number {
   const bytes = Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength);
   const latin1 = bytes as unknown as Latin1Sliceable;
+  const words = buffer.byteOffset % 4 === 0 ? new Uint32Array(buffer.buffer, buffer.byteOffset, buffer.byteLength >> 2) : undefined;
+  // Where the next byte above 0x7F is: a line that ends before it is ASCII. One scan of the
+  // chunk instead of a view and an isAscii call per line (a third of the splitting's time).
+  let high = firstHighByte(buffer, words, start, end);
   let from = start;
   for (;;) {
     const newline = buffer.indexOf(NEWLINE, from);
     const stop = newline < 0 || newline > end ? end : newline;
     const to = stop > from && buffer[stop - 1] === CR ? stop - 1 : stop;
-    const line = buffer.subarray(from, to);
     lineNumber++;
-    if (line.length > maxLineBytes) handlers.bad(lineNumber, `line is longer than ${maxLineBytes} bytes`, `${preview(line)}…`, undefined);
+    if (to - from > maxLineBytes) handlers.bad(lineNumber, `line is longer than ${maxLineBytes} bytes`, `${preview(buffer.subarray(from, to))}…`, undefined);
     // ASCII is Latin-1 too: one byte a character, no decoder.
-    else if (isAscii(line)) handlers.line(latin1.latin1Slice(from, to), lineNumber);
+    else if (high >= to) handlers.line(latin1.latin1Slice(from, to), lineNumber);
     else {
       const decoded = utf8Text(bytes, from, to);
-      if (decoded === undefined) handlers.bad(lineNumber, "line is not valid UTF-8", lenient.decode(line), line.slice());
-      else handlers.line(decoded, lineNumber);
+      if (decoded === undefined) {
+        const line = buffer.subarray(from, to);
+        handlers.bad(lineNumber, "line is not valid UTF-8", lenient.decode(line), line.slice());
+      } else handlers.line(decoded, lineNumber);
     }
     if (stop >= end) return lineNumber;
     from = stop + 1;
+    if (high < from) high = firstHighByte(buffer, words, from, end);
   }
+}
+
+/**
+ * The index of the first byte above 0x7F in `bytes[from, end)`, or `end`. `words` views the
+ * same memory four bytes at a time, when it is aligned for that.
+ */
+function firstHighByte(bytes: Uint8Array, words: Uint32Array | undefined, from: number, end: number): number {
+  let i = from;
+  if (words) {
+    while (i < end && (i & 3) !== 0) {
+      if ((bytes[i] as number) > 0x7f) return i;
+      i++;
+    }
+    const lastWord = end >> 2;
+    let k = i >> 2;
+    while (k < lastWord && ((words[k] as number) & 0x80808080) === 0) k++;
+    i = k << 2;
+  }
+  while (i < end && (bytes[i] as number) <= 0x7f) i++;
+  return i;
 }
 
 // Buffer#latin1Slice skips toString()'s argument parsing.
