@@ -323,6 +323,9 @@ describe("sluice run --distribute", () => {
         { stdout: "pipe", stderr: "pipe" },
       );
     const workers = [worker("w1"), worker("w2"), worker("w3")];
+    // The single-process reference runs alongside the workers: it takes a core whenever they wait
+    // (starting, the restart, the killed worker's split idle until its lease ends).
+    const reference = Bun.spawn(["bun", MAIN, "run", "--no-progress", PIPELINE, input, single], { stdout: "pipe", stderr: "pipe" });
     // Killed once a file of its own is committed (its names carry its run id), with input left.
     const committed = () => {
       try {
@@ -341,7 +344,6 @@ describe("sluice run --distribute", () => {
     const errors = await Promise.all([workers[0], workers[2], restarted].map((w) => new Response(w?.stderr).text()));
     expect({ codes, errors: codes.some((c) => c !== 0) ? errors : [] }).toEqual({ codes: [0, 0, 0], errors: [] });
 
-    const reference = Bun.spawn(["bun", MAIN, "run", "--no-progress", PIPELINE, input, single], { stdout: "pipe", stderr: "pipe" });
     expect(await reference.exited).toBe(0);
     await expectSameRows(join(shared, "events"), join(single, "events"));
     const expectedLetters = await letters(join(single, "dead-letter"));
