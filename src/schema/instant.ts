@@ -28,8 +28,20 @@ export function daysFromCivil(year: number, month: number, day: number): number 
   return era * 146_097 + doe - 719_468;
 }
 
+// The last day asked for and its text: records come in bursts of one day, and the same string
+// (not an equal one) also spares its partition lookup the hashing of a new key.
+let lastDays = Number.NaN;
+let lastDate = "";
+
 /** The ISO date ("YYYY-MM-DD") of a day number: the inverse of {@link daysFromCivil}. */
 export function civilFromDays(days: number): string {
+  if (days === lastDays) return lastDate;
+  lastDate = civilText(days);
+  lastDays = days;
+  return lastDate;
+}
+
+function civilText(days: number): string {
   const z = days + 719_468;
   const era = Math.floor(z / 146_097);
   const doe = z - era * 146_097;
@@ -134,7 +146,19 @@ export function parseIsoMicrosExact(text: string): number | bigint {
 // for every timestamp of every record.
 const isoParts = new Float64Array(2);
 
+// The last text parsed and whether it was an instant: a record's timestamp is parsed by its
+// check, by an enrichment that reads it and by its column, the same string each time.
+let lastText: string | undefined;
+let lastValid = false;
+
 function parseIsoParts(text: string): boolean {
+  if (text === lastText) return lastValid;
+  lastValid = parseIsoText(text);
+  lastText = text;
+  return lastValid;
+}
+
+function parseIsoText(text: string): boolean {
   const n = text.length;
   if (n < 16 || text.charCodeAt(4) !== 45 || text.charCodeAt(7) !== 45 || text.charCodeAt(13) !== 58) return false;
   const sep = text.charCodeAt(10);

@@ -143,6 +143,17 @@ describe("parseIsoMicros", () => {
     expect(parseIsoMicros("1900-01-01T00:00:00.000001Z")).toBe(utcMicros(1900, 1, 1) + 1);
   });
 
+  test("gives each text its own answer when texts repeat, alternate and fail in between", () => {
+    // The last text's answer is remembered: a repeat, an equal copy and a text after a failure
+    // must all be read afresh or from the right memory.
+    const a = "2024-03-01T12:00:00.123456Z";
+    const b = "2024-02-30T00:00:00Z";
+    const c = "1999-12-31 23:59:59.5+01:00";
+    const want = { a: utcMicros(2024, 3, 1, 12, 0, 0, 123_456), c: utcMicros(1999, 12, 31, 22, 59, 59, 500_000) };
+    const got = [a, a, b, a, b, b, c, [...a].join(""), c, b, c].map(parseIsoMicros);
+    expect(got).toEqual([want.a, want.a, Number.NaN, want.a, Number.NaN, Number.NaN, want.c, want.a, want.c, Number.NaN, want.c]);
+  });
+
   test("agrees with Date on every millisecond instant it prints", () => {
     const next = random(1);
     const min = utcMicros(0, 1, 1) / 1000;
@@ -285,6 +296,11 @@ describe("civilFromDays", () => {
       expect(parseIsoDays(civilFromDays(day))).toBe(day);
     }
     expect(mismatches).toEqual([]);
+  });
+
+  test("gives each day its own text when days repeat and alternate", () => {
+    const days = [19_800, 19_800, 19_801, 19_800, -1, -1, 19_801];
+    expect(days.map(civilFromDays)).toEqual(days.map((d) => new Date(d * DAY_MS).toISOString().slice(0, 10)));
   });
 
   test("is the inverse of daysFromCivil", () => {
