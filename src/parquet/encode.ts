@@ -14,6 +14,11 @@ export interface EncodeOptions {
   readonly rowGroupSize: number;
   /** Extra key/value metadata stored in the footer. */
   readonly metadata?: Record<string, string>;
+  /**
+   * Top-level columns written without a dictionary (plain values): those whose values hardly
+   * repeat, where a dictionary only adds its own page and the indexes (see `PartFile.append`).
+   */
+  readonly plainColumns?: readonly string[];
 }
 
 /**

@@ -18,10 +18,14 @@ const COMPRESSION: Record<EncodeOptions["compression"], pq.Compression> = {
 export function encodeParquet(ipc: Uint8Array, options: EncodeOptions): Uint8Array {
   // parquet-wasm consumes both the table and the properties: reusing properties would write
   // the next file uncompressed without a word, so they are built fresh every time.
-  const props = new pq.WriterPropertiesBuilder()
+  let builder = new pq.WriterPropertiesBuilder()
     .setCompression(COMPRESSION[options.compression])
     .setMaxRowGroupSize(options.rowGroupSize)
-    .setDictionaryEnabled(true)
+    .setDictionaryEnabled(true);
+  // A one-part column path: only top-level columns can be named here (a nested leaf's path has
+  // several parts), which is all the sink asks for.
+  for (const column of options.plainColumns ?? []) builder = builder.setColumnDictionaryEnabled(column, false);
+  const props = builder
     // Statistics per column chunk (min, max, nulls): the row groups of a piece are moved into a
     // larger file (see partFile.ts) without their page indexes.
     .setStatisticsEnabled(pq.EnabledStatistics.Chunk)

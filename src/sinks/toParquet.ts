@@ -244,6 +244,15 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
       }
       const encoders = createEncoders(options.encoders ?? 1);
       const encodeOptions: EncodeOptions = { compression: options.compression ?? "zstd", rowGroupSize };
+      // Columns whose values hardly repeat, learned from the row groups written so far: they are
+      // written plain, without a dictionary that would hold nearly every value once more (ids,
+      // instants, measures). With zstd on top a dictionary pays only for few distinct values;
+      // uncompressed, it pays while values repeat at all.
+      const plainColumns = new Set<string>();
+      const plainAbove = encodeOptions.compression === "none" ? 0.6 : 0.3;
+      const learn = (fill: Map<string, number>) => {
+        for (const [column, share] of fill) if (share > plainAbove) plainColumns.add(column);
+      };
       const open = new Map<string | symbol, OpenPartition>();
       const single = partitionColumns.length === 1 ? partitionColumns[0] : undefined;
       const writes = new Set<Promise<void>>();
@@ -542,9 +551,10 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
           })),
         ));
         const written: Promise<void> = part
-          .append(encoders.encode(rowColumns, transfer, encodeOptions))
+          .append(encoders.encode(rowColumns, transfer, plainColumns.size === 0 ? encodeOptions : { ...encodeOptions, plainColumns: [...plainColumns] }))
           .then(
-            () => {
+            (fill) => {
+              learn(fill);
               if (open.get(partition.lookup) === partition && (part.bytes >= maxFileBytes || part.metaBytes >= MAX_FOOTER_BYTES)) roll(partition);
             },
             (error) => fail(error instanceof ParquetWriteError ? error : new ParquetWriteError(join(folder, partition.subfolder, name), error)),

@@ -177,6 +177,37 @@ describe("toParquet", () => {
     }
   });
 
+  test("writes columns whose values hardly repeat without a dictionary, once a row group shows it, and keeps every value", async () => {
+    const Event = v.object({ id: v.string(), kind: v.string(), amount: v.number(), note: v.nullable(v.string()) });
+    const kinds = ["view", "click", "buy"];
+    const events = Array.from({ length: 40_000 }, (_, i) => ({ id: `evt-${i}`, kind: kinds[i % 3] as string, amount: i * 0.25, note: i % 7 ? null : `n${i % 5}` }));
+    // After the first row group the source waits until it is in the file (the temporary file
+    // has grown past its magic bytes): what its columns taught is known before the rest go.
+    const firstWritten = async () => {
+      for (;;) {
+        const names = await readdir(folder("plain")).catch(() => [] as string[]);
+        const sizes = await Promise.all(names.map((n) => Bun.file(join(folder("plain"), n)).size));
+        if (sizes.some((size) => size > 1024)) return;
+        await Bun.sleep(20);
+      }
+    };
+    const paced = concatMap(async (e: (typeof events)[number], i: number) => {
+      if (i === 5_000) await firstWritten();
+      return e;
+    });
+    await run(from(events).pipe(paced, toParquet(folder("plain"), { schema: Event, rowGroupSize: 5_000, memoryBudget: 256 * 1024 * 1024, rowGroupBytes: 1024 * 1024 * 1024 })));
+    const chunks = await query(
+      `SELECT path_in_schema AS col, row_group_id AS rg, encodings FROM parquet_metadata('${folder("plain")}/*.parquet') ORDER BY rg, col`,
+    );
+    const dictionary = (col: string, rg: number) => String(chunks.find((c) => c.col === col && Number(c.rg) === rg)?.encodings).includes("DICTIONARY");
+    expect(Math.max(...chunks.map((c) => Number(c.rg)))).toBe(7);
+    // The first row group is where it is learned: every column starts with a dictionary.
+    expect(["id", "kind", "amount", "note"].map((c) => dictionary(c, 0))).toEqual([true, true, true, true]);
+    for (const rg of [1, 7]) expect(["id", "kind", "amount", "note"].map((c) => dictionary(c, rg))).toEqual([false, true, false, true]);
+    const got = await query(`SELECT id, kind, amount, note FROM '${folder("plain")}/*.parquet' ORDER BY amount`);
+    expect(got).toEqual(events);
+  });
+
   test("rejects a schema field it cannot store, naming it, when the sink is created", () => {
     const Bad = v.object({ id: v.pipe(v.string(), v.transform((s) => s.length)) });
     expect(() => toParquet(folder("bad"), { schema: Bad })).toThrow(/schema field "id": a transform/);
