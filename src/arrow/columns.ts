@@ -502,7 +502,27 @@ export function builderFor(spec: ColumnSpec): ColumnBuilder {
   }
 }
 
-/** The Arrow type a column spec becomes. */
+/** The Arrow type a column spec becomes (without a builder, which would take column memory). */
 export function arrowTypeOf(spec: ColumnSpec): DataType {
-  return builderFor(spec).arrowType();
+  switch (spec.kind) {
+    case "utf8":
+    case "json":
+      return new Utf8();
+    case "float64":
+      return new Float64();
+    case "int64":
+      return new Int64();
+    case "timestamp":
+      return new TimestampMicrosecond("UTC");
+    case "date":
+      return new DateDay();
+    case "bool":
+      return new Bool();
+    case "list": {
+      if (!spec.item) throw new Error(`list column "${spec.name}" has no item type`);
+      return new List(new Field("item", arrowTypeOf(spec.item), spec.item.nullable));
+    }
+    case "struct":
+      return new Struct((spec.fields ?? []).map((field) => new Field(field.name, arrowTypeOf(field), field.nullable)));
+  }
 }
