@@ -40,8 +40,55 @@ export interface EncodeReply {
   readonly error?: { message: string; code?: string | undefined };
 }
 
+// Job ids are unique in the process, not per sink: a worker serves one sink after another.
+let nextId = 0;
+
 /**
- * Creates `count` encoder workers, started on first use. With `count` 0 every job runs on the
+ * Encoder workers no sink is using, kept for the next one. Starting a worker loads apache-arrow
+ * and compiles parquet-wasm again (about 0.5 s of CPU): a process that runs many short pipelines
+ * (a scheduler, an ingest endpoint, a test suite) paid it for every sink. A worker is kept only
+ * when it has no job outstanding and none of its jobs failed; kept workers do not hold the
+ * process open (unref) and end after {@link IDLE_MS} unused.
+ */
+const idle = new Set<Worker>();
+const IDLE_MS = 30_000;
+// How to cancel a kept worker's idle end when it is taken again.
+const takenBack = new WeakMap<Worker, () => void>();
+
+function takeWorker(): Worker {
+  for (const worker of idle) {
+    idle.delete(worker);
+    takenBack.get(worker)?.();
+    worker.ref();
+    return worker;
+  }
+  return new Worker(new URL("./worker.ts", import.meta.url).href);
+}
+
+function keepWorker(worker: Worker): void {
+  worker.onmessage = null;
+  worker.onerror = null;
+  worker.unref();
+  idle.add(worker);
+  // A kept worker whose thread ends (or that nobody takes in time) is dropped.
+  const drop = () => {
+    clearTimeout(timer);
+    worker.removeEventListener("close", drop);
+    if (idle.delete(worker)) worker.terminate();
+  };
+  const timer = setTimeout(drop, IDLE_MS);
+  timer.unref();
+  worker.addEventListener("close", drop);
+  takenBack.set(worker, drop);
+}
+
+/** Ends the encoder workers kept for later sinks (see `idle`), at once rather than when unused for a while. */
+export function endIdleEncoders(): void {
+  for (const worker of [...idle]) takenBack.get(worker)?.();
+}
+
+/**
+ * Creates `count` encoder workers, started (or taken from those kept) on first use. With `count` 0 every job runs on the
  * calling thread, which is simpler to debug and enough for small outputs.
  */
 export function createEncoders(count: number): Encoders {
@@ -58,18 +105,19 @@ export function createEncoders(count: number): Encoders {
     };
   }
 
-  const workers: { worker: Worker; busy: number; jobs: Set<number>; stopListening: () => void }[] = [];
-  // Every worker started, also those whose thread already ended: close() terminates each once.
-  const started: { worker: Worker; stopListening: () => void }[] = [];
+  type Slot = { worker: Worker; busy: number; jobs: Set<number>; failed: boolean; stopListening: () => void };
+  const workers: Slot[] = [];
+  // Every worker started, also those whose thread already ended: close() ends or keeps each once.
+  const started: Slot[] = [];
   const pending = new Map<number, Pending>();
-  let nextId = 0;
   let closing = false;
 
   function start() {
-    const worker = new Worker(new URL("./worker.ts", import.meta.url).href);
-    const slot = { worker, busy: 0, jobs: new Set<number>(), stopListening: () => {} };
+    const worker = takeWorker();
+    const slot: Slot = { worker, busy: 0, jobs: new Set<number>(), failed: false, stopListening: () => {} };
     // A worker that stops fails every job it held: they surface as write errors, never as silence.
     const failAll = (reason: string) => {
+      slot.failed = true;
       for (const id of slot.jobs) {
         pending.get(id)?.reject(new Error(`parquet encoder worker failed: ${reason}`));
         pending.delete(id);
@@ -84,6 +132,7 @@ export function createEncoders(count: number): Encoders {
       pending.delete(id);
       slot.jobs.delete(id);
       slot.busy--;
+      if (error || !bytes) slot.failed = true;
       if (!job) return;
       if (error || !bytes) job.reject(Object.assign(new Error(error?.message ?? "the encoder answered without bytes"), { code: error?.code }));
       else job.resolve(bytes);
@@ -115,9 +164,11 @@ export function createEncoders(count: number): Encoders {
     },
     close() {
       closing = true;
-      for (const { worker, stopListening } of started) {
-        stopListening();
-        worker.terminate();
+      for (const slot of started) {
+        slot.stopListening();
+        // Only a worker with nothing outstanding is kept: a late reply must never reach another sink.
+        if (!slot.failed && slot.busy === 0 && workers.includes(slot)) keepWorker(slot.worker);
+        else slot.worker.terminate();
       }
       started.length = 0;
       workers.length = 0;

@@ -10,6 +10,7 @@ import { concat, from, Subject, throwError } from "rxjs";
 import * as v from "valibot";
 import { type Commit, run, toParquet } from "../../src/index.ts";
 import { ParquetWriteError } from "../../src/parquet/errors.ts";
+import { endIdleEncoders } from "../../src/parquet/encoders.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 
 const Row = v.object({ id: v.number(), name: v.string(), key: v.string() });
@@ -36,15 +37,21 @@ async function filesUnder(path: string): Promise<string[]> {
 
 /**
  * Replaces the global `Worker` so the test sees the encoder workers the sink starts (and can stand
- * in a script of its own for src/parquet/worker.ts). Restored after each test.
+ * in a script of its own for src/parquet/worker.ts). Restored after each test. Workers kept from
+ * earlier sinks are ended first, so every worker of the test is one it sees start.
+ *
+ * `released`: workers ended, or kept for a later sink without holding the process open (unref).
  */
 const RealWorker = globalThis.Worker;
 interface WorkerSpy {
   readonly started: Worker[];
   terminated: number;
+  kept: number;
+  readonly released: () => number;
 }
 function spyOnWorkers(replacement?: string): WorkerSpy {
-  const spy: WorkerSpy = { started: [], terminated: 0 };
+  endIdleEncoders();
+  const spy: WorkerSpy = { started: [], terminated: 0, kept: 0, released: () => spy.terminated + spy.kept };
   globalThis.Worker = class SpiedWorker extends RealWorker {
     constructor(url: string | URL, options?: WorkerOptions) {
       super(replacement ? join(root, replacement) : url, options);
@@ -53,6 +60,10 @@ function spyOnWorkers(replacement?: string): WorkerSpy {
     override terminate(): void {
       spy.terminated++;
       super.terminate();
+    }
+    override unref(): void {
+      spy.kept++;
+      super.unref();
     }
   } as typeof Worker;
   return spy;
@@ -112,7 +123,7 @@ describe("toParquet when the source errors", () => {
     source.error(boom);
     await eventually(() => errors.length === 1);
     expect(errors[0]).toBe(boom);
-    await eventually(() => spy.terminated === spy.started.length);
+    await eventually(() => spy.released() === spy.started.length);
     expect(spy.started.length).toBeGreaterThan(0);
     expect(await filesUnder(out)).toEqual(["key=a/part-000000000000.parquet", "key=b/part-000000000100.parquet"]);
     const [r] = await query(`SELECT count(*) AS n, min(id) AS lo, max(id) AS hi FROM ${dataset(out)}`);
@@ -128,7 +139,7 @@ describe("toParquet when the source errors", () => {
     const error = await run(source.pipe(toParquet(out, { schema: Row, maxFileRows: 1000, encoders: 2 }))).catch((e) => e);
     expect(error).toBe(boom);
     // The writes in flight finish after the error (their files are whole), then the workers stop.
-    await eventually(() => spy.started.length > 0 && spy.terminated === spy.started.length, 5000);
+    await eventually(() => spy.started.length > 0 && spy.released() === spy.started.length, 5000);
     expect(await filesUnder(out)).toEqual([0, 1000, 2000, 3000, 4000].map((i) => `part-${String(i).padStart(12, "0")}.parquet`));
     const [r] = await query(`SELECT count(*) AS n, count(DISTINCT id) AS ids FROM ${dataset(out)}`);
     expect(r).toEqual({ n: "5000", ids: "5000" });
@@ -154,7 +165,7 @@ describe("toParquet when its subscriber unsubscribes early", () => {
     for (const row of rows(0, 250)) source.next(row);
     subscription.unsubscribe();
     expect(source.observed).toBe(false);
-    await eventually(() => spy.started.length > 0 && spy.terminated === spy.started.length, 5000);
+    await eventually(() => spy.started.length > 0 && spy.released() === spy.started.length, 5000);
     // Unsubscribed: the files in flight were written, but no commit reached the subscriber.
     expect(commits).toEqual([]);
     expect(await filesUnder(out)).toEqual(["part-000000000000.parquet", "part-000000000100.parquet"]);

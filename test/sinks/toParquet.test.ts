@@ -208,6 +208,28 @@ describe("toParquet", () => {
     expect(got).toEqual(events);
   });
 
+  test("a process exits when its runs are done: the encoder worker kept for the next run does not hold it open", async () => {
+    // Kept workers end after 30 s unused; the process must not wait for that.
+    const script = join(dir.path, "exits.ts");
+    await Bun.write(
+      script,
+      `import { from } from "rxjs";
+import * as v from "valibot";
+import { run, toParquet } from ${JSON.stringify(resolve("src/index.ts"))};
+const Row = v.object({ id: v.number() });
+for (const name of ["a", "b"]) await run(from([{ id: 1 }, { id: 2 }]).pipe(toParquet(${JSON.stringify(dir.path)} + "/exits-" + name, { schema: Row })));
+console.log("done");
+`,
+    );
+    const started = performance.now();
+    const child = Bun.spawn(["bun", script], { stdout: "pipe", stderr: "pipe" });
+    const exited = await Promise.race([child.exited, Bun.sleep(25_000).then(() => "still running")]);
+    child.kill();
+    expect({ exited, out: (await new Response(child.stdout).text()).trim() }).toEqual({ exited: 0, out: "done" });
+    expect(performance.now() - started).toBeLessThan(25_000);
+    expect(await query(`SELECT count(*) AS n FROM '${dir.path}/exits-*/*.parquet'`)).toEqual([{ n: "4" }]);
+  });
+
   test("rejects a schema field it cannot store, naming it, when the sink is created", () => {
     const Bad = v.object({ id: v.pipe(v.string(), v.transform((s) => s.length)) });
     expect(() => toParquet(folder("bad"), { schema: Bad })).toThrow(/schema field "id": a transform/);
