@@ -41,12 +41,7 @@ export interface EncodedPiece {
 const FILE_META = { numRows: 3, rowGroups: 4, keyValue: 5 } as const;
 const ROW_GROUP = { columns: 1, numRows: 3, fileOffset: 5, ordinal: 7 } as const;
 const COLUMN_CHUNK = { fileOffset: 2, meta: 3, offsetIndexOffset: 4, offsetIndexLength: 5, columnIndexOffset: 6, columnIndexLength: 7 } as const;
-const COLUMN_META = { path: 3, numValues: 5, compressedSize: 7, dataPageOffset: 9, indexPageOffset: 10, dictionaryPageOffset: 11, bloomOffset: 14, bloomLength: 15 } as const;
-const PAGE_HEADER = { dictionaryPage: 7 } as const;
-const DICTIONARY_PAGE = { numValues: 1 } as const;
-
-/** Column chunks of fewer values say little about how often a column's values repeat. */
-const MIN_VALUES_TO_JUDGE = 4096;
+const COLUMN_META = { compressedSize: 7, dataPageOffset: 9, indexPageOffset: 10, dictionaryPageOffset: 11, bloomOffset: 14, bloomLength: 15 } as const;
 
 function field(struct: TStruct, id: number): TValue | undefined {
   return struct.get(id);
@@ -126,38 +121,6 @@ export function splitParquet(file: Uint8Array): EncodedPiece {
 }
 
 /**
- * For each top-level column of an encoded file that has a dictionary: its dictionary's entries
- * over its values (1 when no value repeats), over every row group, when there are at least
- * {@link MIN_VALUES_TO_JUDGE} values. Read from the dictionary pages' headers, which are not
- * compressed.
- */
-export function dictionaryFill(file: Uint8Array, rowGroups: readonly TStruct[]): Map<string, number> {
-  const counts = new Map<string, { entries: number; values: number }>();
-  const decoder = new TextDecoder();
-  for (const rowGroup of rowGroups) {
-    for (const chunk of listOf(rowGroup, ROW_GROUP.columns)) {
-      const columnMeta = field(chunk, COLUMN_CHUNK.meta)?.value as TStruct;
-      const path = (field(columnMeta, COLUMN_META.path)?.value as TList | undefined)?.items ?? [];
-      const offset = i64(columnMeta, COLUMN_META.dictionaryPageOffset);
-      const values = i64(columnMeta, COLUMN_META.numValues);
-      if (path.length !== 1 || offset === undefined || values === undefined) continue;
-      const header = new ThriftReader(file, Number(offset)).readStruct();
-      const dictionary = field(header, PAGE_HEADER.dictionaryPage)?.value as TStruct | undefined;
-      const entries = dictionary?.get(DICTIONARY_PAGE.numValues)?.value;
-      if (typeof entries !== "number") continue;
-      const name = decoder.decode(path[0] as Uint8Array);
-      const count = counts.get(name) ?? { entries: 0, values: 0 };
-      count.entries += entries;
-      count.values += Number(values);
-      counts.set(name, count);
-    }
-  }
-  const fill = new Map<string, number>();
-  for (const [name, { entries, values }] of counts) if (values >= MIN_VALUES_TO_JUDGE) fill.set(name, entries / values);
-  return fill;
-}
-
-/**
  * A Parquet file being written under a temporary name. Pieces are appended in the order
  * {@link PartFile.append} is called, whatever order their encodes finish in; {@link PartFile.commit}
  * runs after every append. Any failure rejects the commit (and every later step), and
@@ -193,22 +156,20 @@ export class PartFile {
 
   /**
    * Appends the row groups of an encoded piece once it and every earlier piece are written.
-   * The returned promise settles when this piece is on its way to disk (written, not synced),
-   * with its columns' dictionary fill (see {@link dictionaryFill}).
+   * The returned promise settles when this piece is on its way to disk (written, not synced).
    */
-  append(encoded: Promise<Uint8Array>): Promise<Map<string, number>> {
+  append(encoded: Promise<Uint8Array>): Promise<void> {
     // An encode that fails after an earlier step failed is never awaited by the chain: its
     // rejection is this step's, not an unhandled one.
     encoded.catch(() => undefined);
     const step = this.#chain.then(() => encoded).then((bytes) => this.#write(bytes));
-    this.#chain = step.then(() => undefined);
+    this.#chain = step;
     return step;
   }
 
-  async #write(bytes: Uint8Array): Promise<Map<string, number>> {
-    if (this.#discarded) return new Map();
+  async #write(bytes: Uint8Array): Promise<void> {
+    if (this.#discarded) return;
     const piece = splitParquet(bytes);
-    const fill = dictionaryFill(bytes, piece.rowGroups);
     if (!this.#handle) {
       const location = (this.#location = await this.location);
       await mkdir(dirname(location.tempPath), { recursive: true });
@@ -234,7 +195,6 @@ export class PartFile {
       this.#meta.delete(FILE_META.rowGroups);
     }
     this.#offset += piece.body.length;
-    return fill;
   }
 
   /**

@@ -14,6 +14,7 @@ import { currentFlow, holdGate, observeCommitLatency, positionIn, sendToDeadLett
 import type { Input, Position } from "../flow/position.ts";
 import { acquireLock, acquireSharedLock, type Lock, LockedError, lockPathOf } from "../io/lock.ts";
 import type { EncodeOptions } from "../parquet/encode.ts";
+import { DictionaryChoice } from "../parquet/dictionary.ts";
 import { createEncoders } from "../parquet/encoders.ts";
 import { PartFile } from "../parquet/partFile.ts";
 import type { S3Options } from "../io/s3.ts";
@@ -244,15 +245,8 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
       }
       const encoders = createEncoders(options.encoders ?? 1);
       const encodeOptions: EncodeOptions = { compression: options.compression ?? "zstd", rowGroupSize };
-      // Columns whose values hardly repeat, learned from the row groups written so far: they are
-      // written plain, without a dictionary that would hold nearly every value once more (ids,
-      // instants, measures). With zstd on top a dictionary pays only for few distinct values;
-      // uncompressed, it pays while values repeat at all.
-      const plainColumns = new Set<string>();
-      const plainAbove = encodeOptions.compression === "none" ? 0.6 : 0.3;
-      const learn = (fill: Map<string, number>) => {
-        for (const [column, share] of fill) if (share > plainAbove) plainColumns.add(column);
-      };
+      // Columns whose values hardly repeat are written without a dictionary (see dictionary.ts).
+      const dictionary = new DictionaryChoice(columns, encodeOptions.compression);
       const open = new Map<string | symbol, OpenPartition>();
       const single = partitionColumns.length === 1 ? partitionColumns[0] : undefined;
       const writes = new Set<Promise<void>>();
@@ -409,6 +403,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
           reject(record, position, problem);
           return;
         }
+        dictionary.add(row);
         received++;
         flow.stats.buffered++;
         claim(partition, input, position.line);
@@ -551,10 +546,9 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
           })),
         ));
         const written: Promise<void> = part
-          .append(encoders.encode(rowColumns, transfer, plainColumns.size === 0 ? encodeOptions : { ...encodeOptions, plainColumns: [...plainColumns] }))
+          .append(encoders.encode(rowColumns, transfer, dictionary.plain?.length ? { ...encodeOptions, plainColumns: dictionary.plain } : encodeOptions))
           .then(
-            (fill) => {
-              learn(fill);
+            () => {
               if (open.get(partition.lookup) === partition && (part.bytes >= maxFileBytes || part.metaBytes >= MAX_FOOTER_BYTES)) roll(partition);
             },
             (error) => fail(error instanceof ParquetWriteError ? error : new ParquetWriteError(join(folder, partition.subfolder, name), error)),
