@@ -14,7 +14,7 @@
  */
 
 /** Bytes of idle buffers kept for reuse, over every size class. */
-export const MAX_KEPT = 64 * 1024 * 1024;
+const MAX_KEPT = 64 * 1024 * 1024;
 /** Buffers below this size are cheap to allocate and are not kept. */
 const MIN_KEPT = 4096;
 
@@ -55,9 +55,4 @@ export function giveBack(buffer: ArrayBuffer): void {
   if (!list) idle.set(size, (list = []));
   list.push(buffer);
   keptBytes += size;
-}
-
-/** Bytes held idle for reuse (for tests and memory accounting). */
-export function idleBytes(): number {
-  return keptBytes;
 }
