@@ -45,10 +45,10 @@ let nextId = 0;
 
 /**
  * Encoder workers no sink is using, kept for the next one. Starting a worker loads apache-arrow
- * and compiles parquet-wasm again (about 0.2 s wall, 0.3 s CPU): a process that runs many short pipelines
- * (a scheduler, an ingest endpoint, a test suite) paid it for every sink. A worker is kept only
- * when it has no job outstanding and none of its jobs failed; kept workers do not hold the
- * process open (unref) and end after {@link IDLE_MS} unused.
+ * and compiles parquet-wasm again (about 0.2 s wall, 0.3 s CPU): a process that runs many short
+ * pipelines (a scheduler, an ingest endpoint, a test suite) paid it for every sink. A worker is
+ * kept only when it has no job outstanding and none of its jobs failed; kept workers do not hold
+ * the process open (unref) and end after {@link IDLE_MS} unused.
  */
 const idle = new Set<Worker>();
 const IDLE_MS = 30_000;
@@ -88,8 +88,8 @@ export function endIdleEncoders(): void {
 }
 
 /**
- * Creates `count` encoder workers, started (or taken from those kept) on first use. With `count` 0 every job runs on the
- * calling thread, which is simpler to debug and enough for small outputs.
+ * Creates `count` encoder workers, started (or taken from those kept) on first use. With `count`
+ * 0 every job runs on the calling thread, which is simpler to debug and enough for small outputs.
  */
 export function createEncoders(count: number): Encoders {
   if (count <= 0) {
