@@ -16,7 +16,7 @@ export interface EncodeOptions {
   readonly metadata?: Record<string, string>;
   /**
    * Top-level columns written without a dictionary (plain values): those whose values hardly
-   * repeat, where a dictionary only adds its own page and the indexes (see `PartFile.append`).
+   * repeat, where a dictionary only adds its own page and the indexes (see dictionary.ts).
    */
   readonly plainColumns?: readonly string[];
 }

@@ -3,11 +3,12 @@
  * (or one line, when a line is longer than a chunk) in memory.
  *
  * Lines are split on bytes, not on decoded text, so a bad byte sequence only spoils its own line.
- * Each line becomes its own string: an ASCII line (checked at SIMD speed) as one-byte text without
- * a decoder, any other through the fatal UTF-8 decoder. Decoding a chunk at once and cutting the
- * text was slower: one non-ASCII character anywhere makes the whole text two bytes a character,
- * and every line cut from it too, which `JSON.parse` and the heap then pay for (reading and
- * parsing the 1M clickstream, where about a quarter of the lines hold a non-ASCII character).
+ * Each line becomes its own string: an ASCII line (one scan per chunk finds the bytes above
+ * 0x7F) as one-byte text without a decoder, any other through {@link utf8Text}. Decoding a chunk
+ * at once and cutting the text was slower: one non-ASCII character anywhere makes the whole text
+ * two bytes a character, and every line cut from it too, which `JSON.parse` and the heap then pay
+ * for (reading and parsing the 1M clickstream, where about a quarter of the lines hold a
+ * non-ASCII character).
  */
 
 /** Reads up to `length` bytes into `buffer` at `offset`; resolves 0 at the end of input. */
