@@ -32,7 +32,7 @@ const MS_PER_DAY = 86_400_000;
 export abstract class ColumnBuilder {
   length = 0;
   nullCount = 0;
-  protected validity = new Uint8Array(takeBuffer(128));
+  protected validity = typed(Uint8Array, 128);
 
   constructor(readonly spec: ColumnSpec) {}
 
@@ -104,8 +104,11 @@ export abstract class ColumnBuilder {
 }
 
 /** A typed array of `length` elements on memory from the pool (see memory.ts), not zeroed. */
-function typed<T extends Uint8Array | Int32Array | Float64Array>(Type: new (buffer: ArrayBuffer) => T, length: number, bytesPerElement: number): T {
-  return new Type(takeBuffer(length * bytesPerElement));
+function typed<T extends Uint8Array | Int32Array | Float64Array>(
+  Type: { new (buffer: ArrayBuffer): T; readonly BYTES_PER_ELEMENT: number },
+  length: number,
+): T {
+  return new Type(takeBuffer(length * Type.BYTES_PER_ELEMENT));
 }
 
 /** A copy of `array` with room for `minLength` elements; the old memory goes back to the pool. */
@@ -119,7 +122,7 @@ function grow<T extends Uint8Array | Int32Array | Float64Array>(array: T, minLen
 
 /** Offsets of a column with no rows yet: the first is 0, the rest are written as rows come. */
 function firstOffsets(): Int32Array {
-  const offsets = typed(Int32Array, 1024, 4);
+  const offsets = typed(Int32Array, 1024);
   offsets[0] = 0;
   return offsets;
 }
@@ -184,7 +187,7 @@ class Utf8Builder extends ColumnBuilder {
 }
 
 class Float64Builder extends ColumnBuilder {
-  private values = typed(Float64Array, 1024, 8);
+  private values = typed(Float64Array, 1024);
   arrowType() {
     return new Float64();
   }
@@ -220,7 +223,7 @@ class Float64Builder extends ColumnBuilder {
  * exact and avoids a `BigInt` allocation per value.
  */
 abstract class Int64LikeBuilder extends ColumnBuilder {
-  private halves = typed(Int32Array, 2048, 4);
+  private halves = typed(Int32Array, 2048);
   protected putInteger(value: number) {
     if (this.length * 2 + 2 > this.halves.length) this.halves = grow(this.halves, this.length * 2 + 2);
     this.halves[this.length * 2] = value | 0;
@@ -303,7 +306,7 @@ class TimestampBuilder extends Int64LikeBuilder {
 }
 
 class DateBuilder extends ColumnBuilder {
-  private values = typed(Int32Array, 1024, 4);
+  private values = typed(Int32Array, 1024);
   arrowType() {
     return new DateDay();
   }
@@ -339,7 +342,7 @@ class DateBuilder extends ColumnBuilder {
 }
 
 class BoolBuilder extends ColumnBuilder {
-  private bits = typed(Uint8Array, 128, 1);
+  private bits = typed(Uint8Array, 128);
   arrowType() {
     return new Bool();
   }

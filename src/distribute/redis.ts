@@ -17,8 +17,6 @@ import { RedisClient } from "bun";
 import { entriesOf, type StreamEntry } from "../io/redisStreams.ts";
 import { decodeSplit, encodeSplit, type QueueSettings, safeUrl, type Split, type SplitQueue, type Taken } from "./queue.ts";
 
-type Entry = StreamEntry;
-
 /**
  * The keep-alive (KEYS[1] the stream, ARGV the group, the worker, then the ids it holds): resets
  * the idle time of each split still pending on this worker, and returns the ids that are not.
@@ -117,7 +115,7 @@ class RedisQueue implements SplitQueue {
   /** A split to take now: one whose worker stopped keeping it alive (it died or lost its lease), or a new one. */
   async #look(): Promise<Taken | undefined> {
     const { worker, leaseMs } = this.settings;
-    const claimed = (await this.#client.send("XAUTOCLAIM", [this.#splits, this.#group, worker, String(leaseMs), "0-0", "COUNT", "1"])) as [string, Entry[]];
+    const claimed = (await this.#client.send("XAUTOCLAIM", [this.#splits, this.#group, worker, String(leaseMs), "0-0", "COUNT", "1"])) as [string, StreamEntry[]];
     const [old] = claimed[1] ?? [];
     if (old) return this.#hold(old, performance.now());
     const reply = await this.#client.send("XREADGROUP", ["GROUP", this.#group, worker, "COUNT", "1", "STREAMS", this.#splits, ">"]);
@@ -147,7 +145,7 @@ class RedisQueue implements SplitQueue {
   async #list(list: () => AsyncIterable<Split>, stopped: () => boolean): Promise<void> {
     const { worker, leaseMs } = this.settings;
     const lister = `${this.#prefix}:lister`;
-    const last = (await this.#client.send("XREVRANGE", [this.#splits, "+", "-", "COUNT", "1"])) as Entry[];
+    const last = (await this.#client.send("XREVRANGE", [this.#splits, "+", "-", "COUNT", "1"])) as StreamEntry[];
     const after = last[0] ? Number(last[0][0].split("-")[0]) : 0;
     let renewed = performance.now();
     let total = 0;
@@ -171,7 +169,7 @@ class RedisQueue implements SplitQueue {
     this.#listed = true;
   }
 
-  #hold([id, fields]: Entry, redelivered: number | undefined): Taken {
+  #hold([id, fields]: StreamEntry, redelivered: number | undefined): Taken {
     const text = fields ? (fields[fields.indexOf("split") + 1] ?? "") : "";
     const taken: Taken = { split: decodeSplit(text, this.where), redelivered };
     if (this.#held.size === 0) this.#lastAlive = performance.now();
@@ -254,4 +252,3 @@ class RedisQueue implements SplitQueue {
     return new Error(`distribute: ${what} (${this.where}): ${message.replaceAll(this.settings.url, safeUrl(this.settings.url))}`, { cause: error });
   }
 }
-

@@ -68,7 +68,7 @@ export const lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true 
  * also be a real U+FFFD) is decided by `fatal`.
  */
 export function utf8Text(bytes: Uint8Array, from: number, to: number): string | undefined {
-  const view = (bytes instanceof Buffer ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) as unknown as Utf8Sliceable;
+  const view = (bytes instanceof Buffer ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) as unknown as Sliceable;
   const text = view.utf8Slice(from, to);
   if (!text.includes("\uFFFD")) return text;
   try {
@@ -78,9 +78,10 @@ export function utf8Text(bytes: Uint8Array, from: number, to: number): string | 
   }
 }
 
-// Buffer#utf8Slice skips toString()'s argument parsing.
-interface Utf8Sliceable {
+// Buffer#utf8Slice and #latin1Slice skip toString()'s argument parsing.
+interface Sliceable {
   utf8Slice(start: number, end: number): string;
+  latin1Slice(start: number, end: number): string;
 }
 
 /**
@@ -196,7 +197,7 @@ function emitLines(
   maxLineBytes: number,
 ): number {
   const bytes = Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength);
-  const latin1 = bytes as unknown as Latin1Sliceable;
+  const latin1 = bytes as unknown as Sliceable;
   const words = buffer.byteOffset % 4 === 0 ? new Uint32Array(buffer.buffer, buffer.byteOffset, buffer.byteLength >> 2) : undefined;
   // Where the next byte above 0x7F is: a line that ends before it is ASCII. One scan of the
   // chunk instead of a view and an isAscii call per line (a third of the splitting's time).
@@ -241,11 +242,6 @@ function firstHighByte(bytes: Uint8Array, words: Uint32Array | undefined, from: 
   }
   while (i < end && (bytes[i] as number) <= 0x7f) i++;
   return i;
-}
-
-// Buffer#latin1Slice skips toString()'s argument parsing.
-interface Latin1Sliceable {
-  latin1Slice(start: number, end: number): string;
 }
 
 /** The start of an overlong line for its dead letter: its first 1,024 characters, or bytes when it is not UTF-8. */

@@ -12,7 +12,6 @@
  * Two connections: a blocking XREADGROUP stalls every other command sent on its connection, so
  * reads block on one of their own and acknowledgements, claims and heartbeats use the other.
  */
-
 import { hostname } from "node:os";
 import { RedisClient } from "bun";
 import { Observable } from "rxjs";
@@ -71,9 +70,6 @@ interface NewRead {
   readonly readAt: number;
   readonly reply: Promise<[entries: StreamEntry[], following: string | undefined]>;
 }
-
-/** One stream entry as Redis replies: its id and its fields as `[name, value, ...]` (null once deleted). */
-type Entry = StreamEntry;
 
 /**
  * Reads a Redis stream as a member of a consumer group and emits one record per entry: the JSON
@@ -231,7 +227,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
      * the last new entry this reader positioned in the stream (entries of one read of new entries
      * follow each other). `readAt`: when the read that returned them was sent (their lease's start).
      */
-    function emit(entries: readonly Entry[], redelivered: number | undefined, adjacent: boolean, readAt: number): void {
+    function emit(entries: readonly StreamEntry[], redelivered: number | undefined, adjacent: boolean, readAt: number): void {
       if (entries.length > 0) lease.taken(readAt);
       let first = true;
       for (const [id, fields] of entries) {
@@ -290,7 +286,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
       // Entries this consumer read before a restart and never acknowledged.
       let after = "0";
       while (!done()) {
-        let entries: Entry[];
+        let entries: StreamEntry[];
         const readAt = performance.now();
         try {
           entries = entriesOf(await reader.send("XREADGROUP", ["GROUP", group, consumer, "COUNT", String(batchSize), "STREAMS", stream, after]), stream);
@@ -299,7 +295,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
           return fail("reading pending entries", error);
         }
         if (entries.length === 0) break;
-        after = (entries[entries.length - 1] as Entry)[0];
+        after = (entries[entries.length - 1] as StreamEntry)[0];
         // Read before this process started: whoever read them (this consumer, earlier) has ended.
         emit(entries.filter(([id]) => !held.has(id)), startedAt, false, readAt);
         announceDurable(flow);
@@ -314,7 +310,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
           // Entries a dead consumer left idle: one page per turn, so new entries are not starved.
           try {
             const claimedAt = performance.now();
-            const reply = (await commands.send("XAUTOCLAIM", [stream, group, consumer, String(claimIdleMs), claimCursor, "COUNT", String(batchSize)])) as [string, Entry[], string[]];
+            const reply = (await commands.send("XAUTOCLAIM", [stream, group, consumer, String(claimIdleMs), claimCursor, "COUNT", String(batchSize)])) as [string, StreamEntry[], string[]];
             claimCursor = reply[0];
             // An entry this reader holds can look idle only if the keep-alive ran late: it is in flight here.
             // Idle claimIdleMs: their holder, dead or alive, committed nothing after keepAliveMs
@@ -331,7 +327,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
         }
         const current = ahead ?? readNew(lastNew);
         ahead = undefined;
-        let entries: Entry[];
+        let entries: StreamEntry[];
         let following: string | undefined;
         try {
           [entries, following] = await current.reply;
@@ -345,8 +341,8 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
           // reading go on after the batch, and no claim is due: its entries are emitted as soon
           // as they arrive, whatever the pace says by then (an overshoot of one batch, as a file
           // source's chunk), since entries read and not held have no keep-alive.
-          if (!flow.gate && held.size + entries.length < maxUnacked && Date.now() < claimAt) ahead = readNew((entries[entries.length - 1] as Entry)[0]);
-          emit(entries, undefined, following !== undefined && following === (entries[0] as Entry)[0], current.readAt);
+          if (!flow.gate && held.size + entries.length < maxUnacked && Date.now() < claimAt) ahead = readNew((entries[entries.length - 1] as StreamEntry)[0]);
+          emit(entries, undefined, following !== undefined && following === (entries[0] as StreamEntry)[0], current.readAt);
           announceDurable(flow);
           if (ahead) continue;
         }
@@ -372,7 +368,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
       const readAt = performance.now();
       const reply = Promise.all([
         reader.send("XREADGROUP", ["GROUP", group, consumer, "COUNT", String(batchSize), "BLOCK", String(blockMs), "STREAMS", stream, ">"]).then((r) => entriesOf(r, stream)),
-        previous === undefined ? undefined : reader.send("XRANGE", [stream, `(${previous}`, "+", "COUNT", "1"]).then((r) => (r as Entry[] | null)?.[0]?.[0]),
+        previous === undefined ? undefined : reader.send("XRANGE", [stream, `(${previous}`, "+", "COUNT", "1"]).then((r) => (r as StreamEntry[] | null)?.[0]?.[0]),
       ]);
       // A read still in flight when reading ends is never awaited: closing the connection rejects it.
       reply.catch(() => {});
@@ -477,7 +473,3 @@ function keepHeld(client: RedisClient, stream: string, group: string, consumer: 
     () => lease.failed(startedAt),
   );
 }
-
-
-
-
