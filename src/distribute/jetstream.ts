@@ -99,7 +99,7 @@ class JetStreamQueue implements SplitQueue {
       .split(",")
       .map((s) => s.trim())
       .filter((s) => s.length > 0);
-    this.#secrets = this.#servers.flatMap((server) => secretsOf(server, { scheme: "nats", hideUser: true }));
+    this.#secrets = secretsOf(this.#servers, { scheme: "nats", hideUser: true });
     const name = queueName(settings.job, settings.key);
     this.#splitsStream = `SLUICE_JOB_${name}`;
     this.#planStream = `SLUICE_PLAN_${name}`;

@@ -28,15 +28,32 @@ export function safeUrl(url: string, options: CredentialOptions = {}): string {
   }
 }
 
-/** The credentials in a URL, as written and decoded, longest first: what {@link scrub} removes. */
-export function secretsOf(url: string, options: CredentialOptions = {}): string[] {
-  try {
-    const { username, password } = parse(url, options.scheme);
-    const found = [password, options.hideUser ? username : ""].filter((s) => s.length > 0).flatMap((s) => [s, decodeURIComponent(s)]);
-    return [...new Set(found)].filter((s) => s.length > 0).sort((a, b) => b.length - a.length);
-  } catch {
-    return [];
+/**
+ * The credentials in a URL (or in each of several), as written and decoded, longest first: what
+ * {@link scrub} removes. A part that is not valid percent-encoding is kept as written.
+ */
+export function secretsOf(urls: string | readonly string[], options: CredentialOptions = {}): string[] {
+  const found = new Set<string>();
+  for (const url of typeof urls === "string" ? [urls] : urls) {
+    let parts: string[];
+    try {
+      const { username, password } = parse(url, options.scheme);
+      parts = [password, options.hideUser ? username : ""];
+    } catch {
+      // A URL that does not parse has no credentials to find.
+      continue;
+    }
+    for (const part of parts) {
+      if (part.length === 0) continue;
+      found.add(part);
+      try {
+        found.add(decodeURIComponent(part));
+      } catch {
+        // Not percent-encoded text: the part as written is enough.
+      }
+    }
   }
+  return [...found].filter((s) => s.length > 0).sort((a, b) => b.length - a.length);
 }
 
 /** `text` with every one of `secrets` replaced by `***`. */

@@ -716,40 +716,6 @@ export function positionId(position: Position | undefined, payload: string | Uin
   return `${position.input.name}:${position.line}:${Bun.hash.wyhash(payload).toString(16)}`;
 }
 
-/** A broker URL as it may be shown: user and password replaced by `***`. */
-export function safeUrl(url: string, scheme: string): string {
-  try {
-    const parsed = new URL(url.includes("://") ? url : `${scheme}://${url}`);
-    if (parsed.username) parsed.username = "***";
-    if (parsed.password) parsed.password = "***";
-    return parsed.toString().replace(/\/$/, "");
-  } catch {
-    return "(an unparsable URL)";
-  }
-}
-
-/** The credentials in broker URLs, as written and decoded, to remove from any message a client produces. */
-export function secretsOf(urls: readonly string[], scheme: string): string[] {
-  const found = new Set<string>();
-  for (const url of urls) {
-    try {
-      const { username, password } = new URL(url.includes("://") ? url : `${scheme}://${url}`);
-      for (const part of [username, password]) {
-        if (part.length === 0) continue;
-        found.add(part);
-        try {
-          found.add(decodeURIComponent(part));
-        } catch {
-          // Not percent-encoded text: the part as written is enough.
-        }
-      }
-    } catch {
-      // An URL that does not parse has no credentials to find.
-    }
-  }
-  return [...found].sort((a, b) => b.length - a.length);
-}
-
 /**
  * An error for a broker failure: `<who>: <what> failed (<where>): <reason>`, with the credentials
  * removed from the client's own message (which may quote a URL); the client's error is not kept as

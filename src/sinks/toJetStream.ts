@@ -10,6 +10,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import type { OperatorFunction } from "rxjs";
 import type { Position } from "../flow/position.ts";
+import { safeUrl, secretsOf } from "../io/credentials.ts";
 import {
   brokerError,
   type Outgoing,
@@ -18,9 +19,10 @@ import {
   type PublishOptions,
   positionId,
   publishSink,
-  safeUrl,
-  secretsOf,
 } from "./publish.ts";
+
+/** How a NATS server URL's credentials are read: a user name may be a token. */
+const NATS_CREDENTIALS = { scheme: "nats", hideUser: true } as const;
 
 /** Where {@link toJetStream} (or a dead letter's `publish`) sends messages. */
 export interface JetStreamTarget {
@@ -107,8 +109,9 @@ export async function openJetStreamPublisher(who: string, target: JetStreamTarge
   const { NATS_URL } = process.env;
   const given = target.servers ?? NATS_URL ?? "nats://127.0.0.1:4222";
   const servers = (typeof given === "string" ? given.split(",") : [...given]).map((s) => s.trim()).filter((s) => s.length > 0);
-  const secrets = secretsOf(servers, "nats");
-  const where = `NATS ${servers.map((s) => safeUrl(s, "nats")).join(",")}, subject "${target.subject}"`;
+  // A NATS user name may be a token: hidden too.
+  const secrets = secretsOf(servers, NATS_CREDENTIALS);
+  const where = `NATS ${servers.map((s) => safeUrl(s, NATS_CREDENTIALS)).join(",")}, subject "${target.subject}"`;
   const timeout = Math.max(1, Math.floor(target.ackTimeoutMs ?? 30_000));
   let nc: Awaited<ReturnType<typeof connect>>;
   try {

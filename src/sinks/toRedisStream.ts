@@ -9,7 +9,11 @@
  */
 import { RedisClient } from "bun";
 import type { OperatorFunction } from "rxjs";
-import { brokerError, type Outgoing, type Published, type Publisher, type PublishOptions, publishSink, safeUrl, secretsOf } from "./publish.ts";
+import { safeUrl, secretsOf } from "../io/credentials.ts";
+import { brokerError, type Outgoing, type Published, type Publisher, type PublishOptions, publishSink } from "./publish.ts";
+
+/** How the Redis URL's credentials are read: the user name is hidden as well as the password. */
+const REDIS_CREDENTIALS = { scheme: "redis", hideUser: true } as const;
 
 /** Where {@link toRedisStream} (or a dead letter's `publish`) appends entries. */
 export interface RedisStreamTarget {
@@ -70,8 +74,8 @@ export function toRedisStream<T>(options: ToRedisStreamOptions<T>): OperatorFunc
 export async function openRedisStreamPublisher(who: string, target: RedisStreamTarget): Promise<Publisher> {
   const { REDIS_URL } = process.env;
   const url = target.url ?? REDIS_URL ?? "redis://127.0.0.1:6379";
-  const secrets = secretsOf([url], "redis");
-  const where = `Redis ${safeUrl(url, "redis")}, stream "${target.stream}"`;
+  const secrets = secretsOf(url, REDIS_CREDENTIALS);
+  const where = `Redis ${safeUrl(url, REDIS_CREDENTIALS)}, stream "${target.stream}"`;
   const field = target.field ?? "data";
   const trim = target.maxLen !== undefined ? ["MAXLEN", "~", String(target.maxLen)] : [];
   const client = new RedisClient(url, { autoReconnect: false });

@@ -19,6 +19,14 @@ describe("credentials in broker URLs", () => {
     expect(secretsOf("redis://alice@h:6379")).toEqual([]);
   });
 
+  test("a password that is not valid percent-encoding is still removed, and several URLs give one list, longest first", () => {
+    // decodeURIComponent throws on "%zz": the password as written must not be lost with it.
+    expect(secretsOf("redis://:ab%zz@h:6379")).toEqual(["ab%zz"]);
+    const secrets = secretsOf(["nats://tok@a:4222", "nats://user:longer-secret@b:4222", "nats://tok@c:4222"], { scheme: "nats", hideUser: true });
+    expect(secrets).toEqual(["longer-secret", "user", "tok"]);
+    expect(scrub("auth failed: user/longer-secret and tok", secrets)).toBe("auth failed: ***/*** and ***");
+  });
+
   test("what cannot be parsed is never echoed", () => {
     expect(safeUrl("redis://[broken")).toBe("(an unparsable URL)");
     expect(secretsOf("::::")).toEqual([]);
