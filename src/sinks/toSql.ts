@@ -10,13 +10,16 @@ import type { CommitRange } from "../checkpoint/checkpoint.ts";
 import { announceDurable, hold } from "../flow/durable.ts";
 import { currentFlow, holdGate, observeCommitLatency, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
 import type { Input, Position } from "../flow/position.ts";
+import { scrub, secretsOf } from "../io/credentials.ts";
 import { columnsOf, SchemaError } from "../schema/columns.ts";
 import {
   canonicalValue,
   type Dialect,
+  describeUrl,
   type LedgerContents,
   LINEAGE_COLUMNS,
   Mismatch,
+  messageOf,
   partitionKeyOf,
   type SqlColumn,
   type SqlMode,
@@ -86,12 +89,23 @@ function newBatch(): Batch {
   return { rows: [], records: [], positions: [], spans: new Map(), partitions: new Map(), openedAt: Date.now() };
 }
 
-/** The dialect a URL names. */
-function dialectOf(url: string): Dialect {
+/**
+ * The dialect a URL names. A database URL its client cannot read (Bun's says only "URI error" or
+ * "Invalid URL") fails with a {@link SqlWriteError} naming the target, without the password.
+ */
+function dialectOf(url: string, table: string): Dialect {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase();
-  if (scheme === "postgres" || scheme === "postgresql") return new PostgresDialect(url);
-  if (scheme === "mysql" || scheme === "mariadb") return new MysqlDialect(url);
-  if (scheme === "clickhouse") return new ClickHouseDialect(url);
+  const open = (Kind: new (url: string) => Dialect): Dialect => {
+    try {
+      return new Kind(url);
+    } catch (error) {
+      const advice = error instanceof URIError ? ': a "%" that does not start a percent-encoded byte (%3A, %40, ...) must be written %25' : "";
+      throw new SqlWriteError(describeUrl(url), table, `cannot use the URL (${scrub(messageOf(error), secretsOf(url))})${advice}`, error);
+    }
+  };
+  if (scheme === "postgres" || scheme === "postgresql") return open(PostgresDialect);
+  if (scheme === "mysql" || scheme === "mariadb") return open(MysqlDialect);
+  if (scheme === "clickhouse") return open(ClickHouseDialect);
   if (scheme === undefined || scheme === "sqlite" || scheme === "file") return new SqliteDialect(url);
   throw new Error(`toSql: unsupported database URL scheme "${scheme}:" (use postgres://, mysql://, mariadb://, clickhouse://, sqlite: or a file path)`);
 }
@@ -171,7 +185,7 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
       const flow = currentFlow();
       let dialect: Dialect;
       try {
-        dialect = dialectOf(url);
+        dialect = dialectOf(url, table);
       } catch (error) {
         subscriber.error(error);
         return;

@@ -25,6 +25,7 @@ import type { ConnectionOptions as TlsOptions } from "node:tls";
 import { Observable } from "rxjs";
 import { announceDurable, watchDurable } from "../flow/durable.ts";
 import { currentFlow, sendToDeadLetter } from "../flow/flow.ts";
+import { scrub, secretsOf } from "../io/credentials.ts";
 import { deleteLag, type LagWhere, setLag } from "../run/metrics.ts";
 import { Input, stamp } from "../flow/position.ts";
 import { alreadyDeadLettered } from "../sinks/ledger.ts";
@@ -151,7 +152,7 @@ export function kafkaConnection(who: string, options: KafkaConnectionOptions): K
   }
   const tlsFlag = options.tls ?? /^(1|true)$/i.test(KAFKA_TLS ?? "");
   const tls = tlsFlag === true ? {} : tlsFlag === false ? undefined : tlsFlag;
-  const secrets = sasl ? [sasl.username, sasl.password].filter((s) => s.length > 0).sort((a, b) => b.length - a.length) : [];
+  const secrets = sasl ? secretsOf(sasl, { hideUser: true }) : [];
   return {
     brokers,
     client: {
@@ -185,8 +186,7 @@ export function kafkaReason(error: unknown, secrets: readonly string[]): string 
     for (const next of inner) walk(next, depth + 1);
   };
   walk(error, 0);
-  let text = [...seen].filter((s) => s.length > 0).join("; ");
-  for (const secret of secrets) text = text.replaceAll(secret, "***");
+  const text = scrub([...seen].filter((s) => s.length > 0).join("; "), secrets);
   return text.length > 600 ? `${text.slice(0, 600)}…` : text;
 }
 

@@ -11,6 +11,7 @@ import { type SQL, SQL as Client } from "bun";
 import { Observable } from "rxjs";
 import { currentFlow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
 import { Input, stamp } from "../flow/position.ts";
+import { scrub, secretsOf, sqlClientLogin } from "../io/credentials.ts";
 import { daysFromCivil } from "../schema/instant.ts";
 
 /** Options of {@link fromPostgres}. */
@@ -96,17 +97,21 @@ export function fromPostgres(query: string, options: PostgresOptions = {}): Obse
     let client: SQL;
     let own: SQL | undefined;
     let target = "postgres";
-    let password = "";
+    // What messages must not show: the URL's password, and the one the client resolved (the
+    // app's client, PGPASSWORD, DATABASE_URL), in their forms.
+    let secrets = secretsOf(options.url ? [options.url] : []);
     try {
       if (options.sql) {
         client = options.sql;
       } else {
-        password = passwordOf(options.url);
         client = own = options.url ? new Client({ url: options.url, max: 1 }) : new Client({ max: 1 });
       }
       target = describe(client);
+      secrets = secretsOf([...(options.url ? [options.url] : []), sqlClientLogin(client)]);
     } catch (error) {
-      subscriber.error(new Error(`fromPostgres: cannot use the connection settings: ${redact((error as Error).message, password)}`, { cause: error }));
+      // Bun's client says only "URI error" when a "%" in the URL does not start an encoded byte.
+      const advice = error instanceof URIError ? ': a "%" that does not start a percent-encoded byte (%3A, %40, ...) must be written %25' : "";
+      subscriber.error(new Error(`fromPostgres: cannot use the connection settings (${scrub((error as Error).message, secrets)})${advice}`, { cause: error }));
       return;
     }
     const head = oneLine(text).slice(0, 60);
@@ -118,7 +123,7 @@ export function fromPostgres(query: string, options: PostgresOptions = {}): Obse
     // follows fails too, and that second error must not hide the first.
     let failure: PostgresFailure | undefined;
     const fail = (what: string, error: unknown, advice: string) =>
-      (failure ??= new PostgresFailure(`fromPostgres: ${what} (${redact(reasonOf(error), password)}), ${target}, query "${head}"${advice ? `: ${advice}` : ""}`, {
+      (failure ??= new PostgresFailure(`fromPostgres: ${what} (${scrub(reasonOf(error), secrets)}), ${target}, query "${head}"${advice ? `: ${advice}` : ""}`, {
         cause: error,
       }));
 
@@ -514,19 +519,6 @@ function reasonOf(error: unknown): string {
 function describe(client: SQL): string {
   const o = (client as unknown as { options?: { hostname?: string; port?: number; database?: string; path?: string } }).options ?? {};
   return `postgres://${o.hostname ?? o.path ?? "localhost"}${o.port ? `:${o.port}` : ""}/${o.database ?? ""}`;
-}
-
-function passwordOf(url: string | undefined): string {
-  if (!url) return "";
-  try {
-    return decodeURIComponent(new URL(url).password);
-  } catch {
-    return "";
-  }
-}
-
-function redact(message: string, password: string): string {
-  return password ? message.replaceAll(password, "***").replaceAll(encodeURIComponent(password), "***") : message;
 }
 
 function oneLine(text: string): string {

@@ -418,6 +418,39 @@ describe.each(DIALECTS)("toSql into %s", (db) => {
   });
 });
 
+describe("toSql keeps passwords out of its errors", () => {
+  // A login the server refuses, with the password written three ways: Bun's clients quoted none
+  // of them in these messages; the test holds the sink to that whatever the driver says.
+  test.each([
+    ["MariaDB, a wrong password for root", "mysql://root:hunter2%2fpw@127.0.0.1:3306/test", "mysql://127.0.0.1:3306/test", /Access denied for user 'root'/],
+    ["PostgreSQL, an unknown role, the password in the query string", "postgres://sluice_nobody@127.0.0.1:5432/test?password=hunter2pw", "postgres://127.0.0.1:5432/test", /sluice_nobody/],
+    ["PostgreSQL, an unknown role, the password percent-encoded", "postgres://sluice_nobody:hun%74er2pw@127.0.0.1:5432/test", "postgres://127.0.0.1:5432/test", /sluice_nobody/],
+  ])("%s", async (name, url, target, reason) => {
+    const file = await ndjson(`login-${name.replace(/\W+/g, "-")}.ndjson`, [{ id: 1 }]);
+    const error = await load(file, toSql(url, "orders", { schema: v.object({ id: v.number() }), mode: "insert", create: true })).catch((e: Error) => e);
+    expect(error).toBeInstanceOf(SqlWriteError);
+    const message = (error as Error).message;
+    expect(message).toContain(`${target} table "orders": cannot connect`);
+    expect(message).toMatch(reason);
+    expect(JSON.stringify(error, Object.getOwnPropertyNames(error))).not.toMatch(/hunter|hun%74er|hunter2%2f/i);
+  });
+
+  test("a URL whose password is not valid percent-encoding fails naming the target and what to fix, not the password", async () => {
+    const file = await ndjson("login-undecodable.ndjson", [{ id: 1 }]);
+    for (const [url, target] of [
+      ["postgres://postgres:ab%zzcd@127.0.0.1:5432/test", "postgres://127.0.0.1:5432/test"],
+      ["mariadb://root:ab%zzcd@127.0.0.1:3306/test", "mariadb://127.0.0.1:3306/test"],
+      ["clickhouse://default:ab%zzcd@127.0.0.1:8123/default", "clickhouse://127.0.0.1:8123/default"],
+    ] as const) {
+      const error = await load(file, toSql(url, "orders", { schema: v.object({ id: v.number() }), mode: "insert" })).catch((e: Error) => e);
+      expect(error).toBeInstanceOf(SqlWriteError);
+      expect((error as Error).message).toBe(
+        `toSql ${target} table "orders": cannot use the URL (URI error): a "%" that does not start a percent-encoded byte (%3A, %40, ...) must be written %25`,
+      );
+    }
+  });
+});
+
 describe("toSql bounds and resumes", () => {
   test("holds the source while a batch is in flight and the next is full: at most about two batches are buffered", async () => {
     const table = tableName("pg", "bounded");

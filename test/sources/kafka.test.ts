@@ -8,6 +8,7 @@ import { deadLetter, validate } from "../../operators/index.ts";
 import { readDeadLettersSync } from "../../src/deadletter/read.ts";
 import type { Flow } from "../../src/flow/flow.ts";
 import { fromKafka, run, toParquet } from "../../src/index.ts";
+import { kafkaConnection, kafkaReason } from "../../src/sources/kafka.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 import { type KafkaMock, startKafkaMock } from "../support/kafka-mock/mock.ts";
 
@@ -381,6 +382,12 @@ describe("fromKafka", () => {
     expect(error?.message).toContain('group "g"');
     expect(error?.message).not.toContain("s3cret-pw");
     expect(error?.message).not.toContain("svc-user");
+  });
+
+  test.concurrent("a client error quoting the SASL login, as given or percent-encoded, is shown without it", () => {
+    const { secrets } = kafkaConnection("fromKafka", { brokers: "127.0.0.1:1", sasl: { mechanism: "PLAIN", username: "svc user", password: "p@ss wörd" } });
+    const error = new Error("metadata failed", { cause: new Error("SASL PLAIN refused for svc%20user:p%40ss%20w%C3%B6rd (svc user / p@ss wörd)") });
+    expect(kafkaReason(error, secrets)).toBe("metadata failed; SASL PLAIN refused for ***:*** (*** / ***)");
   });
 
   test.concurrent("refuses a broker written with credentials, without repeating them", () => {

@@ -385,6 +385,8 @@ describe("fromPostgres", () => {
     ["nothing listens on the port", "postgres://postgres:hunter2@127.0.0.1:1/test", "postgres://127.0.0.1:1/test", /Failed to connect/],
     ["the role does not exist", "postgres://sluice_nobody:hunter2@127.0.0.1:5432/test", "postgres://127.0.0.1:5432/test", /sluice_nobody/],
     ["the database does not exist", "postgres://postgres:hunter2@127.0.0.1:5432/sluice_nodb", "postgres://127.0.0.1:5432/sluice_nodb", /sluice_nodb/],
+    ["the password is percent-encoded", "postgres://sluice_nobody:hun%74er2@127.0.0.1:5432/test", "postgres://127.0.0.1:5432/test", /sluice_nobody/],
+    ["the password is in the query string", "postgres://sluice_nobody@127.0.0.1:5432/test?password=hunter2", "postgres://127.0.0.1:5432/test", /sluice_nobody/],
   ])("errors naming the server, never the password, when %s", async (_case, url, target, reason) => {
     let message = "";
     try {
@@ -397,6 +399,32 @@ describe("fromPostgres", () => {
     expect(message).toMatch(reason);
     expect(message).not.toContain("hunter2");
     expect(message).toContain("check that the server is running");
+  });
+
+  test("a password that is not valid percent-encoding fails the stream saying what to fix, without the password", async () => {
+    // Bun's client refuses the URL with a bare "URI error"; the old code also had no password to hide then.
+    await expect(collect("SELECT 1", { url: "postgres://postgres:ab%zzcd@127.0.0.1:5432/test" })).rejects.toThrow(
+      'fromPostgres: cannot use the connection settings (URI error): a "%" that does not start a percent-encoded byte (%3A, %40, ...) must be written %25',
+    );
+  });
+
+  test("a driver error quoting the password of the app's own client does not carry it", async () => {
+    // Bun's client never quoted a password in any failure tried (refused, unknown role or
+    // database, TLS, bad URL): a stand-in client whose error does stands for a driver that would.
+    // The password is only in the client's resolved options, as with PGPASSWORD or DATABASE_URL.
+    const quoting = {
+      options: { hostname: "db.example", port: 5432, database: "shop", password: "app-pw/42" },
+      begin: () => Promise.reject(new Error("could not connect with password app-pw/42 (app-pw%2F42)")),
+    } as unknown as SQL;
+    let message = "";
+    try {
+      await collect("SELECT 1", { sql: quoting });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toBe(
+      'fromPostgres: cannot connect to the server (could not connect with password *** (***)), postgres://db.example:5432/shop, query "SELECT 1": check that the server is running and the URL, user and password',
+    );
   });
 
   // Two moments a connection can drop: while the source waits on the sink between fetches, and

@@ -13,6 +13,7 @@
  * - Timestamps (microseconds) and dates are stored as ISO-8601 `String`s: `DateTime` holds whole
  *   seconds and `Date` only 1970-2105, and a value outside either would be changed silently.
  */
+import { scrub, secretsOf } from "../../io/credentials.ts";
 import type { ColumnKind } from "../../schema/columns.ts";
 import {
   type BatchWrite,
@@ -24,7 +25,6 @@ import {
   ledgerRows,
   landRows,
   type Refusal,
-  redact,
   type SqlColumn,
   SqlWriteError,
   type TableSetup,
@@ -62,15 +62,17 @@ export class ClickHouseDialect implements Dialect {
   readonly #endpoint: string;
   readonly #database: string;
   readonly #auth: string | undefined;
-  readonly #password: string;
+  /** What error messages must not show: the password in its forms. */
+  readonly #secrets: readonly string[];
   #setup: TableSetup | undefined;
 
   constructor(url: string) {
     const u = new URL(url);
-    this.#password = decodeURIComponent(u.password);
+    const password = decodeURIComponent(u.password);
+    this.#secrets = secretsOf(url);
     this.#database = decodeURIComponent(u.pathname.replace(/^\//, "")) || "default";
     this.#endpoint = `http://${u.host || "127.0.0.1:8123"}/`;
-    this.#auth = u.username ? `Basic ${btoa(`${decodeURIComponent(u.username)}:${this.#password}`)}` : undefined;
+    this.#auth = u.username ? `Basic ${btoa(`${decodeURIComponent(u.username)}:${password}`)}` : undefined;
     this.target = `clickhouse://${u.host}/${this.#database}`;
   }
 
@@ -101,7 +103,7 @@ export class ClickHouseDialect implements Dialect {
     });
     const text = await response.text();
     if (!response.ok) {
-      const message = redact(text.trim().split("\n")[0] ?? `HTTP ${response.status}`, this.#password);
+      const message = scrub(text.trim().split("\n")[0] ?? `HTTP ${response.status}`, this.#secrets);
       // "(at row N)" or a parse failure: the data of a row, not the statement.
       if (body !== undefined && /at row \d+|Cannot parse|Cannot read/i.test(message)) throw new ClickHouseRowError(message);
       throw new Error(message);
@@ -110,7 +112,7 @@ export class ClickHouseDialect implements Dialect {
   }
 
   #fail(table: string, what: string, error: unknown, advice = ""): SqlWriteError {
-    return writeFailure(this.target, table, what, error, this.#password, advice);
+    return writeFailure(this.target, table, what, error, this.#secrets, advice);
   }
 
   async prepare(setup: TableSetup): Promise<void> {

@@ -8,6 +8,7 @@
  * hands it rows as arrays of already-checked values and the line ranges to record, and it answers
  * which rows the database refused and why.
  */
+import { scrub } from "../../io/credentials.ts";
 import type { ColumnKind, ColumnSpec } from "../../schema/columns.ts";
 import { isoTimestamp, parseIsoDays, parseIsoMicrosExact } from "../../schema/instant.ts";
 import { previewValue } from "../../schema/preview.ts";
@@ -149,10 +150,10 @@ export class SqlWriteError extends Error {
 
 /**
  * The {@link SqlWriteError} for `what` failing on `table`: the database's message in parentheses
- * with `password` redacted, then what to do (`advice`), if anything.
+ * with `secrets` (see `secretsOf` in io/credentials.ts) removed, then what to do (`advice`), if anything.
  */
-export function writeFailure(target: string, table: string, what: string, error: unknown, password: string, advice = ""): SqlWriteError {
-  return new SqlWriteError(target, table, `${what} (${redact(messageOf(error), password)})${advice ? `: ${advice}` : ""}`, error);
+export function writeFailure(target: string, table: string, what: string, error: unknown, secrets: readonly string[], advice = ""): SqlWriteError {
+  return new SqlWriteError(target, table, `${what} (${scrub(messageOf(error), secrets)})${advice ? `: ${advice}` : ""}`, error);
 }
 
 /**
@@ -188,15 +189,6 @@ export function quoteIdentifier(name: string, quote: '"' | "`", maxBytes: number
   return `${quote}${name.replaceAll(quote, quote + quote)}${quote}`;
 }
 
-/** The password of a URL, decoded (empty when none or not a URL). */
-export function passwordOf(url: string): string {
-  try {
-    return decodeURIComponent(new URL(url).password);
-  } catch {
-    return "";
-  }
-}
-
 /** `url` without user info, query or fragment: what messages may show. */
 export function describeUrl(url: string): string {
   try {
@@ -205,12 +197,6 @@ export function describeUrl(url: string): string {
   } catch {
     return "(an unparsable database URL)";
   }
-}
-
-/** `message` with every form of `password` replaced by `***`. */
-export function redact(message: string, password: string): string {
-  if (!password) return message;
-  return message.replaceAll(password, "***").replaceAll(encodeURIComponent(password), "***");
 }
 
 /** The message of an error, or its text. */

@@ -9,6 +9,7 @@
  * collation would take `"a"` and `"A"` for the same key and merge their rows).
  */
 import { SQL } from "bun";
+import { secretsOf, sqlClientLogin } from "../../io/credentials.ts";
 import type { ColumnKind } from "../../schema/columns.ts";
 import {
   type BatchWrite,
@@ -21,7 +22,6 @@ import {
   ledgerContents,
   ledgerRows,
   landRows,
-  passwordOf,
   quoteIdentifier,
   type Refusal,
   type SqlColumn,
@@ -61,13 +61,14 @@ export class MysqlDialect implements Dialect {
   readonly parallel = 2;
   readonly storesNonFinite = false;
   readonly #sql: SQL;
-  readonly #password: string;
+  /** What error messages must not show: the password in its forms. */
+  readonly #secrets: readonly string[];
   #setup: TableSetup | undefined;
 
   constructor(url: string) {
     this.target = describeUrl(url);
-    this.#password = passwordOf(url);
     this.#sql = new SQL({ url, max: this.parallel, connectionTimeout: 10 });
+    this.#secrets = secretsOf([url, sqlClientLogin(this.#sql)]);
   }
 
   encode(kind: ColumnKind, value: unknown): unknown {
@@ -77,7 +78,7 @@ export class MysqlDialect implements Dialect {
   }
 
   #fail(table: string, what: string, error: unknown, advice = ""): SqlWriteError {
-    return writeFailure(this.target, table, what, error, this.#password, advice);
+    return writeFailure(this.target, table, what, error, this.#secrets, advice);
   }
 
   async prepare(setup: TableSetup): Promise<void> {

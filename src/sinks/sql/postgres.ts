@@ -10,6 +10,7 @@
  * the refused rows stand alone.
  */
 import { SQL } from "bun";
+import { secretsOf, sqlClientLogin } from "../../io/credentials.ts";
 import type { ColumnKind } from "../../schema/columns.ts";
 import {
   type BatchWrite,
@@ -24,7 +25,6 @@ import {
   ledgerRows,
   landRows,
   onConflictUpdate,
-  passwordOf,
   quoteIdentifier,
   type Refusal,
   type SqlWriteError,
@@ -61,13 +61,14 @@ export class PostgresDialect implements Dialect {
   readonly parallel = 2;
   readonly storesNonFinite = true;
   readonly #sql: SQL;
-  readonly #password: string;
+  /** What error messages must not show: the password in its forms. */
+  readonly #secrets: readonly string[];
   #setup: TableSetup | undefined;
 
   constructor(url: string) {
     this.target = describeUrl(url);
-    this.#password = passwordOf(url);
     this.#sql = new SQL({ url, max: this.parallel, connectionTimeout: 10 });
+    this.#secrets = secretsOf([url, sqlClientLogin(this.#sql)]);
   }
 
   encode(kind: ColumnKind, value: unknown): unknown {
@@ -85,7 +86,7 @@ export class PostgresDialect implements Dialect {
   }
 
   #fail(table: string, what: string, error: unknown, advice = ""): SqlWriteError {
-    return writeFailure(this.target, table, what, error, this.#password, advice);
+    return writeFailure(this.target, table, what, error, this.#secrets, advice);
   }
 
   async prepare(setup: TableSetup): Promise<void> {

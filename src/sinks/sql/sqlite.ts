@@ -72,7 +72,7 @@ export class SqliteDialect implements Dialect {
 
   #fail(table: string, what: string, error: unknown): SqlWriteError {
     // A file path holds no password to redact.
-    return writeFailure(this.target, table, what, error, "");
+    return writeFailure(this.target, table, what, error, []);
   }
 
   async prepare(setup: TableSetup): Promise<void> {
