@@ -5,6 +5,7 @@
  */
 import { giveBack } from "../arrow/memory.ts";
 import { columnsToIPC, type RowColumns } from "../arrow/rows.ts";
+import { workerPool } from "../io/workers.ts";
 import type { EncodeOptions } from "./encode.ts";
 
 /** Encodes Arrow IPC bytes as Parquet off the main thread. */
@@ -43,48 +44,12 @@ export interface EncodeReply {
 // Job ids are unique in the process, not per sink: a worker serves one sink after another.
 let nextId = 0;
 
-/**
- * Encoder workers no sink is using, kept for the next one. Starting a worker loads apache-arrow
- * and compiles parquet-wasm again (about 0.2 s wall, 0.3 s CPU): a process that runs many short
- * pipelines (a scheduler, an ingest endpoint, a test suite) paid it for every sink. A worker is
- * kept only when it has no job outstanding and none of its jobs failed; kept workers do not hold
- * the process open (unref) and end after {@link IDLE_MS} unused.
- */
-const idle = new Set<Worker>();
-const IDLE_MS = 30_000;
-// How to cancel a kept worker's idle end when it is taken again.
-const takenBack = new WeakMap<Worker, () => void>();
+/** Encoder workers no sink is using, kept for the next one (see io/workers.ts). */
+const pool = workerPool(new URL("./worker.ts", import.meta.url));
 
-function takeWorker(): Worker {
-  for (const worker of idle) {
-    idle.delete(worker);
-    takenBack.get(worker)?.();
-    worker.ref();
-    return worker;
-  }
-  return new Worker(new URL("./worker.ts", import.meta.url).href);
-}
-
-function keepWorker(worker: Worker): void {
-  worker.onmessage = null;
-  worker.onerror = null;
-  worker.unref();
-  idle.add(worker);
-  // A kept worker whose thread ends (or that nobody takes in time) is dropped.
-  const drop = () => {
-    clearTimeout(timer);
-    worker.removeEventListener("close", drop);
-    if (idle.delete(worker)) worker.terminate();
-  };
-  const timer = setTimeout(drop, IDLE_MS);
-  timer.unref();
-  worker.addEventListener("close", drop);
-  takenBack.set(worker, drop);
-}
-
-/** Ends the encoder workers kept for later sinks (see `idle`), at once rather than when unused for a while. */
+/** Ends the encoder workers kept for later sinks, at once rather than when unused for a while. */
 export function endIdleEncoders(): void {
-  for (const worker of [...idle]) takenBack.get(worker)?.();
+  pool.endIdle();
 }
 
 /**
@@ -113,7 +78,7 @@ export function createEncoders(count: number): Encoders {
   let closing = false;
 
   function start() {
-    const worker = takeWorker();
+    const worker = pool.take();
     const slot: Slot = { worker, busy: 0, jobs: new Set<number>(), failed: false, stopListening: () => {} };
     // A worker that stops fails every job it held: they surface as write errors, never as silence.
     const failAll = (reason: string) => {
@@ -167,7 +132,7 @@ export function createEncoders(count: number): Encoders {
       for (const slot of started) {
         slot.stopListening();
         // Only a worker with nothing outstanding is kept: a late reply must never reach another sink.
-        if (!slot.failed && slot.busy === 0 && workers.includes(slot)) keepWorker(slot.worker);
+        if (!slot.failed && slot.busy === 0 && workers.includes(slot)) pool.keep(slot.worker);
         else slot.worker.terminate();
       }
       started.length = 0;
