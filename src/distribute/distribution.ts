@@ -3,6 +3,7 @@
  * the URL names (src/distribute/redis.ts, src/distribute/jetstream.ts; the model they share is in
  * src/distribute/queue.ts).
  */
+import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { type QueueSettings, safeUrl, type SplitQueue } from "./queue.ts";
 
@@ -23,7 +24,7 @@ export interface DistributeOptions {
    * it (default 60 s). Workers keep theirs alive every third of it.
    */
   readonly leaseMs?: number;
-  /** This worker's name in the queue (default `<hostname>-<pid>`). */
+  /** This worker's name in the queue (default `<hostname>-<pid>-<6 random hex digits>`, new in each run). */
   readonly worker?: string;
 }
 
@@ -34,6 +35,8 @@ export interface DistributeOptions {
  */
 export interface Distribution {
   readonly job: string;
+  /** This worker's name in the queue. */
+  readonly worker: string;
   readonly splitBytes: number;
   readonly leaseMs: number;
   /** The queue of one source, `key` naming it within the job (the same in every worker); opened on first use. */
@@ -82,7 +85,9 @@ export function createDistribution(options: DistributeOptions): Distribution {
   if (!(splitBytes >= 4096)) throw new Error(`distribute: splitBytes must be at least 4096, not ${options.splitBytes}`);
   const leaseMs = Math.floor(options.leaseMs ?? 60_000);
   if (!(leaseMs >= 300)) throw new Error(`distribute: leaseMs must be at least 300, not ${options.leaseMs}`);
-  const worker = options.worker ?? `${hostname()}-${process.pid}`;
+  // Host and pid alone are not unique: containers on the host network share a host name and
+  // often run as pid 1. Two workers under one name would each take the other's splits for its own.
+  const worker = options.worker ?? `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
   const settings = { url, job, leaseMs, worker };
   const opener: (settings: QueueSettings) => Promise<SplitQueue> =
     protocol === "redis:" || protocol === "rediss:"
@@ -91,6 +96,7 @@ export function createDistribution(options: DistributeOptions): Distribution {
   const queues = new Map<string, Promise<SplitQueue>>();
   return {
     job,
+    worker,
     splitBytes,
     leaseMs,
     endedEarly: false,

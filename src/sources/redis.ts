@@ -12,6 +12,7 @@
  * Two connections: a blocking XREADGROUP stalls every other command sent on its connection, so
  * reads block on one of their own and acknowledgements, claims and heartbeats use the other.
  */
+import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { RedisClient } from "bun";
 import { Observable } from "rxjs";
@@ -32,8 +33,10 @@ export interface RedisStreamOptions {
   /** The consumer group; created (with the stream, if missing) when it does not exist. */
   readonly group: string;
   /**
-   * This reader's name in the group (default `<hostname>-<pid>`). Give a stable name to a process
-   * that restarts, so it reads its own pending entries first; a new name leaves them to XAUTOCLAIM.
+   * This reader's name in the group (default `<hostname>-<pid>-<6 random hex digits>`, drawn when
+   * `fromRedisStream` is called, so each source has its own and a resubscription keeps it). Give a
+   * stable name to a process that restarts, so it reads its own pending entries first; a new name
+   * leaves them to XAUTOCLAIM.
    */
   readonly consumer?: string;
   /** Where a group created here starts: `"new"` (default, `$`: entries added from now on) or `"start"` (`0`: the whole stream). */
@@ -111,7 +114,10 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
   const url = options.url ?? REDIS_URL ?? "redis://127.0.0.1:6379";
   const { stream, group } = options;
   if (!stream || !group) throw new Error("fromRedisStream: options.stream and options.group are required");
-  const consumer = options.consumer ?? `${hostname()}-${process.pid}`;
+  // Host and pid alone are not unique: containers on the host network share a host name and
+  // often run as pid 1, and two sources in one process share both. Two readers under one name
+  // would share one pending-entries list, each taking the other's entries for its own.
+  const consumer = options.consumer ?? `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
   const batchSize = Math.max(1, Math.floor(options.batchSize ?? 1000));
   const blockMs = Math.max(1, Math.floor(options.blockMs ?? 1000));
   const field = options.field ?? "data";

@@ -8,12 +8,14 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { RedisClient } from "bun";
 import { readdirSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { filter, mergeMap } from "rxjs";
 import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
 import { fromCsv, fromNdjson, readDeadLetters, run, toParquet } from "../../src/index.ts";
 import { cutSplits } from "../../src/sources/splits.ts";
+import { createDistribution } from "../../src/distribute/distribution.ts";
 import { shortHash } from "../../src/distribute/queue.ts";
 import { uploadFile } from "../../src/io/s3.ts";
 import { forgetJobs } from "../helpers/distributedJobs.ts";
@@ -263,6 +265,33 @@ describe("workers sharing a job", () => {
       expect(await letters(join(shared, "dead-letter"))).toEqual(expected);
     } finally {
       await server.stop();
+    }
+  });
+
+  test("two workers with the default name in one process take splits under names of their own", async () => {
+    // hostname-pid alone (the old default) is what two containers on the host network running as
+    // pid 1 share: one name in the group, each worker taking the other's splits for its own.
+    const job = newJob();
+    const [a, b] = [createDistribution({ url: REDIS, job }), createDistribution({ url: REDIS, job })] as const;
+    try {
+      for (const worker of [a.worker, b.worker]) {
+        expect(worker.slice(0, -7)).toBe(`${hostname()}-${process.pid}`);
+        expect(worker.slice(-7)).toMatch(/^-[0-9a-f]{6}$/);
+      }
+      expect(a.worker).not.toBe(b.worker);
+      const splits = [1, 2].map((seq) => ({ seq, input: "/in.ndjson", size: 20, version: "1:20", start: (seq - 1) * 10, end: seq * 10, line: 0, whole: false }));
+      const list = async function* () {
+        yield* splits;
+      };
+      const takenA = await (await a.open("k")).take(list, () => false);
+      const takenB = await (await b.open("k")).take(list, () => false);
+      expect([takenA?.split.seq, takenB?.split.seq].sort()).toEqual([1, 2]);
+      const redis = new RedisClient(REDIS);
+      const reply = (await redis.send("XPENDING", [`sluice:job:${job}:k:splits`, "workers"])) as [number, unknown, unknown, [string, string][]];
+      redis.close();
+      expect(Object.fromEntries(reply[3])).toEqual({ [a.worker]: "1", [b.worker]: "1" });
+    } finally {
+      await Promise.all([a.close(), b.close()]);
     }
   });
 

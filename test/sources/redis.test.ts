@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { RedisClient } from "bun";
 import { existsSync, readdirSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { lastValueFrom, take, toArray } from "rxjs";
 import * as v from "valibot";
@@ -348,6 +349,45 @@ describe("fromRedisStream", () => {
     expect(letter?.source).toBe(`redis:${stream}~odd-ids`);
     expect(letter?.error).toContain("entry 5-99999999");
     expect((await pending(stream, group)).total).toBe(0);
+  });
+
+  test("two sources with the default consumer name get names of their own, and both receive entries", async () => {
+    // Under one name (hostname-pid, the old default, also what two containers on the host network
+    // running as pid 1 share) the two would share one pending-entries list.
+    const { stream, group } = names();
+    await produce(stream, 100, 129);
+    const stop = new AbortController();
+    const flows: Flow[] = [];
+    const start = (side: string) =>
+      run(
+        // maxUnacked holds each reader to 10 entries (plus one read ahead) until its file commits at the stop.
+        fromRedisStream({ url: URL, stream, group, from: "start", batchSize: 10, maxUnacked: 10, blockMs: 50 }).pipe(
+          validate(Entry),
+          deadLetter(join(dir.path, `names-${side}`, "dead")),
+          toParquet(join(dir.path, `names-${side}`, "events"), { schema: Entry, maxFileRows: 1_000_000 }),
+        ),
+        { signal: stop.signal, onStart: (f) => flows.push(f) },
+      );
+    const running = [start("a"), start("b")];
+    // The readers create the group: until then XPENDING finds none.
+    await until("both readers holding entries", async () => Object.keys((await pending(stream, group).catch(() => ({ by: {} }))).by).length === 2);
+    await until("every read entry counted", async () => (await pending(stream, group)).total === flows.reduce((n, f) => n + f.stats.in, 0));
+    const held = await pending(stream, group);
+    const consumers = Object.keys(held.by);
+    for (const consumer of consumers) {
+      expect(consumer.slice(0, -7)).toBe(`${hostname()}-${process.pid}`);
+      expect(consumer.slice(-7)).toMatch(/^-[0-9a-f]{6}$/);
+      expect(held.by[consumer]).toBeGreaterThanOrEqual(10);
+    }
+    stop.abort();
+    const summaries = await Promise.all(running);
+    expect((await pending(stream, group)).total).toBe(0);
+    const [row] = await query(
+      `SELECT count(*) AS n, count(DISTINCT id) AS d, min(id) >= 100 AND max(id) <= 129 AS ok FROM ${dataset(join(dir.path, "names-*", "events"))}`,
+    );
+    const read = summaries.reduce((n, s) => n + s.in, 0);
+    expect(read).toBe(held.total);
+    expect(row).toEqual({ n: String(read), d: String(read), ok: true });
   });
 
   test("a Redis that cannot be reached fails the run, naming the URL without its password", async () => {
