@@ -127,7 +127,7 @@ const EXPECTED: Record<ColumnSpec["kind"], string> = {
   utf8: "a string",
   json: "a JSON value",
   float64: "a number",
-  int64: "a safe integer",
+  int64: "a safe integer or a bigint within 64 bits",
   bool: "a boolean",
   timestamp: "an ISO-8601 instant or a Date (microsecond precision at most)",
   date: "an ISO-8601 date (YYYY-MM-DD)",

@@ -95,9 +95,29 @@ describe("toParquet", () => {
     );
     expect(summary.written).toBe(3);
     expect(dead.map((d) => d.stage)).toEqual(["write", "write", "write"]);
-    expect(dead[0].error).toMatch(/column "id" expects a safe integer, got string "7"/);
+    expect(dead[0].error).toMatch(/column "id" expects a safe integer or a bigint within 64 bits, got string "7"/);
     expect(dead[2].error).toMatch(/column "at"/);
     expect((await query(`SELECT count(*) AS n FROM ${dataset(out)}`))[0].n).toBe("3");
+  });
+
+  test("names the 64-bit range when a bigint does not fit an int64 column, and keeps the ends of the range", async () => {
+    const out = folder("int64-range");
+    const Big = v.object({ id: v.string(), big: v.bigint() });
+    const dead: DeadLetter[] = [];
+    const summary = await run(
+      from([
+        { id: "max", big: 2n ** 63n - 1n },
+        { id: "min", big: -(2n ** 63n) },
+        { id: "over", big: 2n ** 63n },
+      ]).pipe(deadLetter((e) => dead.push(e)), toParquet(out, { schema: Big })),
+    );
+    expect(summary.written).toBe(2);
+    expect(dead.map((d) => d.error)).toEqual(['column "big" expects a safe integer or a bigint within 64 bits, got bigint 9223372036854775808n']);
+    const back = await query(`SELECT id, big FROM ${dataset(out)} ORDER BY id`);
+    expect(back).toEqual([
+      { id: "max", big: "9223372036854775807" },
+      { id: "min", big: "-9223372036854775808" },
+    ]);
   });
 
   test("commits a partition after maxFileAgeMs even when no new record arrives", async () => {
