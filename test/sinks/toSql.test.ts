@@ -726,4 +726,16 @@ describe("toClickHouse (ClickHouse 18.16 over HTTP on 127.0.0.1:8123)", () => {
     expect((down as Error).message).toContain('clickhouse://127.0.0.1:1/warehouse table "events": cannot connect');
     expect((down as Error).message).not.toContain("s3cr3t");
   });
+
+  test("a password outside Latin-1 reaches the server (UTF-8 Basic auth) and stays out of the error", async () => {
+    // btoa() threw InvalidCharacterError on "€" before any request: the sink failed without
+    // naming the table, and a ClickHouse user with such a password could not be used at all.
+    const file = await ndjson("ch-euro.ndjson", [{ id: 1 }]);
+    const wrong = await load(file, toClickHouse("clickhouse://default:pr%C3%BCfe%E2%82%AC@127.0.0.1:8123/default", chTable("euro"), { schema: v.object({ id: v.number() }) })).catch((e: Error) => e);
+    expect(wrong).toBeInstanceOf(SqlWriteError);
+    expect((wrong as Error).message).toContain('clickhouse://127.0.0.1:8123/default table "');
+    expect((wrong as Error).message).toMatch(/[Pp]assword|[Aa]uthenticat/);
+    expect((wrong as Error).message).not.toContain("prüfe€");
+    expect((wrong as Error).message).not.toContain("pr%C3%BCfe%E2%82%AC");
+  });
 });

@@ -72,7 +72,8 @@ export class ClickHouseDialect implements Dialect {
     this.#secrets = secretsOf(url);
     this.#database = decodeURIComponent(u.pathname.replace(/^\//, "")) || "default";
     this.#endpoint = `http://${u.host || "127.0.0.1:8123"}/`;
-    this.#auth = u.username ? `Basic ${btoa(`${decodeURIComponent(u.username)}:${password}`)}` : undefined;
+    // UTF-8, as RFC 7617 allows: btoa() takes Latin-1 only and threw on a "€".
+    this.#auth = u.username ? `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${password}`).toString("base64")}` : undefined;
     this.target = `clickhouse://${u.host}/${this.#database}`;
   }
 
