@@ -92,8 +92,11 @@ export function errorPattern(message: string): string {
       // "2 issues: " varies with the record; the issues themselves say what is wrong.
       .replace(/^\d+ issues?: /, "")
       .replace(/received "(?:[^"\\]|\\.)*"/g, 'received "…"')
-      // Standalone numbers (positions, sizes, ids); not the digits of names such as ISO-8601.
-      .replace(/(?<![A-Za-z]-|[A-Za-z0-9_])\d+(?:\.\d+)?(?![A-Za-z_])/g, "N")
+      // Standalone numbers (positions, sizes, ids, values: -1, 2.5e-7, 1.2345678901234569e+23) are
+      // one N each, so two records failing the same way group together; not the digits of names
+      // such as ISO-8601 or 64-bit. The lookbehind and lookahead keep a match from starting or
+      // ending inside a number, which would leave pieces of it ("N9e+N").
+      .replace(/(?<![A-Za-z]-|[A-Za-z0-9_])-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?![A-Za-z0-9_]|\.\d|-[A-Za-z])/g, "N")
   );
 }
 

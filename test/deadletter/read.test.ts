@@ -144,6 +144,18 @@ describe("errorPattern", () => {
     ['1 issue: event_id: Invalid key: Expected "event_id" but received undefined', 'event_id: Invalid key: Expected "event_id" but received undefined'],
     ["line 12 is longer than 134217728 bytes", "line N is longer than N bytes"],
     ["value 3.5 does not fit int32 column c2", "value N does not fit int32 column c2"],
+    [
+      "number 123456789012345678901234 at n (line 10, column 44) has more digits than a 64-bit float holds (it would become 1.2345678901234569e+23); the record is not read",
+      "number N at n (line N, column N) has more digits than a 64-bit float holds (it would become N); the record is not read",
+    ],
+    [
+      "number 9007199254740993 at n (line 16, column 45) has more digits than a 64-bit float holds (it would become 9007199254740992); the record is not read",
+      "number N at n (line N, column N) has more digits than a 64-bit float holds (it would become N); the record is not read",
+    ],
+    ["1 issue: n: Invalid value: Expected >=0 but received -1", "n: Invalid value: Expected >=N but received N"],
+    ["1 issue: n: Invalid value: Expected >=0 but received 2.5e-7", "n: Invalid value: Expected >=N but received N"],
+    ["value -3 is outside 10-20.", "value N is outside N-N."],
+    ["1 issue: tags.12: Invalid type: Expected string but received 1", "tags.N: Invalid type: Expected string but received N"],
   ])("%p groups as %p", (message, pattern) => {
     expect(errorPattern(message)).toBe(pattern);
   });
