@@ -120,7 +120,7 @@ describe("a worker that cannot keep its messages alive stops committing them", (
           const info = await jsm.consumers.info(stream, "lake");
           return info.num_pending === 0 && info.num_ack_pending === 0;
         },
-        60_000,
+        120_000,
       );
       second.child.kill("SIGTERM");
       expect(await second.child.exited).toBe(0);
