@@ -23,6 +23,7 @@ import { stamp } from "../flow/position.ts";
 import { setLag } from "../run/metrics.ts";
 import { safeUrl, scrub, secretsOf } from "../io/credentials.ts";
 import { HeldMessages, Lease, Pace } from "./broker.ts";
+import { describeNumberLoss, numberLoss } from "./json/numbers.ts";
 import { deliveryOf, sendAcks } from "./natsAcks.ts";
 
 /** Options of {@link fromJetStream}. */
@@ -274,6 +275,12 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
       } catch (error) {
         const why = options.decode ? "decode threw" : "payload is not JSON";
         sendToDeadLetter(flow, "parse", `JetStream stream "${stream}", sequence ${seq}: ${why}: ${(error as Error).message}`, undefined, position);
+        return;
+      }
+      // A number a float cannot hold (1e400, 12345678901234567890) is refused, as the file sources do.
+      const loss = options.decode ? undefined : numberLoss(raw, record);
+      if (loss !== undefined) {
+        sendToDeadLetter(flow, "parse", `JetStream stream "${stream}", sequence ${seq}: ${describeNumberLoss(loss, `column ${loss.index + 1}`)}`, undefined, position);
         return;
       }
       subscriber.next(stamp(record, position));
