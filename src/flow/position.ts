@@ -164,8 +164,33 @@ export class Input {
    */
   settle(line: number): void {
     if (line <= 0) return;
-    if (this.#inflight[this.#head] === line) this.#advance();
-    else this.#early.add(line);
+    const inflight = this.#inflight;
+    if (inflight[this.#head] === line) this.#advance();
+    else if (this.#head < inflight.length) {
+      this.#early.add(line);
+      // A line can be settled when it is no longer in flight: a second time (two sinks fed by one
+      // source through `connect` each settle every record) or after it was taken to be gone. Kept,
+      // such lines would fill the set for as long as the input is read, one per record. Once they
+      // could outnumber the lines in flight, keep only the lines still in flight.
+      if (this.#early.size > 2 * (inflight.length - this.#head) + 1024) this.#forgetSettled();
+    }
+  }
+
+  /** Drops from `#early` the lines that are not in flight (settled already, or taken to be gone). */
+  #forgetSettled(): void {
+    const early = this.#early;
+    const kept = new Set<number>();
+    const inflight = this.#inflight;
+    for (let i = this.#head; i < inflight.length && kept.size < early.size; i++) {
+      const line = inflight[i] as number;
+      if (early.has(line)) kept.add(line);
+    }
+    this.#early = kept;
+  }
+
+  /** Lines followed: in flight, or settled ahead of an earlier one. Bounded, whatever the input's length. */
+  get followed(): number {
+    return this.#inflight.length - this.#head + this.#early.size;
   }
 
   /** Moves past the oldest line in flight and the lines after it that already settled. */

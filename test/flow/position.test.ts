@@ -1,6 +1,11 @@
 import { describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { connect, merge, type Observable, tap } from "rxjs";
+import * as v from "valibot";
 import { createFlow } from "../../src/flow/flow.ts";
-import { Input, MAX_IN_FLIGHT } from "../../src/flow/position.ts";
+import { Input, MAX_IN_FLIGHT, positionOf } from "../../src/flow/position.ts";
+import { fromNdjson, run, toParquet } from "../../src/index.ts";
+import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 
 describe("Input", () => {
   test("follows lines in flight whatever order they settle in", () => {
@@ -31,4 +36,60 @@ describe("Input", () => {
     expect(lowest).toBeGreaterThan(total - 2 * MAX_IN_FLIGHT - 2);
     expect(input.unsettledIn(1, total).length).toBeLessThanOrEqual(MAX_IN_FLIGHT);
   });
+
+  test("forgets a line settled a second time (two sinks settle every record): what it follows stays bounded", () => {
+    const input = new Input(createFlow(), "f");
+    const total = 300_000;
+    for (let line = 1; line <= total; line++) {
+      input.at(line);
+      input.settle(line);
+      input.settle(line);
+    }
+    expect(input.lowestUnsettled()).toBeUndefined();
+    expect(input.followed).toBe(0);
+  });
+
+  test("a line one sink settles ahead of its turn is followed until the line before it settles, then forgotten", () => {
+    const input = new Input(createFlow(), "f");
+    for (let first = 1; first <= 200_000; first += 100) {
+      for (let line = first; line < first + 100; line++) input.at(line);
+      // One sink settles the batch backwards, all but its first line; the other in order.
+      for (let line = first + 99; line > first; line--) input.settle(line);
+      expect(input.lowestUnsettled()).toBe(first);
+      expect(input.unsettledIn(first, first + 99)).toEqual([first]);
+      for (let line = first; line < first + 100; line++) input.settle(line);
+      expect(input.lowestUnsettled()).toBeUndefined();
+    }
+    input.settle(1);
+    expect(input.followed).toBe(0);
+  });
 });
+
+describe("two sinks fed by one source through connect", () => {
+  test("write every record to both and follow no more lines than are in flight", async () => {
+    const dir = await tempDir("sluice-two-sinks-");
+    try {
+      const total = 30_000;
+      const file = join(dir.path, "in.ndjson");
+      await Bun.write(file, `${Array.from({ length: total }, (_, i) => JSON.stringify({ id: i + 1, name: `n${i % 7}` })).join("\n")}\n`);
+      const Row = v.object({ id: v.number(), name: v.string() });
+      let input: Input | undefined;
+      await run(
+        (fromNdjson(file) as Observable<v.InferOutput<typeof Row>>).pipe(
+          tap((record) => {
+            input ??= positionOf(record)?.input;
+          }),
+          connect((rows) => merge(rows.pipe(toParquet(join(dir.path, "a"), { schema: Row })), rows.pipe(toParquet(join(dir.path, "b"), { schema: Row })))),
+        ),
+      );
+      for (const out of ["a", "b"]) {
+        expect(await query(`SELECT count(*)::INT AS n, count(DISTINCT id)::INT AS ids FROM ${dataset(join(dir.path, out))}`)).toEqual([{ n: total, ids: total }]);
+      }
+      // Each record is settled once by each sink: the second settle must not be kept.
+      expect(input?.followed).toBe(0);
+    } finally {
+      await dir.remove();
+    }
+  });
+});
+
