@@ -228,6 +228,27 @@ describe("fromNdjson", () => {
     expect(entries[1]?.raw).toBe('{"n":1e400}');
   });
 
+  test("dead-letters a value nested deeper than 10,000 levels at stage parse, naming the line and column, and reads the rest", async () => {
+    const arrays = (depth: number) => `${"[".repeat(depth)}1${"]".repeat(depth)}`;
+    const objects = (depth: number) => `${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`;
+    // Brackets inside strings are text, not nesting.
+    const quoted = `{"s":"${"[{".repeat(20_000)}","v":${arrays(9_999)}}`;
+    // The object around "v" is a level too: 10,000 in all.
+    const path = await file([`{"n":1}`, `{"v":${arrays(9_999)}}`, `{"v":${arrays(100_000)}}`, objects(10_001), quoted, `{"n":2}`].join("\n"));
+    const { values, entries } = await read(path);
+    expect(values).toHaveLength(4);
+    expect(values[0]).toEqual({ n: 1 });
+    expect(JSON.stringify(values[1])).toBe(`{"v":${arrays(9_999)}}`);
+    expect(JSON.stringify(values[2])).toBe(quoted);
+    expect(values[3]).toEqual({ n: 2 });
+    expect(brief(entries)).toEqual([
+      [3, "value nested more than 10,000 levels deep (line 3, column 10005); the record is not read (raw cut to its first 65536 of 200007 bytes)"],
+      [4, "value nested more than 10,000 levels deep (line 4, column 50001); the record is not read"],
+    ]);
+    expect(entries.map((e) => e.stage)).toEqual(["parse", "parse"]);
+    expect(entries[0]?.raw).toBe(`${`{"v":${arrays(100_000)}}`.slice(0, 65_536)}…`);
+  });
+
   test.each([undefined, 64])("reads a 10 MB line and the lines around it (chunkBytes %p)", async (chunkBytes) => {
     const blob = "x".repeat(10 * 1024 * 1024);
     const path = await file(`{"n":1}\n{"blob":"${blob}","n":2}\n{"n":3}\n`);

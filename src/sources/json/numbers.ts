@@ -42,7 +42,17 @@ export interface NumberLoss {
   readonly path: string;
   /** What happens to it: `is too large for a 64-bit float (it would become Infinity)`. */
   readonly problem: string;
+  /** Set instead when the text is nested deeper than {@link MAX_DEPTH}: `index` is where it passes it. */
+  readonly tooDeep?: true;
 }
+
+/**
+ * Deepest nesting of arrays and objects a JSON source reads (10,000 levels; serde_json stops at
+ * 128, Python's json near 1,000). A deeper value is a dead letter at stage `parse`. Past some tens
+ * of thousands of levels, `JSON.stringify` (a JSON column, a dead letter) overflows the stack,
+ * and each overflow costs about 2 s under Bun 1.4.4: a few such lines would stall a run.
+ */
+export const MAX_DEPTH = 10_000;
 
 /**
  * The first number in `text` (one JSON value, already parsed as `value`) that reading it as a
@@ -55,11 +65,19 @@ export interface NumberLoss {
  * (`1e400`), underflowed to 0 (`1e-400`) or to a subnormal that dropped digits, or lost digits at
  * 2^53 or beyond (`12345678901234567890`, `9007199254740993`).
  *
+ * A text nested deeper than {@link MAX_DEPTH} gives a loss marked `tooDeep` instead, which
+ * {@link describeNumberLoss} words as such: every JSON source refuses both with one check.
+ *
  * @example
  * numberLoss('{"id":12345678901234567890}', JSON.parse('{"id":12345678901234567890}'))
  * // { literal: "12345678901234567890", index: 6, path: "id", problem: "has more digits than ... 12345678901234567000)" }
  */
 export function numberLoss(text: string, value: unknown): NumberLoss | undefined {
+  // Each level takes two characters: a shorter text cannot be too deep.
+  if (text.length > 2 * MAX_DEPTH) {
+    const deep = tooDeep(text);
+    if (deep !== undefined) return deep;
+  }
   const found = oddest(value);
   if (found === NORMAL) return undefined;
   // A 0 can only come from a number that is not 0 through a negative exponent or a long run of zeros.
@@ -69,8 +87,26 @@ export function numberLoss(text: string, value: unknown): NumberLoss | undefined
 
 /** The reason a source gives on the dead letter: `number 1e400 at amount (line 3, column 12) is ...`. */
 export function describeNumberLoss(loss: NumberLoss, where: string): string {
+  if (loss.tooDeep) return `value nested more than ${MAX_DEPTH.toLocaleString("en-US")} levels deep (${where}); the record is not read`;
   const at = loss.path === "" ? `(${where})` : `at ${loss.path} (${where})`;
   return `number ${loss.literal} ${at} ${loss.problem}; the record is not read (write such numbers as strings to keep them exact)`;
+}
+
+/** Where a JSON text (valid: it parsed) nests past {@link MAX_DEPTH}, counting brackets outside strings. */
+function tooDeep(text: string): NumberLoss | undefined {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_DEPTH) return { literal: "", index: i, path: "", problem: "", tooDeep: true };
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return undefined;
 }
 
 const NORMAL = 0;
