@@ -216,6 +216,30 @@ describe("fromCsv: splitting records (RFC 4180)", () => {
     expect(brief(entries)).toEqual([[3, "record is not valid UTF-8"]]);
   });
 
+  // Records are found on bytes and decoded one by one: bad bytes on the first line of a quoted
+  // record, on a later line of it, or in a record that closes on its first line each spoil only
+  // that record, and the records after it keep their lines.
+  test.each(CHUNKS)("dead-letters each record that is not UTF-8, wherever in it the bytes are (chunkBytes %p)", async (chunkBytes) => {
+    const path = await file(
+      bytes('a,b\n"x\n', [0xff], 'y",1\n"é', [0xfe], '",2\n"', [0xc3], '\nz",3\nü,"two\r\nlines é"\n"ok",\uFFFD\nñ,"open é\nx'),
+    );
+    const { values, entries } = await read(path, { chunkBytes });
+    expect(values).toEqual([
+      { a: "ü", b: "two\r\nlines é" },
+      { a: "ok", b: "\uFFFD" },
+    ]);
+    expect(entries.map((e) => [e.line, e.error, e.rawBase64 ?? e.raw])).toEqual([
+      [2, "record is not valid UTF-8", Buffer.from(bytes('"x\n', [0xff], 'y",1')).toString("base64")],
+      [4, "record is not valid UTF-8", Buffer.from(bytes('"é', [0xfe], '",2')).toString("base64")],
+      [5, "record is not valid UTF-8", Buffer.from(bytes('"', [0xc3], '\nz",3')).toString("base64")],
+      [
+        10,
+        "unterminated quoted field 2: the record beginning on line 10 runs to the end of the input (2 lines); the input looks truncated",
+        'ñ,"open é\nx',
+      ],
+    ]);
+  });
+
   test.each([";", "\t", "|"])("reads with the delimiter %p", async (delimiter) => {
     const d = delimiter;
     const path = await file(`a${d}b\n1${d}"x${d}y"\n2,5${d}z\n`);

@@ -3,11 +3,11 @@
  * (or one record, when a record is longer than a chunk) in memory.
  *
  * The structure of CSV (delimiter, quote, CR, LF) is ASCII, and no byte of a multi-byte UTF-8
- * sequence is ASCII, so records can be found on bytes and each chunk of whole lines decoded at
- * once. The fields are then cut from the decoded text: a line without a quote character is one
- * record and `String.split` cuts it (the fast path); a line with one is walked character by
- * character. A chunk that is not valid UTF-8 is walked record by record on bytes, so a bad byte
- * only spoils its own record.
+ * sequence is ASCII, so records can be found on bytes and each decoded alone. A line without a
+ * quote character is one record: decoded, and cut by `String.split` (the fast path). A line with
+ * one is decoded and walked character by character; when a quoted field in it holds a line
+ * break, the byte grammar ({@link scanRecord}) finds where the record ends and the record is
+ * decoded whole. A record that is not valid UTF-8 is a bad record; the others are read as usual.
  */
 import { lenient, type ReadBytes, utf8Text } from "../lines.ts";
 
@@ -101,7 +101,7 @@ export function scanRecord(bytes: Uint8Array, from: number, to: number, scan: By
   return -1;
 }
 
-/** The text parser's state for one input. */
+/** The parser's state for one input. */
 interface TextParse {
   /** The last line number used. */
   line: number;
@@ -115,37 +115,81 @@ interface TextParse {
 }
 
 /**
- * Reports the records of `text`, which holds whole lines (ends with a line feed) unless
- * `atEnd`. Returns the index where an unfinished record begins (a quoted field that goes on
- * past the text), or `text.length` when every record in it was reported.
+ * Reports the records of `bytes`, which holds whole lines (ends with a line feed) unless `atEnd`.
+ * Returns the offset where an unfinished record begins (a quoted field that goes on past the
+ * bytes), or `bytes.length` when every record in it was reported.
+ *
+ * Each record is decoded alone: records and lines are found on bytes (`indexOf`, native), so an
+ * ASCII record becomes one-byte text (a chunk decoded at once is two bytes a character as soon
+ * as one character in it is not ASCII, and so is every field cut from it, which the checks and
+ * the sink's encoder then pay for), and a bad byte only spoils its own record.
  */
-function parseText(p: TextParse, text: string, atEnd: boolean): number {
-  const n = text.length;
+function parseChunk(p: TextParse, bytes: Buffer, atEnd: boolean): number {
+  const n = bytes.length;
   const handlers = p.handlers;
   const delimiter = p.delimiter;
   let pos = 0;
   let nextQuote = -1;
   while (pos < n && !p.halted) {
-    const newline = text.indexOf("\n", pos);
+    const newline = bytes.indexOf(LF, pos);
     const lineEnd = newline < 0 ? n : newline;
     // The next quote character is searched once and reused until the parse passes it, so a
     // chunk with no quotes at all costs one search.
     if (nextQuote < pos && nextQuote !== Number.POSITIVE_INFINITY) {
-      nextQuote = text.indexOf(p.quote, pos);
+      nextQuote = bytes.indexOf(p.quoteCode, pos);
       if (nextQuote < 0) nextQuote = Number.POSITIVE_INFINITY;
     }
     if (nextQuote > lineEnd) {
-      const stop = lineEnd > pos && text.charCodeAt(lineEnd - 1) === CR ? lineEnd - 1 : lineEnd;
-      const raw = text.slice(pos, stop);
-      if (handlers.record(raw.split(delimiter), undefined, ++p.line, raw) === false) p.halted = true;
+      // No quote: the line is the record, and `split` cuts it.
+      const stop = lineEnd > pos && bytes[lineEnd - 1] === CR ? lineEnd - 1 : lineEnd;
+      const raw = utf8Text(bytes, pos, stop);
+      if (raw === undefined) notUtf8(p, ++p.line, bytes.subarray(pos, stop));
+      else if (handlers.record(raw.split(delimiter), undefined, ++p.line, raw) === false) p.halted = true;
       pos = lineEnd + 1;
       continue;
     }
-    const end = parseQuotedRecord(p, text, pos, atEnd);
+    const end = quotedRecord(p, bytes, pos, lineEnd < n ? lineEnd + 1 : n, atEnd);
     if (end < 0) return pos;
     pos = end;
   }
   return n;
+}
+
+/**
+ * Reports the record at `bytes[begin]`, which has a quote character in its first line (ending
+ * at `lineEnd`, after its line feed). Returns the offset after the record, or -1 when the bytes
+ * end inside a quoted field and more input may follow.
+ */
+function quotedRecord(p: TextParse, bytes: Buffer, begin: number, lineEnd: number, atEnd: boolean): number {
+  const n = bytes.length;
+  // Most such records end on their first line: it is decoded and parsed alone. One that does
+  // ends at the line's line feed, the text's end.
+  const line = utf8Text(bytes, begin, lineEnd);
+  if (line !== undefined && parseQuotedRecord(p, line, 0, atEnd && lineEnd === n) >= 0) return lineEnd;
+  // A quoted field holds a line break (or the line is not UTF-8): the byte grammar finds where
+  // the record ends, and the record is decoded whole.
+  const scan: ByteScan = { state: FIELD_START, newlines: 0 };
+  let end = scanRecord(bytes, begin, n, scan, p.delimiterCode, p.quoteCode);
+  if (end < 0) {
+    if (!atEnd) return -1;
+    end = n;
+  }
+  const text = utf8Text(bytes, begin, end);
+  if (text !== undefined) {
+    parseQuotedRecord(p, text, 0, true);
+    return end;
+  }
+  const last = end > begin && bytes[end - 1] === LF ? (end - 1 > begin && bytes[end - 2] === CR ? end - 2 : end - 1) : end;
+  const first = p.line + 1;
+  p.line += 1 + scan.newlines;
+  notUtf8(p, first, bytes.subarray(begin, last));
+  return end;
+}
+
+/** Reports `body`, the bytes of the record at `line` without its line ending, as not UTF-8. */
+function notUtf8(p: TextParse, line: number, body: Uint8Array): void {
+  // A copy as a plain Uint8Array (Buffer#slice would share the chunk's memory).
+  if (p.handlers.bad(line, "record is not valid UTF-8", lenient.decode(body), new Uint8Array(body)) === false) p.halted = true;
 }
 
 /**
@@ -247,37 +291,6 @@ function countNewlines(text: string, from: number, to: number): number {
 }
 
 /**
- * Reports the records of `bytes[from, to)` (whole lines unless `atEnd`) when they are not all
- * valid UTF-8: record by record on bytes, decoding each alone. Returns the index where an
- * unfinished record begins, or `to`.
- */
-function parseBytes(p: TextParse, bytes: Uint8Array, from: number, to: number, atEnd: boolean): number {
-  let at = from;
-  const scan: ByteScan = { state: FIELD_START, newlines: 0 };
-  while (at < to && !p.halted) {
-    scan.state = FIELD_START;
-    scan.newlines = 0;
-    let end = scanRecord(bytes, at, to, scan, p.delimiterCode, p.quoteCode);
-    if (end < 0) {
-      if (!atEnd) return at;
-      end = to;
-    }
-    const text = utf8Text(bytes, at, end);
-    if (text !== undefined) {
-      parseText(p, text, atEnd);
-    } else {
-      const last = end > at && bytes[end - 1] === LF ? (end - 1 > at && bytes[end - 2] === CR ? end - 2 : end - 1) : end;
-      const body = bytes.subarray(at, last);
-      const line = p.line + 1;
-      p.line += 1 + scan.newlines;
-      if (p.handlers.bad(line, "record is not valid UTF-8", lenient.decode(body), body.slice()) === false) p.halted = true;
-    }
-    at = end;
-  }
-  return to;
-}
-
-/**
  * Reads all of `read` and reports its records. A UTF-8 byte order mark at the start of the input
  * is skipped; `\r\n` and `\n` end a record outside quotes and are kept inside them; a last record
  * without a line ending is still a record, unless `handlers.unfinished` says to leave it for a
@@ -308,12 +321,8 @@ export async function splitRecords(
   };
   // While skipping an overlong record: its first bytes (for the dead letter) and its scan state.
   let skipping: { head: Uint8Array; line: number; from: number; scan: ByteScan; last: number } | undefined;
-  const parse = (from: number, to: number, atEnd: boolean): number => {
-    const text = utf8Text(buffer, from, to);
-    if (text === undefined) return parseBytes(p, buffer, from, to, atEnd);
-    const rest = parseText(p, text, atEnd);
-    return rest === text.length ? to : to - Buffer.byteLength(text.slice(rest));
-  };
+  const parse = (from: number, to: number, atEnd: boolean): number =>
+    from + parseChunk(p, Buffer.from(buffer.buffer, buffer.byteOffset + from, to - from), atEnd);
 
   for (;;) {
     const n = await read(buffer, filled, buffer.length - filled);
