@@ -15,6 +15,12 @@ export interface Encoders {
    * `transfer` move to the worker: do not use them afterwards.
    */
   encode(rows: RowColumns, transfer: ArrayBuffer[], options: EncodeOptions): Promise<Uint8Array>;
+  /**
+   * Starts loading an encoder now (a worker and parquet-wasm take 0.2 s, and over a second on a
+   * busy machine), so the first encode does not wait for it: a sink calls it when subscribed,
+   * and an app's first file, rolled by age, lands when promised.
+   */
+  warm(): void;
   /** Stops the workers; jobs still running are failed. */
   close(): void;
 }
@@ -66,6 +72,9 @@ export function createEncoders(count: number): Encoders {
           for (const buffer of transfer) giveBack(buffer);
           return bytes;
         }),
+      warm() {
+        import("./encodeParquet.ts").catch(() => undefined);
+      },
       close() {},
     };
   }
@@ -126,6 +135,9 @@ export function createEncoders(count: number): Encoders {
         pending.set(id, { resolve, reject });
         slot.worker.postMessage({ id, rows, options, memory: transfer } satisfies EncodeJob, transfer);
       });
+    },
+    warm() {
+      if (workers.length === 0 && !closing) start();
     },
     close() {
       closing = true;

@@ -244,6 +244,8 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         return;
       }
       const encoders = createEncoders(options.encoders ?? 1);
+      // Loaded while the first rows gather, not when the first row group is due.
+      encoders.warm();
       const encodeOptions: EncodeOptions = { compression: options.compression ?? "zstd", rowGroupSize };
       // Columns whose values hardly repeat are written without a dictionary (see dictionary.ts).
       const dictionary = new DictionaryChoice(columns, encodeOptions.compression);
