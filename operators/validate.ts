@@ -52,6 +52,8 @@ export function validate<TSchema extends v.GenericSchema>(
         }
         if (result.success) return result.output === record || !position ? result.output : stamp(result.output, position);
         const issues = result.issues.map(toIssue);
+        // valibot takes an array for an object with every key missing: say what it is first.
+        if (Array.isArray(record) && OBJECT_SCHEMAS.has(schema.type)) issues.unshift(ARRAY_FOR_OBJECT);
         sendToDeadLetter(flow, stage, summarize(issues), record, position, { issues }, route);
         return REJECTED;
       }
@@ -71,6 +73,9 @@ export function validate<TSchema extends v.GenericSchema>(
 }
 
 const REJECTED: unique symbol = Symbol("rejected");
+
+const OBJECT_SCHEMAS = new Set(["object", "loose_object", "strict_object", "object_with_rest"]);
+const ARRAY_FOR_OBJECT: DeadLetterIssue = { path: "", expected: "Object", received: "Array", message: "Invalid type: Expected Object but received Array" };
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
