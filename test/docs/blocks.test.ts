@@ -157,7 +157,8 @@ describe("runnable TypeScript blocks run", () => {
         exitCode: 0,
         err: "",
       });
-    }, 30_000);
+      // 60 s: a block loading DuckDB took over 30 s on a saturated machine.
+    }, 60_000);
   }
 });
 

@@ -124,14 +124,16 @@ describe("the streaming clickstream example", () => {
     const out = join(dir.path, "term");
     const child = Bun.spawn(["bun", EXAMPLE, out, "--events", "10000000", "--rate", "2000", "--stream", stream, "--json"], { stdout: "pipe", stderr: "pipe" });
     const deadline = Date.now() + 30_000;
-    // Until the producer has published a good part and the consumer has read some of it.
+    // Until the producer has published a good part and the consumer has written and acknowledged
+    // some of it (delivered alone is not enough: on a busy machine a stop can come before a
+    // delivered batch is read, and then nothing is written).
     for (;;) {
       const messages = await jsm.streams.info(stream).then(
         (i) => i.state.messages,
         () => 0,
       );
-      const delivered = messages > 0 ? await jsm.consumers.info(stream, "lake").then((c) => c.delivered.stream_seq, () => 0) : 0;
-      if (messages >= 1000 && delivered >= 500) break;
+      const acked = messages > 0 ? await jsm.consumers.info(stream, "lake").then((c) => c.ack_floor.stream_seq, () => 0) : 0;
+      if (messages >= 1000 && acked >= 500) break;
       if (Date.now() > deadline) throw new Error("the example did not get going");
       await Bun.sleep(20);
     }
