@@ -39,7 +39,7 @@
  * exclusive writer and a shared one never both write.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeSync } from "node:fs";
 import { fsyncFolder } from "./fsync.ts";
 import { hostname } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
@@ -48,8 +48,6 @@ import { basename, dirname, join, resolve } from "node:path";
 export interface LockHolder {
   readonly pid: number;
   readonly host: string;
-  /** The PID namespace `pid` belongs to, where there is one (Linux): containers sharing a host name differ in it. */
-  readonly pidNamespace?: string;
   readonly runId: string;
   /** When the lock was taken (ISO 8601). */
   readonly since: string;
@@ -270,7 +268,6 @@ function holderOf(options: LockOptions, extra?: { shared: true }): LockHolder {
   return {
     pid: process.pid,
     host: hostname(),
-    ...(PID_NAMESPACE === undefined ? {} : { pidNamespace: PID_NAMESPACE }),
     runId: options.runId,
     since: new Date().toISOString(),
     token: randomBytes(8).toString("hex"),
@@ -365,7 +362,7 @@ export function readLockFile(path: string): Readonly<Record<string, unknown>> | 
 export function isLive(holder: StoredLock): boolean {
   const pid = holder.pid;
   if (typeof pid !== "number" || !Number.isInteger(pid) || pid <= 0) return false;
-  if (elsewhere(holder)) return true;
+  if (typeof holder.host === "string" && holder.host !== hostname()) return true;
   if (pid === process.pid) return typeof holder.token === "string" && held.has(holder.token);
   try {
     process.kill(pid, 0);
@@ -385,29 +382,11 @@ function isZombie(pid: number): boolean {
   }
 }
 
-/**
- * This process's PID namespace (Linux: `pid:[4026531836]`), or undefined where there is none to
- * read. Containers on one machine can share a host name (host networking, the same `hostname`)
- * and a folder, but not their process ids: a pid in another namespace says nothing here.
- */
-const PID_NAMESPACE = ((): string | undefined => {
-  try {
-    return readlinkSync("/proc/self/ns/pid");
-  } catch {
-    return undefined;
-  }
-})();
-
-/** True when the holder's processes cannot be seen from here: another host, or another container's PID namespace. */
-function elsewhere(holder: StoredLock): boolean {
-  if (typeof holder.host === "string" && holder.host !== hostname()) return true;
-  return typeof holder.pidNamespace === "string" && PID_NAMESPACE !== undefined && holder.pidNamespace !== PID_NAMESPACE;
-}
-
 function busyMessage(what: string, path: string, holder: StoredLock): string {
+  const elsewhere = typeof holder.host === "string" && holder.host !== hostname();
   return `${what} is in use by ${describe(holder)} (lock ${path}). ${
-    elsewhere(holder)
-      ? `sluice cannot tell whether a process on another host or in another container is alive: wait for that run to finish, or remove the lock file if it is gone`
+    elsewhere
+      ? `sluice cannot tell whether a process on another host is alive: wait for that run to finish, or remove the lock file if it is gone`
       : "Wait for that run to finish or stop it: two writers at once lose rows"
   }`;
 }

@@ -137,25 +137,8 @@ describe("a lock", () => {
     acquireLock(path, { runId: "after", what: "x" }).release();
 
     writeFileSync(path, JSON.stringify({ pid: deadPid, host: "elsewhere", runId: "remote", since: "2024-03-01T00:00:00.000Z", token: "t" }));
-    expect(() => acquireLock(path, { runId: "here", what: "x" })).toThrow("cannot tell whether a process on another host or in another container is alive");
+    expect(() => acquireLock(path, { runId: "here", what: "x" })).toThrow("cannot tell whether a process on another host is alive");
     expect(readLockFile(path)).toMatchObject({ runId: "remote" });
-  });
-
-  test("held by a process of another container with the same host name (another PID namespace), never stale", () => {
-    // Two containers on the host network share a host name and a mounted folder, not their pids:
-    // a pid that does not exist here may be a live run there.
-    const path = lockPath();
-    const mine = acquireLock(path, { runId: "here", what: "x" });
-    const namespace = readLockFile(path)?.["pidNamespace"];
-    mine.release();
-    expect(namespace).toMatch(/^pid:\[\d+\]$/);
-    const lock = { pid: deadPid, host: hostname(), since: "2024-03-01T00:00:00.000Z", token: "t" };
-    writeFileSync(path, JSON.stringify({ ...lock, runId: "in-a-container", pidNamespace: "pid:[1]" }));
-    expect(() => acquireLock(path, { runId: "here", what: "x" })).toThrow("in use by run in-a-container");
-    expect(readLockFile(path)).toMatchObject({ runId: "in-a-container" });
-    // The same dead pid in this namespace is a run that ended: its lock is taken over.
-    writeFileSync(path, JSON.stringify({ ...lock, runId: "ended-here", pidNamespace: namespace }));
-    acquireLock(path, { runId: "after", what: "x" }).release();
   });
 
   test("lives beside its folder, so it stays when the folder is swapped", () => {
