@@ -30,6 +30,7 @@ export function validate<TSchema extends v.GenericSchema>(
   // The generated check only ever says "valid" when valibot would; every rejection is confirmed
   // (and explained) by valibot itself.
   const check = compileCheck(schema);
+  const objectSchema = OBJECT_SCHEMAS.has(schema.type);
   return function validateOperator(source) {
     return new Observable<v.InferOutput<TSchema>>((subscriber) => {
       const flow = currentFlow();
@@ -37,6 +38,13 @@ export function validate<TSchema extends v.GenericSchema>(
       function judge(record: unknown): unknown {
         // The output is a new object (valibot copies the known keys): it takes the record's position.
         const position = positionIn(flow, record);
+        // valibot takes an array for an object (with every key missing): one whose keys are all
+        // optional would pass as an empty row. A wrong type is refused, never coerced.
+        if (objectSchema && Array.isArray(record)) {
+          const issues = [ARRAY_FOR_OBJECT];
+          sendToDeadLetter(flow, stage, summarize(issues), record, position, { issues }, route);
+          return REJECTED;
+        }
         let result: v.SafeParseResult<TSchema>;
         try {
           if (check) {
@@ -52,8 +60,6 @@ export function validate<TSchema extends v.GenericSchema>(
         }
         if (result.success) return result.output === record || !position ? result.output : stamp(result.output, position);
         const issues = result.issues.map(toIssue);
-        // valibot takes an array for an object with every key missing: say what it is first.
-        if (Array.isArray(record) && OBJECT_SCHEMAS.has(schema.type)) issues.unshift(ARRAY_FOR_OBJECT);
         sendToDeadLetter(flow, stage, summarize(issues), record, position, { issues }, route);
         return REJECTED;
       }

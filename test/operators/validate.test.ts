@@ -132,10 +132,21 @@ describe("validate", () => {
     expect(entries.map((e) => e.issues?.map((i) => [i.path, i.expected, i.received]))).toEqual([
       [["", "Object", '"not an object"']],
       [["", "Object", "null"]],
-      [["", "Object", "Array"], ["user_id", '"user_id"', "undefined"], ["duration_ms", '"duration_ms"', "undefined"], ["kind", '"kind"', "undefined"], ["tags", '"tags"', "undefined"]],
+      [["", "Object", "Array"]],
     ]);
-    // valibot alone reads an array as an object with every key missing; the summary says array first.
-    expect(entries[2]?.error).toStartWith("5 issues: Invalid type: Expected Object but received Array; user_id: ");
+    // valibot alone reads an array as an object with every key missing.
+    expect(entries[2]?.error).toBe("1 issue: Invalid type: Expected Object but received Array");
+  });
+
+  test("refuses an array for an object whose keys are all optional, which valibot alone passes as an empty row", async () => {
+    const Loose = v.object({ a: v.optional(v.string()), b: v.nullish(v.number()) });
+    expect(v.safeParse(Loose, [1, 2]).success).toBe(true);
+    const { values, entries } = await validateAll(from([[1, 2], [], { a: "x" }, {}]), Loose);
+    expect(values).toEqual([{ a: "x" }, {}]);
+    expect(entries.map((e) => [e.error, e.raw])).toEqual([
+      ["1 issue: Invalid type: Expected Object but received Array", "[1,2]"],
+      ["1 issue: Invalid type: Expected Object but received Array", "[]"],
+    ]);
   });
 
   test("strips unknown keys at every level, as valibot does, without touching the input", async () => {
