@@ -213,7 +213,23 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
       held
         .sent()
         .then(() => (lagging ? readLag() : undefined))
+        .then(() => (options.consumer === undefined ? leaveGroup() : undefined))
         .then(() => commands.close());
+    }
+
+    /**
+     * Removes this reader's consumer from the group when it holds no pending entry: a default
+     * name is never used again, and each would stay in the group (XINFO CONSUMERS) for good. One
+     * with pending entries stays, so that XAUTOCLAIM can hand them over; a name given by the user
+     * comes back, and stays too.
+     */
+    async function leaveGroup(): Promise<void> {
+      try {
+        const pending = (await commands.send("XPENDING", [stream, group, "-", "+", "1", consumer])) as unknown[] | null;
+        if (pending === null || pending.length === 0) await commands.send("XGROUP", ["DELCONSUMER", stream, group, consumer]);
+      } catch {
+        // The group or the connection is gone: nothing to tidy, or nothing more to do.
+      }
     }
 
     function abort(error: Error) {

@@ -57,6 +57,12 @@ async function pending(stream: string, group: string): Promise<{ total: number; 
   return { total: Number(reply[0]), by };
 }
 
+/** The group's consumers by name (XINFO CONSUMERS). */
+async function consumersOf(stream: string, group: string): Promise<string[]> {
+  const rows = (await redis.send("XINFO", ["CONSUMERS", stream, group])) as Record<string, unknown>[];
+  return rows.map((r) => String(r.name));
+}
+
 /** Entries of the stream not yet delivered to the group. */
 async function lag(stream: string, group: string): Promise<number> {
   const groups = (await redis.send("XINFO", ["GROUPS", stream])) as Record<string, unknown>[];
@@ -388,6 +394,29 @@ describe("fromRedisStream", () => {
     const read = summaries.reduce((n, s) => n + s.in, 0);
     expect(read).toBe(held.total);
     expect(row).toEqual({ n: String(read), d: String(read), ok: true });
+    // With nothing pending, each left the group: a default name is never used again.
+    await until("both readers gone from the group", async () => (await consumersOf(stream, group)).length === 0);
+  });
+
+  test("a reader under a name of its own stays in the group after a clean stop", async () => {
+    const { stream, group } = names();
+    await produce(stream, 1, 20);
+    const stop = new AbortController();
+    let flow: Flow | undefined;
+    const running = run(
+      fromRedisStream({ url: URL, stream, group, from: "start", consumer: "worker-a", blockMs: 50 }).pipe(
+        validate(Entry),
+        deadLetter(join(dir.path, "named", "dead")),
+        toParquet(join(dir.path, "named", "events"), { schema: Entry }),
+      ),
+      { signal: stop.signal, onStart: (f) => (flow = f) },
+    );
+    await until("every entry read", () => (flow?.stats.in ?? 0) >= 20);
+    stop.abort();
+    await running;
+    await until("nothing pending", async () => (await pending(stream, group)).total === 0);
+    await Bun.sleep(200);
+    expect(await consumersOf(stream, group)).toEqual(["worker-a"]);
   });
 
   test("a Redis that cannot be reached fails the run, naming the URL without its password", async () => {
