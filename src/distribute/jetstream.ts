@@ -22,7 +22,7 @@
  */
 import { AckPolicy, type Consumer, type JetStreamClient, type JetStreamManager, type JsMsg, jetstream, jetstreamManager, RetentionPolicy, StorageType, type StreamConfig } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { secretsOf } from "../io/credentials.ts";
+import { NATS_CREDENTIALS, secretsOf } from "../io/credentials.ts";
 import { decodeSplit, encodeSplit, type QueueSettings, safeUrl, shortHash, type Split, type SplitQueue, type Taken } from "./queue.ts";
 
 /** The server's answer to a publish whose expected last (subject) sequence does not hold. */
@@ -99,7 +99,7 @@ class JetStreamQueue implements SplitQueue {
       .split(",")
       .map((s) => s.trim())
       .filter((s) => s.length > 0);
-    this.#secrets = secretsOf(this.#servers, { scheme: "nats", hideUser: true });
+    this.#secrets = secretsOf(this.#servers, NATS_CREDENTIALS);
     const name = queueName(settings.job, settings.key);
     this.#splitsStream = `SLUICE_JOB_${name}`;
     this.#planStream = `SLUICE_PLAN_${name}`;

@@ -13,6 +13,18 @@ export interface CredentialOptions {
   readonly hideUser?: boolean;
 }
 
+/** How a NATS server URL's credentials are read: a user name may be a token, so it is hidden too. */
+export const NATS_CREDENTIALS: CredentialOptions = { scheme: "nats", hideUser: true };
+
+/**
+ * What to add to a message when a client refused a URL with a `URIError` (Bun's says only "URI
+ * error"): the usual cause is a "%" in a password that does not start an encoded byte. Empty
+ * for any other error.
+ */
+export function percentAdvice(error: unknown): string {
+  return error instanceof URIError ? ': a "%" that does not start a percent-encoded byte (%3A, %40, ...) must be written %25' : "";
+}
+
 /** A user name and password given as plain text rather than inside a URL (Kafka's SASL, a client's settings). */
 export interface Login {
   readonly username?: string;

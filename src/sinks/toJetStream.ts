@@ -10,7 +10,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import type { OperatorFunction } from "rxjs";
 import type { Position } from "../flow/position.ts";
-import { safeUrl, secretsOf } from "../io/credentials.ts";
+import { NATS_CREDENTIALS, safeUrl, secretsOf } from "../io/credentials.ts";
 import {
   brokerError,
   type Outgoing,
@@ -21,8 +21,6 @@ import {
   publishSink,
 } from "./publish.ts";
 
-/** How a NATS server URL's credentials are read: a user name may be a token. */
-const NATS_CREDENTIALS = { scheme: "nats", hideUser: true } as const;
 
 /** Where {@link toJetStream} (or a dead letter's `publish`) sends messages. */
 export interface JetStreamTarget {

@@ -10,7 +10,7 @@ import type { CommitRange } from "../checkpoint/checkpoint.ts";
 import { announceDurable, hold } from "../flow/durable.ts";
 import { currentFlow, holdGate, observeCommitLatency, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
 import type { Input, Position } from "../flow/position.ts";
-import { scrub, secretsOf } from "../io/credentials.ts";
+import { percentAdvice, scrub, secretsOf } from "../io/credentials.ts";
 import { columnsOf, SchemaError } from "../schema/columns.ts";
 import {
   canonicalValue,
@@ -99,8 +99,7 @@ function dialectOf(url: string, table: string): Dialect {
     try {
       return new Kind(url);
     } catch (error) {
-      const advice = error instanceof URIError ? ': a "%" that does not start a percent-encoded byte (%3A, %40, ...) must be written %25' : "";
-      throw new SqlWriteError(describeUrl(url), table, `cannot use the URL (${scrub(messageOf(error), secretsOf(url))})${advice}`, error);
+      throw new SqlWriteError(describeUrl(url), table, `cannot use the URL (${scrub(messageOf(error), secretsOf(url))})${percentAdvice(error)}`, error);
     }
   };
   if (scheme === "postgres" || scheme === "postgresql") return open(PostgresDialect);

@@ -21,7 +21,7 @@ import { announceDurable } from "../flow/durable.ts";
 import { currentFlow, type Flow, sendToDeadLetter } from "../flow/flow.ts";
 import { stamp } from "../flow/position.ts";
 import { setLag } from "../run/metrics.ts";
-import { safeUrl, scrub, secretsOf } from "../io/credentials.ts";
+import { NATS_CREDENTIALS, safeUrl, scrub, secretsOf } from "../io/credentials.ts";
 import { HeldMessages, Lease, Pace } from "./broker.ts";
 import { describeNumberLoss, numberLoss } from "./json/numbers.ts";
 import { deliveryOf, sendAcks } from "./natsAcks.ts";
@@ -109,8 +109,8 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
   const maxAckPending = Math.max(batch, Math.floor(options.maxAckPending ?? 10_000));
   const ackWaitMs = Math.max(1, Math.floor(options.ackWaitMs ?? 30_000));
   const lagIntervalMs = Math.max(0, Math.floor(options.lagIntervalMs ?? 2000));
-  const hide = secretsOf(servers, NATS);
-  const where = `NATS ${servers.map((server) => safeUrl(server, NATS)).join(",")}, stream "${stream}", consumer "${consumer}"`;
+  const hide = secretsOf(servers, NATS_CREDENTIALS);
+  const where = `NATS ${servers.map((server) => safeUrl(server, NATS_CREDENTIALS)).join(",")}, stream "${stream}", consumer "${consumer}"`;
   const decoder = new TextDecoder();
 
   return new Observable<unknown>((subscriber) => {
@@ -436,6 +436,3 @@ async function othersSettled(flow: Flow, mine: ReadonlySet<Promise<void>>, deadl
     }
   }
 }
-
-/** How a NATS server URL's credentials are read: a user name may be a token. */
-const NATS = { scheme: "nats", hideUser: true } as const;

@@ -11,7 +11,7 @@ import { type SQL, SQL as Client } from "bun";
 import { Observable } from "rxjs";
 import { currentFlow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
 import { Input, stamp } from "../flow/position.ts";
-import { scrub, secretsOf, sqlClientLogin } from "../io/credentials.ts";
+import { percentAdvice, scrub, secretsOf, sqlClientLogin } from "../io/credentials.ts";
 import { daysFromCivil } from "../schema/instant.ts";
 
 /** Options of {@link fromPostgres}. */
@@ -109,9 +109,7 @@ export function fromPostgres(query: string, options: PostgresOptions = {}): Obse
       target = describe(client);
       secrets = secretsOf([...(options.url ? [options.url] : []), sqlClientLogin(client)]);
     } catch (error) {
-      // Bun's client says only "URI error" when a "%" in the URL does not start an encoded byte.
-      const advice = error instanceof URIError ? ': a "%" that does not start a percent-encoded byte (%3A, %40, ...) must be written %25' : "";
-      subscriber.error(new Error(`fromPostgres: cannot use the connection settings (${scrub((error as Error).message, secrets)})${advice}`, { cause: error }));
+      subscriber.error(new Error(`fromPostgres: cannot use the connection settings (${scrub((error as Error).message, secrets)})${percentAdvice(error)}`, { cause: error }));
       return;
     }
     const head = oneLine(text).slice(0, 60);
