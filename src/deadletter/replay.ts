@@ -40,7 +40,7 @@ import { currentFlow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
 import { Input, stamp } from "../flow/position.ts";
 import { acquireLock, isLive, type Lock, LockedError, readLockFile, type StoredLock } from "../io/lock.ts";
 import { commitFile } from "../parquet/encode.ts";
-import { describeNumberLoss, numberLoss } from "../sources/json/numbers.ts";
+import { messageLoss } from "../sources/json/numbers.ts";
 import { loadPipeline } from "../run/discover.ts";
 import { redactArgs } from "../run/redact.ts";
 import { type RunOptions, type RunSummary, run } from "../run/run.ts";
@@ -475,8 +475,8 @@ function parseRaw(entry: DeadLetter): { value: unknown } | { error: string } {
     return { error: `malformed JSON: ${(error as Error).message}` };
   }
   // The source refused a number a float cannot hold (1e400 would be Infinity); so does its replay.
-  const loss = numberLoss(text, value);
-  return loss === undefined ? { value } : { error: describeNumberLoss(loss, `column ${loss.index + 1}`) };
+  const loss = messageLoss(text, value);
+  return loss === undefined ? { value } : { error: loss };
 }
 
 function ledgerPath(folder: string, runId: string): string {

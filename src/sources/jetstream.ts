@@ -23,7 +23,7 @@ import { stamp } from "../flow/position.ts";
 import { setLag } from "../run/metrics.ts";
 import { NATS_CREDENTIALS, safeUrl, scrub, secretsOf } from "../io/credentials.ts";
 import { HeldMessages, Lease, Pace } from "./broker.ts";
-import { describeNumberLoss, numberLoss } from "./json/numbers.ts";
+import { messageLoss } from "./json/numbers.ts";
 import { deliveryOf, sendAcks } from "./natsAcks.ts";
 
 /** Options of {@link fromJetStream}. */
@@ -278,9 +278,9 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
         return;
       }
       // A number a float cannot hold (1e400, 12345678901234567890) is refused, as the file sources do.
-      const loss = options.decode ? undefined : numberLoss(raw, record);
+      const loss = options.decode ? undefined : messageLoss(raw, record);
       if (loss !== undefined) {
-        sendToDeadLetter(flow, "parse", `JetStream stream "${stream}", sequence ${seq}: ${describeNumberLoss(loss, `column ${loss.index + 1}`)}`, undefined, position);
+        sendToDeadLetter(flow, "parse", `JetStream stream "${stream}", sequence ${seq}: ${loss}`, undefined, position);
         return;
       }
       subscriber.next(stamp(record, position));

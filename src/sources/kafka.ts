@@ -30,7 +30,7 @@ import { deleteLag, type LagWhere, setLag } from "../run/metrics.ts";
 import { Input, stamp } from "../flow/position.ts";
 import { alreadyDeadLettered } from "../sinks/ledger.ts";
 import { Pace } from "./broker.ts";
-import { describeNumberLoss, numberLoss } from "./json/numbers.ts";
+import { messageLoss } from "./json/numbers.ts";
 
 /** How sluice reaches a Kafka cluster: shared by {@link fromKafka} and `toKafka`. */
 export interface KafkaConnectionOptions {
@@ -702,8 +702,7 @@ function parseJson(bytes: Buffer | undefined, notUtf8: boolean, text: string | u
   } catch (error) {
     return `the value is not JSON: ${error instanceof Error ? error.message : String(error)}`;
   }
-  const loss = numberLoss(text, record);
-  return loss === undefined ? { record } : describeNumberLoss(loss, `column ${loss.index + 1}`);
+  return messageLoss(text, record) ?? { record };
 }
 
 function infoOf(message: Message<Buffer, Buffer, Buffer, Buffer>): KafkaMessageInfo {

@@ -23,7 +23,7 @@ import { safeUrl, scrub, secretsOf } from "../io/credentials.ts";
 import { entriesOf, type StreamEntry } from "../io/redisStreams.ts";
 import { setLag } from "../run/metrics.ts";
 import { HeldMessages, Lease, Pace } from "./broker.ts";
-import { describeNumberLoss, numberLoss } from "./json/numbers.ts";
+import { messageLoss } from "./json/numbers.ts";
 
 /** Options of {@link fromRedisStream}. */
 export interface RedisStreamOptions {
@@ -282,9 +282,9 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
           } else {
             record = JSON.parse(text);
             // A number a float cannot hold (1e400, 12345678901234567890) is refused, as the file sources do.
-            const loss = numberLoss(text, record);
+            const loss = messageLoss(text, record);
             if (loss !== undefined) {
-              sendToDeadLetter(flow, "parse", `Redis stream "${stream}", entry ${id}: ${describeNumberLoss(loss, `column ${loss.index + 1}`)}`, undefined, position);
+              sendToDeadLetter(flow, "parse", `Redis stream "${stream}", entry ${id}: ${loss}`, undefined, position);
               continue;
             }
           }

@@ -85,6 +85,16 @@ export function numberLoss(text: string, value: unknown): NumberLoss | undefined
   return mayHoldLiteral(text) ? scanNumbers(text) : undefined;
 }
 
+/**
+ * The dead letter's reason when `text` (one message, parsed as `value`) holds a number a float
+ * cannot hold or is nested too deep, placed by column; undefined when it holds none. For
+ * sources whose input is one value per message (brokers, a replayed dead letter).
+ */
+export function messageLoss(text: string, value: unknown): string | undefined {
+  const loss = numberLoss(text, value);
+  return loss === undefined ? undefined : describeNumberLoss(loss, `column ${loss.index + 1}`);
+}
+
 /** The reason a source gives on the dead letter: `number 1e400 at amount (line 3, column 12) is ...`. */
 export function describeNumberLoss(loss: NumberLoss, where: string): string {
   if (loss.tooDeep) return `value nested more than ${MAX_DEPTH.toLocaleString("en-US")} levels deep (${where}); the record is not read`;
