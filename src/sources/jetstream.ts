@@ -14,7 +14,7 @@
  * Acks are published without a reply (one per message, as explicit acking requires); a flush (a
  * PING the server answers after everything sent before it) is what `run()` waits for.
  */
-import { AckPolicy, type Consumer, type ConsumerMessages, type JetStreamManager, type JsMsg, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { AckPolicy, type Consumer, type ConsumerMessages, type JetStreamManager, JetStreamError, type JsMsg, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Observable } from "rxjs";
 import { announceDurable } from "../flow/durable.ts";
@@ -357,6 +357,8 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
         lagTimer = setInterval(readLag, lagIntervalMs);
         lagTimer.unref();
       }
+      // When the server last answered a pull (a message, or the pull's end).
+      let answeredAt = performance.now();
       while (!done()) {
         if (!(await pacing.next())) break;
         const room = Math.min(batch, maxAckPending - (held?.size ?? 0));
@@ -365,14 +367,28 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
           pullUntil = readAt + expiresMs;
           pull = await source.fetch({ max_messages: room, expires: expiresMs });
           for await (const msg of pull) {
+            answeredAt = performance.now();
             emit(msg, readAt);
             if (done()) break;
           }
+          answeredAt = performance.now();
           // Records skipped as committed already settle without a commit to announce them.
           announceDurable(flow);
         } catch (error) {
           if (stopped()) break;
-          return fail("pulling messages", error);
+          // A pull ends with "heartbeats missed" once the server has been silent for two of its
+          // heartbeats (about expiresMs): a busy machine or a short pause of the server, not yet
+          // a failure. The pull is sent again until the silence outlasts ack_wait. Messages held
+          // meanwhile are the lease's to judge, which gives up on them sooner (its margin before
+          // ack_wait) and says which were lost.
+          if (error instanceof JetStreamError && error.message === "heartbeats missed" && performance.now() - answeredAt < lease.leaseMs) continue;
+          try {
+            lease.check();
+          } catch {
+            // Lost: the lease has failed the source with its own message, naming what it held.
+          }
+          if (finished) return;
+          return fail(`pulling messages (no answer for ${Math.round(performance.now() - answeredAt)} ms)`, error);
         } finally {
           pull = undefined;
         }
