@@ -69,11 +69,23 @@ export interface RedisStreamOptions {
   readonly lagIntervalMs?: number;
 }
 
-/** A read of new entries in flight: its entries, and the id of the entry after the last one read before them. */
+/**
+ * A read of new entries in flight: when it was sent, its entries, and (once the last new entry
+ * positioned before them is known, see `lookAfter`) the id of the entry that follows that one.
+ */
 interface NewRead {
   readonly readAt: number;
-  readonly reply: Promise<[entries: StreamEntry[], following: string | undefined]>;
+  readonly entries: Promise<StreamEntry[]>;
+  following?: Promise<string | undefined>;
 }
+
+/**
+ * Reads of new entries in flight at once: while this process emits one batch, Redis serves the
+ * next and the client takes in the one after. With one, a read waited for Redis's own work on it
+ * (about 1.5 ms per 1,000 entries, most of it the pending-entries list) and then for the client to
+ * decode it, each time; see docs/benchmarks.md.
+ */
+const READS_IN_FLIGHT = 3;
 
 /**
  * Reads a Redis stream as a member of a consumer group and emits one record per entry: the JSON
@@ -332,10 +344,10 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
       }
       let claimCursor = "0-0";
       let claimAt = 0;
-      // The next read of new entries, sent before the batch in hand is emitted (see below).
-      let ahead: NewRead | undefined;
+      // Reads of new entries sent and not yet emitted, oldest first.
+      const inFlight: NewRead[] = [];
       while (!done()) {
-        if (ahead === undefined && Date.now() >= claimAt) {
+        if (inFlight.length === 0 && Date.now() >= claimAt) {
           // Entries a dead consumer left idle: one page per turn, so new entries are not starved.
           try {
             const claimedAt = performance.now();
@@ -354,26 +366,42 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
           if (!(await pacing.next())) break;
           if (claimCursor !== "0-0") continue;
         }
-        const current = ahead ?? readNew(lastNew);
-        ahead = undefined;
+        if (inFlight.length === 0) {
+          const read = readNew();
+          lookAfter(read, lastNew);
+          inFlight.push(read);
+        }
+        const current = inFlight.shift() as NewRead;
         let entries: StreamEntry[];
         let following: string | undefined;
         try {
-          [entries, following] = await current.reply;
+          entries = await current.entries;
+          following = await current.following;
         } catch (error) {
           if (stopped()) break;
           return fail("reading new entries (XREADGROUP, XRANGE)", error);
         }
         if (entries.length > 0) {
-          // The next read goes out before this batch is emitted, so Redis prepares it while this
-          // process emits (a read waited as long as the emit took). Only when the pace would let
-          // reading go on after the batch, and no claim is due: its entries are emitted as soon
-          // as they arrive, whatever the pace says by then (an overshoot of one batch, as a file
+          const last = (entries[entries.length - 1] as StreamEntry)[0];
+          // The read after this one went out before this one's last entry was known: its look
+          // goes out now, on the same connection, ahead of any read sent below.
+          if (inFlight[0]) lookAfter(inFlight[0], last);
+          // More reads go out before this batch is emitted, so Redis prepares them while this
+          // process emits. Only when the pace would let reading go on after this batch and the
+          // reads in flight, and no claim is due: their entries are emitted as soon as they
+          // arrive, whatever the pace says by then (an overshoot of a few batches, as a file
           // source's chunk), since entries read and not held have no keep-alive.
-          if (!flow.gate && held.size + entries.length < maxUnacked && Date.now() < claimAt) ahead = readNew((entries[entries.length - 1] as StreamEntry)[0]);
+          while (inFlight.length < READS_IN_FLIGHT - 1 && !flow.gate && held.size + entries.length + inFlight.length * batchSize < maxUnacked && Date.now() < claimAt) {
+            const read = readNew();
+            if (inFlight.length === 0) lookAfter(read, last);
+            inFlight.push(read);
+          }
           emit(entries, undefined, following !== undefined && following === (entries[0] as StreamEntry)[0], current.readAt);
           announceDurable(flow);
-          if (ahead) continue;
+          if (inFlight.length > 0) continue;
+        } else if (inFlight[0]) {
+          // Nothing came: the next read's look starts after the same entry as this one's.
+          lookAfter(inFlight[0], lastNew);
         }
         if (!(await pacing.next())) break;
       }
@@ -386,22 +414,29 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
       if (held.size === 0) close();
     }
 
-    /**
-     * Sends a read of new entries and, right behind it on the same connection, a look at the
-     * entry after `previous` (the last new entry this reader positioned), with no round trip of
-     * its own. Redis answers the look after the read: the read's first entry exists by then, and
-     * when it is the entry right after `previous`, no entry between them can be pending on another
-     * consumer, so the two may share an input (see broker.ts). `readAt`: when the read was sent.
-     */
-    function readNew(previous: string | undefined): NewRead {
+    /** Sends a read of new entries. */
+    function readNew(): NewRead {
       const readAt = performance.now();
-      const reply = Promise.all([
-        reader.send("XREADGROUP", ["GROUP", group, consumer, "COUNT", String(batchSize), "BLOCK", String(blockMs), "STREAMS", stream, ">"]).then((r) => entriesOf(r, stream)),
-        previous === undefined ? undefined : reader.send("XRANGE", [stream, `(${previous}`, "+", "COUNT", "1"]).then((r) => (r as StreamEntry[] | null)?.[0]?.[0]),
-      ]);
+      const entries = reader.send("XREADGROUP", ["GROUP", group, consumer, "COUNT", String(batchSize), "BLOCK", String(blockMs), "STREAMS", stream, ">"]).then((r) => entriesOf(r, stream));
       // A read still in flight when reading ends is never awaited: closing the connection rejects it.
-      reply.catch(() => {});
-      return { readAt, reply };
+      entries.catch(() => {});
+      return { readAt, entries };
+    }
+
+    /**
+     * Sends, on the reads' connection, a look at the entry after `previous` (the last new entry
+     * this reader positioned before `read`'s entries). When that entry is `read`'s first, no
+     * entry lies between them, so none can be pending on another consumer, and the two may share
+     * an input (see broker.ts). Stream ids only grow, so the answer does not depend on when the
+     * look runs: an entry added later comes after `read`'s first, and one deleted in between was
+     * nobody's to write (XAUTOCLAIM drops it). No round trip of its own: Redis answers it behind
+     * the reads sent before it.
+     */
+    function lookAfter(read: NewRead, previous: string | undefined): void {
+      if (previous === undefined) return;
+      const following = reader.send("XRANGE", [stream, `(${previous}`, "+", "COUNT", "1"]).then((r) => (r as StreamEntry[] | null)?.[0]?.[0]);
+      following.catch(() => {});
+      read.following = following;
     }
 
     read().catch((error) => fail("reading", error));
