@@ -8,6 +8,9 @@
  * JetStream: the server is frozen (SIGSTOP: connections stay open, nothing is answered) for
  * longer than ack_wait while a worker holds every message in open files. Redis: the worker is frozen (SIGSTOP) while another consumer takes its entries over,
  * then thawed with everything still in its open files. DuckDB reads back every message once.
+ *
+ * And the other side: a server paused for less than the lease (JetStream's open pull misses its
+ * heartbeats meanwhile) is waited out, not taken for a failure.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { RedisClient, type Subprocess } from "bun";
@@ -131,6 +134,56 @@ describe("a worker that cannot keep its messages alive stops committing them", (
     }
     const found = await readBack(out);
     console.log(`jetstream lost lease: ${found.rows} rows, ${found.ids} distinct of ${GOOD}; ${found.letters} dead letters of ${TOTAL - GOOD}`);
+    expect(found).toEqual({ rows: GOOD, ids: GOOD, wrong: 0, letters: TOTAL - GOOD, raws: TOTAL - GOOD });
+  }, 180_000);
+
+  test("JetStream: a server that pauses for less than ack_wait while a worker reads is waited out: the worker goes on and writes each message once", async () => {
+    const port = freePort();
+    const broker = new BrokerProcess(["nats-server", "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir.path, "nats-pause-data")]);
+    broker.start();
+    const servers = `nats://127.0.0.1:${port}`;
+    const nc = await connectWhenUp(servers);
+    const stream = "PAUSED";
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({ name: stream, subjects: ["paused.>"] });
+    await jsm.consumers.add(stream, { durable_name: "lake", ack_policy: "explicit" as never, ack_wait: 30_000 * 1_000_000, max_ack_pending: 20_000 });
+    const js = jetstream(nc);
+    const publish = (from: number, to: number) => Promise.all(Array.from({ length: to - from }, (_, i) => js.publish(`paused.${(from + i) % 3}`, messageAt(from + i + 1).text)));
+    const acknowledged = async () => {
+      const info = await jsm.consumers.info(stream, "lake");
+      return info.num_pending === 0 && info.num_ack_pending === 0;
+    };
+    await publish(0, TOTAL / 2);
+    const out = join(dir.path, "nats-pause-out");
+    // ack_wait 30 s: the pause below is far shorter, so nothing the worker holds is at risk.
+    const only = Bun.spawn(["bun", FIXTURE, "jetstream", servers, stream, "lake", "w0", out, "30000", "500", "200"], { stdout: "pipe", stderr: "pipe" });
+    const output = Promise.all([new Response(only.stdout).text(), new Response(only.stderr).text()]);
+    try {
+      await until("the first half acknowledged", acknowledged, 60_000);
+      // Frozen for 3 s: the worker's open pull misses its heartbeats (two of 500 ms) meanwhile.
+      broker.signal("SIGSTOP");
+      await Bun.sleep(3000);
+      broker.signal("SIGCONT");
+      await publish(TOTAL / 2, TOTAL);
+      await until(
+        "the second half acknowledged",
+        async () => {
+          if (only.exitCode !== null) throw new Error(`the worker ended (${only.exitCode}): ${(await output)[1]}`);
+          return acknowledged();
+        },
+        90_000,
+      );
+      only.kill("SIGTERM");
+      const code = await only.exited;
+      const [, stderr] = await output;
+      expect({ code, stderr: code === 0 ? "" : stderr }).toEqual({ code: 0, stderr: "" });
+    } finally {
+      broker.signal("SIGCONT");
+      only.kill("SIGKILL");
+      await nc.close();
+      await broker.stop();
+    }
+    const found = await readBack(out);
     expect(found).toEqual({ rows: GOOD, ids: GOOD, wrong: 0, letters: TOTAL - GOOD, raws: TOTAL - GOOD });
   }, 180_000);
 
