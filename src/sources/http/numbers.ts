@@ -1,6 +1,7 @@
 /**
  * The records of a page that hold a number a 64-bit float cannot hold (`1e400`, `1e-400`,
- * `12345678901234567890`), so `fromHttp` can dead-letter those records and emit the others.
+ * `12345678901234567890`), or that nest deeper than `MAX_DEPTH` levels, so `fromHttp` can
+ * dead-letter those records and emit the others.
  *
  * Why two passes: a page is parsed whole, and nearly every page has no such number. `numberLoss`
  * (`json/numbers.ts`) decides that for the whole page with a walk over the parsed body, a few
@@ -8,7 +9,7 @@
  * number, to find every record that holds one: `numberLoss` stops at the first, and a page of
  * records with 20-digit ids has one in each record.
  */
-import { type NumberLoss, numberLoss, problemOf } from "../json/numbers.ts";
+import { MAX_DEPTH, type NumberLoss, numberLoss, problemOf } from "../json/numbers.ts";
 
 /** A record that cannot be read as it was written, and why. */
 export interface RecordLoss extends NumberLoss {
@@ -65,6 +66,8 @@ interface PageLoss {
   /** `opens[d]` is where the container holding `path[d]` begins in the text. */
   readonly opens: readonly number[];
   readonly problem: string;
+  /** Not a number: the text nests past `MAX_DEPTH` here (`index`). */
+  readonly tooDeep?: true;
 }
 
 /** `loss`, as seen from the record at `depth` of its path: the path inside it and its raw text. */
@@ -73,8 +76,9 @@ function inRecord(text: string, loss: PageLoss, depth: number): RecordLoss {
   return {
     literal: loss.literal.length > QUOTED_DIGITS ? `${loss.literal.slice(0, QUOTED_DIGITS)}…` : loss.literal,
     index: loss.index,
-    path: loss.path.slice(depth).join("."),
+    path: loss.tooDeep ? "" : loss.path.slice(depth).join("."),
     problem: loss.problem,
+    ...(loss.tooDeep ? { tooDeep: true as const } : {}),
     raw,
   };
 }
@@ -112,7 +116,10 @@ function valueEnd(text: string, start: number): number {
   return i;
 }
 
-/** Every number of a valid JSON text, outside strings, that changes when read as a float64. */
+/**
+ * Every number of a valid JSON text, outside strings, that changes when read as a float64, and
+ * every place where the text nests past `MAX_DEPTH` (once per descent past it).
+ */
 function scanLosses(text: string): PageLoss[] {
   const losses: PageLoss[] = [];
   const arrays: boolean[] = [];
@@ -147,6 +154,7 @@ function scanLosses(text: string): PageLoss[] {
       path.push(c === 0x5b ? 0 : "");
       opens.push(i);
       expectKey = c === 0x7b;
+      if (opens.length === MAX_DEPTH + 1) losses.push({ literal: "", index: i, path: path.slice(), opens: opens.slice(), problem: "", tooDeep: true });
     } else if (c === 0x7d || c === 0x5d) {
       arrays.pop();
       path.pop();
