@@ -464,7 +464,10 @@ function parseRaw(entry: DeadLetter): { value: unknown } | { error: string } {
     try {
       text = strictUtf8.decode(Buffer.from(entry.rawBase64, "base64"));
     } catch {
-      return { error: "not valid UTF-8 (the exact bytes are in rawBase64)" };
+      // Still the reason the source gave ("line is not valid UTF-8", "record ..."): the same
+      // words, without a note of what was cut, so `summarize` counts both in one group.
+      const said = /^\w+ is not valid UTF-8/.exec(entry.error)?.[0];
+      return { error: said ?? "not valid UTF-8 (the exact bytes are in rawBase64)" };
     }
   }
   if (text.trim() === "") return { error: "blank line" };

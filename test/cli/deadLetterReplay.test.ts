@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { clickstream } from "../../examples/clickstream.ts";
 import type { DeadLetter } from "../../src/deadletter/entry.ts";
@@ -118,6 +118,28 @@ describe("sluice dead-letter replay", () => {
     expect(again.summary.written).toBe(0);
     expect(await rows(o.events)).toBe(o.summary.written + o.fixed.length);
     expect((await summarizeDeadLetters(o.folder)).open).toBe(o.entries.length - o.fixed.length);
+  });
+
+  test("a line that is still not valid UTF-8 fails its replay with the source's own words, so summarize keeps one group", async () => {
+    const dir = await tempDir("sluice-replay-utf8-");
+    cleanups.push(dir.remove);
+    const input = join(dir.path, "events.ndjson");
+    await writeClickstream(input, { count: 20, seed: 5, defectRate: 0 });
+    appendFileSync(input, Buffer.concat([Buffer.from('{"event_id":"x'), Buffer.from([0xff, 0xfe]), Buffer.from('"}\n')]));
+    const out = join(dir.path, "out");
+    await clickstream(input, out, { encoders: 0 });
+    const folder = join(out, "dead-letter");
+    const { code, stderr } = await sluice(["dead-letter", "replay", folder, FIXED, "--out", out, "--json"]);
+    expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
+    const letters: DeadLetter[] = [];
+    for await (const { entry } of streamDeadLetters(folder)) letters.push(entry);
+    expect(letters.map((e) => [e.line, e.stage, e.error])).toEqual([
+      [21, "parse", "line is not valid UTF-8"],
+      [21, "parse", "line is not valid UTF-8"],
+    ]);
+    expect(letters[1]?.rawBase64).toBe(letters[0]?.rawBase64 as string);
+    const summary = await summarizeDeadLetters(folder);
+    expect(summary.open).toBe(1);
   });
 
   test("filters by stage, source and run, and a later replay takes only what is left", async () => {
