@@ -45,10 +45,15 @@ export function formatCell(value: unknown): string {
   }
 }
 
-// A newline or tab inside a value would break the table's lines: show it as an escape instead.
+// A newline or tab inside a value would break the table's lines, and a bidirectional override
+// would turn the rest of a line around (a value that reads as another): show them as escapes.
+// C0 and C1 controls, DEL, the line and paragraph separators, and the bidirectional marks,
+// embeddings, overrides and isolates.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is replaced
+const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
+
 function escapeControls(text: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is replaced
-  return text.replace(/[\u0000-\u001f\u007f]/g, (c) => (c === "\n" ? "\\n" : c === "\t" ? "\\t" : c === "\r" ? "\\r" : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`));
+  return text.replace(CONTROLS, (c) => (c === "\n" ? "\\n" : c === "\t" ? "\\t" : c === "\r" ? "\\r" : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`));
 }
 
 /** Cuts `text` to at most `width` terminal cells, ending in `…` when it was cut. */

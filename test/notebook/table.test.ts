@@ -50,6 +50,16 @@ describe("formatTable", () => {
     expect(text.split("\n")[2]).toBe('2024-03-01T00:00:00.000Z │ ["x",1152921504606846976] │ 0x00ff │ two\\nlines');
   });
 
+  test("escapes what would break or reorder the table's lines: line and paragraph separators, C1 controls, bidirectional overrides", () => {
+    // U+2028 ends a line in some terminals and editors; U+202E turns the rest of a line around (a name that reads as another).
+    const values = ["a\u2028b", "a\u2029b", "a\u0085b", "a\u009bb", "user\u202Egnp.exe", "x\u2066y\u2069", "\u200Fz"];
+    expect(values.map((v) => formatCell(v))).toEqual(["a\\u2028b", "a\\u2029b", "a\\u0085b", "a\\u009bb", "user\\u202egnp.exe", "x\\u2066y\\u2069", "\\u200fz"]);
+    const text = formatTable([{ s: "one\u2028two", t: ["\u202E"] }]);
+    expect(text.split("\n")[2]).toBe('one\\u2028two │ ["\\u202e"]');
+    // Letters of every script stay as they are.
+    expect(formatCell("日本語 عربي ñ")).toBe("日本語 عربي ñ");
+  });
+
   test("cuts long values to the width in terminal cells, ending in …, and keeps wide characters whole", () => {
     expect(truncateCells("abcdefghij", 5)).toBe("abcd…");
     expect(truncateCells("日本語テキスト", 5)).toBe("日本…");
