@@ -263,6 +263,26 @@ describe.each(DIALECTS)("toSql into %s", (db) => {
     expect(once).toEqual(expected);
   });
 
+  test("keys that differ only by trailing spaces are different keys: an upsert of one never replaces the other", async () => {
+    const table = tableName(db, "pad");
+    const Item = v.object({ id: v.string(), note: v.string() });
+    // MariaDB's utf8mb4_bin pads with spaces when comparing: "a" and "a " were one key there.
+    const rows = [
+      { id: "a", note: "1" },
+      { id: "a ", note: "2" },
+      { id: "a  ", note: "3" },
+      { id: "", note: "4" },
+      { id: " ", note: "5" },
+    ];
+    const file = await ndjson(`pad-${db}.ndjson`, rows);
+    const { summary, deadLetters } = await load(file, toSql(urlOf(db), table, { schema: Item, mode: "upsert", key: ["id"], create: true }));
+    expect(deadLetters).toEqual([]);
+    expect(summary.written).toBe(5);
+    const q = db === "my" ? "`" : '"';
+    const back = await select(db, `SELECT id, note FROM ${q}${table}${q}`);
+    expect(back.map((r) => `${JSON.stringify(r.id)}=${r.note}`).sort()).toEqual(rows.map((r) => `${JSON.stringify(r.id)}=${r.note}`).sort());
+  });
+
   test("rows the database refuses (CHECK, NOT NULL) are dead letters with its message and the rest of the batch lands", async () => {
     const table = tableName(db, "refuse");
     const q = db === "my" ? "`" : '"';

@@ -5,8 +5,10 @@
  * statements of at most 1,000 rows and 60,000 parameters (the protocol's limit is 65,535), in one
  * transaction. Each transaction sets a strict `sql_mode` first: without it MariaDB stores a value
  * out of range as the nearest one and a too-long string cut, with a warning nobody reads.
- * Tables it creates use `utf8mb4_bin`, so keys compare as the bytes they are (the default
- * collation would take `"a"` and `"A"` for the same key and merge their rows).
+ * Tables it creates use a binary collation without padding (`utf8mb4_nopad_bin` on MariaDB,
+ * `utf8mb4_0900_bin` on MySQL 8), so keys compare as the bytes they are: the default collation
+ * would take `"a"` and `"A"` for the same key, and `utf8mb4_bin` still pads, taking `"a"` and
+ * `"a "` for one key and merging their rows in an upsert.
  */
 import { SQL } from "bun";
 import { secretsOf, sqlClientLogin } from "../../io/credentials.ts";
@@ -52,6 +54,9 @@ function typeOf(column: SqlColumn): string {
   }
 }
 
+/** Binary collations that compare trailing spaces, best first; `utf8mb4_bin` (which pads) is the last resort. */
+const NO_PAD_COLLATIONS = ["utf8mb4_nopad_bin", "utf8mb4_0900_bin"];
+
 const STRICT = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'";
 const MAX_ROWS = 1000;
 const MAX_PARAMS = 60_000;
@@ -89,9 +94,10 @@ export class MysqlDialect implements Dialect {
     } catch (error) {
       throw this.#fail(setup.table, "cannot connect to the server", error, "check that it is running and the URL, user and password");
     }
+    const collation = await this.#collation();
     if (setup.create) {
       const columns = columnDefinitions(setup, q, typeOf);
-      await this.#ddl(setup.table, `CREATE TABLE IF NOT EXISTS ${table} (${columns.join(", ")}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`, "cannot create the table");
+      await this.#ddl(setup.table, `CREATE TABLE IF NOT EXISTS ${table} (${columns.join(", ")}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=${collation}`, "cannot create the table");
     }
     try {
       await this.#sql.unsafe(`SELECT ${setup.columns.map((c) => q(c.name)).join(", ")} FROM ${table} WHERE 1 = 0`);
@@ -103,9 +109,20 @@ export class MysqlDialect implements Dialect {
       `CREATE TABLE IF NOT EXISTS ${q(LEDGER_TABLE)} (table_name varchar(255) NOT NULL, checkpoint varchar(1024) NULL,
         run_id varchar(255) NOT NULL, source longtext NOT NULL, first_line bigint NOT NULL, last_line bigint NOT NULL,
         replaced longtext NULL, committed_at datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
-        INDEX ${q(`${LEDGER_TABLE}_lookup`)} (table_name, checkpoint(255))) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+        INDEX ${q(`${LEDGER_TABLE}_lookup`)} (table_name, checkpoint(255))) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=${collation}`,
       `cannot create the ledger table ${LEDGER_TABLE}`,
     );
+  }
+
+  /** The first of {@link NO_PAD_COLLATIONS} the server has, else `utf8mb4_bin` (MySQL 5.7 has no other). */
+  async #collation(): Promise<string> {
+    try {
+      const rows: { name: string }[] = await this.#sql`SELECT COLLATION_NAME AS name FROM information_schema.COLLATIONS WHERE COLLATION_NAME IN ${this.#sql(NO_PAD_COLLATIONS)}`;
+      const names = new Set(rows.map((r) => r.name));
+      return NO_PAD_COLLATIONS.find((name) => names.has(name)) ?? "utf8mb4_bin";
+    } catch {
+      return "utf8mb4_bin";
+    }
   }
 
   async #ddl(table: string, statement: string, what: string): Promise<void> {
