@@ -472,6 +472,21 @@ describe("toSql keeps passwords out of its errors", () => {
 });
 
 describe("toSql bounds and resumes", () => {
+  test("MariaDB: a batch of long texts bigger than max_allowed_packet lands, in statements the server takes", async () => {
+    const table = tableName("my", "packet");
+    const Doc = v.object({ id: v.string(), body: v.string() });
+    const [{ packet }] = (await my.unsafe("SELECT @@max_allowed_packet AS packet")) as { packet: number }[];
+    // Four rows each over a third of the packet: one statement of them all closed the connection.
+    const size = Math.ceil(Number(packet) / 3);
+    const rows = ["a", "b", "c", "d"].map((id) => ({ id, body: id.repeat(size) }));
+    const file = await ndjson("packet.ndjson", rows);
+    const { summary, deadLetters } = await load(file, toSql(MY, table, { schema: Doc, mode: "upsert", key: ["id"], create: true }));
+    expect(deadLetters).toEqual([]);
+    expect(summary.written).toBe(4);
+    const back = await select("my", `SELECT id, LENGTH(body) AS n, LEFT(body, 1) AS c FROM \`${table}\` ORDER BY id`);
+    expect(back.map((r) => `${r.id}:${r.n}:${r.c}`)).toEqual(rows.map((r) => `${r.id}:${size}:${r.id}`));
+  });
+
   test("holds the source while a batch is in flight and the next is full: at most about two batches are buffered", async () => {
     const table = tableName("pg", "bounded");
     const Item = v.object({ id: v.pipe(v.number(), v.integer()), pad: v.string() });

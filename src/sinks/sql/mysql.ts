@@ -2,8 +2,8 @@
  * The MySQL/MariaDB dialect of `toSql`, through Bun's built-in `SQL` client.
  *
  * A batch is multi-row `INSERT`s with parameters (`ON DUPLICATE KEY UPDATE` for upserts), in
- * statements of at most 1,000 rows and 60,000 parameters (the protocol's limit is 65,535), in one
- * transaction. Each transaction sets a strict `sql_mode` first: without it MariaDB stores a value
+ * statements of at most 1,000 rows, 60,000 parameters (the protocol's limit is 65,535) and the
+ * server's `max_allowed_packet` bytes, in one transaction. Each transaction sets a strict `sql_mode` first: without it MariaDB stores a value
  * out of range as the nearest one and a too-long string cut, with a warning nobody reads.
  * Tables it creates use a binary collation without padding (`utf8mb4_nopad_bin` on MariaDB,
  * `utf8mb4_0900_bin` on MySQL 8), so keys compare as the bytes they are: the default collation
@@ -60,6 +60,13 @@ const NO_PAD_COLLATIONS = ["utf8mb4_nopad_bin", "utf8mb4_0900_bin"];
 const STRICT = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'";
 const MAX_ROWS = 1000;
 const MAX_PARAMS = 60_000;
+/** Room in a packet for the statement's text and the protocol's per-value framing. */
+const PACKET_HEADROOM = 64 * 1024;
+
+/** About how many bytes a parameter takes in the statement's packet (strings dominate). */
+function paramBytes(value: unknown): number {
+  return typeof value === "string" ? Buffer.byteLength(value) + 9 : 9;
+}
 
 export class MysqlDialect implements Dialect {
   readonly target: string;
@@ -69,6 +76,8 @@ export class MysqlDialect implements Dialect {
   /** What error messages must not show: the password in its forms. */
   readonly #secrets: readonly string[];
   #setup: TableSetup | undefined;
+  /** The server's `max_allowed_packet` less headroom: a bigger statement closes the connection. */
+  #statementBytes = 4 * 1024 * 1024 - PACKET_HEADROOM;
 
   constructor(url: string) {
     this.target = describeUrl(url);
@@ -95,6 +104,13 @@ export class MysqlDialect implements Dialect {
       throw this.#fail(setup.table, "cannot connect to the server", error, "check that it is running and the URL, user and password");
     }
     const collation = await this.#collation();
+    try {
+      const [row]: { packet: number | string }[] = await this.#sql`SELECT @@max_allowed_packet AS packet`;
+      const packet = Number(row?.packet);
+      if (Number.isFinite(packet) && packet > 2 * PACKET_HEADROOM) this.#statementBytes = packet - PACKET_HEADROOM;
+    } catch {
+      // The default above is MySQL 5.7's smallest usual setting.
+    }
     if (setup.create) {
       const columns = columnDefinitions(setup, q, typeOf);
       await this.#ddl(setup.table, `CREATE TABLE IF NOT EXISTS ${table} (${columns.join(", ")}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=${collation}`, "cannot create the table");
@@ -162,12 +178,28 @@ export class MysqlDialect implements Dialect {
           batch.rows.map((_, i) => i),
           (indexes) =>
             tx.savepoint(async (sp) => {
-              for (let start = 0; start < indexes.length; start += perStatement) {
-                const part = indexes.slice(start, start + perStatement);
-                const params: unknown[] = [];
-                for (const index of part) for (const value of batch.rows[index] as readonly unknown[]) params.push(value);
-                await sp.unsafe(`${head}${new Array(part.length).fill(placeholder).join(", ")}${tail}`, params);
+              // A statement bigger than max_allowed_packet makes the server close the connection,
+              // which fails the run: statements end at the packet's size as well as at a row count.
+              let params: unknown[] = [];
+              let rows = 0;
+              let bytes = 0;
+              const send = async () => {
+                if (rows === 0) return;
+                await sp.unsafe(`${head}${new Array(rows).fill(placeholder).join(", ")}${tail}`, params);
+                params = [];
+                rows = 0;
+                bytes = 0;
+              };
+              for (const index of indexes) {
+                const row = batch.rows[index] as readonly unknown[];
+                let size = 0;
+                for (const value of row) size += paramBytes(value);
+                if (rows === perStatement || (rows > 0 && bytes + size > this.#statementBytes)) await send();
+                for (const value of row) params.push(value);
+                rows++;
+                bytes += size;
               }
+              await send();
             }),
           refused,
         );
