@@ -376,6 +376,30 @@ describe.each(DIALECTS)("toSql into %s", (db) => {
     ]);
   });
 
+  test("text holding a lone surrogate is a write dead letter naming the column, not stored as U+FFFD", async () => {
+    const table = tableName(db, "surrogate");
+    const Item = v.object({ id: v.pipe(v.number(), v.integer()), text: v.string() });
+    const records = [
+      { id: 1, text: "a\uD800b" },
+      { id: 2, text: "\uDFFF" },
+      { id: 3, text: "pair \uD83C\uDF89 fine" },
+    ];
+    const deadLetters: DeadLetter[] = [];
+    const summary = await run(
+      of(...records).pipe(
+        deadLetter((e) => deadLetters.push(e)),
+        toSql(urlOf(db), table, { schema: Item, mode: "insert", create: true }),
+      ),
+    );
+    expect(summary.written).toBe(1);
+    expect(deadLetters.map((d) => `${d.line} ${d.stage} ${d.error}`)).toEqual([
+      '1 write column "text" is not well-formed Unicode (it holds a lone surrogate, which has no UTF-8 form): "a\\ud800b"',
+      '2 write column "text" is not well-formed Unicode (it holds a lone surrogate, which has no UTF-8 form): "\\udfff"',
+    ]);
+    const q = db === "my" ? "`" : '"';
+    expect(await select(db, `SELECT text FROM ${q}${table}${q}`)).toEqual([{ text: "pair \uD83C\uDF89 fine" }]);
+  });
+
   test("a table and columns named with quotes, spaces and SQL are quoted, never run", async () => {
     const table = tableName(db, `we"ird \`tab'le; DROP TABLE sentinel --`);
     const sentinel = tableName(db, "sentinel");

@@ -285,7 +285,11 @@ export function canonicalValue(column: ColumnSpec, value: unknown, nonFinite: bo
   }
   switch (column.kind) {
     case "utf8":
-      if (typeof value === "string") return value;
+      if (typeof value === "string") {
+        if (value.isWellFormed()) return value;
+        // The client would send it as U+FFFD: the row would land changed, without a word.
+        return new Mismatch(`column "${column.name}" is not well-formed Unicode (it holds a lone surrogate, which has no UTF-8 form): ${JSON.stringify(value).slice(0, 200)}`);
+      }
       break;
     case "int64":
       if (typeof value === "number" && Number.isSafeInteger(value)) return value;

@@ -3,8 +3,9 @@
  *
  * A batch is multi-row `INSERT`s with parameters (`ON DUPLICATE KEY UPDATE` for upserts), in
  * statements of at most 1,000 rows, 60,000 parameters (the protocol's limit is 65,535) and the
- * server's `max_allowed_packet` bytes, in one transaction. Each transaction sets a strict `sql_mode` first: without it MariaDB stores a value
- * out of range as the nearest one and a too-long string cut, with a warning nobody reads.
+ * server's `max_allowed_packet` bytes, in one transaction. Each transaction sets a strict
+ * `sql_mode` first: without it MariaDB stores a value out of range as the nearest one and a
+ * too-long string cut, with a warning nobody reads.
  * Tables it creates use a binary collation without padding (`utf8mb4_nopad_bin` on MariaDB,
  * `utf8mb4_0900_bin` on MySQL 8), so keys compare as the bytes they are: the default collation
  * would take `"a"` and `"A"` for the same key, and `utf8mb4_bin` still pads, taking `"a"` and
