@@ -400,8 +400,11 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
           announceDurable(flow);
           if (inFlight.length > 0) continue;
         } else if (inFlight[0]) {
-          // Nothing came: the next read's look starts after the same entry as this one's.
+          // Nothing came: the next read's look starts after the same entry as this one's. Its
+          // entries are emitted as soon as they arrive, without waiting on the pace: until then
+          // they are pending on this consumer with no keep-alive.
           lookAfter(inFlight[0], lastNew);
+          continue;
         }
         if (!(await pacing.next())) break;
       }

@@ -3,11 +3,11 @@ import { RedisClient } from "bun";
 import { existsSync, readdirSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { lastValueFrom, take, toArray } from "rxjs";
+import { lastValueFrom, take, tap, toArray } from "rxjs";
 import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
 import { readDeadLettersSync } from "../../src/deadletter/read.ts";
-import type { Flow } from "../../src/flow/flow.ts";
+import { type Flow, holdGate } from "../../src/flow/flow.ts";
 import { fromRedisStream, run, toParquet } from "../../src/index.ts";
 import { lineOfId } from "../../src/sources/redis.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
@@ -294,6 +294,43 @@ describe("fromRedisStream", () => {
     stop.abort();
     await running;
     expect((await pending(stream, group)).total).toBe(0);
+  });
+
+  test("an entry read while the sink's gate is closed, after an empty read, is held and kept alive at once: no other consumer takes it over", async () => {
+    const { stream, group } = names();
+    await produce(stream, 1, 5);
+    const out = join(dir.path, "gate-in-flight");
+    const stop = new AbortController();
+    let flow: Flow | undefined;
+    let release: (() => void) | undefined;
+    // batchSize 5: the first read takes all five; the reads sent before they are emitted find
+    // nothing for blockMs, and the next one is still blocked in Redis when the sixth is added.
+    const running = run(
+      fromRedisStream({ url: URL, stream, group, consumer: "gated", from: "start", batchSize: 5, blockMs: 1000, claimIdleMs: 4000, keepAliveMs: 500 }).pipe(
+        tap(() => {
+          // The sink's memory budget is spent from the first record on.
+          if (flow && !release) release = holdGate(flow);
+        }),
+        validate(Entry),
+        toParquet(join(out, "events"), { schema: Entry, partitionBy: ["zone"], maxFileAgeMs: 600_000 }),
+      ),
+      { signal: stop.signal, onStart: (f) => (flow = f) },
+    );
+    try {
+      await until("the first five read", () => (flow?.stats.in ?? 0) >= 5);
+      // After the empty read timed out (blockMs), while the one behind it waits in Redis.
+      await Bun.sleep(1500);
+      await produce(stream, 6, 6);
+      await until("the sixth delivered to the reader", async () => (await pending(stream, group)).total === 6);
+      // Past claimIdleMs: a held entry has had its idle time reset meanwhile.
+      await Bun.sleep(4500);
+      const claimed = (await redis.send("XAUTOCLAIM", [stream, group, "thief", "4000", "0-0", "COUNT", "10"])) as [string, [string, unknown][]];
+      expect(claimed[1].map(([id]) => id)).toEqual([]);
+    } finally {
+      release?.();
+      stop.abort();
+      await running.catch(() => {});
+    }
   });
 
   test("decodes entries with a custom decoder, and dead-letters the entries it throws on", async () => {
