@@ -10,9 +10,10 @@
  *
  * - `POST /events`: one JSON object (`Content-Type: application/json`) or an NDJSON batch (any
  *   other type). Each line is one event, positioned as input `http` + a sequence number. A line
- *   that is not JSON becomes a dead letter at stage `parse`, not an error for the batch. Answers
- *   202 `{ accepted, notJson }`; 503 with `Retry-After` when the sink's memory budget stays spent
- *   past `--wait-ms` (nothing of the batch was taken: send it again), and while shutting down.
+ *   that is not JSON, or not UTF-8, becomes a dead letter at stage `parse`, not an error for the
+ *   batch. Answers 202 `{ accepted, notJson }`; 503 with `Retry-After` when the sink's memory
+ *   budget stays spent past `--wait-ms` (nothing of the batch was taken: send it again), and
+ *   while shutting down.
  *   A batch cut short by a shutdown answers 503 with `accepted` = how many of its lines, from
  *   the first, were taken: send the rest elsewhere or later.
  * - `GET /health`: 200 with the run's counters, 503 once shutting down.
@@ -83,10 +84,16 @@ export function startIngest(options: IngestOptions): Ingest {
   const shuttingDown = (accepted: number) => json(503, { error: "shutting down", accepted }, { Connection: "close" });
 
   /** Pushes one line, waiting while the source cannot take it. */
-  async function offer(line: string): Promise<"event" | "notJson" | "closed"> {
+  async function offer(bytes: Uint8Array): Promise<"event" | "notJson" | "closed"> {
     let value: unknown;
     let invalid: string | undefined;
-    if (line.trim() === "") invalid = "blank line";
+    // `request.text()` would put U+FFFD in place of bytes that are not UTF-8, changing the event
+    // without a word: such a line is a dead letter, as the file sources make it.
+    let line = utf8(bytes);
+    if (line === undefined) {
+      line = lenient.decode(bytes);
+      invalid = "line is not valid UTF-8";
+    } else if (line.trim() === "") invalid = "blank line";
     else {
       try {
         value = JSON.parse(line);
@@ -109,9 +116,9 @@ export function startIngest(options: IngestOptions): Ingest {
 
   async function ingest(request: Request): Promise<Response> {
     if (stopping || events.closed) return shuttingDown(0);
-    const text = await request.text();
+    const body = new Uint8Array(await request.arrayBuffer());
     const oneObject = (request.headers.get("content-type") ?? "").startsWith("application/json");
-    const lines = oneObject ? [text] : splitLines(text);
+    const lines = oneObject ? [body] : splitLines(body);
     // Admission: a batch is taken whole or not at all, so a client resends exactly what it sent.
     // While the sink's budget is spent the source refuses; wait a little for it, then say 503.
     const admitted = await Promise.race([
@@ -127,7 +134,7 @@ export function startIngest(options: IngestOptions): Ingest {
     }
     let notJson = 0;
     for (let i = 0; i < lines.length; i++) {
-      const taken = await offer(lines[i] as string);
+      const taken = await offer(lines[i] as Uint8Array);
       if (taken === "closed") return shuttingDown(i);
       if (taken === "notJson") notJson++;
     }
@@ -179,12 +186,29 @@ export function startIngest(options: IngestOptions): Ingest {
   };
 }
 
+const strict = new TextDecoder("utf-8", { fatal: true });
+const lenient = new TextDecoder("utf-8");
+
+/** The line's text, or undefined when its bytes are not UTF-8. */
+function utf8(bytes: Uint8Array): string | undefined {
+  try {
+    return strict.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
 /** NDJSON lines of a body: `\n` or `\r\n` ends a line; a last line without one is still a line. */
-function splitLines(text: string): string[] {
-  if (text === "") return [];
-  const lines = text.split("\n");
-  if (lines[lines.length - 1] === "") lines.pop();
-  return lines.map((line) => (line.endsWith("\r") ? line.slice(0, -1) : line));
+function splitLines(body: Uint8Array): Uint8Array[] {
+  const lines: Uint8Array[] = [];
+  let start = 0;
+  while (start < body.length) {
+    let end = body.indexOf(0x0a, start);
+    if (end === -1) end = body.length;
+    lines.push(body.subarray(start, end > start && body[end - 1] === 0x0d ? end - 1 : end));
+    start = end + 1;
+  }
+  return lines;
 }
 
 if (import.meta.main) {

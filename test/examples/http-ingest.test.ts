@@ -227,4 +227,30 @@ describe("the HTTP ingest example", () => {
       "validate:http:2",
     ]);
   });
+
+  test("embedded: a line that is not valid UTF-8 is a parse dead letter, not an event with U+FFFD in it", async () => {
+    const out = join(dir.path, "utf8");
+    const ingest = startIngest({ outDir: out, maxFileAgeMs: MAX_FILE_AGE_MS });
+    const lines = [...generateClickstream({ count: 3, seed: 2, defectRate: 0 })].map((l) => l.text);
+    const encoder = new TextEncoder();
+    // The second line's event id ends in the bytes FF FE, which no UTF-8 text holds.
+    const broken = encoder.encode(lines[1]?.replace(/"event_id":"([^"]*)"/, '"event_id":"$1@@"'));
+    const at = broken.indexOf(0x40);
+    broken.set([0xff, 0xfe], at);
+    const body = new Uint8Array([...encoder.encode(`${lines[0]}\n`), ...broken, 0x0a, ...encoder.encode(`${lines[2]}\n`)]);
+    const answer = await fetch(`${String(ingest.server.url)}events`, { method: "POST", body });
+    expect([answer.status, await answer.json()]).toEqual([202, { accepted: 3, notJson: 1 }]);
+    const oneObject = await fetch(`${String(ingest.server.url)}events`, { method: "POST", body: broken, headers: { "Content-Type": "application/json" } });
+    expect([oneObject.status, await oneObject.json()]).toEqual([202, { accepted: 1, notJson: 1 }]);
+    const summary = await ingest.shutdown();
+    expect(summary).toMatchObject({ in: 4, written: 2, deadLettered: 2, deadLetteredByStage: { parse: 2 } });
+    const letters = await deadLetters(join(out, "dead-letter"));
+    expect(letters.map((d) => `${d.stage}:${d.source}:${d.line}:${d.error}`).sort()).toEqual([
+      "parse:http:2:line is not valid UTF-8",
+      "parse:http:4:line is not valid UTF-8",
+    ]);
+    const ids = await query(`SELECT event_id FROM ${dataset(join(out, "events"))} ORDER BY event_id`);
+    expect(ids.every((r) => !String(r.event_id).includes("\uFFFD"))).toBe(true);
+    expect(ids.length).toBe(2);
+  });
 });
