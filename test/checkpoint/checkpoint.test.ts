@@ -15,12 +15,14 @@ const FIXTURE = join(import.meta.dir, "../fixtures/checkpointed-clickstream.ts")
 let dir: { path: string; remove: () => Promise<void> };
 // The clickstream inputs every test reads. No test changes them: one that needs other input copies them first.
 let inputs: string;
+/** Lines per input file (four files). Enough for dozens of commits per run, so kills land between them. */
+const PER_FILE = 10_000;
 
 beforeAll(async () => {
   dir = await tempDir("sluice-checkpoint-");
   inputs = join(dir.path, "in");
   await mkdir(inputs);
-  for (let i = 0; i < 4; i++) await writeClickstream(join(inputs, `day-${i}.ndjson`), { count: 20_000, seed: 100 + i });
+  for (let i = 0; i < 4; i++) await writeClickstream(join(inputs, `day-${i}.ndjson`), { count: PER_FILE, seed: 100 + i });
 });
 
 afterAll(async () => {
@@ -81,8 +83,8 @@ function reference(): Promise<Reference> {
 describe("checkpoint", () => {
   test("a run without interruptions writes every valid record once and records every input as done", async () => {
     const { out, summary, contents: written } = await reference();
-    expect(summary.in).toBe(80_000);
-    expect(summary.written + summary.deadLettered).toBe(80_000);
+    expect(summary.in).toBe(4 * PER_FILE);
+    expect(summary.written + summary.deadLettered).toBe(4 * PER_FILE);
     expect(written.rows.length).toBe(summary.written);
     expect(written.rows.every((r) => r.n === 1)).toBe(true);
     expect(written.positions.length).toBe(summary.deadLettered);
