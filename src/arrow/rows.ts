@@ -139,6 +139,10 @@ function describeMismatch(spec: ColumnSpec, value: unknown): string {
   if (value === null || value === undefined) {
     return `column "${spec.name}" is required but the value is ${value === null ? "null" : "missing"}`;
   }
+  if (spec.kind === "utf8" && typeof value === "string" && !value.isWellFormed()) {
+    // "expects a string, got string" would leave the reader guessing.
+    return `column "${spec.name}" is not well-formed Unicode (it holds a lone surrogate, which has no UTF-8 form): ${JSON.stringify(value).slice(0, 200)}`;
+  }
   return `column "${spec.name}" expects ${EXPECTED[spec.kind]}${
     spec.kind === "list" || spec.kind === "struct" ? " of the declared types" : ""
   }, got ${previewValue(value)}`;

@@ -4,7 +4,7 @@ import { map } from "rxjs";
 import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
 import type { DeadLetter } from "../../src/deadletter/entry.ts";
-import { carry, fromNdjson, run, toParquet } from "../../src/index.ts";
+import { carry, fromNdjson, fromPush, run, toParquet } from "../../src/index.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 
 const Row = v.object({ id: v.number(), key: v.string(), payload: v.unknown() });
@@ -34,6 +34,28 @@ describe("toParquet under hostile records", () => {
     expect(entries[0]?.error).toContain('column "payload"');
     const ids = await query(`SELECT id FROM ${dataset(out)} ORDER BY id`);
     expect(ids.map((r) => Number(r.id))).toEqual(Array.from({ length: 300 }, (_, i) => i).filter((i) => i !== 150));
+  });
+
+  test("dead-letters text holding a lone surrogate, saying so, and writes the rest unchanged", async () => {
+    const out = join(dir.path, "surrogate-out");
+    const Text = v.object({ id: v.number(), key: v.string(), payload: v.unknown() });
+    const records = [
+      { id: 1, key: "a\uD800b", payload: null },
+      { id: 2, key: "pair \uD83C\uDF89", payload: null },
+      { id: 3, key: "\uDFFF", payload: null },
+    ];
+    const entries: DeadLetter[] = [];
+    const source = fromPush<(typeof records)[number]>({ name: "texts" });
+    const done = run(source.pipe(deadLetter((e) => entries.push(e)), toParquet(out, { schema: Text })));
+    for (const r of records) source.push({ ...r });
+    source.end();
+    const summary = await done;
+    expect(summary.written).toBe(1);
+    expect(entries.map((e) => `${e.stage} ${e.line} ${e.error}`)).toEqual([
+      'write 1 column "key" is not well-formed Unicode (it holds a lone surrogate, which has no UTF-8 form): "a\\ud800b"',
+      'write 3 column "key" is not well-formed Unicode (it holds a lone surrogate, which has no UTF-8 form): "\\udfff"',
+    ]);
+    expect(await query(`SELECT key FROM ${dataset(out)}`)).toEqual([{ key: "pair \uD83C\uDF89" }]);
   });
 
   test("dead-letters a partition value too long for a folder name at stage write and writes the rest", async () => {
