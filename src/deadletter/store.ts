@@ -19,7 +19,7 @@
  * is one on this machine: a bucket offers no lock (see docs/limits.md).
  */
 import { createHash } from "node:crypto";
-import { readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -298,6 +298,9 @@ export async function openDeadLetterStore(
 function publishStaged(folder: string, staging: string, runId: string): void {
   const publishing = join(folder, `.publishing-${runId}`);
   rmSync(publishing, { recursive: true, force: true });
+  // A run without dead letters committed no file, so nothing made the folder: overwriting the
+  // earlier ones with none is still an overwrite.
+  mkdirSync(staging, { recursive: true });
   renameSync(staging, publishing);
   finishPublishing(folder, publishing, runId, new Set(readdirSync(publishing)));
 }

@@ -9,7 +9,10 @@ import { join } from "node:path";
 import type { DeadLetter } from "../../src/deadletter/entry.ts";
 import { openDeadLetterStore, readDeadLetters } from "../../src/deadletter/store.ts";
 import { LockedError } from "../../src/io/lock.ts";
-import { tempDir } from "../helpers/duckdb.ts";
+import * as v from "valibot";
+import { deadLetter, validate } from "../../operators/index.ts";
+import { fromPush, run, toParquet } from "../../src/index.ts";
+import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 
 let dir: { path: string; remove: () => Promise<void> };
 beforeAll(async () => {
@@ -52,6 +55,31 @@ describe("the dead-letter store in mode overwrite", () => {
     expect(store.files).toEqual([join(folder, "dead-letter-new-00000.ndjson"), join(folder, "dead-letter-new-00001.ndjson")]);
     // Replay ledgers stay, as before; nothing hidden is left.
     expect(readdirSync(folder).sort()).toEqual(["dead-letter-new-00000.ndjson", "dead-letter-new-00001.ndjson", "replayed-r.ledger"]);
+  });
+
+  test("closed with no dead letters of its own, it leaves the folder without dead letters, and a re-run of a clean pipeline succeeds", async () => {
+    const folder = await folderWithOldDeadLetters();
+    const store = await openDeadLetterStore(folder, "clean", { mode: "overwrite" });
+    await store.close();
+    expect(await lines(folder)).toEqual([]);
+    expect(store.files).toEqual([]);
+    expect(readdirSync(folder).sort()).toEqual(["replayed-r.ledger"]);
+
+    // The same through a run: the second, with nothing rejected, used to fail at its end
+    // (ENOENT renaming a staging folder never made) and commit no data.
+    const Row = v.object({ id: v.string() });
+    const out = join(dir.path, `case-${cases++}`);
+    const once = async (records: unknown[]) => {
+      const source = fromPush<unknown>();
+      const done = run(source.pipe(validate(Row), deadLetter(join(out, "dead-letter"), { mode: "overwrite" }), toParquet(join(out, "data"), { schema: Row, mode: "overwrite" })));
+      for (const r of records) source.push(r);
+      source.end();
+      return done;
+    };
+    expect((await once([{ id: 1 }, { id: "a" }])).deadLettered).toBe(1);
+    expect(await once([{ id: "b" }, { id: "c" }])).toMatchObject({ written: 2, deadLettered: 0 });
+    expect(await lines(join(out, "dead-letter"))).toEqual([]);
+    expect((await query(`SELECT id FROM ${dataset(join(out, "data"))} ORDER BY id`)).map((r) => r.id)).toEqual(["b", "c"]);
   });
 
   test("cancelled (the run failed or was stopped): the earlier dead letters stay and its own are dropped", async () => {
