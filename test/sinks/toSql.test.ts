@@ -263,6 +263,20 @@ describe.each(DIALECTS)("toSql into %s", (db) => {
     expect(once).toEqual(expected);
   });
 
+  test("an upsert into a table of yours without a unique index on the key fails the run and adds no row", async () => {
+    const table = tableName(db, "nokey");
+    const q = db === "my" ? "`" : '"';
+    await exec(db, `CREATE TABLE ${q}${table}${q} (id ${db === "my" ? "varchar(20)" : "TEXT"}, note TEXT)`);
+    const Item = v.object({ id: v.string(), note: v.string() });
+    const file = await ndjson(`nokey-${db}.ndjson`, [{ id: "a", note: "1" }]);
+    // MariaDB's ON DUPLICATE KEY UPDATE never fires without one: each run appended the rows again.
+    for (let i = 0; i < 2; i++) {
+      const failed = await load(file, toSql(urlOf(db), table, { schema: Item, mode: "upsert", key: ["id"] })).catch((e: unknown) => e);
+      expect(failed).toBeInstanceOf(SqlWriteError);
+    }
+    expect(await select(db, `SELECT id FROM ${q}${table}${q}`)).toEqual([]);
+  });
+
   test("keys that differ only by trailing spaces are different keys: an upsert of one never replaces the other", async () => {
     const table = tableName(db, "pad");
     const Item = v.object({ id: v.string(), note: v.string() });

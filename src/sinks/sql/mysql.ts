@@ -121,6 +121,7 @@ export class MysqlDialect implements Dialect {
     } catch (error) {
       throw this.#fail(setup.table, "the table is missing or lacks a column", error, "create it with these columns or pass create: true");
     }
+    if (setup.mode === "upsert") await this.#checkUniqueKey(setup);
     await this.#ddl(
       setup.table,
       `CREATE TABLE IF NOT EXISTS ${q(LEDGER_TABLE)} (table_name varchar(255) NOT NULL, checkpoint varchar(1024) NULL,
@@ -128,6 +129,31 @@ export class MysqlDialect implements Dialect {
         replaced longtext NULL, committed_at datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
         INDEX ${q(`${LEDGER_TABLE}_lookup`)} (table_name, checkpoint(255))) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=${collation}`,
       `cannot create the ledger table ${LEDGER_TABLE}`,
+    );
+  }
+
+  /**
+   * An upsert needs a primary key or unique index on exactly the key columns: without one
+   * `ON DUPLICATE KEY UPDATE` never fires and every run appends its rows again, where PostgreSQL
+   * and SQLite refuse `ON CONFLICT`.
+   */
+  async #checkUniqueKey(setup: TableSetup): Promise<void> {
+    let rows: { name: string; columns: string }[];
+    try {
+      rows = await this.#sql`SELECT INDEX_NAME AS name, GROUP_CONCAT(COLUMN_NAME SEPARATOR '\n') AS columns
+        FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ${setup.table} AND NON_UNIQUE = 0
+        GROUP BY INDEX_NAME`;
+    } catch (error) {
+      throw this.#fail(setup.table, "cannot read the table's indexes", error);
+    }
+    const key = [...setup.key].sort().join("\n");
+    if (rows.some((r) => String(r.columns).split("\n").sort().join("\n") === key)) return;
+    const columns = setup.key.map(q).join(", ");
+    throw this.#fail(
+      setup.table,
+      `upsert needs a primary key or unique index on (${columns}), and the table has none`,
+      new Error(rows.length === 0 ? "no unique index" : `unique indexes: ${rows.map((r) => r.name).join(", ")}`),
+      `add one (ALTER TABLE ${q(setup.table)} ADD UNIQUE (${columns})) or let create: true make the table`,
     );
   }
 
