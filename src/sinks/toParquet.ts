@@ -210,12 +210,21 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
     return column;
   });
   const givenMode = options.mode ?? "error";
-  const rowGroupSize = options.rowGroupSize ?? 131_072;
-  const rowGroupBytes = options.rowGroupBytes ?? 4 * 1024 * 1024;
-  const maxFileRows = options.maxFileRows ?? Number.POSITIVE_INFINITY;
-  const maxFileBytes = options.maxFileBytes ?? 128 * 1024 * 1024;
-  const maxFileAgeMs = options.maxFileAgeMs ?? 60_000;
-  const memoryBudget = options.memoryBudget ?? 16 * 1024 * 1024;
+  // A bound of 0, a negative one or NaN never works: memoryBudget 0 held a push source's writes
+  // forever, maxFileRows 0 wrote a file per row. Say so before anything runs.
+  const bound = (name: string, value: number | undefined, fallback: number, atLeast: number) => {
+    if (value === undefined) return fallback;
+    if (typeof value !== "number" || Number.isNaN(value) || value < atLeast) {
+      throw new RangeError(`toParquet("${folder}"): options.${name} must be a number >= ${atLeast}, got ${String(value)}`);
+    }
+    return value;
+  };
+  const rowGroupSize = bound("rowGroupSize", options.rowGroupSize, 131_072, 1);
+  const rowGroupBytes = bound("rowGroupBytes", options.rowGroupBytes, 4 * 1024 * 1024, 1);
+  const maxFileRows = bound("maxFileRows", options.maxFileRows, Number.POSITIVE_INFINITY, 1);
+  const maxFileBytes = bound("maxFileBytes", options.maxFileBytes, 128 * 1024 * 1024, 1);
+  const maxFileAgeMs = bound("maxFileAgeMs", options.maxFileAgeMs, 60_000, 0);
+  const memoryBudget = bound("memoryBudget", options.memoryBudget, 16 * 1024 * 1024, 1);
 
   return function parquetSink(source) {
     return new Observable<Commit>((subscriber) => {

@@ -26,6 +26,22 @@ describe("toParquet", () => {
   afterAll(() => dir.remove());
   const folder = (name: string) => join(dir.path, name);
 
+  test("refuses bounds that cannot work, naming the option, before anything runs", () => {
+    const schema = v.object({ id: v.string() });
+    // memoryBudget 0 held a push source's writes forever; maxFileRows 0 wrote one file per row.
+    for (const [option, value] of [
+      ["memoryBudget", 0],
+      ["memoryBudget", -5],
+      ["maxFileRows", 0],
+      ["rowGroupSize", Number.NaN],
+      ["maxFileBytes", -1],
+      ["maxFileAgeMs", -1],
+    ] as const) {
+      expect(() => toParquet("out/x", { schema, [option]: value })).toThrow(`toParquet("out/x"): options.${option} must be a number >= `);
+    }
+    expect(() => toParquet("out/x", { schema, maxFileAgeMs: 0, maxFileRows: 1, memoryBudget: 1 })).not.toThrow();
+  });
+
   test("writes nothing and completes for an empty source", async () => {
     const summary = await run(from([] as Row[]).pipe(toParquet(folder("empty"), { schema: Row })));
     expect(summary.files).toBe(0);
