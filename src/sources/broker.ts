@@ -170,6 +170,19 @@ export class Lease {
   };
 
   /**
+   * {@link check} for a timer: finds a lost lease and tells `onLost`, without throwing. A throw
+   * from a timer is an uncaught exception: it would print the error a second time, and end the
+   * process of an app that embeds the pipeline.
+   */
+  readonly poll = (): void => {
+    try {
+      this.check();
+    } catch {
+      // Told through onLost, or given back by the reader itself.
+    }
+  };
+
+  /**
    * The reader gives its messages back (a `nak`): nothing may be committed from now on, and
    * `check` throws `error`.
    */

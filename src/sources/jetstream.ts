@@ -149,7 +149,7 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
     const startKeepingAlive = () => {
       keepAlive = setInterval(() => keepHeld(nc, held, lease), Math.max(1, Math.floor(lease.marginMs)));
       keepAlive.unref();
-      fence = setInterval(() => lease.check(), Math.max(10, Math.floor(lease.marginMs / 4)));
+      fence = setInterval(lease.poll, Math.max(10, Math.floor(lease.marginMs / 4)));
       fence.unref();
     };
     const stopKeepingAlive = () => {
@@ -378,10 +378,10 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
           if (stopped()) break;
           // A pull ends with "heartbeats missed" once the server has been silent for two of its
           // heartbeats (about expiresMs): a busy machine or a short pause of the server, not yet
-          // a failure. The pull is sent again until the silence outlasts ack_wait. Messages held
-          // meanwhile are the lease's to judge, which gives up on them sooner (its margin before
-          // ack_wait) and says which were lost.
-          if (error instanceof JetStreamError && error.message === "heartbeats missed" && performance.now() - answeredAt < lease.leaseMs) continue;
+          // a failure. The pull is sent again. While messages are held, the lease judges the
+          // silence (from its own keep-alives) and fails the source naming what it lost; with
+          // none held, the source fails once the silence outlasts ack_wait.
+          if (error instanceof JetStreamError && error.message === "heartbeats missed" && ((held?.size ?? 0) > 0 || performance.now() - answeredAt < lease.leaseMs)) continue;
           try {
             lease.check();
           } catch {

@@ -194,7 +194,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
     flow.leases.add(lease.check);
     const keepAlive = setInterval(() => keepHeld(commands, stream, group, consumer, held, lease), keepAliveMs);
     keepAlive.unref();
-    const fence = setInterval(() => lease.check(), Math.max(10, Math.floor(keepAliveMs / 4)));
+    const fence = setInterval(lease.poll, Math.max(10, Math.floor(keepAliveMs / 4)));
     fence.unref();
     // The group's lag, read from Redis every lagIntervalMs once the group exists, and once more after the last acks.
     let lagTimer: ReturnType<typeof setInterval> | undefined;
