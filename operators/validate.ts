@@ -4,6 +4,7 @@ import type { DeadLetterIssue } from "../src/deadletter/entry.ts";
 import { currentFlow, deadLetterRoute, positionIn, sendToDeadLetter, withFlow } from "../src/flow/flow.ts";
 import { stamp } from "../src/flow/position.ts";
 import { compileCheck, INVALID } from "../src/schema/compile.ts";
+import { inheritedNamesOf, ownViewer } from "../src/schema/fields.ts";
 
 export interface ValidateOptions {
   /** Stage name written on dead letters (default `validate`). */
@@ -31,6 +32,9 @@ export function validate<TSchema extends v.GenericSchema>(
   // (and explained) by valibot itself.
   const check = compileCheck(schema);
   const objectSchema = OBJECT_SCHEMAS.has(schema.type);
+  // valibot finds a key with `in`: a field named `constructor` would be "present" in every record.
+  const inherited = inheritedNamesOf(schema);
+  const view = inherited.size > 0 ? ownViewer(inherited) : undefined;
   return function validateOperator(source) {
     return new Observable<v.InferOutput<TSchema>>((subscriber) => {
       const flow = currentFlow();
@@ -51,7 +55,7 @@ export function validate<TSchema extends v.GenericSchema>(
             const output = check(record);
             if (output !== INVALID) return output === record || !position ? output : stamp(output, position);
           }
-          result = v.safeParse(schema, record);
+          result = v.safeParse(schema, view ? view(record) : record);
         } catch (error) {
           // The schema's own code threw (a v.check predicate, a custom action): the record is
           // rejected with that message rather than lost.

@@ -22,6 +22,7 @@ import {
   Utf8,
 } from "apache-arrow";
 import type { ColumnSpec } from "../schema/columns.ts";
+import { fieldOf, inheritedName } from "../schema/fields.ts";
 import { parseIsoDays, parseIsoMicrosExact } from "../schema/instant.ts";
 import { giveBack, sizeClass, takeBuffer } from "./memory.ts";
 
@@ -34,7 +35,12 @@ export abstract class ColumnBuilder {
   nullCount = 0;
   protected validity = typed(Uint8Array, 128);
 
-  constructor(readonly spec: ColumnSpec) {}
+  /** The column's name is one every object inherits (`constructor`): read as an own field only. */
+  readonly inherited: boolean;
+
+  constructor(readonly spec: ColumnSpec) {
+    this.inherited = inheritedName(spec.name);
+  }
 
   /** Appends one value; returns `false` (and appends nothing) when its type does not fit. */
   append(value: unknown): boolean {
@@ -437,7 +443,7 @@ class StructBuilder extends ColumnBuilder {
     const record = value as Record<string, unknown>;
     for (let i = 0; i < this.children.length; i++) {
       const child = this.children[i] as ColumnBuilder;
-      if (!child.append(record[child.spec.name])) {
+      if (!child.append(fieldOf(record, child.spec.name, child.inherited))) {
         for (let j = 0; j < i; j++) (this.children[j] as ColumnBuilder).truncate(this.length);
         return false;
       }

@@ -3,6 +3,7 @@
  */
 import { Data, type DataType, Field, makeData, RecordBatch, Schema, Struct, Table, tableToIPC } from "apache-arrow";
 import type { ColumnSpec } from "../schema/columns.ts";
+import { fieldOf } from "../schema/fields.ts";
 import { previewValue } from "../schema/preview.ts";
 import { arrowTypeOf, builderFor, type ColumnBuilder } from "./columns.ts";
 
@@ -42,7 +43,7 @@ export class RowBuffer {
     const builders = this.builders;
     for (let i = 0; i < builders.length; i++) {
       const builder = builders[i] as ColumnBuilder;
-      const value = record[builder.spec.name];
+      const value = fieldOf(record, builder.spec.name, builder.inherited);
       if (!builder.append(value)) {
         for (let j = 0; j < i; j++) (builders[j] as ColumnBuilder).truncate(this.rows);
         return describeMismatch(builder.spec, value);

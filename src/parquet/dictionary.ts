@@ -14,6 +14,7 @@
  * and booleans keep the default.
  */
 import type { ColumnSpec } from "../schema/columns.ts";
+import { fieldOf, inheritedName } from "../schema/fields.ts";
 import type { EncodeOptions } from "./encode.ts";
 
 /** Rows looked at before the choice is made. */
@@ -38,7 +39,7 @@ export class DictionaryChoice {
   add(row: Record<string, unknown>): void {
     if (this.plain !== undefined) return;
     for (const column of this.#sampled) {
-      let value = row[column.name];
+      let value = fieldOf(row, column.name, inheritedName(column.name));
       if (value === null || value === undefined) continue;
       if (value instanceof Date) value = value.getTime();
       column.seen.add(value);

@@ -10,6 +10,7 @@
  * transform, a default, an unfamiliar action) means no fast path at all.
  */
 import type * as v from "valibot";
+import { inheritedName, setField } from "./fields.ts";
 
 /** The answer of a compiled check for an invalid value. */
 export const INVALID: unique symbol = Symbol("invalid");
@@ -129,7 +130,11 @@ export function compileCheck(schema: v.GenericSchema): CompiledCheck | undefined
           const field = fresh("f");
           const result = fresh("r");
           const optional = entry.type === "optional" || entry.type === "nullish" || entry.type === "exact_optional";
-          code += `if (${name} in ${value}) { const ${field} = ${value}[${name}]; let ${result};\n${emit(entry, field, result)}${object}[${name}] = ${result}; }`;
+          // A name every object inherits (`constructor`) is present only as the record's own
+          // field, and `__proto__` is written as a field, not as the output's prototype (fields.ts).
+          const present = inheritedName(key) ? `Object.hasOwn(${value}, ${name})` : `${name} in ${value}`;
+          const set = key === "__proto__" ? `${constant(setField)}(${object}, ${name}, ${result});` : `${object}[${name}] = ${result};`;
+          code += `if (${present}) { const ${field} = ${value}[${name}]; let ${result};\n${emit(entry, field, result)}${set} }`;
           code += optional ? "\n" : " else return F;\n";
         }
         if (node.type === "strict_object") {

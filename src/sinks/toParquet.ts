@@ -22,6 +22,7 @@ import { type BucketTarget, isS3Url, objectUrl, openBucketTarget } from "./bucke
 import { ParquetWriteError } from "../parquet/errors.ts";
 import { partitionKeyProblem, partitionSegment } from "../parquet/partition.ts";
 import { type ColumnSpec, columnsOf, SchemaError } from "../schema/columns.ts";
+import { fieldOf, inheritedName } from "../schema/fields.ts";
 import { DatasetLedger } from "./ledger.ts";
 
 /** What to do when the dataset folder already holds Parquet files. */
@@ -326,12 +327,12 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
        * texts as JSON, which cannot mix up `null` and `"null"` or values holding the separator.
        */
       function lookupKeyOf(record: Record<string, unknown>): string | symbol {
-        return single ? (partitionText(single, record[single.name]) ?? NULL_KEY) : checkpointKeyOf(record);
+        return single ? (partitionText(single, fieldOf(record, single.name, inheritedName(single.name))) ?? NULL_KEY) : checkpointKeyOf(record);
       }
 
       /** The partition's key as the checkpoint stores it: its texts as JSON, unambiguous. */
       function checkpointKeyOf(record: Record<string, unknown>): string {
-        return JSON.stringify(partitionColumns.map((column) => partitionText(column, record[column.name])));
+        return JSON.stringify(partitionColumns.map((column) => partitionText(column, fieldOf(record, column.name, inheritedName(column.name)))));
       }
 
       function partitionOf(record: Record<string, unknown>, lookup: string | symbol): OpenPartition {
@@ -340,7 +341,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
           const values: Record<string, string | null> = {};
           const segments: string[] = [];
           for (const column of partitionColumns) {
-            const text = partitionText(column, record[column.name]);
+            const text = partitionText(column, fieldOf(record, column.name, inheritedName(column.name)));
             values[column.name] = text;
             segments.push(partitionSegment(column.name, text));
           }

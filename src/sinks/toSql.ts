@@ -12,6 +12,7 @@ import { currentFlow, holdGate, observeCommitLatency, positionIn, sendToDeadLett
 import type { Input, Position } from "../flow/position.ts";
 import { percentAdvice, scrub, secretsOf } from "../io/credentials.ts";
 import { columnsOf, SchemaError } from "../schema/columns.ts";
+import { fieldOf, inheritedName } from "../schema/fields.ts";
 import {
   canonicalValue,
   type Dialect,
@@ -245,7 +246,7 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
         const values: unknown[] = new Array(columns.length);
         for (let i = 0; i < fields.length; i++) {
           const field = fields[i] as (typeof fields)[number];
-          const value = canonicalValue(field, row[field.name], dialect.storesNonFinite);
+          const value = canonicalValue(field, fieldOf(row, field.name, inheritedName(field.name)), dialect.storesNonFinite);
           if (value instanceof Mismatch) {
             reject(record, position, value.message);
             return;

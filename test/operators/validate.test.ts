@@ -7,7 +7,8 @@ import { deadLetter, validate } from "../../operators/index.ts";
 import type { DeadLetter } from "../../src/deadletter/entry.ts";
 import { run, type RunSummary } from "../../src/run/run.ts";
 import { fromNdjson } from "../../src/sources/ndjson.ts";
-import { tempDir } from "../helpers/duckdb.ts";
+import { toParquet } from "../../src/sinks/toParquet.ts";
+import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 import { plain } from "../helpers/plain.ts";
 
 const Click = v.object({
@@ -329,5 +330,72 @@ describe("validate", () => {
     } finally {
       config.onUnhandledError = previous;
     }
+  });
+});
+
+describe("fields named like what every object inherits (constructor, toString, __proto__)", () => {
+  // A Formula 1 results table has a "constructor" column; JSON lets any key be "__proto__".
+  const Result = v.object({
+    driver: v.string(),
+    constructor: v.optional(v.string()),
+    toString: v.nullish(v.string()),
+    valueOf: v.optional(v.number()),
+    // Computed: a plain `__proto__:` in an object literal sets the literal's prototype.
+    ["__proto__"]: v.optional(v.string()),
+  });
+  const LINES = [
+    '{"driver":"a","constructor":"Ferrari","toString":"t","valueOf":1,"__proto__":"p"}',
+    '{"driver":"b"}',
+    '{"driver":"c","__proto__":{"polluted":true}}',
+    '{"driver":"d","constructor":42}',
+    '{"driver":"e","toString":null}',
+  ];
+
+  async function through(schema: v.GenericSchema<unknown, v.InferOutput<typeof Result>>) {
+    const dir = await tempDir("sluice-inherited-");
+    try {
+      const input = join(dir.path, "results.ndjson");
+      await writeFile(input, `${LINES.join("\n")}\n`);
+      const letters: DeadLetter[] = [];
+      const summary = await run(
+        fromNdjson(input).pipe(
+          validate(schema),
+          deadLetter((entry) => letters.push(entry)),
+          toParquet(join(dir.path, "out"), { schema: Result, mode: "overwrite" }),
+        ),
+      );
+      // Each column under a plain alias: an object key "__proto__" would not survive the row objects.
+      const found = await query(`SELECT driver, "constructor" AS ctor, "toString" AS str, "valueOf" AS val, "__proto__" AS proto FROM ${dataset(join(dir.path, "out"))} ORDER BY driver`);
+      const rows = found.map((row) => [row.driver, row.ctor, row.str, row.val === null ? null : Number(row.val), row.proto]);
+      return { summary, rows, letters: letters.map((e) => [e.line, e.stage, e.error]) };
+    } finally {
+      await dir.remove();
+    }
+  }
+
+  const expected = {
+    rows: [
+      ["a", "Ferrari", "t", 1, "p"],
+      ["b", null, null, null, null],
+      ["e", null, null, null, null],
+    ],
+    letters: [
+      [3, "validate", "1 issue: __proto__: Invalid type: Expected string but received null"],
+      [4, "validate", "1 issue: constructor: Invalid type: Expected string but received 42"],
+    ],
+  };
+
+  test("are read as the record's own fields: a record without one is not taken to hold Object's member, and __proto__ is a field (DuckDB reads back each value)", async () => {
+    const found = await through(Result);
+    expect({ rows: found.rows, letters: found.letters }).toEqual(expected);
+    expect(found.summary.written).toBe(3);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  test("the same through valibot itself (a schema the fast check does not compile: a transform)", async () => {
+    const found = await through(v.pipe(Result, v.transform((r) => r)));
+    // valibot writes its output with `out[key] = value`: a __proto__ field is not kept there (limits.md).
+    expect(found.rows).toEqual(expected.rows.map((row) => (row[0] === "a" ? [...row.slice(0, 4), null] : row)));
+    expect(found.letters).toEqual(expected.letters);
   });
 });
