@@ -234,11 +234,14 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
      * name is never used again, and each would stay in the group (XINFO CONSUMERS) for good. One
      * with pending entries stays, so that XAUTOCLAIM can hand them over; a name given by the user
      * comes back, and stays too.
+     *
+     * The look and the removal are one script: a read of this consumer that Redis serves between
+     * them (a blocked read the closing connection had not yet ended) would put entries in the
+     * consumer's pending list that its removal then dropped, delivered and never read again.
      */
     async function leaveGroup(): Promise<void> {
       try {
-        const pending = (await commands.send("XPENDING", [stream, group, "-", "+", "1", consumer])) as unknown[] | null;
-        if (pending === null || pending.length === 0) await commands.send("XGROUP", ["DELCONSUMER", stream, group, consumer]);
+        await commands.send("EVAL", [LEAVE_IF_IDLE, "1", stream, group, consumer]);
       } catch {
         // The group or the connection is gone: nothing to tidy, or nothing more to do.
       }
@@ -458,6 +461,12 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
     };
   });
 }
+
+/** Removes consumer ARGV[2] from group ARGV[1] of stream KEYS[1] if it has no pending entry, in one step. */
+const LEAVE_IF_IDLE = `if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+  return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+end
+return -1`;
 
 /** Lines per millisecond of a Redis id: `<ms>-<seq>` is line `ms × 2048 + seq`. */
 const SEQS_PER_MS = 2048;
