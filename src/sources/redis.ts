@@ -139,6 +139,11 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
   if (keepAliveMs * 2 > claimIdleMs) {
     throw new Error(`fromRedisStream: keepAliveMs (${keepAliveMs}) must be at most half of claimIdleMs (${claimIdleMs}): held entries would be taken over between two keep-alives`);
   }
+  // A read queued behind a blocking one answers up to (READS_IN_FLIGHT - 1) × blockMs after it
+  // was sent, and its entries' lease counts from the send: it must not run out meanwhile.
+  if (blockMs * (READS_IN_FLIGHT - 1) >= claimIdleMs - keepAliveMs) {
+    throw new Error(`fromRedisStream: blockMs (${blockMs}) must be less than ${Math.floor((claimIdleMs - keepAliveMs) / (READS_IN_FLIGHT - 1))} ms with claimIdleMs ${claimIdleMs} and keepAliveMs ${keepAliveMs}: a read waits up to ${READS_IN_FLIGHT - 1} × blockMs behind the one before it, and what it brings would count as held that long`);
+  }
   const maxUnacked = Math.max(batchSize, Math.floor(options.maxUnacked ?? 10_000));
   const lagIntervalMs = Math.max(0, Math.floor(options.lagIntervalMs ?? 2000));
   const where = `Redis ${safeUrl(url)}, stream "${stream}", group "${group}"`;

@@ -456,6 +456,13 @@ describe("fromRedisStream", () => {
     expect(await consumersOf(stream, group)).toEqual(["worker-a"]);
   });
 
+  test("refuses timings under which held entries could be taken over: keep-alives too rare, or reads blocking too long for the lease", () => {
+    expect(() => fromRedisStream({ stream: "s", group: "g", claimIdleMs: 1000, keepAliveMs: 600 })).toThrow("keepAliveMs (600) must be at most half of claimIdleMs (1000)");
+    // Reads queue behind a blocking one: what the last brings counts as held since it was sent.
+    expect(() => fromRedisStream({ stream: "s", group: "g", claimIdleMs: 60_000, blockMs: 25_000 })).toThrow("blockMs (25000) must be less than 25000 ms with claimIdleMs 60000 and keepAliveMs 10000");
+    expect(() => fromRedisStream({ stream: "s", group: "g", claimIdleMs: 60_000, blockMs: 24_999 })).not.toThrow();
+  });
+
   test("a Redis that cannot be reached fails the run, naming the URL without its password", async () => {
     const { stream, group } = names();
     const error = await run(fromRedisStream({ url: "redis://app:s3cr3t-pw@127.0.0.1:1", stream, group }).pipe(toArray())).then(
