@@ -25,7 +25,7 @@
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { type Flow, formatSummary, fromPush, run, type RunSummary, toParquet } from "sluice";
+import { type Flow, formatSummary, fromPush, parseJson, run, type RunSummary, toParquet } from "sluice";
 import { deadLetter, enrich, validate } from "sluice/operators";
 import { ClickEvent, EnrichedEvent, enrichEvent } from "./clickstream.ts";
 
@@ -93,13 +93,12 @@ export function startIngest(options: IngestOptions): Ingest {
     if (line === undefined) {
       line = lenient.decode(bytes);
       invalid = "line is not valid UTF-8";
-    } else if (line.trim() === "") invalid = "blank line";
-    else {
-      try {
-        value = JSON.parse(line);
-      } catch (error) {
-        invalid = `malformed JSON: ${(error as Error).message}`;
-      }
+    } else {
+      // As the file sources read a line: malformed JSON, a number a float cannot hold (1e400)
+      // and deep nesting are refused with a reason, never turned into Infinity or other digits.
+      const parsed = parseJson(line);
+      if (parsed.error === undefined) value = parsed.value;
+      else invalid = parsed.error;
     }
     for (;;) {
       // The raw line rides along, so a dead letter shows exactly what the client sent.

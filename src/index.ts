@@ -193,6 +193,7 @@ export {
 export { fromStdin, type StdinOptions } from "./sources/stdin.ts";
 export { fromJson, type JsonOptions } from "./sources/json.ts";
 export { fromPush, PushSource, type PushOptions, type PushPosition } from "./sources/push.ts";
+export { parseJson, type ParsedJson } from "./sources/json/numbers.ts";
 export { fromRedisStream, type RedisStreamOptions } from "./sources/redis.ts";
 export { fromJetStream, type JetStreamOptions } from "./sources/jetstream.ts";
 export {

@@ -40,7 +40,7 @@ import { currentFlow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
 import { Input, stamp } from "../flow/position.ts";
 import { acquireLock, isLive, type Lock, LockedError, readLockFile, type StoredLock } from "../io/lock.ts";
 import { commitFile } from "../parquet/encode.ts";
-import { messageLoss } from "../sources/json/numbers.ts";
+import { type ParsedJson, parseJson } from "../sources/json/numbers.ts";
 import { loadPipeline } from "../run/discover.ts";
 import { redactArgs } from "../run/redact.ts";
 import { type RunOptions, type RunSummary, run } from "../run/run.ts";
@@ -441,7 +441,7 @@ function replaySource(folder: string, snapshot: string, files: readonly string[]
         if (!input) inputs.set(entry.source, (input = new Input(flow, entry.source)));
         const position = input.at(entry.line, entry.raw, entry.offset);
         const parsed = parseRaw(entry);
-        if ("error" in parsed) {
+        if (parsed.error !== undefined) {
           sendToDeadLetter(flow, "parse", parsed.error, undefined, position, entry.rawBase64 !== undefined ? { rawBase64: entry.rawBase64 } : {});
         } else {
           subscriber.next(stamp(parsed.value, position));
@@ -458,7 +458,7 @@ function replaySource(folder: string, snapshot: string, files: readonly string[]
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
-function parseRaw(entry: DeadLetter): { value: unknown } | { error: string } {
+function parseRaw(entry: DeadLetter): ParsedJson {
   let text = entry.raw;
   if (entry.rawBase64 !== undefined) {
     try {
@@ -470,16 +470,7 @@ function parseRaw(entry: DeadLetter): { value: unknown } | { error: string } {
       return { error: said ?? "not valid UTF-8 (the exact bytes are in rawBase64)" };
     }
   }
-  if (text.trim() === "") return { error: "blank line" };
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    return { error: `malformed JSON: ${(error as Error).message}` };
-  }
-  // The source refused a number a float cannot hold (1e400 would be Infinity); so does its replay.
-  const loss = messageLoss(text, value);
-  return loss === undefined ? { value } : { error: loss };
+  return parseJson(text);
 }
 
 function ledgerPath(folder: string, runId: string): string {

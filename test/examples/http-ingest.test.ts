@@ -253,4 +253,22 @@ describe("the HTTP ingest example", () => {
     expect(ids.every((r) => !String(r.event_id).includes("\uFFFD"))).toBe(true);
     expect(ids.length).toBe(2);
   });
+
+  test("embedded: a number a float cannot hold is a parse dead letter naming it, not Infinity or other digits in the dataset", async () => {
+    const out = join(dir.path, "numbers");
+    const ingest = startIngest({ outDir: out, maxFileAgeMs: MAX_FILE_AGE_MS });
+    const lines = [...generateClickstream({ count: 3, seed: 4, defectRate: 0 })].map((l) => l.text);
+    const huge = lines[0]?.replace(/"duration_ms":\d+/, '"duration_ms":1e400') as string;
+    const long = lines[1]?.replace(/"duration_ms":\d+/, '"duration_ms":12345678901234567890') as string;
+    expect([huge, long]).not.toContain(lines[0]);
+    const answer = await fetch(`${String(ingest.server.url)}events`, { method: "POST", body: `${huge}\n${long}\n${lines[2]}\n` });
+    expect([answer.status, await answer.json()]).toEqual([202, { accepted: 3, notJson: 2 }]);
+    const summary = await ingest.shutdown();
+    expect(summary).toMatchObject({ in: 3, written: 1, deadLettered: 2, deadLetteredByStage: { parse: 2 } });
+    const letters = await deadLetters(join(out, "dead-letter"));
+    expect(letters.map((d) => `${d.line}:${d.error.split(" (column")[0]}`).sort()).toEqual(["1:number 1e400 at duration_ms", "2:number 12345678901234567890 at duration_ms"]);
+    expect(letters.map((d) => d.raw).sort()).toEqual([huge, long].sort());
+    const rows = await query(`SELECT count(*)::INT AS n, count(*) FILTER (WHERE isinf(duration_ms::DOUBLE))::INT AS inf FROM ${dataset(join(out, "events"))}`);
+    expect(rows).toEqual([{ n: 1, inf: 0 }]);
+  });
 });

@@ -95,6 +95,33 @@ export function messageLoss(text: string, value: unknown): string | undefined {
   return loss === undefined ? undefined : describeNumberLoss(loss, `column ${loss.index + 1}`);
 }
 
+/** What {@link parseJson} makes of a text: the value, or why it is refused. */
+export type ParsedJson = { readonly value: unknown; readonly error?: undefined } | { readonly error: string };
+
+/**
+ * Parses one JSON text (a request line, a message) as sluice's own JSON sources do, for an app
+ * that feeds `fromPush`: a blank text, malformed JSON, a number a 64-bit float cannot hold
+ * (`1e400`, `12345678901234567890`) and a value nested more than 10,000 levels deep are refused
+ * with the reason a dead letter gives (`pushInvalid(text, error)`), instead of becoming
+ * `Infinity`, other digits or a stack overflow later. Never throws.
+ *
+ * @example
+ * const parsed = parseJson(line);
+ * if (parsed.error === undefined) events.push(parsed.value, { raw: line });
+ * else events.pushInvalid(line, parsed.error);
+ */
+export function parseJson(text: string): ParsedJson {
+  if (text.trim() === "") return { error: "blank line" };
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    return { error: `malformed JSON: ${(error as Error).message}` };
+  }
+  const loss = messageLoss(text, value);
+  return loss === undefined ? { value } : { error: loss };
+}
+
 /** The reason a source gives on the dead letter: `number 1e400 at amount (line 3, column 12) is ...`. */
 export function describeNumberLoss(loss: NumberLoss, where: string): string {
   if (loss.tooDeep) return `value nested more than ${MAX_DEPTH.toLocaleString("en-US")} levels deep (${where}); the record is not read`;
