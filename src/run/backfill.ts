@@ -172,7 +172,9 @@ export async function runBackfill(options: BackfillOptions): Promise<BackfillRes
     };
     const alreadyDone = dates.filter((d) => state.done[d] !== undefined);
     if (alreadyDone.length > 0) {
-      log.info(`backfill ${options.pipeline} ${range}: ${alreadyDone.length} of ${dates.length} dates already done (state ${path}); going on from ${dates.find((d) => !state.done[d]) ?? "nowhere: all are done"}`);
+      const next = dates.find((d) => !state.done[d]);
+      const then = next === undefined ? "nothing left to run (restart, or --backfill-restart, runs them again)" : `going on from ${next}`;
+      log.info(`backfill ${options.pipeline} ${range}: ${alreadyDone.length} of ${dates.length} dates already done (state ${path}); ${then}`);
     }
     const ran: string[] = [];
     for (const [index, date] of dates.entries()) {
