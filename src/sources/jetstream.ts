@@ -202,10 +202,11 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
       const mine = new Set<Promise<void>>();
       const returned = giveBack && held && held.size > 0 ? returnHeld(connection, giveBack, afterOthers ? mine : undefined) : Promise.resolve();
       // The last acks are flushed first: closing drops whatever is still unsent. The lag is read
-      // once more after them, so the last figure is the one after the last acks.
+      // once more after them, so the last figure is the one after the last acks; not after a
+      // failure, when the server may not answer (a request waits 5 s for nothing).
       const ended = returned
         .then(() => held?.sent())
-        .then(() => (lagging ? readLag() : undefined))
+        .then(() => (lagging && !giveBack ? readLag() : undefined))
         .then(() => connection?.close())
         .catch(() => {})
         .finally(stopKeepingAlive);
