@@ -31,7 +31,17 @@ export function setField(target: object, name: string, value: unknown): void {
 export function inheritedNamesOf(schema: unknown, found = new Set<string>(), seen = new Set<unknown>()): Set<string> {
   if (typeof schema !== "object" || schema === null || seen.has(schema)) return found;
   seen.add(schema);
-  const node = schema as Record<string, unknown>;
+  const node = schema as {
+    readonly entries?: unknown;
+    readonly wrapped?: unknown;
+    readonly item?: unknown;
+    readonly items?: unknown;
+    readonly options?: unknown;
+    readonly pipe?: unknown;
+    readonly key?: unknown;
+    readonly value?: unknown;
+    readonly rest?: unknown;
+  };
   const entries = typeof node.entries === "object" && node.entries !== null ? (node.entries as Record<string, unknown>) : undefined;
   for (const key of Object.keys(entries ?? {})) if (inheritedName(key)) found.add(key);
   for (const part of [entries && Object.values(entries), node.wrapped, node.item, node.items, node.options, node.pipe, node.key, node.value, node.rest]) {
