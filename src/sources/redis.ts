@@ -44,7 +44,10 @@ export interface RedisStreamOptions {
   readonly from?: "new" | "start";
   /** Entries read at a time (default 1000). */
   readonly batchSize?: number;
-  /** How long one read waits for new entries (default 1000 ms). A stop request cuts it short. */
+  /**
+   * How long one read waits for new entries (default 1000 ms, or a third of `claimIdleMs` minus
+   * `keepAliveMs` when that is shorter; must stay below half of it). A stop request cuts it short.
+   */
   readonly blockMs?: number;
   /** The entry field holding the record as JSON (default `"data"`). */
   readonly field?: string;
@@ -132,10 +135,11 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
   // would share one pending-entries list, each taking the other's entries for its own.
   const consumer = options.consumer ?? `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
   const batchSize = Math.max(1, Math.floor(options.batchSize ?? 1000));
-  const blockMs = Math.max(1, Math.floor(options.blockMs ?? 1000));
   const field = options.field ?? "data";
   const claimIdleMs = Math.max(1, Math.floor(options.claimIdleMs ?? 60_000));
   const keepAliveMs = Math.max(1, Math.floor(options.keepAliveMs ?? claimIdleMs / 6));
+  // Default 1000 ms, shorter under a short claimIdleMs (see the check below).
+  const blockMs = Math.max(1, Math.floor(options.blockMs ?? Math.min(1000, (claimIdleMs - keepAliveMs) / READS_IN_FLIGHT)));
   if (keepAliveMs * 2 > claimIdleMs) {
     throw new Error(`fromRedisStream: keepAliveMs (${keepAliveMs}) must be at most half of claimIdleMs (${claimIdleMs}): held entries would be taken over between two keep-alives`);
   }

@@ -461,6 +461,8 @@ describe("fromRedisStream", () => {
     // Reads queue behind a blocking one: what the last brings counts as held since it was sent.
     expect(() => fromRedisStream({ stream: "s", group: "g", claimIdleMs: 60_000, blockMs: 25_000 })).toThrow("blockMs (25000) must be less than 25000 ms with claimIdleMs 60000 and keepAliveMs 10000");
     expect(() => fromRedisStream({ stream: "s", group: "g", claimIdleMs: 60_000, blockMs: 24_999 })).not.toThrow();
+    // Left to its default, blockMs shortens to fit a short claimIdleMs.
+    expect(() => fromRedisStream({ stream: "s", group: "g", claimIdleMs: 1500 })).not.toThrow();
   });
 
   test("a Redis that cannot be reached fails the run, naming the URL without its password", async () => {
