@@ -74,16 +74,22 @@ async function exited(child: Subprocess, what: string): Promise<number> {
   return code as number;
 }
 
+/** A nats-server of the test's own (so it can be frozen), with one stream taking `<subjects>.>`. */
+async function privateJetStream(data: string, stream: string, subjects: string) {
+  const port = freePort();
+  const broker = new BrokerProcess(["nats-server", "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir.path, data)]);
+  broker.start();
+  const servers = `nats://127.0.0.1:${port}`;
+  const nc = await connectWhenUp(servers);
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.add({ name: stream, subjects: [`${subjects}.>`] });
+  return { broker, servers, nc, jsm };
+}
+
 describe("a worker that cannot keep its messages alive stops committing them", () => {
   test("JetStream: the server stops answering for longer than ack_wait while a worker holds every message: that worker fails naming what it lost, a restarted one writes each message once", async () => {
-    const port = freePort();
-    const broker = new BrokerProcess(["nats-server", "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir.path, "nats-data")]);
-    broker.start();
-    const servers = `nats://127.0.0.1:${port}`;
-    const nc = await connectWhenUp(servers);
+    const { broker, servers, nc, jsm } = await privateJetStream("nats-data", "EVENTS", "events");
     const stream = "EVENTS";
-    const jsm = await jetstreamManager(nc);
-    await jsm.streams.add({ name: stream, subjects: ["events.>"] });
     await jsm.consumers.add(stream, { durable_name: "lake", ack_policy: "explicit" as never, ack_wait: LEASE_MS * 1_000_000, max_ack_pending: 20_000 });
     const js = jetstream(nc);
     await Promise.all(Array.from({ length: TOTAL }, (_, i) => js.publish(`events.${i % 3}`, messageAt(i + 1).text)));
@@ -142,14 +148,8 @@ describe("a worker that cannot keep its messages alive stops committing them", (
   }, 180_000);
 
   test("JetStream: a server that pauses for less than ack_wait while a worker reads is waited out: the worker goes on and writes each message once", async () => {
-    const port = freePort();
-    const broker = new BrokerProcess(["nats-server", "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir.path, "nats-pause-data")]);
-    broker.start();
-    const servers = `nats://127.0.0.1:${port}`;
-    const nc = await connectWhenUp(servers);
+    const { broker, servers, nc, jsm } = await privateJetStream("nats-pause-data", "PAUSED", "paused");
     const stream = "PAUSED";
-    const jsm = await jetstreamManager(nc);
-    await jsm.streams.add({ name: stream, subjects: ["paused.>"] });
     await jsm.consumers.add(stream, { durable_name: "lake", ack_policy: "explicit" as never, ack_wait: 30_000 * 1_000_000, max_ack_pending: 20_000 });
     const js = jetstream(nc);
     const publish = (from: number, to: number) => Promise.all(Array.from({ length: to - from }, (_, i) => js.publish(`paused.${(from + i) % 3}`, messageAt(from + i + 1).text)));
@@ -246,14 +246,8 @@ describe("a worker that cannot keep its messages alive stops committing them", (
 
 describe("a lost lease inside an app", () => {
   test("the run rejects with the lost-hold error and nothing else is thrown into the process (no uncaught exception from the fence's timer)", async () => {
-    const port = freePort();
-    const broker = new BrokerProcess(["nats-server", "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir.path, "nats-embed-data")]);
-    broker.start();
-    const servers = `nats://127.0.0.1:${port}`;
-    const nc = await connectWhenUp(servers);
+    const { broker, servers, nc } = await privateJetStream("nats-embed-data", "EMBED", "embed");
     const stream = "EMBED";
-    const jsm = await jetstreamManager(nc);
-    await jsm.streams.add({ name: stream, subjects: ["embed.>"] });
     const js = jetstream(nc);
     await Promise.all(Array.from({ length: 300 }, (_, i) => js.publish(`embed.${i % 3}`, messageAt(i + 1).text)));
     const uncaught: unknown[] = [];
