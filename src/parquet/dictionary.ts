@@ -26,11 +26,11 @@ export class DictionaryChoice {
   /** The columns to write plain, once decided; `undefined` before. */
   plain: readonly string[] | undefined;
   #rows = 0;
-  readonly #sampled: { name: string; seen: Set<unknown>; values: number }[];
+  readonly #sampled: { name: string; inherited: boolean; seen: Set<unknown>; values: number }[];
   readonly #plainAbove: number;
 
   constructor(columns: readonly ColumnSpec[], compression: EncodeOptions["compression"]) {
-    this.#sampled = columns.filter((c) => SAMPLED_KINDS.has(c.kind)).map((c) => ({ name: c.name, seen: new Set(), values: 0 }));
+    this.#sampled = columns.filter((c) => SAMPLED_KINDS.has(c.kind)).map((c) => ({ name: c.name, inherited: inheritedName(c.name), seen: new Set(), values: 0 }));
     this.#plainAbove = compression === "none" ? 0.6 : 0.3;
     if (this.#sampled.length === 0) this.plain = [];
   }
@@ -39,7 +39,7 @@ export class DictionaryChoice {
   add(row: Record<string, unknown>): void {
     if (this.plain !== undefined) return;
     for (const column of this.#sampled) {
-      let value = fieldOf(row, column.name, inheritedName(column.name));
+      let value = fieldOf(row, column.name, column.inherited);
       if (value === null || value === undefined) continue;
       if (value instanceof Date) value = value.getTime();
       column.seen.add(value);

@@ -210,6 +210,8 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
     }
     return column;
   });
+  // Which partition columns are read as the record's own only (fields.ts): decided once, not per record.
+  const partitionOwn = partitionColumns.map((column) => inheritedName(column.name));
   const givenMode = options.mode ?? "error";
   // A bound of 0, a negative one or NaN never works: memoryBudget 0 held a push source's writes
   // forever, maxFileRows 0 wrote a file per row. Say so before anything runs.
@@ -327,12 +329,12 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
        * texts as JSON, which cannot mix up `null` and `"null"` or values holding the separator.
        */
       function lookupKeyOf(record: Record<string, unknown>): string | symbol {
-        return single ? (partitionText(single, fieldOf(record, single.name, inheritedName(single.name))) ?? NULL_KEY) : checkpointKeyOf(record);
+        return single ? (partitionText(single, fieldOf(record, single.name, partitionOwn[0] as boolean)) ?? NULL_KEY) : checkpointKeyOf(record);
       }
 
       /** The partition's key as the checkpoint stores it: its texts as JSON, unambiguous. */
       function checkpointKeyOf(record: Record<string, unknown>): string {
-        return JSON.stringify(partitionColumns.map((column) => partitionText(column, fieldOf(record, column.name, inheritedName(column.name)))));
+        return JSON.stringify(partitionColumns.map((column, i) => partitionText(column, fieldOf(record, column.name, partitionOwn[i] as boolean))));
       }
 
       function partitionOf(record: Record<string, unknown>, lookup: string | symbol): OpenPartition {
@@ -340,8 +342,8 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         if (!partition) {
           const values: Record<string, string | null> = {};
           const segments: string[] = [];
-          for (const column of partitionColumns) {
-            const text = partitionText(column, fieldOf(record, column.name, inheritedName(column.name)));
+          for (const [i, column] of partitionColumns.entries()) {
+            const text = partitionText(column, fieldOf(record, column.name, partitionOwn[i] as boolean));
             values[column.name] = text;
             segments.push(partitionSegment(column.name, text));
           }

@@ -150,6 +150,8 @@ function dialectOf(url: string, table: string): Dialect {
  */
 export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>): OperatorFunction<T, SqlCommit> {
   const fields = columnsOf(options.schema as v.GenericSchema);
+  // Which fields are read as the row's own only (a "constructor" column): decided once, not per cell.
+  const ownOnly = fields.map((field) => inheritedName(field.name));
   const key: readonly string[] = options.key ?? [];
   const partitionBy: readonly string[] = options.partitionBy ?? [];
   for (const name of [...key, ...partitionBy]) {
@@ -246,7 +248,7 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
         const values: unknown[] = new Array(columns.length);
         for (let i = 0; i < fields.length; i++) {
           const field = fields[i] as (typeof fields)[number];
-          const value = canonicalValue(field, fieldOf(row, field.name, inheritedName(field.name)), dialect.storesNonFinite);
+          const value = canonicalValue(field, fieldOf(row, field.name, ownOnly[i] as boolean), dialect.storesNonFinite);
           if (value instanceof Mismatch) {
             reject(record, position, value.message);
             return;
