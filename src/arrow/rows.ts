@@ -4,7 +4,7 @@
 import { Data, type DataType, Field, makeData, RecordBatch, Schema, Struct, Table, tableToIPC } from "apache-arrow";
 import type { ColumnSpec } from "../schema/columns.ts";
 import { fieldOf } from "../schema/fields.ts";
-import { previewValue } from "../schema/preview.ts";
+import { notWellFormed, previewValue } from "../schema/preview.ts";
 import { arrowTypeOf, builderFor, type ColumnBuilder } from "./columns.ts";
 
 /**
@@ -140,10 +140,7 @@ function describeMismatch(spec: ColumnSpec, value: unknown): string {
   if (value === null || value === undefined) {
     return `column "${spec.name}" is required but the value is ${value === null ? "null" : "missing"}`;
   }
-  if (spec.kind === "utf8" && typeof value === "string" && !value.isWellFormed()) {
-    // "expects a string, got string" would leave the reader guessing.
-    return `column "${spec.name}" is not well-formed Unicode (it holds a lone surrogate, which has no UTF-8 form): ${JSON.stringify(value).slice(0, 200)}`;
-  }
+  if (spec.kind === "utf8" && typeof value === "string" && !value.isWellFormed()) return notWellFormed(spec.name, value);
   return `column "${spec.name}" expects ${EXPECTED[spec.kind]}${
     spec.kind === "list" || spec.kind === "struct" ? " of the declared types" : ""
   }, got ${previewValue(value)}`;

@@ -1,4 +1,13 @@
 /**
+ * The message for text a column cannot store: it holds a lone surrogate, which has no UTF-8 form
+ * (a writer would put U+FFFD in its place). "expects a string, got string" would leave the reader
+ * guessing.
+ */
+export function notWellFormed(column: string, text: string): string {
+  return `column "${column}" is not well-formed Unicode (it holds a lone surrogate, which has no UTF-8 form): ${JSON.stringify(text).slice(0, 200)}`;
+}
+
+/**
  * A value as a message about a wrong type shows it: its kind, then its JSON text cut to 80
  * characters (`string "abc"`, `array [1,2]`, `bigint 12n`).
  */

@@ -11,7 +11,7 @@
 import { scrub } from "../../io/credentials.ts";
 import type { ColumnKind, ColumnSpec } from "../../schema/columns.ts";
 import { isoTimestamp, parseIsoDays, parseIsoMicrosExact } from "../../schema/instant.ts";
-import { previewValue } from "../../schema/preview.ts";
+import { notWellFormed, previewValue } from "../../schema/preview.ts";
 
 /** A column of the target table: a schema field, or one of the lineage columns. */
 export interface SqlColumn {
@@ -288,7 +288,7 @@ export function canonicalValue(column: ColumnSpec, value: unknown, nonFinite: bo
       if (typeof value === "string") {
         if (value.isWellFormed()) return value;
         // The client would send it as U+FFFD: the row would land changed, without a word.
-        return new Mismatch(`column "${column.name}" is not well-formed Unicode (it holds a lone surrogate, which has no UTF-8 form): ${JSON.stringify(value).slice(0, 200)}`);
+        return new Mismatch(notWellFormed(column.name, value));
       }
       break;
     case "int64":
