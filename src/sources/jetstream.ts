@@ -383,11 +383,8 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
           // silence (from its own keep-alives) and fails the source naming what it lost; with
           // none held, the source fails once the silence outlasts ack_wait.
           if (error instanceof JetStreamError && error.message === "heartbeats missed" && ((held?.size ?? 0) > 0 || performance.now() - answeredAt < lease.leaseMs)) continue;
-          try {
-            lease.check();
-          } catch {
-            // Lost: the lease has failed the source with its own message, naming what it held.
-          }
+          // Lost: the lease fails the source with its own message, naming what it held.
+          lease.poll();
           if (finished) return;
           return fail(`pulling messages (no answer for ${Math.round(performance.now() - answeredAt)} ms)`, error);
         } finally {
