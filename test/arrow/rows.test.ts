@@ -76,3 +76,25 @@ describe("RowBuffer.toColumns: the form rows take to an encoder worker", () => {
     expect(table.getChild("required")?.toArray()).toEqual([rowAt(1).required, rowAt(3).required]);
   });
 });
+
+describe("RowBuffer: column names that are not plain identifiers", () => {
+  // Each buffer's appender is generated code with the names as string literals: a name must
+  // stay a name, whatever characters it holds.
+  const names = ['a"b', "back\\slash", "new\nline", "sep\u2028arator", "${x}", "'); throw new Error('x'); ('", "é 日本", "constructor", "toString", "__proto__", "1st"];
+
+  test("reads each field by its exact name, inherited names as own fields only", () => {
+    const entries = Object.fromEntries(names.map((name) => [name, v.nullable(v.string())]));
+    const columns = columnsOf(v.object(entries) as never);
+    const buffer = new RowBuffer(columns);
+    const full: Record<string, unknown> = {};
+    names.forEach((name, i) => Object.defineProperty(full, name, { value: `v${i}`, enumerable: true }));
+    expect(buffer.append(full)).toBeUndefined();
+    // Without fields of its own, a record gives nulls, not what it inherits.
+    expect(buffer.append({})).toBeUndefined();
+    const table = tableFromIPC(buffer.toIPC());
+    expect(table.schema.fields.map((f) => f.name)).toEqual(names);
+    names.forEach((_, i) => expect([...(table.getChildAt(i)?.toArray() ?? [])]).toEqual([`v${i}`, null]));
+    // A wrong type is named by its column.
+    expect(buffer.append({ ...full, [names[0] as string]: 5 })).toContain('column "a"b" expects a string');
+  });
+});
