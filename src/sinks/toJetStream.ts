@@ -6,11 +6,11 @@
  * stream's duplicate window (2 minutes by default) and says so in its PubAck, so a re-run of the
  * same input inside the window does not store its messages twice.
  */
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { OperatorFunction } from "rxjs";
 import type { Position } from "../flow/position.ts";
 import { NATS_CREDENTIALS, safeUrl, secretsOf } from "../io/credentials.ts";
+import { loadNats } from "../io/nats.ts";
 import {
   brokerError,
   type Outgoing,
@@ -111,17 +111,18 @@ export async function openJetStreamPublisher(who: string, target: JetStreamTarge
   const secrets = secretsOf(servers, NATS_CREDENTIALS);
   const where = `NATS ${servers.map((s) => safeUrl(s, NATS_CREDENTIALS)).join(",")}, subject "${target.subject}"`;
   const timeout = Math.max(1, Math.floor(target.ackTimeoutMs ?? 30_000));
-  let nc: Awaited<ReturnType<typeof connect>>;
+  const { js: client, transport } = await loadNats();
+  let nc: NatsConnection;
   try {
     // No reconnecting inside the client: a dropped connection closes, and the outbox connects
     // again and sends again what was not acknowledged (its `retry`), within its own deadline.
-    nc = await connect({ servers, name: `sluice ${who} ${target.subject}`, reconnect: false });
+    nc = await transport.connect({ servers, name: `sluice ${who} ${target.subject}`, reconnect: false });
   } catch (error) {
     throw brokerError(who, "connecting", where, error, secrets, !refused(error));
   }
   let stream: string;
   try {
-    const jsm = await jetstreamManager(nc);
+    const jsm = await client.jetstreamManager(nc);
     stream = await jsm.streams.find(target.subject);
   } catch (error) {
     await nc.close().catch(() => {});
@@ -130,7 +131,7 @@ export async function openJetStreamPublisher(who: string, target: JetStreamTarge
     // JetStream answers "no responders" (503) for a while after the server starts: that passes.
     throw brokerError(who, "finding the stream", where, reason, secrets, !missing && !refused(error));
   }
-  const js = jetstream(nc, { timeout });
+  const js = client.jetstream(nc, { timeout });
   const shown = `${where} (stream "${stream}")`;
   let closing = false;
   let lost: ((error: Error) => void) | undefined;

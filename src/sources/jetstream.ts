@@ -14,14 +14,15 @@
  * Acks are published without a reply (one per message, as explicit acking requires); a flush (a
  * PING the server answers after everything sent before it) is what `run()` waits for.
  */
-import { AckPolicy, type Consumer, type ConsumerMessages, type JetStreamManager, JetStreamError, type JsMsg, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { Consumer, ConsumerMessages, JetStreamManager, JsMsg } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { Observable } from "rxjs";
 import { announceDurable } from "../flow/durable.ts";
 import { currentFlow, type Flow, sendToDeadLetter } from "../flow/flow.ts";
 import { stamp } from "../flow/position.ts";
 import { setLag } from "../run/metrics.ts";
 import { NATS_CREDENTIALS, safeUrl, scrub, secretsOf } from "../io/credentials.ts";
+import { loadNats, type Nats } from "../io/nats.ts";
 import { HeldMessages, Lease, Pace } from "./broker.ts";
 import { messageLoss } from "./json/numbers.ts";
 import { deliveryOf, sendAcks } from "./natsAcks.ts";
@@ -116,6 +117,7 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
   return new Observable<unknown>((subscriber) => {
     const flow = currentFlow();
     let nc: NatsConnection | undefined;
+    let nats: Nats;
     let held: HeldMessages<number, JsMsg> | undefined;
     // The last first delivery positioned: the next one joins its input when the consumer's delivery sequence follows on.
     let previous: { stream: number; delivery: number } | undefined;
@@ -289,7 +291,8 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
 
     async function read(): Promise<void> {
       try {
-        nc = await connect({ servers, name: `sluice ${stream}/${consumer}` });
+        nats = await loadNats();
+        nc = await nats.transport.connect({ servers, name: `sluice ${stream}/${consumer}` });
       } catch (error) {
         return fail("connecting", error);
       }
@@ -321,7 +324,7 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
       });
       let source: Consumer;
       try {
-        const jsm = await jetstreamManager(connection);
+        const jsm = await nats.js.jetstreamManager(connection);
         await jsm.streams.info(stream);
         const exists = await jsm.consumers.info(stream, consumer).then(
           () => true,
@@ -340,13 +343,13 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
         } else {
           await jsm.consumers.add(stream, {
             durable_name: consumer,
-            ack_policy: AckPolicy.Explicit,
+            ack_policy: nats.js.AckPolicy.Explicit,
             ack_wait: ackWaitMs * 1_000_000,
             max_ack_pending: maxAckPending,
             ...(options.subject ? { filter_subject: options.subject } : {}),
           });
         }
-        source = await jetstream(connection).consumers.get(stream, consumer);
+        source = await nats.js.jetstream(connection).consumers.get(stream, consumer);
         manager = jsm;
       } catch (error) {
         if (stopped()) return complete();
@@ -382,7 +385,7 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
           // a failure. The pull is sent again. While messages are held, the lease judges the
           // silence (from its own keep-alives) and fails the source naming what it lost; with
           // none held, the source fails once the silence outlasts ack_wait.
-          if (error instanceof JetStreamError && error.message === "heartbeats missed" && ((held?.size ?? 0) > 0 || performance.now() - answeredAt < lease.leaseMs)) continue;
+          if (error instanceof nats.js.JetStreamError && error.message === "heartbeats missed" && ((held?.size ?? 0) > 0 || performance.now() - answeredAt < lease.leaseMs)) continue;
           // Lost: the lease fails the source with its own message, naming what it held.
           lease.poll();
           if (finished) return;
