@@ -7,9 +7,10 @@
  * quote character is one record: decoded, and cut by `String.split` (the fast path). A line with
  * one is decoded and walked character by character; when a quoted field in it holds a line
  * break, the byte grammar ({@link scanRecord}) finds where the record ends and the record is
- * decoded whole. A record that is not valid UTF-8 is a bad record; the others are read as usual.
+ * decoded whole. Decoding keeps a record one byte a character when it can ({@link textOf}). A
+ * record that is not valid UTF-8 is a bad record; the others are read as usual.
  */
-import { lenient, type ReadBytes, utf8Text } from "../lines.ts";
+import { latin1Text, lenient, type ReadBytes, utf8Text } from "../lines.ts";
 
 /** The characters that shape a CSV file. Each is one ASCII character. */
 export interface CsvDialect {
@@ -112,6 +113,11 @@ interface TextParse {
   readonly quoteCode: number;
   readonly delimiterCode: number;
   readonly handlers: RecordHandlers;
+  /** The chunk being parsed, and the same memory four bytes at a time when it is aligned for that. */
+  bytes: Buffer;
+  words: Uint32Array | undefined;
+  /** The first byte above 0x7F at or after the last record decoded (-1 before one is looked for). */
+  high: number;
 }
 
 /**
@@ -126,6 +132,9 @@ interface TextParse {
  */
 function parseChunk(p: TextParse, bytes: Buffer, atEnd: boolean): number {
   const n = bytes.length;
+  p.bytes = bytes;
+  p.words = bytes.byteOffset % 4 === 0 ? new Uint32Array(bytes.buffer, bytes.byteOffset, n >> 2) : undefined;
+  p.high = -1;
   const handlers = p.handlers;
   const delimiter = p.delimiter;
   let pos = 0;
@@ -142,7 +151,7 @@ function parseChunk(p: TextParse, bytes: Buffer, atEnd: boolean): number {
     if (nextQuote > lineEnd) {
       // No quote: the line is the record, and `split` cuts it.
       const stop = lineEnd > pos && bytes[lineEnd - 1] === CR ? lineEnd - 1 : lineEnd;
-      const raw = utf8Text(bytes, pos, stop);
+      const raw = textOf(p, pos, stop);
       if (raw === undefined) notUtf8(p, ++p.line, bytes.subarray(pos, stop));
       else if (handlers.record(raw.split(delimiter), undefined, ++p.line, raw) === false) p.halted = true;
       pos = lineEnd + 1;
@@ -164,8 +173,8 @@ function quotedRecord(p: TextParse, bytes: Buffer, begin: number, lineEnd: numbe
   const n = bytes.length;
   // Most such records end on their first line: it is decoded and parsed alone. One that does
   // ends at the line's line feed, the text's end.
-  const line = utf8Text(bytes, begin, lineEnd);
-  if (line !== undefined && parseQuotedRecord(p, line, 0, atEnd && lineEnd === n) >= 0) return lineEnd;
+  const line = textOf(p, begin, lineEnd);
+  if (line !== undefined && parseQuotedRecord(p, line, 0, atEnd && lineEnd === n, true) >= 0) return lineEnd;
   // A quoted field holds a line break (or the line is not UTF-8): the byte grammar finds where
   // the record ends, and the record is decoded whole.
   const scan: ByteScan = { state: FIELD_START, newlines: 0 };
@@ -174,9 +183,9 @@ function quotedRecord(p: TextParse, bytes: Buffer, begin: number, lineEnd: numbe
     if (!atEnd) return -1;
     end = n;
   }
-  const text = utf8Text(bytes, begin, end);
+  const text = textOf(p, begin, end);
   if (text !== undefined) {
-    parseQuotedRecord(p, text, 0, true);
+    parseQuotedRecord(p, text, 0, true, false);
     return end;
   }
   const last = end > begin && bytes[end - 1] === LF ? (end - 1 > begin && bytes[end - 2] === CR ? end - 2 : end - 1) : end;
@@ -184,6 +193,46 @@ function quotedRecord(p: TextParse, bytes: Buffer, begin: number, lineEnd: numbe
   p.line += 1 + scan.newlines;
   notUtf8(p, first, bytes.subarray(begin, last));
   return end;
+}
+
+/**
+ * The text of the chunk's bytes `[from, to)` when they are UTF-8, else `undefined`. An ASCII
+ * record (found by one scan of the chunk for bytes above 0x7F, not one per record) is sliced as
+ * Latin-1, without a decoder; one whose characters are all U+00FF or below (é, ü, ß) is kept one
+ * byte a character by {@link latin1Text}; only the others go through the UTF-8 decoder and become
+ * two-byte text. One-byte text is cheaper for everything after: the cell conversions, the checks,
+ * the sink's UTF-8 writes and its well-formedness test.
+ */
+function textOf(p: TextParse, from: number, to: number): string | undefined {
+  const bytes = p.bytes;
+  if (p.high < from) p.high = firstHighByte(bytes, p.words, from, bytes.length);
+  if (p.high >= to) return (bytes as unknown as Latin1Sliceable).latin1Slice(from, to);
+  return latin1Text(bytes, from, p.high, to) ?? utf8Text(bytes, from, to);
+}
+
+// Buffer#latin1Slice skips toString()'s argument parsing.
+interface Latin1Sliceable {
+  latin1Slice(start: number, end: number): string;
+}
+
+/**
+ * The index of the first byte above 0x7F in `bytes[from, end)`, or `end`. `words` views the same
+ * memory four bytes at a time, when it is aligned for that.
+ */
+function firstHighByte(bytes: Uint8Array, words: Uint32Array | undefined, from: number, end: number): number {
+  let i = from;
+  if (words) {
+    while (i < end && (i & 3) !== 0) {
+      if ((bytes[i] as number) > 0x7f) return i;
+      i++;
+    }
+    const lastWord = end >> 2;
+    let k = i >> 2;
+    while (k < lastWord && ((words[k] as number) & 0x80808080) === 0) k++;
+    i = k << 2;
+  }
+  while (i < end && (bytes[i] as number) <= 0x7f) i++;
+  return i;
 }
 
 /** Reports `body`, the bytes of the record at `line` without its line ending, as not UTF-8. */
@@ -197,7 +246,7 @@ function notUtf8(p: TextParse, line: number, body: Uint8Array): void {
  * Returns the index after its line ending, or -1 when the text ends inside a quoted field and
  * more input may follow.
  */
-function parseQuotedRecord(p: TextParse, text: string, begin: number, atEnd: boolean): number {
+function parseQuotedRecord(p: TextParse, text: string, begin: number, atEnd: boolean, oneLine: boolean): number {
   const n = text.length;
   const q = p.quoteCode;
   const d = p.delimiterCode;
@@ -209,34 +258,30 @@ function parseQuotedRecord(p: TextParse, text: string, begin: number, atEnd: boo
   let stop = -1;
   for (;;) {
     if (i < n && text.charCodeAt(i) === q) {
-      // A quoted field: runs to the quote that is not doubled.
-      let value = "";
+      // A quoted field: runs to the quote that is not doubled. Most hold no doubled quote and
+      // are one slice of the text, without a concatenation.
       let from = i + 1;
-      let closed = false;
+      let at = from;
+      let value: string | undefined;
       for (;;) {
-        const at = text.indexOf(p.quote, from);
-        if (at < 0) break;
-        if (text.charCodeAt(at + 1) === q) {
-          value += text.slice(from, at + 1);
-          from = at + 2;
-          continue;
-        }
-        value += text.slice(from, at);
-        i = at + 1;
-        closed = true;
-        break;
+        while (at < n && text.charCodeAt(at) !== q) at++;
+        if (at >= n || text.charCodeAt(at + 1) !== q) break;
+        value = value === undefined ? text.slice(from, at + 1) : value + text.slice(from, at + 1);
+        at += 2;
+        from = at;
       }
-      if (!closed) {
+      if (at >= n) {
         if (!atEnd) return -1;
         // The input's last line ending belongs to no line of the record.
         stop = n > begin && text.charCodeAt(n - 1) === LF ? (n - 1 > begin && text.charCodeAt(n - 2) === CR ? n - 2 : n - 1) : n;
-        const lines = countNewlines(text, begin, stop) + 1;
+        const lines = oneLine ? 1 : countNewlines(text, begin, stop) + 1;
         problem = `unterminated quoted field ${fields.length + 1}: the record beginning on line ${p.line + 1} runs to the end of the input${lines > 1 ? ` (${lines} lines)` : ""}; the input looks truncated`;
         end = n;
         break;
       }
-      fields.push(value);
+      fields.push(value === undefined ? text.slice(from, at) : value + text.slice(from, at));
       quoted.push(true);
+      i = at + 1;
       let c = i < n ? text.charCodeAt(i) : -1;
       if (c === CR && text.charCodeAt(i + 1) === LF) c = text.charCodeAt(++i);
       if (c !== d && c !== LF && c !== -1) {
@@ -277,7 +322,9 @@ function parseQuotedRecord(p: TextParse, text: string, begin: number, atEnd: boo
     break;
   }
   const line = p.line + 1;
-  p.line += 1 + countNewlines(text, begin, stop);
+  // A first line holds no line feed before its end.
+  if (!oneLine) p.line += countNewlines(text, begin, stop);
+  p.line++;
   const raw = text.slice(begin, stop);
   const go = problem === undefined ? p.handlers.record(fields, quoted, line, raw) : p.handlers.bad(line, problem, raw, undefined);
   if (go === false) p.halted = true;
@@ -318,6 +365,9 @@ export async function splitRecords(
     delimiterCode: dialect.delimiter.charCodeAt(0),
     quoteCode: dialect.quote.charCodeAt(0),
     handlers,
+    bytes: Buffer.alloc(0),
+    words: undefined,
+    high: -1,
   };
   // While skipping an overlong record: its first bytes (for the dead letter) and its scan state.
   let skipping: { head: Uint8Array; line: number; from: number; scan: ByteScan; last: number } | undefined;
