@@ -7,14 +7,16 @@ import { giveBack } from "../arrow/memory.ts";
 import { columnsToIPC, type RowColumns } from "../arrow/rows.ts";
 import { workerPool } from "../io/workers.ts";
 import type { EncodeOptions } from "./encode.ts";
+import { type EncodedPiece, splitParquet } from "./partFile.ts";
 
 /** Encodes Arrow IPC bytes as Parquet off the main thread. */
 export interface Encoders {
   /**
-   * Resolves with the Parquet bytes of the rows (see `RowBuffer.toColumns`). The buffers in
-   * `transfer` move to the worker: do not use them afterwards.
+   * Resolves with the rows (see `RowBuffer.toColumns`) encoded as Parquet, split into the column
+   * chunks and the footer's metadata as a part file takes them. The buffers in `transfer` move to
+   * the worker: do not use them afterwards.
    */
-  encode(rows: RowColumns, transfer: ArrayBuffer[], options: EncodeOptions): Promise<Uint8Array>;
+  encode(rows: RowColumns, transfer: ArrayBuffer[], options: EncodeOptions): Promise<EncodedPiece>;
   /**
    * Starts loading an encoder now (a worker and parquet-wasm take 0.2 s, and over a second on a
    * busy machine), so the first encode does not wait for it: a sink calls it when subscribed,
@@ -26,7 +28,7 @@ export interface Encoders {
 }
 
 interface Pending {
-  resolve(bytes: Uint8Array): void;
+  resolve(piece: EncodedPiece): void;
   reject(error: Error): void;
 }
 
@@ -42,7 +44,7 @@ export interface EncodeJob {
 /** The message an encoder worker answers with. */
 export interface EncodeReply {
   readonly id: number;
-  readonly bytes?: Uint8Array;
+  readonly piece?: EncodedPiece;
   readonly memory?: ArrayBuffer[];
   readonly error?: { message: string; code?: string | undefined };
 }
@@ -68,9 +70,9 @@ export function createEncoders(count: number): Encoders {
       // Loaded on first use, like the workers: a sink that never encodes does not load parquet-wasm.
       encode: (rows, transfer, options) =>
         import("./encodeParquet.ts").then(({ encodeParquet }) => {
-          const bytes = encodeParquet(columnsToIPC(rows), options);
+          const piece = splitParquet(encodeParquet(columnsToIPC(rows), options));
           for (const buffer of transfer) giveBack(buffer);
-          return bytes;
+          return piece;
         }),
       warm() {
         import("./encodeParquet.ts").catch(() => undefined);
@@ -100,16 +102,16 @@ export function createEncoders(count: number): Encoders {
       slot.busy = 0;
     };
     worker.onmessage = (event: MessageEvent<EncodeReply>) => {
-      const { id, bytes, memory, error } = event.data;
+      const { id, piece, memory, error } = event.data;
       for (const buffer of memory ?? []) giveBack(buffer);
       const job = pending.get(id);
       pending.delete(id);
       slot.jobs.delete(id);
       slot.busy--;
-      if (error || !bytes) slot.failed = true;
+      if (error || !piece) slot.failed = true;
       if (!job) return;
-      if (error || !bytes) job.reject(Object.assign(new Error(error?.message ?? "the encoder answered without bytes"), { code: error?.code }));
-      else job.resolve(bytes);
+      if (error || !piece) job.reject(Object.assign(new Error(error?.message ?? "the encoder answered without bytes"), { code: error?.code }));
+      else job.resolve(piece);
     };
     worker.onerror = (event) => failAll(event.message);
     // A thread that ends without an error event (process.exit in the worker, killed by the runtime).
@@ -131,7 +133,7 @@ export function createEncoders(count: number): Encoders {
       const id = nextId++;
       slot.busy++;
       slot.jobs.add(id);
-      return new Promise<Uint8Array>((resolve, reject) => {
+      return new Promise<EncodedPiece>((resolve, reject) => {
         pending.set(id, { resolve, reject });
         slot.worker.postMessage({ id, rows, options, memory: transfer } satisfies EncodeJob, transfer);
       });

@@ -155,10 +155,11 @@ export class PartFile {
   }
 
   /**
-   * Appends the row groups of an encoded piece once it and every earlier piece are written.
+   * Appends the row groups of an encoded piece (split already, as the encoders give it, or a whole
+   * encoded Parquet file) once it and every earlier piece are written.
    * The returned promise settles when this piece is on its way to disk (written, not synced).
    */
-  append(encoded: Promise<Uint8Array>): Promise<void> {
+  append(encoded: Promise<EncodedPiece | Uint8Array>): Promise<void> {
     // An encode that fails after an earlier step failed is never awaited by the chain: its
     // rejection is this step's, not an unhandled one.
     encoded.catch(() => undefined);
@@ -167,9 +168,9 @@ export class PartFile {
     return step;
   }
 
-  async #write(bytes: Uint8Array): Promise<void> {
+  async #write(encoded: EncodedPiece | Uint8Array): Promise<void> {
     if (this.#discarded) return;
-    const piece = splitParquet(bytes);
+    const piece = encoded instanceof Uint8Array ? splitParquet(encoded) : encoded;
     if (!this.#handle) {
       const location = (this.#location = await this.location);
       await mkdir(dirname(location.tempPath), { recursive: true });

@@ -1,10 +1,12 @@
 /**
  * Encoder worker: zstd inside parquet-wasm is the most expensive step of the write path and is
  * single-threaded, so it runs here while the main thread goes on parsing and validating. The rows
- * arrive as column buffers and are serialised to Arrow IPC here too, off the main thread.
+ * arrive as column buffers and are serialised to Arrow IPC here too, and the Parquet bytes go back
+ * split into body and footer metadata (see partFile.ts), off the main thread.
  */
 import { columnsToIPC } from "../arrow/rows.ts";
 import { encodeParquet } from "./encodeParquet.ts";
+import { splitParquet } from "./partFile.ts";
 import type { EncodeJob, EncodeReply } from "./encoders.ts";
 
 declare const self: Worker;
@@ -13,10 +15,12 @@ self.onmessage = (event: MessageEvent<EncodeJob>) => {
   const { id, rows, options, memory } = event.data;
   try {
     const bytes = encodeParquet(columnsToIPC(rows), options);
+    // Split here too: reading the footer's metadata is work the main thread need not do.
+    const piece = splitParquet(bytes);
     const buffer = bytes.buffer as ArrayBuffer;
     const transferable = bytes.byteOffset === 0 && bytes.byteLength === buffer.byteLength;
     // The column buffers are done with once encoded: they go back for the next row groups.
-    self.postMessage({ id, bytes, memory } satisfies EncodeReply, transferable ? [buffer, ...memory] : memory);
+    self.postMessage({ id, piece, memory } satisfies EncodeReply, transferable ? [buffer, ...memory] : memory);
   } catch (error) {
     const e = error as NodeJS.ErrnoException;
     self.postMessage({ id, error: { message: e?.message ?? String(error), code: e?.code } } satisfies EncodeReply);
