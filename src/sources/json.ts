@@ -5,8 +5,8 @@
  * A full streaming tokenizer would hand every value of the document to JavaScript one event at a
  * time, which is slow. Instead the bytes are scanned for structure only (quotes, escapes,
  * brackets; see `json/scan.ts`) until the array at the path is entered; then each element's byte
- * extent is found the same way, and the elements of a chunk are decoded with one `TextDecoder`
- * call and parsed by `JSON.parse`, natively. Memory is one chunk, or one element when an element
+ * extent is found the same way, and each element is decoded on its own (one-byte text where it
+ * can be; see `json/text.ts`) and parsed by `JSON.parse`, natively. Memory is one chunk, or one element when an element
  * is larger than a chunk. Values off the path are never parsed, so they go through a syntax check
  * as they are skipped (`json/syntax.ts`): damage there is reported, not passed over.
  */
@@ -14,10 +14,11 @@ import type { Observable } from "rxjs";
 import { sendToDeadLetter } from "../flow/flow.ts";
 import { stamp } from "../flow/position.ts";
 import { type FileReading, type FileSourceOptions, fileSource } from "./files.ts";
-import { fatal, lenient } from "./lines.ts";
+import { lenient } from "./lines.ts";
 import { describeNumberLoss, numberLoss } from "./json/numbers.ts";
 import { type PathStep, parsePath, pathName } from "./json/path.ts";
 import { checkValue, INVALID, newCheck, startCheck } from "./json/syntax.ts";
+import { elementText, firstHighByte, viewsOf } from "./json/text.ts";
 import {
   CLOSE_BRACE,
   CLOSE_BRACKET,
@@ -136,6 +137,7 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
   const target = pathName(steps);
 
   let buffer: Uint8Array = new Uint8Array(chunkBytes);
+  let views = viewsOf(buffer);
   let filled = 0;
   // Bytes of the file before buffer[0].
   let base = 0;
@@ -166,7 +168,6 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
   let batched = 0;
   const starts: number[] = [];
   const ends: number[] = [];
-  const extras: number[] = [];
   const indexes: number[] = [];
   // The last element read waits for the byte after it (`,` or `]`) before it is emitted: damage
   // can make an element look whole when it is not (see `withheld`).
@@ -445,7 +446,6 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
           }
           starts[batched] = elementStart;
           ends[batched] = end;
-          extras[batched] = scan.extra;
           indexes[batched] = index;
           batched++;
           awaiting = true;
@@ -552,21 +552,10 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
       held = { bytes: buffer.slice(start, end), index: indexes[count] as number, offset: base + start, end: base + end };
     }
     if (count === 0) return true;
-    const first = starts[0] as number;
     const last = ends[count - 1] as number;
-    let extra = 0;
-    for (let k = 0; k < count; k++) extra += extras[k] as number;
-    let text: string | undefined;
-    try {
-      text = fatal.decode(buffer.subarray(first, last));
-    } catch {
-      text = undefined;
-    }
-    // Between elements there are only ASCII bytes, so each element's text is found by
-    // subtracting the multi-byte surplus of the elements before it. A length that does not add
-    // up (an escape hiding a lead byte) falls back to decoding element by element.
-    const sliceable = text !== undefined && text.length === last - first - extra;
-    let surplus = 0;
+    if (views.bytes.buffer !== buffer.buffer) views = viewsOf(buffer);
+    // Between elements there are only ASCII bytes, so one search serves every element it passes.
+    let high = -1;
     for (let k = 0; k < count; k++) {
       if (stopped()) return false;
       const start = starts[k] as number;
@@ -574,13 +563,12 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
       const n = indexes[k] as number;
       if (end - start > maxRecordBytes) {
         tooLarge(n, start, end, end - start);
-      } else if (sliceable) {
-        const from = start - first - surplus;
-        emitElement((text as string).slice(from, from + (end - start) - (extras[k] as number)), n, base + start);
-      } else {
-        emitBytes(buffer.subarray(start, end), n, base + start);
+        continue;
       }
-      surplus += extras[k] as number;
+      if (high < start) high = firstHighByte(views, start, last);
+      const text = elementText(views, start, high, end);
+      if (text !== undefined) emitElement(text, n, base + start);
+      else notUtf8(buffer.subarray(start, end), n, base + start);
     }
     file.mark(indexes[count - 1] as number, base + last);
     return true;
@@ -598,16 +586,14 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
   }
 
   function emitBytes(bytes: Uint8Array, n: number, offset: number): void {
-    let decoded: string | undefined;
-    try {
-      decoded = fatal.decode(bytes);
-    } catch {
-      decoded = undefined;
-    }
-    if (decoded !== undefined) emitElement(decoded, n, offset);
-    else {
-      sendToDeadLetter(flow, "parse", "element is not valid UTF-8", undefined, input.at(n, lenient.decode(bytes), offset), { rawBase64: Buffer.from(bytes).toString("base64") });
-    }
+    const held = viewsOf(bytes);
+    const text = elementText(held, 0, firstHighByte(held, 0, bytes.length), bytes.length);
+    if (text !== undefined) emitElement(text, n, offset);
+    else notUtf8(bytes, n, offset);
+  }
+
+  function notUtf8(bytes: Uint8Array, n: number, offset: number): void {
+    sendToDeadLetter(flow, "parse", "element is not valid UTF-8", undefined, input.at(n, lenient.decode(bytes), offset), { rawBase64: Buffer.from(bytes).toString("base64") });
   }
 
   function emitElement(text: string, n: number, offset: number): void {

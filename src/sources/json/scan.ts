@@ -39,16 +39,11 @@ export interface ValueScan {
   mode: number;
   /** Where to continue, after {@link NEED_MORE}; where the fault is, after {@link MISMATCH}. */
   at: number;
-  /**
-   * UTF-8 bytes minus UTF-16 code units in the value so far: byte length minus `extra` is the
-   * length of the value's decoded text, so a value can be sliced out of a decoded run of values.
-   */
-  extra: number;
 }
 
 /** A scan state, ready for a value. */
 export function newScan(): ValueScan {
-  return { stack: new Uint8Array(64), depth: 0, mode: NOT_STARTED, at: 0, extra: 0 };
+  return { stack: new Uint8Array(64), depth: 0, mode: NOT_STARTED, at: 0 };
 }
 
 /** Prepares `scan` for a value beginning at `at`. */
@@ -56,7 +51,6 @@ export function startScan(scan: ValueScan, at: number): void {
   scan.depth = 0;
   scan.mode = NOT_STARTED;
   scan.at = at;
-  scan.extra = 0;
 }
 
 /** True for the four whitespace bytes JSON allows between tokens. */
@@ -86,7 +80,6 @@ export function scanValue(buffer: Uint8Array, end: number, scan: ValueScan): num
   let i = scan.at;
   let mode = scan.mode;
   let depth = scan.depth;
-  let extra = scan.extra;
   let stack = scan.stack;
   let result = NEED_MORE;
 
@@ -118,10 +111,6 @@ export function scanValue(buffer: Uint8Array, end: number, scan: ValueScan): num
           if (i + 1 >= end) break scanning;
           i += 2;
           continue;
-        }
-        if (byte >= 0x80) {
-          if (byte < 0xc0) extra++;
-          else if (byte >= 0xf0) extra--;
         }
         i++;
       }
@@ -159,9 +148,6 @@ export function scanValue(buffer: Uint8Array, end: number, scan: ValueScan): num
             result = i + 1;
             break scanning;
           }
-        } else if (byte >= 0x80) {
-          if (byte < 0xc0) extra++;
-          else if (byte >= 0xf0) extra--;
         }
         i++;
       }
@@ -174,10 +160,6 @@ export function scanValue(buffer: Uint8Array, end: number, scan: ValueScan): num
         result = i;
         break scanning;
       }
-      if (byte >= 0x80) {
-        if (byte < 0xc0) extra++;
-        else if (byte >= 0xf0) extra--;
-      }
       i++;
     }
   }
@@ -185,7 +167,6 @@ export function scanValue(buffer: Uint8Array, end: number, scan: ValueScan): num
   scan.at = i;
   scan.mode = mode;
   scan.depth = depth;
-  scan.extra = extra;
   return result;
 }
 
