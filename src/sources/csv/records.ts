@@ -171,9 +171,11 @@ function parseChunk(p: TextParse, bytes: Buffer, atEnd: boolean): number {
  */
 function quotedRecord(p: TextParse, bytes: Buffer, begin: number, lineEnd: number, atEnd: boolean): number {
   const n = bytes.length;
-  // Most such records end on their first line: it is decoded and parsed alone. One that does
-  // ends at the line's line feed, the text's end.
-  const line = textOf(p, begin, lineEnd);
+  // Most such records end on their first line: it is decoded and parsed alone, without its
+  // line ending, so that the text is the record's raw text too. One that does ends at the
+  // text's end.
+  const stop = lineEnd > begin && bytes[lineEnd - 1] === LF ? (lineEnd - 1 > begin && bytes[lineEnd - 2] === CR ? lineEnd - 2 : lineEnd - 1) : lineEnd;
+  const line = textOf(p, begin, stop);
   if (line !== undefined && parseQuotedRecord(p, line, 0, atEnd && lineEnd === n, true) >= 0) return lineEnd;
   // A quoted field holds a line break (or the line is not UTF-8): the byte grammar finds where
   // the record ends, and the record is decoded whole.
