@@ -96,6 +96,8 @@ export function latin1Text(bytes: Buffer, from: number, high: number, to: number
   if (to - from > LATIN1_MAX) return undefined;
   if (latin1Scratch.length < to - from) latin1Scratch = Buffer.allocUnsafe(LATIN1_MAX);
   const out = latin1Scratch;
+  // A `high` before `from` (a scan that began in an earlier line) would write that line's bytes too.
+  if (high < from) high = from;
   let o = high - from;
   if (o > 0) bytes.copy(out, 0, from, high);
   for (let i = high; i < to; i++) {
@@ -269,6 +271,8 @@ function firstHighByte(bytes: Uint8Array, words: Uint32Array | undefined, from: 
       if ((bytes[i] as number) > 0x7f) return i;
       i++;
     }
+    // Ran out before a word boundary: `i >> 2 << 2` would step back before `from`.
+    if (i >= end) return end;
     const lastWord = end >> 2;
     let k = i >> 2;
     while (k < lastWord && ((words[k] as number) & 0x80808080) === 0) k++;
