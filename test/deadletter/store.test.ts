@@ -140,3 +140,30 @@ console.log("added");
     expect((await collect(folder)).map((e) => `${e.stage}:${e.line}`)).toEqual(["validate:2", "parse:4"]);
   });
 });
+
+describe("the dead-letter store's files", () => {
+  let dir: { path: string; remove: () => Promise<void> };
+  beforeAll(async () => {
+    dir = await tempDir("sluice-dlstore-text-");
+  });
+  afterAll(() => dir.remove());
+
+  test("hold every entry's text exactly, whatever characters it has, in files cut at fileBytes of UTF-8", async () => {
+    const texts = ["plain", "café", "日本語", "😀 and 🎉", "lone \ud800 high", "lone \udc00 low", "nul \u0000 tab \t", "x".repeat(5000), "é".repeat(3000)];
+    const folder = join(dir.path, "text");
+    const store = await openDeadLetterStore(folder, "t1", { fileBytes: 2048, maxFileAgeMs: 60_000 });
+    const added = texts.flatMap((raw, i) => [i, i + texts.length].map((line) => ({ ...entry(line), raw })));
+    for (const e of added) store.add(e);
+    await store.close();
+    const files = await ndjsonIn(folder);
+    expect(files.length).toBeGreaterThan(1);
+    const read = await collect(folder);
+    // JSON escapes a lone surrogate, so even that reads back as it was.
+    expect(read).toEqual(added);
+    for (const name of files) {
+      const bytes = await Bun.file(join(folder, name)).bytes();
+      expect(bytes.at(-1)).toBe(0x0a);
+      expect(new TextDecoder("utf-8", { fatal: true }).decode(bytes).split("\n").slice(0, -1).every((line) => JSON.parse(line))).toBe(true);
+    }
+  });
+});
