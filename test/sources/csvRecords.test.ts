@@ -206,6 +206,16 @@ describe("splitRecords: each record decoded alone, against a reference that deco
     },
   );
 
+  test("reads a short record after one ending in é at every alignment of the chunk's last word", async () => {
+    for (let pad = 0; pad < 8; pad++) {
+      for (const tail of ["\n\n", "\n,\n", '\n""\n', "\nx\n", "\r\n\r\n"]) {
+        const input = bytesOf(`${"a".repeat(pad)}é`, tail);
+        const want = reference(input);
+        for (const chunkBytes of [4, 5, 6, 7, 64]) expect((await split(input, chunkBytes)).events).toEqual(want.events);
+      }
+    }
+  });
+
   test("dead-letters records that end in half a character, with or without quotes, line ending or a record after", async () => {
     const input = bytesOf("a,", [0xc3], "\nb,", [0xc2], '\r\n"c",é', [0xc3], "\nd,ok\n", [0xe2, 0x82], "\nü,", [0xc3]);
     const want = reference(input);
