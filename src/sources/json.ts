@@ -6,7 +6,10 @@
  * time, which is slow. Instead the bytes are scanned for structure only (quotes, escapes,
  * brackets; see `json/scan.ts`) until the array at the path is entered; then each element's byte
  * extent is found the same way, and each element is decoded on its own (one-byte text where it
- * can be; see `json/text.ts`) and parsed by `JSON.parse`, natively. Memory is one chunk, or one element when an element
+ * can be; see `json/text.ts`) and parsed by `JSON.parse`, natively. In a document written one
+ * element a line, a line that parses as one element is taken without scanning its bytes (see
+ * `lineElement`). Each element is emitted as soon as the byte after it is read, so its value is
+ * garbage by the time the next is parsed. Memory is one chunk, or one element when an element
  * is larger than a chunk. Values off the path are never parsed, so they go through a syntax check
  * as they are skipped (`json/syntax.ts`): damage there is reported, not passed over.
  */
@@ -25,6 +28,7 @@ import {
   COLON,
   COMMA,
   describeByte,
+  isWhitespace,
   kindOf,
   MISMATCH,
   NEED_MORE,
@@ -124,10 +128,20 @@ interface Held {
   /** Byte offsets of its start and end in the file. */
   readonly offset: number;
   readonly end: number;
+  /** Its text and value, when it was read by line. */
+  readonly text: string | undefined;
+  readonly value: unknown;
 }
 
 /** Longest raw text kept for a dead letter that is not an element parsed in full. */
 const EXCERPT_BYTES = 1024;
+const NEWLINE = 0x0a;
+/**
+ * Longest line taken as an element without the byte scan. A longer line may hold many elements
+ * (a document written on one line, broken before its last `]`), and decoding it only to find that
+ * it does not parse as one would cost more than the scan saves.
+ */
+const LINE_BYTES = 64 * 1024;
 
 /** Reads one file; see {@link fromJson}. */
 async function readJson(file: FileReading, steps: readonly PathStep[], options: JsonOptions): Promise<void> {
@@ -135,6 +149,7 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
   const chunkBytes = Math.max(Math.floor(options.chunkBytes ?? 1024 * 1024), 4);
   const maxRecordBytes = Math.max(Math.floor(options.maxRecordBytes ?? 128 * 1024 * 1024), 1);
   const target = pathName(steps);
+  const lineMax = Math.min(LINE_BYTES, maxRecordBytes);
 
   let buffer: Uint8Array = new Uint8Array(chunkBytes);
   let views = viewsOf(buffer);
@@ -164,16 +179,27 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
   let elementStart = 0;
   const resumeAt = file.start.byteOffset > 0 ? file.start.byteOffset : undefined;
 
-  // Elements completed in this chunk, emitted together after the scan: one decode for them all.
-  let batched = 0;
-  const starts: number[] = [];
-  const ends: number[] = [];
-  const indexes: number[] = [];
   // The last element read waits for the byte after it (`,` or `]`) before it is emitted: damage
-  // can make an element look whole when it is not (see `withheld`).
+  // can make an element look whole when it is not (see `withheld`). It is `[pendingStart,
+  // pendingEnd)` of the buffer, with its text and value when it was read by line (see
+  // lineElement), or `held`, copied, when the byte after it is in a later chunk.
   let awaiting = false;
-  // That element, copied, when the byte after it is in a later chunk.
+  let pendingStart = 0;
+  let pendingEnd = 0;
+  let pendingText: string | undefined;
+  let pendingValue: unknown;
   let held: Held | undefined;
+  // The last element emitted from the buffer, marked as a place to resume after once the chunk is done.
+  let markIndex = -1;
+  let markEnd = 0;
+  // The first byte above 0x7F at or after the last element decoded (see elementText).
+  let high = -1;
+  let halted = false;
+  let byLine = true;
+  // The first newline at or after the last element begun in the chunk, or `filled` when there is none.
+  let newline = -1;
+  let lineHits = 0;
+  let lineMisses = 0;
 
   /** The text of `[from, to)`, cut to {@link EXCERPT_BYTES} (and marked `…` when cut). */
   const excerpt = (from: number, to: number) => {
@@ -424,6 +450,7 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
           }
           index++;
           elementStart = pos;
+          if (byLine && (byte === OPEN_BRACE || byte === OPEN_BRACKET) && lineElement(byte)) break;
           startScan(scan, pos);
           state = ELEMENT;
           break;
@@ -444,11 +471,7 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
             );
             break;
           }
-          starts[batched] = elementStart;
-          ends[batched] = end;
-          indexes[batched] = index;
-          batched++;
-          awaiting = true;
+          awaitNext(elementStart, end, undefined, undefined);
           pos = end;
           state = TARGET_AFTER;
           break;
@@ -457,12 +480,14 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
           pos = skipWhitespace(buffer, pos, filled);
           if (pos === filled) return false;
           const byte = buffer[pos];
+          if ((byte === COMMA || byte === CLOSE_BRACKET) && awaiting && !release()) {
+            halted = true;
+            return true;
+          }
           if (byte === COMMA) {
-            awaiting = false;
             pos++;
             state = TARGET_NEXT;
           } else if (byte === CLOSE_BRACKET) {
-            awaiting = false;
             closed(false);
           } else if (awaiting) {
             withheld(`expected ',' or ']' after element ${index} of the array at ${target}, found ${foundAt(pos)}`, pos);
@@ -500,15 +525,52 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
    */
   function withheld(message: string, at: number): void {
     const note = `; element ${index} is not read, as damage before its end can make it look whole`;
-    if (batched > 0) {
-      fail(`${message}${note}`, index, at, starts[batched - 1], at + 192);
+    if (held === undefined) {
+      fail(`${message}${note}`, index, at, pendingStart, at + 192);
       return;
     }
     const problem = fail(`${message}${note}`, index, at, 0, at + 192);
-    if (held !== undefined) {
-      const cut = held.bytes.length > EXCERPT_BYTES;
-      fault = { ...problem, raw: `${lenient.decode(held.bytes.subarray(0, EXCERPT_BYTES))}${cut ? "…" : problem.raw}` };
+    const cut = held.bytes.length > EXCERPT_BYTES;
+    fault = { ...problem, raw: `${lenient.decode(held.bytes.subarray(0, EXCERPT_BYTES))}${cut ? "…" : problem.raw}` };
+  }
+
+  /**
+   * The fast path for a document written one element a line, as most large exports are: takes
+   * the element at `pos` (opened by `open`) to end where its line ends, before a `,`, and keeps
+   * that only when the text parses. A text that parses is one whole JSON value ending in the
+   * bracket that closes `open`, so it ends exactly where the byte scan would have ended it, and
+   * the scan of its bytes is saved. Anything else (a line holding more or less than one element,
+   * malformed JSON, bytes that are not UTF-8) goes to the scan, which gives its dead letter as
+   * before. Where lines do not hold elements, guessing stops.
+   */
+  function lineElement(open: number): boolean {
+    if (newline < pos) {
+      const found = buffer.indexOf(NEWLINE, pos);
+      newline = found < 0 || found > filled ? filled : found;
     }
+    if (newline === filled) return false;
+    let end = skipWhitespaceBack(buffer, pos, newline);
+    if (buffer[end - 1] === COMMA) end = skipWhitespaceBack(buffer, pos, end - 1);
+    if (end - pos < 2 || end - pos > lineMax || buffer[end - 1] !== (open === OPEN_BRACE ? CLOSE_BRACE : CLOSE_BRACKET)) return false;
+    const text = textOf(pos, end);
+    if (text === undefined) return missedLine();
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      return missedLine();
+    }
+    lineHits++;
+    awaitNext(pos, end, text, value);
+    pos = end;
+    state = TARGET_AFTER;
+    return true;
+  }
+
+  function missedLine(): false {
+    // A failed parse costs an exception: stop guessing when lines rarely hold one element.
+    if (++lineMisses > 16 && lineMisses * 4 > lineHits) byLine = false;
+    return false;
   }
 
   /** The fault for input that ends where more was expected. */
@@ -530,48 +592,69 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
     }
   }
 
+  /** Element `index`, `[start, end)` of the buffer, waits for the byte after it. */
+  function awaitNext(start: number, end: number, text: string | undefined, value: unknown): void {
+    awaiting = true;
+    pendingStart = start;
+    pendingEnd = end;
+    pendingText = text;
+    pendingValue = value;
+  }
+
   /**
-   * Emits the held element once the byte after it is seen, then the batched elements in order,
-   * holding back the last one while it awaits that byte. Returns false when the consumer stopped
-   * mid-way.
+   * The byte after the waiting element is `,` or `]`: emits it, at once, so its value is not kept
+   * alive while the rest of the chunk is read. Returns false when the consumer has stopped.
    */
-  function flush(): boolean {
-    let count = batched;
-    batched = 0;
-    if (held !== undefined && (count > 0 || !awaiting)) {
-      if (stopped()) return false;
+  function release(): boolean {
+    awaiting = false;
+    if (stopped()) return false;
+    if (held !== undefined) {
       const element = held;
       held = undefined;
       emitHeld(element);
       file.mark(element.index, element.end);
+      return true;
     }
-    if (count > 0 && awaiting) {
-      count--;
-      const start = starts[count] as number;
-      const end = ends[count] as number;
-      held = { bytes: buffer.slice(start, end), index: indexes[count] as number, offset: base + start, end: base + end };
+    const text = pendingText;
+    const value = pendingValue;
+    pendingText = undefined;
+    pendingValue = undefined;
+    if (pendingEnd - pendingStart > maxRecordBytes) tooLarge(index, pendingStart, pendingEnd, pendingEnd - pendingStart);
+    else if (text !== undefined) emitParsed(text, value, index, base + pendingStart);
+    else {
+      const decoded = textOf(pendingStart, pendingEnd);
+      if (decoded !== undefined) emitElement(decoded, index, base + pendingStart);
+      else notUtf8(buffer.subarray(pendingStart, pendingEnd), index, base + pendingStart);
     }
-    if (count === 0) return true;
-    const last = ends[count - 1] as number;
-    if (views.bytes.buffer !== buffer.buffer) views = viewsOf(buffer);
-    // Between elements there are only ASCII bytes, so one search serves every element it passes.
-    let high = -1;
-    for (let k = 0; k < count; k++) {
-      if (stopped()) return false;
-      const start = starts[k] as number;
-      const end = ends[k] as number;
-      const n = indexes[k] as number;
-      if (end - start > maxRecordBytes) {
-        tooLarge(n, start, end, end - start);
-        continue;
-      }
-      if (high < start) high = firstHighByte(views, start, last);
-      const text = elementText(views, start, high, end);
-      if (text !== undefined) emitElement(text, n, base + start);
-      else notUtf8(buffer.subarray(start, end), n, base + start);
-    }
-    file.mark(indexes[count - 1] as number, base + last);
+    markIndex = index;
+    markEnd = base + pendingEnd;
     return true;
+  }
+
+  /** The text of `[from, to)` of the buffer, or undefined when it is not UTF-8. */
+  function textOf(from: number, to: number): string | undefined {
+    if (views.of !== buffer) views = viewsOf(buffer);
+    // Between elements there are only ASCII bytes, so one search serves every element it passes.
+    if (high < from) high = firstHighByte(views, from, filled);
+    return elementText(views, from, high, to);
+  }
+
+  /**
+   * The chunk is read: marks the last element emitted from it as a place to resume after, and
+   * copies the element still waiting for the byte after it out of the buffer.
+   */
+  function chunkDone(): void {
+    if (markIndex >= 0) {
+      file.mark(markIndex, markEnd);
+      markIndex = -1;
+    }
+    if (awaiting && held === undefined) {
+      held = { bytes: buffer.slice(pendingStart, pendingEnd), index, offset: base + pendingStart, end: base + pendingEnd, text: pendingText, value: pendingValue };
+      pendingText = undefined;
+      pendingValue = undefined;
+    }
+    high = -1;
+    newline = -1;
   }
 
   function emitHeld(element: Held): void {
@@ -582,7 +665,8 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
       sendToDeadLetter(flow, "parse", error, undefined, input.at(element.index, raw, element.offset));
       return;
     }
-    emitBytes(element.bytes, element.index, element.offset);
+    if (element.text !== undefined) emitParsed(element.text, element.value, element.index, element.offset);
+    else emitBytes(element.bytes, element.index, element.offset);
   }
 
   function emitBytes(bytes: Uint8Array, n: number, offset: number): void {
@@ -597,14 +681,19 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
   }
 
   function emitElement(text: string, n: number, offset: number): void {
-    const position = input.at(n, text, offset);
     let value: unknown;
     try {
       value = JSON.parse(text);
     } catch (error) {
-      sendToDeadLetter(flow, "parse", `malformed JSON: ${(error as Error).message}`, undefined, position);
+      sendToDeadLetter(flow, "parse", `malformed JSON: ${(error as Error).message}`, undefined, input.at(n, text, offset));
       return;
     }
+    emitParsed(text, value, n, offset);
+  }
+
+  /** Emits element `n`, parsed from `text`, unless it holds a number a float cannot hold or nests too deep. */
+  function emitParsed(text: string, value: unknown, n: number, offset: number): void {
+    const position = input.at(n, text, offset);
     const loss = numberLoss(text, value);
     if (loss !== undefined) {
       const at = offset + Buffer.byteLength(text.slice(0, loss.index));
@@ -640,8 +729,8 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
       if (buffer[0] === 0xef && buffer[1] === 0xbb && buffer[2] === 0xbf) pos = 3;
     }
     const done = step();
-    const complete = flush();
-    if (!complete) return;
+    if (halted) return;
+    chunkDone();
     if (!done && atEnd) truncated();
     if (fault) return report(fault);
     if (done) return;
@@ -679,6 +768,12 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
       }
     }
   }
+}
+
+/** The index after the last byte of `buffer[from, to)` that is not JSON whitespace (`from` when there is none). */
+function skipWhitespaceBack(buffer: Uint8Array, from: number, to: number): number {
+  while (to > from && isWhitespace(buffer[to - 1] as number)) to--;
+  return to;
 }
 
 /** A buffer of `size` bytes holding the first `filled` bytes of `buffer`. */

@@ -535,32 +535,32 @@ describe("fromJson: as an observable", () => {
   });
 });
 
-describe("fromJson: resuming from a checkpoint", () => {
-  /** Reads `path` under a checkpoint that resumes at `start` and notes the marks the source sets. */
-  async function readFrom(path: string, options: JsonOptions, start?: { line: number; byteOffset: number }) {
-    const flow = createFlow();
-    const marks: [number, number][] = [];
-    const checkpoint = {
-      startOf: () => start,
-      mark: (_source: string, line: number, byteOffset: number) => marks.push([line, byteOffset]),
-      ended: () => {},
-      track: () => {},
-      alreadyDeadLettered: () => false,
-      beforeSave: () => () => {},
-    } as unknown as Checkpoint;
-    flow.checkpoint = checkpoint;
-    const records: Emitted[] = [];
-    const entries: DeadLetter[] = [];
-    await new Promise<void>((resolve, reject) =>
-      withFlow(flow, () =>
-        fromJson(path, options)
-          .pipe(positions(records), deadLetter((e) => entries.push(e)))
-          .subscribe({ error: reject, complete: resolve }),
-      ),
-    );
-    return { records, entries, marks };
-  }
+/** Reads `path` under a checkpoint that resumes at `start` and notes the marks the source sets. */
+async function readFrom(path: string, options: JsonOptions, start?: { line: number; byteOffset: number }) {
+  const flow = createFlow();
+  const marks: [number, number][] = [];
+  const checkpoint = {
+    startOf: () => start,
+    mark: (_source: string, line: number, byteOffset: number) => marks.push([line, byteOffset]),
+    ended: () => {},
+    track: () => {},
+    alreadyDeadLettered: () => false,
+    beforeSave: () => () => {},
+  } as unknown as Checkpoint;
+  flow.checkpoint = checkpoint;
+  const records: Emitted[] = [];
+  const entries: DeadLetter[] = [];
+  await new Promise<void>((resolve, reject) =>
+    withFlow(flow, () =>
+      fromJson(path, options)
+        .pipe(positions(records), deadLetter((e) => entries.push(e)))
+        .subscribe({ error: reject, complete: resolve }),
+    ),
+  );
+  return { records, entries, marks };
+}
 
+describe("fromJson: resuming from a checkpoint", () => {
   test("marks places after whole elements, and resuming at any of them reads exactly the rest", async () => {
     const doc = messyDocument(5);
     const path = await file(doc.content);
@@ -573,5 +573,90 @@ describe("fromJson: resuming from a checkpoint", () => {
       );
       expect(rest.entries.map((e) => [e.line, e.offset])).toEqual(whole.entries.filter((e) => e.line > line).map((e) => [e.line, e.offset]));
     }
+  });
+});
+
+describe("fromJson: a document of one element a line", () => {
+  // Elements on lines of their own are taken a line at a time when the line parses; these lines
+  // do not all hold one element, or hold damage. Each document is read as written and with every
+  // newline made a space (same bytes, same offsets, and no line to take): both must give the same
+  // records, dead letters and places to resume.
+  const lines: (string | Uint8Array)[] = [
+    '{"a":1}',
+    '["x",{"b":[1,2]}]',
+    '{"s":"é ü ß 日本 😀 \u2028 \u00e9"}',
+    '{"a":1,}',
+    '{"a":1}, {"b":2}',
+    '{"a":\n1}',
+    JSON.stringify({ a: [1, { b: 2 }], c: "}" }, null, 2),
+    bytes('{"s":"', [0xff], '"}'),
+    bytes('{"s":"é', [0xc3], '"}'),
+    bytes('{"s":"', [0xed, 0xa0, 0x80], '"}'),
+    bytes('{"s":"', [0xef, 0xbb, 0xbf], '"}'),
+    '{"n":1e400}',
+    '{"n":[12345678901234567890]}',
+    `${"[".repeat(10_001)}${"]".repeat(10_001)}`,
+    `{"d":${"[".repeat(9_000)}${"]".repeat(9_000)}}`,
+    '{"s":"}"}',
+    '{"s":"\\"},{\\""}',
+    '{"s":"a\tb"}',
+    '"a string"',
+    "42",
+    "null",
+    "[]",
+    "{}",
+    '{"k":"v"}   ',
+    `{"long":"${"x".repeat(200)}"}`,
+  ];
+  const separators = [",\n", " ,\n", ",\r\n", "\n,", ",\n\n", ",\t\n"];
+  const endings = ["\n]\n", ']\n', "]", '\n{"a":', '\n{"a":[1}\n]', '\n{"a":1} x\n]', "\n[1]]\n", ',\n{"a":1}]'];
+
+  /** A document of `lines` in a random order with random separators, ending with `ending`. */
+  function document(seed: number, ending: string, nested: boolean): Uint8Array {
+    const random = seededRandom(seed);
+    const parts: (string | Uint8Array)[] = [nested ? '{"meta":{"x":"\\n"},\n"value":[\n' : "[\n"];
+    const count = 5 + random.int(40);
+    for (let i = 0; i < count; i++) {
+      if (i > 0) parts.push(random.pick(separators));
+      parts.push(random.pick(lines));
+    }
+    parts.push(nested ? ending.replace(/\]\n?$/, "]}") : ending);
+    return bytes(...parts.map((p) => (typeof p === "string" ? utf8(p) : p)));
+  }
+
+  /** What a read gives, with newlines made spaces so both forms of a document compare. */
+  async function outcome(content: Uint8Array, options: JsonOptions) {
+    const spaced = (text: string | undefined) => text?.replaceAll("\n", " ");
+    const { records, entries, marks } = await readFrom(await file(content), options);
+    return {
+      records: records.map((r) => ({ line: r.line, offset: r.offset, value: r.value, raw: spaced(r.raw) })),
+      entries: entries.map((e) => ({ line: e.line, offset: e.offset, error: spaced(e.error), raw: spaced(e.raw), rawBase64: e.rawBase64 && Buffer.from(e.rawBase64, "base64").toString("hex").replaceAll("0a", "20") })),
+      marks,
+    };
+  }
+
+  test("reads lines that hold one element, more, less or damage as it reads the same document without lines", async () => {
+    let taken = 0;
+    for (let seed = 1; seed <= 24; seed++) {
+      const ending = endings[seed % endings.length] as string;
+      const nested = seed % 3 === 0;
+      const content = document(seed, ending, nested);
+      const flat = Buffer.from(content).map((b) => (b === 0x0a ? 0x20 : b));
+      for (const options of [{}, { chunkBytes: 64 }, { chunkBytes: 1024 }, { maxRecordBytes: 100 }] as JsonOptions[]) {
+        const withPath = { ...options, path: nested ? "value" : undefined };
+        const byLine = await outcome(content, withPath);
+        expect({ seed, options, ...byLine }).toEqual({ seed, options, ...(await outcome(flat, withPath)) });
+        taken += byLine.records.length;
+      }
+    }
+    expect(taken).toBeGreaterThan(1000);
+  });
+
+  test("reads a document whose lines each hold two elements as it reads it without lines", async () => {
+    const content = utf8(`[\n${Array.from({ length: 60 }, (_, i) => `{"a":${i}}, {"b":${i}}`).join(",\n")},\n${Array.from({ length: 60 }, (_, i) => `{"c":${i}}`).join(",\n")}\n]`);
+    const flat = Buffer.from(content).map((b) => (b === 0x0a ? 0x20 : b));
+    const byLine = await outcome(content, {});
+    expect(byLine.records.length).toBe(180);
+    expect(byLine).toEqual(await outcome(flat, {}));
   });
 });

@@ -14,6 +14,8 @@ import { fatal, latin1Text, utf8Text } from "../lines.ts";
 
 /** A Buffer over `bytes` (Buffer's decoders and `copy` take one), and 32-bit words over them when aligned. */
 export interface ByteViews {
+  /** The bytes the views were made over. */
+  readonly of: Uint8Array;
   readonly bytes: Buffer;
   readonly words: Uint32Array | undefined;
 }
@@ -21,6 +23,7 @@ export interface ByteViews {
 /** Views over `bytes`, for {@link firstHighByte} and {@link elementText}. */
 export function viewsOf(bytes: Uint8Array): ByteViews {
   return {
+    of: bytes,
     bytes: bytes instanceof Buffer ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
     words: bytes.byteOffset % 4 === 0 ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2) : undefined,
   };
