@@ -38,6 +38,8 @@ export function firstHighByte(views: ByteViews, from: number, end: number): numb
       if ((bytes[i] as number) > 0x7f) return i;
       i++;
     }
+    // Ran out before a word boundary: `i >> 2 << 2` would step back before `from`.
+    if (i >= end) return end;
     const lastWord = end >> 2;
     let k = i >> 2;
     while (k < lastWord && ((words[k] as number) & 0x80808080) === 0) k++;

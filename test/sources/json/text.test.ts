@@ -81,6 +81,17 @@ describe("firstHighByte", () => {
     }
   });
 
+  test("never names a byte before `from`, when the range ends before a four-byte boundary", () => {
+    for (let from = 0; from < 12; from++) {
+      for (let to = from; to <= from + 5; to++) {
+        const buffer = new Uint8Array(24).fill(0x41);
+        // High bytes everywhere before `from`, none from it on.
+        buffer.fill(0xc3, 0, from);
+        expect([from, to, firstHighByte(viewsOf(buffer), from, to)]).toEqual([from, to, to]);
+      }
+    }
+  });
+
   test("works over a view that does not start on a four-byte boundary", () => {
     const whole = new Uint8Array(40).fill(0x41);
     whole[21] = 0xc3;
