@@ -264,7 +264,7 @@ function emitLines(
  * The index of the first byte above 0x7F in `bytes[from, end)`, or `end`. `words` views the
  * same memory four bytes at a time, when it is aligned for that.
  */
-function firstHighByte(bytes: Uint8Array, words: Uint32Array | undefined, from: number, end: number): number {
+export function firstHighByte(bytes: Uint8Array, words: Uint32Array | undefined, from: number, end: number): number {
   let i = from;
   if (words) {
     while (i < end && (i & 3) !== 0) {

@@ -10,7 +10,7 @@
  * decoded whole. Decoding keeps a record one byte a character when it can ({@link textOf}). A
  * record that is not valid UTF-8 is a bad record; the others are read as usual.
  */
-import { latin1Text, lenient, type ReadBytes, utf8Text } from "../lines.ts";
+import { firstHighByte, latin1Text, lenient, type ReadBytes, utf8Text } from "../lines.ts";
 
 /** The characters that shape a CSV file. Each is one ASCII character. */
 export interface CsvDialect {
@@ -215,28 +215,6 @@ function textOf(p: TextParse, from: number, to: number): string | undefined {
 // Buffer#latin1Slice skips toString()'s argument parsing.
 interface Latin1Sliceable {
   latin1Slice(start: number, end: number): string;
-}
-
-/**
- * The index of the first byte above 0x7F in `bytes[from, end)`, or `end`. `words` views the same
- * memory four bytes at a time, when it is aligned for that.
- */
-function firstHighByte(bytes: Uint8Array, words: Uint32Array | undefined, from: number, end: number): number {
-  let i = from;
-  if (words) {
-    while (i < end && (i & 3) !== 0) {
-      if ((bytes[i] as number) > 0x7f) return i;
-      i++;
-    }
-    // Ran out before a word boundary: `i >> 2 << 2` would step back before `from`.
-    if (i >= end) return end;
-    const lastWord = end >> 2;
-    let k = i >> 2;
-    while (k < lastWord && ((words[k] as number) & 0x80808080) === 0) k++;
-    i = k << 2;
-  }
-  while (i < end && (bytes[i] as number) <= 0x7f) i++;
-  return i;
 }
 
 /** Reports `body`, the bytes of the record at `line` without its line ending, as not UTF-8. */

@@ -10,7 +10,7 @@
  * text by the decoder, one whose characters are all U+00FF or below (`é`, `ü`, `ß`) is made
  * one-byte text by `latin1Text`, and only the rest go through a UTF-8 decoder.
  */
-import { fatal, latin1Text, utf8Text } from "../lines.ts";
+import { fatal, firstHighByte as firstHigh, latin1Text, utf8Text } from "../lines.ts";
 
 /** A Buffer over `bytes` (Buffer's decoders and `copy` take one), and 32-bit words over them when aligned. */
 export interface ByteViews {
@@ -31,22 +31,7 @@ export function viewsOf(bytes: Uint8Array): ByteViews {
 
 /** The index of the first byte above 0x7F in `[from, end)`, or `end`: four bytes at a time where it can. */
 export function firstHighByte(views: ByteViews, from: number, end: number): number {
-  const { bytes, words } = views;
-  let i = from;
-  if (words) {
-    while (i < end && (i & 3) !== 0) {
-      if ((bytes[i] as number) > 0x7f) return i;
-      i++;
-    }
-    // Ran out before a word boundary: `i >> 2 << 2` would step back before `from`.
-    if (i >= end) return end;
-    const lastWord = end >> 2;
-    let k = i >> 2;
-    while (k < lastWord && ((words[k] as number) & 0x80808080) === 0) k++;
-    i = k << 2;
-  }
-  while (i < end && (bytes[i] as number) <= 0x7f) i++;
-  return i;
+  return firstHigh(views.bytes, views.words, from, end);
 }
 
 /**
