@@ -4,7 +4,6 @@ import { basename, join } from "node:path";
 import { take, toArray } from "rxjs";
 import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
-import type { Checkpoint } from "../../src/checkpoint/checkpoint.ts";
 import type { DeadLetter } from "../../src/deadletter/entry.ts";
 import { type Flow, holdGate } from "../../src/flow/flow.ts";
 import { seededRandom } from "../../src/generate/random.ts";
@@ -14,6 +13,7 @@ import { toParquet } from "../../src/sinks/toParquet.ts";
 import { type CsvOptions, fromCsv } from "../../src/sources/csv.ts";
 import { dataset, query } from "../helpers/duckdb.ts";
 import { bytes, inputFolder } from "../helpers/inputs.ts";
+import { recordingCheckpoint } from "../helpers/checkpoint.ts";
 
 const dir = inputFolder("sluice-csv-", ".csv");
 const file = dir.file.bind(dir);
@@ -581,25 +581,6 @@ describe("fromCsv: as an observable", () => {
 });
 
 describe("fromCsv: resuming from a checkpoint", () => {
-  /** A checkpoint that records marks and resumes where it is told: only what the source uses. */
-  function fakeCheckpoint(start?: { line: number; byteOffset: number }) {
-    const marks: [number, number][] = [];
-    const checkpoint = {
-      startOf: () => start,
-      mark: (_source: string, line: number, byteOffset: number) => marks.push([line, byteOffset]),
-      ended: () => {},
-      track: () => {},
-      alreadyDeadLettered: () => false,
-      finish: async () => {},
-      close: () => {},
-      beforeSave: () => () => {},
-      setPending: () => {},
-      loadDeadLetters: () => {},
-      save: async () => {},
-    };
-    return { marks, checkpoint: checkpoint as unknown as Checkpoint };
-  }
-
   test("marks only record boundaries: resuming from every mark reads exactly the records after it", async () => {
     const schema = v.object({ id: v.number(), text: v.nullable(v.string()) });
     const parts = ["id,text\r\n"];
@@ -607,7 +588,7 @@ describe("fromCsv: resuming from a checkpoint", () => {
       parts.push(i % 5 === 0 ? `${i},"multi\nline ""${i}""\r\nend"\r\n` : i % 11 === 0 ? `${i},bad,extra\n` : `${i},plain ${i}\n`);
     }
     const path = await file(bytes([0xef, 0xbb, 0xbf], parts.join("")));
-    const full = fakeCheckpoint();
+    const full = recordingCheckpoint();
     const all = await read(path, { schema, chunkBytes: 16 }, (f) => {
       f.checkpoint = full.checkpoint;
     });
@@ -619,7 +600,7 @@ describe("fromCsv: resuming from a checkpoint", () => {
       ...all.entries.map((e) => ({ id: Number(e.raw.split(",")[0]), kind: "dead" })),
     ].sort((a, b) => (a.id as number) - (b.id as number));
     for (const [line, byteOffset] of full.marks) {
-      const resumed = fakeCheckpoint({ line, byteOffset });
+      const resumed = recordingCheckpoint({ line, byteOffset });
       const rest = await read(path, { schema, chunkBytes: 16 }, (f) => {
         f.checkpoint = resumed.checkpoint;
       });

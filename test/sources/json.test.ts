@@ -4,7 +4,6 @@ import { join } from "node:path";
 import { map, Observable, type OperatorFunction, take, toArray } from "rxjs";
 import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
-import type { Checkpoint } from "../../src/checkpoint/checkpoint.ts";
 import type { DeadLetter } from "../../src/deadletter/entry.ts";
 import { createFlow, currentFlow, type Flow, holdGate, positionIn, withFlow } from "../../src/flow/flow.ts";
 import { positionOf } from "../../src/flow/position.ts";
@@ -15,6 +14,7 @@ import { fromJson, type JsonOptions } from "../../src/sources/json.ts";
 import { dataset, query } from "../helpers/duckdb.ts";
 import { bytes, inputFolder } from "../helpers/inputs.ts";
 import { plain } from "../helpers/plain.ts";
+import { recordingCheckpoint } from "../helpers/checkpoint.ts";
 
 const dir = inputFolder("sluice-json-", ".json");
 const file = dir.file.bind(dir);
@@ -538,15 +538,7 @@ describe("fromJson: as an observable", () => {
 /** Reads `path` under a checkpoint that resumes at `start` and notes the marks the source sets. */
 async function readFrom(path: string, options: JsonOptions, start?: { line: number; byteOffset: number }) {
   const flow = createFlow();
-  const marks: [number, number][] = [];
-  const checkpoint = {
-    startOf: () => start,
-    mark: (_source: string, line: number, byteOffset: number) => marks.push([line, byteOffset]),
-    ended: () => {},
-    track: () => {},
-    alreadyDeadLettered: () => false,
-    beforeSave: () => () => {},
-  } as unknown as Checkpoint;
+  const { marks, checkpoint } = recordingCheckpoint(start);
   flow.checkpoint = checkpoint;
   const records: Emitted[] = [];
   const entries: DeadLetter[] = [];
