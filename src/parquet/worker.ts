@@ -4,6 +4,7 @@
  * arrive as column buffers and are serialised to Arrow IPC here too, and the Parquet bytes go back
  * split into body and footer metadata (see partFile.ts), off the main thread.
  */
+import { giveBack, takeBuffer } from "../arrow/memory.ts";
 import { columnsToIPC } from "../arrow/rows.ts";
 import { encodeParquet } from "./encodeParquet.ts";
 import { splitParquet } from "./partFile.ts";
@@ -14,7 +15,10 @@ declare const self: Worker;
 self.onmessage = (event: MessageEvent<EncodeJob>) => {
   const { id, rows, options, memory } = event.data;
   try {
-    const bytes = encodeParquet(columnsToIPC(rows), options);
+    const ipc = columnsToIPC(rows, takeBuffer);
+    const bytes = encodeParquet(ipc, options);
+    // parquet-wasm copied the stream into its own memory: the buffer serves the next job.
+    giveBack(ipc.buffer as ArrayBuffer);
     // Split here too: reading the footer's metadata is work the main thread need not do.
     const piece = splitParquet(bytes);
     const buffer = bytes.buffer as ArrayBuffer;

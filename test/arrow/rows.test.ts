@@ -58,6 +58,12 @@ describe("RowBuffer.toColumns: the form rows take to an encoder worker", () => {
       expect(bytes).toBeGreaterThanOrEqual(0);
       const ipc = columnsToIPC(received);
       expect(Buffer.from(ipc).equals(Buffer.from(expected))).toBe(true);
+      // Written into memory that is larger than needed and holds an earlier job's bytes, as an
+      // encoder worker's pool gives it: the same bytes, and only as many.
+      const dirty = (n: number) => new Uint8Array(n + 100).fill(0xaa).buffer;
+      const pooled = columnsToIPC(received, dirty);
+      expect(pooled.byteLength).toBe(expected.byteLength);
+      expect(Buffer.from(pooled).equals(Buffer.from(expected))).toBe(true);
       const table = tableFromIPC(ipc);
       expect(table.numRows).toBe(count);
       if (count > 0) expect(table.get(count - 1)?.toJSON().required).toBe(rowAt(count - 1).required);
