@@ -193,7 +193,9 @@ export async function runRounds(
   for (let r = 0; r < runs; r++) {
     const results: Record<string, Measured> = {};
     for (const engine of engines) {
-      const out = join(outRoot, `out-${engine}`);
+      // Named by this process too: two benchmarks run at once (bench:csv and bench:json) must not
+      // remove each other's output while it is written.
+      const out = join(outRoot, `out-${engine}-${process.pid}`);
       const m = await measure(engine, command(engine, out), out);
       printRun(r, runs, m);
       results[engine] = m;
