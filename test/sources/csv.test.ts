@@ -18,7 +18,6 @@ import { recordingCheckpoint } from "../helpers/checkpoint.ts";
 const dir = inputFolder("sluice-csv-", ".csv");
 const file = dir.file.bind(dir);
 
-
 interface Read {
   values: Record<string, unknown>[];
   entries: DeadLetter[];
@@ -60,6 +59,17 @@ describe("fromCsv: splitting records (RFC 4180)", () => {
       ],
     },
     { name: "a last record without a line ending", content: "a,b\n1,2\n3,4", values: [{ a: "1", b: "2" }, { a: "3", b: "4" }] },
+    {
+      // A CR at the very end ends the last record as CRLF would (a file cut after it), whether
+      // the record holds a quote, ends in one, or spans lines; elsewhere a lone CR is data.
+      name: "a carriage return at the very end of the input, after records with and without quotes",
+      content: 'a,b,c\nx,y,z\r',
+      values: [{ a: "x", b: "y", c: "z" }],
+    },
+    { name: "a final CR after a record with a quoted field", content: 'a,b,c\nx,"y",z\r', values: [{ a: "x", b: "y", c: "z" }] },
+    { name: "a final CR after a closing quote", content: 'a,b,c\nx,y,"z"\r', values: [{ a: "x", b: "y", c: "z" }] },
+    { name: "a final CR after a quoted field that spans lines", content: 'a,b,c\nx,"y\ny",z\r', values: [{ a: "x", b: "y\ny", c: "z" }] },
+    { name: "a lone CR inside the input is data", content: 'a,b\nx,y\rz\n"p",q\r\n', values: [{ a: "x", b: "y\rz" }, { a: "p", b: "q" }] },
     {
       name: "CRLF line endings, kept out of the values",
       content: "a,b\r\n1,2\r\n3,4\r\n",

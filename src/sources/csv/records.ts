@@ -174,7 +174,7 @@ function quotedRecord(p: TextParse, bytes: Buffer, begin: number, lineEnd: numbe
   // Most such records end on their first line: it is decoded and parsed alone, without its
   // line ending, so that the text is the record's raw text too. One that does ends at the
   // text's end.
-  const stop = lineEnd > begin && bytes[lineEnd - 1] === LF ? (lineEnd - 1 > begin && bytes[lineEnd - 2] === CR ? lineEnd - 2 : lineEnd - 1) : lineEnd;
+  const stop = lineEnd > begin && bytes[lineEnd - 1] === LF ? (lineEnd - 1 > begin && bytes[lineEnd - 2] === CR ? lineEnd - 2 : lineEnd - 1) : withoutFinalCr(bytes, begin, lineEnd, atEnd);
   const line = textOf(p, begin, stop);
   if (line !== undefined && parseQuotedRecord(p, line, 0, atEnd && lineEnd === n, true) >= 0) return lineEnd;
   // A quoted field holds a line break (or the line is not UTF-8): the byte grammar finds where
@@ -185,16 +185,25 @@ function quotedRecord(p: TextParse, bytes: Buffer, begin: number, lineEnd: numbe
     if (!atEnd) return -1;
     end = n;
   }
-  const text = textOf(p, begin, end);
+  const text = textOf(p, begin, withoutFinalCr(bytes, begin, end, atEnd));
   if (text !== undefined) {
     parseQuotedRecord(p, text, 0, true, false);
     return end;
   }
-  const last = end > begin && bytes[end - 1] === LF ? (end - 1 > begin && bytes[end - 2] === CR ? end - 2 : end - 1) : end;
+  const last = end > begin && bytes[end - 1] === LF ? (end - 1 > begin && bytes[end - 2] === CR ? end - 2 : end - 1) : withoutFinalCr(bytes, begin, end, atEnd);
   const first = p.line + 1;
   p.line += 1 + scan.newlines;
   notUtf8(p, first, bytes.subarray(begin, last));
   return end;
+}
+
+/**
+ * `end`, or `end - 1` when the input ends there with a carriage return: a CR at the very end of
+ * the input ends the last record as CRLF would (a file cut after its CR, or ending in a lone CR),
+ * whether the record holds a quote or not. Elsewhere a lone CR is data.
+ */
+function withoutFinalCr(bytes: Uint8Array, begin: number, end: number, atEnd: boolean): number {
+  return atEnd && end === bytes.length && end > begin && bytes[end - 1] === CR ? end - 1 : end;
 }
 
 /**
