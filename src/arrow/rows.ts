@@ -57,11 +57,12 @@ function rowAppenderFor(columns: readonly ColumnSpec[]): RowAppender {
 /** Rows held as Arrow column buffers, with the means to take back a row that does not fit. */
 export class RowBuffer {
   private readonly builders: ColumnBuilder[];
-  #appendRow: RowAppender | undefined;
+  readonly #appendRow: RowAppender;
   rows = 0;
 
   constructor(readonly columns: readonly ColumnSpec[]) {
     this.builders = columns.map(builderFor);
+    this.#appendRow = rowAppenderFor(columns);
   }
 
   /**
@@ -70,7 +71,7 @@ export class RowBuffer {
    */
   append(record: Record<string, unknown>): string | undefined {
     const builders = this.builders;
-    const failed = (this.#appendRow ??= rowAppenderFor(this.columns))(builders, record);
+    const failed = this.#appendRow(builders, record);
     if (failed >= 0) {
       for (let j = 0; j < failed; j++) (builders[j] as ColumnBuilder).truncate(this.rows);
       const builder = builders[failed] as ColumnBuilder;

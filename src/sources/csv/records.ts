@@ -10,7 +10,7 @@
  * decoded whole. Decoding keeps a record one byte a character when it can ({@link textOf}). A
  * record that is not valid UTF-8 is a bad record; the others are read as usual.
  */
-import { firstHighByte, latin1Text, lenient, type ReadBytes, utf8Text } from "../lines.ts";
+import { firstHighByte, latin1Text, lenient, type ReadBytes, utf8Text, wordsOf } from "../lines.ts";
 
 /** The characters that shape a CSV file. Each is one ASCII character. */
 export interface CsvDialect {
@@ -133,7 +133,7 @@ interface TextParse {
 function parseChunk(p: TextParse, bytes: Buffer, atEnd: boolean): number {
   const n = bytes.length;
   p.bytes = bytes;
-  p.words = bytes.byteOffset % 4 === 0 ? new Uint32Array(bytes.buffer, bytes.byteOffset, n >> 2) : undefined;
+  p.words = wordsOf(bytes);
   p.high = -1;
   const handlers = p.handlers;
   const delimiter = p.delimiter;

@@ -10,7 +10,7 @@
  * text by the decoder, one whose characters are all U+00FF or below (`é`, `ü`, `ß`) is made
  * one-byte text by `latin1Text`, and only the rest go through a UTF-8 decoder.
  */
-import { fatal, firstHighByte as firstHigh, latin1Text, utf8Text } from "../lines.ts";
+import { firstHighByte as firstHigh, spanText, wordsOf } from "../lines.ts";
 
 /** A Buffer over `bytes` (Buffer's decoders and `copy` take one), and 32-bit words over them when aligned. */
 export interface ByteViews {
@@ -25,7 +25,7 @@ export function viewsOf(bytes: Uint8Array): ByteViews {
   return {
     of: bytes,
     bytes: bytes instanceof Buffer ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
-    words: bytes.byteOffset % 4 === 0 ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2) : undefined,
+    words: wordsOf(bytes),
   };
 }
 
@@ -41,7 +41,5 @@ export function firstHighByte(views: ByteViews, from: number, end: number): numb
  * below.
  */
 export function elementText(views: ByteViews, from: number, high: number, to: number): string | undefined {
-  // ASCII: the decoder copies it as one-byte text, and cannot fail.
-  if (high >= to) return fatal.decode(views.bytes.subarray(from, to));
-  return latin1Text(views.bytes, from, high, to) ?? utf8Text(views.bytes, from, to);
+  return spanText(views.bytes, from, high, to);
 }
