@@ -39,13 +39,13 @@ async function collect(folder: string): Promise<DeadLetter[]> {
   return all;
 }
 
-describe("the dead-letter store's age bound", () => {
-  let dir: { path: string; remove: () => Promise<void> };
-  beforeAll(async () => {
-    dir = await tempDir("sluice-dlstore-");
-  });
-  afterAll(() => dir.remove());
+let dir: { path: string; remove: () => Promise<void> };
+beforeAll(async () => {
+  dir = await tempDir("sluice-dlstore-");
+});
+afterAll(() => dir.remove());
 
+describe("the dead-letter store's age bound", () => {
   test("commits what is gathered once the oldest entry is maxFileAgeMs old, with no more entries coming", async () => {
     const folder = join(dir.path, "age");
     const store = await openDeadLetterStore(folder, "r1", { maxFileAgeMs: 80 });
@@ -142,12 +142,6 @@ console.log("added");
 });
 
 describe("the dead-letter store's files", () => {
-  let dir: { path: string; remove: () => Promise<void> };
-  beforeAll(async () => {
-    dir = await tempDir("sluice-dlstore-text-");
-  });
-  afterAll(() => dir.remove());
-
   test("hold every entry's text exactly, whatever characters it has, in files cut at fileBytes of UTF-8", async () => {
     const texts = ["plain", "café", "日本語", "😀 and 🎉", "lone \ud800 high", "lone \udc00 low", "nul \u0000 tab \t", "x".repeat(5000), "é".repeat(3000)];
     const folder = join(dir.path, "text");
