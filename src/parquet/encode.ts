@@ -2,9 +2,9 @@
  * How row groups are encoded (see encodeParquet.ts, which does it), and the atomic commit of a
  * file's bytes. This module does not load parquet-wasm: the threads that commit files need not.
  */
-import { closeSync, existsSync, fsyncSync, linkSync, openSync, renameSync, rmSync, unlinkSync, writeSync } from "node:fs";
-import { fsyncFolder } from "../io/fsync.ts";
-import { mkdir } from "node:fs/promises";
+import { existsSync, linkSync, renameSync, rmSync, unlinkSync } from "node:fs";
+import { mkdir, open } from "node:fs/promises";
+import { syncFolder } from "../io/fsync.ts";
 import { dirname } from "node:path";
 
 /** How rows are encoded. */
@@ -38,38 +38,40 @@ export interface EncodeOptions {
  */
 export async function commitFile(path: string, tempPath: string, bytes: Uint8Array, beforePublish?: () => void): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
-  const fd = openSync(tempPath, "w");
+  // Written and synced on the thread pool: the main thread parses the next records meanwhile.
+  const handle = await open(tempPath, "w");
   try {
     let written = 0;
-    while (written < bytes.length) written += writeSync(fd, bytes, written);
-    fsyncSync(fd);
+    while (written < bytes.length) written += (await handle.write(bytes, written, bytes.length - written, written)).bytesWritten;
+    await handle.sync();
   } catch (error) {
-    closeSync(fd);
+    await handle.close().catch(() => undefined);
     rmSync(tempPath, { force: true });
     throw error;
   }
-  closeSync(fd);
+  await handle.close();
   try {
     beforePublish?.();
   } catch (error) {
     rmSync(tempPath, { force: true });
     throw error;
   }
-  publishFile(tempPath, path);
+  await publishFile(tempPath, path);
 }
 
 /**
  * Gives the durable file `tempPath` the name `path`, never replacing a file of that name (see
  * {@link commitFile}), and makes the name durable. The temporary file is removed when it fails.
  */
-export function publishFile(tempPath: string, path: string): void {
+export async function publishFile(tempPath: string, path: string): Promise<void> {
+  // The name is given synchronously, so nothing runs between a caller's last check and it.
   try {
     link(tempPath, path);
   } catch (error) {
     rmSync(tempPath, { force: true });
     throw error;
   }
-  fsyncFolder(dirname(path));
+  await syncFolder(dirname(path));
 }
 
 function link(tempPath: string, path: string): void {

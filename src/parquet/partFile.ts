@@ -253,7 +253,7 @@ export class PartFile {
       rmSync(location.tempPath, { force: true });
       throw error;
     }
-    publishFile(location.tempPath, location.path);
+    await publishFile(location.tempPath, location.path);
     return this.#offset + tail.length;
   }
 
