@@ -33,7 +33,12 @@ const MS_PER_DAY = 86_400_000;
 export abstract class ColumnBuilder {
   length = 0;
   nullCount = 0;
-  protected validity = typed(Uint8Array, 128);
+  /**
+   * One bit a row, set when the row holds a value. Made at the first null, as Arrow's own
+   * builders do: a column without nulls (most of them) pays no bit per value and hands over no
+   * bitmap. Bits from `length` on are not read; each row's bit is written when it is appended.
+   */
+  protected validity: Uint8Array | undefined;
 
   /** The column's name is one every object inherits (`constructor`): read as an own field only. */
   readonly inherited: boolean;
@@ -53,7 +58,7 @@ export abstract class ColumnBuilder {
       return true;
     }
     if (!this.appendValue(value)) return false;
-    this.setValid(this.length, true);
+    if (this.validity !== undefined) this.setValid(this.length, true);
     this.length++;
     return true;
   }
@@ -63,8 +68,10 @@ export abstract class ColumnBuilder {
    * non-nullable column gets a zero value rather than a null it may not hold.
    */
   appendPlaceholder(): void {
-    this.setValid(this.length, this.spec.nullable === false);
-    if (this.spec.nullable) this.nullCount++;
+    if (this.spec.nullable) {
+      this.setValid(this.length, false);
+      this.nullCount++;
+    } else if (this.validity !== undefined) this.setValid(this.length, true);
     this.appendNull();
     this.length++;
   }
@@ -80,7 +87,7 @@ export abstract class ColumnBuilder {
 
   /** Bytes held by this column's buffers (their capacity: what the process really holds). */
   byteSize(): number {
-    return this.validity.byteLength + this.valueBytes();
+    return (this.validity?.byteLength ?? 0) + this.valueBytes();
   }
 
   /** The Arrow type of the column. */
@@ -94,18 +101,23 @@ export abstract class ColumnBuilder {
   protected abstract valueBytes(): number;
 
   protected nullBitmap(): Uint8Array | undefined {
-    return this.nullCount === 0 ? undefined : this.validity.subarray(0, (this.length + 7) >> 3);
+    return this.nullCount === 0 || this.validity === undefined ? undefined : this.validity.subarray(0, (this.length + 7) >> 3);
   }
 
   private setValid(index: number, valid: boolean): void {
     const byte = index >> 3;
-    if (byte >= this.validity.length) this.validity = grow(this.validity, byte + 1);
-    if (valid) (this.validity[byte] as number) |= 1 << (index & 7);
-    else (this.validity[byte] as number) &= ~(1 << (index & 7));
+    let validity = this.validity;
+    if (validity === undefined) {
+      // The first null: every row before it holds a value.
+      validity = this.validity = typed(Uint8Array, Math.max(128, byte + 1));
+      validity.fill(0xff, 0, byte + 1);
+    } else if (byte >= validity.length) validity = this.validity = grow(validity, byte + 1);
+    if (valid) (validity[byte] as number) |= 1 << (index & 7);
+    else (validity[byte] as number) &= ~(1 << (index & 7));
   }
 
   private isValid(index: number): boolean {
-    return ((this.validity[index >> 3] as number) & (1 << (index & 7))) !== 0;
+    return this.validity === undefined || ((this.validity[index >> 3] as number) & (1 << (index & 7))) !== 0;
   }
 }
 

@@ -83,6 +83,60 @@ describe("RowBuffer.toColumns: the form rows take to an encoder worker", () => {
   });
 });
 
+describe("RowBuffer: null bits, made at a column's first null", () => {
+  const Cells = v.object({
+    text: v.nullable(v.string()),
+    n: v.nullish(v.number()),
+    tags: v.nullable(v.array(v.nullable(v.string()))),
+    place: v.nullable(v.object({ city: v.nullable(v.string()) })),
+  });
+  const cell = (i: number, isNull: boolean) => ({
+    text: isNull ? null : `t${i}`,
+    n: isNull ? undefined : i / 2,
+    tags: isNull ? null : [`a${i}`, i % 3 === 0 ? null : `b${i}`],
+    place: isNull ? null : { city: i % 5 === 0 ? null : `c${i}` },
+  });
+  const valuesOf = (rows: Record<string, unknown>[]) =>
+    rows.map((r) => ({ text: r.text ?? null, n: r.n ?? null, tags: r.tags ?? null, place: r.place ?? null }));
+
+  // The first null at the first row, inside the first byte, at a byte boundary, past the first
+  // 128-byte bitmap; none; every row; every other row.
+  const patterns: [string, (i: number) => boolean][] = [
+    ["no nulls", () => false],
+    ...[0, 1, 7, 8, 9, 1000, 1030].map((k): [string, (i: number) => boolean] => [`first null at row ${k}, then every 13th`, (i) => i === k || (i > k && i % 13 === 0)]),
+    ["every row null", () => true],
+    ["every other row null", (i) => i % 2 === 1],
+  ];
+  for (const [name, isNull] of patterns) {
+    test(`${name}: Arrow reads back each value and each null`, () => {
+      const buffer = new RowBuffer(columnsOf(Cells as never));
+      const rows = Array.from({ length: 1100 }, (_, i) => cell(i, isNull(i)));
+      for (const row of rows) expect(buffer.append(row)).toBeUndefined();
+      const { columns: sent, transfer } = buffer.toColumns();
+      const table = tableFromIPC(columnsToIPC(structuredClone(sent, { transfer })));
+      const read = rows.map((_, i) => {
+        const tags = table.getChild("tags")?.get(i);
+        const place = table.getChild("place")?.get(i);
+        return { text: table.getChild("text")?.get(i), n: table.getChild("n")?.get(i), tags: tags ? [...tags] : null, place: place ? { city: place.city } : null };
+      });
+      expect(read).toEqual(valuesOf(rows));
+      expect(table.getChild("text")?.nullCount).toBe(rows.filter((r) => r.text === null).length);
+    });
+  }
+
+  test("a row taken back at its column's first null leaves no null behind", () => {
+    const buffer = new RowBuffer(columnsOf(Cells as never));
+    for (let i = 0; i < 20; i++) buffer.append(cell(i, false));
+    // Null text, then a wrong type in a later column: the row goes back whole.
+    expect(buffer.append({ ...cell(20, true), place: "not an object" })).toContain('column "place"');
+    buffer.append(cell(21, false));
+    const table = tableFromIPC(buffer.toIPC());
+    expect(table.numRows).toBe(21);
+    expect(table.getChild("text")?.nullCount).toBe(0);
+    expect(table.getChild("text")?.toArray()).toEqual([...Array.from({ length: 20 }, (_, i) => `t${i}`), "t21"]);
+  });
+});
+
 describe("RowBuffer: column names that are not plain identifiers", () => {
   // Each buffer's appender is generated code with the names as string literals: a name must
   // stay a name, whatever characters it holds.
