@@ -320,7 +320,8 @@ describe("fromKafka", () => {
     // What the second worker read again and found committed already was skipped, not written.
     console.log("measured", { committedAtCrash, skipped: summary.skipped, in: summary.in, written: summary.written });
     expect(summary.skipped).toBeGreaterThanOrEqual(0);
-    expect(summary.in).toBe(COUNT - committedAtCrash);
+    // -1 when the kill landed after the first files but before the first offset commit: all is read again.
+    expect(summary.in).toBe(COUNT - Math.max(committedAtCrash, 0));
   }, 180_000);
 
   test.concurrent("decodes raw bytes and through a user decoder, whose throw is a parse dead letter", async () => {
