@@ -119,7 +119,7 @@ describe("RowBuffer: null bits, made at a column's first null", () => {
         const place = table.getChild("place")?.get(i);
         return { text: table.getChild("text")?.get(i), n: table.getChild("n")?.get(i), tags: tags ? [...tags] : null, place: place ? { city: place.city } : null };
       });
-      expect(read).toEqual(valuesOf(rows));
+      expect(read as unknown[]).toEqual(valuesOf(rows));
       expect(table.getChild("text")?.nullCount).toBe(rows.filter((r) => r.text === null).length);
     });
   }
