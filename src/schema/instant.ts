@@ -28,17 +28,21 @@ export function daysFromCivil(year: number, month: number, day: number): number 
   return era * 146_097 + doe - 719_468;
 }
 
-// The last day asked for and its text: records come in bursts of one day, and the same string
-// (not an equal one) also spares its partition lookup the hashing of a new key.
-let lastDays = Number.NaN;
-let lastDate = "";
+// The texts of the days asked for: a job's records span few days, in any order. The same string
+// (not an equal one) each time also spares its partition lookup the hashing of a new key. Kept
+// for at most DAY_TEXTS days, then started afresh, so a long span of days costs no memory.
+const dayTexts = new Map<number, string>();
+const DAY_TEXTS = 4096;
 
 /** The ISO date ("YYYY-MM-DD") of a day number: the inverse of {@link daysFromCivil}. */
 export function civilFromDays(days: number): string {
-  if (days === lastDays) return lastDate;
-  lastDate = civilText(days);
-  lastDays = days;
-  return lastDate;
+  let text = dayTexts.get(days);
+  if (text === undefined) {
+    text = civilText(days);
+    if (dayTexts.size >= DAY_TEXTS) dayTexts.clear();
+    dayTexts.set(days, text);
+  }
+  return text;
 }
 
 function civilText(days: number): string {
