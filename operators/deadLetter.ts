@@ -90,6 +90,8 @@ export function deadLetter<T>(
       const early: DeadLetter[] = [];
 
       let handler: (entry: DeadLetter) => void;
+      // Entries this run sent to a folder, by stage: an overwrite that is cancelled takes them back.
+      const taken: Record<string, number> = {};
       let stopHolding: (() => void) | undefined;
       if (typeof target === "function") {
         // What the function does with an entry is the caller's: sluice counts it durable once handed over.
@@ -154,6 +156,7 @@ export function deadLetter<T>(
         });
         handler = (entry) => {
           waiting.push({ source: entry.source, line: entry.line });
+          taken[entry.stage] = (taken[entry.stage] ?? 0) + 1;
           if (store) store.add(entry);
           else early.push(entry);
         };
@@ -198,7 +201,14 @@ export function deadLetter<T>(
             // A function target: nothing to commit.
           } else if (typeof target !== "string") await opened.flush();
           else if (completed && !flow.stopping) await opened.close();
-          else await (opened.cancel ?? opened.close).call(opened);
+          else if (opened.cancel ? await opened.cancel() : (await opened.close(), false)) {
+            // The folder keeps its earlier dead letters; this run's are counted as discarded, not dead-lettered.
+            for (const [stage, count] of Object.entries(taken)) {
+              flow.stats.deadLettered[stage] = (flow.stats.deadLettered[stage] ?? 0) - count;
+              if (flow.stats.deadLettered[stage] === 0) delete flow.stats.deadLettered[stage];
+              flow.stats.discarded += count;
+            }
+          }
         } finally {
           stopHolding?.();
         }

@@ -88,10 +88,10 @@ export interface DeadLetterStore {
   close(): Promise<void>;
   /**
    * Ends the store of a run that did not complete (it failed, or was stopped): in mode
-   * `overwrite` the folder keeps its earlier files and this run's are dropped; otherwise as
-   * `close`. A store without it is closed instead.
+   * `overwrite` the folder keeps its earlier files and this run's are dropped (resolves `true`);
+   * otherwise as `close` (resolves `false`). A store without it is closed instead.
    */
-  cancel?(): Promise<void>;
+  cancel?(): Promise<boolean>;
   /** Files committed so far, in order (where they are once the store is closed). */
   readonly files: readonly string[];
 }
@@ -170,6 +170,8 @@ export async function openDeadLetterStore(
   let staging: string | undefined;
   // In a bucket, overwrite at close: the earlier objects, deleted once this run's are uploaded.
   let earlier: string[] = [];
+  // An overwrite replaced at close: cancel drops this run's files and the earlier ones stay.
+  let dropOnCancel = false;
   try {
     if (!bucket) finishEarlierRuns(folder);
     const existing = bucket ? await bucket.names() : await listNdjson(folder);
@@ -182,8 +184,11 @@ export async function openDeadLetterStore(
       if (options.replace === "open") {
         if (bucket) await bucket.remove(existing);
         else for (const name of existing) rmSync(join(folder, name), { force: true });
-      } else if (bucket) earlier = existing;
-      else staging = join(folder, `.staging-${runId}`);
+      } else {
+        dropOnCancel = true;
+        if (bucket) earlier = existing;
+        else staging = join(folder, `.staging-${runId}`);
+      }
     }
   } catch (error) {
     lock.release();
@@ -261,9 +266,12 @@ export async function openDeadLetterStore(
     }
   }
 
-  async function cancel(): Promise<void> {
-    if (!lock.held) return;
-    if (!staging && !(bucket && earlier.length > 0)) return close();
+  async function cancel(): Promise<boolean> {
+    if (!lock.held) return false;
+    if (!dropOnCancel) {
+      await close();
+      return false;
+    }
     stop();
     lines = [];
     try {
@@ -274,6 +282,7 @@ export async function openDeadLetterStore(
     } finally {
       lock.release();
     }
+    return true;
   }
 
   return {

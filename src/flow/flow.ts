@@ -52,6 +52,11 @@ export interface FlowStats {
   recordsTotal: number;
   /** Records read again after a resume that an earlier run had already written or dead-lettered. */
   skipped: number;
+  /**
+   * Rows and dead letters an overwrite took back because the run did not complete: its staging
+   * folder was dropped and the earlier dataset (or dead letters) stays.
+   */
+  discarded: number;
   /** Partition buffers open in the sink (each becomes a file). */
   openPartitions: number;
   /** Time from a buffer's flush to its file being durable, as a histogram over {@link COMMIT_LATENCY_BUCKETS}. */
@@ -166,6 +171,7 @@ export function createFlow(runId = newRunId()): Flow {
       bytesTotal: 0,
       recordsTotal: 0,
       skipped: 0,
+      discarded: 0,
       openPartitions: 0,
       commitLatency: { count: 0, sumSeconds: 0, buckets: COMMIT_LATENCY_BUCKETS.map(() => 0).concat(0) },
       lag: new Map(),

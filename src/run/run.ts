@@ -47,7 +47,7 @@ export interface RunOptions {
   readonly distribute?: DistributeOptions;
 }
 
-/** What a run did. `in = written + deadLettered + skipped + dropped`. */
+/** What a run did. `in = written + deadLettered + skipped + discarded + dropped`. */
 export interface RunSummary {
   readonly runId: string;
   /** Records read by the sources. */
@@ -60,6 +60,12 @@ export interface RunSummary {
   readonly deadLetteredByStage: Readonly<Record<string, number>>;
   /** Records read again after a resume that an earlier run had already written or dead-lettered. */
   readonly skipped: number;
+  /**
+   * Records that reached an overwrite's staging folder (as rows or as dead letters) in a run that
+   * was stopped: the overwrite keeps the earlier dataset and drops them. Read again by the next
+   * run of a file source; a push source's records are gone (use mode `append` for an app's events).
+   */
+  readonly discarded: number;
   /**
    * Records neither written nor dead-lettered: removed on purpose by an operator such as
    * RxJS's `filter`, or still in flight when a run without a sink ended. 0 for a pipeline of
@@ -169,6 +175,7 @@ function addUp(rounds: readonly RunSummary[], runId: string, durationMs: number,
     deadLettered: sum((s) => s.deadLettered),
     deadLetteredByStage: byStage,
     skipped: sum((s) => s.skipped),
+    discarded: sum((s) => s.discarded),
     dropped: sum((s) => s.dropped),
     emitted: sum((s) => s.emitted),
     files: sum((s) => s.files),
@@ -304,7 +311,8 @@ function summarize(flow: Flow, emitted: number, durationMs: number): RunSummary 
     deadLettered,
     deadLetteredByStage: { ...s.deadLettered },
     skipped: s.skipped,
-    dropped: s.in - s.written - deadLettered - s.skipped,
+    discarded: s.discarded,
+    dropped: s.in - s.written - deadLettered - s.skipped - s.discarded,
     emitted,
     files: s.files,
     bytes: s.bytes,
@@ -327,6 +335,7 @@ export function formatSummary(summary: RunSummary): string {
     ["written", n(summary.written)],
     ["dead-lettered", `${n(summary.deadLettered)}${stages ? ` (${stages})` : ""}`],
     ...(summary.skipped !== 0 ? [["skipped", `${n(summary.skipped)} (already durable from an earlier run)`]] : []),
+    ...(summary.discarded !== 0 ? [["discarded", `${n(summary.discarded)} (the run stopped: the overwrite keeps the earlier dataset)`]] : []),
     ...(summary.dropped !== 0 ? [["dropped", n(summary.dropped)]] : []),
     ["files", `${n(summary.files)} (${formatBytes(summary.bytes)})`],
     ["read", formatBytes(summary.bytesRead)],

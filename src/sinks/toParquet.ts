@@ -708,6 +708,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         staged.ended = true;
         rmSync(stagingOf(folder, flow.runId), { recursive: true, force: true });
         flow.stats.written -= staged.rows;
+        flow.stats.discarded += staged.rows;
         flow.stats.files -= staged.files;
         flow.stats.bytes -= staged.bytes;
       }

@@ -11,7 +11,7 @@ import { from } from "rxjs";
 import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
 import { readDeadLetters } from "../../src/deadletter/store.ts";
-import { fromNdjson, fromPush, run, toParquet } from "../../src/index.ts";
+import { formatSummary, fromNdjson, fromPush, run, toParquet } from "../../src/index.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 
 const Row = v.object({ id: v.pipe(v.number(), v.integer()), tag: v.string() });
@@ -63,7 +63,7 @@ describe("an overwrite run", () => {
     expect(readdirSync(out).sort()).toEqual(["dead-letter", "events"]);
   });
 
-  test("that is stopped keeps the old dataset and dead letters, and counts none of its rows as written", async () => {
+  test("that is stopped keeps the old dataset and dead letters, and counts its rows and dead letters as discarded, not written or dropped", async () => {
     const { out, events, deadLetters } = await withOldDataset();
     const pushed = fromPush<unknown>({ name: "new" });
     const stop = new AbortController();
@@ -76,7 +76,9 @@ describe("an overwrite run", () => {
     await Bun.sleep(100);
     stop.abort();
     const summary = await stopped;
-    expect(summary).toMatchObject({ stopped: true, in: 13, written: 0, files: 0, deadLettered: 1, dropped: 12 });
+    // Neither the 12 rows nor the dead letter are anywhere now: the summary says so, and why.
+    expect(summary).toMatchObject({ stopped: true, in: 13, written: 0, files: 0, deadLettered: 0, deadLetteredByStage: {}, discarded: 13, dropped: 0 });
+    expect(formatSummary(summary)).toMatch(/discarded\s+13 \(the run stopped: the overwrite keeps the earlier dataset\)/);
     expect(await tags(events)).toEqual({ old: 30 });
     expect(await deadTags(deadLetters)).toEqual(["old", "old"]);
     expect(readdirSync(out).sort()).toEqual(["dead-letter", "events"]);
