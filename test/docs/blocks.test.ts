@@ -10,8 +10,9 @@
  *   looks like a fresh clone after the quick start (the repository's code linked in, and the
  *   clickstream example already run: out/events, out/dead-letter, out/clickstream.ndjson), one
  *   such folder per document, blocks in document order; `sluice` on PATH is `bun src/cli/main.ts`.
- *   The example runs once; each folder gets a copy of its out/ (its paths are relative), so a
- *   document that changes out/ changes only its own.
+ *   The example runs once (README.md's own quick start command is that run, in a fresh clone);
+ *   each folder gets a copy of its out/ (its paths are relative), so a document that changes out/
+ *   changes only its own.
  *   A command matching SKIP is not run; each entry says why.
  * - A ```text output block right after an ```sh block is the last command's expected output: each
  *   of its lines must appear in that output, in order (a line holding only `…` stands for lines
@@ -175,15 +176,40 @@ function linkedClone(): { cwd: string; env: Record<string, string> } {
   return { cwd, env };
 }
 
-/** The out/ folder of `bun examples/clickstream.ts` run once in a clone-like folder. */
+/** The quick start's command: README.md runs it in a fresh clone; every other document starts from its out/. */
+const QUICK_START = "bun examples/clickstream.ts";
+
+/** Runs one command with bash in a folder; resolves with its exit code and output. */
+async function runCommand(place: { cwd: string; env: Record<string, string> }, command: string) {
+  const proc = Bun.spawn(["bash", "-c", command], { cwd: place.cwd, env: place.env, stdout: "pipe", stderr: "pipe" });
+  const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  return { exitCode: await proc.exited, output: `${out}${err}` };
+}
+
+interface QuickStartRun {
+  readonly cwd: string;
+  readonly exitCode: number;
+  readonly output: string;
+}
+
+/** Runs the quick start in `place` (a fresh clone). */
+async function runQuickStart(place: { cwd: string; env: Record<string, string> }): Promise<QuickStartRun> {
+  return { cwd: place.cwd, ...(await runCommand(place, QUICK_START)) };
+}
+
+/**
+ * The out/ folder of the quick start run once: by README.md's test when it meets the command in
+ * a fresh clone (its run is the README's), or here when another document needs it first. A copy
+ * is kept, so that what a document runs later in its own folder never reaches another's.
+ */
 let quickStartOut: Promise<string> | undefined;
-function quickStart(): Promise<string> {
+function quickStart(ran?: Promise<QuickStartRun>): Promise<string> {
   quickStartOut ??= (async () => {
-    const { cwd, env } = linkedClone();
-    const setup = Bun.spawn(["bun", "examples/clickstream.ts"], { cwd, env, stdout: "ignore", stderr: "pipe" });
-    const err = await new Response(setup.stderr).text();
-    if ((await setup.exited) !== 0) throw new Error(`the quick start in ${cwd} failed: ${err}`);
-    return join(cwd, "out");
+    const { cwd, exitCode, output } = await (ran ?? runQuickStart(linkedClone()));
+    if (exitCode !== 0) throw new Error(`the quick start in ${cwd} failed: ${output}`);
+    const kept = join(tempDir("sluice-doc-quick-start-"), "out");
+    cpSync(join(cwd, "out"), kept, { recursive: true });
+    return kept;
   })();
   return quickStartOut;
 }
@@ -222,12 +248,19 @@ describe("sh blocks run (those that are safe and local)", () => {
             skipped.push({ block: where(b), command, reason: skip.reason });
             continue;
           }
-          place ??= await cloneLike();
-          const proc = Bun.spawn(["bash", "-c", command], { cwd: place.cwd, env: place.env, stdout: "pipe", stderr: "pipe" });
-          const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-          await proc.exited;
-          lastOutput = `${out}${err}`;
-          expect({ block: where(b), command, exitCode: proc.exitCode, output: proc.exitCode === 0 ? "" : lastOutput }).toEqual({
+          let result: { exitCode: number; output: string };
+          if (command === QUICK_START && place === undefined && quickStartOut === undefined) {
+            // The quick start as a fresh clone runs it, once for the whole file: its out/ is every document's start.
+            place = linkedClone();
+            const ran = runQuickStart(place);
+            await quickStart(ran).catch(() => {});
+            result = await ran;
+          } else {
+            place ??= await cloneLike();
+            result = await runCommand(place, command);
+          }
+          lastOutput = result.output;
+          expect({ block: where(b), command, exitCode: result.exitCode, output: result.exitCode === 0 ? "" : lastOutput }).toEqual({
             block: where(b),
             command,
             exitCode: 0,
