@@ -233,6 +233,8 @@ export function positionIn(flow: Flow, record: unknown): Position | undefined {
   }
   const known = positionOf(record) ?? adopted.get(flow)?.get(record);
   if (known) return known;
+  // Records from the run's own sources came before: this one lost its position on the way.
+  if (flow.stats.in > (flow.unnamed?.lastLine ?? 0)) warnPositionLost(flow);
   flow.unnamed ??= new Input(flow, "unnamed");
   const position = flow.unnamed.at(flow.unnamed.lastLine + 1);
   // The app's own object is not changed: its position is kept beside it, for this run only.
@@ -244,6 +246,21 @@ export function positionIn(flow: Flow, record: unknown): Position | undefined {
 
 // Keyed by the flow object: nothing here outlives or crosses a run.
 const adopted = new WeakMap<Flow, WeakMap<object, Position>>();
+const warnedPositionLost = new WeakSet<Flow>();
+
+/**
+ * Warns once per run (a process warning, code `SLUICE_POSITION_LOST`) that an object without a
+ * position reached a sluice operator in a run whose sources stamp one: almost always a function
+ * that rebuilt the record field by field. It is still accounted for, under `unnamed`.
+ */
+function warnPositionLost(flow: Flow): void {
+  if (warnedPositionLost.has(flow)) return;
+  warnedPositionLost.add(flow);
+  process.emitWarning(
+    `run ${flow.runId}: a record reached a sluice operator without its position: an operator before it built a new object instead of passing the record on (such as map((r) => ({ id: r.id }))). It is counted again as read, from input "unnamed", and its dead letter or commit range names that instead of its input line. Spread the record ({ ...r, x }), use enrich(), or wrap the function in carry() (see docs/operators.md).`,
+    { code: "SLUICE_POSITION_LOST" },
+  );
+}
 
 /** Asks the sources of a flow to stop reading; what is buffered is still committed. */
 export function stopFlow(flow: Flow): void {
