@@ -201,7 +201,8 @@ export function deadLetter<T>(
             // A function target: nothing to commit.
           } else if (typeof target !== "string") await opened.flush();
           else if (completed && !flow.stopping) await opened.close();
-          else if (opened.cancel ? await opened.cancel() : (await opened.close(), false)) {
+          else if (!opened.cancel) await opened.close();
+          else if (await opened.cancel()) {
             // The folder keeps its earlier dead letters; this run's are counted as discarded, not dead-lettered.
             for (const [stage, count] of Object.entries(taken)) {
               flow.stats.deadLettered[stage] = (flow.stats.deadLettered[stage] ?? 0) - count;
