@@ -467,7 +467,7 @@ function parseRaw(entry: DeadLetter): ParsedJson {
       // Still the reason the source gave ("line is not valid UTF-8", "record ..."): the same
       // words, without a note of what was cut, so `summarize` counts both in one group.
       const said = /^\w+ is not valid UTF-8/.exec(entry.error)?.[0];
-      return { error: said ?? "not valid UTF-8 (the exact bytes are in rawBase64)" };
+      return { ok: false, error: said ?? "not valid UTF-8 (the exact bytes are in rawBase64)" };
     }
   }
   return parseJson(text);

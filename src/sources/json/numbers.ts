@@ -96,7 +96,8 @@ export function messageLoss(text: string, value: unknown): string | undefined {
 }
 
 /** What {@link parseJson} makes of a text: the value, or why it is refused. */
-export type ParsedJson = { readonly value: unknown; readonly error?: undefined } | { readonly error: string };
+/** What {@link parseJson} gives: `ok` (or `error === undefined`) tells the two apart. */
+export type ParsedJson = { readonly ok: true; readonly value: unknown; readonly error?: undefined } | { readonly ok: false; readonly error: string; readonly value?: undefined };
 
 /**
  * Parses one JSON text (a request line, a message) as sluice's own JSON sources do, for an app
@@ -107,19 +108,19 @@ export type ParsedJson = { readonly value: unknown; readonly error?: undefined }
  *
  * @example
  * const parsed = parseJson(line);
- * if (parsed.error === undefined) events.push(parsed.value, { raw: line });
+ * if (parsed.ok) events.push(parsed.value, { raw: line });
  * else events.pushInvalid(line, parsed.error);
  */
 export function parseJson(text: string): ParsedJson {
-  if (text.trim() === "") return { error: "blank line" };
+  if (text.trim() === "") return { ok: false, error: "blank line" };
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (error) {
-    return { error: `malformed JSON: ${(error as Error).message}` };
+    return { ok: false, error: `malformed JSON: ${(error as Error).message}` };
   }
   const loss = messageLoss(text, value);
-  return loss === undefined ? { value } : { error: loss };
+  return loss === undefined ? { ok: true, value } : { ok: false, error: loss };
 }
 
 /** The reason a source gives on the dead letter: `number 1e400 at amount (line 3, column 12) is ...`. */

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { seededRandom } from "../../../src/generate/random.ts";
-import { numberLoss, problemOf } from "../../../src/sources/json/numbers.ts";
+import { numberLoss, parseJson, problemOf } from "../../../src/sources/json/numbers.ts";
 
 /**
  * The reference: every number of the text with its source text, through `JSON.parse`'s source
@@ -132,5 +132,26 @@ describe("numberLoss", () => {
     // The generator must exercise both outcomes.
     expect(refused).toBeGreaterThan(200);
     expect(refused).toBeLessThan(4000);
+  });
+});
+
+describe("parseJson: one JSON text as an app gets it", () => {
+  test("tells a value from a refusal by ok, by error === undefined and by 'error' in", () => {
+    const cases: [string, unknown, string | undefined][] = [
+      ['{"a":1}', { a: 1 }, undefined],
+      ["", undefined, "blank line"],
+      ["{oops", undefined, "malformed JSON"],
+      ['{"n":1e400}', undefined, "1e400"],
+      ['{"n":12345678901234567890}', undefined, "12345678901234567890"],
+    ];
+    for (const [text, value, error] of cases) {
+      const parsed = parseJson(text);
+      expect(parsed.ok).toBe(error === undefined);
+      if (parsed.ok) expect(parsed.value).toEqual(value);
+      else expect(parsed.error).toContain(error as string);
+      // The three ways a caller narrows it agree.
+      expect(parsed.error === undefined).toBe(parsed.ok);
+      expect("error" in parsed && parsed.error !== undefined).toBe(!parsed.ok);
+    }
   });
 });
