@@ -8,6 +8,7 @@
  */
 import { type Data, type DataType, type RecordBatch, type Table, type Timestamp, TimeUnit, Type, makeVector } from "apache-arrow";
 import { isoDate, isoTimestamp, type Unit } from "../schema/instant.ts";
+import { setField } from "../schema/fields.ts";
 
 const ARROW_UNITS: Record<TimeUnit, Unit> = {
   [TimeUnit.SECOND]: "s",
@@ -53,7 +54,7 @@ export function dataValues(data: Data, count = data.length): unknown[] {
           continue;
         }
         const row: Record<string, unknown> = {};
-        for (const [name, values] of children) row[name] = values[i];
+        for (const [name, values] of children) put(row, name, values[i]);
         out[i] = row;
       }
       return out;
@@ -103,6 +104,12 @@ function mapValue(entries: unknown[]): unknown {
   return pairs;
 }
 
+/** Sets a field; `__proto__` becomes a field of that name, as it is in the file, not the object's prototype. */
+function put(row: Record<string, unknown>, name: string, value: unknown): void {
+  if (name === "__proto__") setField(row, name, value);
+  else row[name] = value;
+}
+
 function plain(value: unknown): unknown {
   if (value === undefined) return null;
   if (typeof value === "bigint") return exactInteger(value);
@@ -128,7 +135,7 @@ export function rowsOf(table: Table | RecordBatch, limit = Number.POSITIVE_INFIN
     for (const data of column.data) {
       if (row >= total) break;
       const values = dataValues(data, total - row);
-      for (const value of values) (rows[row++] as Record<string, unknown>)[field.name] = value;
+      for (const value of values) put(rows[row++] as Record<string, unknown>, field.name, value);
     }
   }
   return rows;
