@@ -4,7 +4,7 @@ import type { DeadLetterIssue } from "../src/deadletter/entry.ts";
 import { currentFlow, deadLetterRoute, positionIn, sendToDeadLetter, withFlow } from "../src/flow/flow.ts";
 import { stamp } from "../src/flow/position.ts";
 import { compileCheck, INVALID } from "../src/schema/compile.ts";
-import { inheritedNamesOf, ownViewer } from "../src/schema/fields.ts";
+import { inheritedNamesOf, ownViewer, protoSafe } from "../src/schema/fields.ts";
 
 export interface ValidateOptions {
   /** Stage name written on dead letters (default `validate`). */
@@ -35,6 +35,8 @@ export function validate<TSchema extends v.GenericSchema>(
   // valibot finds a key with `in`: a field named `constructor` would be "present" in every record.
   const inherited = inheritedNamesOf(schema);
   const view = inherited.size > 0 ? ownViewer(inherited) : undefined;
+  // valibot would set a `__proto__` entry as its output's prototype: it checks a renamed copy.
+  const proto = protoSafe(schema, inherited);
   return function validateOperator(source) {
     return new Observable<v.InferOutput<TSchema>>((subscriber) => {
       const flow = currentFlow();
@@ -55,15 +57,19 @@ export function validate<TSchema extends v.GenericSchema>(
             const output = check(record);
             if (output !== INVALID) return output === record || !position ? output : stamp(output, position);
           }
-          result = v.safeParse(schema, view ? view(record) : record);
+          result = proto ? v.safeParse(proto.schema as TSchema, proto.input(record)) : v.safeParse(schema, view ? view(record) : record);
         } catch (error) {
           // The schema's own code threw (a v.check predicate, a custom action): the record is
           // rejected with that message rather than lost.
           sendToDeadLetter(flow, stage, `the schema check threw: ${messageOf(error)}`, record, position, {}, route);
           return REJECTED;
         }
-        if (result.success) return result.output === record || !position ? result.output : stamp(result.output, position);
+        if (result.success) {
+          const output = proto ? proto.output(result.output) : result.output;
+          return output === record || !position ? output : stamp(output, position);
+        }
         const issues = result.issues.map(toIssue);
+        if (proto) for (const [i, issue] of issues.entries()) issues[i] = { path: proto.text(issue.path), expected: issue.expected === null ? null : proto.text(issue.expected), received: proto.text(issue.received), message: proto.text(issue.message) };
         sendToDeadLetter(flow, stage, summarize(issues), record, position, { issues }, route);
         return REJECTED;
       }
