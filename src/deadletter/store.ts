@@ -170,8 +170,6 @@ export async function openDeadLetterStore(
   let staging: string | undefined;
   // In a bucket, overwrite at close: the earlier objects, deleted once this run's are uploaded.
   let earlier: string[] = [];
-  // An overwrite replaced at close: cancel drops this run's files and the earlier ones stay.
-  let dropOnCancel = false;
   try {
     if (!bucket) finishEarlierRuns(folder);
     const existing = bucket ? await bucket.names() : await listNdjson(folder);
@@ -184,11 +182,8 @@ export async function openDeadLetterStore(
       if (options.replace === "open") {
         if (bucket) await bucket.remove(existing);
         else for (const name of existing) rmSync(join(folder, name), { force: true });
-      } else {
-        dropOnCancel = true;
-        if (bucket) earlier = existing;
-        else staging = join(folder, `.staging-${runId}`);
-      }
+      } else if (bucket) earlier = existing;
+      else staging = join(folder, `.staging-${runId}`);
     }
   } catch (error) {
     lock.release();
@@ -268,7 +263,8 @@ export async function openDeadLetterStore(
 
   async function cancel(): Promise<boolean> {
     if (!lock.held) return false;
-    if (!dropOnCancel) {
+    // Nothing is replaced at close (no earlier files, or not an overwrite): as close.
+    if (!staging && earlier.length === 0) {
       await close();
       return false;
     }
