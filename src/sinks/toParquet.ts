@@ -1,7 +1,7 @@
 /**
  * `toParquet`: the sink that turns records into a hive-partitioned Parquet dataset.
  */
-import { existsSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, renameSync, rmdirSync, rmSync } from "node:fs";
 import { fsyncFolder } from "../io/fsync.ts";
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
@@ -301,12 +301,15 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
       const prepared: Promise<Target> = inBucket
         ? openBucketTarget(folder, modeUnder(flow.checkpoint, mode), options.s3).then((target) => {
             bucket = target;
-            return { root: target.localRoot, staged: false };
+            return { root: target.localRoot, staged: false, made: false };
           })
         : prepareFolder(folder, modeUnder(flow.checkpoint, mode), flow.runId, checkpoint !== undefined, shared);
+      // The folder this sink made and has not committed a file to: removed again if the run fails.
+      let madeEmpty: string | undefined;
       const ready = prepared.then(
         (target) => {
           readyState = "ok";
+          if (target.made && !shared) madeEmpty = folder;
           if (target.staged) staged = { rows: 0, files: 0, bytes: 0, ended: false };
           return target;
         },
@@ -320,7 +323,11 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
       function fail(error: unknown) {
         if (failed) return;
         failed = true;
-        subscriber.error(error);
+        // The folder is still being prepared (a source that failed at once, such as a missing
+        // input): told once it is, so that by the time the caller hears of the failure the
+        // lock is released and a folder this run made is gone, as after any other failure.
+        if (readyState === "pending") ready.then(() => subscriber.error(error), () => subscriber.error(error));
+        else subscriber.error(error);
       }
 
       /**
@@ -620,6 +627,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
                 staged.bytes += bytes;
               }
               flow.stats.files++;
+              madeEmpty = undefined;
               flow.stats.bytes += bytes;
               flow.stats.written += rows;
               flow.stats.buffered -= rows;
@@ -696,6 +704,8 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
               }
             }
             await bucket?.close();
+            // A run that completed keeps its folder, empty or not.
+            madeEmpty = undefined;
             lock.release();
             subscriber.complete();
           },
@@ -729,6 +739,9 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
           encoders.close();
           dropStaging();
           bucket?.close();
+          // A run that failed or was stopped before its first file leaves no empty dataset folder
+          // behind (rmdir removes only an empty one: a file that got there after all stays).
+          if (madeEmpty !== undefined) removeEmptyFolders(madeEmpty);
           lock.release();
         };
         // Nothing can still be written (the folder was never ready, or nothing is in flight): at once,
@@ -775,6 +788,8 @@ interface Target {
   readonly root: string;
   /** True when `root` is an overwrite's staging folder, swapped in at completion. */
   readonly staged: boolean;
+  /** True when the dataset folder did not exist before this run made it. */
+  readonly made: boolean;
 }
 
 /**
@@ -795,7 +810,7 @@ async function prepareFolder(folder: string, mode: WriteMode, runId: string, inP
   if (mode === "overwrite" && existing > 0 && !inPlace) {
     const root = stagingOf(folder, runId);
     await mkdir(root, { recursive: true });
-    return { root, staged: true };
+    return { root, staged: true, made: false };
   }
   if (mode === "overwrite" && existing >= 0 && inPlace) {
     // Moved aside first so the old dataset is never mixed with the new one, even after a crash.
@@ -803,8 +818,22 @@ async function prepareFolder(folder: string, mode: WriteMode, runId: string, inP
     await rename(folder, aside);
     await rm(aside, { recursive: true, force: true });
   }
-  await mkdir(folder, { recursive: true });
-  return { root: folder, staged: false };
+  // mkdir answers with the first folder it made: the dataset folder itself, or one above it. An
+  // in-place overwrite made it again after moving the old one aside: that folder existed.
+  const made = (await mkdir(folder, { recursive: true })) !== undefined && !(mode === "overwrite" && inPlace);
+  return { root: folder, staged: false, made };
+}
+
+/** Removes `folder` and the folders under it when none of them holds a file; files stay. */
+function removeEmptyFolders(folder: string): void {
+  try {
+    for (const entry of readdirSync(folder, { withFileTypes: true })) {
+      if (entry.isDirectory()) removeEmptyFolders(join(folder, entry.name));
+    }
+    rmdirSync(folder);
+  } catch {
+    // Not empty (a file stays where it is), or gone already.
+  }
 }
 
 /** `.<name>.<what>-<runId>` beside the dataset folder: on the same file system, so renames work. */

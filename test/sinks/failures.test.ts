@@ -4,11 +4,12 @@
  * leave only whole files under final names, and release its timer and workers.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
 import { mkdir, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { concat, from, Subject, throwError } from "rxjs";
 import * as v from "valibot";
-import { type Commit, run, toParquet } from "../../src/index.ts";
+import { type Commit, fromNdjson, run, toParquet } from "../../src/index.ts";
 import { ParquetWriteError } from "../../src/parquet/errors.ts";
 import { endIdleEncoders } from "../../src/parquet/encoders.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
@@ -152,6 +153,45 @@ describe("toParquet when the source errors", () => {
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout)).toEqual({ commits: [{ path: join(folder("exit-error"), "part-000000000000.parquet"), rows: 50 }], failure: "broker gone" });
     expect(await filesUnder(folder("exit-error"))).toEqual(["part-000000000000.parquet"]);
+  });
+});
+
+describe("toParquet's folder after a run that failed before its first file", () => {
+  const failing = (n: number) => concat(from(rows(0, n, "a")), throwError(() => new Error("input gone")));
+
+  test("is not left behind empty when the run made it, partition folders included", async () => {
+    const out = folder("made-then-failed");
+    const source = new Subject<Row>();
+    const ended = run(source.pipe(toParquet(out, { schema: Row, partitionBy: ["key"] }))).catch((e) => e);
+    for (const row of rows(0, 10, "a")) source.next(row);
+    await eventually(() => existsSync(out));
+    source.error(new Error("input gone"));
+    expect(await ended).toBeInstanceOf(Error);
+    expect(await readdir(dir.path)).not.toContain("made-then-failed");
+  });
+
+  test("is gone by the time the run fails at once, as with an input that does not exist, and the folder can be locked again", async () => {
+    const out = folder("missing-input");
+    const error = await run(fromNdjson(folder("no-such-input.ndjson")).pipe(toParquet<unknown>(out, { schema: Row }))).catch((e) => e);
+    expect(String(error)).toContain("does not exist");
+    expect(await readdir(dir.path)).not.toContain("missing-input");
+    const summary = await run(from(rows(0, 3)).pipe(toParquet(out, { schema: Row })));
+    expect(summary.written).toBe(3);
+  });
+
+  test("stays when it was there before the run, empty as it was", async () => {
+    const out = folder("there-before");
+    await mkdir(out);
+    await run(failing(10).pipe(toParquet(out, { schema: Row }))).catch(() => undefined);
+    expect(await readdir(out)).toEqual([]);
+  });
+
+  test("stays, with its files, when a file was committed before the failure", async () => {
+    const out = folder("made-committed-failed");
+    await run(failing(150).pipe(toParquet(out, { schema: Row, maxFileRows: 100 }))).catch(() => undefined);
+    expect(await filesUnder(out)).toEqual(["part-000000000000.parquet"]);
+    const [r] = await query(`SELECT count(*) AS n FROM ${dataset(out)}`);
+    expect(r).toEqual({ n: "100" });
   });
 });
 
