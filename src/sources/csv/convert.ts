@@ -10,7 +10,7 @@ import type * as v from "valibot";
 import type { DeadLetterIssue } from "../../deadletter/entry.ts";
 import { type ColumnKind, SchemaError, type SchemaField, schemaFields } from "../../schema/columns.ts";
 import { parseIsoMicros } from "../../schema/instant.ts";
-import { problemOf } from "../json/numbers.ts";
+import { describeNumberLoss, numberLoss, problemOf } from "../json/numbers.ts";
 
 /** What a column's cells become. */
 type Conversion = "text" | "integer" | "bigint" | "number" | "boolean" | "date" | "array" | "object" | "json";
@@ -278,9 +278,29 @@ const EXPECTED: Record<Conversion, string> = {
   json: "JSON",
 };
 
-/** Why a decimal cell was refused for a number column, when it is one a float64 cannot hold. */
+/** What each JSON cell conversion accepts, by the wording of what it expects. */
+const JSON_KINDS: Readonly<Record<string, (value: unknown) => boolean>> = {
+  [EXPECTED.array]: Array.isArray,
+  [EXPECTED.object]: (value) => typeof value === "object" && value !== null && !Array.isArray(value),
+  [EXPECTED.json]: () => true,
+};
+
+/**
+ * Why a cell was refused when it is of the right kind but holds a number a float64 cannot hold: a
+ * decimal for a number column, or a number (or nesting too deep) inside a JSON cell.
+ */
 function numberProblem(expected: string, text: string): string | undefined {
-  return expected === EXPECTED.number && isDecimal(text) ? problemOf(text) : undefined;
+  if (expected === EXPECTED.number) return isDecimal(text) ? problemOf(text) : undefined;
+  const accept = JSON_KINDS[expected];
+  if (accept === undefined) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const loss = accept(value) ? numberLoss(text, value) : undefined;
+  return loss && `is refused: ${describeNumberLoss(loss, `character ${loss.index + 1} of the cell`)}`;
 }
 
 function describe(text: string): string {
@@ -305,19 +325,24 @@ function makeConverters(options: ConvertOptions): Record<Conversion, (text: stri
       if (Number.isNaN(micros) || micros % 1000 !== 0) return FAIL;
       return new Date(micros / 1000);
     },
-    array: (text) => parseJson(text, (value) => Array.isArray(value)),
-    object: (text) => parseJson(text, (value) => typeof value === "object" && value !== null && !Array.isArray(value)),
-    json: (text) => parseJson(text, () => true),
+    array: (text) => parseJson(text, JSON_KINDS[EXPECTED.array] as (value: unknown) => boolean),
+    object: (text) => parseJson(text, JSON_KINDS[EXPECTED.object] as (value: unknown) => boolean),
+    json: (text) => parseJson(text, JSON_KINDS[EXPECTED.json] as (value: unknown) => boolean),
   };
 }
 
 function parseJson(text: string, accept: (value: unknown) => boolean): unknown {
+  let value: unknown;
   try {
-    const value: unknown = JSON.parse(text);
-    return accept(value) ? value : FAIL;
+    value = JSON.parse(text);
   } catch {
     return FAIL;
   }
+  // JSON.parse reads every number as a float64 and nests without bound, as it does for an NDJSON
+  // line: a cell holding 1e400 or 9007199254740993 would be written as Infinity or another number,
+  // and one nested tens of thousands deep would overflow the stack where it is serialised. Such a
+  // cell is refused as a JSON source refuses such a line.
+  return accept(value) && numberLoss(text, value) === undefined ? value : FAIL;
 }
 
 const POWERS_OF_TEN = Array.from({ length: 23 }, (_, i) => 10 ** i);
