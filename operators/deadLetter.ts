@@ -9,7 +9,7 @@ import {
 import { acquireSharedLock, type Lock, lockPathOf } from "../src/io/lock.ts";
 import { modeUnder } from "../src/checkpoint/checkpoint.ts";
 import { announceDurable, checkLeases, hold } from "../src/flow/durable.ts";
-import { currentFlow, installDeadLetter, withFlow } from "../src/flow/flow.ts";
+import { currentFlow, type Flow, installDeadLetter, withFlow } from "../src/flow/flow.ts";
 import { watchDeadLetters } from "../src/sinks/ledger.ts";
 import { type Outgoing, Outbox, type Publisher, type PublishLimits } from "../src/sinks/publish.ts";
 import { type JetStreamTarget, openJetStreamPublisher } from "../src/sinks/toJetStream.ts";
@@ -58,7 +58,9 @@ export interface DeadLetterOptions extends DeadLetterStoreOptions {
  * and unsubscribe, once the folder's files are committed.
  *
  * Values pass through unchanged. On complete, the folder's files are committed before the
- * completion travels on, so when the pipeline completes every dead letter is durable. On error
+ * completion travels on; the folder stays open for the sink below (a database refuses rows of its
+ * last batches only as it writes them) and is closed, its lock released, once the sink's writes
+ * have settled, before `run()` resolves: when the run resolves every dead letter is durable. On error
  * or unsubscribe, what was gathered is still committed (best effort), except in mode
  * `overwrite` over earlier dead letters: those are replaced only when the run completes without
  * being stopped, and otherwise stay as they were, without this run's.
@@ -242,10 +244,26 @@ export function deadLetter<T>(
             settled = true;
             return EMPTY;
           }
+          if (orError === "report") {
+            // The source completed: what was gathered is committed before the completion travels
+            // on, but the folder stays open for the sink below, which may still refuse rows of its
+            // last batches (a database checks a row only as it writes it). It closes once the
+            // sink's writes have settled (see the teardown below).
+            completedAbove = true;
+            return from(commitGathered()).pipe(ignoreElements());
+          }
           // After an upstream error, that error is the one to report, not a failed commit.
-          const committed = orError === "report" ? end(true) : end(false).catch(() => {});
-          return from(committed).pipe(ignoreElements());
+          return from(end(false).catch(() => {})).pipe(ignoreElements());
         });
+
+      /** Commits the entries gathered so far (and their publishing), keeping the folder open. */
+      async function commitGathered(): Promise<void> {
+        const opened = store ?? (storeReady ? await storeReady : undefined);
+        await opened?.flush();
+        await outbox?.drain();
+      }
+
+      let completedAbove = false;
       const subscription = withFlow(flow, () =>
         source
           .pipe(
@@ -256,11 +274,44 @@ export function deadLetter<T>(
       );
       return () => {
         subscription.unsubscribe();
-        // Unsubscribed before the end: what was gathered is still committed, best effort.
-        if (!settled) end(false).catch(() => {});
+        if (settled) return;
+        if (!completedAbove) {
+          // Unsubscribed before the end: what was gathered is still committed, best effort.
+          end(false).catch(() => {});
+          return;
+        }
+        // The completion has reached the sink below, which has started its last writes (in
+        // `flow.settling`): the folder takes their refused rows, then closes. `run()` waits for the
+        // closing and fails with its error.
+        const closings = closingsOf(flow);
+        const closing = (async () => {
+          for (;;) {
+            const others = [...flow.settling].filter((work) => !closings.has(work));
+            if (others.length === 0) break;
+            await Promise.allSettled(others);
+          }
+          await end(true);
+        })();
+        closings.add(closing);
+        flow.settling.add(closing);
+        closing.then(
+          () => flow.settling.delete(closing),
+          () => {},
+        );
       };
     });
   };
+}
+
+/**
+ * The folders of a flow closing after their pipeline completed: each waits for the flow's other
+ * work, not for another folder's closing (two `deadLetter`s would wait for each other).
+ */
+const closingFolders = new WeakMap<Flow, WeakSet<Promise<unknown>>>();
+function closingsOf(flow: Flow): WeakSet<Promise<unknown>> {
+  let closings = closingFolders.get(flow);
+  if (!closings) closingFolders.set(flow, (closings = new WeakSet()));
+  return closings;
 }
 
 /**

@@ -17,6 +17,7 @@ import { run } from "../../src/run/run.ts";
 import { isoInstant } from "../../src/schema/instant.ts";
 import { type SqlCommit, SqlWriteError, toClickHouse, toSql } from "../../src/sinks/toSql.ts";
 import { fromNdjson } from "../../src/sources/ndjson.ts";
+import { readDeadLetters } from "../../src/deadletter/read.ts";
 import { tempDir } from "../helpers/duckdb.ts";
 
 const PG = "postgres://postgres@127.0.0.1:5432/test";
@@ -326,6 +327,37 @@ describe.each(DIALECTS)("toSql into %s", (db) => {
     // The ledger claims no refused line.
     const ledger = await select(db, `SELECT CAST(first_line AS ${db === "my" ? "CHAR" : "TEXT"}) AS f, CAST(last_line AS ${db === "my" ? "CHAR" : "TEXT"}) AS l FROM _sluice_commits WHERE table_name = '${table}' ORDER BY first_line`);
     expect(ledger.map((r) => `${r.f}-${r.l}`)).toEqual(["1-136", "138-499", "501-776", "778-1000"]);
+  });
+
+  test("rows the database refuses in the last batches reach a dead-letter folder above the sink, which the run commits", async () => {
+    // The folder's source side completes before the sink writes its last batch: the refusals of
+    // that batch come later and used to fail the run ("dead-letter store ... is closed") after the
+    // rest had committed, leaving the refused rows nowhere.
+    const table = tableName(db, "late");
+    const q = db === "my" ? "`" : '"';
+    const type = db === "my" ? "BIGINT" : "INTEGER";
+    await exec(db, `CREATE TABLE ${q}${table}${q} (id ${type} PRIMARY KEY, n ${type} CHECK (n >= 0))`);
+    const Item = v.object({ id: v.pipe(v.number(), v.integer()), n: v.pipe(v.number(), v.integer()) });
+    const rows = Array.from({ length: 25 }, (_, i) => ({ id: i + 1, n: i + 1 === 4 || i + 1 === 24 ? -1 : i }));
+    const file = await ndjson(`late-${db}.ndjson`, rows);
+    for (const mode of ["append", "overwrite"] as const) {
+      const folder = join(dir.path, `late-dead-letter-${db}-${mode}`);
+      await exec(db, `DELETE FROM ${q}${table}${q}`);
+      const summary = await run(
+        fromNdjson(file).pipe(deadLetter(folder, { mode }), toSql(urlOf(db), table, { schema: Item, mode: "insert", batchRows: 10 }) as never),
+      );
+      expect([mode, summary.written, summary.deadLetteredByStage]).toEqual([mode, 23, { write: 2 }]);
+      const letters: DeadLetter[] = [];
+      for await (const letter of readDeadLetters(folder)) letters.push(letter);
+      // Insert mode writes two batches at once (PostgreSQL, MariaDB): their refusals come in either order.
+      letters.sort((a, b) => a.line - b.line);
+      expect(letters.map((l) => [l.stage, l.source, l.line, JSON.parse(l.raw)])).toEqual([
+        ["write", file, 4, rows[3]],
+        ["write", file, 24, rows[23]],
+      ]);
+      const ids = (await select(db, `SELECT CAST(id AS ${db === "my" ? "CHAR" : "TEXT"}) AS id FROM ${q}${table}${q} AS src ORDER BY src.id`)).map((r) => Number(r.id));
+      expect(ids).toEqual(rows.map((r) => r.id).filter((id) => id !== 4 && id !== 24));
+    }
   });
 
   test("a value of the wrong type is a write dead letter before anything is sent; nothing is coerced", async () => {
