@@ -110,6 +110,7 @@ async function readCsv(
       record(cells, _quoted, line, raw) {
         if (stopped()) return false;
         if (!plan) {
+          refuseBareCr(path, line, cells, _quoted);
           plan = headerOf(cells);
           return true;
         }
@@ -138,6 +139,19 @@ async function readCsv(
     },
     options,
     { line: start.line, offset: start.byteOffset },
+  );
+}
+
+/**
+ * Refuses a header whose unquoted names hold a CR. A bare CR is not a line ending here, so a file
+ * of classic Mac OS line endings is one header record; with a schema whose fields are all nullable
+ * (or none), it would read as no records without a word.
+ */
+function refuseBareCr(path: string, line: number, names: readonly string[], quoted: readonly boolean[] | undefined): void {
+  const index = names.findIndex((name, i) => !quoted?.[i] && name.includes("\r"));
+  if (index < 0) return;
+  throw new Error(
+    `fromCsv: the header of ${path} (line ${line}) holds a carriage return in the column name ${JSON.stringify(names[index])}: its lines seem to end with a bare CR (classic Mac OS), which fromCsv does not take for a line ending. Convert the file first (tr '\\r' '\\n' < in.csv > out.csv), or quote the name if the CR belongs to it`,
   );
 }
 

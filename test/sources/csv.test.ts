@@ -346,6 +346,23 @@ describe("fromCsv: headers", () => {
     expect(read(path)).rejects.toThrow(`fromCsv: the header of ${path} (line 1) cannot be read: text after the closing quote`);
   });
 
+  test("errors, naming the file and the column, when the header holds a bare CR (classic Mac line endings), instead of reading no records", async () => {
+    // A bare CR is not a line ending: the whole file is one header record, and with a schema whose
+    // fields are all nullable (or none) the run read nothing and said nothing.
+    for (const options of [{}, { schema: v.object({ a: v.nullable(v.string()), b: v.nullable(v.string()) }) }]) {
+      const path = await file("a,b\r1,2\r3,4\r");
+      const error = await read(path, options).then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      expect(error?.message).toStartWith(
+        `fromCsv: the header of ${path} (line 1) holds a carriage return in the column name "b\\r1": its lines seem to end with a bare CR`,
+      );
+    }
+    // A quoted name may hold one.
+    expect((await read(await file('a,"b\rc"\n1,2\n'))).values).toEqual([{ a: "1", "b\rc": "2" }]);
+  });
+
   test("keeps, drops or refuses columns the schema does not name", async () => {
     const path = await file("a,b,extra\n1,x,\n2,y,e\n");
     expect((await read(path, { schema: Pair })).values).toEqual([
