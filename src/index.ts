@@ -65,6 +65,7 @@ export {
   type StreamDeadLettersOptions,
   type ListDeadLetterFilesOptions,
 } from "./deadletter/read.ts";
+export { listDeadLetters, type ListDeadLettersOptions, type ListedDeadLetter } from "./deadletter/list.ts";
 export {
   summarizeDeadLetters,
   formatDeadLetterSummary,

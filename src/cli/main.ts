@@ -13,7 +13,7 @@ const commands: Record<string, { summary: string; load: () => Promise<{ command:
   inspect: { summary: "inspect <dataset|file>      partitions, files, rows, schema and column statistics", load: () => import("./inspect.ts") },
   head: { summary: "head <dataset|file> [-n N] [--json]   the first rows", load: () => import("./head.ts") },
   "dead-letter": {
-    summary: "dead-letter summarize <folder> | replay <folder> <pipeline.ts>",
+    summary: "dead-letter list <folder> | summarize <folder> | replay <folder> <pipeline.ts>",
     load: () => import("./deadLetter.ts"),
   },
 };

@@ -409,7 +409,8 @@ function classify(stored: StoredDeadLetter, state: ReplayState, matches: (entry:
   return true;
 }
 
-function filterOf(filter: ReplayFilter): (entry: DeadLetter) => boolean {
+/** The test an entry must pass to match `filter`'s stages, source glob and run (`again` aside). */
+export function filterOf(filter: ReplayFilter): (entry: DeadLetter) => boolean {
   const stages = filter.stages && filter.stages.length > 0 ? new Set(filter.stages) : undefined;
   const glob = filter.source ? new Bun.Glob(filter.source) : undefined;
   const runId = filter.run;
