@@ -419,7 +419,10 @@ export function fileSource(
           // Past the end is the end, except before the resume point: the file lost what was read.
           if (reached || at > start.byteOffset) return await cursor.read(buffer, offset, length);
         } catch (error) {
-          throw new Error(`${who}: cannot decompress ${path} (${compression}): ${(error as Error).message}; the file is damaged or incomplete`, { cause: error });
+          throw new Error(
+            `${who}: cannot decompress ${path} (${compression}): ${(error as Error).message} after byte ${cursor.position} of the decompressed text; the file is damaged or incomplete`,
+            { cause: error },
+          );
         }
         throw new Error(
           `${who}: ${path} decompresses to ${cursor.position} bytes but an earlier run already read ${start.byteOffset} bytes of it; it was replaced or truncated. Remove the checkpoint file to read everything again.`,
@@ -478,7 +481,8 @@ export function fileSource(
             return await from.read(buffer, offset, length);
           } catch (error) {
             const what = compression ? `cannot decompress ${path} (${compression})` : `cannot read ${path}`;
-            throw new Error(`${who}: ${what}: ${(error as Error).message}`, { cause: error });
+            const where = compression ? ` after byte ${from.position} of the decompressed text` : ` after byte ${from.position}`;
+            throw new Error(`${who}: ${what}: ${(error as Error).message}${where}`, { cause: error });
           }
         };
         // Not resumable: a pipe's bytes are gone once read, and the next run reads new ones.

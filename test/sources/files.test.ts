@@ -283,6 +283,15 @@ describe("compressed files", () => {
     await expect(done).rejects.toThrow(`fromNdjson: cannot decompress ${cut} (${format}): `);
     await expect(done).rejects.toThrow("the file is damaged or incomplete");
     expect(values.length).toBeGreaterThan(0);
+    // It says where in the text the damage was met: past the lines read, before the end.
+    const message = await done.then(
+      () => "",
+      (error: Error) => error.message,
+    );
+    const at = Number(/ after byte (\d+) of the decompressed text;/.exec(message)?.[1]);
+    const read = Buffer.byteLength(text.split("\n").slice(0, values.length).join("\n"));
+    expect(at).toBeGreaterThanOrEqual(read);
+    expect(at).toBeLessThan(Buffer.byteLength(text));
   });
 
   test("decompresses as a stream: 256 MB of lines in a 1 MB gzip file are read in bounded memory", async () => {
