@@ -508,6 +508,23 @@ describe.each(DIALECTS)("toSql into %s", (db) => {
   });
 });
 
+describe("toSql into pg keeps what a double holds", () => {
+  test("-0 is stored as -0, not 0 (its sign is part of the value PostgreSQL keeps)", async () => {
+    const table = tableName("pg", "negzero");
+    const Item = v.object({ id: v.pipe(v.number(), v.integer()), x: v.number() });
+    const path = join(dir.path, "negzero.ndjson");
+    await Bun.write(path, '{"id":1,"x":-0}\n{"id":2,"x":0}\n{"id":3,"x":-0.0}\n');
+    const { summary, deadLetters } = await load(path, toSql(PG, table, { schema: Item, mode: "insert", create: true }));
+    expect([summary.written, deadLetters]).toEqual([3, []]);
+    const rows = await select("pg", `SELECT id::text AS id, x::text AS x FROM "${table}" ORDER BY id`);
+    expect(rows).toEqual([
+      { id: "1", x: "-0" },
+      { id: "2", x: "0" },
+      { id: "3", x: "-0" },
+    ]);
+  });
+});
+
 describe("toSql keeps passwords out of its errors", () => {
   // A login the server refuses, with the password written three ways: Bun's clients quoted none
   // of them in these messages; the test holds the sink to that whatever the driver says.

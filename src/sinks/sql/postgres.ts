@@ -79,7 +79,16 @@ export class PostgresDialect implements Dialect {
       case "int64":
         return String(value);
       case "float64":
-        return Number.isNaN(value) ? "NaN" : value === Number.POSITIVE_INFINITY ? "Infinity" : value === Number.NEGATIVE_INFINITY ? "-Infinity" : String(value);
+        // String(-0) is "0": PostgreSQL keeps the sign of zero when it is written.
+        return Number.isNaN(value)
+          ? "NaN"
+          : value === Number.POSITIVE_INFINITY
+            ? "Infinity"
+            : value === Number.NEGATIVE_INFINITY
+              ? "-Infinity"
+              : Object.is(value, -0)
+                ? "-0"
+                : String(value);
       default:
         return copyText(value as string);
     }
