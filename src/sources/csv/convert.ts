@@ -225,6 +225,9 @@ export function planRecords(
   return plan;
 }
 
+/** Widest header read by a generated builder; wider ones are read by the explaining loop. */
+const MAX_GENERATED_COLUMNS = 4096;
+
 /**
  * Generates the builder of one file's records (with `new Function`): an object literal with the
  * column names as fixed keys and one converter per call site is several times faster than
@@ -237,6 +240,10 @@ function generateBuilder(
   isNull: (text: string) => boolean,
   explain: CsvPlan["build"],
 ): CsvPlan["build"] | undefined {
+  // A function of one local per column compiles in time that grows with the columns (15 s at
+  // 300,000) and at about a million overflows the stack when called: a very wide header (often a
+  // file that is not CSV at all) is read by the loop instead.
+  if (slots.length > MAX_GENERATED_COLUMNS) return undefined;
   const keys = [...slots.flatMap((s) => (s ? [s.key] : [])), ...absentNulls];
   if (keys.includes("__proto__")) return undefined;
   const lines: string[] = [];
