@@ -117,9 +117,12 @@ export async function command(args: string[]): Promise<number> {
   }
   for (const p of scheduled) {
     const next = p.schedule.next(new Date());
+    const { retries, retryDelayMs, timeoutMs } = p.schedule;
     log.info(
-      json ? "scheduled" : `${p.name}: ${p.schedule.cron} (${p.schedule.timezone}), next run ${next?.toISOString() ?? "never"}`,
-      json ? { pipeline: p.name, cron: p.schedule.cron, timezone: p.schedule.timezone, next: next?.toISOString() ?? null } : undefined,
+      json ? "scheduled" : `${p.name}: ${p.schedule.cron} (${p.schedule.timezone})${limitsOf(p.schedule)}, next run ${next?.toISOString() ?? "never"}`,
+      json
+        ? { pipeline: p.name, cron: p.schedule.cron, timezone: p.schedule.timezone, retries, retryDelaySeconds: retryDelayMs / 1000, timeoutSeconds: timeoutMs === undefined ? null : timeoutMs / 1000, next: next?.toISOString() ?? null }
+        : undefined,
     );
   }
   if (unscheduled.length > 0) log.info(`not scheduled (no schedule): ${unscheduled.join(", ")}`);
@@ -163,8 +166,14 @@ function printUpcoming(scheduled: readonly (Found & { readonly schedule: Schedul
   }
   const width = Math.max(...scheduled.map((p) => p.name.length));
   console.log(`${scheduled.length} scheduled pipeline${scheduled.length === 1 ? "" : "s"}:`);
-  for (const p of scheduled) console.log(`  ${p.name.padEnd(width)}  ${p.schedule.cron} (${p.schedule.timezone})`);
+  for (const p of scheduled) console.log(`  ${p.name.padEnd(width)}  ${p.schedule.cron} (${p.schedule.timezone})${limitsOf(p.schedule)}`);
   if (unscheduled.length > 0) console.log(`not scheduled: ${unscheduled.join(", ")}`);
   console.log(`\nthe next ${runs.length} run${runs.length === 1 ? "" : "s"} after ${at.toISOString()}:`);
   for (const r of runs) console.log(`  ${r.at.toISOString()}  ${r.name}`);
+}
+
+/** A schedule's retries and time limit, as `, 2 retries (first after 300 s), timeout 3600 s`; empty when it has neither. */
+function limitsOf({ retries, retryDelayMs, timeoutMs }: Schedule): string {
+  const retry = retries > 0 ? `, ${retries} retr${retries === 1 ? "y" : "ies"} (first after ${retryDelayMs / 1000} s)` : "";
+  return `${retry}${timeoutMs !== undefined ? `, timeout ${timeoutMs / 1000} s` : ""}`;
 }

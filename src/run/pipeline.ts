@@ -39,6 +39,21 @@ export interface ScheduleSpec {
   readonly timezone?: string;
   /** The pipeline's arguments on scheduled runs, as they would follow the module path of `sluice run` (default none). */
   readonly args?: readonly string[];
+  /**
+   * How many times a scheduled run that failed (or ran out of `timeoutSeconds`) is started again
+   * for the same cron time, each a new run with its own run id and log (default 0). Safe for a
+   * pipeline that replaces its output (mode `overwrite`, or a checkpoint); one that appends adds
+   * again what a failed attempt committed.
+   */
+  readonly retries?: number;
+  /** Seconds before the first retry, doubled before each further one (default 60). */
+  readonly retryDelaySeconds?: number;
+  /**
+   * Seconds a scheduled run may take: then it is stopped as SIGTERM stops `sluice run` (what is
+   * buffered is committed, the rest of the input is not read) and counts as failed (default: no
+   * limit).
+   */
+  readonly timeoutSeconds?: number;
 }
 
 /**
@@ -64,6 +79,12 @@ export interface Schedule {
   readonly cron: string;
   readonly timezone: string;
   readonly args: readonly string[];
+  /** Retries of a failed run (0: none). */
+  readonly retries: number;
+  /** Milliseconds before the first retry, doubled before each further one. */
+  readonly retryDelayMs: number;
+  /** Milliseconds a run may take, or undefined for no limit. */
+  readonly timeoutMs: number | undefined;
   /** The first time strictly after `after` when the pipeline is due, or undefined when it never is again. */
   next(after: Date): Date | undefined;
 }
@@ -84,9 +105,16 @@ const MAX_CRON_LENGTH = 256;
 export function parseSchedule(schedule: unknown, who: string): Schedule {
   const spec = typeof schedule === "string" ? { cron: schedule } : schedule;
   if (typeof spec !== "object" || spec === null || Array.isArray(spec)) {
-    throw new Error(`${who}: schedule must be a cron expression such as "0 2 * * *" or { cron, timezone?, args? }, not ${typeName(schedule)}`);
+    throw new Error(`${who}: schedule must be a cron expression such as "0 2 * * *" or { cron, timezone?, args?, retries?, retryDelaySeconds?, timeoutSeconds? }, not ${typeName(schedule)}`);
   }
-  const { cron, timezone = "UTC", args = [] } = spec as { cron?: unknown; timezone?: unknown; args?: unknown };
+  const {
+    cron,
+    timezone = "UTC",
+    args = [],
+    retries = 0,
+    retryDelaySeconds = 60,
+    timeoutSeconds,
+  } = spec as { cron?: unknown; timezone?: unknown; args?: unknown; retries?: unknown; retryDelaySeconds?: unknown; timeoutSeconds?: unknown };
   if (typeof cron !== "string") throw new Error(`${who}: schedule.cron must be a cron expression such as "0 2 * * *", not ${typeName(cron)}`);
   const shown = cron.length > 60 ? `${JSON.stringify(cron.slice(0, 60))}… (${cron.length} characters)` : JSON.stringify(cron);
   if (cron.length > MAX_CRON_LENGTH) throw new Error(`${who}: schedule ${shown} is not a cron expression: longer than ${MAX_CRON_LENGTH} characters`);
@@ -94,6 +122,15 @@ export function parseSchedule(schedule: unknown, who: string): Schedule {
     throw new Error(`${who}: schedule time zone ${JSON.stringify(timezone)} is not an IANA time zone such as "UTC" or "Europe/Berlin"`);
   }
   if (!Array.isArray(args) || !args.every((a) => typeof a === "string")) throw new Error(`${who}: schedule.args must be an array of strings`);
+  if (typeof retries !== "number" || !Number.isInteger(retries) || retries < 0 || retries > MAX_RETRIES) {
+    throw new Error(`${who}: schedule.retries must be a whole number from 0 to ${MAX_RETRIES}, not ${shownValue(retries)}`);
+  }
+  if (typeof retryDelaySeconds !== "number" || !Number.isFinite(retryDelaySeconds) || retryDelaySeconds < 0 || retryDelaySeconds > MAX_SECONDS) {
+    throw new Error(`${who}: schedule.retryDelaySeconds must be a number of seconds from 0 to ${MAX_SECONDS}, not ${shownValue(retryDelaySeconds)}`);
+  }
+  if (timeoutSeconds !== undefined && (typeof timeoutSeconds !== "number" || !Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0 || timeoutSeconds > MAX_SECONDS)) {
+    throw new Error(`${who}: schedule.timeoutSeconds must be a number of seconds above 0 and at most ${MAX_SECONDS}, not ${shownValue(timeoutSeconds)}`);
+  }
   let parsed: Cron;
   try {
     // mode: 5 fields (minutes) or 6 (seconds first); a 7th field (years) is not cron as people know it.
@@ -104,7 +141,24 @@ export function parseSchedule(schedule: unknown, who: string): Schedule {
   }
   const next = (after: Date) => parsed.nextRun(after) ?? undefined;
   if (next(new Date()) === undefined) throw new Error(`${who}: schedule ${shown} never fires (no such date, e.g. February 30)`);
-  return { cron: cron.trim(), timezone, args: [...args], next };
+  return {
+    cron: cron.trim(),
+    timezone,
+    args: [...args],
+    retries,
+    retryDelayMs: retryDelaySeconds * 1000,
+    timeoutMs: timeoutSeconds === undefined ? undefined : timeoutSeconds * 1000,
+    next,
+  };
+}
+
+/** More retries than this is a loop, not a schedule. */
+const MAX_RETRIES = 100;
+/** Thirty days: a longer delay or timeout is a mistake in units. */
+const MAX_SECONDS = 30 * 86_400;
+
+function shownValue(value: unknown): string {
+  return typeof value === "number" ? String(value) : typeName(value);
 }
 
 function isTimeZone(name: string): boolean {

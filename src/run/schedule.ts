@@ -138,18 +138,39 @@ export interface ScheduledPipeline {
   readonly path?: string;
 }
 
-/** What happened to one cron time of one pipeline. */
+/**
+ * What happened to one cron time of one pipeline. `attempt` counts the runs of that cron time:
+ * 1, then 2 for its first retry, and so on.
+ */
 export type ScheduleEvent =
-  | { readonly type: "started"; readonly pipeline: string; readonly runId: string; readonly scheduledAt: Date; readonly logFile: string }
+  | {
+      readonly type: "started";
+      readonly pipeline: string;
+      readonly runId: string;
+      readonly scheduledAt: Date;
+      readonly logFile: string;
+      readonly attempt: number;
+    }
   | {
       readonly type: "finished";
       readonly pipeline: string;
       readonly runId: string;
       readonly scheduledAt: Date;
       readonly logFile: string;
+      readonly attempt: number;
       readonly summary: RunSummary;
     }
-  | { readonly type: "failed"; readonly pipeline: string; readonly runId: string; readonly scheduledAt: Date; readonly logFile: string; readonly error: string }
+  | {
+      readonly type: "failed";
+      readonly pipeline: string;
+      readonly runId: string;
+      readonly scheduledAt: Date;
+      readonly logFile: string;
+      readonly attempt: number;
+      readonly error: string;
+      /** When the next attempt starts, if the schedule has a retry left; undefined when none follows. */
+      readonly retryAt: Date | undefined;
+    }
   | { readonly type: "skipped"; readonly pipeline: string; readonly scheduledAt: Date; readonly runningRunId: string };
 
 /** Options of {@link Scheduler}. */
@@ -171,12 +192,16 @@ export interface SchedulerOptions {
   readonly logFormat?: LogFormat;
 }
 
+/** A cron time being run: its current attempt (replaced by each retry) and the whole of it. */
 interface Running {
-  readonly runId: string;
-  readonly log: Logger;
-  readonly controller: AbortController;
-  readonly done: Promise<void>;
+  runId: string;
+  log: Logger;
+  controller: AbortController;
+  done: Promise<void>;
 }
+
+/** How one attempt ended. */
+type Outcome = "finished" | "stopped" | "failed";
 
 /**
  * Runs pipelines on their cron schedules until {@link Scheduler.stop}.
@@ -184,7 +209,11 @@ interface Running {
  * A cron time that comes while the same pipeline's previous run is still going is skipped, and
  * the skip is logged (in the scheduler's log and the running run's log). A cron time missed
  * because the process was busy or asleep is not made up: the next run is the next cron time after
- * now. A run that fails is logged and the pipeline stays scheduled.
+ * now. A run that fails is logged and the pipeline stays scheduled. With `retries` in its
+ * schedule, a failed run is started again after `retryDelaySeconds` (doubled each time), as a new
+ * run with its own id and log; cron times that come meanwhile are skipped, as while a run goes
+ * on. With `timeoutSeconds`, a run still going then is stopped (what is buffered is committed)
+ * and counts as failed.
  *
  * `stop()` stops starting runs and stops the running ones the way SIGTERM stops `sluice run`:
  * their sources stop reading, what is buffered is committed, and `stop()` resolves once every
@@ -274,9 +303,34 @@ export class Scheduler {
   }
 
   #start(entry: ScheduledPipeline & { readonly schedule: Schedule }, due: Date): void {
+    const state: Running = { runId: "", log: this.#log, controller: new AbortController(), done: Promise.resolve() };
+    this.#running.set(entry.name, state);
+    state.done = (async () => {
+      const { retries, retryDelayMs } = entry.schedule;
+      for (let attempt = 1; ; attempt++) {
+        const retryAt = (at: number) => (attempt <= retries && !this.#stop.signal.aborted ? new Date(at + retryDelayMs * 2 ** (attempt - 1)) : undefined);
+        const outcome = await this.#attempt(entry, due, attempt, state, retryAt);
+        if (outcome !== "failed" || attempt > retries || this.#stop.signal.aborted) return;
+        const next = retryAt(this.#clock.now()) as Date;
+        await this.#clock.sleepUntil(next.getTime(), this.#stop.signal);
+        if (this.#stop.signal.aborted) return;
+      }
+    })().finally(() => this.#running.delete(entry.name));
+  }
+
+  /** Runs one attempt of the cron time `due`, in its own log; resolves with how it ended. */
+  async #attempt(
+    entry: ScheduledPipeline & { readonly schedule: Schedule },
+    due: Date,
+    attempt: number,
+    state: Running,
+    retryAt: (now: number) => Date | undefined,
+  ): Promise<Outcome> {
     const runId = scheduledRunId(due);
     const logFile = join(this.#options.logs, entry.name, `${runId}.log`);
     const json = this.#log.format === "json";
+    const of = attempt > 1 ? ` (attempt ${attempt} of ${entry.schedule.retries + 1})` : "";
+    state.runId = runId;
     let fd: number;
     try {
       mkdirSync(join(this.#options.logs, entry.name), { recursive: true });
@@ -284,8 +338,9 @@ export class Scheduler {
     } catch (error) {
       const message = `${entry.name}: cannot open the run log ${logFile}: ${(error as Error).message}; the run due at ${due.toISOString()} did not start`;
       this.#log.error(message);
-      this.#options.onEvent?.({ type: "failed", pipeline: entry.name, runId, scheduledAt: due, logFile, error: message });
-      return;
+      const next = retryAt(this.#clock.now());
+      this.#options.onEvent?.({ type: "failed", pipeline: entry.name, runId, scheduledAt: due, logFile, attempt, error: message, retryAt: next });
+      return "failed";
     }
     const runLog = createLogger({
       format: this.#options.logFormat ?? "text",
@@ -300,55 +355,84 @@ export class Scheduler {
       },
     });
     const controller = new AbortController();
-    const fields = (extra: Record<string, unknown> = {}) => (json ? { pipeline: entry.name, run: runId, logFile, ...extra } : undefined);
-    this.#log.info(json ? "run started" : `${entry.name}: run ${runId} started (due ${due.toISOString()}), log ${logFile}`, fields({ due: due.toISOString() }));
-    this.#options.onEvent?.({ type: "started", pipeline: entry.name, runId, scheduledAt: due, logFile });
-    runLog.info(`run ${runId} of ${entry.name}${entry.path ? ` (${entry.path})` : ""} due at ${due.toISOString()}`, {
+    state.log = runLog;
+    state.controller = controller;
+    // A stop that came while this run was being set up still stops it.
+    if (this.#stop.signal.aborted) controller.abort();
+    const fields = (extra: Record<string, unknown> = {}) =>
+      json ? { pipeline: entry.name, run: runId, logFile, ...(attempt > 1 ? { attempt } : {}), ...extra } : undefined;
+    this.#log.info(json ? "run started" : `${entry.name}: run ${runId}${of} started (due ${due.toISOString()}), log ${logFile}`, fields({ due: due.toISOString() }));
+    this.#options.onEvent?.({ type: "started", pipeline: entry.name, runId, scheduledAt: due, logFile, attempt });
+    runLog.info(`run ${runId} of ${entry.name}${entry.path ? ` (${entry.path})` : ""} due at ${due.toISOString()}${of}`, {
       schedule: entry.schedule.cron,
       timezone: entry.schedule.timezone,
       args: redactArgs(entry.schedule.args),
     });
 
+    // The time limit: the run is stopped as the scheduler's shutdown stops it, and then failed.
+    const { timeoutMs } = entry.schedule;
+    let timedOut = false;
+    const ended = new AbortController();
+    if (timeoutMs !== undefined) {
+      this.#clock.sleepUntil(this.#clock.now() + timeoutMs, ended.signal).then(() => {
+        if (ended.signal.aborted) return;
+        timedOut = true;
+        runLog.warn(`run stopped: it took longer than its timeout of ${timeoutMs / 1000} s`);
+        controller.abort();
+      });
+    }
+
+    const fail = (message: string): Outcome => {
+      const next = retryAt(this.#clock.now());
+      const then = next ? `; retry at ${next.toISOString()}` : "";
+      runLog.error(`run failed: ${message}${then}`);
+      this.#log.error(json ? "run failed" : `${entry.name}: run ${runId} failed: ${message} (log ${logFile})${then}`, fields({ error: message, ...(next ? { retryAt: next.toISOString() } : {}) }));
+      this.#options.onEvent?.({ type: "failed", pipeline: entry.name, runId, scheduledAt: due, logFile, attempt, error: message, retryAt: next });
+      return "failed";
+    };
+
     let unwatch: (() => void) | undefined;
-    const done = runPipeline(
-      entry.pipeline,
-      { args: [...entry.schedule.args], runId, scheduledAt: due },
-      {
-        signal: controller.signal,
-        onStart: (flow) => {
-          unwatch = this.#options.watch?.(flow, runLog);
+    try {
+      const summary = await runPipeline(
+        entry.pipeline,
+        { args: [...entry.schedule.args], runId, scheduledAt: due },
+        {
+          signal: controller.signal,
+          onStart: (flow) => {
+            unwatch = this.#options.watch?.(flow, runLog);
+          },
         },
-      },
-    ).then(
-      (summary) => {
-        unwatch?.();
-        const status = summary.stopped ? "stopped by the scheduler's shutdown after committing what was buffered; the rest of the input was not read" : "finished";
-        for (const line of formatSummary(summary).split("\n")) runLog.info(line);
-        runLog.info(`run ${status}`, { in: summary.in, written: summary.written, deadLettered: summary.deadLettered, files: summary.files });
-        this.#log.info(
-          json ? "run finished" : `${entry.name}: run ${runId} ${summary.stopped ? "stopped" : "finished"}: in ${summary.in}, written ${summary.written}, dead-lettered ${summary.deadLettered}`,
-          fields({ in: summary.in, written: summary.written, deadLettered: summary.deadLettered, stopped: summary.stopped }),
-        );
-        this.#options.onEvent?.({ type: "finished", pipeline: entry.name, runId, scheduledAt: due, logFile, summary });
-      },
-      (error: unknown) => {
-        unwatch?.();
-        const message = error instanceof Error ? error.message : String(error);
-        runLog.error(`run failed: ${message}`);
-        this.#log.error(json ? "run failed" : `${entry.name}: run ${runId} failed: ${message} (log ${logFile})`, fields({ error: message }));
-        this.#options.onEvent?.({ type: "failed", pipeline: entry.name, runId, scheduledAt: due, logFile, error: message });
-      },
-    ).finally(() => {
-      this.#running.delete(entry.name);
+      );
+      unwatch?.();
+      for (const line of formatSummary(summary).split("\n")) runLog.info(line);
+      if (timedOut && summary.stopped) {
+        runLog.info("run stopped after committing what was buffered; the rest of the input was not read", {
+          in: summary.in,
+          written: summary.written,
+          deadLettered: summary.deadLettered,
+          files: summary.files,
+        });
+        return fail(`timed out after ${timeoutMs === undefined ? 0 : timeoutMs / 1000} s (stopped after committing ${summary.written} row(s); the rest of the input was not read)`);
+      }
+      const status = summary.stopped ? "stopped by the scheduler's shutdown after committing what was buffered; the rest of the input was not read" : "finished";
+      runLog.info(`run ${status}`, { in: summary.in, written: summary.written, deadLettered: summary.deadLettered, files: summary.files });
+      this.#log.info(
+        json ? "run finished" : `${entry.name}: run ${runId} ${summary.stopped ? "stopped" : "finished"}: in ${summary.in}, written ${summary.written}, dead-lettered ${summary.deadLettered}`,
+        fields({ in: summary.in, written: summary.written, deadLettered: summary.deadLettered, stopped: summary.stopped }),
+      );
+      this.#options.onEvent?.({ type: "finished", pipeline: entry.name, runId, scheduledAt: due, logFile, attempt, summary });
+      return summary.stopped ? "stopped" : "finished";
+    } catch (error) {
+      unwatch?.();
+      return fail(error instanceof Error ? error.message : String(error));
+    } finally {
+      ended.abort();
       try {
         closeSync(fd);
       } catch {
         // Already closed.
       }
-    });
-    this.#running.set(entry.name, { runId, log: runLog, controller, done });
-    // A stop that came while this run was being set up still stops it.
-    if (this.#stop.signal.aborted) controller.abort();
+    }
   }
 }
 

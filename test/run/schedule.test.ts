@@ -277,6 +277,134 @@ describe("Scheduler under a manual clock", () => {
     expect(text).not.toContain("s3cr3t");
   });
 
+  test("retries a failed run after the delay, doubled each time, as new runs with their own ids and logs, until one finishes", async () => {
+    const logs = join(dir.path, "retries");
+    const clock = new ManualClock("2024-03-01T00:30:00Z");
+    const contexts: PipelineContext[] = [];
+    const pipeline = definePipeline({
+      description: "fails twice, then works",
+      schedule: { cron: "0 * * * *", retries: 3, retryDelaySeconds: 60 },
+      source: (context) =>
+        new Observable<unknown>((subscriber) => {
+          contexts.push(context);
+          if (contexts.length <= 2) subscriber.error(new Error(`the API answered 503 (call ${contexts.length})`));
+          else subscriber.complete();
+        }),
+      process: (records) => records,
+    });
+    const events: ScheduleEvent[] = [];
+    const { lines, log } = collectLog();
+    const scheduler = new Scheduler([{ name: "api", pipeline }], { clock, logs, log, onEvent: (e) => events.push(e) });
+    scheduler.start();
+    await clock.advanceTo("2024-03-01T01:00:00Z");
+    await until(() => events.some((e) => e.type === "failed"), "the first failure");
+    // The first retry is due a minute later, the second two minutes after that: not before.
+    await clock.advanceTo("2024-03-01T01:00:59Z");
+    expect(contexts.length).toBe(1);
+    await clock.advanceTo("2024-03-01T01:01:00Z");
+    await until(() => events.filter((e) => e.type === "failed").length === 2, "the second failure");
+    await clock.advanceTo("2024-03-01T01:02:59Z");
+    expect(contexts.length).toBe(2);
+    await clock.advanceTo("2024-03-01T01:03:00Z");
+    await until(() => events.some((e) => e.type === "finished"), "the third attempt to finish");
+    await scheduler.stop();
+
+    expect(events.map((e) => `${e.type} ${"attempt" in e ? e.attempt : ""}`)).toEqual([
+      "started 1",
+      "failed 1",
+      "started 2",
+      "failed 2",
+      "started 3",
+      "finished 3",
+    ]);
+    const failed = events.filter((e) => e.type === "failed");
+    expect(failed.map((e) => e.retryAt?.toISOString())).toEqual(["2024-03-01T01:01:00.000Z", "2024-03-01T01:03:00.000Z"]);
+    // Every attempt is for the same cron time, with a run id and a log of its own.
+    expect(contexts.map((c) => c.scheduledAt?.toISOString())).toEqual(Array(3).fill("2024-03-01T01:00:00.000Z"));
+    const runIds = contexts.map((c) => c.runId);
+    expect(new Set(runIds).size).toBe(3);
+    expect((await readdir(join(logs, "api"))).sort()).toEqual(runIds.map((id) => `${id}.log`).sort());
+    const second = await Bun.file(join(logs, "api", `${runIds[1]}.log`)).text();
+    expect(second).toContain("(attempt 2 of 4)");
+    expect(second).toContain("run failed: the API answered 503 (call 2); retry at 2024-03-01T01:03:00.000Z");
+    expect(lines.some((l) => l.includes(`api: run ${runIds[0]} failed: the API answered 503 (call 1)`) && l.includes("retry at 2024-03-01T01:01:00.000Z"))).toBe(true);
+  });
+
+  test("gives up after the last retry until the next cron time, skips cron times while it waits, and stop() ends the wait", async () => {
+    const clock = new ManualClock("2024-03-01T00:00:00Z");
+    let calls = 0;
+    const pipeline = definePipeline({
+      description: "always fails",
+      schedule: { cron: "*/10 * * * *", retries: 1, retryDelaySeconds: 900 },
+      source: () =>
+        new Observable<unknown>((subscriber) => {
+          calls++;
+          subscriber.error(new Error("database down"));
+        }),
+      process: (records) => records,
+    });
+    const events: ScheduleEvent[] = [];
+    const scheduler = new Scheduler([{ name: "db", pipeline }], { clock, logs: join(dir.path, "gives-up"), log: collectLog().log, onEvent: (e) => events.push(e) });
+    scheduler.start();
+    await clock.advanceTo("2024-03-01T00:10:00Z");
+    await until(() => events.some((e) => e.type === "failed"), "the first failure");
+    // 00:20 comes while the retry (due 00:25) is waited for: skipped.
+    await clock.advanceTo("2024-03-01T00:25:00Z");
+    await until(() => events.filter((e) => e.type === "failed").length === 2, "the retry to fail");
+    expect(events.filter((e) => e.type === "skipped").map((e) => e.scheduledAt.toISOString())).toEqual(["2024-03-01T00:20:00.000Z"]);
+    const last = events.filter((e) => e.type === "failed").at(-1);
+    expect(last).toMatchObject({ attempt: 2, retryAt: undefined, error: "database down" });
+    // The next cron time starts afresh, with its own retry; stop() ends the wait for it.
+    await clock.advanceTo("2024-03-01T00:30:00Z");
+    await until(() => events.filter((e) => e.type === "failed").length === 3, "the 00:30 run to fail");
+    expect(events.at(-1)).toMatchObject({ type: "failed", attempt: 1, retryAt: new Date("2024-03-01T00:45:00.000Z") });
+    await scheduler.stop();
+    await clock.advanceTo("2024-03-01T01:00:00Z");
+    expect(calls).toBe(3);
+    expect(scheduler.running.size).toBe(0);
+  });
+
+  test("a run past its timeout is stopped, keeps what it committed (read back by DuckDB), and fails", async () => {
+    const out = join(dir.path, "timeout-out");
+    const clock = new ManualClock("2024-03-01T00:00:00Z");
+    const Row = v.object({ id: v.number(), at: v.string() });
+    const pipeline = definePipeline({
+      description: "endless rows",
+      schedule: { cron: "0 * * * *", timeoutSeconds: 600 },
+      source: () => fromGenerator({ producers: [{ name: "rows", rate: { events: 500, perMs: 100 }, make: (_r, i, t) => ({ id: i, at: new Date(t).toISOString() }) }] }),
+      process: (records) => records.pipe(validate(Row), toParquet(join(out, "rows"), { schema: Row, encoders: 0 })),
+    });
+    const events: ScheduleEvent[] = [];
+    let flow: Flow | undefined;
+    const scheduler = new Scheduler([{ name: "endless", pipeline }], {
+      clock,
+      logs: join(dir.path, "timeout-logs"),
+      log: collectLog().log,
+      onEvent: (e) => events.push(e),
+      watch: (started) => {
+        flow = started;
+        return () => {};
+      },
+    });
+    scheduler.start();
+    await clock.advanceTo("2024-03-01T01:00:00Z");
+    await until(() => (flow?.stats.in ?? 0) > 200, "rows to be read");
+    await clock.advanceTo("2024-03-01T01:09:59Z");
+    expect(events.map((e) => e.type)).toEqual(["started"]);
+    await clock.advanceTo("2024-03-01T01:10:00Z");
+    await until(() => events.length === 2, "the run to end");
+    const failed = events[1];
+    if (failed?.type !== "failed") throw new Error(`not failed: ${JSON.stringify(events)}`);
+    const written = Number(/committing (\d+) row/.exec(failed.error)?.[1]);
+    expect(failed.error).toStartWith("timed out after 600 s (stopped after committing");
+    expect(failed.retryAt).toBeUndefined();
+    expect(written).toBeGreaterThan(200);
+    const [{ n, ids }] = await query(`SELECT count(*) AS n, count(DISTINCT id) AS ids FROM ${dataset(join(out, "rows"))}`);
+    expect([Number(n), Number(ids)]).toEqual([written, written]);
+    expect(await Bun.file(failed.logFile).text()).toContain("run stopped: it took longer than its timeout of 600 s");
+    await scheduler.stop();
+  });
+
   test("refuses duplicate names, a name that cannot be a folder, and a pipeline without a schedule", () => {
     const p = recording("* * * * *", []);
     expect(() => new Scheduler([{ name: "a", pipeline: p }, { name: "a", pipeline: p }], { logs: "x" })).toThrow("two pipelines are named a");
@@ -293,7 +421,8 @@ describe("schedules", () => {
   test("parseSchedule reads strings, specs with a time zone and arguments, and nicknames", () => {
     expect(parseSchedule("0 2 * * *", "m.ts")).toMatchObject({ cron: "0 2 * * *", timezone: "UTC", args: [] });
     const spec = parseSchedule({ cron: " @daily ", timezone: "America/New_York", args: ["--out", "o"] }, "m.ts");
-    expect(spec).toMatchObject({ cron: "@daily", timezone: "America/New_York", args: ["--out", "o"] });
+    expect(spec).toMatchObject({ cron: "@daily", timezone: "America/New_York", args: ["--out", "o"], retries: 0, retryDelayMs: 60_000, timeoutMs: undefined });
+    expect(parseSchedule({ cron: "@hourly", retries: 2, retryDelaySeconds: 0.5, timeoutSeconds: 90 }, "m.ts")).toMatchObject({ retries: 2, retryDelayMs: 500, timeoutMs: 90_000 });
     expect(spec.next(new Date("2024-03-01T12:00:00Z"))?.toISOString()).toBe("2024-03-02T05:00:00.000Z");
   });
 
@@ -311,6 +440,13 @@ describe("schedules", () => {
     [{ cron: 5 }, "schedule.cron must be a cron expression"],
     [{ cron: "* * * * *", timezone: "Mars/Base" }, 'time zone "Mars/Base" is not an IANA time zone'],
     [{ cron: "* * * * *", args: ["ok", 1] }, "schedule.args must be an array of strings"],
+    [{ cron: "* * * * *", retries: -1 }, "schedule.retries must be a whole number from 0 to 100, not -1"],
+    [{ cron: "* * * * *", retries: 1.5 }, "schedule.retries must be a whole number from 0 to 100, not 1.5"],
+    [{ cron: "* * * * *", retries: "3" }, "schedule.retries must be a whole number from 0 to 100, not a string"],
+    [{ cron: "* * * * *", retries: 1e9 }, "schedule.retries must be a whole number from 0 to 100"],
+    [{ cron: "* * * * *", retryDelaySeconds: Number.NaN }, "schedule.retryDelaySeconds must be a number of seconds from 0 to 2592000, not NaN"],
+    [{ cron: "* * * * *", timeoutSeconds: 0 }, "schedule.timeoutSeconds must be a number of seconds above 0"],
+    [{ cron: "* * * * *", timeoutSeconds: Number.POSITIVE_INFINITY }, "schedule.timeoutSeconds must be a number of seconds above 0"],
   ])("parseSchedule refuses a bad schedule, naming the module (%#)", (schedule, message) => {
     expect(() => parseSchedule(schedule, "pipelines/bad.ts")).toThrow(message);
     expect(() => parseSchedule(schedule, "pipelines/bad.ts")).toThrow(/^pipelines\/bad\.ts: /);
