@@ -185,6 +185,11 @@ const EXPECTED: Record<ColumnSpec["kind"], string> = {
 };
 
 function describeMismatch(spec: ColumnSpec, value: unknown): string {
+  const inner = innerMismatch(spec, value, spec.name);
+  return inner === undefined ? mismatchOf(spec, value) : `${mismatchOf(spec, value)}: ${inner}`;
+}
+
+function mismatchOf(spec: ColumnSpec, value: unknown): string {
   if (value === null || value === undefined) {
     return `column "${spec.name}" is required but the value is ${value === null ? "null" : "missing"}`;
   }
@@ -192,5 +197,31 @@ function describeMismatch(spec: ColumnSpec, value: unknown): string {
   return `column "${spec.name}" expects ${EXPECTED[spec.kind]}${
     spec.kind === "list" || spec.kind === "struct" ? " of the declared types" : ""
   }, got ${previewValue(value)}`;
+}
+
+/**
+ * The first element or field of a list or struct value that its own column refuses, named by its
+ * path (`tags.1`, `box.deep.1.t`) and with the reason, so "expects an array of the declared types"
+ * does not leave the reader to find which of a thousand elements holds a lone surrogate. Only a
+ * refused record gets here; the schema bounds the depth.
+ */
+function innerMismatch(spec: ColumnSpec, value: unknown, path: string): string | undefined {
+  if (spec.kind === "list" && spec.item !== undefined && Array.isArray(value)) {
+    const builder = builderFor(spec.item);
+    for (let i = 0; i < value.length; i++) {
+      if (builder.append(value[i])) continue;
+      const at = `${path}.${i}`;
+      return innerMismatch(spec.item, value[i], at) ?? mismatchOf({ ...spec.item, name: at }, value[i]);
+    }
+  }
+  if (spec.kind === "struct" && spec.fields !== undefined && typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Date)) {
+    for (const field of spec.fields) {
+      const item = fieldOf(value as Record<string, unknown>, field.name, inheritedName(field.name));
+      if (builderFor(field).append(item)) continue;
+      const at = `${path}.${field.name}`;
+      return innerMismatch(field, item, at) ?? mismatchOf({ ...field, name: at }, item);
+    }
+  }
+  return undefined;
 }
 

@@ -58,6 +58,33 @@ describe("toParquet under hostile records", () => {
     expect(await query(`SELECT key FROM ${dataset(out)}`)).toEqual([{ key: "pair \uD83C\uDF89" }]);
   });
 
+  test("names the element or field of a list or struct that does not fit, and why, and writes the rest", async () => {
+    const Nested = v.object({ id: v.number(), tags: v.array(v.string()), box: v.object({ n: v.number(), deep: v.array(v.object({ t: v.string() })) }) });
+    const ok = { tags: ["a"], box: { n: 1, deep: [{ t: "x" }] } };
+    // Built in code with the wrong types on purpose, as a map or an enrichment might.
+    const records: Record<string, unknown>[] = [
+      { id: 1, ...ok, tags: ["fine", "a\uD800b"] },
+      { id: 2, ...ok, box: { n: "1", deep: [] } },
+      { id: 3, ...ok, box: { n: 1, deep: [{ t: "x" }, { t: 7 }] } },
+      { id: 4, ...ok, box: { n: 1, deep: [{ t: "x" }, null] } },
+      { id: 5, ...ok },
+    ];
+    const entries: DeadLetter[] = [];
+    const out = join(dir.path, "nested-out");
+    const source = fromPush<v.InferOutput<typeof Nested>>({ name: "nested" });
+    const done = run(source.pipe(deadLetter((e) => entries.push(e)), toParquet(out, { schema: Nested })));
+    for (const r of records) source.push(r as v.InferOutput<typeof Nested>);
+    source.end();
+    expect((await done).written).toBe(1);
+    expect(entries.map((e) => `${e.stage} ${e.line} ${e.error.replace(/, got .*?: column/, ", got …: column")}`)).toEqual([
+      'write 1 column "tags" expects an array of the declared types, got …: column "tags.1" is not well-formed Unicode (it holds a lone surrogate, which has no UTF-8 form): "a\\ud800b"',
+      'write 2 column "box" expects an object of the declared types, got …: column "box.n" expects a number, got string "1"',
+      'write 3 column "box" expects an object of the declared types, got …: column "box.deep.1.t" expects a string, got number 7',
+      'write 4 column "box" expects an object of the declared types, got …: column "box.deep.1" is required but the value is null',
+    ]);
+    expect(await query(`SELECT id::INT AS id, tags, box.n AS n FROM ${dataset(out)}`)).toEqual([{ id: 5, tags: ["a"], n: 1 }]);
+  });
+
   test("dead-letters a partition value too long for a folder name at stage write and writes the rest", async () => {
     const long = "x".repeat(300);
     const lines = Array.from({ length: 50 }, (_, i) => JSON.stringify({ id: i, key: i === 7 ? long : `k${i % 3}`, payload: null }));
