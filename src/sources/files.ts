@@ -167,6 +167,18 @@ const UNREADABLE = [
   { format: "zip", magic: [0x50, 0x4b, 0x03, 0x04], tool: "unzip -p" },
 ] as const;
 
+/**
+ * Byte order marks of text sluice does not read (it reads UTF-8), so that such a file (Windows
+ * PowerShell's `>` writes UTF-16) is refused by name instead of read as every line a dead letter.
+ * UTF-32LE's comes first: it begins with UTF-16LE's.
+ */
+const UNREADABLE_TEXT = [
+  { encoding: "UTF-32", magic: [0xff, 0xfe, 0x00, 0x00] },
+  { encoding: "UTF-32", magic: [0x00, 0x00, 0xfe, 0xff] },
+  { encoding: "UTF-16", magic: [0xff, 0xfe] },
+  { encoding: "UTF-16", magic: [0xfe, 0xff] },
+] as const;
+
 /** Bytes needed to tell the formats above apart. */
 const HEAD_BYTES = 10;
 
@@ -174,7 +186,7 @@ const startsWith = (head: Uint8Array, magic: readonly number[]) => head.length >
 
 /** True while `head` is too short to rule out every format above: more bytes are needed to decide. */
 function undecided(head: Uint8Array): boolean {
-  return [...COMPRESSIONS, ...UNREADABLE].some(
+  return [...COMPRESSIONS, ...UNREADABLE, ...UNREADABLE_TEXT].some(
     (format) => head.length < ("needs" in format ? format.needs : format.magic.length) && head.every((byte, i) => i >= format.magic.length || format.magic[i] === byte),
   );
 }
@@ -190,6 +202,13 @@ function compressionOf(head: Uint8Array, who: string, path: string): Compression
   if (unreadable) {
     throw new Error(
       `${who}: ${path} is ${unreadable.format}-compressed, which sluice does not read (it reads gzip and zstd): decompress it first, or read it through a named pipe (mkfifo p; ${unreadable.tool} ${path} > p &, then read p)`,
+    );
+  }
+  const text = UNREADABLE_TEXT.find(({ magic }) => startsWith(head, magic));
+  if (text) {
+    const convert = `iconv -f ${text.encoding} -t UTF-8 ${path}`;
+    throw new Error(
+      `${who}: ${path} is ${text.encoding} text (its first bytes are a byte order mark), which sluice does not read (it reads UTF-8): convert it first (${convert} > out), or read it through a named pipe (mkfifo p; ${convert} > p &, then read p)`,
     );
   }
   return undefined;

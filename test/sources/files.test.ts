@@ -252,6 +252,19 @@ describe("compressed files", () => {
     );
   });
 
+  test.each([
+    ["UTF-16", "utf16le", [0xff, 0xfe]],
+    ["UTF-16", "utf16be", [0xfe, 0xff]],
+    ["UTF-32", "utf32le", [0xff, 0xfe, 0x00, 0x00]],
+  ] as const)("refuses %s text (%s; Windows PowerShell writes UTF-16) by its byte order mark, saying how to convert it", async (encoding, _order, bom) => {
+    // Read as UTF-8, every line was a dead letter (NDJSON) or the header could not be read (CSV).
+    const path = await dir.file(new Uint8Array([...bom, ...Buffer.from('{"a":1}\r\n'.repeat(3), "utf16le")]));
+    const message = `${path} is ${encoding} text (its first bytes are a byte order mark), which sluice does not read (it reads UTF-8): convert it first (iconv -f ${encoding} -t UTF-8 ${path} > out), or read it through a named pipe (mkfifo p; iconv -f ${encoding} -t UTF-8 ${path} > p &, then read p)`;
+    await expect(readNdjson(path)).rejects.toThrow(`fromNdjson: ${message}`);
+    await expect(run(fromCsv(path), { handleSignals: false })).rejects.toThrow(`fromCsv: ${message}`);
+    await expect(run(fromJson(path), { handleSignals: false })).rejects.toThrow(`fromJson: ${message}`);
+  });
+
   test("text that begins like a compression's magic bytes is still text", async () => {
     const path = await dir.file('BZh\n{"a":1}\n');
     const { values, entries } = await readNdjson(path);
