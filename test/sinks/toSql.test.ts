@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { join } from "node:path";
 import { SQL } from "bun";
-import { map, Observable, of, tap } from "rxjs";
+import { map, mergeMap, Observable, of, tap } from "rxjs";
 import * as v from "valibot";
 import { deadLetter } from "../../operators/index.ts";
 import type { DeadLetter } from "../../src/deadletter/entry.ts";
@@ -17,6 +17,7 @@ import { run } from "../../src/run/run.ts";
 import { isoInstant } from "../../src/schema/instant.ts";
 import { type SqlCommit, SqlWriteError, toClickHouse, toSql } from "../../src/sinks/toSql.ts";
 import { fromNdjson } from "../../src/sources/ndjson.ts";
+import { fromPush } from "../../src/sources/push.ts";
 import { readDeadLetters } from "../../src/deadletter/read.ts";
 import { tempDir } from "../helpers/duckdb.ts";
 
@@ -358,6 +359,42 @@ describe.each(DIALECTS)("toSql into %s", (db) => {
       const ids = (await select(db, `SELECT CAST(id AS ${db === "my" ? "CHAR" : "TEXT"}) AS id FROM ${q}${table}${q} AS src ORDER BY src.id`)).map((r) => Number(r.id));
       expect(ids).toEqual(rows.map((r) => r.id).filter((id) => id !== 4 && id !== 24));
     }
+  });
+
+  test("a stopped run of pushed records with an asynchronous operator keeps each one in the table or the dead-letter folder", async () => {
+    const table = tableName(db, "stopped");
+    const q = db === "my" ? "`" : '"';
+    const type = db === "my" ? "BIGINT" : "INTEGER";
+    await exec(db, `CREATE TABLE ${q}${table}${q} (id ${type} PRIMARY KEY, n ${type} CHECK (n >= 0))`);
+    const Item = v.object({ id: v.pipe(v.number(), v.integer()), n: v.pipe(v.number(), v.integer()) });
+    const folder = join(dir.path, `stopped-dead-letter-${db}`);
+    const source = fromPush<unknown>({ name: "app" });
+    const stop = new AbortController();
+    const done = run(
+      source.pipe(
+        mergeMap(async (r) => {
+          await Bun.sleep(1);
+          return r;
+        }, 4),
+        deadLetter(folder),
+        toSql(urlOf(db), table, { schema: Item, mode: "insert", batchRows: 7 }) as never,
+      ),
+      { signal: stop.signal },
+    );
+    // Every fifth row breaks the CHECK; the run is stopped with rows still inside the mergeMap.
+    const taken: number[] = [];
+    for (let id = 1; id <= 60; id++) if (source.push({ id, n: id % 5 === 0 ? -1 : id })) taken.push(id);
+    stop.abort();
+    const summary = await done;
+    expect(summary.stopped).toBe(true);
+    const ids = (await select(db, `SELECT CAST(id AS ${db === "my" ? "CHAR" : "TEXT"}) AS id FROM ${q}${table}${q} AS src ORDER BY src.id`)).map((r) => Number(r.id));
+    const letters: DeadLetter[] = [];
+    for await (const letter of readDeadLetters(folder)) letters.push(letter);
+    expect(ids).toEqual(taken.filter((id) => id % 5 !== 0));
+    expect(letters.map((l) => [l.stage, l.source, l.line]).sort((a, b) => (a[2] as number) - (b[2] as number))).toEqual(
+      taken.filter((id) => id % 5 === 0).map((id) => ["write", "app", id]),
+    );
+    expect([summary.in, summary.written, summary.deadLettered]).toEqual([taken.length, ids.length, letters.length]);
   });
 
   test("a value of the wrong type is a write dead letter before anything is sent; nothing is coerced", async () => {
