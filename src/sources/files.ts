@@ -56,7 +56,15 @@ export async function resolveInputs(input: string | readonly string[], who: stri
     for await (const path of glob.scan({ cwd: absolute ? "/" : ".", onlyFiles: true, dot: false })) {
       matched.push(absolute ? `/${path}` : path);
     }
-    if (matched.length === 0) throw new Error(`${who}: no file matches ${pattern}`);
+    if (matched.length === 0) {
+      // As a shell does, a pattern that matches nothing is taken as written: "export[1].csv" as a
+      // glob matches only "export1.csv", and the file named so would be "not found".
+      if (await stat(pattern).then((info) => info.isFile(), () => false)) {
+        files.push(pattern);
+        continue;
+      }
+      throw new Error(`${who}: no file matches ${pattern}`);
+    }
     files.push(...matched.sort());
   }
   return files;

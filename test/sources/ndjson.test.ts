@@ -418,6 +418,20 @@ describe("fromNdjson", () => {
     expect(values).toEqual([{ f: "x" }, { f: "a1" }, { f: "a2" }]);
   });
 
+  test("reads a file whose name holds glob characters when the pattern matches no other, as a shell does", async () => {
+    // "export[1].ndjson" as a glob matches only "export1.ndjson": the file itself was "not found".
+    const folder = join(dir.path, "literal");
+    await mkdir(folder);
+    await writeFile(join(folder, "export[1].ndjson"), '{"f":"brackets"}\n');
+    await writeFile(join(folder, "{x}.ndjson"), '{"f":"braces"}\n');
+    await writeFile(join(folder, "b[12].ndjson"), '{"f":"literal"}\n');
+    await writeFile(join(folder, "b1.ndjson"), '{"f":"b1"}\n');
+    const { values } = await read([join(folder, "export[1].ndjson"), join(folder, "{x}.ndjson")]);
+    expect(values).toEqual([{ f: "brackets" }, { f: "braces" }]);
+    // A pattern that matches files is a glob, as in a shell.
+    expect((await read(join(folder, "b[12].ndjson"))).values).toEqual([{ f: "b1" }]);
+  });
+
   test("errors naming the path when a file does not exist, before reading anything", async () => {
     const present = await file('{"n":1}\n');
     const missing = join(dir.path, "missing.ndjson");
