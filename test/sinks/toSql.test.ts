@@ -275,6 +275,9 @@ describe.each(DIALECTS)("toSql into %s", (db) => {
     for (let i = 0; i < 2; i++) {
       const failed = await load(file, toSql(urlOf(db), table, { schema: Item, mode: "upsert", key: ["id"] })).catch((e: unknown) => e);
       expect(failed).toBeInstanceOf(SqlWriteError);
+      // Every database says why and what to do, not only its own words ("no unique or exclusion constraint matching").
+      expect((failed as Error).message).toContain(`upsert needs a primary key or unique index on (${q}id${q}), and the table has none`);
+      expect((failed as Error).message).toContain("or let create: true make the table");
     }
     expect(await select(db, `SELECT id FROM ${q}${table}${q}`)).toEqual([]);
   });

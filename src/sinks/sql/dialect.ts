@@ -167,6 +167,19 @@ export function columnDefinitions(setup: TableSetup, quote: (name: string) => st
 }
 
 /**
+ * Why an upsert into a table with no primary key or unique index on exactly its key columns
+ * fails in PostgreSQL and SQLite (`ON CONFLICT` matches no constraint), and what to do, worded
+ * as MySQL/MariaDB's check says it.
+ */
+export function missingUniqueKey(setup: TableSetup, quote: (name: string) => string): { what: string; advice: string } {
+  const columns = setup.key.map(quote).join(", ");
+  return {
+    what: `upsert needs a primary key or unique index on (${columns}), and the table has none`,
+    advice: `add one (CREATE UNIQUE INDEX ${quote(`${setup.table}_key`)} ON ${quote(setup.table)} (${columns})) or let create: true make the table`,
+  };
+}
+
+/**
  * The clause that makes an `INSERT` an upsert where the database has `ON CONFLICT` (PostgreSQL,
  * SQLite): a row whose key is taken updates the other columns, or is left alone when every column
  * is part of the key.

@@ -24,6 +24,7 @@ import {
   ledgerContents,
   ledgerRows,
   landRows,
+  missingUniqueKey,
   onConflictUpdate,
   quoteIdentifier,
   type Refusal,
@@ -190,6 +191,10 @@ export class PostgresDialect implements Dialect {
         });
         return refused;
       } catch (error) {
+        if (upsert && (error as { errno?: unknown }).errno === "42P10") {
+          const { what, advice } = missingUniqueKey(setup, q);
+          throw this.#fail(setup.table, what, error, advice);
+        }
         if (isolate || !isRowError(error)) throw this.#fail(setup.table, "the batch could not be written", error);
       }
     }

@@ -23,6 +23,7 @@ import {
   ledgerContents,
   ledgerRows,
   messageOf,
+  missingUniqueKey,
   onConflictUpdate,
   quoteIdentifier,
   type Refusal,
@@ -70,9 +71,9 @@ export class SqliteDialect implements Dialect {
     return value;
   }
 
-  #fail(table: string, what: string, error: unknown): SqlWriteError {
+  #fail(table: string, what: string, error: unknown, advice = ""): SqlWriteError {
     // A file path holds no password to redact.
-    return writeFailure(this.target, table, what, error, []);
+    return writeFailure(this.target, table, what, error, [], advice);
   }
 
   async prepare(setup: TableSetup): Promise<void> {
@@ -111,6 +112,10 @@ export class SqliteDialect implements Dialect {
         committed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))`);
       db.run(`CREATE INDEX IF NOT EXISTS ${q(`${LEDGER_TABLE}_lookup`)} ON ${q(LEDGER_TABLE)} (table_name, checkpoint, source)`);
     } catch (error) {
+      if (setup.mode === "upsert" && /ON CONFLICT clause does not match/.test(String((error as Error)?.message))) {
+        const { what, advice } = missingUniqueKey(setup, q);
+        throw this.#fail(setup.table, what, error, advice);
+      }
       throw this.#fail(setup.table, "cannot prepare the insert and the ledger table", error);
     }
   }
