@@ -271,9 +271,13 @@ export async function resolveObjects(url: string, who: string, options?: S3Optio
   }
   const glob = new Bun.Glob(key);
   const matched: S3Object[] = [];
+  let named: S3Object | undefined;
   for await (const object of listKeys(formatS3Url(bucket, key.slice(0, magic)), options)) {
     if (glob.match(object.key)) matched.push(object);
+    else if (object.key === key) named = object;
   }
+  // As for local files: a pattern that matches nothing but names an object ("export[1].csv") is it.
+  if (matched.length === 0 && named !== undefined) return [named];
   if (matched.length === 0) throw new Error(`${who}: no object matches ${url}`);
   return matched.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }

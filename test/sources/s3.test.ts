@@ -175,6 +175,9 @@ describe("reading objects in a bucket", () => {
       ["edge/bom.ndjson", "\uFEFF"],
       ["edge/no-newline.ndjson", '{"id":1,"text":"a"}\n{"id":2,"text":"ü"}'],
       ["edge/odd key with spaces, ü & #.ndjson", '{"id":3,"text":"odd"}\n{"id":'],
+      // Glob characters in a name that matches no other: the object itself, as on disk.
+      ["edge/{x}.ndjson", '{"id":4,"text":"braces"}\n'],
+      ["edge/export[1].ndjson", '{"id":5,"text":"brackets"}\n'],
     ];
     for (const [name, content] of cases) await both(name, content);
     const read = async (inputs: string[], options: object) => {
@@ -193,7 +196,13 @@ describe("reading objects in a bucket", () => {
       names.map((n, i) => (i % 2 ? `s3://${BUCKET}/${n}` : join(dir.path, "local", n))),
       { s3 },
     );
-    expect(local.values).toEqual([{ id: 1, text: "a" }, { id: 2, text: "ü" }, { id: 3, text: "odd" }]);
+    expect(local.values).toEqual([
+      { id: 1, text: "a" },
+      { id: 2, text: "ü" },
+      { id: 3, text: "odd" },
+      { id: 4, text: "braces" },
+      { id: 5, text: "brackets" },
+    ]);
     expect(mixed).toEqual(local);
     expect(local.entries).toEqual([["odd key with spaces, ü & #.ndjson", 2, '{"id":']]);
   }, 60_000);
