@@ -24,7 +24,7 @@ import type { DeadLetter } from "../deadletter/entry.ts";
 import type { Distribution } from "../distribute/distribution.ts";
 import type { Holder } from "./durable.ts";
 import { newRunId } from "./runId.ts";
-import { Input, type Position, positionOf } from "./position.ts";
+import { countOutput, Input, type Position, positionOf } from "./position.ts";
 
 /** Counters that make up a run's summary. */
 export interface FlowStats {
@@ -57,6 +57,8 @@ export interface FlowStats {
    * folder was dropped and the earlier dataset (or dead letters) stays.
    */
   discarded: number;
+  /** Rows and dead letters beyond a record's first: records turned into several (see `countOutput`). */
+  fannedOut: number;
   /** Partition buffers open in the sink (each becomes a file). */
   openPartitions: number;
   /** Time from a buffer's flush to its file being durable, as a histogram over {@link COMMIT_LATENCY_BUCKETS}. */
@@ -172,6 +174,7 @@ export function createFlow(runId = newRunId()): Flow {
       recordsTotal: 0,
       skipped: 0,
       discarded: 0,
+      fannedOut: 0,
       openPartitions: 0,
       commitLatency: { count: 0, sumSeconds: 0, buckets: COMMIT_LATENCY_BUCKETS.map(() => 0).concat(0) },
       lag: new Map(),
@@ -351,6 +354,7 @@ export function sendToDeadLetter(
     );
   }
   position?.input.settle(line);
+  countOutput(position);
   const checkpoint = flow.checkpoint;
   if (checkpoint && position && checkpoint.alreadyDeadLettered(source, line)) {
     flow.stats.skipped++;

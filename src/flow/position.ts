@@ -41,6 +41,12 @@ export class Position {
     readonly redelivered: number | undefined = undefined,
   ) {}
 
+  /**
+   * @internal Outputs counted for the record so far (rows written or skipped, dead letters): see
+   * {@link countOutput}.
+   */
+  outputs = 0;
+
   /** The input's name: a file path, a URL, a topic partition. */
   get source(): string {
     return this.input.name;
@@ -50,6 +56,16 @@ export class Position {
   [Symbol.for("nodejs.util.inspect.custom")](): string {
     return `${this.input.name}:${this.line}`;
   }
+}
+
+/**
+ * Counts one output of the record at `position`: a row written (or skipped as written before),
+ * or a dead letter. The first is what became of the record; each further one (a record turned
+ * into several rows, a `share` into two sinks) is counted in `fannedOut`, so the summary's
+ * records still add up: `in + fannedOut = written + deadLettered + skipped + discarded + dropped`.
+ */
+export function countOutput(position: Position | undefined): void {
+  if (position !== undefined && position.outputs++ > 0) position.input.flow.stats.fannedOut++;
 }
 
 /** The position a record carries, if any. */

@@ -6,6 +6,7 @@ import { Observable, type OperatorFunction } from "rxjs";
 import type * as v from "valibot";
 import { RowBuffer } from "../arrow/rows.ts";
 import { currentFlow, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
+import { countOutput } from "../flow/position.ts";
 import { run, type RunOptions } from "../run/run.ts";
 import { columnsOf } from "../schema/columns.ts";
 import { withPreview } from "./view.ts";
@@ -48,6 +49,7 @@ function intoBuffer<T>(buffer: RowBuffer): OperatorFunction<T, never> {
             const problem = buffer.append(record as Record<string, unknown>);
             if (problem === undefined) {
               position?.input.settle(position.line);
+              countOutput(position);
               flow.stats.written++;
               return;
             }

@@ -47,7 +47,7 @@ export interface RunOptions {
   readonly distribute?: DistributeOptions;
 }
 
-/** What a run did. `in = written + deadLettered + skipped + discarded + dropped`. */
+/** What a run did. `in + fannedOut = written + deadLettered + skipped + discarded + dropped`. */
 export interface RunSummary {
   readonly runId: string;
   /** Records read by the sources. */
@@ -72,6 +72,12 @@ export interface RunSummary {
    * sluice pieces only.
    */
   readonly dropped: number;
+  /**
+   * Rows and dead letters beyond each record's first: a record turned into several (a `mergeMap`
+   * over an order's items, each keeping the order's position) counts once in `in` and once per
+   * row in `written`. 0 when every record became one row or one dead letter.
+   */
+  readonly fannedOut: number;
   /** Values the pipeline emitted at its end (commits, for a Parquet sink). */
   readonly emitted: number;
   readonly files: number;
@@ -177,6 +183,7 @@ function addUp(rounds: readonly RunSummary[], runId: string, durationMs: number,
     skipped: sum((s) => s.skipped),
     discarded: sum((s) => s.discarded),
     dropped: sum((s) => s.dropped),
+    fannedOut: sum((s) => s.fannedOut),
     emitted: sum((s) => s.emitted),
     files: sum((s) => s.files),
     bytes: sum((s) => s.bytes),
@@ -312,7 +319,8 @@ function summarize(flow: Flow, emitted: number, durationMs: number): RunSummary 
     deadLetteredByStage: { ...s.deadLettered },
     skipped: s.skipped,
     discarded: s.discarded,
-    dropped: s.in - s.written - deadLettered - s.skipped - s.discarded,
+    dropped: s.in + s.fannedOut - s.written - deadLettered - s.skipped - s.discarded,
+    fannedOut: s.fannedOut,
     emitted,
     files: s.files,
     bytes: s.bytes,
@@ -336,6 +344,7 @@ export function formatSummary(summary: RunSummary): string {
     ["dead-lettered", `${n(summary.deadLettered)}${stages ? ` (${stages})` : ""}`],
     ...(summary.skipped !== 0 ? [["skipped", `${n(summary.skipped)} (already durable from an earlier run)`]] : []),
     ...(summary.discarded !== 0 ? [["discarded", `${n(summary.discarded)} (the run stopped: the overwrite keeps the earlier dataset)`]] : []),
+    ...(summary.fannedOut !== 0 ? [["fanned out", `${n(summary.fannedOut)} (rows and dead letters beyond a record's first: records turned into several)`]] : []),
     ...(summary.dropped !== 0 ? [["dropped", n(summary.dropped)]] : []),
     ["files", `${n(summary.files)} (${formatBytes(summary.bytes)})`],
     ["read", formatBytes(summary.bytesRead)],

@@ -23,7 +23,7 @@
 import { Observable, type OperatorFunction } from "rxjs";
 import { announceDurable, hold } from "../flow/durable.ts";
 import { currentFlow, deadLetterRoute, type Flow, holdGate, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
-import type { Position } from "../flow/position.ts";
+import { countOutput, type Position } from "../flow/position.ts";
 import { redactText } from "../run/redact.ts";
 
 /** How much a publisher keeps on its way to the broker: options every broker sink takes. */
@@ -97,6 +97,8 @@ export interface Outgoing {
   /** The input the record came from (`""` when it has no position) and its line (0 when none). */
   readonly source: string;
   readonly line: number;
+  /** The record's position, when a sink's record has one: its output is counted once acknowledged. */
+  readonly position?: Position | undefined;
   /** Called instead of publishing when the broker cannot take the message (too large): a dead letter. */
   readonly reject: (reason: string) => void;
   /** A smaller form of the message, tried before `reject` when it is too large. */
@@ -570,6 +572,7 @@ export function publishSink<T>(
       const outbox = new Outbox(flow, open, options, {
         acknowledged(batch, answer) {
           flow.stats.written += batch.length;
+          for (const message of batch) countOutput(message.position);
           flow.stats.buffered -= batch.length;
           // As the Parquet sink does after commits: resume points move on about once a second, so
           // a crash re-reads (and publishes again) only what came after.
@@ -620,6 +623,7 @@ export function publishSink<T>(
           id,
           source: position?.input.name ?? "",
           line: position?.line ?? 0,
+          position,
           reject(reason) {
             flow.stats.buffered--;
             reject(record, position, `${who}: ${reason}`);

@@ -15,6 +15,7 @@ import type { Producer } from "@platformatic/kafka";
 import { Observable, type OperatorFunction } from "rxjs";
 import { announceDurable, hold } from "../flow/durable.ts";
 import { currentFlow, deadLetterRoute, holdGate, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
+import { countOutput, type Position } from "../flow/position.ts";
 import { type KafkaConnectionOptions, kafkaConnection, kafkaReason } from "../sources/kafka.ts";
 import { backoffMs, gaveUp, type RetryOptions, retrySettings } from "./publish.ts";
 
@@ -72,6 +73,8 @@ interface Outgoing {
   readonly value: Buffer;
   readonly source: string;
   readonly line: number;
+  /** The record's position, if it has one: its output is counted once acknowledged. */
+  readonly position: Position | undefined;
 }
 
 /** Records sent (or to be sent) together, with the lowest and highest line of each input among them. */
@@ -209,7 +212,7 @@ export function toKafka<T>(options: ToKafkaOptions<T>): OperatorFunction<T, Kafk
           reject(`the message is ${size} bytes, over maxMessageBytes (${maxMessageBytes}) for ${where}`);
           return;
         }
-        current.add({ key, value, source: position?.input.name ?? "", line: position?.line ?? 0 });
+        current.add({ key, value, source: position?.input.name ?? "", line: position?.line ?? 0, position });
         // The record has left the pipeline: from here the holder keeps it from being taken as durable.
         position?.input.settle(position.line);
         unacknowledged++;
@@ -271,6 +274,7 @@ export function toKafka<T>(options: ToKafkaOptions<T>): OperatorFunction<T, Kafk
         unacknowledgedBytes -= batch.bytes;
         flow.stats.buffered -= count;
         flow.stats.written += count;
+        for (const message of batch.messages) countOutput(message.position);
         announceDurable(flow);
         updateGate();
         subscriber.next({

@@ -11,7 +11,7 @@ import { RowBuffer } from "../arrow/rows.ts";
 import { modeUnder } from "../checkpoint/checkpoint.ts";
 import { announceDurable, checkLeases, hold } from "../flow/durable.ts";
 import { currentFlow, holdGate, observeCommitLatency, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
-import type { Input, Position } from "../flow/position.ts";
+import { countOutput, type Input, type Position } from "../flow/position.ts";
 import { acquireLock, acquireSharedLock, type Lock, LockedError, lockPathOf } from "../io/lock.ts";
 import type { EncodeOptions } from "../parquet/encode.ts";
 import { DictionaryChoice } from "../parquet/dictionary.ts";
@@ -391,12 +391,14 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
           if (checkpoint?.alreadyWritten(open.get(lookup)?.key ?? checkpointKeyOf(row), input.name, position.line)) {
             // Resumed after a crash: an earlier run committed this row already.
             flow.stats.skipped++;
+            countOutput(position);
             input.settle(position.line);
             return;
           }
           if (position.redelivered !== undefined && ledger?.has(open.get(lookup)?.key ?? checkpointKeyOf(row), input.name, position.line, position.redelivered)) {
             // A broker delivered it again: a committed file (this worker's or another's) holds it already.
             flow.stats.skipped++;
+            countOutput(position);
             input.settle(position.line);
             return;
           }
@@ -428,6 +430,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         received++;
         flow.stats.buffered++;
         claim(partition, input, position.line);
+        countOutput(position);
         input.settle(position.line);
         const rows = (partition.buffer as RowBuffer).rows;
         if (rows === 1 || (rows & 1023) === 0) measure(partition);

@@ -9,7 +9,7 @@ import type * as v from "valibot";
 import type { CommitRange } from "../checkpoint/checkpoint.ts";
 import { announceDurable, hold } from "../flow/durable.ts";
 import { currentFlow, holdGate, observeCommitLatency, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
-import type { Input, Position } from "../flow/position.ts";
+import { countOutput, type Input, type Position } from "../flow/position.ts";
 import { percentAdvice, scrub, secretsOf } from "../io/credentials.ts";
 import { columnsOf, SchemaError } from "../schema/columns.ts";
 import { fieldOf, inheritedName } from "../schema/fields.ts";
@@ -375,6 +375,9 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
         });
         for (const [partitionKey] of fresh) replaced.add(partitionKey);
         flow.stats.skipped += skipped;
+        // Each row's output: skipped or written here, a refused one as its dead letter below.
+        const refused = new Set(refusals.map((r) => keep[r.index] as number));
+        for (let i = 0; i < batch.rows.length; i++) if (!refused.has(i)) countOutput(batch.positions[i] as Position);
         for (const { index, message } of refusals) {
           const i = keep[index] as number;
           const position = batch.positions[i] as Position;
