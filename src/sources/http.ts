@@ -13,7 +13,7 @@ import { Input, stamp } from "../flow/position.ts";
 import { isS3Url, putObject, type S3Options } from "../io/s3.ts";
 import { commitFile } from "../parquet/encode.ts";
 import { isCredentialName, scrubBytes, scrubText, secretForms } from "../run/redact.ts";
-import { recordLosses } from "./http/numbers.ts";
+import { changedNumberAt, recordLosses } from "./http/numbers.ts";
 import {
   type Backoff,
   backoffWithDefaults,
@@ -524,6 +524,27 @@ async function extract(
     }
   }
 
+  /**
+   * A cursor as the server wrote it. A number JSON parsing changed (an id-like cursor past 2^53:
+   * `1234567890123456789` parses to ...800) would ask for another page than the one that comes
+   * next: read at a dot path, its digits are taken from the body's text; from a function, which
+   * gets the parsed body, such a number errors the source.
+   */
+  function cursorText(value: string | number, p: CursorPagination, page: number, url: URL, response: PageResponse): string {
+    if (typeof value === "string") return value;
+    const written = typeof p.from === "string" ? changedNumberAt(response.text, p.from) : undefined;
+    if (written !== undefined && Object.is(Number(written), value)) return written;
+    if (!Number.isFinite(value) || (Number.isInteger(value) && !Number.isSafeInteger(value))) {
+      throw fail(
+        page,
+        url,
+        `gives the number ${value} as the next cursor, which a 64-bit float may not hold as the server wrote it (past 2^53): following it could read another page than the next. Read the cursor at a dot path (from: "next_cursor"), or return the API's text form of it`,
+        response.status,
+      );
+    }
+    return String(value);
+  }
+
   /** Where the page after `response` is, or undefined at the end. Errors when it cannot be known. */
   function nextUrl(p: NoPagination | CursorPagination | NextPagination, page: number, url: URL, response: PageResponse): URL | undefined {
     if (p.type === "none" || response.noContent) return undefined;
@@ -551,7 +572,7 @@ async function extract(
     if (typeof value !== "string" && typeof value !== "number") {
       throw fail(page, url, `gives ${describeType(value)} as the next ${p.type}, not a string`, response.status);
     }
-    if (p.type === "cursor") return withParams(base, { [p.param ?? "cursor"]: String(value) });
+    if (p.type === "cursor") return withParams(base, { [p.param ?? "cursor"]: cursorText(value, p, page, url, response) });
     const next = new URL(String(value), response.url);
     if (next.origin !== base.origin) {
       if (ctx.credentialNames.length > 0) {

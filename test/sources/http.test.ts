@@ -312,6 +312,33 @@ describe("fromHttp pagination", () => {
     expect(error.page).toBe(3);
   });
 
+  test("a numeric cursor past 2^53 is sent back with the server's digits, not the float's", async () => {
+    // An id-like cursor written as a JSON number: JSON.parse reads 1234567890123456789 as ...800,
+    // which would ask for another page (here: an unknown cursor answered with a wrong record).
+    const cursors: (string | null)[] = [];
+    api.fault = ({ url }) => {
+      const cursor = url.searchParams.get("cursor");
+      cursors.push(cursor);
+      if (cursor === null) return new Response('{"data":{"items":[{"id":1}]},"next":{"cursor":1234567890123456789}}');
+      if (cursor === "1234567890123456789") return new Response('{"data":{"items":[{"id":2}]},"next":{"cursor":9007199254740993}}');
+      if (cursor === "9007199254740993") return new Response('{"data":{"items":[{"id":3}]},"next":{"cursor":null}}');
+      return new Response('{"data":{"items":[{"id":"wrong page"}]},"next":{"cursor":null}}');
+    };
+    const { values, entries } = await extract({ pagination: { type: "cursor", from: "next.cursor" } });
+    expect(cursors).toEqual([null, "1234567890123456789", "9007199254740993"]);
+    expect(values).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
+    expect(entries).toEqual([]);
+    // A function gets the parsed body only: it cannot give the digits back, so the source errors
+    // (typed, it returns a string; an untyped one hands the number over as it found it).
+    api.reset();
+    api.fault = () => new Response('{"data":{"items":[{"id":1}]},"next":{"cursor":1234567890123456789}}');
+    const from = (body: unknown) => (body as { next: { cursor: string } }).next.cursor;
+    const error = await extract({ pagination: { type: "cursor", from } }).catch((e) => e);
+    expect(error).toBeInstanceOf(HttpSourceError);
+    expect(error.message).toContain("gives the number 1234567890123456800 as the next cursor");
+    expect(api.log).toHaveLength(1);
+  });
+
   test("refuses to follow a next link to another origin while sending credentials", async () => {
     process.env.SLUICE_HTTP_TEST_TOKEN = "tok-123";
     api.token = "tok-123";

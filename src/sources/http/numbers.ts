@@ -59,6 +59,21 @@ export function recordLosses(text: string, body: unknown, records: readonly unkn
 }
 
 /** A changed number anywhere in a page, with the path to it and where each container on it opens. */
+/**
+ * The number at `path` (a dot path, as `atPath` reads it) as `text` writes it, when reading it as
+ * a float changed it (`{"next":1234567890123456789}` parses to ...800); undefined when it did not.
+ * With a key written twice, the last one counts, as `JSON.parse` takes it.
+ */
+export function changedNumberAt(text: string, path: string): string | undefined {
+  const keys = path === "" ? [] : path.split(".");
+  let found: string | undefined;
+  for (const loss of scanLosses(text)) {
+    if (loss.tooDeep || loss.path.length !== keys.length) continue;
+    if (loss.path.every((key, i) => String(key) === keys[i])) found = loss.literal;
+  }
+  return found;
+}
+
 interface PageLoss {
   readonly literal: string;
   readonly index: number;
