@@ -198,6 +198,8 @@ interface Running {
   log: Logger;
   controller: AbortController;
   done: Promise<void>;
+  /** Set while the attempt `runId` has failed and the next one is waited for: when it starts. */
+  retryAt: Date | undefined;
 }
 
 /** How one attempt ended. */
@@ -292,9 +294,15 @@ export class Scheduler {
       after = Math.max(due.getTime(), this.#clock.now());
       const running = this.#running.get(entry.name);
       if (running) {
-        const message = `${entry.name}: skipped the run due at ${due.toISOString()}: run ${running.runId} is still running`;
-        this.#log.warn(message, this.#log.format === "json" ? { pipeline: entry.name, due: due.toISOString(), running: running.runId } : undefined);
-        running.log.warn(`a run of ${entry.name} due at ${due.toISOString()} was skipped: this run was still going`);
+        const { retryAt } = running;
+        const why = retryAt ? `run ${running.runId} failed and is retried at ${retryAt.toISOString()}` : `run ${running.runId} is still running`;
+        const json = this.#log.format === "json";
+        this.#log.warn(
+          `${entry.name}: skipped the run due at ${due.toISOString()}: ${why}`,
+          json ? { pipeline: entry.name, due: due.toISOString(), running: running.runId, ...(retryAt ? { retryAt: retryAt.toISOString() } : {}) } : undefined,
+        );
+        // While a retry is waited for, no run is going: the failed attempt's log is closed.
+        if (!retryAt) running.log.warn(`a run of ${entry.name} due at ${due.toISOString()} was skipped: this run was still going`);
         this.#options.onEvent?.({ type: "skipped", pipeline: entry.name, scheduledAt: due, runningRunId: running.runId });
         continue;
       }
@@ -303,7 +311,7 @@ export class Scheduler {
   }
 
   #start(entry: ScheduledPipeline & { readonly schedule: Schedule }, due: Date): void {
-    const state: Running = { runId: "", log: this.#log, controller: new AbortController(), done: Promise.resolve() };
+    const state: Running = { runId: "", log: this.#log, controller: new AbortController(), done: Promise.resolve(), retryAt: undefined };
     this.#running.set(entry.name, state);
     state.done = (async () => {
       const { retries, retryDelayMs } = entry.schedule;
@@ -312,7 +320,9 @@ export class Scheduler {
         const outcome = await this.#attempt(entry, due, attempt, state, retryAt);
         if (outcome !== "failed" || attempt > retries || this.#stop.signal.aborted) return;
         const next = retryAt(this.#clock.now()) as Date;
+        state.retryAt = next;
         await this.#clock.sleepUntil(next.getTime(), this.#stop.signal);
+        state.retryAt = undefined;
         if (this.#stop.signal.aborted) return;
       }
     })().finally(() => this.#running.delete(entry.name));
@@ -332,6 +342,8 @@ export class Scheduler {
     const of = attempt > 1 ? ` (attempt ${attempt} of ${entry.schedule.retries + 1})` : "";
     state.runId = runId;
     let fd: number;
+    // Once the attempt is over its descriptor is closed, and its number may be another file's.
+    let closed = false;
     try {
       mkdirSync(join(this.#options.logs, entry.name), { recursive: true });
       fd = openSync(logFile, "a");
@@ -347,6 +359,7 @@ export class Scheduler {
       runId,
       now: () => new Date(this.#clock.now()),
       write: (line) => {
+        if (closed) return;
         try {
           writeSync(fd, `${line}\n`);
         } catch {
@@ -427,6 +440,7 @@ export class Scheduler {
       return fail(error instanceof Error ? error.message : String(error));
     } finally {
       ended.abort();
+      closed = true;
       try {
         closeSync(fd);
       } catch {

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { closeSync, openSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { EMPTY, Observable } from "rxjs";
@@ -362,6 +363,39 @@ describe("Scheduler under a manual clock", () => {
     await clock.advanceTo("2024-03-01T01:00:00Z");
     expect(calls).toBe(3);
     expect(scheduler.running.size).toBe(0);
+  });
+
+  test("a cron time skipped while a retry is waited for writes into no other file, and the logs say the run is waiting to retry", async () => {
+    const logs = join(dir.path, "skip-while-waiting");
+    const clock = new ManualClock("2024-03-01T00:00:00Z");
+    const pipeline = definePipeline({
+      description: "always fails",
+      schedule: { cron: "*/10 * * * *", retries: 1, retryDelaySeconds: 900 },
+      source: () => new Observable<unknown>((subscriber) => subscriber.error(new Error("database down"))),
+      process: (records) => records,
+    });
+    const events: ScheduleEvent[] = [];
+    const { lines, log } = collectLog();
+    const scheduler = new Scheduler([{ name: "db", pipeline }], { clock, logs, log, onEvent: (e) => events.push(e) });
+    scheduler.start();
+    await clock.advanceTo("2024-03-01T00:10:00Z");
+    await until(() => events.some((e) => e.type === "failed"), "the first failure");
+    // The failed attempt's log is closed: a file opened now (another run's log, a data file) may
+    // get its descriptor number. The cron time at 00:20 must not write into it.
+    const other = join(dir.path, "opened-during-the-wait.txt");
+    const fd = openSync(other, "w");
+    try {
+      await clock.advanceTo("2024-03-01T00:20:00Z");
+      expect(events.map((e) => e.type)).toEqual(["started", "failed", "skipped"]);
+    } finally {
+      closeSync(fd);
+    }
+    expect(await Bun.file(other).text()).toBe("");
+    const failedId = events[0]?.type === "started" ? events[0].runId : "";
+    expect(
+      lines.some((l) => l.includes(`db: skipped the run due at 2024-03-01T00:20:00.000Z: run ${failedId} failed and is retried at 2024-03-01T00:25:00.000Z`)),
+    ).toBe(true);
+    await scheduler.stop();
   });
 
   test("a run past its timeout is stopped, keeps what it committed (read back by DuckDB), and fails", async () => {
