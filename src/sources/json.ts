@@ -18,7 +18,7 @@ import { sendToDeadLetter } from "../flow/flow.ts";
 import { stamp } from "../flow/position.ts";
 import { type FileReading, type FileSourceOptions, fileSource } from "./files.ts";
 import { lenient } from "./lines.ts";
-import { describeNumberLoss, numberLoss } from "./json/numbers.ts";
+import { describeNumberLoss, malformedJson, numberLoss } from "./json/numbers.ts";
 import { type PathStep, parsePath, pathName } from "./json/path.ts";
 import { checkValue, INVALID, newCheck, startCheck } from "./json/syntax.ts";
 import { elementText, firstHighByte, viewsOf } from "./json/text.ts";
@@ -685,7 +685,7 @@ async function readJson(file: FileReading, steps: readonly PathStep[], options: 
     try {
       value = JSON.parse(text);
     } catch (error) {
-      sendToDeadLetter(flow, "parse", `malformed JSON: ${(error as Error).message}`, undefined, input.at(n, text, offset));
+      sendToDeadLetter(flow, "parse", malformedJson(text, error, (at) => `element ${n}, character ${at + 1}`), undefined, input.at(n, text, offset));
       return;
     }
     emitParsed(text, value, n, offset);

@@ -5,7 +5,7 @@ import type { Observable } from "rxjs";
 import { type Flow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
 import { type Input, stamp } from "../flow/position.ts";
 import { type FileReading, type FileSourceOptions, fileSource } from "./files.ts";
-import { describeNumberLoss, numberLoss } from "./json/numbers.ts";
+import { describeNumberLoss, malformedJson, numberLoss } from "./json/numbers.ts";
 import { type LineOptions, type ReadBytes, splitLines } from "./lines.ts";
 
 /** Options of {@link fromNdjson}. */
@@ -76,7 +76,7 @@ export async function readNdjson(
         try {
           value = JSON.parse(text);
         } catch (error) {
-          const reason = text.trim() === "" ? "blank line" : `malformed JSON: ${(error as Error).message}`;
+          const reason = text.trim() === "" ? "blank line" : malformedJson(text, error, (at) => `line ${line}, column ${at + 1}`);
           sendToDeadLetter(flow, "parse", reason, undefined, position);
           return;
         }

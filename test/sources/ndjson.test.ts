@@ -201,6 +201,19 @@ describe("fromNdjson", () => {
     for (const entry of entries) expect(entry.error).toStartWith("malformed JSON: ");
   });
 
+  test("names a control character a string holds unescaped, which the parser calls an unterminated string", async () => {
+    // A producer that writes a tab or a NUL into a string without escaping it: "Unterminated
+    // string" sent the reader looking for a missing quote.
+    const path = await file('{"a":"x\ty"}\n{"a":"\\"ok\\"\u0001"}\n{"a":"cut\n{"a":1}\n');
+    const { values, entries } = await read(path);
+    expect(values).toEqual([{ a: 1 }]);
+    expect(entries.map((e) => [e.line, e.error])).toEqual([
+      [1, "malformed JSON: a string holds the control character U+0009 unescaped (line 1, column 8), which JSON does not allow: write it as \\t"],
+      [2, "malformed JSON: a string holds the control character U+0001 unescaped (line 2, column 13), which JSON does not allow: write it as \\u0001"],
+      [3, "malformed JSON: JSON Parse error: Unterminated string"],
+    ]);
+  });
+
   test("emits any JSON value a line holds, including null", async () => {
     const { values } = await read(await file('1\n"text"\nnull\ntrue\n[1,{"b":[]}]\n{"ü":"😀"}\n-0.5e-3\n'));
     expect(values).toEqual([1, "text", null, true, [1, { b: [] }], { ü: "😀" }, -0.0005]);

@@ -117,10 +117,42 @@ export function parseJson(text: string): ParsedJson {
   try {
     value = JSON.parse(text);
   } catch (error) {
-    return { ok: false, error: `malformed JSON: ${(error as Error).message}` };
+    return { ok: false, error: malformedJson(text, error, (at) => `column ${at + 1}`) };
   }
   const loss = messageLoss(text, value);
   return loss === undefined ? { ok: true, value } : { ok: false, error: loss };
+}
+
+/**
+ * The reason a dead letter gives for a text `JSON.parse` refused with `error`. JavaScriptCore calls
+ * a string holding a raw control character (a tab or NUL a producer did not escape) an
+ * "Unterminated string", which sends the reader looking for a missing quote: such a character is
+ * named instead, with `where` it is (given its index in the text).
+ */
+export function malformedJson(text: string, error: unknown, where: (index: number) => string): string {
+  const message = `malformed JSON: ${(error as Error).message}`;
+  if (!message.endsWith("Unterminated string")) return message;
+  const at = rawControlInString(text);
+  if (at < 0) return message;
+  const code = text.charCodeAt(at);
+  const hex = code.toString(16).toUpperCase().padStart(4, "0");
+  const escaped = SHORT_ESCAPES[code] ?? `\\u${hex.toLowerCase()}`;
+  return `malformed JSON: a string holds the control character U+${hex} unescaped (${where(at)}), which JSON does not allow: write it as ${escaped}`;
+}
+
+const SHORT_ESCAPES: Readonly<Record<number, string>> = { 8: "\\b", 9: "\\t", 10: "\\n", 12: "\\f", 13: "\\r" };
+
+/** Index of the first character below U+0020 inside a string of `text`, or -1. */
+function rawControlInString(text: string): number {
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (!inString) inString = c === 0x22;
+    else if (c === 0x5c) i++;
+    else if (c === 0x22) inString = false;
+    else if (c < 0x20) return i;
+  }
+  return -1;
 }
 
 /** The reason a source gives on the dead letter: `number 1e400 at amount (line 3, column 12) is ...`. */

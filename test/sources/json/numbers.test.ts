@@ -143,6 +143,7 @@ describe("parseJson: one JSON text as an app gets it", () => {
       ["{oops", undefined, "malformed JSON"],
       ['{"n":1e400}', undefined, "1e400"],
       ['{"n":12345678901234567890}', undefined, "12345678901234567890"],
+      ['{"s":"a\tb"}', undefined, "malformed JSON: a string holds the control character U+0009 unescaped (column 8)"],
     ];
     for (const [text, value, error] of cases) {
       const parsed = parseJson(text);
