@@ -214,6 +214,20 @@ describe("fromNdjson", () => {
     ]);
   });
 
+  test("says where a line's value ends when more follows it, and names a bare CR, instead of 'Unable to parse JSON string'", async () => {
+    const path = await file('{"a":1}{"b":2}\n[1] x\n{"a":1}\r{"a":2}\r{"a":3}\n{"a":4}\n');
+    const { values, entries } = await read(path);
+    expect(values).toEqual([{ a: 4 }]);
+    expect(entries.map((e) => [e.line, e.error])).toEqual([
+      [1, 'malformed JSON: a value ends at line 1, column 7 and more follows it ("{\\"b\\":2}"); one JSON value is expected'],
+      [2, 'malformed JSON: a value ends at line 2, column 3 and more follows it ("x"); one JSON value is expected'],
+      [
+        3,
+        'malformed JSON: a value ends at line 3, column 7 and more follows it ("\\r{\\"a\\":2}\\r{\\"a\\":3}"); one JSON value is expected. A bare CR follows it: lines that end with CR alone (classic Mac OS) are one line here; convert them (tr \'\\r\' \'\\n\')',
+      ],
+    ]);
+  });
+
   test("emits any JSON value a line holds, including null", async () => {
     const { values } = await read(await file('1\n"text"\nnull\ntrue\n[1,{"b":[]}]\n{"ü":"😀"}\n-0.5e-3\n'));
     expect(values).toEqual([1, "text", null, true, [1, { b: [] }], { ü: "😀" }, -0.0005]);

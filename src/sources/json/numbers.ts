@@ -131,6 +131,7 @@ export function parseJson(text: string): ParsedJson {
  */
 export function malformedJson(text: string, error: unknown, where: (index: number) => string): string {
   const message = `malformed JSON: ${(error as Error).message}`;
+  if (message.endsWith("Unable to parse JSON string")) return moreAfterValue(text, where) ?? message;
   if (!message.endsWith("Unterminated string")) return message;
   const at = rawControlInString(text);
   if (at < 0) return message;
@@ -141,6 +142,47 @@ export function malformedJson(text: string, error: unknown, where: (index: numbe
 }
 
 const SHORT_ESCAPES: Readonly<Record<number, string>> = { 8: "\\b", 9: "\\t", 10: "\\n", 12: "\\f", 13: "\\r" };
+
+/**
+ * JavaScriptCore's "Unable to parse JSON string" is mostly a whole value with more after it: two
+ * objects on one line, a stray bracket, or lines ending in a bare CR (classic Mac OS) read as one.
+ * Says where the value ends and what follows, when the text begins with a whole object, array or
+ * string; undefined otherwise.
+ */
+function moreAfterValue(text: string, where: (index: number) => string): string | undefined {
+  const start = text.length - text.trimStart().length;
+  const open = text.charCodeAt(start);
+  let end = -1;
+  let depth = 0;
+  let inString = false;
+  for (let i = start; i < text.length && end < 0; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) {
+        inString = false;
+        if (depth === 0) end = i + 1;
+      }
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) depth++;
+    else if (c === 0x7d || c === 0x5d) {
+      depth--;
+      if (depth === 0) end = i + 1;
+    } else if (depth === 0) return undefined;
+  }
+  if (end < 0 || (open !== 0x7b && open !== 0x5b && open !== 0x22)) return undefined;
+  try {
+    JSON.parse(text.slice(0, end));
+  } catch {
+    return undefined;
+  }
+  const more = text.slice(end).replace(/^[ \t]+/, "");
+  const shown = JSON.stringify(more.length > 40 ? `${more.slice(0, 40)}…` : more);
+  const cr = more.startsWith("\r")
+    ? ". A bare CR follows it: lines that end with CR alone (classic Mac OS) are one line here; convert them (tr '\\r' '\\n')"
+    : "";
+  return `malformed JSON: a value ends at ${where(end - 1)} and more follows it (${shown}); one JSON value is expected${cr}`;
+}
 
 /** Index of the first character below U+0020 inside a string of `text`, or -1. */
 function rawControlInString(text: string): number {
