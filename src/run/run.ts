@@ -266,7 +266,7 @@ function start(
           cleanup();
           // Files still being written may land: the checkpoint (and its lock) stays open until they
           // have, so the next run that opens it reconciles them.
-          Promise.allSettled([...flow.settling]).then(() => {
+          settleAll(flow, false).then(() => {
             checkpoint?.close();
             end(flow, false);
             reject(error);
@@ -279,7 +279,7 @@ function start(
           end(flow, true);
           // Work started by the last commits (a broker source acknowledging what they made durable)
           // is answered before the run resolves, so a process that exits then loses none of it.
-          const settled = Promise.all([...flow.settling]);
+          const settled = settleAll(flow, true);
           const done = checkpoint
             ? checkpoint
                 .finish()
@@ -328,6 +328,26 @@ function summarize(flow: Flow, emitted: number, durationMs: number): RunSummary 
     durationMs: Math.round(durationMs),
     stopped: flow.stopping,
   };
+}
+
+/**
+ * Waits for the flow's `settling` work, including work added while it waits: a piece torn down
+ * after the completion reached `run()` (a dead-letter folder closing once the sink's last writes
+ * have settled) adds its own then. With `failFast`, rejects with the first failure; otherwise
+ * waits for all, whatever they do. Each promise is waited for once, so one left in the set after
+ * it settled does not keep this waiting.
+ */
+async function settleAll(flow: Flow, failFast: boolean): Promise<void> {
+  const seen = new Set<Promise<unknown>>();
+  // Called from the completion itself: the pieces' teardowns run right after it returns.
+  await undefined;
+  for (;;) {
+    const fresh = [...flow.settling].filter((work) => !seen.has(work));
+    if (fresh.length === 0) return;
+    for (const work of fresh) seen.add(work);
+    if (failFast) await Promise.all(fresh);
+    else await Promise.allSettled(fresh);
+  }
 }
 
 /** A summary as a few aligned lines for a terminal or a log. */
