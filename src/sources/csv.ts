@@ -110,6 +110,8 @@ async function readCsv(
       record(cells, _quoted, line, raw) {
         if (stopped()) return false;
         if (!plan) {
+          // Blank lines before the header carry no data: the header is the first line that is not.
+          if (cells.length === 1 && raw === "") return true;
           refuseBareCr(path, line, cells, _quoted);
           plan = headerOf(cells);
           return true;
@@ -168,7 +170,8 @@ async function readHeader(file: FileReading, dialect: CsvDialect, options: CsvOp
     },
     dialect,
     {
-      record(cells) {
+      record(cells, _quoted, _line, raw) {
+        if (cells.length === 1 && raw === "") return true;
         names = cells;
         return false;
       },

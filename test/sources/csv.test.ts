@@ -363,6 +363,15 @@ describe("fromCsv: headers", () => {
     expect((await read(await file('a,"b\rc"\n1,2\n'))).values).toEqual([{ a: "1", "b\rc": "2" }]);
   });
 
+  test("takes the first line that is not blank for the header, instead of dead-lettering every record", async () => {
+    // A blank first line was taken for a header of one unnamed column: "2 fields, expected 1" for every record.
+    const { values, entries } = await read(await file("\n\r\na,b\n1,2\n"));
+    expect([values, entries]).toEqual([[{ a: "1", b: "2" }], []]);
+    expect((await read(await file("\n\n"))).summary.in).toBe(0);
+    // One column named by the empty text, quoted, is a header.
+    expect((await read(await file('""\nx\n'))).values).toEqual([{ "": "x" }]);
+  });
+
   test("reads a header of a million columns (often a file that is not CSV at all) without overflowing the stack", async () => {
     // A minified JSON array of numbers read as CSV is one such header. The builder generated for
     // a file's columns overflowed the stack at this width, after compiling for 50 s.
