@@ -320,9 +320,18 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
       );
       ready.catch((error) => fail(error));
 
+      // Settles once the teardown has let go of the folder (temporary files removed, an empty
+      // folder this run made gone, the lock released): `run()` reports a failure after it.
+      let letGo!: () => void;
+      const released = new Promise<void>((resolve) => {
+        letGo = resolve;
+      });
+
       function fail(error: unknown) {
         if (failed) return;
         failed = true;
+        flow.settling.add(released);
+        released.then(() => flow.settling.delete(released));
         // The folder is still being prepared (a source that failed at once, such as a missing
         // input): told once it is, so that by the time the caller hears of the failure the
         // lock is released and a folder this run made is gone, as after any other failure.
@@ -731,26 +740,34 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         subscription.unsubscribe();
         release?.();
         // Files not committed are dropped, once the row groups being written are.
-        for (const partition of open.values()) partition.part?.discard();
+        const discarding: Promise<void>[] = [];
+        for (const partition of open.values()) if (partition.part) discarding.push(partition.part.discard());
         open.clear();
         flow.stats.openPartitions = 0;
         // Files in flight finish (they are whole) before the workers stop; until then the folder
         // is still being written, so the lock is kept. An overwrite that did not complete drops
         // its staging folder before the lock goes.
         const end = () => {
-          stopHolding();
-          encoders.close();
-          dropStaging();
-          bucket?.close();
-          // A run that failed or was stopped before its first file leaves no empty dataset folder
-          // behind (rmdir removes only an empty one: a file that got there after all stays).
-          if (madeEmpty !== undefined) removeEmptyFolders(madeEmpty);
-          lock.release();
+          try {
+            stopHolding();
+            encoders.close();
+            dropStaging();
+            bucket?.close();
+            // A run that failed or was stopped before its first file leaves no empty dataset folder
+            // behind (rmdir removes only an empty one: a file that got there after all stays).
+            if (madeEmpty !== undefined) removeEmptyFolders(madeEmpty);
+            lock.release();
+          } finally {
+            // Even if letting go threw: a failed run is still reported, not left waiting.
+            letGo();
+          }
         };
         // Nothing can still be written (the folder was never ready, or nothing is in flight): at once,
-        // so a run that failed has let go of the folder by the time its caller hears of it.
-        if (readyState === "failed" || (readyState === "ok" && writes.size === 0)) end();
-        else Promise.allSettled([ready, ...writes]).then(end);
+        // so a run that failed has let go of the folder by the time its caller hears of it. A
+        // temporary file being dropped is waited for: it is in the folder, and until it is gone a
+        // next run in this process could open one of the same name.
+        if (discarding.length === 0 && (readyState === "failed" || (readyState === "ok" && writes.size === 0))) end();
+        else Promise.allSettled([ready, ...writes, ...discarding]).then(end);
       };
     });
   };

@@ -170,6 +170,18 @@ describe("toParquet's folder after a run that failed before its first file", () 
     expect(await readdir(dir.path)).not.toContain("made-then-failed");
   });
 
+  test("is gone, with the temporary file of a row group already written, by the time the run fails", async () => {
+    const out = folder("row-group-then-failed");
+    const source = new Subject<Row>();
+    const ended = run(source.pipe(toParquet(out, { schema: Row, partitionBy: ["key"], rowGroupSize: 5 }))).catch((e) => e);
+    for (const row of rows(0, 12, "a")) source.next(row);
+    // A row group is on its way into the partition's file (under a temporary name), none committed.
+    await eventually(async () => (await readdir(out, { recursive: true }).catch(() => [])).some((name) => name.endsWith(".tmp")));
+    source.error(new Error("input gone"));
+    expect(await ended).toBeInstanceOf(Error);
+    expect(await readdir(dir.path)).not.toContain("row-group-then-failed");
+  });
+
   test("is gone by the time the run fails at once, as with an input that does not exist, and the folder can be locked again", async () => {
     const out = folder("missing-input");
     const error = await run(fromNdjson(folder("no-such-input.ndjson")).pipe(toParquet<unknown>(out, { schema: Row }))).catch((e) => e);
