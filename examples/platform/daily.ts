@@ -151,9 +151,7 @@ export function runDates(context: Pick<PipelineContext, "args" | "date" | "sched
 
 export default definePipeline({
   description: "daily events job: --date YYYY-MM-DD or --from/--to backfill, replaces those dates' partitions (--out <folder>)",
-  // A failed night (a source down) is tried again after 5 and 10 minutes: safe, since a run
-  // replaces its dates' partitions. A run still going after an hour is stopped and retried.
-  schedule: { cron: "0 2 * * *", args: ["--out", join("out", "platform")], retries: 2, retryDelaySeconds: 300, timeoutSeconds: 3600 },
+  schedule: { cron: "0 2 * * *", args: ["--out", join("out", "platform")] },
   source(context) {
     return days({ ...optionsOf(context.args), dates: runDates(context) });
   },
