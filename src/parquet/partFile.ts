@@ -73,6 +73,30 @@ function moveOffsets(rowGroup: TStruct, delta: bigint): void {
   shift(rowGroup, ROW_GROUP.fileOffset, delta);
 }
 
+/**
+ * Files the process's Parquet writers hold open at once, all sinks together. Each open is short
+ * (a row group's bytes, or a footer, fsync and rename), so a writer waiting for a slot waits only
+ * for others' writes, never for a partition to be committed: no deadlock, however many partitions
+ * are open. Well below the usual limit of 1,024 descriptors a process (256 on macOS), which
+ * sockets and inputs share.
+ */
+const FILE_SLOTS = 128;
+let slotsInUse = 0;
+const slotWaiters: (() => void)[] = [];
+
+async function withFileSlot<R>(work: () => Promise<R>): Promise<R> {
+  if (slotsInUse >= FILE_SLOTS) await new Promise<void>((resolve) => slotWaiters.push(resolve));
+  else slotsInUse++;
+  try {
+    return await work();
+  } finally {
+    // The slot passes straight to the next waiter, if any: the count stays as it is.
+    const next = slotWaiters.shift();
+    if (next) next();
+    else slotsInUse--;
+  }
+}
+
 /** Writes all of `bytes` at `position`. */
 async function writeAt(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
   let written = 0;
@@ -128,7 +152,8 @@ export function splitParquet(file: Uint8Array): EncodedPiece {
  */
 export class PartFile {
   #location: Location | undefined;
-  #handle: FileHandle | undefined;
+  /** True once the temporary file exists (its magic bytes written). */
+  #created = false;
   #chain: Promise<void> = Promise.resolve();
   #offset = 4;
   #meta: TStruct | undefined;
@@ -171,13 +196,20 @@ export class PartFile {
   async #write(encoded: EncodedPiece | Uint8Array): Promise<void> {
     if (this.#discarded) return;
     const piece = encoded instanceof Uint8Array ? splitParquet(encoded) : encoded;
-    if (!this.#handle) {
-      const location = (this.#location = await this.location);
-      await mkdir(dirname(location.tempPath), { recursive: true });
-      this.#handle = await open(location.tempPath, "w");
-      await this.#handle.write(MAGIC, 0, 4, 0);
-    }
-    await writeAt(this.#handle, piece.body, this.#offset);
+    const location = (this.#location ??= await this.location);
+    if (!this.#created) await mkdir(dirname(location.tempPath), { recursive: true });
+    // The file is open only while it is written: a dataset with thousands of partitions open
+    // holds no file descriptors for them, and writes at once take at most FILE_SLOTS.
+    await withFileSlot(async () => {
+      const handle = await open(location.tempPath, this.#created ? "r+" : "w");
+      try {
+        if (!this.#created) await handle.write(MAGIC, 0, 4, 0);
+        this.#created = true;
+        await writeAt(handle, piece.body, this.#offset);
+      } finally {
+        await handle.close();
+      }
+    });
     // The piece's body began at its byte 4; here it begins at this file's offset.
     const delta = BigInt(this.#offset - 4);
     for (const rowGroup of piece.rowGroups) {
@@ -214,10 +246,9 @@ export class PartFile {
   }
 
   async #commit(metadata: Readonly<Record<string, string>>, beforePublish?: () => void): Promise<number> {
-    const handle = this.#handle;
     const meta = this.#meta;
     const location = this.#location;
-    if (!handle || !meta || !location) throw new Error("a Parquet file with no row groups cannot be committed");
+    if (!this.#created || !meta || !location) throw new Error("a Parquet file with no row groups cannot be committed");
     meta.set(FILE_META.numRows, { type: T.I64, value: this.#rows });
     meta.set(FILE_META.rowGroups, { type: T.List, value: { kind: "list", elementType: T.Struct, items: this.#rowGroups } });
     const encoder = new TextEncoder();
@@ -242,18 +273,24 @@ export class PartFile {
     tail.set(footer);
     new DataView(tail.buffer).setUint32(footer.length, footer.length, true);
     tail.set(MAGIC, footer.length + 4);
-    await writeAt(handle, tail, this.#offset);
-    await handle.sync();
-    await handle.close();
-    this.#handle = undefined;
-    try {
-      beforePublish?.();
-    } catch (error) {
-      // Whole and closed, but not to land: gone at once, not when the file is discarded.
-      rmSync(location.tempPath, { force: true });
-      throw error;
-    }
-    await publishFile(location.tempPath, location.path);
+    await withFileSlot(async () => {
+      const handle = await open(location.tempPath, "r+");
+      try {
+        await writeAt(handle, tail, this.#offset);
+        // fsync makes the file's data durable, whichever descriptor wrote it.
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      try {
+        beforePublish?.();
+      } catch (error) {
+        // Whole and closed, but not to land: gone at once, not when the file is discarded.
+        rmSync(location.tempPath, { force: true });
+        throw error;
+      }
+      await publishFile(location.tempPath, location.path);
+    });
     return this.#offset + tail.length;
   }
 
@@ -264,8 +301,6 @@ export class PartFile {
   async discard(): Promise<void> {
     this.#discarded = true;
     await this.#chain.catch(() => undefined);
-    await this.#handle?.close().catch(() => undefined);
-    this.#handle = undefined;
     if (this.#location) await rm(this.#location.tempPath, { force: true }).catch(() => undefined);
   }
 }

@@ -85,6 +85,28 @@ describe("toParquet under hostile records", () => {
     expect(await query(`SELECT id::INT AS id, tags, box.n AS n FROM ${dataset(out)}`)).toEqual([{ id: 5, tags: ["a"], n: 1 }]);
   });
 
+  test("writes 1,500 partitions in a process allowed 200 open files: files are open only while written", async () => {
+    const out = join(dir.path, "many-partitions");
+    const input = join(dir.path, "many-partitions.ndjson");
+    // Each key's rows come far apart, so every partition's file stays open until the end.
+    await Bun.write(input, `${Array.from({ length: 3000 }, (_, i) => JSON.stringify({ id: i, key: `k${i % 1500}`, payload: null })).join("\n")}\n`);
+    const script = join(dir.path, "many-partitions.ts");
+    await Bun.write(
+      script,
+      `import * as v from "valibot";
+import { fromNdjson, run, toParquet } from ${JSON.stringify(join(import.meta.dir, "../../src/index.ts"))};
+const Row = v.object({ id: v.number(), key: v.string(), payload: v.unknown() });
+const s = await run(fromNdjson(${JSON.stringify(input)}).pipe(toParquet(${JSON.stringify(out)}, { schema: Row, partitionBy: ["key"] })));
+console.log(JSON.stringify({ written: s.written, files: s.files }));`,
+    );
+    const child = Bun.spawn(["bash", "-c", `ulimit -n 200 && exec bun ${JSON.stringify(script)}`], { stdout: "pipe", stderr: "pipe", cwd: join(import.meta.dir, "../..") });
+    const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+    expect({ code, stderr: stderr.includes("EMFILE") ? stderr.slice(0, 300) : "" }).toEqual({ code: 0, stderr: "" });
+    expect(JSON.parse(stdout)).toEqual({ written: 3000, files: 1500 });
+    const [r] = await query(`SELECT count(*) AS n, count(DISTINCT id) AS ids, count(DISTINCT key) AS keys FROM ${dataset(out)}`);
+    expect(r).toEqual({ n: "3000", ids: "3000", keys: "1500" });
+  });
+
   test("dead-letters a partition value too long for a folder name at stage write and writes the rest", async () => {
     const long = "x".repeat(300);
     const lines = Array.from({ length: 50 }, (_, i) => JSON.stringify({ id: i, key: i === 7 ? long : `k${i % 3}`, payload: null }));
