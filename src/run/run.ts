@@ -279,22 +279,22 @@ function start(
           end(flow, true);
           // Work started by the last commits (a broker source acknowledging what they made durable)
           // is answered before the run resolves, so a process that exits then loses none of it.
-          const settled = settleAll(flow, true);
-          const done = checkpoint
-            ? checkpoint
-                .finish()
-                .catch((error: unknown) => {
-                  throw new Error(
-                    `checkpoint ${checkpoint?.path}: could not record the end of the run: ${error instanceof Error ? error.message : String(error)}. Every file and dead letter is committed; a re-run with the same checkpoint reads the last inputs again and skips what is durable`,
-                    { cause: error },
-                  );
-                })
-                .finally(() => checkpoint?.close())
-            : Promise.resolve();
-          Promise.all([done, settled]).then(
+          // The checkpoint records the end only once that is done too (a dead-letter folder
+          // closing, an overwrite's swap): a crash before then resumes rather than starting over.
+          const done = settleAll(flow, true)
+            .then(() =>
+              checkpoint?.finish().catch((error: unknown) => {
+                throw new Error(
+                  `checkpoint ${checkpoint?.path}: could not record the end of the run: ${error instanceof Error ? error.message : String(error)}. Every file and dead letter is committed; a re-run with the same checkpoint reads the last inputs again and skips what is durable`,
+                  { cause: error },
+                );
+              }),
+            )
+            // The checkpoint is closed before the run resolves or rejects.
+            .finally(() => checkpoint?.close());
+          done.then(
             () => resolve(summarize(flow, emitted, performance.now() - started)),
-            // The checkpoint is closed before the run rejects, whichever failed first.
-            (error) => Promise.allSettled([done]).then(() => reject(error)),
+            (error) => reject(error),
           );
         },
       }),
