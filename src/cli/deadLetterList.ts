@@ -4,6 +4,7 @@
  */
 import { type ListedDeadLetter, listDeadLetters } from "../deadletter/list.ts";
 import { isS3Url, localFolder } from "../io/s3.ts";
+import { escapeControls } from "../notebook/table.ts";
 import { parseOptions } from "./args.ts";
 
 const USAGE = `usage: sluice dead-letter list <folder or s3://bucket/prefix> [options]
@@ -79,10 +80,12 @@ function asJson({ id, file, index, replayed, entry }: ListedDeadLetter): string 
 }
 
 function asText({ id, replayed, entry }: ListedDeadLetter, rawChars: number): string {
-  // One entry, one line: line breaks inside the error or the raw text are shown escaped.
-  const oneLine = (text: string) => text.replace(/[\r\n\t]/g, (c) => (c === "\n" ? "\\n" : c === "\r" ? "\\r" : "\\t"));
-  const raw = rawChars > 0 ? `  ${oneLine(entry.raw.length > rawChars ? `${entry.raw.slice(0, rawChars)}…` : entry.raw)}` : "";
-  return `${id}  ${entry.source}:${entry.line}  ${entry.stage}${replayed ? " (replayed)" : ""}  ${oneLine(entry.error)}${raw}`;
+  // One entry, one line: line breaks, other controls and bidirectional marks in the error or the
+  // raw text (a hostile record's) are shown escaped, so they cannot break or turn the terminal's lines.
+  const chars = Array.from(entry.raw);
+  const cut = chars.length > rawChars ? `${chars.slice(0, rawChars).join("")}…` : entry.raw;
+  const raw = rawChars > 0 ? `  ${escapeControls(cut)}` : "";
+  return `${escapeControls(id)}  ${escapeControls(entry.source)}:${entry.line}  ${escapeControls(entry.stage)}${replayed ? " (replayed)" : ""}  ${escapeControls(entry.error)}${raw}`;
 }
 
 function wholeNumber(text: string | boolean | undefined, fallback: number): number | undefined {

@@ -52,7 +52,8 @@ export function formatCell(value: unknown): string {
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is replaced
 const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
 
-function escapeControls(text: string): string {
+/** `text` with control, line-separator and bidirectional characters shown as escapes (`\n`, `\u202e`). */
+export function escapeControls(text: string): string {
   return text.replace(CONTROLS, (c) => (c === "\n" ? "\\n" : c === "\t" ? "\\t" : c === "\r" ? "\\r" : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`));
 }
 

@@ -109,6 +109,20 @@ describe("sluice dead-letter list", () => {
     expect(api).toEqual(open.map((l) => l.id));
   });
 
+  test("text output escapes a hostile record's controls and bidirectional marks, and cuts between characters", async () => {
+    const hostile = join(dir.path, "hostile-dl");
+    const entry = { stage: "parse", source: "in\u001b[2J.ndjson", line: 7, raw: "\u202e{\"a\":\"\u001b[31mred\", \"b\":\"😀😀\"}", error: "bad\nline", at: "2024-03-01T00:00:00.000Z", runId: "r1" };
+    await Bun.write(join(hostile, "dead-letter-r1-00000.ndjson"), `${JSON.stringify(entry)}\n`);
+    // 24 UTF-16 units end in the middle of the first emoji's surrogate pair; 24 characters do not.
+    expect(entry.raw.slice(0, 24).at(-1)?.isWellFormed()).toBe(false);
+    const { code, stdout } = await sluice(["dead-letter", "list", hostile, "--raw-chars", "24"]);
+    expect(code).toBe(0);
+    expect(stdout).toBe(
+      "dead-letter-r1-00000.ndjson#1  in\\u001b[2J.ndjson:7  parse  bad\\nline  \\u202e{\"a\":\"\\u001b[31mred\", \"b\":\"😀…\n",
+    );
+    expect(stdout).not.toMatch(/[\u001b\u202e]/);
+  });
+
   test("a missing folder lists nothing; a wrong option is a usage error", async () => {
     const missing = await sluice(["dead-letter", "list", join(dir.path, "nothing-here"), "--json"]);
     expect(missing).toEqual({ code: 0, stdout: "", stderr: "" });
