@@ -120,7 +120,7 @@ describe("sluice dead-letter list", () => {
     expect(stdout).toBe(
       "dead-letter-r1-00000.ndjson#1  in\\u001b[2J.ndjson:7  parse  bad\\nline  \\u202e{\"a\":\"\\u001b[31mred\", \"b\":\"😀…\n",
     );
-    expect(stdout).not.toMatch(/[\u001b\u202e]/);
+    expect(stdout.includes("\u001b") || stdout.includes("\u202e")).toBe(false);
   });
 
   test("a missing folder lists nothing; a wrong option is a usage error", async () => {
