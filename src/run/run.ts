@@ -274,14 +274,26 @@ function start(
         },
         complete() {
           cleanup();
-          // Pieces that finish their work once the pipeline has (a distributed source acknowledging
-          // the splits it read) do so now, and that is settled below too.
-          end(flow, true);
-          // Work started by the last commits (a broker source acknowledging what they made durable)
-          // is answered before the run resolves, so a process that exits then loses none of it.
-          // The checkpoint records the end only once that is done too (a dead-letter folder
-          // closing, an overwrite's swap): a crash before then resumes rather than starting over.
+          // Work started by the last commits (a broker source acknowledging what they made durable,
+          // a dead-letter folder closing once the sink's last refusals are in) is answered before
+          // the run resolves, so a process that exits then loses none of it. Then the pieces that
+          // finish their work once everything is durable do so (a distributed source acknowledging
+          // the splits it read), and that is settled too. The checkpoint records the end last: a
+          // crash before then resumes rather than starting over.
           const done = settleAll(flow, true)
+            .then(
+              () => {
+                end(flow, true);
+                return settleAll(flow, true);
+              },
+              (error: unknown) => {
+                // Something did not become durable: the splits go back to the queue, as after a failure.
+                end(flow, false);
+                return settleAll(flow, false).then(() => {
+                  throw error;
+                });
+              },
+            )
             .then(() =>
               checkpoint?.finish().catch((error: unknown) => {
                 throw new Error(
