@@ -65,6 +65,34 @@ function collectLog() {
   return { lines, log: createLogger({ write: (line) => lines.push(line) }) };
 }
 
+/**
+ * A scheduler over one pipeline that generates rows without end into `<out>/rows` (Parquet), under
+ * a manual clock at 2024-03-01T00:00Z; `flow()` is its current run's flow.
+ */
+function endless(schedule: Pipeline["schedule"], out: string, logs: string) {
+  const clock = new ManualClock("2024-03-01T00:00:00Z");
+  const Row = v.object({ id: v.number(), at: v.string() });
+  const pipeline = definePipeline({
+    description: "endless rows",
+    ...(schedule === undefined ? {} : { schedule }),
+    source: () => fromGenerator({ producers: [{ name: "rows", rate: { events: 500, perMs: 100 }, make: (_r, i, t) => ({ id: i, at: new Date(t).toISOString() }) }] }),
+    process: (records) => records.pipe(validate(Row), toParquet(join(out, "rows"), { schema: Row, encoders: 0 })),
+  });
+  const events: ScheduleEvent[] = [];
+  let flow: Flow | undefined;
+  const scheduler = new Scheduler([{ name: "endless", pipeline }], {
+    clock,
+    logs,
+    log: collectLog().log,
+    onEvent: (e) => events.push(e),
+    watch: (started) => {
+      flow = started;
+      return () => {};
+    },
+  });
+  return { clock, scheduler, events, flow: () => flow };
+}
+
 describe("Scheduler under a manual clock", () => {
   let dir: { path: string; remove: () => Promise<void> };
   beforeAll(async () => {
@@ -226,30 +254,11 @@ describe("Scheduler under a manual clock", () => {
 
   test("stop() during a run lets it commit what it buffered: DuckDB reads back exactly the rows it reports written", async () => {
     const out = join(dir.path, "stopped-out");
-    const clock = new ManualClock("2024-03-01T00:00:00Z");
-    const Row = v.object({ id: v.number(), at: v.string() });
-    const pipeline = definePipeline({
-      description: "endless rows",
-      schedule: "0 * * * *",
-      source: () => fromGenerator({ producers: [{ name: "rows", rate: { events: 500, perMs: 100 }, make: (_r, i, t) => ({ id: i, at: new Date(t).toISOString() }) }] }),
-      process: (records) => records.pipe(validate(Row), toParquet(join(out, "rows"), { schema: Row, encoders: 0 })),
-    });
-    const events: ScheduleEvent[] = [];
-    let flow: Flow | undefined;
-    const scheduler = new Scheduler([{ name: "endless", pipeline }], {
-      clock,
-      logs: join(dir.path, "stopped-logs"),
-      log: collectLog().log,
-      onEvent: (e) => events.push(e),
-      watch: (started) => {
-        flow = started;
-        return () => {};
-      },
-    });
+    const { clock, scheduler, events, flow } = endless("0 * * * *", out, join(dir.path, "stopped-logs"));
     scheduler.start();
     await clock.advanceTo("2024-03-01T01:00:00Z");
-    await until(() => (flow?.stats.in ?? 0) > 200, "rows to be read");
-    expect(flow?.stats.written).toBe(0); // still buffered: nothing committed yet
+    await until(() => (flow()?.stats.in ?? 0) > 200, "rows to be read");
+    expect(flow()?.stats.written).toBe(0); // still buffered: nothing committed yet
     await scheduler.stop();
     const finished = events.find((e) => e.type === "finished");
     if (finished?.type !== "finished") throw new Error(`no finished event: ${JSON.stringify(events)}`);
@@ -400,29 +409,10 @@ describe("Scheduler under a manual clock", () => {
 
   test("a run past its timeout is stopped, keeps what it committed (read back by DuckDB), and fails", async () => {
     const out = join(dir.path, "timeout-out");
-    const clock = new ManualClock("2024-03-01T00:00:00Z");
-    const Row = v.object({ id: v.number(), at: v.string() });
-    const pipeline = definePipeline({
-      description: "endless rows",
-      schedule: { cron: "0 * * * *", timeoutSeconds: 600 },
-      source: () => fromGenerator({ producers: [{ name: "rows", rate: { events: 500, perMs: 100 }, make: (_r, i, t) => ({ id: i, at: new Date(t).toISOString() }) }] }),
-      process: (records) => records.pipe(validate(Row), toParquet(join(out, "rows"), { schema: Row, encoders: 0 })),
-    });
-    const events: ScheduleEvent[] = [];
-    let flow: Flow | undefined;
-    const scheduler = new Scheduler([{ name: "endless", pipeline }], {
-      clock,
-      logs: join(dir.path, "timeout-logs"),
-      log: collectLog().log,
-      onEvent: (e) => events.push(e),
-      watch: (started) => {
-        flow = started;
-        return () => {};
-      },
-    });
+    const { clock, scheduler, events, flow } = endless({ cron: "0 * * * *", timeoutSeconds: 600 }, out, join(dir.path, "timeout-logs"));
     scheduler.start();
     await clock.advanceTo("2024-03-01T01:00:00Z");
-    await until(() => (flow?.stats.in ?? 0) > 200, "rows to be read");
+    await until(() => (flow()?.stats.in ?? 0) > 200, "rows to be read");
     await clock.advanceTo("2024-03-01T01:09:59Z");
     expect(events.map((e) => e.type)).toEqual(["started"]);
     await clock.advanceTo("2024-03-01T01:10:00Z");
