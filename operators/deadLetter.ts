@@ -285,12 +285,17 @@ export function deadLetter<T>(
         // closing and fails with its error.
         const closings = closingsOf(flow);
         const closing = (async () => {
+          // The run failed below this folder (the sink's last commit, an error `run()` saw, or
+          // some last work rejected): it ends as after a failure, so an overwrite keeps the
+          // earlier dead letters, as the dataset keeps its earlier files.
+          let failed = false;
           for (;;) {
             const others = [...flow.settling].filter((work) => !closings.has(work));
             if (others.length === 0) break;
-            await Promise.allSettled(others);
+            const outcomes = await Promise.allSettled(others);
+            if (outcomes.some((outcome) => outcome.status === "rejected")) failed = true;
           }
-          await end(true);
+          await end(!failed && !flow.failed);
         })();
         closings.add(closing);
         flow.settling.add(closing);

@@ -108,6 +108,12 @@ export interface Flow {
   readonly stats: FlowStats;
   /** Set when the run was asked to stop (a signal, an abort): sources finish their chunk and complete. */
   stopping: boolean;
+  /**
+   * Set by `run()` when the pipeline errored, before its pieces are torn down: a piece that
+   * finishes after the completion passed it (a dead-letter folder below which the sink failed its
+   * last commit) then ends as after a failure, not as after a completed run.
+   */
+  failed: boolean;
   /** The dead-letter target installed last (the topmost `deadLetter`: the one nearest a source). */
   deadLetterHandler: DeadLetterHandler | undefined;
   /** Every `deadLetter` of the pipeline, in the order they subscribed: bottom-most first. */
@@ -180,6 +186,7 @@ export function createFlow(runId = newRunId()): Flow {
       lag: new Map(),
     },
     stopping: false,
+    failed: false,
     deadLetterHandler: undefined,
     deadLetterHandlers: [],
     gate: undefined,

@@ -263,6 +263,9 @@ function start(
           options.onValue?.(unstamp(value));
         },
         error(error) {
+          // Before the teardowns that follow this call: a dead-letter folder the completion had
+          // passed must not replace its earlier dead letters (mode overwrite) in a failed run.
+          flow.failed = true;
           cleanup();
           // Files still being written may land: the checkpoint (and its lock) stays open until they
           // have, so the next run that opens it reconciles them.

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type { DeadLetter } from "../../src/deadletter/entry.ts";
 import { openDeadLetterStore, readDeadLetters } from "../../src/deadletter/store.ts";
 import { LockedError } from "../../src/io/lock.ts";
+import { Observable } from "rxjs";
 import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
 import { fromPush, run, toParquet } from "../../src/index.ts";
@@ -91,6 +92,28 @@ describe("the dead-letter store in mode overwrite", () => {
     await store.cancel?.();
     expect(await lines(folder)).toEqual(["old-a:1", "old-a:2", "old-b:3"]);
     expect(readdirSync(folder).filter((n) => n.startsWith("."))).toEqual([]);
+  });
+
+  test("in a run that fails below the folder after the completion passed it (the sink's last commit), the earlier dead letters stay", async () => {
+    const folder = await folderWithOldDeadLetters();
+    const Row = v.object({ id: v.string() });
+    // A sink whose last commit fails: the completion has gone through the folder, then the run errors.
+    const failsAtEnd = (records: Observable<unknown>) =>
+      new Observable<unknown>((subscriber) =>
+        records.subscribe({
+          next: (record) => subscriber.next(record),
+          error: (error) => subscriber.error(error),
+          complete: () => subscriber.error(new Error("the last commit failed")),
+        }),
+      );
+    const source = fromPush<unknown>();
+    const done = run(source.pipe(validate(Row), deadLetter(folder, { mode: "overwrite" }), failsAtEnd), { handleSignals: false });
+    source.push({ id: 1 });
+    source.push({ id: "a" });
+    source.end();
+    expect(await done.then(() => "resolved", (error: Error) => error.message)).toBe("the last commit failed");
+    expect(await lines(folder)).toEqual(["old-a:1", "old-a:2", "old-b:3"]);
+    expect(readdirSync(folder).filter((n) => n.startsWith(".") || n.endsWith(".lock"))).toEqual([]);
   });
 
   test("cut off while its files moved in, it is finished by the next store to open the folder", async () => {
