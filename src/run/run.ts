@@ -269,11 +269,21 @@ function start(
           cleanup();
           // Files still being written may land: the checkpoint (and its lock) stays open until they
           // have, so the next run that opens it reconciles them.
-          settleAll(flow, false).then(() => {
-            checkpoint?.close();
-            end(flow, false);
-            reject(error);
-          });
+          // Then the splits of a distributed run go back to the queue, and the run rejects once
+          // they have: the worker's queue closes right after, and a split whose release it cut
+          // off would wait for the lease to end before another worker could take it.
+          settleAll(flow, false)
+            .then(() => {
+              end(flow, false);
+              return settleAll(flow, false);
+            })
+            .finally(() => {
+              try {
+                checkpoint?.close();
+              } finally {
+                reject(error);
+              }
+            });
         },
         complete() {
           cleanup();

@@ -10,7 +10,7 @@ import { RedisClient } from "bun";
 import { readdirSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { filter, mergeMap } from "rxjs";
+import { filter, map, mergeMap } from "rxjs";
 import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
 import { fromCsv, fromNdjson, readDeadLetters, run, toParquet } from "../../src/index.ts";
@@ -231,6 +231,31 @@ describe("workers sharing a job", () => {
     expect(first.in).toBeLessThan(20_000);
     const second = await run(pipeline(input, shared), { distribute: { ...distribute, worker: "finishes" } });
     expect(first.in + second.in - second.skipped).toBe(20_000);
+    await expectSameRows(join(shared, "events"), join(single, "events"));
+    expect(await letters(join(shared, "dead-letter"))).toEqual(await letters(join(single, "dead-letter")));
+  }, 90_000);
+
+  test("a worker whose pipeline fails gives its splits back before run() rejects: another takes them at once, not after the lease", async () => {
+    const input = await writeInput("failed.ndjson", 20_000, ndjsonLine);
+    const single = join(dir.path, "failed-single");
+    const shared = join(dir.path, "failed-shared");
+    await run(pipeline(input, single));
+    const job = newJob();
+    // A lease longer than this test may take: only a split given back lets the second worker finish.
+    const distribute = { url: REDIS, job, splitBytes: 16 * 1024, leaseMs: 600_000 };
+    let seen = 0;
+    const failing = fromNdjson(input).pipe(
+      map((record) => {
+        if (++seen === 3000) throw new Error("a step failed");
+        return record;
+      }),
+      validate(Event),
+      deadLetter(join(shared, "dead-letter"), { maxFileAgeMs: 200 }),
+      toParquet(join(shared, "events"), { schema: Event, partitionBy: ["day"], maxFileRows: 4000, maxFileAgeMs: 500 }),
+    );
+    expect(await run(failing, { distribute: { ...distribute, worker: "fails" } }).then(() => "resolved", (error: Error) => error.message)).toBe("a step failed");
+    const second = await run(pipeline(input, shared), { distribute: { ...distribute, worker: "finishes" } });
+    expect(second.stopped).toBe(false);
     await expectSameRows(join(shared, "events"), join(single, "events"));
     expect(await letters(join(shared, "dead-letter"))).toEqual(await letters(join(single, "dead-letter")));
   }, 90_000);
