@@ -248,6 +248,7 @@ export class PartFile {
   async #commit(metadata: Readonly<Record<string, string>>, beforePublish?: () => void): Promise<number> {
     const meta = this.#meta;
     const location = this.#location;
+    if (this.#discarded) throw new Error("a discarded Parquet file cannot be committed");
     if (!this.#created || !meta || !location) throw new Error("a Parquet file with no row groups cannot be committed");
     meta.set(FILE_META.numRows, { type: T.I64, value: this.#rows });
     meta.set(FILE_META.rowGroups, { type: T.List, value: { kind: "list", elementType: T.Struct, items: this.#rowGroups } });

@@ -443,13 +443,16 @@ function keepHeld(connection: NatsConnection | undefined, held: HeldMessages<num
  */
 async function othersSettled(flow: Flow, mine: ReadonlySet<Promise<void>>, deadline: () => number): Promise<void> {
   await Promise.resolve();
+  // Work already waited for is not waited for again: a failed piece may stay in the set (for
+  // run() to report), and waiting on it again would spin without ever yielding to the event loop.
+  const waited = new Set<Promise<unknown>>();
   for (;;) {
-    const others = [...flow.settling].filter((p) => !mine.has(p as Promise<void>));
+    const others = [...flow.settling].filter((p) => !mine.has(p as Promise<void>) && !waited.has(p));
     const left = deadline() - performance.now();
     if (others.length === 0 || left <= 0) return;
     const all = Promise.allSettled(others).then(() => true);
     if (await Promise.race([all, Bun.sleep(Math.min(left, 250)).then(() => false)])) {
-      if ([...flow.settling].every((p) => mine.has(p as Promise<void>))) return;
+      for (const p of others) waited.add(p);
     }
   }
 }

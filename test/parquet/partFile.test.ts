@@ -69,6 +69,18 @@ describe("one Parquet file per partition, row group by row group", () => {
     expect(() => splitParquet(garbled)).toThrow();
   });
 
+  test("a discarded PartFile never lands, even when commit is asked for after the discard", async () => {
+    const path = join(dir.path, "discarded.parquet");
+    const part = new PartFile(Promise.resolve({ path, tempPath: join(dir.path, ".discarded.tmp") }));
+    const piece = encodeParquet(tableToIPC(tableFromArrays({ id: Int32Array.from([1, 2]) }), "stream"), { compression: "none", rowGroupSize: 10 });
+    await part.append(Promise.resolve(piece));
+    const discarded = part.discard();
+    const committed = part.commit({}).catch((e: Error) => e);
+    await discarded;
+    expect(String(await committed)).toContain("a discarded Parquet file cannot be committed");
+    expect(readdirSync(dir.path).filter((f) => f.includes("discarded"))).toEqual([]);
+  });
+
   test("a PartFile joins pieces of any size in the order they were appended, whatever order their encodes finish in", async () => {
     const path = join(dir.path, "joined.parquet");
     const part = new PartFile(Promise.resolve({ path, tempPath: join(dir.path, ".joined.tmp") }));
