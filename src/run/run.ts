@@ -239,7 +239,14 @@ function start(
   started: number,
 ): Promise<RunSummary> {
   let emitted = 0;
-  options.onStart?.(flow);
+  try {
+    options.onStart?.(flow);
+  } catch (error) {
+    // Nothing ran: the checkpoint (and its lock) is let go, and the run fails as a promise.
+    checkpoint?.close();
+    end(flow, false);
+    return Promise.reject(error);
+  }
 
   return new Promise<RunSummary>((resolve, reject) => {
     const stop = () => stopFlow(flow);

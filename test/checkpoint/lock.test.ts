@@ -47,8 +47,16 @@ describe("two runs sharing a checkpoint", () => {
     expect(db.query("SELECT run_id FROM runs").all()).toEqual([{ run_id: "first" }]);
     db.close();
 
-    // Free again after a run that completed, and after one that failed.
+    // Free again after a run that completed, after one that failed, and after one whose onStart threw.
     await expect(run(throwError(() => new Error("broker gone")), { runId: "fails", checkpoint })).rejects.toThrow("broker gone");
+    const refused = run(fromNdjson(input), {
+      runId: "hook",
+      checkpoint,
+      onStart: () => {
+        throw new Error("metrics server not reachable");
+      },
+    });
+    await expect(refused).rejects.toThrow("metrics server not reachable");
     const third = await run(fromNdjson(input).pipe(validate(Row), toParquet(join(dir.path, "third"), { schema: Row })), { runId: "third", checkpoint });
     expect(third.written).toBe(50);
     expect((await query(`SELECT count(*)::INT AS n FROM ${dataset(join(dir.path, "third"))}`))[0]?.n).toBe(50);
