@@ -9,7 +9,7 @@ import {
 import { acquireSharedLock, type Lock, lockPathOf } from "../src/io/lock.ts";
 import { modeUnder } from "../src/checkpoint/checkpoint.ts";
 import { announceDurable, checkLeases, hold } from "../src/flow/durable.ts";
-import { currentFlow, type Flow, installDeadLetter, withFlow } from "../src/flow/flow.ts";
+import { currentFlow, type Flow, installDeadLetter, settleFlow, withFlow } from "../src/flow/flow.ts";
 import { watchDeadLetters } from "../src/sinks/ledger.ts";
 import { type Outgoing, Outbox, type Publisher, type PublishLimits } from "../src/sinks/publish.ts";
 import { type JetStreamTarget, openJetStreamPublisher } from "../src/sinks/toJetStream.ts";
@@ -288,14 +288,8 @@ export function deadLetter<T>(
           // The run failed below this folder (the sink's last commit, an error `run()` saw, or
           // some last work rejected): it ends as after a failure, so an overwrite keeps the
           // earlier dead letters, as the dataset keeps its earlier files.
-          let failed = false;
-          for (;;) {
-            const others = [...flow.settling].filter((work) => !closings.has(work));
-            if (others.length === 0) break;
-            const outcomes = await Promise.allSettled(others);
-            if (outcomes.some((outcome) => outcome.status === "rejected")) failed = true;
-          }
-          await end(!failed && !flow.failed);
+          const failure = await settleFlow(flow, { skip: (work) => closings.has(work) });
+          await end(failure === undefined && !flow.failed);
         })();
         closings.add(closing);
         flow.settling.add(closing);

@@ -272,6 +272,35 @@ function warnPositionLost(flow: Flow): void {
   );
 }
 
+/**
+ * Waits for the flow's `settling` work (files being written, acknowledgements, a dead-letter
+ * folder closing), work added while it waits included, leaving out what `skip` names. Each piece
+ * is waited for once: a failed one may stay in the set for `run()` to report, and waiting on it
+ * again would spin without ever yielding to the event loop. With `until` (a `performance.now()`
+ * time), stops waiting then. Resolves with the first failure met, or undefined.
+ */
+export async function settleFlow(
+  flow: Flow,
+  options: { readonly skip?: (work: Promise<unknown>) => boolean; readonly until?: () => number } = {},
+): Promise<{ readonly error: unknown } | undefined> {
+  const { skip, until } = options;
+  // Often called from a completion or a teardown: the other pieces' teardowns run right after it.
+  await undefined;
+  const waited = new Set<Promise<unknown>>();
+  let failure: { readonly error: unknown } | undefined;
+  for (;;) {
+    const fresh = [...flow.settling].filter((work) => !waited.has(work) && !skip?.(work));
+    const left = until === undefined ? Number.POSITIVE_INFINITY : until() - performance.now();
+    if (fresh.length === 0 || left <= 0) return failure;
+    const all = Promise.allSettled(fresh).then((outcomes) => {
+      for (const outcome of outcomes) if (outcome.status === "rejected") failure ??= { error: outcome.reason };
+      return true;
+    });
+    const done = until === undefined ? await all : await Promise.race([all, Bun.sleep(Math.min(left, 250)).then(() => false)]);
+    if (done) for (const work of fresh) waited.add(work);
+  }
+}
+
 /** Asks the sources of a flow to stop reading; what is buffered is still committed. */
 export function stopFlow(flow: Flow): void {
   if (flow.stopping) return;

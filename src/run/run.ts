@@ -4,7 +4,7 @@
 import type { Observable } from "rxjs";
 import { type Checkpoint, openCheckpoint } from "../checkpoint/checkpoint.ts";
 import { heldLines } from "../flow/durable.ts";
-import { createFlow, type Flow, stopFlow, withFlow } from "../flow/flow.ts";
+import { createFlow, type Flow, settleFlow, stopFlow, withFlow } from "../flow/flow.ts";
 import { unstamp } from "../flow/position.ts";
 import { checkRunId, newRunId } from "../flow/runId.ts";
 import { createDistribution, type DistributeOptions, type Distribution } from "../distribute/distribution.ts";
@@ -363,23 +363,14 @@ function summarize(flow: Flow, emitted: number, durationMs: number): RunSummary 
 }
 
 /**
- * Waits for the flow's `settling` work, including work added while it waits: a piece torn down
- * after the completion reached `run()` (a dead-letter folder closing once the sink's last writes
- * have settled) adds its own then. With `failFast`, rejects with the first failure; otherwise
- * waits for all, whatever they do. Each promise is waited for once, so one left in the set after
- * it settled does not keep this waiting.
+ * Waits for all of the flow's `settling` work ({@link settleFlow}), including what a piece torn
+ * down after the completion reached `run()` adds then (a dead-letter folder closing once the
+ * sink's last writes have settled). With `failFast`, rejects with the first failure once it is all
+ * settled; otherwise resolves whatever it did.
  */
 async function settleAll(flow: Flow, failFast: boolean): Promise<void> {
-  const seen = new Set<Promise<unknown>>();
-  // Called from the completion itself: the pieces' teardowns run right after it returns.
-  await undefined;
-  for (;;) {
-    const fresh = [...flow.settling].filter((work) => !seen.has(work));
-    if (fresh.length === 0) return;
-    for (const work of fresh) seen.add(work);
-    if (failFast) await Promise.all(fresh);
-    else await Promise.allSettled(fresh);
-  }
+  const failure = await settleFlow(flow);
+  if (failFast && failure) throw failure.error;
 }
 
 /** A summary as a few aligned lines for a terminal or a log. */

@@ -18,7 +18,7 @@ import type { Consumer, ConsumerMessages, JetStreamManager, JsMsg } from "@nats-
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Observable } from "rxjs";
 import { announceDurable } from "../flow/durable.ts";
-import { currentFlow, type Flow, sendToDeadLetter } from "../flow/flow.ts";
+import { currentFlow, sendToDeadLetter, settleFlow } from "../flow/flow.ts";
 import { stamp } from "../flow/position.ts";
 import { setLag } from "../run/metrics.ts";
 import { NATS_CREDENTIALS, safeUrl, scrub, secretsOf } from "../io/credentials.ts";
@@ -221,7 +221,8 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
 
     /** Gives the held messages back (`nak`), after revoking the lease so none of them is committed later. */
     async function returnHeld(connection: NatsConnection | undefined, why: Error, waitFor: Set<Promise<void>> | undefined): Promise<void> {
-      if (waitFor) await othersSettled(flow, waitFor, () => lease.deadline);
+      // Files being written and acknowledgements settle first, or the lease's deadline passes.
+      if (waitFor) await settleFlow(flow, { skip: (work) => waitFor.has(work as Promise<void>), until: () => lease.deadline });
       const messages = [...(held?.values() ?? [])];
       if (messages.length === 0) return;
       lease.revoke(new Error(`fromJetStream: ${messages.length} messages were given back to the server (nak, ${where}) as the run did not end cleanly, so nothing holding them is committed: ${why.message}`));
@@ -437,22 +438,3 @@ function keepHeld(connection: NatsConnection | undefined, held: HeldMessages<num
   );
 }
 
-/**
- * Settles once every promise in `flow.settling` but `mine` has settled (files being written,
- * acknowledgements), or once `deadline()` passes, whichever comes first.
- */
-async function othersSettled(flow: Flow, mine: ReadonlySet<Promise<void>>, deadline: () => number): Promise<void> {
-  await Promise.resolve();
-  // Work already waited for is not waited for again: a failed piece may stay in the set (for
-  // run() to report), and waiting on it again would spin without ever yielding to the event loop.
-  const waited = new Set<Promise<unknown>>();
-  for (;;) {
-    const others = [...flow.settling].filter((p) => !mine.has(p as Promise<void>) && !waited.has(p));
-    const left = deadline() - performance.now();
-    if (others.length === 0 || left <= 0) return;
-    const all = Promise.allSettled(others).then(() => true);
-    if (await Promise.race([all, Bun.sleep(Math.min(left, 250)).then(() => false)])) {
-      for (const p of others) waited.add(p);
-    }
-  }
-}
