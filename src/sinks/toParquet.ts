@@ -330,13 +330,11 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
       function fail(error: unknown) {
         if (failed) return;
         failed = true;
+        // `run()` reports the failure once the teardown has let go of the folder, also when the
+        // folder was still being prepared (a source that failed at once, such as a missing input).
         flow.settling.add(released);
         released.then(() => flow.settling.delete(released));
-        // The folder is still being prepared (a source that failed at once, such as a missing
-        // input): told once it is, so that by the time the caller hears of the failure the
-        // lock is released and a folder this run made is gone, as after any other failure.
-        if (readyState === "pending") ready.then(() => subscriber.error(error), () => subscriber.error(error));
-        else subscriber.error(error);
+        subscriber.error(error);
       }
 
       /**
