@@ -316,11 +316,12 @@ export class Scheduler {
     state.done = (async () => {
       const { retries, retryDelayMs } = entry.schedule;
       for (let attempt = 1; ; attempt++) {
-        const retryAt = (at: number) => (attempt <= retries && !this.#stop.signal.aborted ? new Date(at + retryDelayMs * 2 ** (attempt - 1)) : undefined);
-        const outcome = await this.#attempt(entry, due, attempt, state, retryAt);
-        if (outcome !== "failed" || attempt > retries || this.#stop.signal.aborted) return;
-        const next = retryAt(this.#clock.now()) as Date;
-        state.retryAt = next;
+        // The wait before the next attempt, should this one fail with a retry left.
+        const delay = attempt <= retries ? retryDelayMs * 2 ** (attempt - 1) : undefined;
+        const outcome = await this.#attempt(entry, due, attempt, state, delay);
+        // The time the failure announced (state.retryAt) is the time the next attempt starts.
+        const next = state.retryAt;
+        if (outcome !== "failed" || next === undefined || this.#stop.signal.aborted) return;
         await this.#clock.sleepUntil(next.getTime(), this.#stop.signal);
         state.retryAt = undefined;
         if (this.#stop.signal.aborted) return;
@@ -334,8 +335,13 @@ export class Scheduler {
     due: Date,
     attempt: number,
     state: Running,
-    retryAt: (now: number) => Date | undefined,
+    retryDelayMs: number | undefined,
   ): Promise<Outcome> {
+    // On failure: when the next attempt starts, if one follows (kept in `state` for the skips and the wait).
+    const retryAt = () => {
+      state.retryAt = retryDelayMs !== undefined && !this.#stop.signal.aborted ? new Date(this.#clock.now() + retryDelayMs) : undefined;
+      return state.retryAt;
+    };
     const runId = scheduledRunId(due);
     const logFile = join(this.#options.logs, entry.name, `${runId}.log`);
     const json = this.#log.format === "json";
@@ -350,8 +356,7 @@ export class Scheduler {
     } catch (error) {
       const message = `${entry.name}: cannot open the run log ${logFile}: ${(error as Error).message}; the run due at ${due.toISOString()} did not start`;
       this.#log.error(message);
-      const next = retryAt(this.#clock.now());
-      this.#options.onEvent?.({ type: "failed", pipeline: entry.name, runId, scheduledAt: due, logFile, attempt, error: message, retryAt: next });
+      this.#options.onEvent?.({ type: "failed", pipeline: entry.name, runId, scheduledAt: due, logFile, attempt, error: message, retryAt: retryAt() });
       return "failed";
     }
     const runLog = createLogger({
@@ -396,7 +401,7 @@ export class Scheduler {
     }
 
     const fail = (message: string): Outcome => {
-      const next = retryAt(this.#clock.now());
+      const next = retryAt();
       const then = next ? `; retry at ${next.toISOString()}` : "";
       runLog.error(`run failed: ${message}${then}`);
       this.#log.error(json ? "run failed" : `${entry.name}: run ${runId} failed: ${message} (log ${logFile})${then}`, fields({ error: message, ...(next ? { retryAt: next.toISOString() } : {}) }));
