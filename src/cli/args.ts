@@ -62,6 +62,19 @@ export function splitCommandLine(
   return { values, flags, positionals, rest, help };
 }
 
+/**
+ * An option's value as a whole number of at least 0: `fallback` when the option was not given,
+ * undefined when it is not such a number (the command says so and exits 2).
+ *
+ * @example
+ * const limit = wholeNumberOption(values.limit, Number.POSITIVE_INFINITY);
+ */
+export function wholeNumberOption(text: string | boolean | undefined, fallback: number): number | undefined {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  return Number.isInteger(value) && value >= 0 ? value : undefined;
+}
+
 /** The values `parseArgs` gives for an options table: a boolean for flags, text for the rest. */
 export type OptionValues<O extends ParseArgsOptionsConfig> = {
   [K in keyof O]?: O[K] extends { type: "boolean" } ? boolean : string;

@@ -5,7 +5,7 @@
 import { type ListedDeadLetter, listDeadLetters } from "../deadletter/list.ts";
 import { isS3Url, localFolder } from "../io/s3.ts";
 import { escapeControls } from "../notebook/table.ts";
-import { parseOptions } from "./args.ts";
+import { parseOptions, wholeNumberOption } from "./args.ts";
 
 const USAGE = `usage: sluice dead-letter list <folder or s3://bucket/prefix> [options]
 
@@ -48,8 +48,8 @@ export async function command(args: string[]): Promise<number> {
     return 2;
   };
   if (positionals.length !== 1) return usage(positionals.length === 0 ? "the dead-letter folder is missing" : `one folder expected, got ${positionals.join(" ")}`);
-  const limit = wholeNumber(values.limit, Number.POSITIVE_INFINITY);
-  const rawChars = wholeNumber(values["raw-chars"], 80);
+  const limit = wholeNumberOption(values.limit, Number.POSITIVE_INFINITY);
+  const rawChars = wholeNumberOption(values["raw-chars"], 80);
   if (limit === undefined) return usage(`--limit must be a whole number, not ${values.limit}`);
   if (rawChars === undefined) return usage(`--raw-chars must be a whole number, not ${values["raw-chars"]}`);
   const stages = ((values.stage as string[] | undefined) ?? []).flatMap((s) => s.split(",").map((t) => t.trim()).filter(Boolean));
@@ -86,10 +86,4 @@ function asText({ id, replayed, entry }: ListedDeadLetter, rawChars: number): st
   const cut = chars.length > rawChars ? `${chars.slice(0, rawChars).join("")}…` : entry.raw;
   const raw = rawChars > 0 ? `  ${escapeControls(cut)}` : "";
   return `${escapeControls(id)}  ${escapeControls(entry.source)}:${entry.line}  ${escapeControls(entry.stage)}${replayed ? " (replayed)" : ""}  ${escapeControls(entry.error)}${raw}`;
-}
-
-function wholeNumber(text: string | boolean | undefined, fallback: number): number | undefined {
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  return Number.isInteger(value) && value >= 0 ? value : undefined;
 }

@@ -4,7 +4,7 @@
  */
 import { formatDeadLetterSummary, summarizeDeadLetters } from "../deadletter/summarize.ts";
 import { isS3Url, localFolder } from "../io/s3.ts";
-import { parseOptions } from "./args.ts";
+import { parseOptions, wholeNumberOption } from "./args.ts";
 
 const USAGE = `usage: sluice dead-letter summarize <folder or s3://bucket/prefix> [options]
 
@@ -40,8 +40,8 @@ export async function command(args: string[]): Promise<number> {
     return 2;
   };
   if (positionals.length !== 1) return usage(positionals.length === 0 ? "the dead-letter folder is missing" : `one folder expected, got ${positionals.join(" ")}`);
-  const samples = count(values.samples, 0);
-  const rawChars = count(values["raw-chars"], 200);
+  const samples = wholeNumberOption(values.samples, 0);
+  const rawChars = wholeNumberOption(values["raw-chars"], 200);
   if (samples === undefined) return usage(`--samples must be a whole number, not ${values.samples}`);
   if (rawChars === undefined) return usage(`--raw-chars must be a whole number, not ${values["raw-chars"]}`);
   const known = ["stage", "error", "field", "source", "run"] as const;
@@ -83,10 +83,4 @@ function withSampleCount(args: string[]): string[] {
     if (arg === "--samples" && (next === undefined || next.startsWith("-"))) out.push("3");
   }
   return out;
-}
-
-function count(text: string | boolean | undefined, fallback: number): number | undefined {
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  return Number.isInteger(value) && value >= 0 ? value : undefined;
 }
