@@ -53,12 +53,20 @@ export async function main(argv: string[]): Promise<number> {
   return command(args);
 }
 
+/**
+ * Ends the process with `code` once what was written to standard output has gone out. Into a pipe
+ * whose reader is slow (`sluice dead-letter list --json | jq`), writes wait in the process, and
+ * `process.exit` cut them off: the process ends by itself instead, once nothing is left to do. A
+ * handle a command left open keeps it no more than two seconds.
+ */
+function exitAfterOutput(code: number): void {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 2_000).unref();
+}
+
 if (import.meta.main) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (error) => {
-      console.error(`sluice: ${error instanceof Error ? error.message : String(error)}`);
-      process.exit(1);
-    },
-  );
+  main(process.argv.slice(2)).then(exitAfterOutput, (error) => {
+    console.error(`sluice: ${error instanceof Error ? error.message : String(error)}`);
+    exitAfterOutput(1);
+  });
 }

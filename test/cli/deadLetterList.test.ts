@@ -69,6 +69,13 @@ describe("sluice dead-letter list", () => {
     }
   });
 
+  test("prints every entry into a pipe whose reader is slow: the output is not cut off when the command ends", async () => {
+    const child = Bun.spawn(["bash", "-c", `bun src/cli/main.ts dead-letter list ${JSON.stringify(folder)} --json | (sleep 1; wc -l)`], { cwd: ROOT, stdout: "pipe" });
+    const [counted, code] = await Promise.all([new Response(child.stdout).text(), child.exited]);
+    expect(code).toBe(0);
+    expect(Number(counted.trim())).toBe(summary.deadLettered);
+  });
+
   test("--stage, --limit and the text form", async () => {
     const validate = await list("--stage", "validate");
     expect(validate.length).toBe((await stored("stage = 'validate'")).length);
