@@ -207,6 +207,29 @@ interface Run<K, T> {
   readonly byLine: boolean;
 }
 
+/** How {@link HeldMessages} acknowledges, and how it positions first deliveries. */
+export interface HeldMessagesOptions<K> {
+  /** How many messages one `acknowledge` call carries at most (a command's size); default: all. */
+  readonly maxBatch?: number;
+  /** Runs after each acknowledgement sent. */
+  readonly onAcked?: () => void;
+  /**
+   * The line a key is delivered at (the `Delivery.line` of its message), when the broker's id
+   * says it: first deliveries are then found by line, without a map entry each.
+   */
+  readonly lineOf?: (key: K) => number | undefined;
+  /**
+   * When this reader's connection to the broker began (`performance.now()`). A broker that forgets
+   * what it delivered (a server restarted without its consumer's state, a group's position set
+   * back, a consumer deleted and made again) hands committed messages out again as *first*
+   * deliveries, with nothing to say they came back. Every such commit was made before the broker
+   * forgot, so before this connection (a reader whose connection drops ends its run): each first
+   * delivery is looked up in the ledgers as of this moment, which costs one look at the folders
+   * per connection and a lookup in memory per record.
+   */
+  readonly firstDeliveriesAsOf?: number;
+}
+
 /**
  * Messages a broker source has emitted and not acknowledged, keyed by the broker's id (`K`), in
  * runs of adjacent deliveries, each with an {@link Input} of its own: acknowledged, run by run, up
@@ -226,20 +249,27 @@ export class HeldMessages<K, T> {
   /** Messages the broker's position gives no exact line: numbered in this run only. */
   #local: Run<K, T> | undefined;
 
+  readonly maxBatch: number;
+  readonly onAcked: () => void;
+  readonly lineOf: ((key: K) => number | undefined) | undefined;
   /**
-   * `name` is the input's name (`jetstream:<stream>`); `maxBatch` caps how many messages one
-   * `acknowledge` call carries (a command's size); `onAcked` runs after each acknowledgement sent.
-   * `lineOf` gives the line a key is delivered at (the `Delivery.line` of its message), when the
-   * broker's id says it: first deliveries are then found by line, without a map entry each.
+   * The moment (`performance.now()`) as of which first deliveries are looked up in the ledgers
+   * (see {@link HeldMessagesOptions.firstDeliveriesAsOf}); undefined: they are not looked up.
    */
+  readonly firstDeliveriesAsOf: number | undefined;
+
+  /** `name` is the input's name (`jetstream:<stream>`); `acknowledge` sends the acknowledgement of a batch. */
   constructor(
     readonly flow: Flow,
     readonly name: string,
     readonly acknowledge: Acknowledge<T>,
-    readonly maxBatch = Number.POSITIVE_INFINITY,
-    readonly onAcked: () => void = () => {},
-    readonly lineOf?: (key: K) => number | undefined,
-  ) {}
+    options: HeldMessagesOptions<K> = {},
+  ) {
+    this.maxBatch = options.maxBatch ?? Number.POSITIVE_INFINITY;
+    this.onAcked = options.onAcked ?? (() => {});
+    this.lineOf = options.lineOf;
+    this.firstDeliveriesAsOf = options.firstDeliveriesAsOf;
+  }
 
   get size(): number {
     return this.#size;
@@ -292,7 +322,8 @@ export class HeldMessages<K, T> {
       this.#held.set(key, { run, line });
     }
     this.#size++;
-    const redelivered = run !== this.#local ? delivery.redelivered : undefined;
+    // A first delivery is looked up as of the connection's start, through its run's input.
+    const redelivered = run !== this.#local ? (delivery.redelivered ?? run.input.redelivered) : undefined;
     const position = run.input.at(line, delivery.raw, undefined, redelivered);
     if (redelivered !== undefined && alreadyDeadLettered(this.flow, this.name, line, redelivered)) {
       this.flow.stats.skipped++;
@@ -312,13 +343,13 @@ export class HeldMessages<K, T> {
     if (delivery.redelivered !== undefined) return this.#newRun(this.name, false);
     const open = this.#open;
     if (open && delivery.adjacent && delivery.line > open.input.lastLine) return open;
-    this.#open = this.#newRun(this.name, this.lineOf !== undefined);
+    this.#open = this.#newRun(this.name, this.lineOf !== undefined, this.firstDeliveriesAsOf);
     if (open) this.#retireIfDone(open);
     return this.#open;
   }
 
-  #newRun(name: string, byLine: boolean): Run<K, T> {
-    const run: Run<K, T> = { input: new Input(this.flow, name), lines: [], keys: [], messages: [], head: 0, stopWatching: () => {}, byLine };
+  #newRun(name: string, byLine: boolean, lookAsOf?: number): Run<K, T> {
+    const run: Run<K, T> = { input: new Input(this.flow, name, lookAsOf), lines: [], keys: [], messages: [], head: 0, stopWatching: () => {}, byLine };
     run.stopWatching = watchDurable(run.input, (upTo) => this.#ack(run, upTo));
     this.#runs.add(run);
     if (byLine) this.#byLine.add(run);

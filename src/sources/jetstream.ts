@@ -118,6 +118,8 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
     const flow = currentFlow();
     let nc: NatsConnection | undefined;
     let nats: Nats;
+    // When the connection began: first deliveries are looked up in the ledgers as of then (see HeldMessagesOptions).
+    let connectedAt = 0;
     let held: HeldMessages<number, JsMsg> | undefined;
     // The last first delivery positioned: the next one joins its input when the consumer's delivery sequence follows on.
     let previous: { stream: number; delivery: number } | undefined;
@@ -293,7 +295,10 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
     async function read(): Promise<void> {
       try {
         nats = await loadNats();
-        nc = await nats.transport.connect({ servers, name: `sluice ${stream}/${consumer}` });
+        // No reconnecting: a server that restarted may have forgotten what this reader holds and
+        // handed it to another reader already, so the run ends and its messages come back.
+        nc = await nats.transport.connect({ servers, name: `sluice ${stream}/${consumer}`, reconnect: false });
+        connectedAt = performance.now();
       } catch (error) {
         return fail("connecting", error);
       }
@@ -316,10 +321,14 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
             );
           },
         );
-      }, Number.POSITIVE_INFINITY, () => {
-        pacing.wake();
-        if (finished && (held?.size ?? 0) === 0) close();
-      }, (seq) => seq);
+      }, {
+        onAcked: () => {
+          pacing.wake();
+          if (finished && (held?.size ?? 0) === 0) close();
+        },
+        lineOf: (seq) => seq,
+        firstDeliveriesAsOf: connectedAt,
+      });
       connection.closed().then((error) => {
         if (!finished && !closing) fail("the connection", error ?? new Error("closed by the server"));
       });

@@ -172,12 +172,16 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
             throw failure;
           },
         ),
-      5000,
-      () => {
-        pacing.wake();
-        if (finished && held.size === 0) close();
+      {
+        maxBatch: 5000,
+        onAcked: () => {
+          pacing.wake();
+          if (finished && held.size === 0) close();
+        },
+        lineOf: lineOfId,
+        // Both connections are made after this, and never made again (autoReconnect: false).
+        firstDeliveriesAsOf: startedAt,
       },
-      lineOfId,
     );
     let finished = false;
     const done = () => stopped() || subscriber.closed;

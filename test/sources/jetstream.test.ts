@@ -241,6 +241,40 @@ describe("fromJetStream", () => {
     expect(letters.sort((a, b) => a - b)).toEqual([7, 29]);
   });
 
+  test("a server that forgot what it delivered (its consumer made again) hands every message out again as new: each is skipped, none written twice", async () => {
+    const stream = await newStream();
+    const COUNT = 3000;
+    await produce(stream, 1, COUNT);
+    const out = join(dir.path, "forgotten");
+    const readAll = async () => {
+      const stop = new AbortController();
+      let flow: Flow | undefined;
+      const running = run(
+        fromJetStream({ servers: SERVERS, stream, consumer: "lake", batch: 700 }).pipe(
+          validate(Entry),
+          deadLetter(join(out, "dead"), { maxFileAgeMs: 100 }),
+          toParquet(join(out, "events"), { schema: Entry, partitionBy: ["zone"], maxFileRows: 400, mode: "append" }),
+        ),
+        { signal: stop.signal, onStart: (f) => (flow = f) },
+      );
+      await until("every message read", () => (flow?.stats.in ?? 0) >= COUNT);
+      stop.abort();
+      return running;
+    };
+    const first = await readAll();
+    expect(first.written + first.deadLettered).toBe(COUNT);
+    // What a server that lost its consumer's state does: the next reader gets every message as a
+    // first delivery, with nothing to say it was delivered before.
+    await jsm.consumers.delete(stream, "lake");
+    await jsm.consumers.add(stream, { durable_name: "lake", ack_policy: "explicit" as never, max_ack_pending: 10_000 });
+    const again = await readAll();
+    expect(again).toMatchObject({ in: COUNT, written: 0, deadLettered: 0, skipped: COUNT });
+    const [row] = await query(`SELECT count(*) AS n, count(DISTINCT id) AS d FROM ${dataset(join(out, "events"))}`);
+    expect(row).toEqual({ n: String(valid(1, COUNT)), d: String(valid(1, COUNT)) });
+    expect([...readDeadLettersSync(join(out, "dead"))].length).toBe(COUNT - valid(1, COUNT));
+    expect(await consumerState(stream, "lake")).toEqual({ ackPending: 0, undelivered: 0 });
+  });
+
   test("decodes payloads with a custom decoder, and dead-letters the messages it throws on", async () => {
     const stream = await newStream();
     // The bad one first: the source stops at the first record (take(1)), after its dead letter.

@@ -131,6 +131,40 @@ describe("fromRedisStream", () => {
     expect((await pending(stream, group)).total).toBe(0);
   });
 
+  test("a group set back to the start (XGROUP SETID, or a Redis that lost its state) hands every entry out again as new: each is skipped, none written twice", async () => {
+    const { stream, group } = names();
+    const COUNT = 3000;
+    await produce(stream, 1, COUNT);
+    const out = join(dir.path, "set-back");
+    const readAll = async () => {
+      const stop = new AbortController();
+      let flow: Flow | undefined;
+      const running = run(
+        fromRedisStream({ url: URL, stream, group, from: "start", batchSize: 700 }).pipe(
+          validate(Entry),
+          deadLetter(join(out, "dead"), { maxFileAgeMs: 100 }),
+          toParquet(join(out, "events"), { schema: Entry, partitionBy: ["zone"], maxFileRows: 400, mode: "append" }),
+        ),
+        { signal: stop.signal, onStart: (f) => (flow = f) },
+      );
+      await until("every entry read", () => (flow?.stats.in ?? 0) >= COUNT);
+      stop.abort();
+      return running;
+    };
+    const first = await readAll();
+    expect(first.written + first.deadLettered).toBe(COUNT);
+    expect((await pending(stream, group)).total).toBe(0);
+    // The group's last delivered id set back: Redis hands every entry out again with XREADGROUP's
+    // ">", as new, with nothing to say it was delivered before.
+    await redis.send("XGROUP", ["SETID", stream, group, "0"]);
+    const again = await readAll();
+    expect(again).toMatchObject({ in: COUNT, written: 0, deadLettered: 0, skipped: COUNT });
+    const [row] = await query(`SELECT count(*) AS n, count(DISTINCT id) AS d FROM ${dataset(join(out, "events"))}`);
+    expect(row).toEqual({ n: String(valid(1, COUNT)), d: String(valid(1, COUNT)) });
+    expect([...readDeadLettersSync(join(out, "dead"))].length).toBe(COUNT - valid(1, COUNT));
+    expect((await pending(stream, group)).total).toBe(0);
+  });
+
   test("acknowledges nothing before the files holding the entries are committed", async () => {
     const { stream, group } = names();
     await produce(stream, 1, 300);
