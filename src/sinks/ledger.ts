@@ -11,13 +11,15 @@
  * dead-letter files: so the committed files themselves are the ledger, shared by every worker,
  * with nothing else to keep in step.
  *
- * Only redelivered records are looked up, so the ordinary path costs nothing. A ledger reads the
- * files it has not read before; a record not found makes it look again unless it already looked
- * after the record was received: every file the broker's earlier reader committed was committed
- * before the broker delivered the message again, so one look after receiving it is enough.
+ * Records a broker delivered again are looked up, and so are first deliveries, as of the reader's
+ * connection (a broker may have forgotten what it delivered: see `HeldMessagesOptions` in
+ * src/sources/broker.ts). A ledger reads the files it has not read before; a record not found
+ * makes it look again unless it already looked after the record's moment (`receivedAt`): every
+ * file an earlier reader committed of it was committed by then, so one look after it is enough.
  *
  * Reads are synchronous: the sink asks while it appends a record, and a look happens only for a
- * redelivered record not found, at most once per batch of them.
+ * record not found whose moment is later than the last look: once per redelivered batch, once
+ * per connection for first deliveries.
  */
 import { openSync, readdirSync, readFileSync, readSync, closeSync, fstatSync } from "node:fs";
 import { join, sep } from "node:path";
