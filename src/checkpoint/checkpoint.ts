@@ -61,6 +61,13 @@ export interface Checkpoint {
   mark(source: string, line: number, byteOffset: number): void;
   /** `source` was read to its end. */
   ended(source: string, size: number): void;
+  /**
+   * True when `source` asked {@link startOf} in this run: an input the checkpoint resumes, whose
+   * line N is the same record in every run. A source that reads everything again (`fromHttp`,
+   * `fromPostgres`, `fromStdin`, `fromPush`, a generator) may hand other records out under the same
+   * lines on a later run, so a sink must not skip its records by line.
+   */
+  resumes(source: string): boolean;
 
   /** Follows an input's records in flight: the resume point never passes one that has not settled. */
   track(input: TrackedInput): void;
@@ -180,6 +187,8 @@ function openLocked(path: string, runId: string, lock: Lock): Checkpoint {
   }
 
   const sources = new Map<string, SourceState>();
+  // Inputs that asked where to begin in this run (see `resumes`).
+  const asked = new Set<string>();
   // Committed ranges after the resume point, by input, then by partition.
   const written = new Map<string, { maxLine: number; byPartition: Map<string, [number, number][]> }>();
   // Dead letters earlier runs made durable after the resume point: `${source}\0${line}`.
@@ -273,6 +282,7 @@ function openLocked(path: string, runId: string, lock: Lock): Checkpoint {
     fresh,
 
     startOf(source, size, version) {
+      asked.add(source);
       const row = db.query("SELECT line, byte_offset, size, done, version FROM inputs WHERE source = ?").get(source) as
         | { line: number; byte_offset: number; size: number; done: number; version: string | null }
         | null;
@@ -316,6 +326,10 @@ function openLocked(path: string, runId: string, lock: Lock): Checkpoint {
       const s = state(source);
       s.ended = true;
       s.size = size;
+    },
+
+    resumes(source) {
+      return asked.has(source);
     },
 
     track(input) {

@@ -130,9 +130,10 @@ function dialectOf(url: string, table: string): Dialect {
  * dead letter at stage `write` with the database's message, and the rest of its batch lands: the
  * batch is split in halves inside savepoints until the refused rows stand alone.
  *
- * With `run(..., { checkpoint })`, a run resumed after a crash skips every record whose line an
- * earlier run of that checkpoint committed (read from `_sluice_commits`), so each row is written
- * once even in `insert` mode. Under a fresh checkpoint the ledger rows of an older checkpoint of
+ * With `run(..., { checkpoint })`, a run resumed after a crash skips every record of a resumed
+ * input (a file source) whose line an earlier run of that checkpoint committed (read from
+ * `_sluice_commits`), so each row is written once even in `insert` mode; sources that read
+ * everything again (`fromHttp`, `fromPush`...) are written again. Under a fresh checkpoint the ledger rows of an older checkpoint of
  * the same path are forgotten. Broker sources acknowledge a message once its batch has committed.
  *
  * Completes after the last batch has committed and the connection is closed. Errors with a
@@ -357,7 +358,9 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
         let skipped = 0;
         for (let i = 0; i < batch.rows.length; i++) {
           const position = batch.positions[i] as Position;
-          if (checkpointed && inLedger(position.input.name, position.line)) skipped++;
+          // Only an input the checkpoint resumes is the same input again: another source's line N
+          // on this run may be a record no run has written (fromHttp on tomorrow's data).
+          if (checkpointed && checkpoint.resumes(position.input.name) && inLedger(position.input.name, position.line)) skipped++;
           else keep.push(i);
         }
         const fresh = [...batch.partitions].filter(([partitionKey]) => !replaced.has(partitionKey) && !ledger.replaced.has(partitionKey));

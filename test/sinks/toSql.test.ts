@@ -18,6 +18,7 @@ import { isoInstant } from "../../src/schema/instant.ts";
 import { type SqlCommit, SqlWriteError, toClickHouse, toSql } from "../../src/sinks/toSql.ts";
 import { fromNdjson } from "../../src/sources/ndjson.ts";
 import { fromPush } from "../../src/sources/push.ts";
+import { fromStdin } from "../../src/sources/stdin.ts";
 import { readDeadLetters } from "../../src/deadletter/read.ts";
 import { tempDir } from "../helpers/duckdb.ts";
 
@@ -790,6 +791,27 @@ console.log(JSON.stringify(summary));
       expect(await count()).toEqual({ n: valid, d: valid });
       const summary = JSON.parse(out.trim().split("\n").pop() as string);
       expect(summary.skipped).toBeGreaterThanOrEqual(0);
+    });
+  }
+
+  for (const db of ["pg", "sqlite"] as const) {
+    test(`a source that does not resume writes every record again on a later run of its checkpoint, none skipped by line (${db})`, async () => {
+      // fromStdin (like fromHttp, fromPostgres, fromPush) reads everything again under a checkpoint,
+      // and its records on a later run are other records: line 1 today is not line 1 yesterday.
+      const table = tableName(db, "notResumed");
+      const Item = v.object({ id: v.string() });
+      const checkpoint = join(dir.path, `not-resumed-${db}`, "checkpoint.sqlite");
+      const feed = (ids: string[]) =>
+        fromStdin({ name: "feed", stream: new Blob([ids.map((id) => `{"id":"${id}"}\n`).join("")]).stream() }).pipe(
+          map((r) => r as v.InferOutput<typeof Item>),
+          deadLetter(() => {}),
+          toSql(urlOf(db), table, { schema: Item, mode: "insert", create: true }),
+        );
+      const first = await run(feed(["a1", "a2", "a3"]), { checkpoint });
+      const second = await run(feed(["b1", "b2", "b3"]), { checkpoint });
+      expect([first.written, second.written, second.skipped]).toEqual([3, 3, 0]);
+      const rows = await select(db, `SELECT id FROM "${table}" ORDER BY id`);
+      expect(rows.map((r) => r.id)).toEqual(["a1", "a2", "a3", "b1", "b2", "b3"]);
     });
   }
 });
