@@ -394,7 +394,11 @@ async function extract(
   }
 
   /** Archives a page, then emits its records or dead-letters it. */
-  async function emitPage(page: number, response: PageResponse): Promise<PageOutcome> {
+  /**
+   * `check` sees the page's record count before any of them is emitted: a page it throws for
+   * reaches neither the sink nor the error's count of records that came before it.
+   */
+  async function emitPage(page: number, response: PageResponse, check?: (count: number) => void): Promise<PageOutcome> {
     const archived = await archive(page, response);
     const source = shown(response.url);
     const records = recordsOf(response);
@@ -418,6 +422,7 @@ async function extract(
       }
       previousHash = hash;
     }
+    check?.(records.length);
     // Nearly always undefined, decided by one cheap walk over the page.
     const losses = recordLosses(response.text, response.body, records);
     for (let i = 0; i < records.length; i++) {
@@ -479,17 +484,20 @@ async function extract(
           throw failed(error, slot.page, slot.url);
         }
         if (subscriber.closed) return;
-        const count = await emitPage(slot.page, response);
-        if (count === 0) return;
-        if (isOffset && count !== undefined) {
+        // Offsets are checked before the page's records go out: a capped page's records would land
+        // after a hole, and an overlong page's would be read again at the next offset.
+        const checkOffsets = (count: number) => {
           const size = p.size as number;
+          if (count === 0) return;
           if (count > size) {
             throw fail(slot.page, slot.url, `returned ${count} records for ${sizeParam}=${size}: the server ignores the page size, so the next offset would repeat records`);
           }
           if (previousCount !== undefined && previousCount < size) {
             throw fail(slot.page, slot.url, `has records after a page of only ${previousCount} (${sizeParam}=${size}): the server caps the page size, so offsets skip records; set size to ${previousCount}`);
           }
-        }
+        };
+        const count = await emitPage(slot.page, response, isOffset ? checkOffsets : undefined);
+        if (count === 0) return;
         previousCount = count;
         if (flow.stopping || subscriber.closed) return;
         if (flow.gate) await waitForGate(flow);

@@ -304,6 +304,31 @@ describe("fromHttp pagination", () => {
     expect(error.message).toContain("set size to 40");
   });
 
+  test("a capped or overlong offset page is refused before any of its records is emitted", async () => {
+    // Emitted, a capped page's records would reach the sink with a hole before them (ids 41-50 were
+    // never asked for), and the error would count them among the records that came before it.
+    const offsets = async (url: string): Promise<{ error: HttpSourceError; ids: number[] }> => {
+      const ids: number[] = [];
+      const error = await run(
+        fromHttp({ url, records: "data.items", backoff: fastBackoff(), pagination: { type: "offset", size: 50 }, concurrency: 2 }).pipe(deadLetter(() => {})),
+        { handleSignals: false, onValue: (value) => ids.push((value as Item).id) },
+      ).catch((e) => e);
+      expect(error).toBeInstanceOf(HttpSourceError);
+      return { error, ids };
+    };
+    const capped = await offsets(`${api.url}/capped`);
+    expect(capped.ids).toEqual(ITEMS.slice(0, 40).map((i) => i.id));
+    expect(capped.error.message).toContain("page 2 (");
+    expect(capped.error.message).toContain("records 1-40 came before it");
+    expect(capped.error.position).toBe(40);
+
+    api.fault = ({ url }) => (url.searchParams.has("offset") ? Response.json({ data: { items: ITEMS.slice(0, 60) } }) : undefined);
+    const overlong = await offsets(`${api.url}/items`);
+    expect(overlong.ids).toEqual([]);
+    expect(overlong.error.message).toContain("returned 60 records for limit=50");
+    expect(overlong.error.message).toContain("no records came before it");
+  });
+
   test("errors when a cursor leads back to a page already read", async () => {
     let served = 0;
     api.fault = ({ url }) => (url.searchParams.has("cursor") ? Response.json({ data: { items: [{ id: ++served }] }, next_cursor: btoa("again") }) : undefined);
