@@ -443,9 +443,18 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
         if (closed) return;
         closed = true;
         stopHolding();
-        dialect.close().then(
-          () => subscriber.complete(),
-          (error) => fail(error),
+        // A run that wrote no batch (every record rejected before the sink, or none at all) has
+        // not waited for the table check yet: a missing table or column must still fail it.
+        ready.then(
+          () =>
+            dialect.close().then(
+              () => subscriber.complete(),
+              (error) => fail(error),
+            ),
+          (error) => {
+            dialect.close().catch(() => {});
+            fail(error);
+          },
         );
       }
 

@@ -795,6 +795,22 @@ console.log(JSON.stringify(summary));
   }
 
   for (const db of ["pg", "sqlite"] as const) {
+    test(`a missing table fails the run even when every record was rejected before a batch (${db})`, async () => {
+      const table = tableName(db, "neverMade");
+      const Item = v.object({ id: v.string(), n: v.number() });
+      const feed = fromStdin({ name: "feed", stream: new Blob(['{"id":"a","n":"x"}\n{"id":"b"}\n']).stream() }).pipe(
+        map((r) => r as v.InferOutput<typeof Item>),
+        deadLetter(() => {}),
+        toSql(urlOf(db), table, { schema: Item, mode: "insert" }),
+      );
+      const error = await run(feed).catch((e) => e);
+      expect(error).toBeInstanceOf(Error);
+      expect(String(error.message)).toContain(`table "${table}"`);
+      expect(String(error.message)).toContain("missing");
+    });
+  }
+
+  for (const db of ["pg", "sqlite"] as const) {
     test(`a source that does not resume writes every record again on a later run of its checkpoint, none skipped by line (${db})`, async () => {
       // fromStdin (like fromHttp, fromPostgres, fromPush) reads everything again under a checkpoint,
       // and its records on a later run are other records: line 1 today is not line 1 yesterday.
