@@ -155,11 +155,15 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
   const ownOnly = fields.map((field) => inheritedName(field.name));
   const key: readonly string[] = options.key ?? [];
   const partitionBy: readonly string[] = options.partitionBy ?? [];
-  for (const name of [...key, ...partitionBy]) {
-    const field = fields.find((f) => f.name === name);
-    if (!field) throw new SchemaError(name, "is named in key or partitionBy but is not a field of the schema");
-    if (field.kind === "list" || field.kind === "struct" || field.kind === "json") {
-      throw new SchemaError(name, `a ${field.kind} column cannot be a key or a partition column`);
+  for (const [option, names] of [["key", key], ["partitionBy", partitionBy]] as const) {
+    for (const name of names) {
+      const field = fields.find((f) => f.name === name);
+      if (!field) {
+        throw new SchemaError(name, `toSql ${table}: ${option} names it, but the schema has no such field (its fields: ${fields.map((f) => f.name).join(", ")})`);
+      }
+      if (field.kind === "list" || field.kind === "struct" || field.kind === "json") {
+        throw new SchemaError(name, `toSql ${table}: a ${field.kind} column cannot be in ${option}`);
+      }
     }
   }
   if (options.mode === "upsert" && key.length === 0) throw new Error(`toSql ${table}: mode "upsert" needs key: the columns that identify a row`);

@@ -794,6 +794,14 @@ console.log(JSON.stringify(summary));
     });
   }
 
+  test("a key or partitionBy naming no field of the schema is refused naming the table, the option and the fields", () => {
+    const Item = v.object({ id: v.string(), n: v.number() });
+    expect(() => toSql(urlOf("sqlite"), "orders", { schema: Item, mode: "upsert", key: ["order_id"] as never })).toThrow(
+      'schema field "order_id": toSql orders: key names it, but the schema has no such field (its fields: id, n)',
+    );
+    expect(() => toSql(urlOf("sqlite"), "orders", { schema: Item, mode: "replace-partition", partitionBy: ["day"] as never })).toThrow("toSql orders: partitionBy names it");
+  });
+
   for (const db of ["pg", "sqlite"] as const) {
     test(`a missing table fails the run even when every record was rejected before a batch (${db})`, async () => {
       const table = tableName(db, "neverMade");
