@@ -307,51 +307,26 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
         return;
       }
       const connection = nc;
-      held = new HeldMessages<number, JsMsg>(flow, `jetstream:${stream}`, (messages) => {
-        // One explicit ack per message, written in bulk (see natsAcks.ts). Acks carry no reply;
-        // a flush returns once the server has processed everything before it.
-        sendAcks(connection, messages, "+ACK");
-        return connection.flush().then(
-          () => {},
-          (error: unknown) => {
-            abort(
-              new Error(
-                `fromJetStream: acknowledging ${messages.length} committed messages failed (${where}): ${scrub(error instanceof Error ? error.message : String(error), hide)}. They are delivered again and found in the committed files (see the ledger in docs/brokers.md)`,
-              ),
-            );
-          },
-        );
-      }, {
-        onAcked: () => {
-          pacing.wake();
-          if (finished && (held?.size ?? 0) === 0) close();
-        },
-        lineOf: (seq) => seq,
-        firstDeliveriesAsOf: connectedAt,
-      });
       connection.closed().then((error) => {
         if (!finished && !closing) fail("the connection", error ?? new Error("closed by the server"));
       });
       let source: Consumer;
       try {
         const jsm = await nats.js.jetstreamManager(connection);
-        await jsm.streams.info(stream);
-        const exists = await jsm.consumers.info(stream, consumer).then(
-          () => true,
-          (error: unknown) => {
-            if (/consumer not found/i.test(String((error as Error).message))) return false;
-            throw error;
-          },
-        );
-        if (exists) {
+        const made = (await jsm.streams.info(stream)).created;
+        let info = await jsm.consumers.info(stream, consumer).catch((error: unknown) => {
+          if (/consumer not found/i.test(String((error as Error).message))) return undefined;
+          throw error;
+        });
+        if (info) {
           // An existing consumer keeps its own ack_wait: that is the lease held messages have.
-          const wait = (await jsm.consumers.info(stream, consumer)).config.ack_wait;
+          const wait = info.config.ack_wait;
           if (wait !== undefined && wait > 0) {
             lease.leaseMs = Math.max(1, Math.floor(wait / 1_000_000));
             lease.marginMs = lease.leaseMs / 6;
           }
         } else {
-          await jsm.consumers.add(stream, {
+          info = await jsm.consumers.add(stream, {
             durable_name: consumer,
             ack_policy: nats.js.AckPolicy.Explicit,
             ack_wait: ackWaitMs * 1_000_000,
@@ -359,6 +334,30 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
             ...(options.subject ? { filter_subject: options.subject } : {}),
           });
         }
+        const { filter_subject, filter_subjects } = info.config;
+        const name = jetStreamInputName(stream, made, filter_subjects ?? (filter_subject ? [filter_subject] : []));
+        held = new HeldMessages<number, JsMsg>(flow, name, (messages) => {
+          // One explicit ack per message, written in bulk (see natsAcks.ts). Acks carry no reply;
+          // a flush returns once the server has processed everything before it.
+          sendAcks(connection, messages, "+ACK");
+          return connection.flush().then(
+            () => {},
+            (error: unknown) => {
+              abort(
+                new Error(
+                  `fromJetStream: acknowledging ${messages.length} committed messages failed (${where}): ${scrub(error instanceof Error ? error.message : String(error), hide)}. They are delivered again and found in the committed files (see the ledger in docs/brokers.md)`,
+                ),
+              );
+            },
+          );
+        }, {
+          onAcked: () => {
+            pacing.wake();
+            if (finished && (held?.size ?? 0) === 0) close();
+          },
+          lineOf: (seq) => seq,
+          firstDeliveriesAsOf: connectedAt,
+        });
         source = await nats.js.jetstream(connection).consumers.get(stream, consumer);
         manager = jsm;
       } catch (error) {
@@ -429,6 +428,22 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
       }
     };
   });
+}
+
+/**
+ * The input name of a consumer's messages: `jetstream:<stream>@<when the stream was made>`, and
+ * `/<subjects>` when the consumer filters them. A record's line is its stream sequence, so the
+ * name must say which stream and which of its messages the lines count: a stream deleted and
+ * made again under the same name numbers its messages from 1 again, and a consumer of some
+ * subjects claims, in a file's line ranges, sequences of the others' subjects. Under one name,
+ * the ledgers (src/sinks/ledger.ts) would take those for committed and skip them.
+ *
+ * @example
+ * jetStreamInputName("EVENTS", "2024-03-01T08:00:00.123456789Z", ["events.web"]);
+ * // "jetstream:EVENTS@2024-03-01T08:00:00.123456789Z/events.web"
+ */
+export function jetStreamInputName(stream: string, made: string, subjects: readonly string[]): string {
+  return `jetstream:${stream}@${made}${subjects.length > 0 ? `/${subjects.join(",")}` : ""}`;
 }
 
 /**

@@ -66,6 +66,26 @@ async function until(what: string, ok: () => boolean | Promise<boolean>, timeout
   }
 }
 
+/**
+ * Runs stream → validate → dead letters and Parquet under `out` (appending, by zone unless
+ * `partitioned` is false) until `count` messages are read, then stops it.
+ */
+async function readUntil(out: string, stream: string, consumer: string, count: number, subject?: string, partitioned = true) {
+  const stop = new AbortController();
+  let flow: Flow | undefined;
+  const running = run(
+    fromJetStream({ servers: SERVERS, stream, consumer, batch: 700, ...(subject ? { subject } : {}) }).pipe(
+      validate(Entry),
+      deadLetter(join(out, "dead"), { maxFileAgeMs: 100 }),
+      toParquet(join(out, "events"), { schema: Entry, partitionBy: partitioned ? ["zone"] : [], maxFileRows: 400, mode: "append" }),
+    ),
+    { signal: stop.signal, onStart: (f) => (flow = f) },
+  );
+  await until(`${count} messages read`, () => (flow?.stats.in ?? 0) >= count);
+  stop.abort();
+  return running;
+}
+
 const parquetFiles = (folder: string) =>
   existsSync(folder) ? readdirSync(folder, { recursive: true }).map(String).filter((f) => f.endsWith(".parquet")).length : 0;
 
@@ -110,7 +130,8 @@ describe("fromJetStream", () => {
     const parse = bad.filter((d) => d.stage === "parse");
     expect(parse.length).toBe(expected.filter((i) => messageAt(i).kind === "notJson").length);
     for (const d of parse) {
-      expect(d.source).toBe(`jetstream:${stream}`);
+      // The stream, when it was made, as the server says it: its sequences number this stream's messages only.
+      expect(d.source).toBe(`jetstream:${stream}@${(await jsm.streams.info(stream)).created}`);
       expect(d.error).toContain(stream);
       expect(d.error).toMatch(/sequence \d+: payload is not JSON/);
       expect(d.raw).toMatch(/^\{"id": \d+, oops$/);
@@ -246,33 +267,48 @@ describe("fromJetStream", () => {
     const COUNT = 3000;
     await produce(stream, 1, COUNT);
     const out = join(dir.path, "forgotten");
-    const readAll = async () => {
-      const stop = new AbortController();
-      let flow: Flow | undefined;
-      const running = run(
-        fromJetStream({ servers: SERVERS, stream, consumer: "lake", batch: 700 }).pipe(
-          validate(Entry),
-          deadLetter(join(out, "dead"), { maxFileAgeMs: 100 }),
-          toParquet(join(out, "events"), { schema: Entry, partitionBy: ["zone"], maxFileRows: 400, mode: "append" }),
-        ),
-        { signal: stop.signal, onStart: (f) => (flow = f) },
-      );
-      await until("every message read", () => (flow?.stats.in ?? 0) >= COUNT);
-      stop.abort();
-      return running;
-    };
-    const first = await readAll();
+    const first = await readUntil(out, stream, "lake", COUNT);
     expect(first.written + first.deadLettered).toBe(COUNT);
     // What a server that lost its consumer's state does: the next reader gets every message as a
     // first delivery, with nothing to say it was delivered before.
     await jsm.consumers.delete(stream, "lake");
     await jsm.consumers.add(stream, { durable_name: "lake", ack_policy: "explicit" as never, max_ack_pending: 10_000 });
-    const again = await readAll();
+    const again = await readUntil(out, stream, "lake", COUNT);
     expect(again).toMatchObject({ in: COUNT, written: 0, deadLettered: 0, skipped: COUNT });
     const [row] = await query(`SELECT count(*) AS n, count(DISTINCT id) AS d FROM ${dataset(join(out, "events"))}`);
     expect(row).toEqual({ n: String(valid(1, COUNT)), d: String(valid(1, COUNT)) });
     expect([...readDeadLettersSync(join(out, "dead"))].length).toBe(COUNT - valid(1, COUNT));
     expect(await consumerState(stream, "lake")).toEqual({ ackPending: 0, undelivered: 0 });
+  });
+
+  test("a stream deleted and made again under the same name numbers its messages from 1 again: the new ones are all written, none taken for the old", async () => {
+    const stream = await newStream();
+    await produce(stream, 1, 1000);
+    const out = join(dir.path, "made-again");
+    const first = await readUntil(out, stream, "lake", 1000);
+    expect(first.written + first.deadLettered).toBe(1000);
+    await jsm.streams.delete(stream);
+    await jsm.streams.add({ name: stream, subjects: [`${stream}.>`] });
+    // Messages 1001-2000 get the sequences 1-1000 the old files claim.
+    await produce(stream, 1001, 2000);
+    const second = await readUntil(out, stream, "lake", 1000);
+    expect(second).toMatchObject({ in: 1000, skipped: 0 });
+    const [row] = await query(`SELECT count(*) AS n, count(DISTINCT id) AS d FROM ${dataset(join(out, "events"))}`);
+    expect(row).toEqual({ n: String(valid(1, 2000)), d: String(valid(1, 2000)) });
+  });
+
+  test("two consumers of one stream filtering other subjects write one folder: a file of one claims none of the other's messages", async () => {
+    const stream = await newStream();
+    // Subjects a, b and c take turns (see produce), so each consumer's deliveries skip the others' sequences.
+    await produce(stream, 1, 1500);
+    const out = join(dir.path, "filtered");
+    // One partition for both, so a file of one holds lines between the other's.
+    const a = await readUntil(out, stream, "only-a", 500, `${stream}.a`, false);
+    const b = await readUntil(out, stream, "only-b", 500, `${stream}.b`, false);
+    expect([a.in, a.skipped, b.in, b.skipped]).toEqual([500, 0, 500, 0]);
+    const [row] = await query(`SELECT count(*) AS n, count(DISTINCT id) AS d, count(*) FILTER (WHERE zone = 'c') AS c FROM read_parquet('${join(out, "events")}/*.parquet')`);
+    const ofAB = Array.from({ length: 1500 }, (_, i) => i + 1).filter((i) => i % 3 !== 2 && messageAt(i).kind === "valid").length;
+    expect(row).toEqual({ n: String(ofAB), d: String(ofAB), c: "0" });
   });
 
   test("decodes payloads with a custom decoder, and dead-letters the messages it throws on", async () => {
