@@ -140,6 +140,12 @@ export interface Flow {
    * may have lost hold of them (see `checkLeases`), so nothing is committed from then on.
    */
   readonly leases: Set<() => void>;
+  /**
+   * The ledgers of what the run's sinks and dead-letter folders have committed (src/sinks/ledger.ts).
+   * A broker source reads them once it is connected and before it holds a message, so the first
+   * look, which reads every committed footer, holds up no keep-alive.
+   */
+  readonly ledgers: Set<{ refresh(): void }>;
   /** Values that are not objects, emitted by sources and not yet claimed, oldest first (see `stamp`). */
   readonly scalars: { readonly value: unknown; readonly position: Position }[];
   /**
@@ -197,6 +203,7 @@ export function createFlow(runId = newRunId()): Flow {
     holders: new Set(),
     watched: new Map(),
     leases: new Set(),
+    ledgers: new Set(),
     scalars: [],
     distribution: undefined,
     onEnd: new Set(),

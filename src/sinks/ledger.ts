@@ -198,7 +198,11 @@ const deadLetterLedgers = new WeakMap<Flow, DeadLetterLedger[]>();
  */
 export function watchDeadLetters(flow: Flow, folder: string): void {
   const ledgers = deadLetterLedgers.get(flow) ?? [];
-  if (!ledgers.some((ledger) => ledger.folder === folder)) ledgers.push(new DeadLetterLedger(folder));
+  if (!ledgers.some((ledger) => ledger.folder === folder)) {
+    const ledger = new DeadLetterLedger(folder);
+    ledgers.push(ledger);
+    flow.ledgers.add(ledger);
+  }
   deadLetterLedgers.set(flow, ledgers);
   flow.deadLettered ??= (source, line, receivedAt) => alreadyDeadLettered(flow, source, line, receivedAt);
 }

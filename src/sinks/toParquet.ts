@@ -271,6 +271,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
       const checkpoint = flow.checkpoint;
       // What committed files hold, for records a broker delivered again (an overwrite's old files do not count).
       const ledger = mode !== "overwrite" && !inBucket ? new DatasetLedger(folder) : undefined;
+      if (ledger) flow.ledgers.add(ledger);
       let lastSave = 0;
       // Rows in buffers and files being written are not durable yet: the checkpoint and sources
       // waiting to acknowledge must not move past them.

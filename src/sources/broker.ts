@@ -231,6 +231,17 @@ export interface HeldMessagesOptions<K> {
 }
 
 /**
+ * Reads the run's ledgers of committed files (src/sinks/ledger.ts), once a broker source is
+ * connected and before it holds a message. First deliveries are looked up as of the connection
+ * (see {@link HeldMessagesOptions.firstDeliveriesAsOf}): that look, which reads the footer of
+ * every file in the dataset, then happens here rather than in the middle of the first batch,
+ * where a large dataset's footers would hold up the keep-alives of what the source holds.
+ */
+export function readLedgers(flow: Flow): void {
+  for (const ledger of flow.ledgers) ledger.refresh();
+}
+
+/**
  * Messages a broker source has emitted and not acknowledged, keyed by the broker's id (`K`), in
  * runs of adjacent deliveries, each with an {@link Input} of its own: acknowledged, run by run, up
  * to the line its durable prefix reaches, every acknowledgement tracked in `flow.settling` until

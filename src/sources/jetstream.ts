@@ -23,7 +23,7 @@ import { stamp } from "../flow/position.ts";
 import { setLag } from "../run/metrics.ts";
 import { NATS_CREDENTIALS, safeUrl, scrub, secretsOf } from "../io/credentials.ts";
 import { loadNats, type Nats } from "../io/nats.ts";
-import { HeldMessages, Lease, Pace } from "./broker.ts";
+import { HeldMessages, Lease, Pace, readLedgers } from "./broker.ts";
 import { messageLoss } from "./json/numbers.ts";
 import { deliveryOf, sendAcks } from "./natsAcks.ts";
 
@@ -363,6 +363,11 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
       } catch (error) {
         if (stopped()) return complete();
         return fail("setting up the consumer", error);
+      }
+      try {
+        readLedgers(flow);
+      } catch (error) {
+        return fail("reading the committed files (the ledgers)", error);
       }
       if (!finished) startKeepingAlive();
       if (lagIntervalMs > 0 && !finished) {

@@ -22,7 +22,7 @@ import { stamp } from "../flow/position.ts";
 import { safeUrl, scrub, secretsOf } from "../io/credentials.ts";
 import { entriesOf, type StreamEntry } from "../io/redisStreams.ts";
 import { setLag } from "../run/metrics.ts";
-import { HeldMessages, Lease, Pace } from "./broker.ts";
+import { HeldMessages, Lease, Pace, readLedgers } from "./broker.ts";
 import { messageLoss } from "./json/numbers.ts";
 
 /** Options of {@link fromRedisStream}. */
@@ -334,6 +334,11 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
         await commands.send("XGROUP", ["CREATE", stream, group, options.from === "start" ? "0" : "$", "MKSTREAM"]);
       } catch (error) {
         if (!String((error as Error).message).startsWith("BUSYGROUP")) return fail("creating the consumer group", error);
+      }
+      try {
+        readLedgers(flow);
+      } catch (error) {
+        return fail("reading the committed files (the ledgers)", error);
       }
       if (lagIntervalMs > 0 && !finished) {
         readLag();

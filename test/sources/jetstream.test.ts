@@ -70,7 +70,7 @@ async function until(what: string, ok: () => boolean | Promise<boolean>, timeout
  * Runs stream → validate → dead letters and Parquet under `out` (appending, by zone unless
  * `partitioned` is false) until `count` messages are read, then stops it.
  */
-async function readUntil(out: string, stream: string, consumer: string, count: number, subject?: string, partitioned = true) {
+async function readUntil(out: string, stream: string, consumer: string, count: number, subject?: string, partitioned = true, started?: (flow: Flow) => void) {
   const stop = new AbortController();
   let flow: Flow | undefined;
   const running = run(
@@ -79,7 +79,13 @@ async function readUntil(out: string, stream: string, consumer: string, count: n
       deadLetter(join(out, "dead"), { maxFileAgeMs: 100 }),
       toParquet(join(out, "events"), { schema: Entry, partitionBy: partitioned ? ["zone"] : [], maxFileRows: 400, mode: "append" }),
     ),
-    { signal: stop.signal, onStart: (f) => (flow = f) },
+    {
+      signal: stop.signal,
+      onStart: (f) => {
+        flow = f;
+        started?.(f);
+      },
+    },
   );
   await until(`${count} messages read`, () => (flow?.stats.in ?? 0) >= count);
   stop.abort();
@@ -279,6 +285,21 @@ describe("fromJetStream", () => {
     expect(row).toEqual({ n: String(valid(1, COUNT)), d: String(valid(1, COUNT)) });
     expect([...readDeadLettersSync(join(out, "dead"))].length).toBe(COUNT - valid(1, COUNT));
     expect(await consumerState(stream, "lake")).toEqual({ ackPending: 0, undelivered: 0 });
+  });
+
+  test("reads the committed files once connected, before it holds a message: the first record's lookup reads no footer", async () => {
+    const stream = await newStream();
+    await produce(stream, 1, 1000);
+    const out = join(dir.path, "ledger-first");
+    await readUntil(out, stream, "lake", 1000);
+    await produce(stream, 1001, 2000);
+    const looks: number[] = [];
+    const second = await readUntil(out, stream, "lake", 1000, undefined, true, (flow) => {
+      flow.ledgers.add({ refresh: () => void looks.push(flow.stats.in) });
+    });
+    // One look, with nothing read yet; the sink's and the dead letters' ledgers looked then too.
+    expect(looks).toEqual([0]);
+    expect(second).toMatchObject({ in: 1000, skipped: 0 });
   });
 
   test("a stream deleted and made again under the same name numbers its messages from 1 again: the new ones are all written, none taken for the old", async () => {

@@ -165,6 +165,32 @@ describe("fromRedisStream", () => {
     expect((await pending(stream, group)).total).toBe(0);
   });
 
+  test("reads the committed files once connected, before it holds an entry", async () => {
+    const { stream, group } = names();
+    await produce(stream, 1, 500);
+    const looks: number[] = [];
+    const stop = new AbortController();
+    let flow: Flow | undefined;
+    const running = run(
+      fromRedisStream({ url: URL, stream, group, from: "start" }).pipe(
+        validate(Entry),
+        deadLetter(join(dir.path, "ledger-first", "dead")),
+        toParquet(join(dir.path, "ledger-first", "events"), { schema: Entry, mode: "append" }),
+      ),
+      {
+        signal: stop.signal,
+        onStart: (f) => {
+          flow = f;
+          f.ledgers.add({ refresh: () => void looks.push(f.stats.in) });
+        },
+      },
+    );
+    await until("every entry read", () => (flow?.stats.in ?? 0) >= 500);
+    stop.abort();
+    await running;
+    expect(looks).toEqual([0]);
+  });
+
   test("acknowledges nothing before the files holding the entries are committed", async () => {
     const { stream, group } = names();
     await produce(stream, 1, 300);
