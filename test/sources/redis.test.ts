@@ -78,6 +78,32 @@ async function until(what: string, ok: () => boolean | Promise<boolean>, timeout
   }
 }
 
+/**
+ * Runs stream → validate → dead letters and Parquet by zone under `out` (appending) until `count`
+ * entries are read, then stops it.
+ */
+async function readUntil(out: string, stream: string, group: string, count: number, started?: (flow: Flow) => void) {
+  const stop = new AbortController();
+  let flow: Flow | undefined;
+  const running = run(
+    fromRedisStream({ url: URL, stream, group, from: "start", batchSize: 700 }).pipe(
+      validate(Entry),
+      deadLetter(join(out, "dead"), { maxFileAgeMs: 100 }),
+      toParquet(join(out, "events"), { schema: Entry, partitionBy: ["zone"], maxFileRows: 400, mode: "append" }),
+    ),
+    {
+      signal: stop.signal,
+      onStart: (f) => {
+        flow = f;
+        started?.(f);
+      },
+    },
+  );
+  await until(`${count} entries read`, () => (flow?.stats.in ?? 0) >= count);
+  stop.abort();
+  return running;
+}
+
 const parquetFiles = (folder: string) =>
   existsSync(folder) ? readdirSync(folder, { recursive: true }).map(String).filter((f) => f.endsWith(".parquet")).length : 0;
 
@@ -99,19 +125,7 @@ describe("fromRedisStream", () => {
     const COUNT = 5000;
     await produce(stream, 1, COUNT);
     const out = join(dir.path, "all");
-    const stop = new AbortController();
-    let flow: Flow | undefined;
-    const running = run(
-      fromRedisStream({ url: URL, stream, group, from: "start", batchSize: 700 }).pipe(
-        validate(Entry),
-        deadLetter(join(out, "dead"), { maxFileAgeMs: 100 }),
-        toParquet(join(out, "events"), { schema: Entry, partitionBy: ["zone"], maxFileRows: 400 }),
-      ),
-      { signal: stop.signal, onStart: (f) => (flow = f) },
-    );
-    await until("every entry read", () => (flow?.stats.in ?? 0) >= COUNT);
-    stop.abort();
-    const summary = await running;
+    const summary = await readUntil(out, stream, group, COUNT);
     expect(summary.in).toBe(COUNT);
     const [row] = await query(`SELECT count(*) AS n, count(DISTINCT id) AS d, min(n = id * 2) AS ok FROM ${dataset(join(out, "events"))}`);
     expect(row).toEqual({ n: String(valid(1, COUNT)), d: String(valid(1, COUNT)), ok: true });
@@ -136,28 +150,13 @@ describe("fromRedisStream", () => {
     const COUNT = 3000;
     await produce(stream, 1, COUNT);
     const out = join(dir.path, "set-back");
-    const readAll = async () => {
-      const stop = new AbortController();
-      let flow: Flow | undefined;
-      const running = run(
-        fromRedisStream({ url: URL, stream, group, from: "start", batchSize: 700 }).pipe(
-          validate(Entry),
-          deadLetter(join(out, "dead"), { maxFileAgeMs: 100 }),
-          toParquet(join(out, "events"), { schema: Entry, partitionBy: ["zone"], maxFileRows: 400, mode: "append" }),
-        ),
-        { signal: stop.signal, onStart: (f) => (flow = f) },
-      );
-      await until("every entry read", () => (flow?.stats.in ?? 0) >= COUNT);
-      stop.abort();
-      return running;
-    };
-    const first = await readAll();
+    const first = await readUntil(out, stream, group, COUNT);
     expect(first.written + first.deadLettered).toBe(COUNT);
     expect((await pending(stream, group)).total).toBe(0);
     // The group's last delivered id set back: Redis hands every entry out again with XREADGROUP's
     // ">", as new, with nothing to say it was delivered before.
     await redis.send("XGROUP", ["SETID", stream, group, "0"]);
-    const again = await readAll();
+    const again = await readUntil(out, stream, group, COUNT);
     expect(again).toMatchObject({ in: COUNT, written: 0, deadLettered: 0, skipped: COUNT });
     const [row] = await query(`SELECT count(*) AS n, count(DISTINCT id) AS d FROM ${dataset(join(out, "events"))}`);
     expect(row).toEqual({ n: String(valid(1, COUNT)), d: String(valid(1, COUNT)) });
@@ -169,25 +168,9 @@ describe("fromRedisStream", () => {
     const { stream, group } = names();
     await produce(stream, 1, 500);
     const looks: number[] = [];
-    const stop = new AbortController();
-    let flow: Flow | undefined;
-    const running = run(
-      fromRedisStream({ url: URL, stream, group, from: "start" }).pipe(
-        validate(Entry),
-        deadLetter(join(dir.path, "ledger-first", "dead")),
-        toParquet(join(dir.path, "ledger-first", "events"), { schema: Entry, mode: "append" }),
-      ),
-      {
-        signal: stop.signal,
-        onStart: (f) => {
-          flow = f;
-          f.ledgers.add({ refresh: () => void looks.push(f.stats.in) });
-        },
-      },
-    );
-    await until("every entry read", () => (flow?.stats.in ?? 0) >= 500);
-    stop.abort();
-    await running;
+    await readUntil(join(dir.path, "ledger-first"), stream, group, 500, (flow) => {
+      flow.ledgers.add({ refresh: () => void looks.push(flow.stats.in) });
+    });
     expect(looks).toEqual([0]);
   });
 
