@@ -269,7 +269,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
       // Highest line of each input that an earlier file of each partition claimed (see claim()).
       const claimed = new Map<string, Map<Input, number>>();
       const checkpoint = flow.checkpoint;
-      // What committed files hold, for records a broker delivered again (an overwrite's old files do not count).
+      // What committed files hold, for a broker's records that may be there already (an overwrite's old files do not count).
       const ledger = mode !== "overwrite" && !inBucket ? new DatasetLedger(folder) : undefined;
       if (ledger) flow.ledgers.add(ledger);
       let lastSave = 0;

@@ -393,10 +393,10 @@ async function extract(
     return `${where} ${describeType(value)}, not an array of records`;
   }
 
-  /** Archives a page, then emits its records or dead-letters it. */
   /**
-   * `check` sees the page's record count before any of them is emitted: a page it throws for
-   * reaches neither the sink nor the error's count of records that came before it.
+   * Archives a page, then emits its records or dead-letters it. `check` sees the page's record
+   * count before any of them is emitted: a page it throws for reaches neither the sink nor the
+   * error's count of records that came before it.
    */
   async function emitPage(page: number, response: PageResponse, check?: (count: number) => void): Promise<PageOutcome> {
     const archived = await archive(page, response);

@@ -118,8 +118,6 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
     const flow = currentFlow();
     let nc: NatsConnection | undefined;
     let nats: Nats;
-    // When the connection began: first deliveries are looked up in the ledgers as of then (see HeldMessagesOptions).
-    let connectedAt = 0;
     let held: HeldMessages<number, JsMsg> | undefined;
     // The last first delivery positioned: the next one joins its input when the consumer's delivery sequence follows on.
     let previous: { stream: number; delivery: number } | undefined;
@@ -298,10 +296,11 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
         // No reconnecting: a server that restarted may have forgotten what this reader holds and
         // handed it to another reader already, so the run ends and its messages come back.
         nc = await nats.transport.connect({ servers, name: `sluice ${stream}/${consumer}`, reconnect: false });
-        connectedAt = performance.now();
       } catch (error) {
         return fail("connecting", error);
       }
+      // First deliveries are looked up in the ledgers as of the connection's start (see HeldMessagesOptions).
+      const connectedAt = performance.now();
       if (done()) {
         nc.close().catch(() => {});
         return;
