@@ -18,6 +18,8 @@ import { writeClickstream } from "../../src/generate/clickstream.ts";
 import { type Measured, printTable, runRounds } from "./harness.ts";
 
 const ALL = ["sluice", "duckdb-checked", "duckdb-strict", "duckdb-default", "polars-checked", "polars-default"];
+// Not run unless named: what one JavaScript thread needs at least for the job (floor-jobs.ts).
+const FLOORS = ["floor-parse", "floor-operators"];
 const CODECS = ["zstd", "snappy", "lz4", "none"];
 
 const { values } = parseArgs({
@@ -36,7 +38,7 @@ if (!Number.isSafeInteger(runs) || runs < 1) throw new Error(`--runs must be a w
 const codecs = values.compression?.split(",");
 for (const c of codecs ?? []) if (!CODECS.includes(c)) throw new Error(`--compression takes ${CODECS.join(", ")} (comma-separated), not ${c}`);
 const engines = codecs ? codecs.flatMap((c) => [`sluice-${c}`, `duckdb-strict-${c}`]) : (values.engines ?? "").split(",");
-for (const e of engines) if (!codecs && !ALL.includes(e)) throw new Error(`--engines takes ${ALL.join(", ")}, not ${e}`);
+for (const e of engines) if (!codecs && !ALL.includes(e) && !FLOORS.includes(e)) throw new Error(`--engines takes ${[...ALL, ...FLOORS].join(", ")}, not ${e}`);
 
 const dataDir = "bench-data";
 const input = join(dataDir, `clickstream-${count}.ndjson`);

@@ -5,7 +5,8 @@
  *
  *   bun test/bench/job.ts <engine> <input> <outdir> [compression]
  *
- * Engines: sluice, duckdb-checked, duckdb-strict, duckdb-default, polars-checked, polars-default.
+ * Engines: sluice, duckdb-checked, duckdb-strict, duckdb-default, polars-checked, polars-default,
+ * and the single-thread floors floor-parse and floor-operators (floor-jobs.ts).
  * `compression` (zstd, snappy, lz4, none) is for sluice and duckdb-strict; without it sluice runs
  * examples/clickstream.ts as it is.
  */
@@ -17,6 +18,7 @@ import { runJob } from "./harness.ts";
 const sluice = () => Promise.all([import("sluice"), import("sluice/operators"), import("../../examples/clickstream.ts")]);
 const duckdb = () => import("./duckdb-jobs.ts");
 const polars = () => import("./polars-jobs.ts");
+const floor = () => import("./floor-jobs.ts");
 
 type Compression = "zstd" | "snappy" | "lz4" | "none";
 
@@ -64,6 +66,8 @@ await runJob(
       const rows = await (await polars()).polarsChecked(input, events(out), rejects(out));
       return { rows, rejected: await countLines(rejects(out)) };
     },
+    "floor-parse": async (input) => (await floor()).floorParse(input),
+    "floor-operators": async (input) => (await floor()).floorOperators(input),
     async "polars-default"(input, out) {
       return { rows: await (await polars()).polarsDefault(input, events(out)), rejected: null };
     },

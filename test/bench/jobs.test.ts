@@ -110,6 +110,33 @@ describe("the JSON document", () => {
   });
 });
 
+describe("the single-thread floors", () => {
+  test("read every line and reject exactly what sluice rejects, so their time is for the same job", async () => {
+    const path = join(dir.path, "floor.ndjson");
+    const lines = [...generateClickstream({ count: 3000, seed: 13, defectRate: 0.1 })].map((l) => l.text);
+    // A last line without its newline is read too.
+    await Bun.write(path, lines.join("\n"));
+    const sluice = runKept("job.ts", "sluice", path, join(dir.path, "floor-sluice"));
+    expect(sluice.rows + sluice.rejected).toBe(3000);
+    expect(sluice.rejected).toBeGreaterThan(100);
+    expect(runKept("job.ts", "floor-operators", path, join(dir.path, "floor-operators"))).toEqual(sluice);
+    // Parsing alone rejects only what is not JSON.
+    const parse = runKept("job.ts", "floor-parse", path, join(dir.path, "floor-parse"));
+    expect(parse.rows + parse.rejected).toBe(3000);
+    expect(parse.rejected).toBe(lines.filter((text) => !parses(text)).length);
+    expect(parse.rejected).toBeLessThan(sluice.rejected);
+  });
+});
+
+function parses(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 describe("the harness", () => {
   test("measures a job's process, counts its Parquet files and removes its output", async () => {
     const out = join(dir.path, "measured");
