@@ -34,6 +34,11 @@ export interface DeadLetter {
   /** When it was dead-lettered (ISO-8601). */
   readonly at: string;
   readonly runId: string;
+  /**
+   * The distributed job whose worker wrote it (`run(…, { distribute: { job } })`); absent outside
+   * distributed runs. A worker looks up only its own job's dead letters when a split comes again.
+   */
+  readonly job?: string;
 }
 
 /**

@@ -417,6 +417,7 @@ export function sendToDeadLetter(
     ...keptRaw(position?.raw ?? recordText(record), error, details),
     at: new Date().toISOString(),
     runId: flow.runId,
+    ...(flow.distribution ? { job: flow.distribution.job } : {}),
   });
 }
 

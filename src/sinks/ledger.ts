@@ -20,6 +20,11 @@
  * Reads are synchronous: the sink asks while it appends a record, and a look happens only for a
  * record not found whose moment is later than the last look: once per redelivered batch, once
  * per connection for first deliveries.
+ *
+ * A distributed job's files and dead letters name the job (`sluice.job`, a dead letter's `job`),
+ * and its workers look up only their own job's: an input is known by its path, and a later job
+ * over a file rewritten at the same path, writing into the same folders, holds other records on
+ * the same lines.
  */
 import { openSync, readdirSync, readFileSync, readSync, closeSync, fstatSync } from "node:fs";
 import { join, sep } from "node:path";
@@ -28,6 +33,12 @@ import { listDeadLetterFilesSync } from "../deadletter/read.ts";
 import type { Flow } from "../flow/flow.ts";
 import { decodeFileMetaData } from "../parquet/footer.ts";
 import { NULL_PARTITION } from "../parquet/partition.ts";
+
+/** The key an input's lines are kept under: its name, within the job that wrote them when there is one. */
+function scoped(source: string, job: string | undefined): string {
+  // A job name holds no NUL (checkJobName): the two parts cannot run together.
+  return job === undefined ? source : `${job}\u0000${source}`;
+}
 
 /** Ranges of lines, found by binary search once sorted. */
 class Ranges {
@@ -94,15 +105,17 @@ export class DatasetLedger {
   constructor(readonly folder: string) {}
 
   /**
-   * True when a committed file of partition `partitionKey` holds line `line` of `source`. Not
-   * found, it looks at the folder again (files committed since), unless it already looked after
-   * `receivedAt` (`performance.now()` when the record was received; default: always look).
+   * True when a committed file of partition `partitionKey` holds line `line` of `source`, written
+   * by distributed job `job` (or, with no job, outside distributed runs). Not found, it looks at
+   * the folder again (files committed since), unless it already looked after `receivedAt`
+   * (`performance.now()` when the record was received; default: always look).
    */
-  has(partitionKey: string, source: string, line: number, receivedAt = Number.POSITIVE_INFINITY): boolean {
-    if (this.#find(partitionKey, source, line)) return true;
+  has(partitionKey: string, source: string, line: number, receivedAt = Number.POSITIVE_INFINITY, job?: string): boolean {
+    const key = scoped(source, job);
+    if (this.#find(partitionKey, key, line)) return true;
     if (this.#lookedAt > receivedAt) return false;
     this.refresh();
-    return this.#find(partitionKey, source, line);
+    return this.#find(partitionKey, key, line);
   }
 
   #find(partitionKey: string, source: string, line: number): boolean {
@@ -123,17 +136,18 @@ export class DatasetLedger {
       if (!name.endsWith(".parquet") || this.#read.has(name)) continue;
       const parts = name.split(sep);
       if (parts.some((part) => part.startsWith(".") || part.startsWith("_"))) continue;
-      const sources = sourcesOf(join(this.folder, name));
+      const claims = claimsOf(join(this.folder, name));
       // Gone between the listing and the read (replaced by an overwrite): nothing to learn from it.
-      if (sources === "missing") continue;
+      if (claims === "missing") continue;
       this.#read.add(name);
-      if (sources.length === 0) continue;
+      if (claims.sources.length === 0) continue;
       const key = partitionKeyOf(parts.slice(0, -1));
       let bySource = this.#ranges.get(key);
       if (!bySource) this.#ranges.set(key, (bySource = new Map()));
-      for (const range of sources) {
-        let ranges = bySource.get(range.source);
-        if (!ranges) bySource.set(range.source, (ranges = new Ranges()));
+      for (const range of claims.sources) {
+        const source = scoped(range.source, claims.job);
+        let ranges = bySource.get(source);
+        if (!ranges) bySource.set(source, (ranges = new Ranges()));
         ranges.add(range.firstLine, range.lastLine);
       }
     }
@@ -155,12 +169,16 @@ export class DeadLetterLedger {
 
   constructor(readonly folder: string) {}
 
-  /** True when a committed dead letter names line `line` of `source`; looks again as {@link DatasetLedger.has} does. */
-  has(source: string, line: number, receivedAt = Number.POSITIVE_INFINITY): boolean {
-    if (this.#lines.get(source)?.has(line)) return true;
+  /**
+   * True when a committed dead letter of distributed job `job` (or, with no job, of a run outside
+   * one) names line `line` of `source`; looks again as {@link DatasetLedger.has} does.
+   */
+  has(source: string, line: number, receivedAt = Number.POSITIVE_INFINITY, job?: string): boolean {
+    const key = scoped(source, job);
+    if (this.#lines.get(key)?.has(line)) return true;
     if (this.#lookedAt > receivedAt) return false;
     this.refresh();
-    return this.#lines.get(source)?.has(line) ?? false;
+    return this.#lines.get(key)?.has(line) ?? false;
   }
 
   /** Reads the dead-letter files committed since the last look. */
@@ -180,8 +198,9 @@ export class DeadLetterLedger {
         if (entry === "") continue;
         const found = sourceAndLine(entry);
         if (!found) continue;
-        let lines = this.#lines.get(found.source);
-        if (!lines) this.#lines.set(found.source, (lines = new Set()));
+        const key = scoped(found.source, found.job);
+        let lines = this.#lines.get(key);
+        if (!lines) this.#lines.set(key, (lines = new Set()));
         lines.add(found.line);
       }
     }
@@ -209,10 +228,12 @@ export function watchDeadLetters(flow: Flow, folder: string): void {
 
 /**
  * True when line `line` of `source` has a committed dead letter in a folder of the run (see
- * {@link watchDeadLetters}). Meant for redelivered records only, received at `receivedAt`.
+ * {@link watchDeadLetters}), written in the run's distributed job if it is one. Meant for
+ * redelivered records only, received at `receivedAt`.
  */
 export function alreadyDeadLettered(flow: Flow, source: string, line: number, receivedAt: number): boolean {
-  return deadLetterLedgers.get(flow)?.some((ledger) => ledger.has(source, line, receivedAt)) ?? false;
+  const job = flow.distribution?.job;
+  return deadLetterLedgers.get(flow)?.some((ledger) => ledger.has(source, line, receivedAt, job)) ?? false;
 }
 
 /** One range of a file's `sluice.sources`. */
@@ -222,11 +243,20 @@ interface SourceRange {
   readonly lastLine: number;
 }
 
+/** What a Parquet file claims: its line ranges, and the distributed job that wrote it. */
+interface Claims {
+  readonly sources: SourceRange[];
+  readonly job: string | undefined;
+}
+
+const NO_CLAIMS: Claims = { sources: [], job: undefined };
+
 /**
- * The line ranges a Parquet file's footer claims (`sluice.sources`), `[]` when it claims none or
- * cannot be read as Parquet, "missing" when the file is gone.
+ * The line ranges a Parquet file's footer claims (`sluice.sources`) and the job it names
+ * (`sluice.job`); none when it claims none or cannot be read as Parquet, "missing" when the file
+ * is gone.
  */
-function sourcesOf(path: string): SourceRange[] | "missing" {
+function claimsOf(path: string): Claims | "missing" {
   let fd: number;
   try {
     fd = openSync(path, "r");
@@ -236,19 +266,21 @@ function sourcesOf(path: string): SourceRange[] | "missing" {
   }
   try {
     const size = fstatSync(fd).size;
-    if (size < 12) return [];
+    if (size < 12) return NO_CLAIMS;
     const tail = Buffer.alloc(8);
     readSync(fd, tail, 0, 8, size - 8);
-    if (tail.toString("latin1", 4, 8) !== "PAR1") return [];
+    if (tail.toString("latin1", 4, 8) !== "PAR1") return NO_CLAIMS;
     const length = tail.readUInt32LE(0);
-    if (length > size - 12) return [];
+    if (length > size - 12) return NO_CLAIMS;
     const footer = Buffer.alloc(length);
     readSync(fd, footer, 0, length, size - 8 - length);
-    const value = decodeFileMetaData(footer).keyValueMetadata.find((entry) => entry.key === "sluice.sources")?.value;
-    return value === undefined ? [] : rangesIn(value);
+    const metadata = decodeFileMetaData(footer).keyValueMetadata;
+    const value = metadata.find((entry) => entry.key === "sluice.sources")?.value;
+    if (value === undefined) return NO_CLAIMS;
+    return { sources: rangesIn(value), job: metadata.find((entry) => entry.key === "sluice.job")?.value ?? undefined };
   } catch {
     // Not Parquet, or a footer that does not decode: it claims nothing.
-    return [];
+    return NO_CLAIMS;
   } finally {
     closeSync(fd);
   }
@@ -287,13 +319,13 @@ function partitionKeyOf(folders: readonly string[]): string {
 }
 
 /** `source` and `line` of a dead-letter line, without trusting its shape. */
-function sourceAndLine(text: string): { source: string; line: number } | undefined {
+function sourceAndLine(text: string): { source: string; line: number; job: string | undefined } | undefined {
   try {
     const entry = JSON.parse(text) as unknown;
     if (typeof entry !== "object" || entry === null) return undefined;
-    const { source, line } = entry as Record<string, unknown>;
+    const { source, line, job } = entry as Record<string, unknown>;
     if (typeof source !== "string" || !Number.isSafeInteger(line) || (line as number) <= 0) return undefined;
-    return { source, line: line as number };
+    return { source, line: line as number, job: typeof job === "string" ? job : undefined };
   } catch {
     return undefined;
   }

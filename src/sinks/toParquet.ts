@@ -403,7 +403,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
             input.settle(position.line);
             return;
           }
-          if (position.redelivered !== undefined && ledger?.has(open.get(lookup)?.key ?? checkpointKeyOf(row), input.name, position.line, position.redelivered)) {
+          if (position.redelivered !== undefined && ledger?.has(open.get(lookup)?.key ?? checkpointKeyOf(row), input.name, position.line, position.redelivered, flow.distribution?.job)) {
             // A broker delivered it again: a committed file (this worker's or another's) holds it already.
             flow.stats.skipped++;
             countOutput(position);
@@ -623,7 +623,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
         // No file lands once a broker source may have lost hold of its messages (see checkLeases).
         const leased = () => checkLeases(flow);
         const write: Promise<void> = part
-          .commit({ "sluice.run_id": flow.runId, "sluice.sources": JSON.stringify(sources) }, bucket ? undefined : leased)
+          .commit({ "sluice.run_id": flow.runId, ...(flow.distribution ? { "sluice.job": flow.distribution.job } : {}), "sluice.sources": JSON.stringify(sources) }, bucket ? undefined : leased)
           // In a bucket the committed local file goes up, then into the manifest: only then is it in the dataset.
           .then(async (bytes) => {
             if (!bucket) return bytes;

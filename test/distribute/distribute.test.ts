@@ -260,6 +260,67 @@ describe("workers sharing a job", () => {
     expect(await letters(join(shared, "dead-letter"))).toEqual(await letters(join(single, "dead-letter")));
   }, 90_000);
 
+  test("a queue that forgets what it handed out (its group set back) hands the splits out again as new: nothing is written twice", async () => {
+    const input = await writeInput("forgets.ndjson", 6000, ndjsonLine);
+    const single = join(dir.path, "forgets-single");
+    const shared = join(dir.path, "forgets-shared");
+    const alone = await run(pipeline(input, single));
+    const distribute = { url: REDIS, job: newJob(), splitBytes: 32 * 1024, leaseMs: 10_000 };
+    const first = await run(pipeline(input, shared), { distribute: { ...distribute, worker: "w1" } });
+    expect(first.written).toBe(alone.written);
+
+    // The queue forgets: every split is delivered again, as if never handed out.
+    const redis = new RedisClient(REDIS);
+    const [stream] = (await redis.send("KEYS", [`sluice:job:${distribute.job}:*:splits`])) as string[];
+    await redis.send("XGROUP", ["SETID", stream as string, "workers", "0"]);
+    redis.close();
+    const again = await run(pipeline(input, shared), { distribute: { ...distribute, worker: "w2" } });
+
+    // Read again, each record is found committed (a row or a dead letter) and skipped.
+    expect(again.in).toBe(alone.in);
+    expect([again.written, again.skipped]).toEqual([0, alone.written + alone.deadLettered]);
+    await expectSameRows(join(shared, "events"), join(single, "events"));
+    expect(await letters(join(shared, "dead-letter"))).toEqual(await letters(join(single, "dead-letter")));
+
+    // Another job over the same input into the same folders writes it all again: it is not this job's.
+    const other = await run(pipeline(input, shared), { distribute: { ...distribute, job: newJob(), worker: "w3" } });
+    expect([other.written, other.skipped]).toEqual([alone.written, 0]);
+  });
+
+  test("a later job over an input rewritten at the same path, into the same folder: a split given back and taken again is not taken for the earlier job's rows", async () => {
+    // Day 1's export, written by a job of its own into the folder.
+    const path = join(dir.path, "export.ndjson");
+    const day = (offset: number) => (i: number) => ndjsonLine(i + offset);
+    await writeInput("export.ndjson", 20_000, day(0));
+    const shared = join(dir.path, "export-shared");
+    const distribute = { url: REDIS, splitBytes: 16 * 1024, leaseMs: 600_000 };
+    await run(pipeline(path, shared), { distribute: { ...distribute, job: newJob(), worker: "day1" } });
+    // Day 2's export at the same path: other records on the same lines, in the same partitions.
+    await writeInput("export.ndjson", 20_000, day(30_000));
+    const single = join(dir.path, "export-day2-single");
+    const day2 = await run(pipeline(path, single));
+    const job = newJob();
+    let seen = 0;
+    const failing = fromNdjson(path).pipe(
+      map((record) => {
+        if (++seen === 3000) throw new Error("a step failed");
+        return record;
+      }),
+      validate(Event),
+      deadLetter(join(shared, "dead-letter"), { maxFileAgeMs: 200 }),
+      toParquet(join(shared, "events"), { schema: Event, partitionBy: ["day"], maxFileRows: 4000, maxFileAgeMs: 500 }),
+    );
+    await run(failing, { distribute: { ...distribute, job, worker: "fails" } }).catch(() => undefined);
+    await run(pipeline(path, shared), { distribute: { ...distribute, job, worker: "finishes" } });
+    // Every day-2 row is in the folder once, beside day 1's, and every day-2 dead letter, each
+    // naming its job; day 1's bad records are on the same lines.
+    const [counts] = await query(`SELECT count(*)::INT AS n, count(DISTINCT id)::INT AS ids FROM ${dataset(join(shared, "events"))} WHERE id > 30000`);
+    expect(counts).toEqual({ n: day2.written, ids: day2.written });
+    const ofJob: string[] = [];
+    for await (const letter of readDeadLetters(join(shared, "dead-letter"))) if (letter.job === job) ofJob.push(`${letter.stage} ${letter.source}:${letter.line}`);
+    expect(ofJob.sort()).toEqual(await letters(join(single, "dead-letter")));
+  }, 90_000);
+
   test("objects in a bucket are cut and shared too: plain ones by byte ranges, a gzip one whole", async () => {
     const server = await startS3rver(["dist-test"]);
     try {
