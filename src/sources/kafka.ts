@@ -8,7 +8,8 @@
  * is in a committed Parquet file or a committed dead letter), and a reader that dies leaves the
  * rest to be read again. Auto-commit is off.
  *
- * Each (topic, partition) is its own input, `kafka:<topic>/<partition>`, and a record's line is
+ * Each (topic, partition) is its own input, `kafka:<topic>@<id>/<partition>` (see
+ * {@link kafkaInputName}), and a record's line is
  * its Kafka offset + 1: positions are the broker's own, the same on every delivery, and the
  * committed offset of a partition is exactly its highest durable line. Offsets may have gaps
  * (compacted topics, transaction markers): lines only have to grow, and the durable prefix of an
@@ -171,6 +172,20 @@ export function kafkaConnection(who: string, options: KafkaConnectionOptions): K
 }
 
 /**
+ * The input name of a topic's partitions (followed by `/<partition>`): `kafka:<topic>@<id>`, `id`
+ * being the topic's id (a UUID Kafka gives each topic it makes, since 2.8), or the cluster's id
+ * when the broker gives none. A partition's lines are its offsets, and the ledgers of committed
+ * files know records by input name and line: a topic deleted and made again, or a topic of the
+ * same name on another cluster, numbers its messages from 0 again, and under the topic's name
+ * alone its records would be taken for the earlier topic's, skipped as committed.
+ */
+export function kafkaInputName(topic: string, topicId: string | undefined, clusterId: string | undefined): string {
+  const realTopicId = topicId !== undefined && topicId !== topic && !/^[0-]*$|^A{22}$/.test(topicId);
+  const id = realTopicId ? topicId : clusterId;
+  return id ? `kafka:${topic}@${id}` : `kafka:${topic}`;
+}
+
+/**
  * The reason a Kafka client error gives, down to its innermost causes ("metadata failed 3 times"
  * says little; "connect ECONNREFUSED 127.0.0.1:9092" says what to fix), with `secrets` removed.
  */
@@ -216,7 +231,7 @@ interface PartitionState {
 /**
  * Reads Kafka topics as a member of consumer group `group` and emits one record per message: the
  * JSON in its value (or bytes, or what `decode` makes of it). Each record's position is the input
- * `kafka:<topic>/<partition>` and the line `offset + 1`; a message that does not decode (not
+ * `kafka:<topic>@<id>/<partition>` and the line `offset + 1`; a message that does not decode (not
  * UTF-8, not JSON, a number a 64-bit float cannot hold, a tombstone, `decode` throws) goes to the
  * dead letter at stage `parse`, naming topic, partition and offset, with its raw bytes.
  *
@@ -268,6 +283,8 @@ export function fromKafka(options: KafkaSourceOptions): Observable<unknown> {
     const pendingCommits = new Map<string, { topic: string; partition: number; offset: bigint; leaderEpoch: number }>();
     let consumer: Consumer | undefined;
     let stream: MessagesStream<Buffer, Buffer, Buffer, Buffer> | undefined;
+    /** Each topic's input name as the cluster answered before the group was joined (see {@link kafkaInputName}). */
+    let inputNames = new Map<string, string>();
     let heldCount = 0;
     let finished = false;
     let closing: Promise<void> | undefined;
@@ -421,7 +438,7 @@ export function fromKafka(options: KafkaSourceOptions): Observable<unknown> {
         const created: PartitionState = {
           topic,
           partition,
-          input: new Input(flow, `kafka:${topic}/${partition}`),
+          input: new Input(flow, `${inputNames.get(topic) ?? `kafka:${topic}`}/${partition}`),
           owned: true,
           committed: 0,
           since: joinedAt,
@@ -640,6 +657,11 @@ export function fromKafka(options: KafkaSourceOptions): Observable<unknown> {
           heartbeatInterval: Math.max(1000, Math.floor(sessionTimeoutMs / 10)),
           rebalanceTimeout: sessionTimeoutMs * 2,
         });
+        // Named before the first record: a partition's lines are its offsets, which a topic made
+        // again, or another cluster's topic of the same name, numbers from 0 again.
+        const metadata = await consumer.metadata({ topics, autocreateTopics: false });
+        inputNames = new Map(topics.map((topic) => [topic, kafkaInputName(topic, metadata.topics.get(topic)?.id, metadata.id)]));
+        if (closing) return;
         consumer.on("consumer:group:join", onJoin);
         stream = await consumer.consume({
           topics,

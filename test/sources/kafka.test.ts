@@ -8,7 +8,7 @@ import { deadLetter, validate } from "../../operators/index.ts";
 import { readDeadLettersSync } from "../../src/deadletter/read.ts";
 import type { Flow } from "../../src/flow/flow.ts";
 import { fromKafka, run, toParquet } from "../../src/index.ts";
-import { kafkaConnection, kafkaReason } from "../../src/sources/kafka.ts";
+import { kafkaConnection, kafkaInputName, kafkaReason } from "../../src/sources/kafka.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 import { type KafkaMock, startKafkaMock } from "../support/kafka-mock/mock.ts";
 
@@ -45,6 +45,7 @@ function valueAt(i: number, bad = true): Buffer | undefined {
 }
 
 let mock: KafkaMock;
+let clusterId: string;
 let producer: Producer;
 let dir: { path: string; remove: () => Promise<void> };
 
@@ -84,6 +85,8 @@ const parquetIn = (folder: string) => existsSync(folder) && readdirSync(folder, 
 beforeAll(async () => {
   mock = await startKafkaMock(TOPICS);
   producer = new Producer({ clientId: "test-producer", bootstrapBrokers: [mock.brokers] });
+  // The mock gives topics no id of their own: inputs are named by the cluster's.
+  clusterId = (await producer.metadata({ topics: [] })).id;
   dir = await tempDir("sluice-kafka-");
 });
 
@@ -124,7 +127,7 @@ describe("fromKafka", () => {
     for (const d of letters) {
       const offset = d.line - 1;
       const kind = kindAt(offset);
-      expect(d.source).toBe("kafka:all/0");
+      expect(d.source).toBe(`kafka:all@${clusterId}/0`);
       expect(d.stage).toBe(kind === "invalid" ? "validate" : "parse");
       if (d.stage === "parse") expect(d.error).toContain(`Kafka topic "all", partition 0, offset ${offset}:`);
       if (kind === "notJson") expect(d.raw).toBe(`{"id": ${offset}, oops`);
@@ -323,6 +326,55 @@ describe("fromKafka", () => {
     // -1 when the kill landed after the first files but before the first offset commit: all is read again.
     expect(summary.in).toBe(COUNT - Math.max(committedAtCrash, 0));
   }, 180_000);
+
+  test.concurrent("a topic of the same name on another cluster (or made again) numbers from 0 again: its messages are written into the same folder, not taken for the first topic's", async () => {
+    const out = join(dir.path, "again");
+    const pipe = (brokers: string) =>
+      fromKafka({ brokers, topic: "again", group: "again-lake", from: "start" }).pipe(
+        validate(Entry),
+        deadLetter(join(out, "dead"), { maxFileAgeMs: 100 }),
+        toParquet(join(out, "events"), { schema: Entry, partitionBy: ["zone"], maxFileRows: 100, mode: "append" }),
+      );
+    const readAll = async (brokers: string, count: number) => {
+      const stop = new AbortController();
+      let flow: Flow | undefined;
+      const running = run(pipe(brokers), { signal: stop.signal, onStart: (f) => (flow = f) });
+      // A stop commits what was read.
+      await until("every message read", () => (flow?.stats.in ?? 0) >= count);
+      stop.abort();
+      return running;
+    };
+    const sendTo = async (brokers: string, ids: number[]) => {
+      const client = new Producer({ clientId: "again-producer", bootstrapBrokers: [brokers] });
+      const messages = ids.map((i) => ({ topic: "again", partition: 0, value: Buffer.from(JSON.stringify({ id: i, zone: ZONES[i % 3], n: i, name: `x${i}` })) }));
+      await client.send({ messages, acks: -1 });
+      await client.close(true);
+    };
+    const first = await startKafkaMock(["again"]);
+    const second = await startKafkaMock(["again"]);
+    try {
+      // Offsets 0-299 on each cluster: ids 0-299 on the first, 1000-1299 on the second.
+      await sendTo(first.brokers, Array.from({ length: 300 }, (_, i) => i));
+      expect((await readAll(first.brokers, 300)).written).toBe(300);
+      await sendTo(second.brokers, Array.from({ length: 300 }, (_, i) => 1000 + i));
+      const summary = await readAll(second.brokers, 300);
+      expect([summary.written, summary.skipped]).toEqual([300, 0]);
+      const rows = await query(`SELECT count(*)::INT AS n, count(DISTINCT id)::INT AS ids, count(*) FILTER (WHERE id >= 1000)::INT AS second FROM ${dataset(join(out, "events"))}`);
+      expect(rows).toEqual([{ n: 600, ids: 600, second: 300 }]);
+    } finally {
+      await first.stop();
+      await second.stop();
+    }
+  }, 120_000);
+
+  test.concurrent("names a topic's inputs by its id, or by the cluster's when the broker gives topics none", () => {
+    expect(kafkaInputName("events", "8Zt0zP0TSOuRsUe0yF1F0w", "c1")).toBe("kafka:events@8Zt0zP0TSOuRsUe0yF1F0w");
+    // What clients report for a broker without topic ids: the name itself, or the zero UUID.
+    expect(kafkaInputName("events", "events", "c1")).toBe("kafka:events@c1");
+    expect(kafkaInputName("events", "AAAAAAAAAAAAAAAAAAAAAA", "c1")).toBe("kafka:events@c1");
+    expect(kafkaInputName("events", "00000000-0000-0000-0000-000000000000", "c1")).toBe("kafka:events@c1");
+    expect(kafkaInputName("events", undefined, undefined)).toBe("kafka:events");
+  });
 
   test.concurrent("decodes raw bytes and through a user decoder, whose throw is a parse dead letter", async () => {
     await produce("decoders", 0, 9, false);
