@@ -24,7 +24,6 @@ import { currentFlow, type Flow, waitForGate } from "../flow/flow.ts";
 import { Input } from "../flow/position.ts";
 import { type Split, shortHash } from "../distribute/queue.ts";
 import { isS3Url, parseS3Url, ObjectStorageError, objectReader, type ObjectReadOptions, resolveObjects, type S3Object, type S3Options, statObject } from "../io/s3.ts";
-import { readLedgers } from "./broker.ts";
 import type { ReadBytes } from "./lines.ts";
 import { cutSplits, fileVersion, type ReadSplits, readSplits, type SplitRule } from "./splits.ts";
 
@@ -553,10 +552,6 @@ export function fileSource(
       const key = nth === 1 ? base : `${base}.${nth}`;
       let lost: Error | undefined;
       const queue = await distribution.open(key);
-      // What the job committed of its inputs, read now: a split the queue hands out as new may
-      // have been committed before, if the queue forgot it had handed it out (see readSplits).
-      const openedAt = performance.now();
-      readLedgers(flow);
       queue.onLost = (error) => {
         lost ??= error;
         subscriber.error(error);
@@ -595,7 +590,6 @@ export function fileSource(
           },
           // The progress has no total: how much of the job this worker reads is not known.
           read: readSplit,
-          openedAt,
         },
         splits,
       );

@@ -172,11 +172,6 @@ export interface SplitReader {
   /** Reads one split, stamping its records with `input`. */
   readonly read: (split: Split, input: Input) => Promise<void>;
   readonly stopped: () => boolean;
-  /**
-   * When the queue was opened (`performance.now()`), the ledgers read just after: a split handed
-   * out for the first time has its records looked up as of then (see {@link readSplits}).
-   */
-  readonly openedAt: number;
 }
 
 /**
@@ -195,12 +190,6 @@ export interface ReadSplits {
  * record has then reached its end: committed, dead-lettered, or dropped by an operator such as
  * `filter`). A split whose reading stopped part-way is left for another take (its records are
  * found in the ledgers).
- *
- * A queue may forget which splits it handed out and hand them out again as new (a JetStream
- * consumer back from a restart without its state, a consumer group set back). Every commit made
- * of them was made before, so before this worker opened the queue, unless the queue forgot while
- * the worker was running: a split delivered for the first time has its records looked up in the
- * job's ledgers as of `openedAt`, one delivered again as of its redelivery.
  */
 export async function readSplits(queue: SplitQueue, reader: SplitReader, splits: ReadSplits): Promise<void> {
   const { flow } = reader;
@@ -209,7 +198,7 @@ export async function readSplits(queue: SplitQueue, reader: SplitReader, splits:
       if (reader.stopped()) return;
       const taken = await queue.take(reader.list, reader.stopped);
       if (!taken) return;
-      const input = new Input(flow, taken.split.input, taken.redelivered ?? reader.openedAt);
+      const input = new Input(flow, taken.split.input, taken.redelivered);
       splits.unfinished.add(taken);
       await reader.read(taken.split, input);
       if (reader.stopped()) return;

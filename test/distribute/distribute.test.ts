@@ -260,33 +260,6 @@ describe("workers sharing a job", () => {
     expect(await letters(join(shared, "dead-letter"))).toEqual(await letters(join(single, "dead-letter")));
   }, 90_000);
 
-  test("a queue that forgets what it handed out (its group set back) hands the splits out again as new: nothing is written twice", async () => {
-    const input = await writeInput("forgets.ndjson", 6000, ndjsonLine);
-    const single = join(dir.path, "forgets-single");
-    const shared = join(dir.path, "forgets-shared");
-    const alone = await run(pipeline(input, single));
-    const distribute = { url: REDIS, job: newJob(), splitBytes: 32 * 1024, leaseMs: 10_000 };
-    const first = await run(pipeline(input, shared), { distribute: { ...distribute, worker: "w1" } });
-    expect(first.written).toBe(alone.written);
-
-    // The queue forgets: every split is delivered again, as if never handed out.
-    const redis = new RedisClient(REDIS);
-    const [stream] = (await redis.send("KEYS", [`sluice:job:${distribute.job}:*:splits`])) as string[];
-    await redis.send("XGROUP", ["SETID", stream as string, "workers", "0"]);
-    redis.close();
-    const again = await run(pipeline(input, shared), { distribute: { ...distribute, worker: "w2" } });
-
-    // Read again, each record is found committed (a row or a dead letter) and skipped.
-    expect(again.in).toBe(alone.in);
-    expect([again.written, again.skipped]).toEqual([0, alone.written + alone.deadLettered]);
-    await expectSameRows(join(shared, "events"), join(single, "events"));
-    expect(await letters(join(shared, "dead-letter"))).toEqual(await letters(join(single, "dead-letter")));
-
-    // Another job over the same input into the same folders writes it all again: it is not this job's.
-    const other = await run(pipeline(input, shared), { distribute: { ...distribute, job: newJob(), worker: "w3" } });
-    expect([other.written, other.skipped]).toEqual([alone.written, 0]);
-  });
-
   test("a later job over an input rewritten at the same path, into the same folder: a split given back and taken again is not taken for the earlier job's rows", async () => {
     // Day 1's export, written by a job of its own into the folder.
     const path = join(dir.path, "export.ndjson");
