@@ -5,7 +5,9 @@ import {
   type DeadLetterStoreOptions,
   lockDeadLetterFolder,
   openDeadLetterStore,
+  readBucketDeadLetters,
 } from "../src/deadletter/store.ts";
+import { isS3Url } from "../src/io/s3.ts";
 import { acquireSharedLock, type Lock, lockPathOf } from "../src/io/lock.ts";
 import { modeUnder } from "../src/checkpoint/checkpoint.ts";
 import { announceDurable, checkLeases, hold } from "../src/flow/durable.ts";
@@ -129,7 +131,11 @@ export function deadLetter<T>(
           subscriber.error(error);
           return;
         }
-        storeReady = openDeadLetterStore(target, flow.runId, {
+        // In a bucket the earlier runs' dead letters are read asynchronously: entries that arrive
+        // meanwhile wait in `early` and are checked against them before they are stored.
+        const checkpoint = flow.checkpoint;
+        const earlierRead = checkpoint && !checkpoint.fresh && isS3Url(target) ? checkpoint.loadDeadLettersFrom((runs) => readBucketDeadLetters(target, runs)) : undefined;
+        const opening = () => openDeadLetterStore(target, flow.runId, {
           ...storeOptions,
           mode: modeUnder(flow.checkpoint, storeOptions.mode ?? "append"),
           // A checkpoint's later runs resume into the folder: they must find this run's files there.
@@ -144,10 +150,19 @@ export function deadLetter<T>(
             announceDurable(flow);
           },
         });
+        storeReady = earlierRead
+          ? earlierRead.then(opening, (error) => {
+              lock.release();
+              throw error;
+            })
+          : opening();
         storeReady.then(
           (opened) => {
             store = opened;
-            for (const entry of early.splice(0)) opened.add(entry);
+            for (const entry of early.splice(0)) {
+              if (earlierRead && checkpoint?.alreadyDeadLettered(entry.source, entry.line)) unstore(entry);
+              else opened.add(entry);
+            }
           },
           (error) => subscriber.error(error),
         );
@@ -162,6 +177,16 @@ export function deadLetter<T>(
           if (store) store.add(entry);
           else early.push(entry);
         };
+        /** An entry an earlier run of the checkpoint committed already: skipped, as one known at once is. */
+        function unstore(entry: DeadLetter) {
+          const at = waiting.findIndex((w) => w.source === entry.source && w.line === entry.line);
+          if (at >= 0) waiting.splice(at, 1);
+          taken[entry.stage] = (taken[entry.stage] ?? 1) - 1;
+          flow.stats.deadLettered[entry.stage] = (flow.stats.deadLettered[entry.stage] ?? 1) - 1;
+          if (flow.stats.deadLettered[entry.stage] === 0) delete flow.stats.deadLettered[entry.stage];
+          flow.stats.skipped++;
+          announceDurable(flow);
+        }
       } else {
         store = target;
         handler = (entry) => target.add(entry);

@@ -77,6 +77,11 @@ export interface Checkpoint {
   alreadyDeadLettered(source: string, line: number): boolean;
   /** Reads the dead letters earlier runs left in `folder`, so they are not written twice. */
   loadDeadLetters(folder: string): void;
+  /**
+   * {@link loadDeadLetters} for a folder read asynchronously (a prefix in a bucket): `read(runs)`
+   * yields the entries of the files the earlier runs `runs` of this checkpoint wrote there.
+   */
+  loadDeadLettersFrom(read: (runs: readonly string[]) => AsyncIterable<{ source: string; line: number }>): Promise<void>;
   /** The sink tells, on demand, the lowest line of each input it holds uncommitted. */
   setPending(pending: () => ReadonlyMap<string, number>): void;
   /** Called before a file is renamed into place, with the line ranges it holds. */
@@ -193,6 +198,24 @@ function openLocked(path: string, runId: string, lock: Lock): Checkpoint {
   const written = new Map<string, { maxLine: number; byPartition: Map<string, [number, number][]> }>();
   // Dead letters earlier runs made durable after the resume point: `${source}\0${line}`.
   const deadLettered = new Set<string>();
+  // Dead letters earlier runs made durable for inputs they saved no resume point of (a run that
+  // failed before its first save): such an input is read from its start again, if it is one the
+  // checkpoint resumes (see `resumes`), so these count only for inputs that ask where to begin.
+  const deadLetteredUnsaved = new Set<string>();
+  /** The inputs earlier runs saved a resume point of: their resume lines, and whether they ended. */
+  const savedInputs = () => {
+    const saved = new Map<string, { line: number; done: boolean }>();
+    for (const row of db.query("SELECT source, line, done FROM inputs").all() as { source: string; line: number; done: number }[]) {
+      saved.set(row.source, { line: row.line, done: row.done !== 0 });
+    }
+    return saved;
+  };
+  /** Notes a dead letter a resumed run will meet again: one past its input's resume point. */
+  const noteDeadLettered = (saved: ReadonlyMap<string, { line: number; done: boolean }>, entry: { source: string; line: number }) => {
+    const input = saved.get(entry.source);
+    if (input === undefined) deadLetteredUnsaved.add(`${entry.source}\u0000${entry.line}`);
+    else if (!input.done && entry.line > input.line) deadLettered.add(`${entry.source}\u0000${entry.line}`);
+  };
   const saveHooks = new Set<() => Promise<void>>();
   // Inputs of this run by name (a source subscribed again, by `retry`, adds another).
   const tracked = new Map<string, TrackedInput[]>();
@@ -348,22 +371,22 @@ function openLocked(path: string, runId: string, lock: Lock): Checkpoint {
     },
 
     alreadyDeadLettered(source, line) {
-      return deadLettered.size > 0 && deadLettered.has(`${source}\u0000${line}`);
+      if (deadLettered.size > 0 && deadLettered.has(`${source}\u0000${line}`)) return true;
+      return deadLetteredUnsaved.size > 0 && asked.has(source) && deadLetteredUnsaved.has(`${source}\u0000${line}`);
     },
 
     loadDeadLetters(folder) {
-      if (!existsSync(folder)) return;
-      const resumed = new Map<string, number>();
-      for (const row of db.query("SELECT source, line FROM inputs WHERE done = 0").all() as { source: string; line: number }[]) {
-        resumed.set(row.source, row.line);
-      }
-      if (resumed.size === 0) return;
+      if (!existsSync(folder) || fresh) return;
+      const resumed = savedInputs();
       // Only the files earlier runs of this checkpoint wrote, named exactly: another run whose id
       // starts with one of theirs (`a-b` after `a`) left dead letters of other records.
-      for (const { entry } of readDeadLettersSync(folder, { runs: earlierRuns })) {
-        const after = resumed.get(entry.source);
-        if (after !== undefined && entry.line > after) deadLettered.add(`${entry.source}\u0000${entry.line}`);
-      }
+      for (const { entry } of readDeadLettersSync(folder, { runs: earlierRuns })) noteDeadLettered(resumed, entry);
+    },
+
+    async loadDeadLettersFrom(read) {
+      if (fresh) return;
+      const resumed = savedInputs();
+      for await (const entry of read(earlierRuns)) noteDeadLettered(resumed, entry);
     },
 
     setPending(provider) {

@@ -25,7 +25,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isDeadLetterFileOf } from "../flow/runId.ts";
 import { acquireLock, type Lock, lockPathOf } from "../io/lock.ts";
-import { deleteKey, isS3Url, listKeys, parseS3Url, uploadFile } from "../io/s3.ts";
+import { deleteKey, getObject, isS3Url, listKeys, parseS3Url, uploadFile } from "../io/s3.ts";
 import { commitFile } from "../parquet/encode.ts";
 import { type DeadLetter, deadLetterFileName } from "./entry.ts";
 
@@ -141,6 +141,39 @@ class BucketFolder {
 
   async remove(names: readonly string[]): Promise<void> {
     for (const name of names) await deleteKey(this.prefix + name);
+  }
+}
+
+/**
+ * The entries of the dead-letter files runs `runs` committed under a prefix in a bucket
+ * (`s3://bucket/dead-letter`), file by file in name order, one file in memory at a time (a store
+ * commits a file every few MiB). What a checkpoint resuming into a bucket reads back, as
+ * `readDeadLettersSync` does for a local folder. Throws, naming the object and line, on a line that
+ * is not a JSON object.
+ *
+ * @example
+ * for await (const entry of readBucketDeadLetters("s3://lake/dead-letter", ["run-1"])) seen.add(entry.line);
+ */
+export async function* readBucketDeadLetters(folder: string, runs: readonly string[]): AsyncGenerator<DeadLetter> {
+  const bucket = new BucketFolder(folder);
+  const names = (await bucket.names()).filter((name) => runs.some((runId) => isDeadLetterFileOf(name, runId))).sort();
+  for (const name of names) {
+    const text = new TextDecoder().decode(await getObject(bucket.prefix + name));
+    const lines = text.split("\n");
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i] as string;
+      if (line === "") continue;
+      let entry: unknown;
+      try {
+        entry = JSON.parse(line);
+      } catch (error) {
+        throw new Error(`readBucketDeadLetters: ${bucket.prefix}${name} line ${i + 1} is not a dead letter (${(error as Error).message})`);
+      }
+      if (typeof entry !== "object" || entry === null) {
+        throw new Error(`readBucketDeadLetters: ${bucket.prefix}${name} line ${i + 1} is not a dead letter (not a JSON object)`);
+      }
+      yield entry as DeadLetter;
+    }
   }
 }
 

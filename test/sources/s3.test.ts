@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { gzipSync } from "node:zlib";
+import { map } from "rxjs";
 import * as v from "valibot";
 import { ClickEvent, EnrichedEvent, enrichEvent } from "../../examples/clickstream.ts";
 import { deadLetter, enrich, validate } from "../../operators/index.ts";
@@ -426,5 +427,42 @@ describe("dead letters to a bucket", () => {
     expect(replaced.names).toEqual([`letters/dl/dead-letter-${again.runId}-00000.ndjson`]);
     expect(replaced.entries.length).toBe(1000);
     await expect(run(fromNdjson(input).pipe(deadLetter(url, { mode: "error" })), { handleSignals: false })).rejects.toThrow(`dead-letter folder ${url} already holds 1 file(s)`);
+  }, 60_000);
+
+  test("a run resumed under a checkpoint does not write again the dead letters a failed run uploaded, as with a local folder", async () => {
+    Object.assign(process.env, server.env);
+    const input = join(dir.path, "resume-letters.ndjson");
+    await Bun.write(input, `${Array.from({ length: 3000 }, (_, i) => (i % 3 === 0 ? `{"bad": ${i}` : `{"id":${i}}`)).join("\n")}\n`);
+    const Row = v.object({ id: v.number() });
+    // The first run fails at its last record: its dead letters are committed (small files), its rows
+    // are not, so the checkpoint's resume point stays at the start and the next run reads them again.
+    const job = (letters: string, out: string, failAt?: number) =>
+      fromNdjson(input).pipe(
+        map((r: unknown) => {
+          if ((r as { id?: unknown }).id === failAt) throw new Error("the job failed");
+          return r as { id: number };
+        }),
+        deadLetter(letters, { fileBytes: 4 * 1024 }),
+        toParquet(out, { schema: Row, maxFileAgeMs: 600_000 }),
+      );
+    const count = async (letters: string) => {
+      if (letters.startsWith("s3://")) return (await lettersIn(`${letters}/`)).entries;
+      const local: DeadLetter[] = [];
+      const { readDeadLetters } = await import("../../src/deadletter/read.ts");
+      for await (const entry of readDeadLetters(letters)) local.push(entry);
+      return local;
+    };
+    for (const letters of [join(dir.path, "resume-local"), `s3://${BUCKET}/resume/dl`]) {
+      const out = join(dir.path, `resume-out-${letters.startsWith("s3://") ? "bucket" : "local"}`);
+      const checkpoint = `${out}.sqlite`;
+      await expect(run(job(letters, out, 2999), { handleSignals: false, checkpoint })).rejects.toThrow("the job failed");
+      expect((await count(letters)).length).toBeGreaterThan(100);
+      const resumed = await run(job(letters, out), { handleSignals: false, checkpoint });
+      const entries = await count(letters);
+      expect({ letters, entries: entries.length, lines: new Set(entries.map((e) => e.line)).size }).toEqual({ letters, entries: 1000, lines: 1000 });
+      expect(resumed.written).toBe(2000);
+      expect(resumed.in).toBe(resumed.written + resumed.deadLettered + resumed.skipped);
+      expect((await query(`SELECT count(*) AS n, count(DISTINCT id) AS d FROM read_parquet('${out}/**/*.parquet')`))[0]).toEqual({ n: "2000", d: "2000" });
+    }
   }, 60_000);
 });
