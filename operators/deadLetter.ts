@@ -87,7 +87,7 @@ export function deadLetter<T>(
   const { publish, shared, ...storeOptions } = options;
   return function deadLetterOperator(source) {
     return new Observable<T>((subscriber) => {
-      const flow = currentFlow();
+      const flow = currentFlow(subscriber);
       let store: DeadLetterStore | undefined;
       let storeReady: Promise<DeadLetterStore> | undefined;
       // Entries that arrive before a folder store is open are held here (opening is async).

@@ -27,7 +27,7 @@ export function enrich<T, R>(
   const stage = options.stage ?? "enrich";
   return function enrichOperator(source) {
     return new Observable<R>((subscriber) => {
-      const flow = currentFlow();
+      const flow = currentFlow(subscriber);
       const route = deadLetterRoute(flow);
       let index = 0;
       function apply(record: T): R | typeof REJECTED {

@@ -1,5 +1,5 @@
 import { asyncScheduler, Observable, type OperatorFunction, type SchedulerLike, type Subscription } from "rxjs";
-import { currentFlow, deadLetterRoute, holdGate, positionIn, sendToDeadLetter, withFlow } from "../src/flow/flow.ts";
+import { currentFlow, deadLetterRoute, holdGate, joinFlow, positionIn, sendToDeadLetter, withFlow } from "../src/flow/flow.ts";
 import { type Position, positionOf, stamp } from "../src/flow/position.ts";
 
 export interface EnrichBatchOptions {
@@ -65,7 +65,7 @@ export function enrichBatch<T, R>(
 
   return function enrichBatchOperator(source) {
     return new Observable<R>((subscriber) => {
-      const flow = currentFlow();
+      const flow = currentFlow(subscriber);
       const route = deadLetterRoute(flow);
       let batch: Held<T>[] = [];
       let timer: Subscription | undefined;
@@ -130,7 +130,7 @@ export function enrichBatch<T, R>(
       }
 
       const subscription = withFlow(flow, () =>
-        source.subscribe({
+        source.subscribe(joinFlow(flow, {
           next(record) {
             if (subscriber.closed) return;
             batch.push({ record, position: positionIn(flow, record) });
@@ -143,7 +143,7 @@ export function enrichBatch<T, R>(
             send();
             finish();
           },
-        }),
+        })),
       );
 
       return () => {

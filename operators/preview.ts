@@ -1,4 +1,5 @@
 import { Observable, type MonoTypeOperatorFunction } from "rxjs";
+import { currentFlow, joinFlow } from "../src/flow/flow.ts";
 import { formatTable } from "../src/notebook/table.ts";
 
 /** Options of {@link preview}. */
@@ -52,7 +53,8 @@ export function preview<T>(n = 10, options: PreviewOptions = {}): MonoTypeOperat
         return true;
       }
 
-      const subscription = source.subscribe({
+      // Marked with the run's flow, so a source subscribed above it later finds its run (see currentFlow).
+      const subscription = source.subscribe(joinFlow(currentFlow(subscriber), {
         next(value) {
           if (seen) {
             // A copy, so what is printed is the value as it passed here, whatever later steps do to it.
@@ -67,7 +69,7 @@ export function preview<T>(n = 10, options: PreviewOptions = {}): MonoTypeOperat
         complete() {
           if (print()) subscriber.complete();
         },
-      });
+      }));
       return () => {
         subscription.unsubscribe();
         seen = undefined;

@@ -39,7 +39,7 @@ export function validate<TSchema extends v.GenericSchema>(
   const proto = protoSafe(schema, inherited);
   return function validateOperator(source) {
     return new Observable<v.InferOutput<TSchema>>((subscriber) => {
-      const flow = currentFlow();
+      const flow = currentFlow(subscriber);
       const route = deadLetterRoute(flow);
       function judge(record: unknown): unknown {
         // The output is a new object (valibot copies the known keys): it takes the record's position.

@@ -428,7 +428,7 @@ export function filterOf(filter: ReplayFilter): (entry: DeadLetter) => boolean {
  */
 function replaySource(folder: string, snapshot: string, files: readonly string[], take: (stored: StoredDeadLetter) => boolean): Observable<unknown> {
   return new Observable<unknown>((subscriber) => {
-    const flow = currentFlow();
+    const flow = currentFlow(subscriber);
     // Each original input is an input of the replay, so dead letters and commits name it again.
     const inputs = new Map<string, Input>();
     let cancelled = false;

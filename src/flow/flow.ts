@@ -14,11 +14,14 @@
  * `subscribe` call with an `AsyncLocalStorage` scope, and every sluice source, operator and sink
  * takes the flow it finds there once, when it is subscribed, and keeps it. The scope follows
  * asynchronous work, so a source subscribed late (inside `concatMap` after a `timer`) joins the
- * run that started it, and two runs in one process never see each other's flow. A piece
- * subscribed outside any run (a pipeline subscribed by hand) opens a flow of its own for
+ * run that started it. A source subscribed by an RxJS operator on an emission from elsewhere (a
+ * timer another run set up, a `Subject` an HTTP handler feeds) finds its run by the subscribers
+ * below it instead (see `currentFlow`), so two runs in one process never see each other's flow.
+ * A piece subscribed outside any run (a pipeline subscribed by hand) opens a flow of its own for
  * everything it subscribes.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
+import type { Observer } from "rxjs";
 import type { Checkpoint } from "../checkpoint/checkpoint.ts";
 import type { DeadLetter } from "../deadletter/entry.ts";
 import type { Distribution } from "../distribute/distribution.ts";
@@ -213,11 +216,50 @@ export function createFlow(runId = newRunId()): Flow {
 
 /**
  * The flow of the run this piece is subscribed in, or a new one when it is subscribed outside
- * any run. Call it inside the `Observable` subscribe function, never at operator creation, and
- * subscribe upstream inside {@link withFlow} so the pieces above join the same flow.
+ * any run. Call it inside the `Observable` subscribe function, never at operator creation, with
+ * the piece's subscriber, and subscribe upstream inside {@link withFlow} (an observer object
+ * through {@link joinFlow}) so the pieces above join the same flow.
+ *
+ * The run is the one the subscriber's records go to: the first sluice piece (or `run()`) found
+ * below it, following the subscribers down the pipeline; only when there is none, the run whose
+ * scope the subscription happens in. A source subscribed late by an RxJS operator (`concatMap`,
+ * `mergeMap`) is subscribed in the scope of whatever emitted to that operator: a timer or
+ * `share()`d observable another run set up, or a `Subject` an HTTP handler feeds, outside every
+ * run. Its scope names another run, or none; its subscribers name its own.
  */
-export function currentFlow(): Flow {
-  return scope.getStore() ?? createFlow();
+export function currentFlow(subscriber?: object): Flow {
+  const flow = (subscriber && flowBelow(subscriber)) ?? scope.getStore() ?? createFlow();
+  if (subscriber) joined.set(subscriber, flow);
+  return flow;
+}
+
+/**
+ * Marks `observer`, which a piece subscribes upstream with, as going to `flow`, so pieces
+ * subscribed above it later, in another scope, find the run (see {@link currentFlow}).
+ */
+export function joinFlow<T>(flow: Flow, observer: Partial<Observer<T>>): Partial<Observer<T>> {
+  joined.set(observer, flow);
+  return observer;
+}
+
+// Subscribers and observers of sluice pieces, by the flow they belong to.
+const joined = new WeakMap<object, Flow>();
+
+/**
+ * The flow of the nearest marked subscriber below `subscriber`. RxJS's subscribers hold the one
+ * below as `destination`; one made from an observer object (`source.subscribe({ next })`) holds
+ * it as `partialObserver` of its `destination`. Neither is typed as public: when a later RxJS
+ * names them otherwise, this finds nothing and the scope decides, as before.
+ */
+function flowBelow(subscriber: object): Flow | undefined {
+  let at: unknown = subscriber;
+  for (let depth = 0; depth < 10_000 && typeof at === "object" && at !== null; depth++) {
+    const flow = joined.get(at);
+    if (flow) return flow;
+    const next = at as { destination?: unknown; partialObserver?: unknown };
+    at = next.destination ?? next.partialObserver;
+  }
+  return undefined;
 }
 
 /** Runs `subscribe` (and the asynchronous work it starts) inside `flow`'s scope. */

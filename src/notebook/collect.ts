@@ -5,7 +5,7 @@ import type { Table } from "apache-arrow";
 import { Observable, type OperatorFunction } from "rxjs";
 import type * as v from "valibot";
 import { RowBuffer } from "../arrow/rows.ts";
-import { currentFlow, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
+import { currentFlow, joinFlow, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
 import { countOutput } from "../flow/position.ts";
 import { run, type RunOptions } from "../run/run.ts";
 import { columnsOf } from "../schema/columns.ts";
@@ -41,9 +41,9 @@ export async function collect<T>(pipeline: Observable<T>, options: CollectOption
 function intoBuffer<T>(buffer: RowBuffer): OperatorFunction<T, never> {
   return function collectRows(source) {
     return new Observable<never>((subscriber) => {
-      const flow = currentFlow();
+      const flow = currentFlow(subscriber);
       return withFlow(flow, () =>
-        source.subscribe({
+        source.subscribe(joinFlow(flow, {
           next(record) {
             const position = positionIn(flow, record);
             const problem = buffer.append(record as Record<string, unknown>);
@@ -61,7 +61,7 @@ function intoBuffer<T>(buffer: RowBuffer): OperatorFunction<T, never> {
           },
           error: (error) => subscriber.error(error),
           complete: () => subscriber.complete(),
-        }),
+        })),
       );
     });
   };

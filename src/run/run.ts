@@ -4,7 +4,7 @@
 import type { Observable } from "rxjs";
 import { type Checkpoint, openCheckpoint } from "../checkpoint/checkpoint.ts";
 import { heldLines } from "../flow/durable.ts";
-import { createFlow, type Flow, settleFlow, stopFlow, withFlow } from "../flow/flow.ts";
+import { createFlow, type Flow, joinFlow, settleFlow, stopFlow, withFlow } from "../flow/flow.ts";
 import { unstamp } from "../flow/position.ts";
 import { checkRunId, newRunId } from "../flow/runId.ts";
 import { createDistribution, type DistributeOptions, type Distribution } from "../distribute/distribution.ts";
@@ -264,7 +264,7 @@ function start(
     };
 
     withFlow(flow, () =>
-      pipeline.subscribe({
+      pipeline.subscribe(joinFlow(flow, {
         next(value) {
           emitted++;
           options.onValue?.(unstamp(value));
@@ -329,7 +329,7 @@ function start(
             (error) => reject(error),
           );
         },
-      }),
+      })),
     );
   });
 }

@@ -22,7 +22,7 @@
  */
 import { Observable, type OperatorFunction } from "rxjs";
 import { announceDurable, hold } from "../flow/durable.ts";
-import { currentFlow, deadLetterRoute, type Flow, holdGate, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
+import { currentFlow, deadLetterRoute, type Flow, holdGate, joinFlow, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
 import { countOutput, type Position } from "../flow/position.ts";
 import { redactText } from "../run/redact.ts";
 
@@ -559,7 +559,7 @@ export function publishSink<T>(
   const encode = options.encode ?? encodeJson;
   return function publishOperator(source) {
     return new Observable<Published>((subscriber) => {
-      const flow = currentFlow();
+      const flow = currentFlow(subscriber);
       const route = deadLetterRoute(flow);
       let failed = false;
       const fail = (error: unknown) => {
@@ -632,7 +632,7 @@ export function publishSink<T>(
       }
 
       const subscription = withFlow(flow, () =>
-        source.subscribe({
+        source.subscribe(joinFlow(flow, {
           next(record) {
             if (!failed) append(record);
           },
@@ -646,7 +646,7 @@ export function publishSink<T>(
               (error) => fail(error),
             );
           },
-        }),
+        })),
       );
       return function stopPublishing() {
         subscription.unsubscribe();

@@ -14,7 +14,7 @@
 import type { Producer } from "@platformatic/kafka";
 import { Observable, type OperatorFunction } from "rxjs";
 import { announceDurable, hold } from "../flow/durable.ts";
-import { currentFlow, deadLetterRoute, holdGate, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
+import { currentFlow, deadLetterRoute, holdGate, joinFlow, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
 import { countOutput, type Position } from "../flow/position.ts";
 import { type KafkaConnectionOptions, kafkaConnection, kafkaReason } from "../sources/kafka.ts";
 import { backoffMs, gaveUp, type RetryOptions, retrySettings } from "./publish.ts";
@@ -136,7 +136,7 @@ export function toKafka<T>(options: ToKafkaOptions<T>): OperatorFunction<T, Kafk
 
   return function toKafkaOperator(source) {
     return new Observable<KafkaPublished>((subscriber) => {
-      const flow = currentFlow();
+      const flow = currentFlow(subscriber);
       const route = deadLetterRoute(flow);
       // The client is loaded on first use: importing it costs about 60 MB of memory that a
       // process that never publishes to Kafka should not pay.
@@ -299,7 +299,7 @@ export function toKafka<T>(options: ToKafkaOptions<T>): OperatorFunction<T, Kafk
       }
 
       const upstream = withFlow(flow, () =>
-        source.subscribe({
+        source.subscribe(joinFlow(flow, {
           next: (record) => {
             if (!failed) accept(record);
           },
@@ -315,7 +315,7 @@ export function toKafka<T>(options: ToKafkaOptions<T>): OperatorFunction<T, Kafk
             send();
             finishIfDone();
           },
-        }),
+        })),
       );
 
       return function stopKafkaSink() {

@@ -10,7 +10,7 @@ import type * as v from "valibot";
 import { RowBuffer } from "../arrow/rows.ts";
 import { modeUnder } from "../checkpoint/checkpoint.ts";
 import { announceDurable, checkLeases, hold } from "../flow/durable.ts";
-import { currentFlow, holdGate, observeCommitLatency, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
+import { currentFlow, holdGate, joinFlow, observeCommitLatency, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
 import { countOutput, type Input, type Position } from "../flow/position.ts";
 import { acquireLock, acquireSharedLock, type Lock, LockedError, lockPathOf } from "../io/lock.ts";
 import type { EncodeOptions } from "../parquet/encode.ts";
@@ -231,7 +231,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
 
   return function parquetSink(source) {
     return new Observable<Commit>((subscriber) => {
-      const flow = currentFlow();
+      const flow = currentFlow(subscriber);
       // The workers of a distributed run add to one dataset together: shared, mode append.
       const shared = options.shared === true || flow.distribution !== undefined;
       const mode: WriteMode = flow.distribution !== undefined && givenMode === "error" ? "append" : givenMode;
@@ -688,7 +688,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
       );
 
       const subscription = withFlow(flow, () =>
-        source.subscribe({
+        source.subscribe(joinFlow(flow, {
           next(record) {
             if (!failed) append(record);
           },
@@ -720,7 +720,7 @@ export function toParquet<T>(folder: string, options: ParquetSinkOptions<T>): Op
             lock.release();
             subscriber.complete();
           },
-        }),
+        })),
       );
 
       /** Drops an overwrite's staging folder: the old dataset stays, and the counts say so. */

@@ -245,7 +245,7 @@ export function fileSource(
 ): Observable<unknown> {
   const concurrency = Math.max(1, Math.floor(options.concurrency ?? 1));
   return new Observable<unknown>((subscriber) => {
-    const flow = currentFlow();
+    const flow = currentFlow(subscriber);
     let unsubscribed = false;
     const handles = new Set<FileHandle>();
     const streams = new Set<ByteReader>();

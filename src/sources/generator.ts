@@ -100,7 +100,7 @@ export function fromGenerator<T>(options: GeneratorOptions<T>): Observable<T> {
   const scheduler = options.scheduler ?? asyncScheduler;
 
   return new Observable<T>((subscriber) => {
-    const flow = currentFlow();
+    const flow = currentFlow(subscriber);
     const randoms = producers.map((p) => seededRandom(producerSeed(seed, p.name)));
     const inputs = producers.map((p) => new Input(flow, p.name));
     const intervals = producers.map((p) => p.rate.perMs / p.rate.events);

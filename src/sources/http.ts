@@ -212,7 +212,7 @@ export function fromHttp(input: string | URL | HttpOptions): Observable<unknown>
   const pagination = options.pagination ?? { type: "none" };
   checkOptions(options, pagination);
   return new Observable<unknown>((subscriber) => {
-    const flow = currentFlow();
+    const flow = currentFlow(subscriber);
     const cancel = new AbortController();
     // A stop request ends waits and requests in flight; the page being emitted is finished first.
     const wake = () => cancel.abort();

@@ -115,7 +115,7 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
   const decoder = new TextDecoder();
 
   return new Observable<unknown>((subscriber) => {
-    const flow = currentFlow();
+    const flow = currentFlow(subscriber);
     let nc: NatsConnection | undefined;
     let nats: Nats;
     let held: HeldMessages<number, JsMsg> | undefined;

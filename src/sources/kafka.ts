@@ -277,7 +277,7 @@ export function fromKafka(options: KafkaSourceOptions): Observable<unknown> {
   const utf8 = new TextDecoder("utf-8", { fatal: true });
 
   return new Observable<unknown>((subscriber) => {
-    const flow = currentFlow();
+    const flow = currentFlow(subscriber);
     const partitions = new Map<string, PartitionState>();
     const stopWatching: (() => void)[] = [];
     const pendingCommits = new Map<string, { topic: string; partition: number; offset: bigint; leaderEpoch: number }>();

@@ -87,7 +87,7 @@ export function fromPostgres(query: string, options: PostgresOptions = {}): Obse
   };
 
   return new Observable<Record<string, unknown>>((subscriber) => {
-    const flow = currentFlow();
+    const flow = currentFlow(subscriber);
     let unsubscribed = false;
     const stopped = () => unsubscribed || subscriber.closed || flow.stopping;
     // Resolves on unsubscribe or stop, so a wait on the gate never outlives the subscriber.

@@ -203,7 +203,7 @@ export class PushSource<T> extends Observable<T> {
       subscriber.error(closed.error);
       return;
     }
-    const flow = currentFlow();
+    const flow = currentFlow(subscriber);
     const attached: Attached<T> = { subscriber, flow, inputs: new Map(), onStop: () => this.#stop() };
     this.#attached = attached;
     flow.onStop.add(attached.onStop);

@@ -154,7 +154,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
   const hide = secretsOf(url);
 
   return new Observable<unknown>((subscriber) => {
-    const flow = currentFlow();
+    const flow = currentFlow(subscriber);
     const startedAt = performance.now();
     const reader = new RedisClient(url, { autoReconnect: false });
     const commands = new RedisClient(url, { autoReconnect: false });

@@ -39,7 +39,7 @@ export interface StdinOptions extends LineOptions {
 export function fromStdin(options: StdinOptions = {}): Observable<unknown> {
   const name = options.name ?? "stdin";
   return new Observable<unknown>((subscriber) => {
-    const flow = currentFlow();
+    const flow = currentFlow(subscriber);
     const reader = (options.stream ?? Bun.stdin.stream()).getReader();
     let unsubscribed = false;
     const stopped = () => unsubscribed || subscriber.closed || flow.stopping;
