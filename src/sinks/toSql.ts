@@ -200,6 +200,12 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
       const checkpoint = flow.checkpoint;
       const checkpointName = checkpoint ? resolve(checkpoint.path) : null;
       let ledger: LedgerContents = { ranges: new Map(), replaced: new Set() };
+      // What the table holds of records a broker delivered again, by input: read when such a
+      // record came after the last read (see Position.redelivered), as toParquet's ledger does.
+      const delivered = new Map<string, Ranges>();
+      let deliveredLookedAt = Number.NEGATIVE_INFINITY;
+      // The last read, which a batch written beside the one that started it waits for too.
+      let deliveredRead: Promise<void> = Promise.resolve();
       const ready = (async () => {
         await dialect.prepare({ table, columns, mode: options.mode, key, partitionBy, create: options.create ?? false });
         if (checkpoint && checkpointName) {
@@ -358,6 +364,7 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
 
       async function writeBatch(batch: Batch): Promise<SqlCommit> {
         const checkpointed = checkpoint !== undefined && ledger.ranges.size > 0;
+        await lookUpDelivered(batch);
         const keep: number[] = [];
         let skipped = 0;
         for (let i = 0; i < batch.rows.length; i++) {
@@ -365,6 +372,7 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
           // Only an input the checkpoint resumes is the same input again: another source's line N
           // on this run may be a record no run has written (fromHttp on tomorrow's data).
           if (checkpointed && checkpoint.resumes(position.input.name) && inLedger(position.input.name, position.line)) skipped++;
+          else if (isRedelivered(position) && delivered.get(position.input.name)?.has(position.line)) skipped++;
           else keep.push(i);
         }
         const fresh = [...batch.partitions].filter(([partitionKey]) => !replaced.has(partitionKey) && !ledger.replaced.has(partitionKey));
@@ -398,6 +406,39 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
           skipped,
           sources: rangesOf(batch, refusals.map((r) => keep[r.index] as number)),
         };
+      }
+
+      /**
+       * A broker source's record may be in the table already when the broker delivered it before
+       * (to a reader that crashed between its commit and its acknowledgement, or that the broker
+       * forgot): such records carry the moment by which any earlier commit of them was made. Not
+       * for a distributed run's splits, whose inputs are paths: the ledger rows do not say which
+       * job wrote them, and another job may have read another file at the same path.
+       */
+      function isRedelivered(position: Position): boolean {
+        return position.redelivered !== undefined && flow.distribution === undefined;
+      }
+
+      /** Reads the ledger rows of the batch's redelivered inputs when one of its records came after the last read. */
+      async function lookUpDelivered(batch: Batch): Promise<void> {
+        let latest = Number.NEGATIVE_INFINITY;
+        const sources = new Set<string>();
+        for (const position of batch.positions as Position[]) {
+          if (!isRedelivered(position)) continue;
+          sources.add(position.input.name);
+          if ((position.redelivered as number) > latest) latest = position.redelivered as number;
+        }
+        if (sources.size === 0) return;
+        if (latest < deliveredLookedAt && [...sources].every((source) => delivered.has(source))) return deliveredRead;
+        deliveredLookedAt = performance.now();
+        const previous = deliveredRead;
+        deliveredRead = (async () => {
+          // Reads answer in order of their start: a later one never lands before an earlier one.
+          await previous.catch(() => {});
+          const read = await dialect.readSources([...sources]);
+          for (const source of sources) delivered.set(source, new Ranges(read.ranges.get(source) ?? []));
+        })();
+        return deliveredRead;
       }
 
       function inLedger(source: string, line: number): boolean {
@@ -527,4 +568,31 @@ export type ClickHouseSinkOptions<T> = Omit<SqlSinkOptions<T>, "mode" | "partiti
 export function toClickHouse<T>(url: string, table: string, options: ClickHouseSinkOptions<T>): OperatorFunction<T, SqlCommit> {
   if (!/^clickhouse:\/\//i.test(url)) throw new Error(`toClickHouse ${table}: expected a clickhouse:// URL`);
   return toSql(url, table, { ...options, mode: "insert" });
+}
+
+/** Line ranges of one input, merged and sorted, found by binary search. */
+class Ranges {
+  readonly #firsts: number[] = [];
+  readonly #lasts: number[] = [];
+  constructor(ranges: readonly (readonly [number, number])[]) {
+    for (const [first, last] of [...ranges].sort((a, b) => a[0] - b[0])) {
+      const n = this.#lasts.length;
+      if (n > 0 && first <= (this.#lasts[n - 1] as number) + 1) this.#lasts[n - 1] = Math.max(this.#lasts[n - 1] as number, last);
+      else {
+        this.#firsts.push(first);
+        this.#lasts.push(last);
+      }
+    }
+  }
+
+  has(line: number): boolean {
+    let low = 0;
+    let high = this.#firsts.length - 1;
+    while (low <= high) {
+      const mid = (low + high) >>> 1;
+      if ((this.#firsts[mid] as number) <= line) low = mid + 1;
+      else high = mid - 1;
+    }
+    return high >= 0 && line <= (this.#lasts[high] as number);
+  }
 }

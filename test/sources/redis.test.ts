@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { RedisClient } from "bun";
+import { RedisClient, SQL } from "bun";
+import { Database } from "bun:sqlite";
 import { existsSync, readdirSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
@@ -8,7 +9,7 @@ import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
 import { readDeadLettersSync } from "../../src/deadletter/read.ts";
 import { type Flow, holdGate } from "../../src/flow/flow.ts";
-import { fromRedisStream, run, toParquet } from "../../src/index.ts";
+import { fromRedisStream, run, toClickHouse, toParquet, toSql } from "../../src/index.ts";
 import { lineOfId } from "../../src/sources/redis.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 
@@ -163,6 +164,70 @@ describe("fromRedisStream", () => {
     expect([...readDeadLettersSync(join(out, "dead"))].length).toBe(COUNT - valid(1, COUNT));
     expect((await pending(stream, group)).total).toBe(0);
   });
+
+  // The table and its ledger in each database sluice writes to, read back with Bun's own clients.
+  for (const db of ["sqlite", "postgres", "mariadb", "clickhouse"] as const) {
+    test(`into ${db}: entries handed out again (a group set back) are found in the ledger table and skipped, none inserted twice`, async () => {
+      const { stream, group } = names();
+      const COUNT = 2000;
+      await produce(stream, 1, COUNT);
+      const out = join(dir.path, `sql-set-back-${db}`);
+      const file = join(out, "events.db");
+      const table = `set_back_${process.pid}_${serial}`;
+      const url = {
+        sqlite: `sqlite:${file}`,
+        postgres: "postgres://postgres@127.0.0.1:5432/test",
+        mariadb: "mysql://root@127.0.0.1:3306/test",
+        clickhouse: "clickhouse://default@127.0.0.1:8123/default",
+      }[db];
+      const readIntoTable = async () => {
+        const stop = new AbortController();
+        let flow: Flow | undefined;
+        const running = run(
+          fromRedisStream({ url: URL, stream, group, from: "start", batchSize: 300 }).pipe(
+            validate(Entry),
+            deadLetter(join(out, "dead"), { maxFileAgeMs: 100 }),
+            db === "clickhouse"
+              ? toClickHouse(url, table, { schema: Entry, key: ["id"], create: true, batchRows: 250 })
+              : toSql(url, table, { schema: Entry, mode: "insert", create: true, batchRows: 250 }),
+          ),
+          { signal: stop.signal, onStart: (f) => (flow = f) },
+        );
+        await until(`${COUNT} entries read`, () => (flow?.stats.in ?? 0) >= COUNT);
+        stop.abort();
+        return running;
+      };
+      const first = await readIntoTable();
+      expect(first.written + first.deadLettered).toBe(COUNT);
+      await redis.send("XGROUP", ["SETID", stream, group, "0"]);
+      const again = await readIntoTable();
+      expect(again).toMatchObject({ in: COUNT, written: 0, deadLettered: 0, skipped: COUNT });
+      const count = `SELECT count(*) AS n, count(DISTINCT id) AS d FROM ${table}`;
+      if (db === "sqlite") {
+        const sqlite = new Database(file, { readonly: true });
+        try {
+          expect(sqlite.query(count).get()).toEqual({ n: valid(1, COUNT), d: valid(1, COUNT) });
+        } finally {
+          sqlite.close();
+        }
+      } else if (db === "clickhouse") {
+        const ch = (query: string) => fetch("http://127.0.0.1:8123/?database=default", { method: "POST", body: query }).then((r) => r.text());
+        expect((await ch(`${count} FORMAT TSV`)).trim()).toBe(`${valid(1, COUNT)}\t${valid(1, COUNT)}`);
+        await ch(`DROP TABLE ${table}`);
+        await ch(`ALTER TABLE _sluice_commits DELETE WHERE table_name = '${table}'`);
+      } else {
+        const sql = new SQL(url);
+        try {
+          const [row] = await sql.unsafe(count);
+          expect([Number(row.n), Number(row.d)]).toEqual([valid(1, COUNT), valid(1, COUNT)]);
+          await sql.unsafe(`DROP TABLE ${table}`);
+        } finally {
+          await sql.close();
+        }
+      }
+      expect((await pending(stream, group)).total).toBe(0);
+    });
+  }
 
   test("reads the committed files once connected, before it holds an entry", async () => {
     const { stream, group } = names();

@@ -95,6 +95,8 @@ export interface Dialect {
   write(batch: BatchWrite): Promise<Refusal[]>;
   /** What earlier runs of `checkpoint` recorded for the table. */
   readLedger(checkpoint: string): Promise<LedgerContents>;
+  /** What any run recorded for the table from inputs `sources` (under a checkpoint or not). */
+  readSources(sources: readonly string[]): Promise<LedgerContents>;
   /** Forgets what runs of `checkpoint` recorded for the table (a fresh checkpoint starts over). */
   clearLedger(checkpoint: string): Promise<void>;
   close(): Promise<void>;

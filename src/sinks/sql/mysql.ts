@@ -252,6 +252,20 @@ export class MysqlDialect implements Dialect {
     return ledgerContents(rows);
   }
 
+  async readSources(sources: readonly string[]): Promise<LedgerContents> {
+    const setup = this.#setup as TableSetup;
+    let rows: { source: string; first_line: number | string; last_line: number | string }[];
+    try {
+      rows = await this.#sql.unsafe(
+        `SELECT source, first_line, last_line FROM ${q(LEDGER_TABLE)} WHERE table_name = ? AND source IN (${sources.map(() => "?").join(", ")})`,
+        [setup.table, ...sources],
+      );
+    } catch (error) {
+      throw this.#fail(setup.table, `cannot read the ledger ${LEDGER_TABLE}`, error);
+    }
+    return ledgerContents(rows);
+  }
+
   async clearLedger(checkpoint: string): Promise<void> {
     const setup = this.#setup as TableSetup;
     try {

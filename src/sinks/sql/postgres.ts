@@ -215,6 +215,20 @@ export class PostgresDialect implements Dialect {
     return ledgerContents(rows);
   }
 
+  async readSources(sources: readonly string[]): Promise<LedgerContents> {
+    const setup = this.#setup as TableSetup;
+    let rows: { source: string; first_line: string; last_line: string }[];
+    try {
+      rows = await this.#sql.unsafe(
+        `SELECT source, first_line, last_line FROM ${q(LEDGER_TABLE)} WHERE table_name = $1 AND source = ANY($2::text[])`,
+        [setup.table, sources],
+      );
+    } catch (error) {
+      throw this.#fail(setup.table, `cannot read the ledger ${LEDGER_TABLE}`, error);
+    }
+    return ledgerContents(rows);
+  }
+
   async clearLedger(checkpoint: string): Promise<void> {
     const setup = this.#setup as TableSetup;
     try {

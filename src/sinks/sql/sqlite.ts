@@ -166,6 +166,14 @@ export class SqliteDialect implements Dialect {
     return ledgerContents(rows);
   }
 
+  async readSources(sources: readonly string[]): Promise<LedgerContents> {
+    const setup = this.#setup as TableSetup;
+    const rows = (this.#db as Database)
+      .query(`SELECT source, first_line, last_line FROM ${q(LEDGER_TABLE)} WHERE table_name = ? AND source IN (${sources.map(() => "?").join(", ")})`)
+      .all(setup.table, ...sources) as { source: string; first_line: number; last_line: number }[];
+    return ledgerContents(rows);
+  }
+
   async clearLedger(checkpoint: string): Promise<void> {
     const setup = this.#setup as TableSetup;
     (this.#db as Database).query(`DELETE FROM ${q(LEDGER_TABLE)} WHERE table_name = ? AND checkpoint = ?`).run(setup.table, checkpoint);
