@@ -179,6 +179,9 @@ function openLocked(path: string, runId: string, lock: Lock): Checkpoint {
   }
 
   const earlierRuns = (db.query("SELECT run_id FROM runs").all() as { run_id: string }[]).map((r) => r.run_id);
+  // An earlier run that failed or was killed may have committed dead letters of inputs it saved no
+  // resume point of; when every earlier run finished, only unfinished inputs can have any to skip.
+  const everyRunFinished = (db.query("SELECT count(*) AS n FROM runs WHERE finished_at IS NULL").get() as { n: number }).n === 0;
   const fresh = earlierRuns.length === 0;
   db.query("INSERT INTO runs (run_id, started_at) VALUES (?, ?)").run(runId, new Date().toISOString());
 
@@ -378,6 +381,7 @@ function openLocked(path: string, runId: string, lock: Lock): Checkpoint {
     loadDeadLetters(folder) {
       if (!existsSync(folder) || fresh) return;
       const resumed = savedInputs();
+      if (everyRunFinished && ![...resumed.values()].some((input) => !input.done)) return;
       // Only the files earlier runs of this checkpoint wrote, named exactly: another run whose id
       // starts with one of theirs (`a-b` after `a`) left dead letters of other records.
       for (const { entry } of readDeadLettersSync(folder, { runs: earlierRuns })) noteDeadLettered(resumed, entry);
@@ -386,6 +390,7 @@ function openLocked(path: string, runId: string, lock: Lock): Checkpoint {
     async loadDeadLettersFrom(read) {
       if (fresh) return;
       const resumed = savedInputs();
+      if (everyRunFinished && ![...resumed.values()].some((input) => !input.done)) return;
       for await (const entry of read(earlierRuns)) noteDeadLettered(resumed, entry);
     },
 
