@@ -85,6 +85,20 @@ function pipeline(input: string, out: string) {
   );
 }
 
+/** {@link pipeline} with a step that throws at the 3,000th record, failing the run. */
+function failingPipeline(input: string, out: string) {
+  let seen = 0;
+  return fromNdjson(input).pipe(
+    map((record) => {
+      if (++seen === 3000) throw new Error("a step failed");
+      return record;
+    }),
+    validate(Event),
+    deadLetter(join(out, "dead-letter"), { maxFileAgeMs: 200 }),
+    toParquet(join(out, "events"), { schema: Event, partitionBy: ["day"], maxFileRows: 4000, maxFileAgeMs: 500 }),
+  );
+}
+
 /** Dead letters of a folder as sorted `stage source:line` texts. */
 async function letters(folder: string): Promise<string[]> {
   const found: string[] = [];
@@ -243,16 +257,7 @@ describe("workers sharing a job", () => {
     const job = newJob();
     // A lease longer than this test may take: only a split given back lets the second worker finish.
     const distribute = { url: REDIS, job, splitBytes: 16 * 1024, leaseMs: 600_000 };
-    let seen = 0;
-    const failing = fromNdjson(input).pipe(
-      map((record) => {
-        if (++seen === 3000) throw new Error("a step failed");
-        return record;
-      }),
-      validate(Event),
-      deadLetter(join(shared, "dead-letter"), { maxFileAgeMs: 200 }),
-      toParquet(join(shared, "events"), { schema: Event, partitionBy: ["day"], maxFileRows: 4000, maxFileAgeMs: 500 }),
-    );
+    const failing = failingPipeline(input, shared);
     expect(await run(failing, { distribute: { ...distribute, worker: "fails" } }).then(() => "resolved", (error: Error) => error.message)).toBe("a step failed");
     const second = await run(pipeline(input, shared), { distribute: { ...distribute, worker: "finishes" } });
     expect(second.stopped).toBe(false);
@@ -273,16 +278,7 @@ describe("workers sharing a job", () => {
     const single = join(dir.path, "export-day2-single");
     const day2 = await run(pipeline(path, single));
     const job = newJob();
-    let seen = 0;
-    const failing = fromNdjson(path).pipe(
-      map((record) => {
-        if (++seen === 3000) throw new Error("a step failed");
-        return record;
-      }),
-      validate(Event),
-      deadLetter(join(shared, "dead-letter"), { maxFileAgeMs: 200 }),
-      toParquet(join(shared, "events"), { schema: Event, partitionBy: ["day"], maxFileRows: 4000, maxFileAgeMs: 500 }),
-    );
+    const failing = failingPipeline(path, shared);
     await run(failing, { distribute: { ...distribute, job, worker: "fails" } }).catch(() => undefined);
     await run(pipeline(path, shared), { distribute: { ...distribute, job, worker: "finishes" } });
     // Every day-2 row is in the folder once, beside day 1's, and every day-2 dead letter, each

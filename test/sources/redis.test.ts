@@ -4,7 +4,7 @@ import { Database } from "bun:sqlite";
 import { existsSync, readdirSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { lastValueFrom, take, tap, toArray } from "rxjs";
+import { lastValueFrom, type OperatorFunction, take, tap, toArray } from "rxjs";
 import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
 import { readDeadLettersSync } from "../../src/deadletter/read.ts";
@@ -80,17 +80,23 @@ async function until(what: string, ok: () => boolean | Promise<boolean>, timeout
 }
 
 /**
- * Runs stream → validate → dead letters and Parquet by zone under `out` (appending) until `count`
- * entries are read, then stops it.
+ * Runs stream → validate → dead letters under `out` → `sink` (default: Parquet by zone under
+ * `out`, appending) until `count` entries are read, then stops it.
  */
-async function readUntil(out: string, stream: string, group: string, count: number, started?: (flow: Flow) => void) {
+async function readUntil(
+  out: string,
+  stream: string,
+  group: string,
+  count: number,
+  { started, sink, batchSize = 700 }: { started?: (flow: Flow) => void; sink?: OperatorFunction<v.InferOutput<typeof Entry>, unknown>; batchSize?: number } = {},
+) {
   const stop = new AbortController();
   let flow: Flow | undefined;
   const running = run(
-    fromRedisStream({ url: URL, stream, group, from: "start", batchSize: 700 }).pipe(
+    fromRedisStream({ url: URL, stream, group, from: "start", batchSize }).pipe(
       validate(Entry),
       deadLetter(join(out, "dead"), { maxFileAgeMs: 100 }),
-      toParquet(join(out, "events"), { schema: Entry, partitionBy: ["zone"], maxFileRows: 400, mode: "append" }),
+      sink ?? toParquet(join(out, "events"), { schema: Entry, partitionBy: ["zone"], maxFileRows: 400, mode: "append" }),
     ),
     {
       signal: stop.signal,
@@ -180,23 +186,11 @@ describe("fromRedisStream", () => {
         mariadb: "mysql://root@127.0.0.1:3306/test",
         clickhouse: "clickhouse://default@127.0.0.1:8123/default",
       }[db];
-      const readIntoTable = async () => {
-        const stop = new AbortController();
-        let flow: Flow | undefined;
-        const running = run(
-          fromRedisStream({ url: URL, stream, group, from: "start", batchSize: 300 }).pipe(
-            validate(Entry),
-            deadLetter(join(out, "dead"), { maxFileAgeMs: 100 }),
-            db === "clickhouse"
-              ? toClickHouse(url, table, { schema: Entry, key: ["id"], create: true, batchRows: 250 })
-              : toSql(url, table, { schema: Entry, mode: "insert", create: true, batchRows: 250 }),
-          ),
-          { signal: stop.signal, onStart: (f) => (flow = f) },
-        );
-        await until(`${COUNT} entries read`, () => (flow?.stats.in ?? 0) >= COUNT);
-        stop.abort();
-        return running;
-      };
+      const sink = () =>
+        db === "clickhouse"
+          ? toClickHouse(url, table, { schema: Entry, key: ["id"], create: true, batchRows: 250 })
+          : toSql(url, table, { schema: Entry, mode: "insert", create: true, batchRows: 250 });
+      const readIntoTable = () => readUntil(out, stream, group, COUNT, { sink: sink(), batchSize: 300 });
       const first = await readIntoTable();
       expect(first.written + first.deadLettered).toBe(COUNT);
       await redis.send("XGROUP", ["SETID", stream, group, "0"]);
@@ -233,9 +227,9 @@ describe("fromRedisStream", () => {
     const { stream, group } = names();
     await produce(stream, 1, 500);
     const looks: number[] = [];
-    await readUntil(join(dir.path, "ledger-first"), stream, group, 500, (flow) => {
+    await readUntil(join(dir.path, "ledger-first"), stream, group, 500, { started: (flow) => {
       flow.ledgers.add({ refresh: () => void looks.push(flow.stats.in) });
-    });
+    } });
     expect(looks).toEqual([0]);
   });
 
