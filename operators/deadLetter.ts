@@ -204,7 +204,7 @@ export function deadLetter<T>(
           opened.add(outgoingOf(entry, (reason) => subscriber.error(new Error(`deadLetter: cannot publish the dead letter of ${entry.source}:${entry.line}: ${reason}`))));
         };
       }
-      installDeadLetter(flow, handler);
+      installDeadLetter(flow, handler, subscriber);
 
       /** An outbox to `publish`'s broker; its holder keeps entries not yet acknowledged from counting as durable. */
       function outboxOf(to: DeadLetterPublish, failed: (error: Error) => void): Outbox {

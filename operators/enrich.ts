@@ -28,7 +28,7 @@ export function enrich<T, R>(
   return function enrichOperator(source) {
     return new Observable<R>((subscriber) => {
       const flow = currentFlow(subscriber);
-      const route = deadLetterRoute(flow);
+      const route = deadLetterRoute(flow, subscriber);
       let index = 0;
       function apply(record: T): R | typeof REJECTED {
         const position = positionIn(flow, record);

@@ -66,7 +66,7 @@ export function enrichBatch<T, R>(
   return function enrichBatchOperator(source) {
     return new Observable<R>((subscriber) => {
       const flow = currentFlow(subscriber);
-      const route = deadLetterRoute(flow);
+      const route = deadLetterRoute(flow, subscriber);
       let batch: Held<T>[] = [];
       let timer: Subscription | undefined;
       // Batches are chained so calls run one at a time and results leave in input order.

@@ -40,7 +40,7 @@ export function validate<TSchema extends v.GenericSchema>(
   return function validateOperator(source) {
     return new Observable<v.InferOutput<TSchema>>((subscriber) => {
       const flow = currentFlow(subscriber);
-      const route = deadLetterRoute(flow);
+      const route = deadLetterRoute(flow, subscriber);
       function judge(record: unknown): unknown {
         // The output is a new object (valibot copies the known keys): it takes the record's position.
         const position = positionIn(flow, record);

@@ -252,10 +252,15 @@ const joined = new WeakMap<object, Flow>();
  * names them otherwise, this finds nothing and the scope decides, as before.
  */
 function flowBelow(subscriber: object): Flow | undefined {
+  return markBelow(joined, subscriber);
+}
+
+/** The value `marks` holds for the nearest subscriber below `subscriber`, itself included. */
+function markBelow<V>(marks: WeakMap<object, V>, subscriber: object): V | undefined {
   let at: unknown = subscriber;
   for (let depth = 0; depth < 10_000 && typeof at === "object" && at !== null; depth++) {
-    const flow = joined.get(at);
-    if (flow) return flow;
+    const mark = marks.get(at);
+    if (mark !== undefined) return mark;
     const next = at as { destination?: unknown; partialObserver?: unknown };
     at = next.destination ?? next.partialObserver;
   }
@@ -393,21 +398,33 @@ export async function waitForGate(flow: Flow): Promise<void> {
 export type DeadLetterRoute = () => DeadLetterHandler | undefined;
 
 /**
- * The dead-letter target for the operator subscribing now: the nearest `deadLetter` below it in
- * the pipeline, or, when there is none (a sink at the end), the nearest one above it. Call it in
- * the subscribe function: subscription runs from the bottom of a pipeline up, so the targets
+ * The dead-letter target for the operator subscribing now with `subscriber`: the nearest
+ * `deadLetter` below it in the pipeline, or, when there is none (a sink at the end), the nearest
+ * one above it. Call it in the subscribe function. The one below is found by following the
+ * subscribers down (see {@link currentFlow}), so an operator subscribed late (inside a
+ * `concatMap`, after the pieces above it installed theirs) finds it too; without a subscriber,
+ * by the order of subscription, which runs from the bottom of a pipeline up, so the targets
  * installed so far are exactly those below.
  */
-export function deadLetterRoute(flow: Flow): DeadLetterRoute {
+export function deadLetterRoute(flow: Flow, subscriber?: object): DeadLetterRoute {
+  const nearest = subscriber && markBelow(deadLetterMarks, subscriber);
+  if (nearest) return () => nearest;
   const below = flow.deadLetterHandlers.length;
   return () => flow.deadLetterHandlers[below - 1] ?? flow.deadLetterHandlers[below] ?? flow.deadLetterHandler;
 }
 
-/** Installs a `deadLetter` operator's target; pieces that subscribe after it (above it) use it. */
-export function installDeadLetter(flow: Flow, handler: DeadLetterHandler): void {
+/**
+ * Installs a `deadLetter` operator's target; pieces that subscribe after it (above it) use it, and
+ * so do pieces whose subscribers lead down to `subscriber`, the one its records go on to.
+ */
+export function installDeadLetter(flow: Flow, handler: DeadLetterHandler, subscriber?: object): void {
   flow.deadLetterHandlers.push(handler);
   flow.deadLetterHandler = handler;
+  if (subscriber) deadLetterMarks.set(subscriber, handler);
 }
+
+// The subscriber each `deadLetter` passes its records on to, with that operator's target.
+const deadLetterMarks = new WeakMap<object, DeadLetterHandler>();
 
 /** What a dead letter may add beyond stage, error and position. */
 export type DeadLetterDetails = Pick<DeadLetter, "issues" | "rawBase64">;

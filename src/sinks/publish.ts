@@ -560,7 +560,7 @@ export function publishSink<T>(
   return function publishOperator(source) {
     return new Observable<Published>((subscriber) => {
       const flow = currentFlow(subscriber);
-      const route = deadLetterRoute(flow);
+      const route = deadLetterRoute(flow, subscriber);
       let failed = false;
       const fail = (error: unknown) => {
         if (failed) return;

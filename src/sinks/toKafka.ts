@@ -137,7 +137,7 @@ export function toKafka<T>(options: ToKafkaOptions<T>): OperatorFunction<T, Kafk
   return function toKafkaOperator(source) {
     return new Observable<KafkaPublished>((subscriber) => {
       const flow = currentFlow(subscriber);
-      const route = deadLetterRoute(flow);
+      const route = deadLetterRoute(flow, subscriber);
       // The client is loaded on first use: importing it costs about 60 MB of memory that a
       // process that never publishes to Kafka should not pay.
       const producer: Promise<Producer> = import("@platformatic/kafka").then(

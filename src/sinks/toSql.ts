@@ -8,7 +8,7 @@ import { Observable, type OperatorFunction } from "rxjs";
 import type * as v from "valibot";
 import type { CommitRange } from "../checkpoint/checkpoint.ts";
 import { announceDurable, hold } from "../flow/durable.ts";
-import { currentFlow, holdGate, observeCommitLatency, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
+import { currentFlow, holdGate, joinFlow, observeCommitLatency, positionIn, sendToDeadLetter, withFlow } from "../flow/flow.ts";
 import { countOutput, type Input, type Position } from "../flow/position.ts";
 import { percentAdvice, scrub, secretsOf } from "../io/credentials.ts";
 import { columnsOf, SchemaError } from "../schema/columns.ts";
@@ -189,7 +189,7 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
 
   return function sqlSink(source) {
     return new Observable<SqlCommit>((subscriber) => {
-      const flow = currentFlow();
+      const flow = currentFlow(subscriber);
       let dialect: Dialect;
       try {
         dialect = dialectOf(url, table);
@@ -515,7 +515,7 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
       );
 
       const subscription = withFlow(flow, () =>
-        source.subscribe({
+        source.subscribe(joinFlow(flow, {
           next(record) {
             if (!failed) append(record);
           },
@@ -524,7 +524,7 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
             completing = true;
             next();
           },
-        }),
+        })),
       );
 
       return () => {

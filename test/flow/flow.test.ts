@@ -6,7 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { concatMap, mergeMap, type Observable, Subject, share, take, timer } from "rxjs";
+import { concatMap, mergeMap, type Observable, of, Subject, share, take, timer } from "rxjs";
+import * as v from "valibot";
 import { deadLetter, enrich, validate } from "../../operators/index.ts";
 import { fromNdjson, type RunSummary, readDeadLetters, run, toParquet } from "../../src/index.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
@@ -99,6 +100,32 @@ describe("the run a source belongs to", () => {
       ),
     );
     for (const [i, job] of outs.entries()) await expectOwnOutput(job, summaries[i] as RunSummary);
+  });
+
+  test("an operator subscribed late, inside a concatMap, sends its rejects to the dead-letter folder below it, not to the one above", async () => {
+    const job = jobs[0] as Job;
+    const out = join(dir.path, "route");
+    // The second check rejects the written readings with an id over 300, which the first passed.
+    const Early = v.object({ ...Reading.entries, id: v.pipe(v.number(), v.integer(), v.maxValue(300)) });
+    const summary = await run(
+      fromNdjson(job.input).pipe(
+        validate(Reading),
+        deadLetter(join(out, "above")),
+        concatMap((r) => of(r).pipe(validate(Early, { stage: "early" }))),
+        deadLetter(join(out, "below")),
+        toParquet(join(out, "events"), { schema: Early }),
+      ),
+    );
+    const stagesIn = async (folder: string) => {
+      const lines: Record<string, number[]> = {};
+      for await (const e of readDeadLetters(join(out, folder))) (lines[e.stage] ??= []).push(e.line);
+      for (const found of Object.values(lines)) found.sort((a, b) => a - b);
+      return lines;
+    };
+    const late = job.lines.filter((l) => l.fate.kind !== "parse" && l.fate.kind !== "validate" && l.line > 300).map((l) => l.line);
+    expect(await stagesIn("below")).toEqual({ early: late });
+    expect(Object.keys(await stagesIn("above")).sort()).toEqual(["parse", "validate"]);
+    expect(summary.deadLetteredByStage.early).toBe(late.length);
   });
 
   test("a source subscribed on a Subject fed from outside any run counts and dead-letters into its run", async () => {
