@@ -216,6 +216,11 @@ export async function classifyTransactions(input: string, outDir: string, option
     ),
     { onStart: (flow) => (runId = flow.runId), handleSignals: true },
   );
+  // The dataset was overwritten: the lineage of earlier runs names files that now hold this run's rows.
+  if (!summary.stopped) {
+    const dataset = join(outDir, "transactions");
+    await sql.unsafe(`DELETE FROM ${table} WHERE run_id <> $1 AND left(output_file, length($2)) = $2`, [runId, `${dataset}/`]);
+  }
   return summary;
 }
 

@@ -105,4 +105,14 @@ describe("the transactions example", () => {
       }
     }
   });
+
+  test("run again over the same folder, the lineage holds only the new run's rows (the dataset was overwritten)", async () => {
+    const child = Bun.spawn(["bun", join(import.meta.dir, "../../examples/transactions.ts"), dir.path, "--table", table], { stdout: "pipe", stderr: "pipe" });
+    const [err, code] = await Promise.all([new Response(child.stderr).text(), child.exited]);
+    expect({ code, err: code === 0 ? "" : err }).toEqual({ code: 0, err: "" });
+    const lineage = await sql.unsafe(`SELECT run_id, output_file FROM ${table}`);
+    expect(new Set(lineage.map((r: { run_id: string }) => r.run_id)).size).toBe(1);
+    const files = await query(`SELECT DISTINCT filename AS file FROM read_parquet('${join(dir.path, "transactions")}/**/*.parquet', filename = true)`);
+    expect(new Set(lineage.map((r: { output_file: string }) => r.output_file))).toEqual(new Set(files.map((f) => f.file)));
+  }, 60_000);
 });
