@@ -407,7 +407,7 @@ export type DeadLetterRoute = () => DeadLetterHandler | undefined;
  * installed so far are exactly those below.
  */
 export function deadLetterRoute(flow: Flow, subscriber?: object): DeadLetterRoute {
-  const nearest = subscriber && markBelow(deadLetterMarks, subscriber);
+  const nearest = subscriber && deadLetterBelow(subscriber);
   if (nearest) return () => nearest;
   const below = flow.deadLetterHandlers.length;
   return () => flow.deadLetterHandlers[below - 1] ?? flow.deadLetterHandlers[below] ?? flow.deadLetterHandler;
@@ -425,6 +425,16 @@ export function installDeadLetter(flow: Flow, handler: DeadLetterHandler, subscr
 
 // The subscriber each `deadLetter` passes its records on to, with that operator's target.
 const deadLetterMarks = new WeakMap<object, DeadLetterHandler>();
+
+/**
+ * The target of the nearest `deadLetter` below `subscriber`, following the subscribers down, or
+ * undefined. A source sets it on its inputs (`Input.deadLetterTarget`), so its parse errors go to
+ * its own branch's folder: in `merge(a.pipe(deadLetter(x)), b.pipe(deadLetter(y)))`, or below a
+ * `mergeMap` that subscribes it under a `deadLetter` of the records that named it.
+ */
+export function deadLetterBelow(subscriber: object): DeadLetterHandler | undefined {
+  return markBelow(deadLetterMarks, subscriber);
+}
 
 /** What a dead letter may add beyond stage, error and position. */
 export type DeadLetterDetails = Pick<DeadLetter, "issues" | "rawBase64">;
@@ -446,8 +456,9 @@ export function sendToDeadLetter(
   details: DeadLetterDetails = {},
   route?: DeadLetterRoute,
 ): void {
-  // Sources subscribe last, so the target installed last is the one nearest below them.
-  const handler = route ? route() : flow.deadLetterHandler;
+  // A source's input knows the target below it; otherwise sources subscribe last, so the target
+  // installed last is the one nearest below them.
+  const handler = route ? route() : (position?.input.deadLetterTarget ?? flow.deadLetterHandler);
   const source = position?.input.name ?? "";
   const line = position?.line ?? 0;
   if (!handler) {

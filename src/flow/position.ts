@@ -16,7 +16,7 @@
  * A value that is not an object (a number, a string) cannot carry a position: sluice still counts
  * it, and names it "position unknown" if it is dead-lettered after leaving its source.
  */
-import type { Flow } from "./flow.ts";
+import type { DeadLetterHandler, Flow } from "./flow.ts";
 
 /** The symbol a record's {@link Position} is stored under. */
 export const POSITION: unique symbol = Symbol.for("sluice.position") as never;
@@ -143,6 +143,12 @@ export class Input {
   #early = new Set<number>();
   /** Highest line handed out. */
   #last = 0;
+
+  /**
+   * Where the input's own rejects (parse errors) go, when its source found the `deadLetter` below
+   * it (see `deadLetterBelow` in flow.ts); otherwise the run's nearest one.
+   */
+  deadLetterTarget: DeadLetterHandler | undefined = undefined;
 
   // Lines in flight are followed with or without a checkpoint: besides the checkpoint's resume
   // point, the sink's commit ranges leave them out, so a file never claims a line another holds.

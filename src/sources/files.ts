@@ -20,7 +20,7 @@ import { type FileHandle, open, stat } from "node:fs/promises";
 import { isAbsolute, join, resolve } from "node:path";
 import { Observable } from "rxjs";
 import type { StartPoint } from "../checkpoint/checkpoint.ts";
-import { currentFlow, type Flow, waitForGate } from "../flow/flow.ts";
+import { currentFlow, deadLetterBelow, type Flow, waitForGate } from "../flow/flow.ts";
 import { Input } from "../flow/position.ts";
 import { type Split, shortHash } from "../distribute/queue.ts";
 import { isS3Url, parseS3Url, ObjectStorageError, objectReader, type ObjectReadOptions, resolveObjects, type S3Object, type S3Options, statObject } from "../io/s3.ts";
@@ -246,6 +246,8 @@ export function fileSource(
   const concurrency = Math.max(1, Math.floor(options.concurrency ?? 1));
   return new Observable<unknown>((subscriber) => {
     const flow = currentFlow(subscriber);
+    // The folder below this source takes its parse errors, whichever `deadLetter` subscribed last.
+    const deadLetterTarget = deadLetterBelow(subscriber);
     let unsubscribed = false;
     const handles = new Set<FileHandle>();
     const streams = new Set<ByteReader>();
@@ -267,10 +269,12 @@ export function fileSource(
     ): FileReading {
       let position = start.byteOffset;
       const end = part?.end ?? Number.POSITIVE_INFINITY;
+      const input = part?.input ?? new Input(flow, path);
+      input.deadLetterTarget ??= deadLetterTarget;
       return {
         flow,
         path,
-        input: part?.input ?? new Input(flow, path),
+        input,
         size,
         start,
         read: async (buffer, offset, length) => {

@@ -5,8 +5,9 @@
  * before the run). It must still count, dead-letter and be stopped as part of its own run.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { concatMap, mergeMap, type Observable, of, Subject, share, take, timer } from "rxjs";
+import { concatMap, merge, mergeMap, type Observable, of, Subject, share, take, timer } from "rxjs";
 import * as v from "valibot";
 import { deadLetter, enrich, validate } from "../../operators/index.ts";
 import { fromNdjson, type RunSummary, readDeadLetters, run, toParquet } from "../../src/index.ts";
@@ -126,6 +127,46 @@ describe("the run a source belongs to", () => {
     expect(await stagesIn("below")).toEqual({ early: late });
     expect(Object.keys(await stagesIn("above")).sort()).toEqual(["parse", "validate"]);
     expect(summary.deadLetteredByStage.early).toBe(late.length);
+  });
+
+  test("each branch of a merge sends its source's parse errors to its own dead-letter folder, not to the one subscribed last", async () => {
+    const [first, second] = jobs as [Job, Job];
+    const out = join(dir.path, "merge");
+    const branch = (job: Job, folder: string) => fromNdjson(job.input).pipe(validate(Reading), deadLetter(join(out, folder)));
+    await run(merge(branch(first, "first"), branch(second, "second")).pipe(toParquet(join(out, "events"), { schema: Reading })));
+    for (const [job, folder] of [[first, "first"], [second, "second"]] as const) {
+      const letters: { stage: string; source: string; line: number; raw: string }[] = [];
+      for await (const e of readDeadLetters(join(out, folder))) letters.push({ stage: e.stage, source: e.source, line: e.line, raw: e.raw });
+      letters.sort((a, b) => a.line - b.line);
+      // Without enrich, the records that fail it are written: only parse and validate are dead letters.
+      const expected = expectedDeadLetters(job.lines, job.input).filter((l) => l.stage !== "enrich");
+      expect(letters).toEqual(expected);
+    }
+  });
+
+  test("files named by records of a manifest send their parse errors to the folder below the mergeMap that reads them, not to the manifest's", async () => {
+    const out = join(dir.path, "manifest");
+    const manifest = join(dir.path, "manifest.ndjson");
+    await writeFile(manifest, `${jobs.map((job) => JSON.stringify({ path: job.input })).join("\n")}\n{"path":\n`);
+    const Entry = v.object({ path: v.string() });
+    await run(
+      fromNdjson(manifest).pipe(
+        validate(Entry),
+        deadLetter(join(out, "manifest")),
+        mergeMap((entry) => fromNdjson(entry.path)),
+        validate(Reading),
+        deadLetter(join(out, "records")),
+        toParquet(join(out, "events"), { schema: Reading }),
+      ),
+    );
+    const letters: { stage: string; source: string; line: number }[] = [];
+    for await (const e of readDeadLetters(join(out, "records"))) letters.push({ stage: e.stage, source: e.source, line: e.line });
+    const order = (a: { source: string; line: number }, b: { source: string; line: number }) => a.source.localeCompare(b.source) || a.line - b.line;
+    const expected = jobs.flatMap((job) => expectedDeadLetters(job.lines, job.input).filter((l) => l.stage !== "enrich").map(({ stage, source, line }) => ({ stage, source, line })));
+    expect(letters.sort(order)).toEqual(expected.sort(order));
+    const inManifest: { stage: string; source: string; line: number }[] = [];
+    for await (const e of readDeadLetters(join(out, "manifest"))) inManifest.push({ stage: e.stage, source: e.source, line: e.line });
+    expect(inManifest).toEqual([{ stage: "parse", source: manifest, line: jobs.length + 1 }]);
   });
 
   test("a source subscribed on a Subject fed from outside any run counts and dead-letters into its run", async () => {
