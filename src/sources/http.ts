@@ -8,7 +8,7 @@
  */
 import { join } from "node:path";
 import { Observable } from "rxjs";
-import { currentFlow, type Flow, recordText, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
+import { currentFlow, deadLetterBelow, type Flow, recordText, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
 import { Input, stamp } from "../flow/position.ts";
 import { isS3Url, putObject, type S3Options } from "../io/s3.ts";
 import { commitFile } from "../parquet/encode.ts";
@@ -330,7 +330,12 @@ async function extract(
   const inputs = new Map<string, Input>();
   const inputOf = (source: string) => {
     let input = inputs.get(source);
-    if (!input) inputs.set(source, (input = new Input(flow, source)));
+    if (!input) {
+      input = new Input(flow, source);
+      // Its parse errors go to the folder below this source (see deadLetterBelow).
+      input.deadLetterTarget = deadLetterBelow(subscriber);
+      inputs.set(source, input);
+    }
     return input;
   };
   let previousHash: number | bigint | undefined;

@@ -9,7 +9,7 @@
  */
 import { type SQL, SQL as Client } from "bun";
 import { Observable } from "rxjs";
-import { currentFlow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
+import { currentFlow, deadLetterBelow, sendToDeadLetter, waitForGate } from "../flow/flow.ts";
 import { Input, stamp } from "../flow/position.ts";
 import { percentAdvice, scrub, secretsOf, sqlClientLogin } from "../io/credentials.ts";
 import { daysFromCivil } from "../schema/instant.ts";
@@ -150,6 +150,8 @@ export function fromPostgres(query: string, options: PostgresOptions = {}): Obse
           let decoders: Decoder[] | undefined;
           let names: string[] = [];
           const input = new Input(flow, source);
+          // Its parse errors go to the folder below this source (see deadLetterBelow).
+          input.deadLetterTarget = deadLetterBelow(subscriber);
           for (;;) {
             if (stopped()) break;
             if (flow.gate) await Promise.race([waitForGate(flow), interrupted]);

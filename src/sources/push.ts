@@ -8,7 +8,7 @@
  * does both. What the source holds is bounded by `highWaterMark`, whatever the app does.
  */
 import { Observable, type Subscriber, type TeardownLogic } from "rxjs";
-import { currentFlow, type Flow, sendToDeadLetter, waitForGate, withFlow } from "../flow/flow.ts";
+import { currentFlow, deadLetterBelow, type Flow, sendToDeadLetter, waitForGate, withFlow } from "../flow/flow.ts";
 import { Input, stamp } from "../flow/position.ts";
 
 /** Options of {@link fromPush}. */
@@ -255,7 +255,12 @@ export class PushSource<T> extends Observable<T> {
       while (emitted < queue.length && !flow.gate && !subscriber.closed && this.#attached === attached) {
         const item = queue[emitted++] as Queued<T>;
         let input = attached.inputs.get(item.source);
-        if (!input) attached.inputs.set(item.source, (input = new Input(flow, item.source)));
+        if (!input) {
+          input = new Input(flow, item.source);
+          // Its parse errors go to the folder below this source (see deadLetterBelow).
+          input.deadLetterTarget = deadLetterBelow(subscriber);
+          attached.inputs.set(item.source, input);
+        }
         const position = input.at(item.line, item.raw);
         if (item.raw !== undefined) flow.stats.bytesRead += Buffer.byteLength(item.raw);
         if (item.invalid !== undefined) sendToDeadLetter(flow, "parse", item.invalid, undefined, position);

@@ -2,7 +2,7 @@
  * `fromStdin`: NDJSON piped into the process (`cat events.ndjson | bun script.ts`).
  */
 import { Observable } from "rxjs";
-import { currentFlow } from "../flow/flow.ts";
+import { currentFlow, deadLetterBelow } from "../flow/flow.ts";
 import { Input } from "../flow/position.ts";
 import type { LineOptions, ReadBytes } from "./lines.ts";
 import { readNdjson } from "./ndjson.ts";
@@ -68,7 +68,10 @@ export function fromStdin(options: StdinOptions = {}): Observable<unknown> {
       return n;
     };
 
-    readNdjson(new Input(flow, name), read, (value) => subscriber.next(value), stopped, options)
+    const input = new Input(flow, name);
+    // Its parse errors go to the folder below this source (see deadLetterBelow).
+    input.deadLetterTarget = deadLetterBelow(subscriber);
+    readNdjson(input, read, (value) => subscriber.next(value), stopped, options)
       .then(
         () => subscriber.complete(),
         (error) => subscriber.error(error),

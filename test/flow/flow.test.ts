@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { concatMap, merge, mergeMap, type Observable, of, Subject, share, take, timer } from "rxjs";
 import * as v from "valibot";
 import { deadLetter, enrich, validate } from "../../operators/index.ts";
-import { fromNdjson, type RunSummary, readDeadLetters, run, toParquet } from "../../src/index.ts";
+import { fromNdjson, fromPush, type RunSummary, readDeadLetters, run, toParquet } from "../../src/index.ts";
 import { dataset, query, tempDir } from "../helpers/duckdb.ts";
 import {
   enrichReading,
@@ -141,6 +141,27 @@ describe("the run a source belongs to", () => {
       // Without enrich, the records that fail it are written: only parse and validate are dead letters.
       const expected = expectedDeadLetters(job.lines, job.input).filter((l) => l.stage !== "enrich");
       expect(letters).toEqual(expected);
+    }
+  });
+
+  test("each branch of a merge of push sources sends its input that is not JSON to its own dead-letter folder", async () => {
+    const out = join(dir.path, "push-merge");
+    const sources = [fromPush<unknown>({ name: "first" }), fromPush<unknown>({ name: "second" })];
+    const done = run(
+      merge(...sources.map((source, i) => source.pipe(validate(Reading), deadLetter(join(out, `folder-${i}`))))).pipe(
+        toParquet(join(out, "events"), { schema: Reading }),
+      ),
+    );
+    for (const source of sources) {
+      source.pushInvalid("{not json", "malformed JSON");
+      source.push({ id: 1, sensor: "up", value: 1, note: null });
+      source.end();
+    }
+    await done;
+    for (const [i, source] of sources.entries()) {
+      const letters: string[] = [];
+      for await (const e of readDeadLetters(join(out, `folder-${i}`))) letters.push(`${e.stage} ${e.source}:${e.line}`);
+      expect(letters.sort()).toEqual([`parse ${source.name}:1`, `validate ${source.name}:2`]);
     }
   });
 
