@@ -206,12 +206,18 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
       let deliveredLookedAt = Number.NEGATIVE_INFINITY;
       // The last read, which a batch written beside the one that started it waits for too.
       let deliveredRead: Promise<void> = Promise.resolve();
+      // Whether the ledger's rows of earlier runs can be believed: not when the table is empty.
+      let earlierRuns = true;
       const ready = (async () => {
         await dialect.prepare({ table, columns, mode: options.mode, key, partitionBy, create: options.create ?? false });
+        // The ledger outlives the rows it claims: a table dropped (and made again), truncated or
+        // emptied keeps its _sluice_commits rows. An empty table holds none of what they claim, so
+        // only this run's own commits are looked up in it.
+        earlierRuns = await dialect.hasRows();
         if (checkpoint && checkpointName) {
           // A fresh checkpoint is a new load: what older runs under the same path recorded does not apply.
           if (checkpoint.fresh) await dialect.clearLedger(checkpointName);
-          else ledger = await dialect.readLedger(checkpointName);
+          else if (earlierRuns) ledger = await dialect.readLedger(checkpointName);
         }
       })();
       ready.catch((error) => fail(error));
@@ -435,7 +441,7 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
         deliveredRead = (async () => {
           // Reads answer in order of their start: a later one never lands before an earlier one.
           await previous.catch(() => {});
-          const read = await dialect.readSources([...sources]);
+          const read = await dialect.readSources([...sources], earlierRuns ? undefined : flow.runId);
           for (const source of sources) delivered.set(source, new Ranges(read.ranges.get(source) ?? []));
         })();
         return deliveredRead;

@@ -173,7 +173,7 @@ describe("fromRedisStream", () => {
 
   // The table and its ledger in each database sluice writes to, read back with Bun's own clients.
   for (const db of ["sqlite", "postgres", "mariadb", "clickhouse"] as const) {
-    test(`into ${db}: entries handed out again (a group set back) are found in the ledger table and skipped, none inserted twice`, async () => {
+    test(`into ${db}: entries handed out again (a group set back) are found in the ledger table and skipped, none inserted twice; after the table is dropped, all are written again`, async () => {
       const { stream, group } = names();
       const COUNT = 2000;
       await produce(stream, 1, COUNT);
@@ -191,33 +191,54 @@ describe("fromRedisStream", () => {
           ? toClickHouse(url, table, { schema: Entry, key: ["id"], create: true, batchRows: 250 })
           : toSql(url, table, { schema: Entry, mode: "insert", create: true, batchRows: 250 });
       const readIntoTable = () => readUntil(out, stream, group, COUNT, { sink: sink(), batchSize: 300 });
-      const first = await readIntoTable();
-      expect(first.written + first.deadLettered).toBe(COUNT);
-      await redis.send("XGROUP", ["SETID", stream, group, "0"]);
-      const again = await readIntoTable();
-      expect(again).toMatchObject({ in: COUNT, written: 0, deadLettered: 0, skipped: COUNT });
-      const count = `SELECT count(*) AS n, count(DISTINCT id) AS d FROM ${table}`;
-      if (db === "sqlite") {
-        const sqlite = new Database(file, { readonly: true });
-        try {
-          expect(sqlite.query(count).get()).toEqual({ n: valid(1, COUNT), d: valid(1, COUNT) });
-        } finally {
-          sqlite.close();
+      // The table read back with each database's own client: counts as numbers.
+      const sqlite = () => new Database(file);
+      const pool = db === "postgres" || db === "mariadb" ? new SQL(url) : undefined;
+      const ch = (query: string) => fetch("http://127.0.0.1:8123/?database=default", { method: "POST", body: query }).then((r) => r.text());
+      const counts = async (): Promise<number[]> => {
+        const query = `SELECT count(*) AS n, count(DISTINCT id) AS d FROM ${table}`;
+        if (db === "clickhouse") return (await ch(`${query} FORMAT TSV`)).trim().split("\t").map(Number);
+        if (pool) {
+          const [row] = await pool.unsafe(query);
+          return [Number(row.n), Number(row.d)];
         }
-      } else if (db === "clickhouse") {
-        const ch = (query: string) => fetch("http://127.0.0.1:8123/?database=default", { method: "POST", body: query }).then((r) => r.text());
-        expect((await ch(`${count} FORMAT TSV`)).trim()).toBe(`${valid(1, COUNT)}\t${valid(1, COUNT)}`);
-        await ch(`DROP TABLE ${table}`);
-        await ch(`ALTER TABLE _sluice_commits DELETE WHERE table_name = '${table}'`);
-      } else {
-        const sql = new SQL(url);
+        const handle = sqlite();
         try {
-          const [row] = await sql.unsafe(count);
-          expect([Number(row.n), Number(row.d)]).toEqual([valid(1, COUNT), valid(1, COUNT)]);
-          await sql.unsafe(`DROP TABLE ${table}`);
+          const row = handle.query(query).get() as { n: number; d: number };
+          return [row.n, row.d];
         } finally {
-          await sql.close();
+          handle.close();
         }
+      };
+      const drop = async () => {
+        if (db === "clickhouse") await ch(`DROP TABLE ${table}`);
+        else if (pool) await pool.unsafe(`DROP TABLE ${table}`);
+        else {
+          const handle = sqlite();
+          handle.run(`DROP TABLE ${table}`);
+          handle.close();
+        }
+      };
+      try {
+        const first = await readIntoTable();
+        expect(first.written + first.deadLettered).toBe(COUNT);
+        await redis.send("XGROUP", ["SETID", stream, group, "0"]);
+        const again = await readIntoTable();
+        expect(again).toMatchObject({ in: COUNT, written: 0, deadLettered: 0, skipped: COUNT });
+        expect(await counts()).toEqual([valid(1, COUNT), valid(1, COUNT)]);
+
+        // The table dropped (its ledger rows stay) and the stream read again: an empty table holds
+        // none of what the ledger claims, so every entry is written again; the dead letters are
+        // still in their folder.
+        await drop();
+        await redis.send("XGROUP", ["SETID", stream, group, "0"]);
+        const reloaded = await readIntoTable();
+        expect(reloaded).toMatchObject({ in: COUNT, written: valid(1, COUNT), deadLettered: 0, skipped: COUNT - valid(1, COUNT) });
+        expect(await counts()).toEqual([valid(1, COUNT), valid(1, COUNT)]);
+      } finally {
+        await drop().catch(() => {});
+        if (db === "clickhouse") await ch(`ALTER TABLE _sluice_commits DELETE WHERE table_name = '${table}'`);
+        await pool?.close();
       }
       expect((await pending(stream, group)).total).toBe(0);
     });

@@ -190,18 +190,27 @@ export class ClickHouseDialect implements Dialect {
     return ledgerContents(lines.map((line) => JSON.parse(line) as { source: string; first_line: string | number; last_line: string | number }));
   }
 
-  async readSources(sources: readonly string[]): Promise<LedgerContents> {
+  async readSources(sources: readonly string[], runId?: string): Promise<LedgerContents> {
     const setup = this.#setup as TableSetup;
     let text: string;
     try {
       text = await this.#send(
-        `SELECT source, first_line, last_line FROM ${q(LEDGER_TABLE)} WHERE table_name = ${literal(setup.table)} AND source IN (${sources.map(literal).join(", ")}) FORMAT JSONEachRow`,
+        `SELECT source, first_line, last_line FROM ${q(LEDGER_TABLE)} WHERE table_name = ${literal(setup.table)} AND source IN (${sources.map((s) => literal(s)).join(", ")})${runId === undefined ? "" : ` AND run_id = ${literal(runId)}`} FORMAT JSONEachRow`,
       );
     } catch (error) {
       throw this.#fail(setup.table, `cannot read the ledger ${LEDGER_TABLE}`, error);
     }
     const lines = text.split("\n").filter((line) => line !== "");
     return ledgerContents(lines.map((line) => JSON.parse(line) as { source: string; first_line: string | number; last_line: string | number }));
+  }
+
+  async hasRows(): Promise<boolean> {
+    const setup = this.#setup as TableSetup;
+    try {
+      return (await this.#send(`SELECT 1 FROM ${q(setup.table)} LIMIT 1 FORMAT TSV`)).trim() !== "";
+    } catch (error) {
+      throw this.#fail(setup.table, "cannot read the table", error);
+    }
   }
 
   async clearLedger(checkpoint: string): Promise<void> {

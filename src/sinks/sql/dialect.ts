@@ -95,8 +95,13 @@ export interface Dialect {
   write(batch: BatchWrite): Promise<Refusal[]>;
   /** What earlier runs of `checkpoint` recorded for the table. */
   readLedger(checkpoint: string): Promise<LedgerContents>;
-  /** What any run recorded for the table from inputs `sources` (under a checkpoint or not). */
-  readSources(sources: readonly string[]): Promise<LedgerContents>;
+  /**
+   * What runs recorded for the table from inputs `sources` (under a checkpoint or not): any run,
+   * or only run `runId` when given.
+   */
+  readSources(sources: readonly string[], runId?: string): Promise<LedgerContents>;
+  /** Whether the table holds any row. */
+  hasRows(): Promise<boolean>;
   /** Forgets what runs of `checkpoint` recorded for the table (a fresh checkpoint starts over). */
   clearLedger(checkpoint: string): Promise<void>;
   close(): Promise<void>;

@@ -252,18 +252,27 @@ export class MysqlDialect implements Dialect {
     return ledgerContents(rows);
   }
 
-  async readSources(sources: readonly string[]): Promise<LedgerContents> {
+  async readSources(sources: readonly string[], runId?: string): Promise<LedgerContents> {
     const setup = this.#setup as TableSetup;
     let rows: { source: string; first_line: number | string; last_line: number | string }[];
     try {
       rows = await this.#sql.unsafe(
-        `SELECT source, first_line, last_line FROM ${q(LEDGER_TABLE)} WHERE table_name = ? AND source IN (${sources.map(() => "?").join(", ")})`,
-        [setup.table, ...sources],
+        `SELECT source, first_line, last_line FROM ${q(LEDGER_TABLE)} WHERE table_name = ? AND source IN (${sources.map(() => "?").join(", ")})${runId === undefined ? "" : " AND run_id = ?"}`,
+        [setup.table, ...sources, ...(runId === undefined ? [] : [runId])],
       );
     } catch (error) {
       throw this.#fail(setup.table, `cannot read the ledger ${LEDGER_TABLE}`, error);
     }
     return ledgerContents(rows);
+  }
+
+  async hasRows(): Promise<boolean> {
+    const setup = this.#setup as TableSetup;
+    try {
+      return (await this.#sql.unsafe(`SELECT 1 FROM ${q(setup.table)} LIMIT 1`)).length > 0;
+    } catch (error) {
+      throw this.#fail(setup.table, "cannot read the table", error);
+    }
   }
 
   async clearLedger(checkpoint: string): Promise<void> {

@@ -166,12 +166,19 @@ export class SqliteDialect implements Dialect {
     return ledgerContents(rows);
   }
 
-  async readSources(sources: readonly string[]): Promise<LedgerContents> {
+  async readSources(sources: readonly string[], runId?: string): Promise<LedgerContents> {
     const setup = this.#setup as TableSetup;
     const rows = (this.#db as Database)
-      .query(`SELECT source, first_line, last_line FROM ${q(LEDGER_TABLE)} WHERE table_name = ? AND source IN (${sources.map(() => "?").join(", ")})`)
-      .all(setup.table, ...sources) as { source: string; first_line: number; last_line: number }[];
+      .query(
+        `SELECT source, first_line, last_line FROM ${q(LEDGER_TABLE)} WHERE table_name = ? AND source IN (${sources.map(() => "?").join(", ")})${runId === undefined ? "" : " AND run_id = ?"}`,
+      )
+      .all(setup.table, ...sources, ...(runId === undefined ? [] : [runId])) as { source: string; first_line: number; last_line: number }[];
     return ledgerContents(rows);
+  }
+
+  async hasRows(): Promise<boolean> {
+    const setup = this.#setup as TableSetup;
+    return (this.#db as Database).query(`SELECT 1 FROM ${q(setup.table)} LIMIT 1`).get() !== null;
   }
 
   async clearLedger(checkpoint: string): Promise<void> {
