@@ -16,7 +16,7 @@
  * the sink never joins lines of two inputs into one range: a file claims exactly the messages it holds.
  */
 import { watchDurable } from "../flow/durable.ts";
-import { type Flow, waitForGate } from "../flow/flow.ts";
+import { type DeadLetterHandler, type Flow, waitForGate } from "../flow/flow.ts";
 import { Input, type Position } from "../flow/position.ts";
 import { alreadyDeadLettered } from "../sinks/ledger.ts";
 
@@ -228,6 +228,11 @@ export interface HeldMessagesOptions<K> {
    * per connection and a lookup in memory per record.
    */
   readonly firstDeliveriesAsOf?: number;
+  /**
+   * Where the source's own rejects (messages that do not parse) go: the `deadLetter` below the
+   * source (see `deadLetterBelow` in flow.ts), set on each run's input.
+   */
+  readonly deadLetterTarget?: DeadLetterHandler;
 }
 
 /**
@@ -268,6 +273,7 @@ export class HeldMessages<K, T> {
    * (see {@link HeldMessagesOptions.firstDeliveriesAsOf}); undefined: they are not looked up.
    */
   readonly firstDeliveriesAsOf: number | undefined;
+  readonly deadLetterTarget: DeadLetterHandler | undefined;
 
   /** `name` is the input's name (`jetstream:<stream>`); `acknowledge` sends the acknowledgement of a batch. */
   constructor(
@@ -280,6 +286,7 @@ export class HeldMessages<K, T> {
     this.onAcked = options.onAcked ?? (() => {});
     this.lineOf = options.lineOf;
     this.firstDeliveriesAsOf = options.firstDeliveriesAsOf;
+    this.deadLetterTarget = options.deadLetterTarget;
   }
 
   get size(): number {
@@ -360,7 +367,9 @@ export class HeldMessages<K, T> {
   }
 
   #newRun(name: string, byLine: boolean, lookAsOf?: number): Run<K, T> {
-    const run: Run<K, T> = { input: new Input(this.flow, name, lookAsOf), lines: [], keys: [], messages: [], head: 0, stopWatching: () => {}, byLine };
+    const input = new Input(this.flow, name, lookAsOf);
+    input.deadLetterTarget = this.deadLetterTarget;
+    const run: Run<K, T> = { input, lines: [], keys: [], messages: [], head: 0, stopWatching: () => {}, byLine };
     run.stopWatching = watchDurable(run.input, (upTo) => this.#ack(run, upTo));
     this.#runs.add(run);
     if (byLine) this.#byLine.add(run);

@@ -18,7 +18,7 @@ import type { Consumer, ConsumerMessages, JetStreamManager, JsMsg } from "@nats-
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Observable } from "rxjs";
 import { announceDurable } from "../flow/durable.ts";
-import { currentFlow, sendToDeadLetter, settleFlow } from "../flow/flow.ts";
+import { currentFlow, deadLetterBelow, sendToDeadLetter, settleFlow } from "../flow/flow.ts";
 import { stamp } from "../flow/position.ts";
 import { setLag } from "../run/metrics.ts";
 import { NATS_CREDENTIALS, safeUrl, scrub, secretsOf } from "../io/credentials.ts";
@@ -356,6 +356,7 @@ export function fromJetStream(options: JetStreamOptions): Observable<unknown> {
           },
           lineOf: (seq) => seq,
           firstDeliveriesAsOf: connectedAt,
+          deadLetterTarget: deadLetterBelow(subscriber),
         });
         source = await nats.js.jetstream(connection).consumers.get(stream, consumer);
         manager = jsm;

@@ -25,7 +25,7 @@ import type { ConsumerGroupJoinPayload, Consumer, Message, MessagesStream, SASLM
 import type { ConnectionOptions as TlsOptions } from "node:tls";
 import { Observable } from "rxjs";
 import { announceDurable, watchDurable } from "../flow/durable.ts";
-import { currentFlow, sendToDeadLetter } from "../flow/flow.ts";
+import { currentFlow, deadLetterBelow, sendToDeadLetter } from "../flow/flow.ts";
 import { scrub, secretsOf } from "../io/credentials.ts";
 import { deleteLag, type LagWhere, setLag } from "../run/metrics.ts";
 import { Input, stamp } from "../flow/position.ts";
@@ -278,6 +278,8 @@ export function fromKafka(options: KafkaSourceOptions): Observable<unknown> {
 
   return new Observable<unknown>((subscriber) => {
     const flow = currentFlow(subscriber);
+    // The folder below this source takes its parse errors, whichever `deadLetter` subscribed last.
+    const deadLetterTarget = deadLetterBelow(subscriber);
     const partitions = new Map<string, PartitionState>();
     const stopWatching: (() => void)[] = [];
     const pendingCommits = new Map<string, { topic: string; partition: number; offset: bigint; leaderEpoch: number }>();
@@ -447,6 +449,7 @@ export function fromKafka(options: KafkaSourceOptions): Observable<unknown> {
           held: [],
           head: 0,
         };
+        created.input.deadLetterTarget = deadLetterTarget;
         partitions.set(key, created);
         stopWatching.push(watchDurable(created.input, (upTo) => onDurable(created, upTo)));
         state = created;

@@ -17,7 +17,7 @@ import { hostname } from "node:os";
 import { RedisClient } from "bun";
 import { Observable } from "rxjs";
 import { announceDurable } from "../flow/durable.ts";
-import { currentFlow, type Flow, sendToDeadLetter } from "../flow/flow.ts";
+import { currentFlow, deadLetterBelow, type Flow, sendToDeadLetter } from "../flow/flow.ts";
 import { stamp } from "../flow/position.ts";
 import { safeUrl, scrub, secretsOf } from "../io/credentials.ts";
 import { entriesOf, type StreamEntry } from "../io/redisStreams.ts";
@@ -181,6 +181,7 @@ export function fromRedisStream(options: RedisStreamOptions): Observable<unknown
         lineOf: lineOfId,
         // Both connections are made after this, and never made again (autoReconnect: false).
         firstDeliveriesAsOf: startedAt,
+        deadLetterTarget: deadLetterBelow(subscriber),
       },
     );
     let finished = false;

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { Consumer, Producer } from "@platformatic/kafka";
-import { tap } from "rxjs";
+import { merge, tap } from "rxjs";
 import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
 import { readDeadLettersSync } from "../../src/deadletter/read.ts";
@@ -14,7 +14,7 @@ import { type KafkaMock, startKafkaMock } from "../support/kafka-mock/mock.ts";
 
 const Entry = v.object({ id: v.number(), zone: v.picklist(["a", "b", "c"]), n: v.number(), name: v.string() });
 const ZONES = ["a", "b", "c"] as const;
-const TOPICS = ["all", "durable", "resume", "gated", "crash", "decoders", "empty"];
+const TOPICS = ["all", "durable", "resume", "gated", "crash", "decoders", "empty", "branch-0", "branch-1"];
 
 type Kind = "valid" | "notJson" | "notUtf8" | "hugeNumber" | "deep" | "tombstone" | "invalid";
 
@@ -364,6 +364,34 @@ describe("fromKafka", () => {
     } finally {
       await first.stop();
       await second.stop();
+    }
+  }, 120_000);
+
+  test.concurrent("each branch of a merge of two topics sends its parse errors to its own dead-letter folder, not to the one subscribed last", async () => {
+    const COUNT = 300;
+    for (const topic of ["branch-0", "branch-1"]) await produce(topic, 0, COUNT - 1);
+    const out = join(dir.path, "branches");
+    const stop = new AbortController();
+    let flow: Flow | undefined;
+    const running = run(
+      merge(
+        ...[0, 1].map((i) =>
+          fromKafka({ brokers: mock.brokers, topic: `branch-${i}`, group: `branch-lake-${i}`, from: "start" }).pipe(
+            validate(Entry),
+            deadLetter(join(out, `dead-${i}`), { maxFileAgeMs: 100 }),
+          ),
+        ),
+      ).pipe(toParquet(join(out, "events"), { schema: Entry })),
+      { signal: stop.signal, onStart: (f) => (flow = f) },
+    );
+    await until("both topics read", () => (flow?.stats.in ?? 0) >= 2 * COUNT);
+    stop.abort();
+    await running;
+    const bad = Array.from({ length: COUNT }, (_, i) => i).filter((i) => kindAt(i) !== "valid");
+    for (const i of [0, 1]) {
+      const letters = [...readDeadLettersSync(join(out, `dead-${i}`))].map((d) => d.entry);
+      expect(new Set(letters.map((d) => d.source))).toEqual(new Set([`kafka:branch-${i}@${clusterId}/0`]));
+      expect(letters.map((d) => d.line - 1).sort((a, b) => a - b)).toEqual(bad);
     }
   }, 120_000);
 

@@ -4,7 +4,7 @@ import { Database } from "bun:sqlite";
 import { existsSync, readdirSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { lastValueFrom, type OperatorFunction, take, tap, toArray } from "rxjs";
+import { lastValueFrom, merge, type OperatorFunction, take, tap, toArray } from "rxjs";
 import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
 import { readDeadLettersSync } from "../../src/deadletter/read.ts";
@@ -243,6 +243,33 @@ describe("fromRedisStream", () => {
       expect((await pending(stream, group)).total).toBe(0);
     });
   }
+
+  test("each branch of a merge of two streams sends its parse errors to its own dead-letter folder, not to the one subscribed last", async () => {
+    const branches = [names(), names()];
+    const COUNT = 1000;
+    for (const { stream } of branches) await produce(stream, 1, COUNT);
+    const out = join(dir.path, "merge-branches");
+    const stop = new AbortController();
+    let flow: Flow | undefined;
+    const running = run(
+      merge(
+        ...branches.map(({ stream, group }, i) =>
+          fromRedisStream({ url: URL, stream, group, from: "start" }).pipe(validate(Entry), deadLetter(join(out, `dead-${i}`), { maxFileAgeMs: 100 })),
+        ),
+      ).pipe(toParquet(join(out, "events"), { schema: Entry })),
+      { signal: stop.signal, onStart: (f) => (flow = f) },
+    );
+    await until("both streams read", () => (flow?.stats.in ?? 0) >= 2 * COUNT);
+    stop.abort();
+    await running;
+    const bad = Array.from({ length: COUNT }, (_, i) => i + 1).filter((i) => entryAt(i).kind !== "valid");
+    for (const [i, { stream }] of branches.entries()) {
+      const letters = [...readDeadLettersSync(join(out, `dead-${i}`))].map(({ entry }) => entry);
+      // Parse errors (not JSON, no data field) and validation rejects alike, of this branch's stream only.
+      expect(new Set(letters.map((e) => e.source))).toEqual(new Set([`redis:${stream}`]));
+      expect(letters.length).toBe(bad.length);
+    }
+  });
 
   test("reads the committed files once connected, before it holds an entry", async () => {
     const { stream, group } = names();
