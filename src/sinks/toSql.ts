@@ -183,7 +183,8 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
       columns.push(lineage);
     }
   }
-  const partitionIndexes = partitionBy.map((name) => fields.findIndex((f) => f.name === name));
+  // Only replace-partition empties partitions: under insert and upsert, partitionBy only indexes.
+  const partitionIndexes = options.mode === "replace-partition" ? partitionBy.map((name) => fields.findIndex((f) => f.name === name)) : [];
   const batchRows = Math.max(1, Math.floor(options.batchRows ?? 10_000));
   const maxBatchAgeMs = options.maxBatchAgeMs ?? 5_000;
 
@@ -441,7 +442,9 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
         deliveredRead = (async () => {
           // Reads answer in order of their start: a later one never lands before an earlier one.
           await previous.catch(() => {});
-          const read = await dialect.readSources([...sources], earlierRuns ? undefined : flow.runId);
+          // A run that empties partitions deletes what earlier runs committed in them, before or
+          // after the record comes: only its own commits are surely still in the table.
+          const read = await dialect.readSources([...sources], earlierRuns && partitionIndexes.length === 0 ? undefined : flow.runId);
           for (const source of sources) delivered.set(source, new Ranges(read.ranges.get(source) ?? []));
         })();
         return deliveredRead;

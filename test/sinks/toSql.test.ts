@@ -533,6 +533,21 @@ describe.each(DIALECTS)("toSql into %s", (db) => {
     expect(byDay.map((r) => `${r.day} ${Number(r.n)} ${r.first}`)).toEqual(["2024-03-01 100 new0", "2024-03-02 30 keep0"]);
   });
 
+  test("insert and upsert with partitionBy only index it: a second load empties no partition", async () => {
+    const Sale = v.object({ day: v.pipe(v.string(), v.isoDate()), shop: v.string(), amount: v.pipe(v.number(), v.integer()) });
+    const q = db === "my" ? "`" : '"';
+    for (const mode of ["insert", "upsert"] as const) {
+      const table = tableName(db, `indexed_${mode}`);
+      const sink = () => toSql(urlOf(db), table, { schema: Sale, mode, key: ["shop"], partitionBy: ["day"], create: true, batchRows: 40 });
+      const first = Array.from({ length: 30 }, (_, i) => ({ day: "2024-03-01", shop: `first${i}`, amount: i }));
+      const second = Array.from({ length: 50 }, (_, i) => ({ day: "2024-03-01", shop: `second${i}`, amount: i }));
+      await load(await ndjson(`indexed-${mode}-1-${db}.ndjson`, first), sink());
+      await load(await ndjson(`indexed-${mode}-2-${db}.ndjson`, second), sink());
+      const [row] = await select(db, `SELECT count(*) AS n FROM ${q}${table}${q}`);
+      expect([mode, Number(row?.n)]).toEqual([mode, 80]);
+    }
+  });
+
   test("an unreachable database fails the run with an error naming the target, never the password", async () => {
     const url = db === "pg" ? "postgres://sluice:s3cr%3At@127.0.0.1:1/warehouse" : db === "my" ? "mysql://sluice:s3cr%3At@127.0.0.1:1/warehouse" : join(dir.path, "not-a-folder.txt", "x.db");
     if (db === "sqlite") await Bun.write(join(dir.path, "not-a-folder.txt"), "a file in the way");

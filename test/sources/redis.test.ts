@@ -271,6 +271,28 @@ describe("fromRedisStream", () => {
     }
   });
 
+  test("into replace-partition: entries handed out again are written again, since the run empties their partitions", async () => {
+    const { stream, group } = names();
+    const COUNT = 1200;
+    await produce(stream, 1, COUNT);
+    const out = join(dir.path, "sql-replace-set-back");
+    const file = join(out, "events.db");
+    const sink = () => toSql(`sqlite:${file}`, "events", { schema: Entry, mode: "replace-partition", partitionBy: ["zone"], create: true, batchRows: 250 });
+    const first = await readUntil(out, stream, group, COUNT, { sink: sink(), batchSize: 300 });
+    expect(first.written).toBe(valid(1, COUNT));
+    await redis.send("XGROUP", ["SETID", stream, group, "0"]);
+    // Each zone's first batch deletes the zone's rows of the first run: skipped as committed, they would be lost.
+    const again = await readUntil(out, stream, group, COUNT, { sink: sink(), batchSize: 300 });
+    expect(again.written).toBe(valid(1, COUNT));
+    const sqlite = new Database(file, { readonly: true });
+    try {
+      expect(sqlite.query("SELECT count(*) AS n, count(DISTINCT id) AS d FROM events").get()).toEqual({ n: valid(1, COUNT), d: valid(1, COUNT) });
+    } finally {
+      sqlite.close();
+    }
+    expect((await pending(stream, group)).total).toBe(0);
+  });
+
   test("reads the committed files once connected, before it holds an entry", async () => {
     const { stream, group } = names();
     await produce(stream, 1, 500);
