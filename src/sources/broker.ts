@@ -232,7 +232,7 @@ export interface HeldMessagesOptions<K> {
    * Where the source's own rejects (messages that do not parse) go: the `deadLetter` below the
    * source (see `deadLetterBelow` in flow.ts), set on each run's input.
    */
-  readonly deadLetterTarget?: DeadLetterHandler;
+  readonly deadLetterTarget?: DeadLetterHandler | undefined;
 }
 
 /**
