@@ -91,6 +91,13 @@ function newBatch(): Batch {
 }
 
 /**
+ * The batches each sink of a run holds, by the table it writes (target and name). Two sinks of one
+ * run writing one table share its ledger: a batch of one must not claim lines the other holds,
+ * settled (handed to a sink) but not committed, or a redelivery after a crash skips them as written.
+ */
+const sinksByTable = new WeakMap<object, Map<string, Set<() => Batch[]>>>();
+
+/**
  * The dialect a URL names. A database URL its client cannot read (Bun's says only "URI error" or
  * "Invalid URL") fails with a {@link SqlWriteError} naming the target, without the password.
  */
@@ -198,6 +205,13 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
         subscriber.error(error);
         return;
       }
+      const held = () => [pending, ...full, ...inflight];
+      let byTable = sinksByTable.get(flow);
+      if (!byTable) sinksByTable.set(flow, (byTable = new Map()));
+      const tableKey = `${dialect.target}\u0000${table}`;
+      let sameTable = byTable.get(tableKey);
+      if (!sameTable) byTable.set(tableKey, (sameTable = new Set()));
+      sameTable.add(held);
       const checkpoint = flow.checkpoint;
       const checkpointName = checkpoint ? resolve(checkpoint.path) : null;
       let ledger: LedgerContents = { ranges: new Map(), replaced: new Set() };
@@ -472,6 +486,12 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
         }
         for (const [input, span] of batch.spans) {
           const holes = input.unsettledIn(span.first, span.last);
+          for (const other of sameTable as Set<() => Batch[]>) {
+            if (other === held) continue;
+            for (const { positions } of other()) {
+              for (const position of positions) if (position.input === input && position.line >= span.first && position.line <= span.last) holes.push(position.line);
+            }
+          }
           for (const line of [...(refusedLines.get(input) ?? []), ...(refusedHere.get(input) ?? [])]) {
             if (line >= span.first && line <= span.last) holes.push(line);
           }
@@ -496,6 +516,7 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
       function finish() {
         if (closed) return;
         closed = true;
+        sameTable?.delete(held);
         stopHolding();
         // A run that wrote no batch (every record rejected before the sink, or none at all) has
         // not waited for the table check yet: a missing table or column must still fail it.
@@ -543,6 +564,7 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
         release = undefined;
         if (!closed) {
           closed = true;
+          sameTable?.delete(held);
           const end = () => {
             stopHolding();
             dialect.close().catch(() => {});

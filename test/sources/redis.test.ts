@@ -4,7 +4,7 @@ import { Database } from "bun:sqlite";
 import { existsSync, readdirSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { lastValueFrom, merge, type OperatorFunction, take, tap, toArray } from "rxjs";
+import { EMPTY, filter, lastValueFrom, merge, type Observable, type OperatorFunction, share, Subject, take, tap, toArray } from "rxjs";
 import * as v from "valibot";
 import { deadLetter, validate } from "../../operators/index.ts";
 import { readDeadLettersSync } from "../../src/deadletter/read.ts";
@@ -291,6 +291,56 @@ describe("fromRedisStream", () => {
       sqlite.close();
     }
     expect((await pending(stream, group)).total).toBe(0);
+  });
+
+  test("two sinks of one run into one table: a batch of one never claims the entries the other still holds", async () => {
+    const { stream, group } = names();
+    const COUNT = 1000;
+    await produce(stream, 1, COUNT);
+    const out = join(dir.path, "sql-two-sinks");
+    const file = join(out, "events.db");
+    const rows = () => {
+      const sqlite = new Database(file, { readonly: true });
+      try {
+        return sqlite.query("SELECT count(*) AS n, count(DISTINCT id) AS d FROM events").get() as { n: number; d: number };
+      } finally {
+        sqlite.close();
+      }
+    };
+    // Even ids go to a sink that commits every 50 rows, odd ones to one that holds them (a long
+    // batch age) until the run fails: its entries are then delivered again, uncommitted.
+    const readInto = (holdOdd: boolean, crash: Observable<never>) => {
+      let flow: Flow | undefined;
+      const shared = fromRedisStream({ url: URL, stream, group, from: "start", batchSize: 100 }).pipe(validate(Entry), share());
+      const sink = (batchRows: number, maxBatchAgeMs: number) => toSql(`sqlite:${file}`, "events", { schema: Entry, mode: "insert", create: true, batchRows, maxBatchAgeMs });
+      const stop = new AbortController();
+      const running = run(
+        merge(
+          shared.pipe(filter((e) => e.id % 2 === 0), sink(50, 100)),
+          shared.pipe(filter((e) => e.id % 2 === 1), holdOdd ? sink(100_000, 600_000) : sink(50, 100)),
+          crash,
+        ).pipe(deadLetter(join(out, "dead"), { maxFileAgeMs: 100 })),
+        { signal: stop.signal, onStart: (f) => (flow = f) },
+      );
+      return { running, stop, flow: () => flow };
+    };
+    const evens = Array.from({ length: COUNT }, (_, i) => i + 1).filter((i) => i % 2 === 0 && entryAt(i).kind === "valid").length;
+    const crash = new Subject<never>();
+    const first = readInto(true, crash);
+    await until("the even entries committed", () => (first.flow()?.stats.written ?? 0) >= evens);
+    crash.error(new Error("crash"));
+    expect(await first.running.catch((e: Error) => e.message)).toBe("crash");
+    expect(rows()).toEqual({ n: evens, d: evens });
+    await redis.send("XGROUP", ["SETID", stream, group, "0"]);
+    const again = readInto(false, EMPTY);
+    await until("every entry read", () => (again.flow()?.stats.in ?? 0) >= COUNT);
+    await until("every valid entry written or skipped", () => {
+      const stats = again.flow()?.stats;
+      return (stats?.written ?? 0) + (stats?.skipped ?? 0) >= valid(1, COUNT);
+    });
+    again.stop.abort();
+    await again.running;
+    expect(rows()).toEqual({ n: valid(1, COUNT), d: valid(1, COUNT) });
   });
 
   test("reads the committed files once connected, before it holds an entry", async () => {
