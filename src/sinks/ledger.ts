@@ -40,8 +40,8 @@ function scoped(source: string, job: string | undefined): string {
   return job === undefined ? source : `${job}\u0000${source}`;
 }
 
-/** Ranges of lines, found by binary search once sorted. */
-class Ranges {
+/** Ranges of lines (unsorted, overlapping or not), found by binary search once sorted. */
+export class Ranges {
   #firsts: number[] = [];
   #lasts: number[] = [];
   /** `#reach[i]`: the highest last line among ranges 0..i (ranges may overlap). */

@@ -26,6 +26,7 @@ import {
   type SqlMode,
   SqlWriteError,
 } from "./sql/dialect.ts";
+import { Ranges } from "./ledger.ts";
 import { ClickHouseDialect } from "./sql/clickhouse.ts";
 import { MysqlDialect } from "./sql/mysql.ts";
 import { PostgresDialect } from "./sql/postgres.ts";
@@ -215,6 +216,8 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
       const checkpoint = flow.checkpoint;
       const checkpointName = checkpoint ? resolve(checkpoint.path) : null;
       let ledger: LedgerContents = { ranges: new Map(), replaced: new Set() };
+      // The checkpoint's ranges of each input, as looked up.
+      const resumed = new Map<string, Ranges>();
       // What the table holds of records a broker delivered again, by input: read when such a
       // record came after the last read (see Position.redelivered), as toParquet's ledger does.
       const delivered = new Map<string, Ranges>();
@@ -459,16 +462,15 @@ export function toSql<T>(url: string, table: string, options: SqlSinkOptions<T>)
           // A run that empties partitions deletes what earlier runs committed in them, before or
           // after the record comes: only its own commits are surely still in the table.
           const read = await dialect.readSources([...sources], earlierRuns && partitionIndexes.length === 0 ? undefined : flow.runId);
-          for (const source of sources) delivered.set(source, new Ranges(read.ranges.get(source) ?? []));
+          for (const source of sources) delivered.set(source, linesOf(read, source));
         })();
         return deliveredRead;
       }
 
       function inLedger(source: string, line: number): boolean {
-        const ranges = ledger.ranges.get(source);
-        if (!ranges) return false;
-        for (const [first, last] of ranges) if (line >= first && line <= last) return true;
-        return false;
+        let ranges = resumed.get(source);
+        if (!ranges) resumed.set(source, (ranges = linesOf(ledger, source)));
+        return ranges.has(line);
       }
 
       /**
@@ -601,29 +603,9 @@ export function toClickHouse<T>(url: string, table: string, options: ClickHouseS
   return toSql(url, table, { ...options, mode: "insert" });
 }
 
-/** Line ranges of one input, merged and sorted, found by binary search. */
-class Ranges {
-  readonly #firsts: number[] = [];
-  readonly #lasts: number[] = [];
-  constructor(ranges: readonly (readonly [number, number])[]) {
-    for (const [first, last] of [...ranges].sort((a, b) => a[0] - b[0])) {
-      const n = this.#lasts.length;
-      if (n > 0 && first <= (this.#lasts[n - 1] as number) + 1) this.#lasts[n - 1] = Math.max(this.#lasts[n - 1] as number, last);
-      else {
-        this.#firsts.push(first);
-        this.#lasts.push(last);
-      }
-    }
-  }
-
-  has(line: number): boolean {
-    let low = 0;
-    let high = this.#firsts.length - 1;
-    while (low <= high) {
-      const mid = (low + high) >>> 1;
-      if ((this.#firsts[mid] as number) <= line) low = mid + 1;
-      else high = mid - 1;
-    }
-    return high >= 0 && line <= (this.#lasts[high] as number);
-  }
+/** The ranges `contents` holds of input `source`, for lookups. */
+function linesOf(contents: LedgerContents, source: string): Ranges {
+  const ranges = new Ranges();
+  for (const [first, last] of contents.ranges.get(source) ?? []) ranges.add(first, last);
+  return ranges;
 }
