@@ -138,7 +138,7 @@ export async function* readDeadLetters(folder: string): AsyncGenerator<DeadLette
 }
 
 /** One stored line as an entry; throws, naming `who`, the file and the line, when it is not one. */
-function parseEntry(text: string, who: string, path: string, index: number): DeadLetter {
+export function parseEntry(text: string, who: string, path: string, index: number): DeadLetter {
   let entry: DeadLetter;
   try {
     entry = JSON.parse(text) as DeadLetter;

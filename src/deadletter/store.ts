@@ -28,6 +28,7 @@ import { acquireLock, type Lock, lockPathOf } from "../io/lock.ts";
 import { deleteKey, getObject, isS3Url, listKeys, parseS3Url, uploadFile } from "../io/s3.ts";
 import { commitFile } from "../parquet/encode.ts";
 import { type DeadLetter, deadLetterFileName } from "./entry.ts";
+import { parseEntry } from "./read.ts";
 
 // Buffer#utf8Write skips write()'s argument parsing.
 interface Utf8Writable {
@@ -148,8 +149,8 @@ class BucketFolder {
  * The entries of the dead-letter files runs `runs` committed under a prefix in a bucket
  * (`s3://bucket/dead-letter`), file by file in name order, one file in memory at a time (a store
  * commits a file every few MiB). What a checkpoint resuming into a bucket reads back, as
- * `readDeadLettersSync` does for a local folder. Throws, naming the object and line, on a line that
- * is not a JSON object.
+ * `readDeadLettersSync` does for a local folder, with the same check of each line (`parseEntry`):
+ * throws, naming the object and line, on one that is not a dead letter.
  *
  * @example
  * for await (const entry of readBucketDeadLetters("s3://lake/dead-letter", ["run-1"])) seen.add(entry.line);
@@ -162,17 +163,7 @@ export async function* readBucketDeadLetters(folder: string, runs: readonly stri
     const lines = text.split("\n");
     for (let i = 0; i < lines.length; i++) {
       const line = lines[i] as string;
-      if (line === "") continue;
-      let entry: unknown;
-      try {
-        entry = JSON.parse(line);
-      } catch (error) {
-        throw new Error(`readBucketDeadLetters: ${bucket.prefix}${name} line ${i + 1} is not a dead letter (${(error as Error).message})`);
-      }
-      if (typeof entry !== "object" || entry === null) {
-        throw new Error(`readBucketDeadLetters: ${bucket.prefix}${name} line ${i + 1} is not a dead letter (not a JSON object)`);
-      }
-      yield entry as DeadLetter;
+      if (line !== "") yield parseEntry(line, "readBucketDeadLetters", bucket.prefix + name, i + 1);
     }
   }
 }
