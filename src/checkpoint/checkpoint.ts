@@ -213,6 +213,15 @@ function openLocked(path: string, runId: string, lock: Lock): Checkpoint {
     }
     return saved;
   };
+  /**
+   * The saved inputs to check earlier runs' dead letters against, or undefined when none can be
+   * met again: a fresh checkpoint, or every earlier run finished with every input done.
+   */
+  const inputsToCheck = () => {
+    if (fresh) return undefined;
+    const saved = savedInputs();
+    return everyRunFinished && ![...saved.values()].some((input) => !input.done) ? undefined : saved;
+  };
   /** Notes a dead letter a resumed run will meet again: one past its input's resume point. */
   const noteDeadLettered = (saved: ReadonlyMap<string, { line: number; done: boolean }>, entry: { source: string; line: number }) => {
     const input = saved.get(entry.source);
@@ -379,18 +388,17 @@ function openLocked(path: string, runId: string, lock: Lock): Checkpoint {
     },
 
     loadDeadLetters(folder) {
-      if (!existsSync(folder) || fresh) return;
-      const resumed = savedInputs();
-      if (everyRunFinished && ![...resumed.values()].some((input) => !input.done)) return;
+      if (!existsSync(folder)) return;
+      const resumed = inputsToCheck();
+      if (!resumed) return;
       // Only the files earlier runs of this checkpoint wrote, named exactly: another run whose id
       // starts with one of theirs (`a-b` after `a`) left dead letters of other records.
       for (const { entry } of readDeadLettersSync(folder, { runs: earlierRuns })) noteDeadLettered(resumed, entry);
     },
 
     async loadDeadLettersFrom(read) {
-      if (fresh) return;
-      const resumed = savedInputs();
-      if (everyRunFinished && ![...resumed.values()].some((input) => !input.done)) return;
+      const resumed = inputsToCheck();
+      if (!resumed) return;
       for await (const entry of read(earlierRuns)) noteDeadLettered(resumed, entry);
     },
 
